@@ -1,0 +1,69 @@
+# Makefile for mandant: PGXS build of the extension, plus the two user commands
+#
+#   make run     a private cluster under .run/ with the extension and demo data
+#   make test    dependencies, build, throwaway cluster, every suite, summary line
+#   make bench   the benchmarks in bench/ against the .run/ cluster
+#
+# The PGXS part is only included once pg_config and the server headers exist,
+# so that `make test` and `make run` work on a machine that has neither yet:
+# they install the Debian packages first (scripts/install-deps.sh).
+
+EXTENSION = mandant
+EXTVERSION = 0.1.0
+
+MODULE_big = mandant
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard extension/*.c)))
+
+# The install script is written by topic in sql/mandant/ and concatenated.
+SQL_PARTS = $(sort $(wildcard sql/mandant/*.sql))
+DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
+DATA = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*--*.sql))
+
+# pg_regress: one topic per file, listed by wildcard.
+TESTS = $(sort $(wildcard test/sql/*.sql))
+REGRESS = $(patsubst test/sql/%.sql,%,$(TESTS))
+REGRESS_OPTS = --inputdir=test --load-extension=pgcrypto --load-extension=pgtap
+
+# isolation specs (concurrency)
+ISOLATION = $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isolation/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=test/isolation --outputdir=output_iso --load-extension=pgcrypto
+
+EXTRA_CLEAN = $(DATA_built) output_iso
+
+PG_CPPFLAGS = -Iextension
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter $(MANDANT_CFLAGS)
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+
+ifneq ($(wildcard $(PGXS)),)
+include $(PGXS)
+else
+all install installcheck:
+	@echo "PostgreSQL server headers are missing: run 'make test' or 'make run'," >&2
+	@echo "or scripts/install-deps.sh, which install them." >&2
+	@exit 1
+endif
+
+$(DATA_built): $(SQL_PARTS)
+	cat $^ > $@
+
+$(OBJS): extension/mandant.h
+
+.PHONY: test run stop bench deps
+
+deps:
+	scripts/install-deps.sh
+
+test:
+	scripts/test.sh
+
+run:
+	scripts/run.sh start
+
+stop:
+	scripts/run.sh stop
+
+bench:
+	scripts/run.sh ensure
+	bench/tenancy.sh

@@ -1,0 +1,71 @@
+/*-------------------------------------------------------------------------
+ *
+ * mandant.h
+ *		Declarations shared by the C files of the mandant extension.
+ *
+ * Every file in extension/ implements one capability; this header holds what
+ * they share: mandant's own SQLSTATEs, the scope bits of the tenant context
+ * and the few functions one capability offers another.
+ *
+ * Copyright (c) 2026, the mandant developers
+ *
+ * IDENTIFICATION
+ *		extension/mandant.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef MANDANT_H
+#define MANDANT_H
+
+#include "utils/uuid.h"
+
+/*
+ * mandant's SQLSTATEs (class MD).  The gateway maps them to HTTP statuses;
+ * see "Errors" in DESIGN.md.  Keep names and numbers stable.
+ */
+#define ERRCODE_MANDANT_TENANT_REQUIRED		MAKE_SQLSTATE('M','D','0','0','1')
+#define ERRCODE_MANDANT_TENANT_NOT_FOUND	MAKE_SQLSTATE('M','D','0','0','2')
+#define ERRCODE_MANDANT_TENANT_SUSPENDED	MAKE_SQLSTATE('M','D','0','0','3')
+
+/* Names of the context variables and of the roles that may set them. */
+#define MANDANT_GUC_TENANT		"app.current_tenant"
+#define MANDANT_GUC_USER		"app.current_user_id"
+#define MANDANT_GUC_SCOPES		"app.current_scopes"
+#define MANDANT_GUC_REQUEST_ID	"app.request_id"
+
+#define MANDANT_ROLE_ADMIN		"mandant_admin"
+#define MANDANT_ROLE_SERVICE	"mandant_service"
+
+/*
+ * Scopes an access token or a trusted backend can hold.  The set is closed:
+ * tenant-defined roles pick a subset of these.
+ */
+#define MANDANT_SCOPE_READ		(1 << 0)
+#define MANDANT_SCOPE_WRITE		(1 << 1)
+#define MANDANT_SCOPE_DELETE	(1 << 2)
+#define MANDANT_SCOPE_ADMIN		(1 << 3)
+#define MANDANT_SCOPE_INTERNAL	(1 << 4)
+#define MANDANT_SCOPE_COUNT		5
+
+/* Status of a row in mandant.tenant, as far as entering it is concerned. */
+typedef enum MandantTenantStatus
+{
+	MANDANT_TENANT_MISSING,		/* no such row */
+	MANDANT_TENANT_ENTERABLE,	/* active, or pending while provisioning */
+	MANDANT_TENANT_SUSPENDED,
+	MANDANT_TENANT_GONE			/* failed or deleted */
+} MandantTenantStatus;
+
+/* context.c */
+extern void MandantDefineContextVariables(void);
+extern const pg_uuid_t *MandantCurrentTenant(void);
+extern const pg_uuid_t *MandantCurrentUserId(void);
+extern int	MandantCurrentScopes(void);
+extern const char *MandantScopeName(int scope_bit);
+extern int	MandantScopeBit(const char *name);
+
+/* tenancy.c */
+extern MandantTenantStatus MandantLookupTenant(const pg_uuid_t *tenant_id,
+											   char **status_out);
+
+#endif							/* MANDANT_H */

@@ -1,0 +1,44 @@
+#!/bin/sh
+# install-deps.sh: install the Debian packages mandant needs to build, test
+# and run.  Installs only what is missing; needs root or password-less sudo.
+#
+#   PG_MAJOR=16 scripts/install-deps.sh    build against another major
+set -eu
+
+PG_MAJOR=${PG_MAJOR:-15}
+
+packages="make gcc libc6-dev
+postgresql-$PG_MAJOR
+postgresql-client-$PG_MAJOR
+postgresql-server-dev-$PG_MAJOR
+postgresql-$PG_MAJOR-pgtap"
+
+missing=""
+for p in $packages; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+		missing="$missing $p"
+	fi
+done
+
+if [ -z "$missing" ]; then
+	exit 0
+fi
+
+if [ "$(id -u)" = 0 ]; then
+	sudo=""
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+	sudo="sudo -n"
+else
+	echo "install-deps: missing packages:$missing" >&2
+	echo "install-deps: run as root (or with password-less sudo) to install them" >&2
+	exit 1
+fi
+
+echo "install-deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+# shellcheck disable=SC2086
+if ! $sudo apt-get install -y -q --no-install-recommends $missing; then
+	$sudo apt-get update -q
+	# shellcheck disable=SC2086
+	$sudo apt-get install -y -q --no-install-recommends $missing
+fi

@@ -1,0 +1,260 @@
+
+/* ---------------------------------------------------------------------------
+ * Plans, reserved slugs, tenants
+ *
+ * mandant.tenant is a platform table: a session sees its own tenant's row,
+ * mandant_admin and mandant_service see all rows, and rows are written only
+ * through SECURITY DEFINER functions.  Every tenant table references
+ * mandant.tenant(id), so REFERENCES on that column is granted to PUBLIC.
+ * ------------------------------------------------------------------------- */
+
+CREATE TABLE mandant.plan (
+	key			text PRIMARY KEY
+				CONSTRAINT plan_key_format CHECK (key ~ '^[a-z][a-z0-9_]{1,39}$'),
+	name		text NOT NULL,
+	limits		jsonb NOT NULL DEFAULT '{}'
+				CONSTRAINT plan_limits_object CHECK (pg_catalog.jsonb_typeof(limits) = 'object'),
+	builtin		boolean NOT NULL DEFAULT false,
+	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+COMMENT ON TABLE mandant.plan IS
+'Plans and their limits (users, records, storage_bytes; null = unlimited).';
+
+INSERT INTO mandant.plan (key, name, limits, builtin) VALUES
+	('free', 'Free', '{"users": 2, "records": 5, "storage_bytes": 1073741824}', true),
+	('starter', 'Starter', '{"users": 5, "records": 25, "storage_bytes": 10737418240}', true),
+	('pro', 'Pro', '{"users": 20, "records": 100, "storage_bytes": 53687091200}', true),
+	('enterprise', 'Enterprise', '{"users": null, "records": null, "storage_bytes": 536870912000}', true);
+
+GRANT SELECT ON mandant.plan TO PUBLIC;
+
+CREATE TABLE mandant.reserved_slug (
+	slug		text PRIMARY KEY,
+	builtin		boolean NOT NULL DEFAULT false
+);
+
+COMMENT ON TABLE mandant.reserved_slug IS
+'Slugs no tenant may take (subdomains of the platform itself). Operators may add rows.';
+
+INSERT INTO mandant.reserved_slug (slug, builtin)
+SELECT s, true
+FROM pg_catalog.unnest(ARRAY[
+	'www', 'api', 'admin', 'app', 'apps', 'auth', 'login', 'logout', 'signin',
+	'signup', 'register', 'account', 'accounts', 'billing', 'status', 'help',
+	'support', 'docs', 'blog', 'mail', 'email', 'smtp', 'imap', 'pop', 'ftp',
+	'ns1', 'ns2', 'dns', 'cdn', 'static', 'assets', 'media', 'files', 'dev',
+	'staging', 'test', 'demo', 'internal', 'root', 'system', 'mandant',
+	'dashboard', 'console', 'portal', 'public', 'health', 'ready', 'metrics',
+	'webhook', 'webhooks', 'graphql', 'localhost', 'security', 'tenant',
+	'tenants', 'platform', 'null', 'undefined'
+]) AS s;
+
+GRANT SELECT ON mandant.reserved_slug TO PUBLIC;
+
+CREATE TABLE mandant.tenant (
+	id				uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
+	slug			text NOT NULL
+					CONSTRAINT tenant_slug_key UNIQUE
+					CONSTRAINT tenant_slug_format
+						CHECK (slug ~ '^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$'),
+	name			text NOT NULL
+					CONSTRAINT tenant_name_length
+						CHECK (pg_catalog.length(pg_catalog.btrim(name)) BETWEEN 1 AND 200),
+	status			text NOT NULL DEFAULT 'active'
+					CONSTRAINT tenant_status_value
+						CHECK (status IN ('pending', 'active', 'suspended', 'failed', 'deleted')),
+	status_reason	text,
+	plan_key		text NOT NULL DEFAULT 'free' REFERENCES mandant.plan (key),
+	operation_id	uuid CONSTRAINT tenant_operation_id_key UNIQUE,
+	owner_email		text NOT NULL,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	created_by		text NOT NULL DEFAULT SESSION_USER
+);
+
+COMMENT ON TABLE mandant.tenant IS
+'One row per tenant. Written only through mandant functions; a session sees its own tenant, mandant_admin and mandant_service see all.';
+
+ALTER TABLE mandant.tenant ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY tenant_self ON mandant.tenant
+	FOR SELECT USING (id = mandant.current_tenant());
+
+CREATE POLICY tenant_platform ON mandant.tenant
+	FOR SELECT TO mandant_admin, mandant_service USING (true);
+
+GRANT SELECT ON mandant.tenant TO PUBLIC;
+GRANT REFERENCES (id) ON mandant.tenant TO PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('mandant.plan', 'WHERE NOT builtin');
+SELECT pg_catalog.pg_extension_config_dump('mandant.reserved_slug', 'WHERE NOT builtin');
+SELECT pg_catalog.pg_extension_config_dump('mandant.tenant', '');
+
+/*
+ * check_tenant_slug raises 22004/22023 when a slug cannot name a tenant:
+ * not a lower-case DNS label of 3 to 63 characters, an IDNA ("xn--") or
+ * other "??--" label, or a reserved word.  It does not look for clashes with
+ * existing tenants.
+ */
+CREATE FUNCTION mandant.check_tenant_slug(slug text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF slug IS NULL THEN
+		RAISE EXCEPTION 'tenant slug must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+				  DETAIL = 'The slug names the tenant in URLs (acme.example.com).',
+				  HINT = 'Pass a lower-case DNS label such as ''acme''.';
+	END IF;
+	IF slug <> lower(slug) THEN
+		RAISE EXCEPTION 'tenant slug must be lower case'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('The slug %L contains upper-case letters.', slug),
+				  HINT = format('Use %L.', lower(slug));
+	END IF;
+	IF length(slug) NOT BETWEEN 3 AND 63 THEN
+		RAISE EXCEPTION 'tenant slug must be 3 to 63 characters long'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('The slug %L has %s characters.', slug, length(slug)),
+				  HINT = 'Pick a slug of 3 to 63 characters.';
+	END IF;
+	IF slug !~ '^[a-z0-9][a-z0-9-]*[a-z0-9]$' THEN
+		RAISE EXCEPTION 'tenant slug is not a DNS label'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('The slug %L may only contain a-z, 0-9 and inner hyphens.', slug),
+				  HINT = 'Use lower-case letters, digits and hyphens, starting and ending with a letter or digit.';
+	END IF;
+	IF substr(slug, 3, 2) = '--' THEN
+		RAISE EXCEPTION 'tenant slug must not have hyphens in positions 3 and 4'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('The slug %L looks like an encoded label (xn--...).', slug),
+				  HINT = 'Remove the double hyphen.';
+	END IF;
+	IF EXISTS (SELECT 1 FROM mandant.reserved_slug r WHERE r.slug = check_tenant_slug.slug) THEN
+		RAISE EXCEPTION 'tenant slug "%" is reserved', slug
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('The slug %L names a part of the platform itself (see mandant.reserved_slug).', slug),
+				  HINT = 'Pick another slug, for example the company name.';
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.check_tenant_slug(text) IS
+'Raise 22023 (22004 for NULL) unless the slug is a lower-case DNS label of 3-63 characters that is not reserved.';
+
+/*
+ * create_tenant creates an active tenant and returns its id.  With an
+ * operation_id it is idempotent: repeating the call (also concurrently)
+ * returns the tenant the first call created.
+ */
+CREATE FUNCTION mandant.create_tenant(
+	slug text,
+	name text,
+	owner_email text,
+	plan_key text DEFAULT 'free',
+	operation_id uuid DEFAULT NULL)
+RETURNS uuid
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	existing	mandant.tenant;
+	new_id		uuid;
+	constraint_name text;
+BEGIN
+	/* Validate everything before writing anything. */
+	PERFORM mandant.check_tenant_slug(slug);
+	IF name IS NULL OR length(btrim(name)) NOT BETWEEN 1 AND 200 THEN
+		RAISE EXCEPTION 'tenant name must have 1 to 200 characters'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('The name was %L.', name),
+				  HINT = 'Pass the display name of the organisation.';
+	END IF;
+	IF owner_email IS NULL OR length(owner_email) > 254
+		OR owner_email !~ '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$' THEN
+		RAISE EXCEPTION 'owner e-mail address is not valid'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('The owner e-mail was %L.', owner_email),
+				  HINT = 'Pass an address such as ''owner@example.com''.';
+	END IF;
+	IF plan_key IS NULL OR NOT EXISTS (SELECT 1 FROM mandant.plan p WHERE p.key = create_tenant.plan_key) THEN
+		RAISE EXCEPTION 'plan "%" does not exist', plan_key
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('No row of mandant.plan has key %L.', plan_key),
+				  HINT = format('Use one of: %s.',
+								(SELECT string_agg(p.key, ', ' ORDER BY p.created_at, p.key) FROM mandant.plan p));
+	END IF;
+
+	/* A repeated operation returns what the first one created. */
+	IF operation_id IS NOT NULL THEN
+		SELECT t.* INTO existing FROM mandant.tenant t
+		WHERE t.operation_id = create_tenant.operation_id;
+		IF FOUND THEN
+			RETURN mandant.tenant_for_repeated_operation(existing, slug);
+		END IF;
+	END IF;
+
+	IF EXISTS (SELECT 1 FROM mandant.tenant t WHERE t.slug = create_tenant.slug) THEN
+		RAISE EXCEPTION 'tenant slug "%" is already taken', slug
+			USING ERRCODE = 'unique_violation',
+				  DETAIL = format('A tenant with slug %L already exists.', slug),
+				  HINT = 'Pick another slug.';
+	END IF;
+
+	BEGIN
+		INSERT INTO mandant.tenant AS t (slug, name, owner_email, plan_key, operation_id)
+		VALUES (create_tenant.slug, btrim(create_tenant.name), create_tenant.owner_email,
+				create_tenant.plan_key, create_tenant.operation_id)
+		RETURNING t.id INTO new_id;
+	EXCEPTION WHEN unique_violation THEN
+		/* A concurrent call won the race; tell which one. */
+		GET STACKED DIAGNOSTICS constraint_name = CONSTRAINT_NAME;
+		IF constraint_name = 'tenant_operation_id_key' THEN
+			SELECT t.* INTO existing FROM mandant.tenant t
+			WHERE t.operation_id = create_tenant.operation_id;
+			RETURN mandant.tenant_for_repeated_operation(existing, slug);
+		END IF;
+		RAISE EXCEPTION 'tenant slug "%" is already taken', slug
+			USING ERRCODE = 'unique_violation',
+				  DETAIL = format('A tenant with slug %L was created concurrently.', slug),
+				  HINT = 'Pick another slug.';
+	END;
+
+	RETURN new_id;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.create_tenant(text, text, text, text, uuid) IS
+'Create an active tenant and return its id. Idempotent by operation_id: the same id returns the same tenant. mandant_admin only.';
+
+/*
+ * tenant_for_repeated_operation returns the id of the tenant an earlier call
+ * with the same operation id created, and refuses the reuse of an
+ * operation id for a different slug.
+ */
+CREATE FUNCTION mandant.tenant_for_repeated_operation(existing mandant.tenant, slug text)
+RETURNS uuid
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF existing.slug <> slug THEN
+		RAISE EXCEPTION 'operation id % was already used for another tenant', existing.operation_id
+			USING ERRCODE = 'unique_violation',
+				  DETAIL = format('Operation %s created tenant %L, not %L.', existing.operation_id, existing.slug, slug),
+				  HINT = 'Use a new operation id for each new tenant; repeat an operation only with the same arguments.';
+	END IF;
+	RETURN existing.id;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.tenant_for_repeated_operation(mandant.tenant, text) IS
+'Internal to mandant.create_tenant: resolve a repeated operation id.';
+
+REVOKE ALL ON FUNCTION mandant.create_tenant(text, text, text, text, uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION mandant.create_tenant(text, text, text, text, uuid) TO mandant_admin;
+REVOKE ALL ON FUNCTION mandant.tenant_for_repeated_operation(mandant.tenant, text) FROM PUBLIC;

@@ -1,0 +1,310 @@
+
+/* ---------------------------------------------------------------------------
+ * Tenancy: row-level security per tenant
+ *
+ * enable_tenancy() turns a table into a tenant table: a uuid tenant column
+ * (NOT NULL, DEFAULT mandant.current_tenant(), FK to mandant.tenant), ENABLE
+ * and FORCE row level security, one policy tenant_isolation (USING
+ * tenant_id = mandant.current_tenant(), WITH CHECK tenant_id =
+ * mandant.require_tenant(), which is the same test but raises MD001 rather
+ * than a bare policy violation when no tenant is set), an index led by the
+ * tenant column, and a row in the registry mandant.tenant_table.
+ * It runs with the caller's rights: only the table's owner can do it, as
+ * with ALTER TABLE itself.
+ * ------------------------------------------------------------------------- */
+
+CREATE TABLE mandant.tenant_table (
+	relid			regclass PRIMARY KEY,
+	tenant_column	name NOT NULL,
+	enabled_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	enabled_by		name NOT NULL DEFAULT CURRENT_USER
+);
+
+COMMENT ON TABLE mandant.tenant_table IS
+'Registry of tenant tables (written by mandant.enable_tenancy; rows of dropped tables are removed by an event trigger).';
+
+/* Everyone reads the registry; a table's owner writes its row. */
+ALTER TABLE mandant.tenant_table ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY tenant_table_read ON mandant.tenant_table
+	FOR SELECT USING (true);
+
+CREATE POLICY tenant_table_owner ON mandant.tenant_table
+	FOR ALL
+	USING (EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+				   WHERE c.oid = relid AND pg_catalog.pg_has_role(c.relowner, 'USAGE')))
+	WITH CHECK (EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+						WHERE c.oid = relid AND pg_catalog.pg_has_role(c.relowner, 'USAGE')));
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON mandant.tenant_table TO PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('mandant.tenant_table', '');
+
+/*
+ * check_table_owner raises 42501 unless the current user has the rights of
+ * the owner of tbl, and 42809 unless tbl is a permanent table.
+ */
+CREATE FUNCTION mandant.check_tenancy_target(tbl regclass, function_name text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	rel record;
+BEGIN
+	IF tbl IS NULL THEN
+		RAISE EXCEPTION 'table must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+				  DETAIL = format('%s was called with a NULL table.', function_name),
+				  HINT = format('Pass the table, e.g. %s(''app.orders'').', function_name);
+	END IF;
+	SELECT c.relkind, c.relpersistence, c.relowner::regrole AS owner INTO rel
+	FROM pg_class c WHERE c.oid = tbl;
+	IF NOT FOUND OR rel.relkind NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION '"%" is not a table', tbl
+			USING ERRCODE = 'wrong_object_type',
+				  DETAIL = format('%s applies to tables and partitioned tables only; relkind is %L.', function_name, rel.relkind),
+				  HINT = 'Enable tenancy on the tables a view reads, and make the view security_invoker.';
+	END IF;
+	IF rel.relpersistence = 't' THEN
+		RAISE EXCEPTION 'temporary table "%" cannot be a tenant table', tbl
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = 'A temporary table cannot reference mandant.tenant.',
+				  HINT = 'Use a permanent table.';
+	END IF;
+	IF NOT pg_has_role(rel.owner, 'USAGE') THEN
+		RAISE EXCEPTION 'must be owner of table %', tbl
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('Table %s is owned by %s, not by %s.', tbl, rel.owner, current_user),
+				  HINT = format('Call %s as the table''s owner, e.g. in the migration that creates it.', function_name);
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.check_tenancy_target(regclass, text) IS
+'Internal to enable_tenancy/disable_tenancy: raise unless tbl is a permanent table the current user owns.';
+
+/*
+ * tenant_policy_is_current says whether tbl has exactly the policy
+ * enable_tenancy() creates for tenant_column.
+ */
+CREATE FUNCTION mandant.tenant_policy_is_current(tbl regclass, tenant_column name)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT EXISTS (
+		SELECT 1 FROM pg_policy p
+		WHERE p.polrelid = tbl AND p.polname = 'tenant_isolation'
+		  AND p.polcmd = '*' AND p.polpermissive AND p.polroles = '{0}'
+		  AND pg_get_expr(p.polqual, p.polrelid)
+			  = format('(%I = mandant.current_tenant())', tenant_column)
+		  AND pg_get_expr(p.polwithcheck, p.polrelid)
+			  = format('(%I = mandant.require_tenant())', tenant_column))
+$$;
+
+COMMENT ON FUNCTION mandant.tenant_policy_is_current(regclass, name) IS
+'True when tbl has the tenant_isolation policy that mandant.enable_tenancy() creates for tenant_column.';
+
+CREATE FUNCTION mandant.enable_tenancy(tbl regclass, tenant_column name DEFAULT 'tenant_id')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	col				record;
+	has_column		boolean;
+	has_rows		boolean;
+	attnum			smallint;
+BEGIN
+	/* Validate everything before changing anything. */
+	PERFORM mandant.check_tenancy_target(tbl, 'mandant.enable_tenancy');
+	IF tenant_column IS NULL THEN
+		RAISE EXCEPTION 'tenant column must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+				  DETAIL = format('mandant.enable_tenancy(%L) was called with a NULL column name.', tbl),
+				  HINT = 'Omit the argument to use tenant_id.';
+	END IF;
+
+	SELECT a.atttypid::regtype AS type, a.attnotnull, a.attgenerated INTO col
+	FROM pg_attribute a
+	WHERE a.attrelid = tbl AND a.attname = tenant_column AND a.attnum > 0 AND NOT a.attisdropped;
+	has_column := FOUND;
+
+	IF has_column THEN
+		IF col.type <> 'uuid'::regtype THEN
+			RAISE EXCEPTION 'column "%" of table % must be of type uuid', tenant_column, tbl
+				USING ERRCODE = 'datatype_mismatch',
+					  DETAIL = format('Column %I is of type %s.', tenant_column, col.type),
+					  HINT = 'Change its type to uuid, or name the right column in the second argument.';
+		END IF;
+		IF col.attgenerated <> '' THEN
+			RAISE EXCEPTION 'column "%" of table % is a generated column', tenant_column, tbl
+				USING ERRCODE = 'wrong_object_type',
+					  DETAIL = 'A generated column cannot take mandant.current_tenant() as its default.',
+					  HINT = 'Use a plain uuid column for the tenant.';
+		END IF;
+		IF NOT col.attnotnull THEN
+			EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE %I IS NULL)', tbl, tenant_column)
+				INTO has_rows;
+			IF has_rows THEN
+				RAISE EXCEPTION 'column "%" of table % contains nulls', tenant_column, tbl
+					USING ERRCODE = 'not_null_violation',
+						  DETAIL = 'Every row of a tenant table must belong to a tenant.',
+						  HINT = format('Assign the rows first: UPDATE %s SET %I = ... WHERE %I IS NULL.', tbl, tenant_column, tenant_column);
+			END IF;
+		END IF;
+	ELSE
+		EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', tbl) INTO has_rows;
+		IF has_rows THEN
+			RAISE EXCEPTION 'table % has rows but no column "%"', tbl, tenant_column
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  DETAIL = 'mandant cannot guess which tenant the existing rows belong to.',
+					  HINT = format('Add the column (ALTER TABLE %s ADD COLUMN %I uuid), fill it, then call mandant.enable_tenancy() again.', tbl, tenant_column);
+		END IF;
+	END IF;
+
+	/* The tenant column: uuid, NOT NULL, defaulting to the context. */
+	IF NOT has_column THEN
+		EXECUTE format('ALTER TABLE %s ADD COLUMN %I uuid NOT NULL DEFAULT mandant.current_tenant()',
+					   tbl, tenant_column);
+	ELSE
+		IF NOT col.attnotnull THEN
+			EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', tbl, tenant_column);
+		END IF;
+		IF mandant.tenant_column_default(tbl, tenant_column) IS DISTINCT FROM 'mandant.current_tenant()' THEN
+			EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT mandant.current_tenant()',
+						   tbl, tenant_column);
+		END IF;
+	END IF;
+
+	SELECT a.attnum INTO attnum FROM pg_attribute a
+	WHERE a.attrelid = tbl AND a.attname = tenant_column AND NOT a.attisdropped;
+
+	/* The foreign key to mandant.tenant. */
+	IF NOT EXISTS (SELECT 1 FROM pg_constraint k
+				   WHERE k.conrelid = tbl AND k.contype = 'f'
+					 AND k.confrelid = 'mandant.tenant'::regclass
+					 AND k.conkey = ARRAY[attnum]) THEN
+		EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I FOREIGN KEY (%I) REFERENCES mandant.tenant (id)',
+					   tbl, left(tenant_column, 40) || '_mandant_tenant_fkey', tenant_column);
+	END IF;
+
+	/* Row level security, forced so that the owner obeys it too. */
+	IF NOT (SELECT c.relrowsecurity FROM pg_class c WHERE c.oid = tbl) THEN
+		EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
+	END IF;
+	IF NOT (SELECT c.relforcerowsecurity FROM pg_class c WHERE c.oid = tbl) THEN
+		EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', tbl);
+	END IF;
+
+	/*
+	 * One policy for every command and role; replaced if it drifted.  Reads
+	 * without a tenant see nothing; writes without one fail with MD001.
+	 */
+	IF NOT mandant.tenant_policy_is_current(tbl, tenant_column) THEN
+		IF EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = tbl AND p.polname = 'tenant_isolation') THEN
+			EXECUTE format('DROP POLICY tenant_isolation ON %s', tbl);
+		END IF;
+		EXECUTE format('CREATE POLICY tenant_isolation ON %s AS PERMISSIVE FOR ALL TO PUBLIC '
+					   'USING (%I = mandant.current_tenant()) '
+					   'WITH CHECK (%I = mandant.require_tenant())',
+					   tbl, tenant_column, tenant_column);
+	END IF;
+
+	/* An index led by the tenant column (a primary key on it counts). */
+	IF NOT EXISTS (SELECT 1 FROM pg_index i
+				   WHERE i.indrelid = tbl AND i.indkey[0] = attnum AND i.indpred IS NULL) THEN
+		EXECUTE format('CREATE INDEX ON %s (%I)', tbl, tenant_column);
+	END IF;
+
+	INSERT INTO mandant.tenant_table AS r (relid, tenant_column)
+	VALUES (tbl, tenant_column)
+	ON CONFLICT (relid) DO UPDATE SET tenant_column = EXCLUDED.tenant_column,
+		enabled_at = now(), enabled_by = current_user
+	WHERE r.tenant_column IS DISTINCT FROM EXCLUDED.tenant_column;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.enable_tenancy(regclass, name) IS
+'Make tbl a tenant table: uuid tenant column (NOT NULL, DEFAULT mandant.current_tenant(), FK to mandant.tenant), ENABLE + FORCE row level security, policy tenant_isolation, index led by the tenant column, registry row. Idempotent; the table owner only.';
+
+/*
+ * tenant_column_default returns the deparsed default of a column, or NULL.
+ */
+CREATE FUNCTION mandant.tenant_column_default(tbl regclass, column_name name)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT pg_get_expr(d.adbin, d.adrelid)
+	FROM pg_attrdef d
+	JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+	WHERE d.adrelid = tbl AND a.attname = column_name
+$$;
+
+COMMENT ON FUNCTION mandant.tenant_column_default(regclass, name) IS
+'Internal to enable_tenancy/disable_tenancy: the deparsed default of a column, or NULL.';
+
+CREATE FUNCTION mandant.disable_tenancy(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tenant_column	name;
+BEGIN
+	PERFORM mandant.check_tenancy_target(tbl, 'mandant.disable_tenancy');
+
+	SELECT r.tenant_column INTO tenant_column FROM mandant.tenant_table r WHERE r.relid = tbl;
+	IF NOT FOUND THEN
+		RAISE NOTICE 'table % is not a tenant table, nothing to do', tbl;
+		RETURN;
+	END IF;
+
+	IF EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = tbl AND p.polname = 'tenant_isolation') THEN
+		EXECUTE format('DROP POLICY tenant_isolation ON %s', tbl);
+	END IF;
+
+	/* Other policies are the owner's; keep row level security for them. */
+	IF NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = tbl) THEN
+		EXECUTE format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY', tbl);
+		EXECUTE format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY', tbl);
+	END IF;
+
+	IF mandant.tenant_column_default(tbl, tenant_column) = 'mandant.current_tenant()' THEN
+		EXECUTE format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT', tbl, tenant_column);
+	END IF;
+
+	DELETE FROM mandant.tenant_table r WHERE r.relid = tbl;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.disable_tenancy(regclass) IS
+'Undo enable_tenancy: drop policy tenant_isolation, disable row level security (unless other policies remain) and the column default, unregister. Keeps the column, its data, FK and index.';
+
+/*
+ * forget_dropped_tables removes registry rows of tables being dropped.  It is
+ * SECURITY DEFINER because the registry's owner policy can no longer see the
+ * owner of a table whose catalog row is gone.
+ */
+CREATE FUNCTION mandant.forget_dropped_tables()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM mandant.tenant_table r
+	WHERE r.relid::oid IN (SELECT o.objid FROM pg_event_trigger_dropped_objects() o
+						   WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0);
+END
+$$;
+
+COMMENT ON FUNCTION mandant.forget_dropped_tables() IS
+'Event trigger: unregister tenant tables when they are dropped.';
+
+REVOKE ALL ON FUNCTION mandant.forget_dropped_tables() FROM PUBLIC;
+
+CREATE EVENT TRIGGER mandant_forget_dropped_tables ON sql_drop
+	EXECUTE FUNCTION mandant.forget_dropped_tables();
