@@ -22,11 +22,11 @@ DATA = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*--*.sql))
 # pg_regress: one topic per file, listed by wildcard.
 TESTS = $(sort $(wildcard test/sql/*.sql))
 REGRESS = $(patsubst test/sql/%.sql,%,$(TESTS))
-REGRESS_OPTS = --inputdir=test --load-extension=pgcrypto --load-extension=pgtap
+REGRESS_OPTS = --inputdir=test --load-extension=pgcrypto --load-extension=mandant --load-extension=pgtap
 
 # isolation specs (concurrency)
 ISOLATION = $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isolation/specs/*.spec)))
-ISOLATION_OPTS = --inputdir=test/isolation --outputdir=output_iso --load-extension=pgcrypto
+ISOLATION_OPTS = --inputdir=test/isolation --outputdir=output_iso --load-extension=pgcrypto --load-extension=mandant
 
 EXTRA_CLEAN = $(DATA_built) output_iso
 
