@@ -23,6 +23,7 @@ fi
 
 work=$(mktemp -d /tmp/mandant-test.XXXXXX)
 chmod 755 "$work"
+give_to_server_user "$work"
 datadir=$work/data
 sockdir=$work/sock
 port=${MANDANT_TEST_PORT:-54329}
@@ -39,7 +40,6 @@ as_server_user touch "$logfile"
 cluster_start "$datadir" "$logfile"
 
 export PGHOST=$sockdir PGPORT=$port PGUSER=postgres PGDATABASE=postgres
-export MANDANT_TEST_WORK=$work
 
 out=$work/out.txt
 status=0

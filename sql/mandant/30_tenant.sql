@@ -164,7 +164,6 @@ AS $$
 DECLARE
 	existing	mandant.tenant;
 	new_id		uuid;
-	constraint_name text;
 BEGIN
 	/* Validate everything before writing anything. */
 	PERFORM mandant.check_tenant_slug(slug);
@@ -211,12 +210,16 @@ BEGIN
 				create_tenant.plan_key, create_tenant.operation_id)
 		RETURNING t.id INTO new_id;
 	EXCEPTION WHEN unique_violation THEN
-		/* A concurrent call won the race; tell which one. */
-		GET STACKED DIAGNOSTICS constraint_name = CONSTRAINT_NAME;
-		IF constraint_name = 'tenant_operation_id_key' THEN
+		/*
+		 * A concurrent call committed first.  If it was this operation,
+		 * answer as a repeat; otherwise it took the slug.
+		 */
+		IF operation_id IS NOT NULL THEN
 			SELECT t.* INTO existing FROM mandant.tenant t
 			WHERE t.operation_id = create_tenant.operation_id;
-			RETURN mandant.tenant_for_repeated_operation(existing, slug);
+			IF FOUND THEN
+				RETURN mandant.tenant_for_repeated_operation(existing, slug);
+			END IF;
 		END IF;
 		RAISE EXCEPTION 'tenant slug "%" is already taken', slug
 			USING ERRCODE = 'unique_violation',

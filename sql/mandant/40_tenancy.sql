@@ -41,8 +41,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON mandant.tenant_table TO PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('mandant.tenant_table', '');
 
 /*
- * check_table_owner raises 42501 unless the current user has the rights of
- * the owner of tbl, and 42809 unless tbl is a permanent table.
+ * check_tenancy_target raises unless tbl is a permanent table of the
+ * application (not a catalog, not mandant's own) that the current user owns.
  */
 CREATE FUNCTION mandant.check_tenancy_target(tbl regclass, function_name text)
 RETURNS void
@@ -58,13 +58,19 @@ BEGIN
 				  DETAIL = format('%s was called with a NULL table.', function_name),
 				  HINT = format('Pass the table, e.g. %s(''app.orders'').', function_name);
 	END IF;
-	SELECT c.relkind, c.relpersistence, c.relowner::regrole AS owner INTO rel
-	FROM pg_class c WHERE c.oid = tbl;
+	SELECT c.relkind, c.relpersistence, c.relowner::regrole AS owner, n.nspname INTO rel
+	FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
 	IF NOT FOUND OR rel.relkind NOT IN ('r', 'p') THEN
 		RAISE EXCEPTION '"%" is not a table', tbl
 			USING ERRCODE = 'wrong_object_type',
 				  DETAIL = format('%s applies to tables and partitioned tables only; relkind is %L.', function_name, rel.relkind),
 				  HINT = 'Enable tenancy on the tables a view reads, and make the view security_invoker.';
+	END IF;
+	IF rel.nspname IN ('pg_catalog', 'information_schema', 'mandant') THEN
+		RAISE EXCEPTION 'permission denied: "%" belongs to the system or to mandant', tbl
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('Table %s is in schema %s.', tbl, rel.nspname),
+				  HINT = 'Enable tenancy on your application''s tables only.';
 	END IF;
 	IF rel.relpersistence = 't' THEN
 		RAISE EXCEPTION 'temporary table "%" cannot be a tenant table', tbl

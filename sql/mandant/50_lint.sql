@@ -222,6 +222,20 @@ finding (severity, code, object, message, hint) AS (
 	GROUP BY p.oid
 
 	UNION ALL
+	SELECT 'error', 'privilege_bypasses_rls', t.name,
+		   format('%s holds %s on tenant table %s, which row level security does not cover',
+				  CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(acl.grantee::regrole::text) END,
+				  acl.privilege_type, t.name),
+		   format('REVOKE %s ON %s FROM %s: TRUNCATE empties every tenant at once, and a trigger sees every tenant''s writes.',
+				  acl.privilege_type, t.name,
+				  CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(acl.grantee::regrole::text) END)
+	FROM tenant_rel t
+	JOIN pg_class c ON c.oid = t.relid
+	CROSS JOIN LATERAL aclexplode(c.relacl) acl
+	WHERE acl.privilege_type IN ('TRUNCATE', 'TRIGGER')
+	  AND acl.grantee <> c.relowner
+
+	UNION ALL
 	SELECT 'error', 'login_role_bypassrls', quote_ident(r.rolname),
 		   format('login role %s bypasses row level security', quote_ident(r.rolname)),
 		   format('ALTER ROLE %s NOBYPASSRLS; applications must log in as roles subject to row level security.',

@@ -4,19 +4,9 @@
 SET client_min_messages = warning;
 
 -- Fixtures: roles and tenants with fixed ids (the superuser writes them).
-DO $$
-BEGIN
-	IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'regress_service') THEN
-		CREATE ROLE regress_service LOGIN IN ROLE mandant_service;
-	END IF;
-	IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'regress_admin') THEN
-		CREATE ROLE regress_admin LOGIN IN ROLE mandant_admin;
-	END IF;
-	IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'regress_user') THEN
-		CREATE ROLE regress_user LOGIN;
-	END IF;
-END
-$$;
+\set ECHO none
+\i test/fixtures/roles.sql
+\set ECHO all
 INSERT INTO mandant.tenant (id, slug, name, owner_email, status) VALUES
 	('a0000000-0000-4000-8000-00000000000a', 'ctx-acme', 'Acme', 'o@acme.test', 'active'),
 	('b0000000-0000-4000-8000-00000000000b', 'ctx-globex', 'Globex', 'o@globex.test', 'active'),

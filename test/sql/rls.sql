@@ -3,16 +3,9 @@
 \set SHOW_CONTEXT never
 SET client_min_messages = warning;
 
-DO $$
-BEGIN
-	IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'regress_owner') THEN
-		CREATE ROLE regress_owner LOGIN;
-	END IF;
-	IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'regress_service') THEN
-		CREATE ROLE regress_service LOGIN IN ROLE mandant_service;
-	END IF;
-END
-$$;
+\set ECHO none
+\i test/fixtures/roles.sql
+\set ECHO all
 INSERT INTO mandant.tenant (id, slug, name, owner_email) VALUES
 	('a0000000-0000-4000-8000-00000000000a', 'rls-acme', 'Acme', 'o@acme.test'),
 	('b0000000-0000-4000-8000-00000000000b', 'rls-globex', 'Globex', 'o@globex.test');

@@ -4,16 +4,9 @@
 \set SHOW_CONTEXT never
 SET client_min_messages = warning;
 
-DO $$
-BEGIN
-	IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'regress_service') THEN
-		CREATE ROLE regress_service LOGIN IN ROLE mandant_service;
-	END IF;
-	IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'regress_user') THEN
-		CREATE ROLE regress_user LOGIN;
-	END IF;
-END
-$$;
+\set ECHO none
+\i test/fixtures/roles.sql
+\set ECHO all
 INSERT INTO mandant.tenant (id, slug, name, owner_email) VALUES
 	('a0000000-0000-4000-8000-00000000000a', 'spoof-acme', 'Acme', 'o@acme.test');
 

@@ -2,16 +2,9 @@
 \set SHOW_CONTEXT never
 SET client_min_messages = warning;
 
-DO $$
-BEGIN
-	IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'regress_owner') THEN
-		CREATE ROLE regress_owner LOGIN;
-	END IF;
-	IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'regress_user') THEN
-		CREATE ROLE regress_user LOGIN;
-	END IF;
-END
-$$;
+\set ECHO none
+\i test/fixtures/roles.sql
+\set ECHO all
 CREATE SCHEMA tnc AUTHORIZATION regress_owner;
 GRANT USAGE ON SCHEMA tnc TO regress_user;
 

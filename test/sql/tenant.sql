@@ -2,19 +2,9 @@
 \set SHOW_CONTEXT never
 SET client_min_messages = warning;
 
-DO $$
-BEGIN
-	IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'regress_admin') THEN
-		CREATE ROLE regress_admin LOGIN IN ROLE mandant_admin;
-	END IF;
-	IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'regress_service') THEN
-		CREATE ROLE regress_service LOGIN IN ROLE mandant_service;
-	END IF;
-	IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'regress_user') THEN
-		CREATE ROLE regress_user LOGIN;
-	END IF;
-END
-$$;
+\set ECHO none
+\i test/fixtures/roles.sql
+\set ECHO all
 
 -- A platform administrator creates tenants.
 SET ROLE regress_admin;

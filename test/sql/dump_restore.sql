@@ -1,0 +1,58 @@
+-- Backups: pg_dump | pg_restore into a new database keeps every tenant, the
+-- operator's own plans and reserved slugs, the registry and the policies.
+\set SHOW_CONTEXT never
+SET client_min_messages = warning;
+
+\set ECHO none
+\i test/fixtures/roles.sql
+\set ECHO all
+
+INSERT INTO mandant.plan (key, name, limits) VALUES ('custom', 'Custom', '{"users": 50}');
+INSERT INTO mandant.reserved_slug (slug) VALUES ('intranet');
+INSERT INTO mandant.tenant (id, slug, name, owner_email, plan_key, status) VALUES
+	('a0000000-0000-4000-8000-00000000000a', 'dump-acme', 'Acme', 'o@acme.test', 'custom', 'active'),
+	('b0000000-0000-4000-8000-00000000000b', 'dump-globex', 'Globex', 'o@globex.test', 'pro', 'suspended');
+CREATE SCHEMA dump AUTHORIZATION regress_owner;
+GRANT USAGE ON SCHEMA dump TO regress_service;
+SET ROLE regress_owner;
+CREATE TABLE dump.doc (tenant_id uuid, id int, body text, PRIMARY KEY (tenant_id, id));
+SELECT mandant.enable_tenancy('dump.doc');
+GRANT SELECT ON dump.doc TO regress_service;
+RESET ROLE;
+INSERT INTO dump.doc VALUES
+	('a0000000-0000-4000-8000-00000000000a', 1, 'acme one'),
+	('a0000000-0000-4000-8000-00000000000a', 2, 'acme two'),
+	('b0000000-0000-4000-8000-00000000000b', 1, 'globex one');
+
+CREATE DATABASE regress_mandant_restore;
+\! pg_dump --format=custom --dbname=contrib_regression | pg_restore --exit-on-error --dbname=regress_mandant_restore && echo "dump and restore succeeded"
+\c regress_mandant_restore
+SET client_min_messages = warning;
+
+SELECT slug, name, status, plan_key FROM mandant.tenant WHERE slug LIKE 'dump-%' ORDER BY slug;
+SELECT key, builtin FROM mandant.plan ORDER BY key;
+SELECT slug FROM mandant.reserved_slug WHERE NOT builtin;
+SELECT count(*) AS builtin_reserved_slugs_once FROM mandant.reserved_slug WHERE slug = 'www';
+SELECT relid, tenant_column FROM mandant.tenant_table;
+SELECT mandant.tenant_policy_is_current('dump.doc', 'tenant_id') AS policy_restored;
+SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = 'dump.doc'::regclass;
+SELECT count(*) AS lint_findings FROM mandant.tenancy_lint();
+
+-- Isolation still holds in the restored database.
+SET ROLE regress_service;
+BEGIN;
+SELECT mandant.set_tenant('a0000000-0000-4000-8000-00000000000a');
+SELECT id, body FROM dump.doc ORDER BY id;
+COMMIT;
+-- Invalid input: the suspended tenant stays suspended
+SELECT mandant.set_tenant('b0000000-0000-4000-8000-00000000000b');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+
+\c contrib_regression
+SET client_min_messages = warning;
+DROP DATABASE regress_mandant_restore;
+DROP SCHEMA dump CASCADE;
+DELETE FROM mandant.tenant WHERE slug LIKE 'dump-%';
+DELETE FROM mandant.plan WHERE key = 'custom';
+DELETE FROM mandant.reserved_slug WHERE slug = 'intranet';

@@ -1,0 +1,111 @@
+-- Structure, checked with pgTAP: objects, signatures, volatility, rights,
+-- policies, and the SQLSTATEs of the main refusals.
+\set SHOW_CONTEXT never
+SET client_min_messages = warning;
+\pset tuples_only on
+\pset format unaligned
+
+CREATE SCHEMA tap;
+CREATE TABLE tap.doc (id int NOT NULL, body text);
+SELECT mandant.enable_tenancy('tap.doc');
+
+SELECT plan(74);
+
+-- Schema, roles
+SELECT has_schema('mandant');
+SELECT has_role('mandant_admin');
+SELECT has_role('mandant_service');
+SELECT has_role('mandant_gateway');
+SELECT is(rolcanlogin, false, rolname || ' is NOLOGIN')
+FROM pg_roles WHERE rolname IN ('mandant_admin', 'mandant_service', 'mandant_gateway') ORDER BY rolname;
+SELECT is(rolbypassrls OR rolsuper, false, rolname || ' bypasses nothing')
+FROM pg_roles WHERE rolname IN ('mandant_admin', 'mandant_service', 'mandant_gateway') ORDER BY rolname;
+
+-- Tables
+SELECT has_table('mandant', 'tenant', 'table mandant.tenant exists');
+SELECT has_table('mandant', 'plan', 'table mandant.plan exists');
+SELECT has_table('mandant', 'tenant_table', 'table mandant.tenant_table exists');
+SELECT has_table('mandant', 'reserved_slug', 'table mandant.reserved_slug exists');
+SELECT col_is_pk('mandant', 'tenant', 'id', 'tenant.id is the primary key');
+SELECT col_is_unique('mandant', 'tenant', 'slug', 'tenant.slug is unique');
+SELECT col_is_unique('mandant', 'tenant', 'operation_id', 'tenant.operation_id is unique');
+SELECT fk_ok('mandant', 'tenant', 'plan_key', 'mandant', 'plan', 'key');
+SELECT results_eq('SELECT key FROM mandant.plan WHERE builtin ORDER BY key',
+				  ARRAY['enterprise', 'free', 'pro', 'starter'], 'the four plans are seeded');
+
+-- Functions and their signatures
+SELECT has_function('mandant', 'set_tenant', ARRAY['uuid']);
+SELECT has_function('mandant', 'set_scopes', ARRAY['text[]']);
+SELECT has_function('mandant', 'current_tenant', '{}'::name[]);
+SELECT has_function('mandant', 'current_user_id', '{}'::name[]);
+SELECT has_function('mandant', 'current_scopes', '{}'::name[]);
+SELECT has_function('mandant', 'has_scope', ARRAY['text']);
+SELECT has_function('mandant', 'require_tenant', '{}'::name[]);
+SELECT has_function('mandant', 'create_tenant', ARRAY['text', 'text', 'text', 'text', 'uuid']);
+SELECT has_function('mandant', 'enable_tenancy', ARRAY['regclass', 'name']);
+SELECT has_function('mandant', 'disable_tenancy', ARRAY['regclass']);
+SELECT has_function('mandant', 'tenancy_lint', '{}'::name[]);
+SELECT function_returns('mandant', 'create_tenant', ARRAY['text', 'text', 'text', 'text', 'uuid'], 'uuid');
+SELECT function_returns('mandant', 'current_scopes', '{}'::name[], 'text[]');
+
+-- The context getters are C, STABLE and PARALLEL SAFE
+SELECT function_lang_is('mandant', f, '{}'::name[], 'c') FROM unnest(ARRAY['current_tenant', 'current_user_id', 'current_scopes', 'require_tenant']) f;
+SELECT volatility_is('mandant', f, '{}'::name[], 'stable') FROM unnest(ARRAY['current_tenant', 'current_user_id', 'current_scopes', 'require_tenant']) f;
+SELECT is(proparallel, 's', proname || ' is PARALLEL SAFE')
+FROM pg_proc WHERE pronamespace = 'mandant'::regnamespace
+  AND proname IN ('current_tenant', 'current_user_id', 'current_scopes', 'require_tenant', 'has_scope')
+ORDER BY proname;
+SELECT is(proparallel, 'u', proname || ' is PARALLEL UNSAFE (it changes settings)')
+FROM pg_proc WHERE pronamespace = 'mandant'::regnamespace AND proname IN ('set_tenant', 'set_scopes')
+ORDER BY proname;
+
+-- SECURITY DEFINER functions pin search_path; every function has a comment
+SELECT is_definer('mandant', 'create_tenant', ARRAY['text', 'text', 'text', 'text', 'uuid']);
+SELECT isnt_definer('mandant', 'enable_tenancy', ARRAY['regclass', 'name']);
+SELECT is_empty($$SELECT oid::regprocedure FROM pg_proc
+				  WHERE pronamespace = 'mandant'::regnamespace AND prosecdef
+					AND NOT coalesce(proconfig, '{}') @> ARRAY['search_path=pg_catalog, pg_temp']$$,
+				'every SECURITY DEFINER function sets search_path = pg_catalog, pg_temp');
+SELECT is_empty($$SELECT oid::regprocedure FROM pg_proc
+				  WHERE pronamespace = 'mandant'::regnamespace AND obj_description(oid, 'pg_proc') IS NULL$$,
+				'every function in schema mandant has a comment');
+
+-- Rights
+SELECT function_privs_are('mandant', 'create_tenant', ARRAY['text', 'text', 'text', 'text', 'uuid'],
+						  'mandant_admin', ARRAY['EXECUTE']);
+SELECT function_privs_are('mandant', 'create_tenant', ARRAY['text', 'text', 'text', 'text', 'uuid'],
+						  'mandant_service', '{}'::text[]);
+SELECT function_privs_are('mandant', 'forget_dropped_tables', '{}'::name[], 'mandant_service', '{}'::text[]);
+SELECT table_privs_are('mandant', 'tenant', 'mandant_admin', ARRAY['SELECT']);
+SELECT table_privs_are('mandant', 'plan', 'mandant_service', ARRAY['SELECT']);
+SELECT ok(has_column_privilege('mandant_gateway', 'mandant.tenant', 'id', 'REFERENCES'),
+		  'anyone may reference mandant.tenant(id) from a tenant table');
+SELECT ok(NOT has_table_privilege('mandant_gateway', 'mandant.tenant', 'INSERT, UPDATE, DELETE, TRUNCATE'),
+		  'nobody writes mandant.tenant directly');
+
+-- Policies
+SELECT policies_are('mandant', 'tenant', ARRAY['tenant_self', 'tenant_platform']);
+SELECT policy_roles_are('mandant', 'tenant', 'tenant_platform', ARRAY['mandant_admin', 'mandant_service']);
+SELECT policies_are('mandant', 'tenant_table', ARRAY['tenant_table_read', 'tenant_table_owner']);
+SELECT policies_are('tap', 'doc', ARRAY['tenant_isolation']);
+SELECT policy_cmd_is('tap', 'doc', 'tenant_isolation', 'all', 'tenant_isolation covers every command');
+SELECT is(polroles, '{0}', 'tenant_isolation applies to every role (PUBLIC)')
+FROM pg_policy WHERE polrelid = 'tap.doc'::regclass AND polname = 'tenant_isolation';
+SELECT col_not_null('tap', 'doc', 'tenant_id', 'tap.doc.tenant_id is NOT NULL');
+SELECT col_type_is('tap', 'doc', 'tenant_id', 'uuid', 'tap.doc.tenant_id is a uuid');
+SELECT col_default_is('tap', 'doc', 'tenant_id', 'mandant.current_tenant()', 'tap.doc.tenant_id defaults to the context');
+SELECT fk_ok('tap', 'doc', 'tenant_id', 'mandant', 'tenant', 'id');
+SELECT ok((SELECT relrowsecurity AND relforcerowsecurity FROM pg_class WHERE oid = 'tap.doc'::regclass),
+		  'tap.doc has row level security enabled and forced');
+
+-- Refusals and their SQLSTATEs
+SELECT throws_ok('SELECT mandant.require_tenant()', 'MD001', 'no tenant is set');
+SELECT throws_ok($$SELECT mandant.set_tenant('00000000-0000-4000-8000-000000000000')$$, 'MD002');
+SELECT throws_ok($$SET app.current_tenant = '00000000-0000-4000-8000-000000000000'$$, '42501',
+				 'permission denied to set parameter "app.current_tenant"');
+SELECT throws_ok($$SELECT mandant.create_tenant('www', 'W', 'o@w.test')$$, '22023');
+SELECT throws_ok($$SELECT mandant.enable_tenancy('pg_class')$$, '42501');
+
+SELECT * FROM finish();
+
+DROP SCHEMA tap CASCADE;
