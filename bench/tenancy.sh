@@ -1,0 +1,162 @@
+#!/bin/sh
+# tenancy.sh: the price of row level security per tenant, measured with
+# pgbench on one server in one run.
+#
+# Same data three times (100 tenants, 200,000 rows, primary key (tenant_id,
+# id)); every transaction enters a random tenant with mandant.set_tenant()
+# and reads from one of three tables:
+#   (a) plain        no row level security, the query filters by tenant
+#   (b) mandant      mandant.enable_tenancy(): tenant_id = mandant.current_tenant()
+#   (c) handwritten  tenant_id = current_setting('app.current_tenant', true)::uuid
+# Two workloads: "point" reads one row by key (the issue's target: b/a >=
+# 0.95, b >= c); "scan" counts the tenant's rows with index scans off, so
+# that the policy runs once per row and its own cost shows.  The variants
+# run interleaved, BENCH_ROUNDS times each, as a non-superuser (superusers
+# bypass row level security); the median TPS of each is reported with the
+# ratios b/a and b/c.
+#
+#   BENCH_SECONDS=10 BENCH_ROUNDS=3 BENCH_CLIENTS="1 8" bench/tenancy.sh
+#
+# Uses the cluster of `make run` (started if needed) and a scratch database
+# mandant_bench that it drops at the end.
+set -eu
+
+cd "$(dirname "$0")/.."
+seconds=${BENCH_SECONDS:-10}
+rounds=${BENCH_ROUNDS:-3}
+clients=${BENCH_CLIENTS:-"1 8"}
+port=${PGPORT:-5433}
+sockdir=${MANDANT_RUN_DIR:-$(pwd)/.run}
+[ ${#sockdir} -gt 80 ] && sockdir=/tmp/mandant-run-$(id -u)-$port
+db=mandant_bench
+. scripts/cluster.sh
+
+su_psql() {
+	psql -X -q -v ON_ERROR_STOP=1 -h "$sockdir" -p "$port" -U postgres "$@"
+}
+
+work=$(mktemp -d /tmp/mandant-bench.XXXXXX)
+trap 'su_psql -d postgres -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1; rm -rf "$work"' EXIT
+
+echo "bench/tenancy: loading 100 tenants x 2,000 rows into three tables"
+su_psql -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+su_psql -d "$db" >/dev/null <<'EOF'
+SET client_min_messages = warning;
+CREATE EXTENSION mandant CASCADE;
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'mandant_bench_app') THEN
+		CREATE ROLE mandant_bench_app LOGIN IN ROLE mandant_service;
+	END IF;
+END
+$$;
+INSERT INTO mandant.tenant (id, slug, name, owner_email)
+SELECT format('00000000-0000-4000-8000-%s', lpad(i::text, 12, '0'))::uuid,
+	   'bench-' || i, 'Bench ' || i, 'owner@bench' || i || '.example'
+FROM generate_series(1, 100) i;
+
+CREATE SCHEMA bench;
+GRANT USAGE ON SCHEMA bench TO mandant_bench_app;
+CREATE TABLE bench.plain (tenant_id uuid NOT NULL, id int NOT NULL, payload text,
+						  PRIMARY KEY (tenant_id, id));
+INSERT INTO bench.plain
+SELECT format('00000000-0000-4000-8000-%s', lpad((i % 100 + 1)::text, 12, '0'))::uuid,
+	   i, md5(i::text)
+FROM generate_series(1, 200000) i;
+CREATE TABLE bench.mandant (LIKE bench.plain INCLUDING ALL);
+INSERT INTO bench.mandant SELECT * FROM bench.plain;
+SELECT mandant.enable_tenancy('bench.mandant');
+CREATE TABLE bench.handwritten (LIKE bench.plain INCLUDING ALL);
+INSERT INTO bench.handwritten SELECT * FROM bench.plain;
+ALTER TABLE bench.handwritten ENABLE ROW LEVEL SECURITY;
+ALTER TABLE bench.handwritten FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON bench.handwritten
+	USING (tenant_id = current_setting('app.current_tenant', true)::uuid)
+	WITH CHECK (tenant_id = current_setting('app.current_tenant', true)::uuid);
+GRANT SELECT ON bench.plain, bench.mandant, bench.handwritten TO mandant_bench_app;
+VACUUM ANALYZE bench.plain, bench.mandant, bench.handwritten;
+EOF
+
+# One script per workload and variant; only the query differs.
+#   point  read one row by key (what every request does)
+#   scan   count a tenant's rows with index scans off, so that the policy
+#          is evaluated for every row (a report that ends in a seq scan)
+for variant in plain mandant handwritten; do
+	case $variant in
+	plain)
+		point="SELECT payload FROM bench.plain WHERE tenant_id = mandant.current_tenant() AND id = :id;"
+		scan="SELECT count(*) FROM bench.plain WHERE tenant_id = (SELECT mandant.current_tenant());"
+		;;
+	*)
+		point="SELECT payload FROM bench.$variant WHERE id = :id;"
+		scan="SELECT count(*) FROM bench.$variant;"
+		;;
+	esac
+	cat >"$work/point-$variant.sql" <<EOF
+\set id random(1, 200000)
+\set t :id % 100 + 1
+BEGIN;
+SELECT mandant.set_tenant(('00000000-0000-4000-8000-' || lpad(:t::text, 12, '0'))::uuid);
+$point
+COMMIT;
+EOF
+	cat >"$work/scan-$variant.sql" <<EOF
+\set t random(1, 100)
+BEGIN;
+SET LOCAL enable_indexscan = off;
+SET LOCAL enable_bitmapscan = off;
+SELECT mandant.set_tenant(('00000000-0000-4000-8000-' || lpad(:t::text, 12, '0'))::uuid);
+$scan
+COMMIT;
+EOF
+done
+
+# Every lookup must return its row: check once, as the benchmark role.
+found=$(psql -X -At -h "$sockdir" -p "$port" -U mandant_bench_app -d "$db" <<'EOF'
+BEGIN;
+SELECT mandant.set_tenant('00000000-0000-4000-8000-000000000043');
+SELECT (SELECT count(*) FROM bench.plain WHERE tenant_id = mandant.current_tenant() AND id = 42)
+	 + (SELECT count(*) FROM bench.mandant WHERE id = 42)
+	 + (SELECT count(*) FROM bench.handwritten WHERE id = 42)
+	 + (SELECT count(*) FROM bench.mandant WHERE id = 43);
+COMMIT;
+EOF
+)
+found=$(echo "$found" | grep -E '^[0-9]+$' | tail -1)
+if [ "$found" != 3 ]; then
+	echo "bench/tenancy: sanity check failed (expected 3 visible rows, got $found)" >&2
+	exit 1
+fi
+
+tps_of() {
+	pgbench -n -M prepared -T "$seconds" -c "$1" -j "$1" -h "$sockdir" -p "$port" \
+		-U mandant_bench_app -f "$work/$2.sql" "$db" 2>/dev/null |
+		sed -n 's/^tps = \([0-9.]*\).*/\1/p'
+}
+
+median() {
+	sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+echo "bench/tenancy: $rounds rounds of ${seconds}s per variant, interleaved; PostgreSQL $(su_psql -d "$db" -Atc 'SHOW server_version' | cut -d' ' -f1), $(nproc) cores"
+for workload in point scan; do
+	echo
+	printf '%-6s %-8s %12s %12s %12s %8s %8s\n' "$workload" clients "a plain" "b mandant" "c handwr." "b/a" "b/c"
+	for c in $clients; do
+		for variant in plain mandant handwritten; do
+			: >"$work/$variant.tps"
+		done
+		r=0
+		while [ "$r" -lt "$rounds" ]; do
+			for variant in plain mandant handwritten; do
+				tps_of "$c" "$workload-$variant" >>"$work/$variant.tps"
+			done
+			r=$((r + 1))
+		done
+		a=$(median <"$work/plain.tps")
+		b=$(median <"$work/mandant.tps")
+		h=$(median <"$work/handwritten.tps")
+		awk -v w="$workload" -v c="$c" -v a="$a" -v b="$b" -v h="$h" \
+			'BEGIN { printf "%-6s %-8s %12.1f %12.1f %12.1f %8.3f %8.3f\n", w, c, a, b, h, b / a, b / h }'
+	done
+done

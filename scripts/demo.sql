@@ -1,0 +1,62 @@
+-- demo.sql: the data `make run` loads into database "mandant".  Idempotent:
+-- running it again changes nothing.  Passwords come from scripts/run.sh as
+-- psql variables (app_password, admin_password, owner_password).
+SET client_min_messages = warning;
+\o /dev/null
+
+CREATE EXTENSION IF NOT EXISTS mandant CASCADE;
+
+-- Login roles of the demo: a trusted backend, a platform administrator and
+-- the owner of the application schema (who runs its migrations).
+SELECT format('CREATE ROLE %I LOGIN', r)
+FROM unnest(ARRAY['mandant_demo_app', 'mandant_demo_admin', 'mandant_demo_owner']) r
+WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r)
+\gexec
+ALTER ROLE mandant_demo_app PASSWORD :'app_password';
+ALTER ROLE mandant_demo_admin PASSWORD :'admin_password';
+ALTER ROLE mandant_demo_owner PASSWORD :'owner_password';
+GRANT mandant_service TO mandant_demo_app;
+GRANT mandant_admin TO mandant_demo_admin;
+
+-- The application schema, created by its owner like a migration would.
+CREATE SCHEMA IF NOT EXISTS demo AUTHORIZATION mandant_demo_owner;
+SET ROLE mandant_demo_owner;
+CREATE TABLE IF NOT EXISTS demo.note (
+	tenant_id	uuid,
+	id			bigint GENERATED ALWAYS AS IDENTITY,
+	title		text NOT NULL CHECK (length(title) BETWEEN 1 AND 200),
+	body		text,
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (tenant_id, id)
+);
+SELECT mandant.enable_tenancy('demo.note');
+GRANT USAGE ON SCHEMA demo TO mandant_demo_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON demo.note TO mandant_demo_app;
+RESET ROLE;
+
+-- Two tenants, created the way a platform administrator would; the
+-- operation ids make this idempotent.
+SET ROLE mandant_demo_admin;
+SELECT mandant.create_tenant('acme', 'Acme Risk GmbH', 'owner@acme.example', 'pro',
+							 '5f0c6a52-3f8e-4b7e-9a51-0d6c1a7e2b01') AS acme \gset
+SELECT mandant.create_tenant('globex', 'Globex Facilities', 'it@globex.example', 'free',
+							 '5f0c6a52-3f8e-4b7e-9a51-0d6c1a7e2b02') AS globex \gset
+RESET ROLE;
+
+-- Their notes, written through the tenant context like the application does.
+SET ROLE mandant_demo_app;
+BEGIN;
+SELECT mandant.set_tenant(:'acme');
+INSERT INTO demo.note (title, body)
+SELECT v.title, v.body
+FROM (VALUES ('Dust explosion risk in silo 3', 'Assessment due next week.'),
+			 ('Forklift training', 'Two drivers still need the refresher.')) v (title, body)
+WHERE NOT EXISTS (SELECT 1 FROM demo.note);
+COMMIT;
+BEGIN;
+SELECT mandant.set_tenant(:'globex');
+INSERT INTO demo.note (title, body)
+SELECT 'Quarterly fire drill', 'Building B, Friday 10:00.'
+WHERE NOT EXISTS (SELECT 1 FROM demo.note);
+COMMIT;
+RESET ROLE;

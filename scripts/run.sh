@@ -1,0 +1,131 @@
+#!/bin/sh
+# run.sh: what `make run` / `make stop` do.
+#
+#   scripts/run.sh start    install what is missing, build, start the private
+#                           cluster under .run/ (port $PGPORT, default 5433),
+#                           create database "mandant" with the extension and
+#                           the demo, print how to connect and what to try
+#   scripts/run.sh ensure   the same, quietly (used by make bench)
+#   scripts/run.sh stop     stop the cluster
+#
+# The superuser connects over the private unix socket in .run/ only; the
+# demo's login roles connect over TCP on 127.0.0.1 with passwords generated
+# into .run/pgpass (never committed).
+set -eu
+
+cd "$(dirname "$0")/.."
+top=$(pwd)
+action=${1:-start}
+
+rundir=${MANDANT_RUN_DIR:-$top/.run}
+datadir=$rundir/data
+logfile=$rundir/server.log
+port=${PGPORT:-5433}
+db=mandant
+
+# Unix socket paths are limited to about 100 bytes.
+sockdir=$rundir
+if [ ${#sockdir} -gt 80 ]; then
+	sockdir=/tmp/mandant-run-$(id -u)-$port
+fi
+
+stop() {
+	if [ -f "$datadir/PG_VERSION" ]; then
+		. scripts/cluster.sh
+		cluster_stop "$datadir"
+		echo "mandant: cluster in $datadir stopped"
+	fi
+}
+
+if [ "$action" = stop ]; then
+	stop
+	exit 0
+fi
+
+scripts/install-deps.sh
+. scripts/cluster.sh
+make -s >/dev/null
+if [ "$(id -u)" = 0 ]; then
+	make -s install >/dev/null
+else
+	sudo -n make -s install >/dev/null
+fi
+
+mkdir -p "$rundir"
+if ! as_server_user test -x "$rundir"; then
+	give_to_server_user "$rundir"
+	if ! as_server_user test -x "$rundir"; then
+		echo "run: the server user $MANDANT_OS_USER cannot reach $rundir" >&2
+		echo "run: clone the repository under a world-readable path, or set MANDANT_RUN_DIR" >&2
+		exit 1
+	fi
+fi
+
+if [ ! -f "$datadir/PG_VERSION" ]; then
+	cluster_init "$datadir" "$sockdir" "$port" 127.0.0.1
+	as_server_user touch "$logfile"
+fi
+if ! as_server_user pg_ctl -D "$datadir" status >/dev/null 2>&1; then
+	cluster_start "$datadir" "$logfile"
+fi
+
+su_psql() {
+	psql -X -q -v ON_ERROR_STOP=1 -h "$sockdir" -p "$port" -U postgres "$@"
+}
+
+# Passwords for the demo roles: generated once, kept in .run/pgpass.
+pgpass=$rundir/pgpass
+if [ ! -f "$pgpass" ]; then
+	umask 077
+	for role in mandant_demo_app mandant_demo_admin mandant_demo_owner; do
+		pw=$(od -An -tx1 -N18 /dev/urandom | tr -d ' \n')
+		echo "127.0.0.1:$port:*:$role:$pw" >>"$pgpass"
+	done
+	umask 022
+fi
+password_of() {
+	grep ":$1:" "$pgpass" | cut -d: -f5
+}
+
+if [ "$(su_psql -d postgres -Atc "SELECT count(*) FROM pg_database WHERE datname = '$db'")" = 0 ]; then
+	su_psql -d postgres -c "CREATE DATABASE $db"
+fi
+su_psql -d "$db" \
+	-v app_password="$(password_of mandant_demo_app)" \
+	-v admin_password="$(password_of mandant_demo_admin)" \
+	-v owner_password="$(password_of mandant_demo_owner)" \
+	-f scripts/demo.sql
+
+[ "$action" = ensure ] && exit 0
+
+cat <<EOF
+
+mandant is running: PostgreSQL $(su_psql -d "$db" -Atc 'SHOW server_version' | cut -d' ' -f1) on 127.0.0.1:$port, database "$db".
+
+Connect as the demo's trusted backend (a member of mandant_service):
+
+  export PGPASSFILE=$pgpass
+  psql -h 127.0.0.1 -p $port -U mandant_demo_app $db
+
+and try:
+
+  SELECT count(*) FROM demo.note;                -- 0: no tenant, no rows
+  BEGIN;
+  SELECT mandant.set_tenant(id) FROM mandant.tenant WHERE slug = 'acme';
+  SELECT title FROM demo.note;                   -- acme's notes only
+  INSERT INTO demo.note (title) VALUES ('Check fire exits');  -- tenant_id filled in
+  INSERT INTO demo.note (tenant_id, title)
+    SELECT id, 'planted' FROM mandant.tenant WHERE slug = 'globex';  -- refused: 42501
+  ROLLBACK;
+  SET app.current_tenant = 'a0000000-0000-4000-8000-00000000000a';  -- refused: 42501
+  SELECT * FROM mandant.tenancy_lint();          -- no rows: the schema is clean
+
+Platform administration (create tenants) as mandant_demo_admin:
+
+  psql -h 127.0.0.1 -p $port -U mandant_demo_admin $db \\
+    -c "SELECT mandant.create_tenant('initech', 'Initech', 'owner@initech.example')"
+
+Superuser (over the private socket): psql -h $sockdir -p $port -U postgres $db
+Server log: $logfile
+Stop it with: make stop
+EOF
