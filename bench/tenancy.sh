@@ -79,8 +79,9 @@ EOF
 
 # One script per workload and variant; only the query differs.
 #   point  read one row by key (what every request does)
-#   scan   count a tenant's rows with index scans off, so that the policy
-#          is evaluated for every row (a report that ends in a seq scan)
+#   scan   count a tenant's rows with index scans and parallel workers off,
+#          so that the policy is evaluated for every row (a report that
+#          ends in a sequential scan)
 for variant in plain mandant handwritten; do
 	case $variant in
 	plain)
@@ -105,6 +106,7 @@ EOF
 BEGIN;
 SET LOCAL enable_indexscan = off;
 SET LOCAL enable_bitmapscan = off;
+SET LOCAL max_parallel_workers_per_gather = 0;
 SELECT mandant.set_tenant(('00000000-0000-4000-8000-' || lpad(:t::text, 12, '0'))::uuid);
 $scan
 COMMIT;
