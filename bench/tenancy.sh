@@ -20,27 +20,11 @@
 # Uses the cluster of `make run` (started if needed) and a scratch database
 # mandant_bench that it drops at the end.
 set -eu
-
-cd "$(dirname "$0")/.."
-seconds=${BENCH_SECONDS:-10}
-rounds=${BENCH_ROUNDS:-3}
-clients=${BENCH_CLIENTS:-"1 8"}
-port=${PGPORT:-5433}
-sockdir=${MANDANT_RUN_DIR:-$(pwd)/.run}
-[ ${#sockdir} -gt 80 ] && sockdir=/tmp/mandant-run-$(id -u)-$port
-db=mandant_bench
-. scripts/cluster.sh
-
-su_psql() {
-	psql -X -q -v ON_ERROR_STOP=1 -h "$sockdir" -p "$port" -U postgres "$@"
-}
-
-work=$(mktemp -d /tmp/mandant-bench.XXXXXX)
-trap 'su_psql -d postgres -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1; rm -rf "$work"' EXIT
+. "$(dirname "$0")/lib.sh"
+bench_setup mandant_bench
 
 echo "bench/tenancy: loading 100 tenants x 2,000 rows into three tables"
-su_psql -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
-su_psql -d "$db" >/dev/null <<'EOF'
+su_psql -d "$bench_db" >/dev/null <<'EOF'
 SET client_min_messages = warning;
 CREATE EXTENSION mandant CASCADE;
 DO $$
@@ -114,7 +98,7 @@ EOF
 done
 
 # Every lookup must return its row: check once, as the benchmark role.
-found=$(psql -X -At -h "$sockdir" -p "$port" -U mandant_bench_app -d "$db" <<'EOF'
+found=$(psql -X -At -h "$sockdir" -p "$port" -U mandant_bench_app -d "$bench_db" <<'EOF'
 BEGIN;
 SELECT mandant.set_tenant('00000000-0000-4000-8000-000000000043');
 SELECT (SELECT count(*) FROM bench.plain WHERE tenant_id = mandant.current_tenant() AND id = 42)
@@ -130,35 +114,9 @@ if [ "$found" != 3 ]; then
 	exit 1
 fi
 
-tps_of() {
-	pgbench -n -M prepared -T "$seconds" -c "$1" -j "$1" -h "$sockdir" -p "$port" \
-		-U mandant_bench_app -f "$work/$2.sql" "$db" 2>/dev/null |
-		sed -n 's/^tps = \([0-9.]*\).*/\1/p'
-}
-
-median() {
-	sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
-echo "bench/tenancy: $rounds rounds of ${seconds}s per variant, interleaved; PostgreSQL $(su_psql -d "$db" -Atc 'SHOW server_version' | cut -d' ' -f1), $(nproc) cores"
+variants="plain mandant handwritten"
+echo "bench/tenancy: $rounds rounds of ${seconds}s per variant, interleaved; PostgreSQL $(server_version), $(nproc) cores"
 for workload in point scan; do
 	echo
-	printf '%-6s %-8s %12s %12s %12s %8s %8s\n' "$workload" clients "a plain" "b mandant" "c handwr." "b/a" "b/c"
-	for c in $clients; do
-		for variant in plain mandant handwritten; do
-			: >"$work/$variant.tps"
-		done
-		r=0
-		while [ "$r" -lt "$rounds" ]; do
-			for variant in plain mandant handwritten; do
-				tps_of "$c" "$workload-$variant" >>"$work/$variant.tps"
-			done
-			r=$((r + 1))
-		done
-		a=$(median <"$work/plain.tps")
-		b=$(median <"$work/mandant.tps")
-		h=$(median <"$work/handwritten.tps")
-		awk -v w="$workload" -v c="$c" -v a="$a" -v b="$b" -v h="$h" \
-			'BEGIN { printf "%-6s %-8s %12.1f %12.1f %12.1f %8.3f %8.3f\n", w, c, a, b, h, b / a, b / h }'
-	done
+	compare "$workload" mandant_bench_app
 done

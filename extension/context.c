@@ -60,6 +60,7 @@ PG_FUNCTION_INFO_V1(mandant_current_user_id);
 PG_FUNCTION_INFO_V1(mandant_current_scopes);
 PG_FUNCTION_INFO_V1(mandant_require_tenant);
 PG_FUNCTION_INFO_V1(mandant_has_scope);
+PG_FUNCTION_INFO_V1(mandant_check_tenant_access);
 
 /* Longest app.request_id accepted (request ids end up in logs). */
 #define MANDANT_REQUEST_ID_MAX_BYTES 200
@@ -426,14 +427,24 @@ HasPrivilegesOfRole(const char *rolename)
 }
 
 /*
+ * MandantCallerIsTrusted says whether the current user is a trusted backend
+ * (mandant_service) or a platform administrator (mandant_admin).
+ */
+bool
+MandantCallerIsTrusted(void)
+{
+	return HasPrivilegesOfRole(MANDANT_ROLE_SERVICE) ||
+		HasPrivilegesOfRole(MANDANT_ROLE_ADMIN);
+}
+
+/*
  * CheckTrustedCaller refuses callers that are neither mandant_service nor
  * mandant_admin: only trusted backends choose their tenant.
  */
 static void
 CheckTrustedCaller(const char *function_name)
 {
-	if (HasPrivilegesOfRole(MANDANT_ROLE_SERVICE) ||
-		HasPrivilegesOfRole(MANDANT_ROLE_ADMIN))
+	if (MandantCallerIsTrusted())
 		return;
 
 	ereport(ERROR,
@@ -613,6 +624,17 @@ MandantCurrentUserId(void)
 }
 
 /*
+ * MandantCurrentRequestId returns app.request_id, or NULL when it is empty.
+ */
+const char *
+MandantCurrentRequestId(void)
+{
+	if (request_id_text == NULL || request_id_text[0] == '\0')
+		return NULL;
+	return request_id_text;
+}
+
+/*
  * MandantCurrentScopes returns the scope bits of the transaction.
  */
 int
@@ -742,4 +764,36 @@ mandant_has_scope(PG_FUNCTION_ARGS)
 				 errdetail("mandant.has_scope() was called with \"%s\".", name),
 				 errhint("Valid scopes are read, write, delete, admin and internal.")));
 	PG_RETURN_BOOL((MandantCurrentScopes() & bit) != 0);
+}
+
+/*
+ * mandant_check_tenant_access lets SECURITY DEFINER functions check their
+ * caller: it passes when the tenant asked for is the tenant of the
+ * transaction, or when the caller is a platform administrator.  Inside a
+ * SECURITY DEFINER function the current user is the function's owner, so
+ * the caller is taken to be the outer user (the session's current role,
+ * after SET ROLE), which such functions do not change.
+ */
+Datum
+mandant_check_tenant_access(PG_FUNCTION_ARGS)
+{
+	const pg_uuid_t *current = MandantCurrentTenant();
+	pg_uuid_t  *tenant = PG_ARGISNULL(0) ? NULL : PG_GETARG_UUID_P(0);
+	char	   *what = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	Oid			admin = get_role_oid(MANDANT_ROLE_ADMIN, true);
+
+	if (tenant != NULL && current != NULL &&
+		memcmp(tenant->data, current->data, UUID_LEN) == 0)
+		PG_RETURN_VOID();
+	if (OidIsValid(admin) && has_privs_of_role(GetOuterUserId(), admin))
+		PG_RETURN_VOID();
+
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied for %s of another tenant", what),
+			 errdetail("The request was for tenant %s; the tenant of this transaction is %s.",
+					   tenant ? UuidToText(tenant) : "(none: platform)",
+					   current ? UuidToText(current) : "(none)"),
+			 errhint("Enter that tenant first, or call as a member of mandant_admin.")));
+	PG_RETURN_VOID();
 }

@@ -32,7 +32,8 @@ void		_PG_init(void);
 
 /*
  * _PG_init checks that the library is being preloaded, then defines the
- * context variables and reserves the "mandant" settings prefix.
+ * context variables and mandant's settings and reserves the "mandant"
+ * settings prefix.
  */
 void
 _PG_init(void)
@@ -45,6 +46,7 @@ _PG_init(void)
 				 errhint("Add shared_preload_libraries = 'mandant' to postgresql.conf (append it to any libraries already listed) and restart the server.")));
 
 	MandantDefineContextVariables();
+	MandantDefineAuditVariables();
 
 	MarkGUCPrefixReserved("mandant");
 }

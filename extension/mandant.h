@@ -17,6 +17,10 @@
 #ifndef MANDANT_H
 #define MANDANT_H
 
+#include "access/tupdesc.h"
+#include "fmgr.h"
+#include "utils/jsonb.h"
+#include "utils/relcache.h"
 #include "utils/uuid.h"
 
 /*
@@ -26,6 +30,11 @@
 #define ERRCODE_MANDANT_TENANT_REQUIRED		MAKE_SQLSTATE('M','D','0','0','1')
 #define ERRCODE_MANDANT_TENANT_NOT_FOUND	MAKE_SQLSTATE('M','D','0','0','2')
 #define ERRCODE_MANDANT_TENANT_SUSPENDED	MAKE_SQLSTATE('M','D','0','0','3')
+
+/*
+ * Refusals of the audit trail use the standard codes (42501 for writes to
+ * the append-only tables, 22023 for bad arguments); see audit.c.
+ */
 
 /* Names of the context variables and of the roles that may set them. */
 #define MANDANT_GUC_TENANT		"app.current_tenant"
@@ -56,10 +65,33 @@ typedef enum MandantTenantStatus
 	MANDANT_TENANT_GONE			/* failed or deleted */
 } MandantTenantStatus;
 
+/* How a column value becomes jsonb (rowjson.c). */
+typedef enum MandantJsonKind
+{
+	MANDANT_JSON_BOOL,
+	MANDANT_JSON_INTEGER,
+	MANDANT_JSON_NUMERIC,
+	MANDANT_JSON_TEXT,
+	MANDANT_JSON_UUID,
+	MANDANT_JSON_JSONB,
+	MANDANT_JSON_DATETIME,
+	MANDANT_JSON_GENERIC		/* through to_jsonb() */
+} MandantJsonKind;
+
+typedef struct MandantColumnJson
+{
+	Oid			typid;
+	int16		typlen;
+	MandantJsonKind kind;
+	FmgrInfo	to_jsonb;		/* MANDANT_JSON_GENERIC only */
+} MandantColumnJson;
+
 /* context.c */
 extern void MandantDefineContextVariables(void);
+extern bool MandantCallerIsTrusted(void);
 extern const pg_uuid_t *MandantCurrentTenant(void);
 extern const pg_uuid_t *MandantCurrentUserId(void);
+extern const char *MandantCurrentRequestId(void);
 extern int	MandantCurrentScopes(void);
 extern const char *MandantScopeName(int scope_bit);
 extern int	MandantScopeBit(const char *name);
@@ -67,5 +99,25 @@ extern int	MandantScopeBit(const char *name);
 /* tenancy.c */
 extern MandantTenantStatus MandantLookupTenant(const pg_uuid_t *tenant_id,
 											   char **status_out);
+extern char *MandantLookupTenantColumn(Oid relid);
+
+/* rowjson.c */
+extern void MandantInitColumnJson(MandantColumnJson *col,
+								  Form_pg_attribute att, MemoryContext cxt);
+extern void MandantColumnToJsonbValue(const MandantColumnJson *col,
+									  Datum value, bool isnull,
+									  JsonbValue *out);
+extern void MandantPushKey(JsonbParseState **state, const char *key, int len);
+
+/* appendrow.c */
+typedef struct MandantAppendTarget MandantAppendTarget;
+extern Relation MandantOpenAppendTarget(const char *relname,
+										MandantAppendTarget **target,
+										bool *loaded);
+extern void MandantAppendRow(MandantAppendTarget *target, Relation rel,
+							 Datum *values, bool *nulls);
+
+/* audit.c */
+extern void MandantDefineAuditVariables(void);
 
 #endif							/* MANDANT_H */

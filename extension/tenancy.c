@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * tenancy.c
- *		Lookups in mandant.tenant for the C side of the extension.
+ *		Lookups in mandant.tenant and mandant.tenant_table for the C side.
  *
  * mandant.set_tenant() must know whether a tenant exists and may be entered
  * before it changes the context.  The caller usually has no privilege on
@@ -13,8 +13,11 @@
  * READ transaction, while the caller's own uncommitted changes (a tenant
  * created earlier in the same transaction) stay visible.
  *
- * Nothing is cached: the relation and index are looked up by name on every
- * call, which costs a few syscache probes and survives DROP/CREATE
+ * The registry (mandant.tenant_table) is read the same way by the audit
+ * trigger when it builds its per-table cache.
+ *
+ * Nothing is cached here: the relation and index are looked up by name on
+ * every call, which costs a few syscache probes and survives DROP/CREATE
  * EXTENSION without invalidation callbacks.  The row-level policies
  * themselves (enable_tenancy, tenancy_lint) are SQL in sql/mandant/.
  *
@@ -33,6 +36,7 @@
 #include "access/table.h"
 #include "catalog/namespace.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -43,13 +47,15 @@
 #define MANDANT_SCHEMA			"mandant"
 #define TENANT_TABLE			"tenant"
 #define TENANT_PKEY				"tenant_pkey"
+#define REGISTRY_TABLE			"tenant_table"
+#define REGISTRY_PKEY			"tenant_table_pkey"
 
 /*
- * LookupTenantRelation returns the oids of mandant.tenant and of its
+ * LookupMandantTable returns the oids of one of mandant's tables and of its
  * primary key index, with a clear error when the extension is incomplete.
  */
 static void
-LookupTenantRelation(Oid *relid, Oid *indexid)
+LookupMandantTable(const char *table, const char *pkey, Oid *relid, Oid *indexid)
 {
 	Oid			namespace_oid = get_namespace_oid(MANDANT_SCHEMA, true);
 
@@ -57,15 +63,65 @@ LookupTenantRelation(Oid *relid, Oid *indexid)
 	*indexid = InvalidOid;
 	if (OidIsValid(namespace_oid))
 	{
-		*relid = get_relname_relid(TENANT_TABLE, namespace_oid);
-		*indexid = get_relname_relid(TENANT_PKEY, namespace_oid);
+		*relid = get_relname_relid(table, namespace_oid);
+		*indexid = get_relname_relid(pkey, namespace_oid);
 	}
 	if (!OidIsValid(*relid) || !OidIsValid(*indexid))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("table mandant.tenant or its primary key does not exist"),
+				 errmsg("table mandant.%s or its primary key does not exist", table),
 				 errdetail("The mandant library is loaded but the extension's objects are missing in this database."),
 				 errhint("Run CREATE EXTENSION mandant CASCADE in this database.")));
+}
+
+/*
+ * FetchByKey returns a copy of the column "column" of the row of a mandant
+ * table whose primary key (a single column, "key_column") equals key, or
+ * NULL when there is no such row or the value is NULL.  It reads with a
+ * fresh snapshot and bypasses permissions and row level security.
+ */
+static Datum
+FetchByKey(const char *table, const char *pkey, const char *key_column,
+		   RegProcedure eqproc, Datum key, const char *column, bool *found)
+{
+	Oid			relid;
+	Oid			indexid;
+	Relation	rel;
+	ScanKeyData scankey;
+	Snapshot	snapshot;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	Datum		result = (Datum) 0;
+
+	LookupMandantTable(table, pkey, &relid, &indexid);
+
+	rel = table_open(relid, AccessShareLock);
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	ScanKeyInit(&scankey, get_attnum(relid, key_column), BTEqualStrategyNumber,
+				eqproc, key);
+	scan = systable_beginscan(rel, indexid, true, snapshot, 1, &scankey);
+
+	*found = false;
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+	{
+		bool		isnull;
+		Form_pg_attribute att;
+		AttrNumber	attnum = get_attnum(relid, column);
+		Datum		value = heap_getattr(tuple, attnum, RelationGetDescr(rel), &isnull);
+
+		att = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
+		if (!isnull)
+		{
+			result = datumCopy(value, att->attbyval, att->attlen);
+			*found = true;
+		}
+	}
+
+	systable_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	table_close(rel, AccessShareLock);
+	return result;
 }
 
 /*
@@ -88,42 +144,27 @@ ClassifyTenantStatus(const char *status)
 MandantTenantStatus
 MandantLookupTenant(const pg_uuid_t *tenant_id, char **status_out)
 {
-	Oid			relid;
-	Oid			indexid;
-	Relation	rel;
-	AttrNumber	id_attnum;
-	AttrNumber	status_attnum;
-	ScanKeyData key;
-	Snapshot	snapshot;
-	SysScanDesc scan;
-	HeapTuple	tuple;
-	MandantTenantStatus result = MANDANT_TENANT_MISSING;
+	bool		found;
+	Datum		status = FetchByKey(TENANT_TABLE, TENANT_PKEY, "id", F_UUID_EQ,
+									UUIDPGetDatum((pg_uuid_t *) tenant_id),
+									"status", &found);
 
-	LookupTenantRelation(&relid, &indexid);
-	id_attnum = get_attnum(relid, "id");
-	status_attnum = get_attnum(relid, "status");
+	if (!found)
+		return MANDANT_TENANT_MISSING;
+	*status_out = TextDatumGetCString(status);
+	return ClassifyTenantStatus(*status_out);
+}
 
-	rel = table_open(relid, AccessShareLock);
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
+/*
+ * MandantLookupTenantColumn returns the tenant column under which a table
+ * is registered in mandant.tenant_table, or NULL.
+ */
+char *
+MandantLookupTenantColumn(Oid relid)
+{
+	bool		found;
+	Datum		column = FetchByKey(REGISTRY_TABLE, REGISTRY_PKEY, "relid", F_OIDEQ,
+									ObjectIdGetDatum(relid), "tenant_column", &found);
 
-	ScanKeyInit(&key, id_attnum, BTEqualStrategyNumber, F_UUID_EQ,
-				UUIDPGetDatum((pg_uuid_t *) tenant_id));
-	scan = systable_beginscan(rel, indexid, true, snapshot, 1, &key);
-
-	tuple = systable_getnext(scan);
-	if (HeapTupleIsValid(tuple))
-	{
-		bool		isnull;
-		Datum		status = heap_getattr(tuple, status_attnum,
-										  RelationGetDescr(rel), &isnull);
-
-		*status_out = isnull ? pstrdup("") : TextDatumGetCString(status);
-		result = ClassifyTenantStatus(*status_out);
-	}
-
-	systable_endscan(scan);
-	UnregisterSnapshot(snapshot);
-	table_close(rel, AccessShareLock);
-
-	return result;
+	return found ? pstrdup(NameStr(*DatumGetName(column))) : NULL;
 }

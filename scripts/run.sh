@@ -65,6 +65,11 @@ if [ ! -f "$datadir/PG_VERSION" ]; then
 	cluster_init "$datadir" "$sockdir" "$port" 127.0.0.1
 	as_server_user touch "$logfile"
 fi
+# A newer mandant.so needs a restart: the server preloads the library once.
+if as_server_user pg_ctl -D "$datadir" status >/dev/null 2>&1 &&
+	[ "$("$PG_CONFIG" --pkglibdir)/mandant.so" -nt "$datadir/postmaster.pid" ]; then
+	as_server_user pg_ctl -D "$datadir" -l "$logfile" -w -m fast restart >/dev/null
+fi
 if ! as_server_user pg_ctl -D "$datadir" status >/dev/null 2>&1; then
 	cluster_start "$datadir" "$logfile"
 fi
@@ -87,6 +92,12 @@ password_of() {
 	grep ":$1:" "$pgpass" | cut -d: -f5
 }
 
+# The demo database is rebuilt when the extension's install script changed
+# (during development the version number stays 0.1.0).
+script_sum=$(cksum <"sql/mandant--$(sed -n "s/^default_version = '\(.*\)'/\1/p" mandant.control).sql")
+if [ "$(cat "$rundir/script.sum" 2>/dev/null)" != "$script_sum" ]; then
+	su_psql -d postgres -c "DROP DATABASE IF EXISTS $db"
+fi
 if [ "$(su_psql -d postgres -Atc "SELECT count(*) FROM pg_database WHERE datname = '$db'")" = 0 ]; then
 	su_psql -d postgres -c "CREATE DATABASE $db"
 fi
@@ -95,6 +106,7 @@ su_psql -d "$db" \
 	-v admin_password="$(password_of mandant_demo_admin)" \
 	-v owner_password="$(password_of mandant_demo_owner)" \
 	-f scripts/demo.sql
+echo "$script_sum" >"$rundir/script.sum"
 
 [ "$action" = ensure ] && exit 0
 

@@ -41,10 +41,11 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON mandant.tenant_table TO PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('mandant.tenant_table', '');
 
 /*
- * check_tenancy_target raises unless tbl is a permanent table of the
+ * check_table_target raises unless tbl is a permanent table of the
  * application (not a catalog, not mandant's own) that the current user owns.
+ * Shared by enable/disable_tenancy and enable/disable_audit.
  */
-CREATE FUNCTION mandant.check_tenancy_target(tbl regclass, function_name text)
+CREATE FUNCTION mandant.check_table_target(tbl regclass, function_name text)
 RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -64,18 +65,21 @@ BEGIN
 		RAISE EXCEPTION '"%" is not a table', tbl
 			USING ERRCODE = 'wrong_object_type',
 				  DETAIL = format('%s applies to tables and partitioned tables only; relkind is %L.', function_name, rel.relkind),
-				  HINT = 'Enable tenancy on the tables a view reads, and make the view security_invoker.';
+				  HINT = CASE rel.relkind
+							 WHEN 'f' THEN 'A foreign table''s rows live on another server; apply it there.'
+							 ELSE format('Call %s on the tables the view reads or writes.', function_name)
+						 END;
 	END IF;
 	IF rel.nspname IN ('pg_catalog', 'information_schema', 'mandant') THEN
 		RAISE EXCEPTION 'permission denied: "%" belongs to the system or to mandant', tbl
 			USING ERRCODE = 'insufficient_privilege',
 				  DETAIL = format('Table %s is in schema %s.', tbl, rel.nspname),
-				  HINT = 'Enable tenancy on your application''s tables only.';
+				  HINT = format('Call %s on your application''s tables only.', function_name);
 	END IF;
 	IF rel.relpersistence = 't' THEN
-		RAISE EXCEPTION 'temporary table "%" cannot be a tenant table', tbl
+		RAISE EXCEPTION 'temporary table "%" is not supported', tbl
 			USING ERRCODE = 'feature_not_supported',
-				  DETAIL = 'A temporary table cannot reference mandant.tenant.',
+				  DETAIL = format('%s needs a permanent table; temporary tables cannot reference mandant''s tables.', function_name),
 				  HINT = 'Use a permanent table.';
 	END IF;
 	IF NOT pg_has_role(rel.owner, 'USAGE') THEN
@@ -87,13 +91,9 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION mandant.check_tenancy_target(regclass, text) IS
-'Internal to enable_tenancy/disable_tenancy: raise unless tbl is a permanent table the current user owns.';
+COMMENT ON FUNCTION mandant.check_table_target(regclass, text) IS
+'Internal: raise unless tbl is a permanent application table the current user owns.';
 
-/*
- * tenant_policy_is_current says whether tbl has exactly the policy
- * enable_tenancy() creates for tenant_column.
- */
 CREATE FUNCTION mandant.tenant_policy_is_current(tbl regclass, tenant_column name)
 RETURNS boolean
 LANGUAGE sql STABLE
@@ -124,7 +124,7 @@ DECLARE
 	attnum			smallint;
 BEGIN
 	/* Validate everything before changing anything. */
-	PERFORM mandant.check_tenancy_target(tbl, 'mandant.enable_tenancy');
+	PERFORM mandant.check_table_target(tbl, 'mandant.enable_tenancy');
 	IF tenant_column IS NULL THEN
 		RAISE EXCEPTION 'tenant column must not be null'
 			USING ERRCODE = 'null_value_not_allowed',
@@ -260,7 +260,7 @@ AS $$
 DECLARE
 	tenant_column	name;
 BEGIN
-	PERFORM mandant.check_tenancy_target(tbl, 'mandant.disable_tenancy');
+	PERFORM mandant.check_table_target(tbl, 'mandant.disable_tenancy');
 
 	SELECT r.tenant_column INTO tenant_column FROM mandant.tenant_table r WHERE r.relid = tbl;
 	IF NOT FOUND THEN

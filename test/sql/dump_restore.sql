@@ -17,12 +17,18 @@ GRANT USAGE ON SCHEMA dump TO regress_service;
 SET ROLE regress_owner;
 CREATE TABLE dump.doc (tenant_id uuid, id int, body text, PRIMARY KEY (tenant_id, id));
 SELECT mandant.enable_tenancy('dump.doc');
+SELECT mandant.enable_audit('dump.doc', 'docs');
 GRANT SELECT ON dump.doc TO regress_service;
 RESET ROLE;
 INSERT INTO dump.doc VALUES
 	('a0000000-0000-4000-8000-00000000000a', 1, 'acme one'),
 	('a0000000-0000-4000-8000-00000000000a', 2, 'acme two'),
 	('b0000000-0000-4000-8000-00000000000b', 1, 'globex one');
+UPDATE dump.doc SET body = 'acme two, edited' WHERE id = 2;
+SELECT mandant.audit_seal() AS sealed;
+-- one more event after sealing, left unsealed
+DELETE FROM dump.doc WHERE tenant_id = 'a0000000-0000-4000-8000-00000000000a' AND id = 1;
+SELECT count(*) AS events_before FROM mandant.audit_event WHERE entity_type = 'dump.doc';
 
 CREATE DATABASE regress_mandant_restore;
 \! pg_dump --format=custom --dbname=contrib_regression | pg_restore --exit-on-error --dbname=regress_mandant_restore && echo "dump and restore succeeded"
@@ -37,6 +43,12 @@ SELECT relid, tenant_column FROM mandant.tenant_table;
 SELECT mandant.tenant_policy_is_current('dump.doc', 'tenant_id') AS policy_restored;
 SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = 'dump.doc'::regclass;
 SELECT count(*) AS lint_findings FROM mandant.tenancy_lint();
+-- The audit trail came along and still verifies; new events continue it.
+SELECT count(*) AS events_after FROM mandant.audit_event WHERE entity_type = 'dump.doc';
+SELECT * FROM mandant.audit_verify('a0000000-0000-4000-8000-00000000000a');
+INSERT INTO dump.doc VALUES ('a0000000-0000-4000-8000-00000000000a', 3, 'after restore');
+SELECT mandant.audit_seal() AS sealed_after_restore;
+SELECT * FROM mandant.audit_verify('a0000000-0000-4000-8000-00000000000a');
 
 -- Isolation still holds in the restored database.
 SET ROLE regress_service;

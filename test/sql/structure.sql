@@ -9,7 +9,7 @@ CREATE SCHEMA tap;
 CREATE TABLE tap.doc (id int NOT NULL, body text);
 SELECT mandant.enable_tenancy('tap.doc');
 
-SELECT plan(74);
+SELECT plan(91);
 
 -- Schema, roles
 SELECT has_schema('mandant');
@@ -97,6 +97,25 @@ SELECT col_default_is('tap', 'doc', 'tenant_id', 'mandant.current_tenant()', 'ta
 SELECT fk_ok('tap', 'doc', 'tenant_id', 'mandant', 'tenant', 'id');
 SELECT ok((SELECT relrowsecurity AND relforcerowsecurity FROM pg_class WHERE oid = 'tap.doc'::regclass),
 		  'tap.doc has row level security enabled and forced');
+
+-- Audit trail
+SELECT has_table('mandant', 'audit_event', 'table mandant.audit_event exists');
+SELECT has_table('mandant', 'audit_seal', 'table mandant.audit_seal exists');
+SELECT has_function('mandant', 'enable_audit', ARRAY['regclass', 'text', 'text[]']);
+SELECT has_function('mandant', 'disable_audit', ARRAY['regclass']);
+SELECT has_function('mandant', 'audit_log', ARRAY['text', 'text', 'text', 'text', 'jsonb']);
+SELECT has_function('mandant', 'audit_seal', '{}'::name[]);
+SELECT has_function('mandant', 'audit_verify', ARRAY['uuid']);
+SELECT function_lang_is('mandant', 'audit_trigger', '{}'::name[], 'c');
+SELECT function_lang_is('mandant', 'audit_log', ARRAY['text', 'text', 'text', 'text', 'jsonb'], 'c');
+SELECT function_privs_are('mandant', 'audit_seal', '{}'::name[], 'mandant_admin', ARRAY['EXECUTE']);
+SELECT function_privs_are('mandant', 'audit_events', ARRAY['uuid', 'timestamp with time zone', 'text', 'text', 'integer'],
+						  'mandant_service', '{}'::text[]);
+SELECT table_privs_are('mandant', 'audit_event', 'mandant_admin', ARRAY['SELECT']);
+SELECT policies_are('mandant', 'audit_event', ARRAY['tenant_isolation']);
+SELECT trigger_is('mandant', 'audit_event', 'append_only', 'mandant', 'audit_append_only');
+SELECT is(tgenabled, 'A', 'the append-only guard of ' || tgrelid::regclass || ' fires always')
+FROM pg_trigger WHERE tgname = 'append_only' ORDER BY tgrelid::regclass::text;
 
 -- Refusals and their SQLSTATEs
 SELECT throws_ok('SELECT mandant.require_tenant()', 'MD001', 'no tenant is set');

@@ -1,0 +1,242 @@
+/*-------------------------------------------------------------------------
+ *
+ * appendrow.c
+ *		Append a row to one of mandant's own tables without SPI.
+ *
+ * The row triggers write an event for every row the application writes.
+ * Going through SPI would start an executor per event and would run with
+ * the caller's rights, which mandant's append-only tables do not grant to
+ * anyone.  Instead the row is formed and inserted into the heap directly
+ * (heap_insert toasts large values and writes WAL as usual) and its index
+ * entries are added the way the catalog code adds them.  No triggers fire,
+ * no permissions or row level policies are checked, and no constraints
+ * other than unique indexes are enforced: the callers are mandant's C
+ * functions, which validate what they write.
+ *
+ * What is needed to append to a table (its oid, the oids and IndexInfos of
+ * its indexes) is cached per backend in a MandantAppendTarget and thrown
+ * away by a relcache invalidation of the table, which every DDL on it or
+ * its indexes sends.  Indexes with expressions or predicates get an
+ * executor state for their evaluation; plain indexes need none.  An index
+ * AM may keep per-call state in ii_AmCache (BRIN does); it is reset for
+ * every row and allocated in the caller's memory context.
+ *
+ * Copyright (c) 2026, the mandant developers
+ *
+ * IDENTIFICATION
+ *		extension/appendrow.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/table.h"
+#include "catalog/index.h"
+#include "catalog/namespace.h"
+#include "executor/executor.h"
+#include "nodes/execnodes.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "mandant.h"
+
+/* The tables mandant appends to; more come with the outbox. */
+#define MAX_APPEND_TARGETS 8
+
+struct MandantAppendTarget
+{
+	char		relname[NAMEDATALEN];	/* in schema mandant */
+	Oid			relid;			/* InvalidOid until loaded, or when stale */
+	int			nindexes;
+	Oid		   *indexoids;
+	IndexInfo **indexinfos;
+	MemoryContext cxt;			/* owns the arrays and IndexInfos */
+};
+
+static MandantAppendTarget append_targets[MAX_APPEND_TARGETS];
+static int	n_append_targets = 0;
+static bool callback_registered = false;
+
+/*
+ * InvalidateAppendTargets forgets what is cached about a table (or all
+ * tables); called by the relcache invalidation machinery.
+ */
+static void
+InvalidateAppendTargets(Datum arg, Oid relid)
+{
+	for (int i = 0; i < n_append_targets; i++)
+	{
+		if (relid == InvalidOid || append_targets[i].relid == relid)
+			append_targets[i].relid = InvalidOid;
+	}
+}
+
+/*
+ * FindAppendTarget returns the cache slot of a mandant table, creating it.
+ */
+static MandantAppendTarget *
+FindAppendTarget(const char *relname)
+{
+	MandantAppendTarget *target;
+
+	for (int i = 0; i < n_append_targets; i++)
+	{
+		if (strcmp(append_targets[i].relname, relname) == 0)
+			return &append_targets[i];
+	}
+	if (n_append_targets == MAX_APPEND_TARGETS)
+		elog(ERROR, "too many mandant append targets");
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(InvalidateAppendTargets, (Datum) 0);
+		callback_registered = true;
+	}
+	target = &append_targets[n_append_targets++];
+	memset(target, 0, sizeof(*target));
+	strlcpy(target->relname, relname, NAMEDATALEN);
+	return target;
+}
+
+/*
+ * LoadAppendTarget fills a cache slot from the open relation.
+ */
+static void
+LoadAppendTarget(MandantAppendTarget *target, Relation rel)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	MemoryContext old;
+	ListCell   *lc;
+	int			i = 0;
+
+	if (target->cxt != NULL)
+		MemoryContextDelete(target->cxt);
+	target->cxt = AllocSetContextCreate(CacheMemoryContext, "mandant append target",
+										ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(target->cxt);
+	target->nindexes = list_length(indexes);
+	target->indexoids = palloc(sizeof(Oid) * Max(target->nindexes, 1));
+	target->indexinfos = palloc(sizeof(IndexInfo *) * Max(target->nindexes, 1));
+	foreach(lc, indexes)
+	{
+		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
+
+		target->indexoids[i] = lfirst_oid(lc);
+		target->indexinfos[i] = BuildIndexInfo(index);
+		index_close(index, AccessShareLock);
+		i++;
+	}
+	MemoryContextSwitchTo(old);
+	list_free(indexes);
+	target->relid = RelationGetRelid(rel);
+}
+
+/*
+ * MandantOpenAppendTarget opens mandant.<relname> with RowExclusiveLock and
+ * returns it with its cache slot in *target; *loaded tells the caller that
+ * the slot was (re)built, so that it can check the table's shape again.
+ * Close the relation with table_close(rel, NoLock).
+ */
+Relation
+MandantOpenAppendTarget(const char *relname, MandantAppendTarget **target,
+						bool *loaded)
+{
+	MandantAppendTarget *slot = FindAppendTarget(relname);
+	Oid			relid = slot->relid;
+	Relation	rel;
+
+	if (!OidIsValid(relid))
+	{
+		Oid			nsp = get_namespace_oid("mandant", true);
+
+		relid = OidIsValid(nsp) ? get_relname_relid(relname, nsp) : InvalidOid;
+		if (!OidIsValid(relid))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("table mandant.%s does not exist", relname),
+					 errdetail("The mandant library is loaded but the extension's objects are missing in this database."),
+					 errhint("Run CREATE EXTENSION mandant CASCADE, or ALTER EXTENSION mandant UPDATE.")));
+	}
+
+	rel = table_open(relid, RowExclusiveLock);
+	/* Opening may have processed an invalidation of this very table. */
+	*loaded = !OidIsValid(slot->relid);
+	if (*loaded)
+		LoadAppendTarget(slot, rel);
+	*target = slot;
+	return rel;
+}
+
+/*
+ * InsertIndexEntry adds the entry of one index for a new heap tuple, unless
+ * the tuple falls outside the index's predicate.
+ */
+static void
+InsertIndexEntry(Relation heap, Oid indexoid, IndexInfo *info, HeapTuple tuple,
+				 TupleTableSlot *slot, EState **estate)
+{
+	Relation	index = index_open(indexoid, RowExclusiveLock);
+	Datum		values[INDEX_MAX_KEYS];
+	bool		isnull[INDEX_MAX_KEYS];
+
+	/* Per-call AM state lives in the caller's context, for this row only. */
+	info->ii_Context = CurrentMemoryContext;
+	info->ii_AmCache = NULL;
+
+	if ((info->ii_Expressions != NIL || info->ii_Predicate != NIL) && *estate == NULL)
+	{
+		*estate = CreateExecutorState();
+		GetPerTupleExprContext(*estate)->ecxt_scantuple = slot;
+	}
+
+	if (info->ii_Predicate != NIL)
+	{
+		ExprState  *predicate = ExecPrepareQual(info->ii_Predicate, *estate);
+
+		if (!ExecQual(predicate, GetPerTupleExprContext(*estate)))
+		{
+			index_close(index, RowExclusiveLock);
+			return;
+		}
+	}
+
+	FormIndexDatum(info, slot, *estate, values, isnull);
+	(void) index_insert(index, values, isnull, &tuple->t_self, heap,
+						index->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO,
+						false, info);
+	info->ii_AmCache = NULL;
+	index_close(index, RowExclusiveLock);
+}
+
+/*
+ * MandantAppendRow inserts one row into rel (opened by
+ * MandantOpenAppendTarget) and adds its index entries.  The target's arrays
+ * stay valid even if an invalidation marks it stale meanwhile: they are only
+ * replaced by the next MandantOpenAppendTarget.
+ */
+void
+MandantAppendRow(MandantAppendTarget *target, Relation rel,
+				 Datum *values, bool *nulls)
+{
+	HeapTuple	tuple = heap_form_tuple(RelationGetDescr(rel), values, nulls);
+	TupleTableSlot *slot;
+	EState	   *estate = NULL;
+
+	simple_heap_insert(rel, tuple);
+	if (target->nindexes == 0)
+		return;
+
+	slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
+	ExecStoreHeapTuple(tuple, slot, false);
+
+	for (int i = 0; i < target->nindexes; i++)
+		InsertIndexEntry(rel, target->indexoids[i], target->indexinfos[i],
+						 tuple, slot, &estate);
+
+	ExecDropSingleTupleTableSlot(slot);
+	if (estate != NULL)
+		FreeExecutorState(estate);
+}

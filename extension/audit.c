@@ -1,0 +1,1040 @@
+/*-------------------------------------------------------------------------
+ *
+ * audit.c
+ *		The audit trail: the row trigger behind mandant.enable_audit(),
+ *		mandant.audit_log(), the canonical event hash and the append-only
+ *		guard of mandant.audit_event.
+ *
+ * Every insert, update and delete of an audited table writes one row of
+ * mandant.audit_event in the same transaction, so an event exists exactly
+ * when its write committed.  The event is appended without SPI (see
+ * appendrow.c): nobody, not even the table owner, holds INSERT on the audit
+ * table, and a statement-level guard refuses UPDATE, DELETE and TRUNCATE
+ * for everyone (ENABLE ALWAYS, so session_replication_role does not turn it
+ * off).  Only mandant's tenant deletion sets audit_deletion_allowed.
+ *
+ * Per-table facts the trigger needs on every row (column names and their
+ * conversions, excluded columns, primary key, tenant column, category,
+ * entity type) are cached per trigger oid in AuditCacheContext and dropped
+ * by a relcache invalidation of the table: ALTER TABLE, a new primary key,
+ * enable_tenancy and enable_audit all send one.  An excluded column that
+ * no longer exists (renamed or dropped) makes the trigger refuse the write
+ * rather than risk recording a secret under its new name.
+ *
+ * Each event carries sha256 over a canonical encoding of its fields
+ * (AuditEventHash), computed with PostgreSQL's cryptohash API.  Sealing and
+ * verification of the per-tenant hash chain are SQL (sql/mandant/60_audit.sql)
+ * on top of mandant.audit_event_hash(), which recomputes the same hash.
+ *
+ * Copyright (c) 2026, the mandant developers
+ *
+ * IDENTIFICATION
+ *		extension/audit.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/detoast.h"
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/partition.h"
+#include "catalog/pg_type.h"
+#include "commands/sequence.h"
+#include "commands/trigger.h"
+#include "common/cryptohash.h"
+#include "common/sha2.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+#include "mandant.h"
+
+PG_FUNCTION_INFO_V1(mandant_audit_trigger);
+PG_FUNCTION_INFO_V1(mandant_audit_log);
+PG_FUNCTION_INFO_V1(mandant_audit_event_hash);
+PG_FUNCTION_INFO_V1(mandant_audit_append_only);
+
+/* Layout of mandant.audit_event (checked when the table is opened). */
+enum
+{
+	AE_ID = 0,
+	AE_TENANT_ID,
+	AE_OCCURRED_AT,
+	AE_TXID,
+	AE_CATEGORY,
+	AE_ACTION,
+	AE_ENTITY_TYPE,
+	AE_ENTITY_ID,
+	AE_ACTOR_USER_ID,
+	AE_REQUEST_ID,
+	AE_CHANGES,
+	AE_HASH,
+	AE_NATTS
+};
+
+static const char *const audit_event_columns[AE_NATTS] = {
+	"id", "tenant_id", "occurred_at", "txid", "category", "action",
+	"entity_type", "entity_id", "actor_user_id", "request_id", "changes", "hash"
+};
+
+/* Longest category, action and entity type audit_log() accepts. */
+#define AUDIT_NAME_MAX_BYTES	100
+
+/* mandant.audit_max_value_bytes */
+static int	audit_max_value_bytes = 2048;
+
+/* Set only while mandant deletes a tenant's events. */
+static bool audit_deletion_allowed = false;
+
+/* One event, as hashed and stored. */
+typedef struct AuditEvent
+{
+	int64		id;
+	const pg_uuid_t *tenant_id;
+	TimestampTz occurred_at;
+	int64		txid;
+	const char *category;
+	const char *action;
+	const char *entity_type;
+	const char *entity_id;
+	const pg_uuid_t *actor_user_id;
+	const char *request_id;
+	Jsonb	   *changes;
+} AuditEvent;
+
+typedef struct AuditColumn
+{
+	AttrNumber	attnum;
+	const char *name;
+	int			namelen;
+	bool		excluded;
+	MandantColumnJson json;
+} AuditColumn;
+
+/* Cached facts about one audit trigger (one table). */
+typedef struct AuditTarget
+{
+	Oid			trigger_oid;	/* hash key */
+	Oid			relid;
+	bool		valid;
+	MemoryContext cxt;			/* owns everything below */
+	const char *category;
+	const char *entity_type;
+	int			ncolumns;
+	AuditColumn *columns;		/* live columns in attnum order */
+	int			nkeys;
+	int		   *keys;			/* primary key columns, tenant column left out */
+	int			tenant_column;	/* index into columns, or -1 */
+} AuditTarget;
+
+static HTAB *AuditTargets = NULL;
+static MemoryContext AuditCacheContext = NULL;
+
+/*
+ * MandantDefineAuditVariables defines mandant.audit_max_value_bytes; called
+ * from _PG_init.  It is superuser-only, and the install script grants SET
+ * on it to mandant_admin.
+ */
+void
+MandantDefineAuditVariables(void)
+{
+	DefineCustomIntVariable("mandant.audit_max_value_bytes",
+							gettext_noop("Values larger than this are recorded in the audit trail as their sha256 and size."),
+							NULL,
+							&audit_max_value_bytes,
+							2048, 64, 1024 * 1024,
+							PGC_SUSET,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+}
+
+/*
+ * InvalidateAuditTargets marks the cached entries of a table (or of all
+ * tables) stale; they are rebuilt on their next use.
+ */
+static void
+InvalidateAuditTargets(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	AuditTarget *target;
+
+	if (AuditTargets == NULL)
+		return;
+	hash_seq_init(&status, AuditTargets);
+	while ((target = hash_seq_search(&status)) != NULL)
+	{
+		if (relid == InvalidOid || target->relid == relid)
+			target->valid = false;
+	}
+}
+
+/*
+ * InitAuditCache creates the cache and registers its invalidation callback,
+ * once per backend.
+ */
+static void
+InitAuditCache(void)
+{
+	HASHCTL		ctl;
+
+	AuditCacheContext = AllocSetContextCreate(CacheMemoryContext,
+											  "mandant audit cache",
+											  ALLOCSET_SMALL_SIZES);
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = sizeof(AuditTarget);
+	ctl.hcxt = AuditCacheContext;
+	AuditTargets = hash_create("mandant audit targets", 64, &ctl,
+							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	CacheRegisterRelcacheCallback(InvalidateAuditTargets, (Datum) 0);
+}
+
+/*
+ * AuditedRoot returns the table whose name events carry: the partitioned
+ * root for a partition, else the table itself.
+ */
+static Oid
+AuditedRoot(Relation rel)
+{
+	List	   *ancestors;
+	Oid			root;
+
+	if (!rel->rd_rel->relispartition)
+		return RelationGetRelid(rel);
+	ancestors = get_partition_ancestors(RelationGetRelid(rel));
+	root = llast_oid(ancestors);
+	list_free(ancestors);
+	return root;
+}
+
+/*
+ * FindColumn returns the index of a column in target->columns, or -1.
+ */
+static int
+FindColumn(const AuditTarget *target, const char *name)
+{
+	for (int i = 0; i < target->ncolumns; i++)
+	{
+		if (strcmp(target->columns[i].name, name) == 0)
+			return i;
+	}
+	return -1;
+}
+
+/*
+ * LoadColumns fills target->columns from the table's descriptor and marks
+ * the excluded ones; a missing excluded column is an error.
+ */
+static void
+LoadColumns(AuditTarget *target, Relation rel, Trigger *trigger)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	target->columns = palloc0(sizeof(AuditColumn) * desc->natts);
+	target->ncolumns = 0;
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		AuditColumn *col;
+
+		if (att->attisdropped)
+			continue;
+		col = &target->columns[target->ncolumns++];
+		col->attnum = att->attnum;
+		col->name = pstrdup(NameStr(att->attname));
+		col->namelen = strlen(col->name);
+		MandantInitColumnJson(&col->json, att, target->cxt);
+	}
+
+	/* Arguments after the category name the excluded columns. */
+	for (int i = 1; i < trigger->tgnargs; i++)
+	{
+		int			c = FindColumn(target, trigger->tgargs[i]);
+
+		if (c < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("excluded column \"%s\" of table %s no longer exists",
+							trigger->tgargs[i], target->entity_type),
+					 errdetail("The audit trigger of %s excludes a column of that name; it was renamed or dropped, and the write is refused rather than recorded unfiltered.",
+							   target->entity_type),
+					 errhint("Call mandant.enable_audit() again with the current column names.")));
+		target->columns[c].excluded = true;
+	}
+}
+
+/*
+ * LoadKeys fills target->keys from the primary key, leaving out the tenant
+ * column (every event carries tenant_id itself).
+ */
+static void
+LoadKeys(AuditTarget *target, Relation rel)
+{
+	Oid			pkey = RelationGetPrimaryKeyIndex(rel);
+	Relation	index;
+
+	target->nkeys = 0;
+	if (!OidIsValid(pkey))
+		return;
+
+	index = index_open(pkey, AccessShareLock);
+	target->keys = palloc(sizeof(int) * index->rd_index->indnkeyatts);
+	for (int i = 0; i < index->rd_index->indnkeyatts; i++)
+	{
+		AttrNumber	attnum = index->rd_index->indkey.values[i];
+
+		for (int c = 0; c < target->ncolumns; c++)
+		{
+			if (target->columns[c].attnum == attnum && c != target->tenant_column)
+				target->keys[target->nkeys++] = c;
+		}
+	}
+	index_close(index, AccessShareLock);
+}
+
+/*
+ * LoadTenantColumn finds the row's tenant column: the registered one, else
+ * a uuid column named tenant_id.
+ */
+static void
+LoadTenantColumn(AuditTarget *target, Oid root)
+{
+	char	   *name = MandantLookupTenantColumn(root);
+	int			c = FindColumn(target, name ? name : "tenant_id");
+
+	target->tenant_column = -1;
+	if (c >= 0 && target->columns[c].json.typid == UUIDOID)
+		target->tenant_column = c;
+}
+
+/*
+ * BuildAuditTarget (re)fills a cache entry from the trigger and its table.
+ */
+static void
+BuildAuditTarget(AuditTarget *target, TriggerData *trigdata)
+{
+	Relation	rel = trigdata->tg_relation;
+	Trigger    *trigger = trigdata->tg_trigger;
+	Oid			root = AuditedRoot(rel);
+	char	   *schema = get_namespace_name(get_rel_namespace(root));
+	MemoryContext old;
+
+	if (target->cxt != NULL)
+		MemoryContextDelete(target->cxt);
+	target->cxt = AllocSetContextCreate(AuditCacheContext, "mandant audit target",
+										ALLOCSET_SMALL_SIZES);
+	target->relid = RelationGetRelid(rel);
+	target->valid = false;
+
+	old = MemoryContextSwitchTo(target->cxt);
+	target->entity_type = psprintf("%s.%s", schema, get_rel_name(root));
+	target->category = (trigger->tgnargs > 0 && trigger->tgargs[0][0] != '\0')
+		? pstrdup(trigger->tgargs[0]) : pstrdup(schema);
+	LoadColumns(target, rel, trigger);
+	LoadTenantColumn(target, root);
+	LoadKeys(target, rel);
+	MemoryContextSwitchTo(old);
+
+	target->valid = true;
+}
+
+/*
+ * GetAuditTarget returns the valid cache entry of the firing trigger.
+ */
+static AuditTarget *
+GetAuditTarget(TriggerData *trigdata)
+{
+	Oid			tgoid = trigdata->tg_trigger->tgoid;
+	AuditTarget *target;
+	bool		found;
+
+	if (AuditTargets == NULL)
+		InitAuditCache();
+
+	target = hash_search(AuditTargets, &tgoid, HASH_ENTER, &found);
+	if (!found)
+	{
+		target->cxt = NULL;
+		target->valid = false;
+	}
+	if (!target->valid)
+		BuildAuditTarget(target, trigdata);
+	return target;
+}
+
+/*
+ * ValueIsOversized says whether a column value is larger than
+ * mandant.audit_max_value_bytes, counting its stored, uncompressed size
+ * (octet_length for text and bytea).
+ */
+static bool
+ValueIsOversized(const AuditColumn *col, Datum value, Size *size)
+{
+	if (col->json.typlen != -1)
+		return false;
+	*size = toast_raw_datum_size(value) - VARHDRSZ;
+	return *size > (Size) audit_max_value_bytes;
+}
+
+/*
+ * Sha256Hex returns the lower-case hex sha256 of len bytes.
+ */
+static char *
+Sha256Hex(const uint8 *data, size_t len)
+{
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+	uint8		digest[PG_SHA256_DIGEST_LENGTH];
+	char	   *hex = palloc(PG_SHA256_DIGEST_LENGTH * 2 + 1);
+
+	if (pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, data, len) < 0 ||
+		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
+		elog(ERROR, "could not compute sha256: %s", pg_cryptohash_error(ctx));
+	pg_cryptohash_free(ctx);
+
+	for (int i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
+		sprintf(hex + 2 * i, "%02x", digest[i]);
+	return hex;
+}
+
+/*
+ * PushColumnValue pushes a column's value (or, when oversized, its sha256
+ * and size) as the next value or array element.
+ */
+static void
+PushColumnValue(JsonbParseState **state, JsonbIteratorToken token,
+				const AuditColumn *col, Datum value, bool isnull)
+{
+	JsonbValue	v;
+	Size		size;
+
+	if (!isnull && ValueIsOversized(col, value, &size))
+	{
+		struct varlena *detoasted = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(value));
+		char	   *hex = Sha256Hex((uint8 *) VARDATA_ANY(detoasted), VARSIZE_ANY_EXHDR(detoasted));
+		JsonbValue	s;
+
+		(void) pushJsonbValue(state, WJB_BEGIN_OBJECT, NULL);
+		MandantPushKey(state, "bytes", 5);
+		s.type = jbvNumeric;
+		s.val.numeric = int64_to_numeric((int64) size);
+		(void) pushJsonbValue(state, WJB_VALUE, &s);
+		MandantPushKey(state, "sha256", 6);
+		s.type = jbvString;
+		s.val.string.val = hex;
+		s.val.string.len = PG_SHA256_DIGEST_LENGTH * 2;
+		(void) pushJsonbValue(state, WJB_VALUE, &s);
+		(void) pushJsonbValue(state, WJB_END_OBJECT, NULL);
+		return;
+	}
+
+	MandantColumnToJsonbValue(&col->json, value, isnull, &v);
+	(void) pushJsonbValue(state, token, &v);
+}
+
+/*
+ * RowChanges returns the row as a jsonb object without its excluded
+ * columns (the changes of an insert or a delete).
+ */
+static Jsonb *
+RowChanges(const AuditTarget *target, HeapTuple tuple, TupleDesc desc)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue *result;
+
+	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	for (int i = 0; i < target->ncolumns; i++)
+	{
+		const AuditColumn *col = &target->columns[i];
+		bool		isnull;
+		Datum		value;
+
+		if (col->excluded)
+			continue;
+		value = heap_getattr(tuple, col->attnum, desc, &isnull);
+		MandantPushKey(&state, col->name, col->namelen);
+		PushColumnValue(&state, WJB_VALUE, col, value, isnull);
+	}
+	result = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	return JsonbValueToJsonb(result);
+}
+
+/*
+ * ColumnChanged compares a column of two row versions by their stored
+ * images (after detoasting), so a rewrite with the same value is no change.
+ */
+static bool
+ColumnChanged(const AuditColumn *col, TupleDesc desc,
+			  Datum oldvalue, bool oldnull, Datum newvalue, bool newnull)
+{
+	Form_pg_attribute att = TupleDescAttr(desc, col->attnum - 1);
+
+	if (oldnull || newnull)
+		return oldnull != newnull;
+	return !datum_image_eq(oldvalue, newvalue, att->attbyval, att->attlen);
+}
+
+/*
+ * UpdateChanges returns {"col": [old, new], ...} for the changed columns
+ * that are not excluded, and sets *changed if any column changed at all
+ * (an update of excluded columns only is recorded with empty changes).
+ */
+static Jsonb *
+UpdateChanges(const AuditTarget *target, HeapTuple oldtuple,
+			  HeapTuple newtuple, TupleDesc desc, bool *changed)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue *result;
+
+	*changed = false;
+	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	for (int i = 0; i < target->ncolumns; i++)
+	{
+		const AuditColumn *col = &target->columns[i];
+		bool		oldnull,
+					newnull;
+		Datum		oldvalue = heap_getattr(oldtuple, col->attnum, desc, &oldnull);
+		Datum		newvalue = heap_getattr(newtuple, col->attnum, desc, &newnull);
+
+		if (!ColumnChanged(col, desc, oldvalue, oldnull, newvalue, newnull))
+			continue;
+		*changed = true;
+		if (col->excluded)
+			continue;
+		MandantPushKey(&state, col->name, col->namelen);
+		(void) pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
+		PushColumnValue(&state, WJB_ELEM, col, oldvalue, oldnull);
+		PushColumnValue(&state, WJB_ELEM, col, newvalue, newnull);
+		(void) pushJsonbValue(&state, WJB_END_ARRAY, NULL);
+	}
+	result = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	return JsonbValueToJsonb(result);
+}
+
+/*
+ * EntityId returns the primary key of a row as text: the value of a single
+ * key column, a JSON array for a composite key, NULL without a key.
+ */
+static char *
+EntityId(const AuditTarget *target, HeapTuple tuple, TupleDesc desc)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue *array;
+	Jsonb	   *jb;
+
+	if (target->nkeys == 0)
+		return NULL;
+
+	if (target->nkeys == 1)
+	{
+		const AuditColumn *col = &target->columns[target->keys[0]];
+		bool		isnull;
+		Datum		value = heap_getattr(tuple, col->attnum, desc, &isnull);
+		Oid			output;
+		bool		varlena;
+
+		if (isnull)
+			return NULL;
+		getTypeOutputInfo(col->json.typid, &output, &varlena);
+		return OidOutputFunctionCall(output, value);
+	}
+
+	(void) pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
+	for (int i = 0; i < target->nkeys; i++)
+	{
+		const AuditColumn *col = &target->columns[target->keys[i]];
+		bool		isnull;
+		Datum		value = heap_getattr(tuple, col->attnum, desc, &isnull);
+		JsonbValue	v;
+
+		MandantColumnToJsonbValue(&col->json, value, isnull, &v);
+		(void) pushJsonbValue(&state, WJB_ELEM, &v);
+	}
+	array = pushJsonbValue(&state, WJB_END_ARRAY, NULL);
+	jb = JsonbValueToJsonb(array);
+	return JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+}
+
+/*
+ * RowTenant returns the tenant of a row (its tenant column), else the
+ * tenant of the transaction, else NULL.
+ */
+static const pg_uuid_t *
+RowTenant(const AuditTarget *target, HeapTuple tuple, TupleDesc desc)
+{
+	if (target->tenant_column >= 0)
+	{
+		bool		isnull;
+		Datum		value = heap_getattr(tuple, target->columns[target->tenant_column].attnum,
+										 desc, &isnull);
+
+		if (!isnull)
+			return DatumGetUUIDP(value);
+	}
+	return MandantCurrentTenant();
+}
+
+/*
+ * HashField adds one field to the canonical encoding: 'N' for NULL, else
+ * 'V', a 4-byte big-endian length and the bytes.
+ */
+static void
+HashField(pg_cryptohash_ctx *ctx, const char *data, size_t len)
+{
+	uint8		tag = data ? 'V' : 'N';
+	uint8		length[4];
+	bool		ok;
+
+	ok = pg_cryptohash_update(ctx, &tag, 1) >= 0;
+	if (ok && data != NULL)
+	{
+		length[0] = (len >> 24) & 0xff;
+		length[1] = (len >> 16) & 0xff;
+		length[2] = (len >> 8) & 0xff;
+		length[3] = len & 0xff;
+		ok = pg_cryptohash_update(ctx, length, 4) >= 0 &&
+			pg_cryptohash_update(ctx, (const uint8 *) data, len) >= 0;
+	}
+	if (!ok)
+		elog(ERROR, "could not compute sha256: %s", pg_cryptohash_error(ctx));
+}
+
+static void
+HashText(pg_cryptohash_ctx *ctx, const char *s)
+{
+	HashField(ctx, s, s ? strlen(s) : 0);
+}
+
+static void
+HashInt64(pg_cryptohash_ctx *ctx, int64 value)
+{
+	char		buf[32];
+
+	snprintf(buf, sizeof(buf), INT64_FORMAT, value);
+	HashText(ctx, buf);
+}
+
+static void
+HashUuid(pg_cryptohash_ctx *ctx, const pg_uuid_t *uuid)
+{
+	HashField(ctx, uuid ? (const char *) uuid->data : NULL, UUID_LEN);
+}
+
+/*
+ * AuditEventHash returns sha256 over the canonical encoding of an event:
+ * a version tag, then every field in column order; times as microseconds,
+ * uuids as 16 bytes, changes as jsonb's canonical text.  It does not depend
+ * on TimeZone, DateStyle or the server version.
+ */
+static bytea *
+AuditEventHash(const AuditEvent *ev)
+{
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+	bytea	   *result = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+
+	if (pg_cryptohash_init(ctx) < 0)
+		elog(ERROR, "could not compute sha256: %s", pg_cryptohash_error(ctx));
+
+	HashText(ctx, "mandant-audit-v1");
+	HashInt64(ctx, ev->id);
+	HashUuid(ctx, ev->tenant_id);
+	HashInt64(ctx, ev->occurred_at);
+	HashInt64(ctx, ev->txid);
+	HashText(ctx, ev->category);
+	HashText(ctx, ev->action);
+	HashText(ctx, ev->entity_type);
+	HashText(ctx, ev->entity_id);
+	HashUuid(ctx, ev->actor_user_id);
+	HashText(ctx, ev->request_id);
+	HashText(ctx, ev->changes
+			 ? JsonbToCString(NULL, &ev->changes->root, VARSIZE(ev->changes))
+			 : NULL);
+
+	if (pg_cryptohash_final(ctx, (uint8 *) VARDATA(result), PG_SHA256_DIGEST_LENGTH) < 0)
+		elog(ERROR, "could not compute sha256: %s", pg_cryptohash_error(ctx));
+	pg_cryptohash_free(ctx);
+	SET_VARSIZE(result, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	return result;
+}
+
+/*
+ * CheckAuditEventShape makes sure mandant.audit_event has the columns this
+ * library writes, in this order.
+ */
+static void
+CheckAuditEventShape(Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	for (int i = 0; i < AE_NATTS; i++)
+	{
+		if (desc->natts != AE_NATTS ||
+			strcmp(NameStr(TupleDescAttr(desc, i)->attname), audit_event_columns[i]) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("table mandant.audit_event does not have the expected columns"),
+					 errdetail("Column %d should be \"%s\".", i + 1, audit_event_columns[i]),
+					 errhint("The library and the extension's SQL objects are of different versions; run ALTER EXTENSION mandant UPDATE.")));
+	}
+}
+
+/*
+ * NextAuditEventId returns the next value of mandant.audit_event_id_seq,
+ * whose oid is cached along with the table's.
+ */
+static int64
+NextAuditEventId(Relation rel, bool reloaded)
+{
+	static Oid	seqoid = InvalidOid;
+
+	if (reloaded || !OidIsValid(seqoid))
+	{
+		seqoid = get_relname_relid("audit_event_id_seq", RelationGetNamespace(rel));
+		if (!OidIsValid(seqoid))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("sequence mandant.audit_event_id_seq does not exist"),
+					 errdetail("The mandant library is loaded but the extension's audit objects are incomplete."),
+					 errhint("Run ALTER EXTENSION mandant UPDATE, or re-create the extension.")));
+	}
+	return nextval_internal(seqoid, false);
+}
+
+/*
+ * TextOrNull returns a text datum for s, setting *isnull for NULL.
+ */
+static inline Datum
+TextOrNull(const char *s, bool *isnull)
+{
+	*isnull = (s == NULL);
+	return s ? CStringGetTextDatum(s) : (Datum) 0;
+}
+
+/*
+ * UuidOrNull returns a uuid datum for u, setting *isnull for NULL.
+ */
+static inline Datum
+UuidOrNull(const pg_uuid_t *u, bool *isnull)
+{
+	*isnull = (u == NULL);
+	return u ? UUIDPGetDatum((pg_uuid_t *) u) : (Datum) 0;
+}
+
+/*
+ * WriteAuditEvent completes an event with the context of the transaction
+ * (id, time, transaction id, actor, request id), hashes it and appends it.
+ */
+static void
+WriteAuditEvent(AuditEvent *ev)
+{
+	MandantAppendTarget *target;
+	bool		reloaded;
+	Relation	rel = MandantOpenAppendTarget("audit_event", &target, &reloaded);
+	Datum		values[AE_NATTS];
+	bool		nulls[AE_NATTS];
+
+	if (reloaded)
+		CheckAuditEventShape(rel);
+	ev->id = NextAuditEventId(rel, reloaded);
+	ev->occurred_at = GetCurrentStatementStartTimestamp();
+	ev->txid = (int64) U64FromFullTransactionId(GetTopFullTransactionId());
+	ev->actor_user_id = MandantCurrentUserId();
+	ev->request_id = MandantCurrentRequestId();
+
+	memset(nulls, false, sizeof(nulls));
+	values[AE_ID] = Int64GetDatum(ev->id);
+	values[AE_TENANT_ID] = UuidOrNull(ev->tenant_id, &nulls[AE_TENANT_ID]);
+	values[AE_OCCURRED_AT] = TimestampTzGetDatum(ev->occurred_at);
+	values[AE_TXID] = Int64GetDatum(ev->txid);
+	values[AE_CATEGORY] = CStringGetTextDatum(ev->category);
+	values[AE_ACTION] = CStringGetTextDatum(ev->action);
+	values[AE_ENTITY_TYPE] = CStringGetTextDatum(ev->entity_type);
+	values[AE_ENTITY_ID] = TextOrNull(ev->entity_id, &nulls[AE_ENTITY_ID]);
+	values[AE_ACTOR_USER_ID] = UuidOrNull(ev->actor_user_id, &nulls[AE_ACTOR_USER_ID]);
+	values[AE_REQUEST_ID] = TextOrNull(ev->request_id, &nulls[AE_REQUEST_ID]);
+	values[AE_CHANGES] = ev->changes ? JsonbPGetDatum(ev->changes) : (Datum) 0;
+	nulls[AE_CHANGES] = (ev->changes == NULL);
+	values[AE_HASH] = PointerGetDatum(AuditEventHash(ev));
+
+	MandantAppendRow(target, rel, values, nulls);
+	table_close(rel, NoLock);
+}
+
+/*
+ * CheckAuditTriggerCall refuses calls of the trigger function outside an
+ * AFTER ... FOR EACH ROW trigger.
+ */
+static void
+CheckAuditTriggerCall(FunctionCallInfo fcinfo)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("mandant.audit_trigger() must be called as an AFTER ... FOR EACH ROW trigger"),
+				 errdetail("It was called in another way."),
+				 errhint("Use mandant.enable_audit(table) to attach it.")));
+}
+
+/*
+ * mandant_audit_trigger writes one audit event per inserted, updated or
+ * deleted row.  Trigger arguments: the category ('' for the schema name),
+ * then the excluded columns.
+ */
+Datum
+mandant_audit_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	AuditTarget *target;
+	AuditEvent	ev = {0};
+	HeapTuple	keytuple;
+	MemoryContext rowcxt;
+	MemoryContext old;
+	bool		changed = true;
+
+	CheckAuditTriggerCall(fcinfo);
+	target = GetAuditTarget(trigdata);
+	desc = RelationGetDescr(trigdata->tg_relation);
+
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "mandant audit row",
+								   ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(rowcxt);
+
+	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+	{
+		ev.action = "insert";
+		keytuple = trigdata->tg_trigtuple;
+		ev.changes = RowChanges(target, keytuple, desc);
+	}
+	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+	{
+		ev.action = "delete";
+		keytuple = trigdata->tg_trigtuple;
+		ev.changes = RowChanges(target, keytuple, desc);
+	}
+	else
+	{
+		ev.action = "update";
+		keytuple = trigdata->tg_newtuple;
+		ev.changes = UpdateChanges(target, trigdata->tg_trigtuple, keytuple,
+								   desc, &changed);
+	}
+
+	if (changed)
+	{
+		ev.category = target->category;
+		ev.entity_type = target->entity_type;
+		ev.entity_id = EntityId(target, keytuple, desc);
+		ev.tenant_id = RowTenant(target, keytuple, desc);
+		WriteAuditEvent(&ev);
+	}
+
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(rowcxt);
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * CheckEventName refuses a NULL, empty, over-long or malformed category or
+ * action: lower-case words with digits, '_', '.', ':' and '-'.
+ */
+static void
+CheckEventName(const char *what, text *value)
+{
+	char	   *s;
+	int			len;
+
+	if (value == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("audit event %s must not be null", what),
+				 errdetail("mandant.audit_log() was called with a NULL %s.", what),
+				 errhint("Pass a lower-case name such as 'security' or 'login'.")));
+	s = text_to_cstring(value);
+	len = strlen(s);
+	for (int i = 0; i < len; i++)
+	{
+		char		c = s[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9' && i > 0) ||
+			  (i > 0 && (c == '_' || c == '.' || c == ':' || c == '-'))))
+			len = -1;
+	}
+	if (len <= 0 || len > AUDIT_NAME_MAX_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid audit event %s \"%s\"", what, s),
+				 errdetail("An audit event %s has 1 to %d characters: a-z first, then a-z, 0-9, '_', '.', ':' or '-'.",
+						   what, AUDIT_NAME_MAX_BYTES),
+				 errhint("Use a lower-case name such as 'security' or 'login'.")));
+}
+
+/*
+ * CheckApplicationAction refuses the actions that only the row triggers
+ * write, so that application events cannot pass for data changes.
+ */
+static void
+CheckApplicationAction(const char *action)
+{
+	static const char *const reserved[] = {"insert", "update", "delete", "transition"};
+
+	for (int i = 0; i < (int) lengthof(reserved); i++)
+	{
+		if (strcmp(action, reserved[i]) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("audit action \"%s\" is reserved for data changes", action),
+					 errdetail("Actions insert, update, delete and transition are written by mandant's triggers only."),
+					 errhint("Name what the application did, e.g. 'export', 'login' or 'approve'.")));
+	}
+}
+
+/*
+ * mandant_audit_log writes an application event (login, export, approval)
+ * with the context of the transaction.  Without a tenant, only trusted
+ * backends may write (platform events).
+ */
+Datum
+mandant_audit_log(PG_FUNCTION_ARGS)
+{
+	AuditEvent	ev = {0};
+	text	   *entity_type;
+
+	CheckEventName("category", PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
+	CheckEventName("action", PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1));
+	ev.category = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	ev.action = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	CheckApplicationAction(ev.action);
+
+	entity_type = PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2);
+	if (entity_type == NULL || VARSIZE_ANY_EXHDR(entity_type) == 0 ||
+		VARSIZE_ANY_EXHDR(entity_type) > AUDIT_NAME_MAX_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("audit entity type must have 1 to %d bytes", AUDIT_NAME_MAX_BYTES),
+				 errdetail("mandant.audit_log() was called with entity type %s.",
+						   entity_type ? quote_literal_cstr(text_to_cstring(entity_type)) : "NULL"),
+				 errhint("Name the kind of thing the event is about, e.g. 'user' or 'app.document'.")));
+	ev.entity_type = text_to_cstring(entity_type);
+	ev.entity_id = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
+
+	if (!PG_ARGISNULL(4))
+	{
+		ev.changes = PG_GETARG_JSONB_P(4);
+		if (!JB_ROOT_IS_OBJECT(ev.changes) || JB_ROOT_IS_SCALAR(ev.changes))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("audit payload must be a JSON object"),
+					 errdetail("The payload was %s.",
+							   JsonbToCString(NULL, &ev.changes->root, VARSIZE(ev.changes))),
+					 errhint("Wrap the value in an object, e.g. {\"count\": 3}.")));
+	}
+
+	ev.tenant_id = MandantCurrentTenant();
+	if (ev.tenant_id == NULL && !MandantCallerIsTrusted())
+		ereport(ERROR,
+				(errcode(ERRCODE_MANDANT_TENANT_REQUIRED),
+				 errmsg("no tenant is set"),
+				 errdetail("Application events belong to a tenant; only trusted backends write platform events."),
+				 errhint("Call mandant.set_tenant(tenant_id) or mandant.authenticate(access_token) first, in the same transaction.")));
+
+	WriteAuditEvent(&ev);
+	PG_RETURN_INT64(ev.id);
+}
+
+/*
+ * GetTextAttribute returns a text attribute of a composite as a C string.
+ */
+static const char *
+GetTextAttribute(HeapTupleHeader row, const char *name)
+{
+	bool		isnull;
+	Datum		value = GetAttributeByName(row, name, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(value);
+}
+
+static const pg_uuid_t *
+GetUuidAttribute(HeapTupleHeader row, const char *name)
+{
+	bool		isnull;
+	Datum		value = GetAttributeByName(row, name, &isnull);
+
+	return isnull ? NULL : DatumGetUUIDP(value);
+}
+
+/*
+ * mandant_audit_event_hash recomputes the hash of a stored event.
+ */
+Datum
+mandant_audit_event_hash(PG_FUNCTION_ARGS)
+{
+	HeapTupleHeader row = PG_GETARG_HEAPTUPLEHEADER(0);
+	AuditEvent	ev = {0};
+	bool		isnull;
+	Datum		changes;
+
+	ev.id = DatumGetInt64(GetAttributeByName(row, "id", &isnull));
+	ev.tenant_id = GetUuidAttribute(row, "tenant_id");
+	ev.occurred_at = DatumGetTimestampTz(GetAttributeByName(row, "occurred_at", &isnull));
+	ev.txid = DatumGetInt64(GetAttributeByName(row, "txid", &isnull));
+	ev.category = GetTextAttribute(row, "category");
+	ev.action = GetTextAttribute(row, "action");
+	ev.entity_type = GetTextAttribute(row, "entity_type");
+	ev.entity_id = GetTextAttribute(row, "entity_id");
+	ev.actor_user_id = GetUuidAttribute(row, "actor_user_id");
+	ev.request_id = GetTextAttribute(row, "request_id");
+	changes = GetAttributeByName(row, "changes", &isnull);
+	ev.changes = isnull ? NULL : DatumGetJsonbP(changes);
+
+	PG_RETURN_BYTEA_P(AuditEventHash(&ev));
+}
+
+/*
+ * mandant_audit_append_only is the statement-level guard of the audit
+ * tables: UPDATE, DELETE and TRUNCATE fail for every role, the owner
+ * included.  Only mandant's tenant deletion may delete.
+ */
+Datum
+mandant_audit_append_only(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	const char *command;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("mandant.audit_append_only() must be called as a trigger"),
+				 errdetail("It was called in another way."),
+				 errhint("It guards mandant's audit tables; there is nothing to call.")));
+
+	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) && audit_deletion_allowed)
+		return PointerGetDatum(NULL);
+
+	command = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? "UPDATE" :
+		TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) ? "DELETE" : "TRUNCATE";
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("%s is append-only", RelationGetRelationName(trigdata->tg_relation)),
+			 errdetail("%s on mandant.%s was refused.", command,
+					   RelationGetRelationName(trigdata->tg_relation)),
+			 errhint("Audit records are never changed; a tenant's records are removed only by mandant.delete_tenant().")));
+	PG_RETURN_NULL();
+}

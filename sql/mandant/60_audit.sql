@@ -1,0 +1,369 @@
+
+/* ---------------------------------------------------------------------------
+ * Audit trail (extension/audit.c)
+ *
+ * mandant.audit_event is written only by mandant's C code (the row trigger
+ * and audit_log), never through SQL: nobody holds INSERT on it, and UPDATE,
+ * DELETE and TRUNCATE fail for everyone.  A tenant reads its own events;
+ * mandant_admin reads across tenants through mandant.audit_events().
+ *
+ * Tamper evidence: mandant.audit_seal() chains each tenant's events into
+ * mandant.audit_seal, chain_n = sha256(chain_(n-1) || hash_n), in the order
+ * it seals them; mandant.audit_verify() recomputes event hashes and chain.
+ * ------------------------------------------------------------------------- */
+
+GRANT SET ON PARAMETER mandant.audit_max_value_bytes TO mandant_admin;
+
+/* Cached per backend: ids are unique, not in commit or time order. */
+CREATE SEQUENCE mandant.audit_event_id_seq CACHE 32;
+
+CREATE TABLE mandant.audit_event (
+	id				bigint PRIMARY KEY DEFAULT pg_catalog.nextval('mandant.audit_event_id_seq'),
+	tenant_id		uuid,
+	occurred_at		timestamptz NOT NULL,
+	txid			bigint NOT NULL,
+	category		text NOT NULL,
+	action			text NOT NULL,
+	entity_type		text COLLATE "C" NOT NULL,
+	entity_id		text COLLATE "C",
+	actor_user_id	uuid,
+	request_id		text,
+	changes			jsonb,
+	hash			bytea NOT NULL
+);
+
+ALTER SEQUENCE mandant.audit_event_id_seq OWNED BY mandant.audit_event.id;
+
+COMMENT ON TABLE mandant.audit_event IS
+'One row per audited write or application event. Append-only; written by mandant''s C code only. tenant_id NULL: a platform event.';
+
+/* An entity's history; sealing finds new events by transaction id. */
+CREATE INDEX audit_event_entity_idx ON mandant.audit_event (tenant_id, entity_type, entity_id);
+CREATE INDEX audit_event_txid_idx ON mandant.audit_event USING brin (txid);
+
+ALTER TABLE mandant.audit_event ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON mandant.audit_event
+	FOR SELECT USING (tenant_id = mandant.current_tenant());
+GRANT SELECT ON mandant.audit_event TO PUBLIC;
+
+CREATE TABLE mandant.audit_seal (
+	event_id		bigint PRIMARY KEY,
+	tenant_id		uuid,
+	seq				bigint NOT NULL,
+	chain			bytea NOT NULL,
+	sealed_at		timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+COMMENT ON TABLE mandant.audit_seal IS
+'The hash chain of each tenant''s audit events (tenant_id NULL: the platform''s): position seq, chain = sha256(previous chain || event hash). Append-only.';
+
+CREATE UNIQUE INDEX audit_seal_chain_idx ON mandant.audit_seal
+	((COALESCE(tenant_id, '00000000-0000-0000-0000-000000000000'::uuid)), seq);
+
+ALTER TABLE mandant.audit_seal ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON mandant.audit_seal
+	FOR SELECT USING (tenant_id = mandant.current_tenant());
+GRANT SELECT ON mandant.audit_seal TO PUBLIC;
+
+CREATE TABLE mandant.audit_seal_run (
+	run_id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	sealed_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	horizon			bigint NOT NULL,
+	events			bigint NOT NULL
+);
+
+COMMENT ON TABLE mandant.audit_seal_run IS
+'One row per mandant.audit_seal() run: events sealed, and the horizon (snapshot xmin) below which every transaction had ended.';
+
+SELECT pg_catalog.pg_extension_config_dump('mandant.audit_event', '');
+SELECT pg_catalog.pg_extension_config_dump('mandant.audit_event_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('mandant.audit_seal', '');
+SELECT pg_catalog.pg_extension_config_dump('mandant.audit_seal_run', '');
+SELECT pg_catalog.pg_extension_config_dump('mandant.audit_seal_run_run_id_seq', '');
+
+CREATE FUNCTION mandant.audit_append_only()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'mandant_audit_append_only'
+LANGUAGE C;
+
+COMMENT ON FUNCTION mandant.audit_append_only() IS
+'Trigger: refuses UPDATE, DELETE and TRUNCATE of mandant''s append-only tables (42501).';
+
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON mandant.audit_event
+	FOR EACH STATEMENT EXECUTE FUNCTION mandant.audit_append_only();
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON mandant.audit_seal
+	FOR EACH STATEMENT EXECUTE FUNCTION mandant.audit_append_only();
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON mandant.audit_seal_run
+	FOR EACH STATEMENT EXECUTE FUNCTION mandant.audit_append_only();
+/* ALWAYS: session_replication_role = replica must not switch them off. */
+ALTER TABLE mandant.audit_event ENABLE ALWAYS TRIGGER append_only;
+ALTER TABLE mandant.audit_seal ENABLE ALWAYS TRIGGER append_only;
+ALTER TABLE mandant.audit_seal_run ENABLE ALWAYS TRIGGER append_only;
+
+CREATE FUNCTION mandant.audit_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'mandant_audit_trigger'
+LANGUAGE C;
+
+COMMENT ON FUNCTION mandant.audit_trigger() IS
+'Row trigger attached by mandant.enable_audit(): one audit event per inserted, updated or deleted row.';
+
+CREATE FUNCTION mandant.audit_log(category text, action text, entity_type text,
+								  entity_id text, payload jsonb)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'mandant_audit_log'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION mandant.audit_log(text, text, text, text, jsonb) IS
+'Write an application event (login, export, approval ...) with the context of the transaction; returns its id. Actions insert/update/delete/transition are reserved.';
+
+CREATE FUNCTION mandant.audit_event_hash(event mandant.audit_event)
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'mandant_audit_event_hash'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION mandant.audit_event_hash(mandant.audit_event) IS
+'Recompute the sha256 of an event''s canonical form (what its hash column should hold).';
+
+CREATE FUNCTION mandant.check_tenant_access(tenant uuid, what text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'mandant_check_tenant_access'
+LANGUAGE C STABLE;
+
+COMMENT ON FUNCTION mandant.check_tenant_access(uuid, text) IS
+'Internal: raise 42501 unless tenant is the tenant of the transaction or the calling role is a member of mandant_admin.';
+
+/*
+ * enable_audit attaches the audit trigger, or replaces it when its category
+ * or excluded columns changed.  Idempotent; the table owner only.
+ */
+CREATE FUNCTION mandant.enable_audit(tbl regclass, category text DEFAULT NULL,
+									 exclude_columns text[] DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	excluded	text[];
+	unknown		text;
+	statement	text;
+	existing	text;
+BEGIN
+	PERFORM mandant.check_table_target(tbl, 'mandant.enable_audit');
+	IF NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = tbl AND i.indisprimary) THEN
+		RAISE EXCEPTION 'table % has no primary key', tbl
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Audit events name the row they are about by its primary key.',
+				  HINT = format('Add one, e.g. ALTER TABLE %s ADD PRIMARY KEY (id), then call mandant.enable_audit() again.', tbl);
+	END IF;
+	IF category IS NOT NULL AND category !~ '^[a-z][a-z0-9_.:-]{0,99}$' THEN
+		RAISE EXCEPTION 'invalid audit category "%"', category
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A category has 1 to 100 characters: a-z first, then a-z, 0-9, ''_'', ''.'', '':'' or ''-''.',
+				  HINT = 'Use a lower-case name such as ''risk'' or ''billing'', or NULL for the schema name.';
+	END IF;
+	SELECT array_agg(DISTINCT c ORDER BY c) INTO excluded
+	FROM unnest(COALESCE(exclude_columns, '{}')) c;
+	SELECT c INTO unknown
+	FROM unnest(excluded) c
+	WHERE c IS NULL OR NOT EXISTS (SELECT 1 FROM pg_attribute a
+								   WHERE a.attrelid = tbl AND a.attname = c
+									 AND a.attnum > 0 AND NOT a.attisdropped)
+	LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'column "%" of table % does not exist', unknown, tbl
+			USING ERRCODE = 'undefined_column',
+				  DETAIL = format('exclude_columns names %L.', unknown),
+				  HINT = format('Columns of %s: %s.', tbl,
+								(SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
+								 FROM pg_attribute a
+								 WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped));
+	END IF;
+
+	statement := format('CREATE TRIGGER mandant_audit AFTER INSERT OR DELETE OR UPDATE ON %s '
+						'FOR EACH ROW EXECUTE FUNCTION mandant.audit_trigger(%s)',
+						tbl,
+						(SELECT string_agg(quote_literal(a), ', ' ORDER BY o)
+						 FROM unnest(ARRAY[COALESCE(category, '')] || COALESCE(excluded, '{}')) WITH ORDINALITY u (a, o)));
+	SELECT pg_get_triggerdef(t.oid) INTO existing
+	FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = 'mandant_audit';
+	IF existing IS DISTINCT FROM statement THEN
+		EXECUTE format('DROP TRIGGER IF EXISTS mandant_audit ON %s', tbl);
+		EXECUTE statement;
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.enable_audit(regclass, text, text[]) IS
+'Audit every insert, update and delete of tbl (which needs a primary key) into mandant.audit_event. category defaults to the schema name; exclude_columns never appear in any event. Idempotent; the table owner only.';
+
+CREATE FUNCTION mandant.disable_audit(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM mandant.check_table_target(tbl, 'mandant.disable_audit');
+	IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = 'mandant_audit') THEN
+		EXECUTE format('DROP TRIGGER mandant_audit ON %s', tbl);
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.disable_audit(regclass) IS
+'Stop auditing tbl (its past events stay). The table owner only.';
+
+/*
+ * audit_seal chains every event whose transaction has ended since the last
+ * run.  It reads audit_event with its snapshot and only locks audit_seal,
+ * so writers never wait for it; concurrent runs wait for each other.
+ * Events of transactions still open are left for the next run: the window
+ * is [xmin of the previous run, xmin of this run).
+ */
+CREATE FUNCTION mandant.audit_seal()
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	horizon		bigint;
+	previous	bigint;
+	e			record;
+	last_tenant	uuid;
+	first		boolean := true;
+	chain		bytea;
+	seq			bigint;
+	sealed		bigint := 0;
+BEGIN
+	LOCK TABLE mandant.audit_seal IN SHARE ROW EXCLUSIVE MODE;
+	horizon := pg_snapshot_xmin(pg_current_snapshot())::text::bigint;
+	SELECT r.horizon INTO previous FROM mandant.audit_seal_run r ORDER BY r.run_id DESC LIMIT 1;
+	/* Restored into another cluster, whose transaction ids are lower: look at everything. */
+	IF previous IS NULL OR previous > horizon THEN
+		previous := 0;
+	END IF;
+
+	FOR e IN
+		SELECT a.id, a.tenant_id, a.hash
+		FROM mandant.audit_event a
+		WHERE a.txid >= previous AND a.txid < horizon
+		  AND NOT EXISTS (SELECT 1 FROM mandant.audit_seal s WHERE s.event_id = a.id)
+		ORDER BY COALESCE(a.tenant_id, '00000000-0000-0000-0000-000000000000'::uuid), a.id
+	LOOP
+		IF first OR e.tenant_id IS DISTINCT FROM last_tenant THEN
+			SELECT s.chain, s.seq INTO chain, seq
+			FROM mandant.audit_seal s
+			WHERE COALESCE(s.tenant_id, '00000000-0000-0000-0000-000000000000'::uuid)
+				  = COALESCE(e.tenant_id, '00000000-0000-0000-0000-000000000000'::uuid)
+			ORDER BY COALESCE(s.tenant_id, '00000000-0000-0000-0000-000000000000'::uuid) DESC, s.seq DESC
+			LIMIT 1;
+			IF NOT FOUND THEN
+				chain := ''::bytea;
+				seq := 0;
+			END IF;
+			last_tenant := e.tenant_id;
+			first := false;
+		END IF;
+		chain := sha256(chain || e.hash);
+		seq := seq + 1;
+		INSERT INTO mandant.audit_seal (event_id, tenant_id, seq, chain)
+		VALUES (e.id, e.tenant_id, seq, chain);
+		sealed := sealed + 1;
+	END LOOP;
+
+	INSERT INTO mandant.audit_seal_run (horizon, events) VALUES (horizon, sealed);
+	RETURN sealed;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.audit_seal() IS
+'Chain the events of every transaction that has ended since the last run into mandant.audit_seal, per tenant; returns how many. Does not block writers. mandant_admin only; run it periodically.';
+
+REVOKE ALL ON FUNCTION mandant.audit_seal() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION mandant.audit_seal() TO mandant_admin;
+
+/*
+ * audit_verify walks a tenant's chain in seal order, recomputing each
+ * event's hash and each chain link, then checks the hashes of the events
+ * not sealed yet.  The first event that fails is reported.
+ */
+CREATE FUNCTION mandant.audit_verify(tenant uuid DEFAULT mandant.current_tenant())
+RETURNS TABLE (ok boolean, checked bigint, first_bad_id bigint)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	nil			constant uuid := '00000000-0000-0000-0000-000000000000';
+	s			record;
+	e			mandant.audit_event;
+	chain		bytea := ''::bytea;
+	n			bigint := 0;
+BEGIN
+	PERFORM mandant.check_tenant_access(tenant, 'the audit trail');
+
+	FOR s IN
+		SELECT * FROM mandant.audit_seal a
+		WHERE COALESCE(a.tenant_id, nil) = COALESCE(tenant, nil)
+		ORDER BY COALESCE(a.tenant_id, nil), a.seq
+	LOOP
+		n := n + 1;
+		SELECT * INTO e FROM mandant.audit_event a WHERE a.id = s.event_id;
+		IF NOT FOUND OR s.seq <> n
+			OR e.tenant_id IS DISTINCT FROM tenant
+			OR e.hash IS DISTINCT FROM mandant.audit_event_hash(e)
+			OR s.chain IS DISTINCT FROM sha256(chain || e.hash) THEN
+			RETURN QUERY SELECT false, n, s.event_id;
+			RETURN;
+		END IF;
+		chain := s.chain;
+	END LOOP;
+
+	FOR e IN
+		SELECT * FROM mandant.audit_event a
+		WHERE COALESCE(a.tenant_id, nil) = COALESCE(tenant, nil)
+		  AND NOT EXISTS (SELECT 1 FROM mandant.audit_seal x WHERE x.event_id = a.id)
+		ORDER BY a.id
+	LOOP
+		n := n + 1;
+		IF e.hash IS DISTINCT FROM mandant.audit_event_hash(e) THEN
+			RETURN QUERY SELECT false, n, e.id;
+			RETURN;
+		END IF;
+	END LOOP;
+
+	RETURN QUERY SELECT true, n, NULL::bigint;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.audit_verify(uuid) IS
+'Recompute the hashes and the chain of a tenant''s audit events (NULL: the platform''s): (ok, checked, first_bad_id). The current tenant, or any tenant for mandant_admin.';
+
+/*
+ * audit_events is how platform administrators read across tenants: a
+ * function granted to mandant_admin, not a role that bypasses row level
+ * security.
+ */
+CREATE FUNCTION mandant.audit_events(tenant uuid, since timestamptz DEFAULT '-infinity',
+									 entity_type text DEFAULT NULL, entity_id text DEFAULT NULL,
+									 max_rows integer DEFAULT 1000)
+RETURNS SETOF mandant.audit_event
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT a.* FROM mandant.audit_event a
+	WHERE a.tenant_id IS NOT DISTINCT FROM audit_events.tenant
+	  AND a.occurred_at >= audit_events.since
+	  AND (audit_events.entity_type IS NULL OR a.entity_type = audit_events.entity_type)
+	  AND (audit_events.entity_id IS NULL OR a.entity_id = audit_events.entity_id)
+	ORDER BY a.id DESC
+	LIMIT LEAST(GREATEST(audit_events.max_rows, 0), 10000)
+$$;
+
+COMMENT ON FUNCTION mandant.audit_events(uuid, timestamptz, text, text, integer) IS
+'A tenant''s audit events (NULL: platform events), newest first, at most 10000. mandant_admin only.';
+
+REVOKE ALL ON FUNCTION mandant.audit_events(uuid, timestamptz, text, text, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION mandant.audit_events(uuid, timestamptz, text, text, integer) TO mandant_admin;
