@@ -10,8 +10,8 @@ SET client_min_messages = warning;
 INSERT INTO mandant.plan (key, name, limits) VALUES ('custom', 'Custom', '{"users": 50}');
 INSERT INTO mandant.reserved_slug (slug) VALUES ('intranet');
 INSERT INTO mandant.tenant (id, slug, name, owner_email, plan_key, status) VALUES
-	('a0000000-0000-4000-8000-00000000000a', 'dump-acme', 'Acme', 'o@acme.test', 'custom', 'active'),
-	('b0000000-0000-4000-8000-00000000000b', 'dump-globex', 'Globex', 'o@globex.test', 'pro', 'suspended');
+	('da000000-0000-4000-8000-00000000000a', 'dump-acme', 'Acme', 'o@acme.test', 'custom', 'active'),
+	('db000000-0000-4000-8000-00000000000b', 'dump-globex', 'Globex', 'o@globex.test', 'pro', 'suspended');
 CREATE SCHEMA dump AUTHORIZATION regress_owner;
 GRANT USAGE ON SCHEMA dump TO regress_service;
 SET ROLE regress_owner;
@@ -21,13 +21,13 @@ SELECT mandant.enable_audit('dump.doc', 'docs');
 GRANT SELECT ON dump.doc TO regress_service;
 RESET ROLE;
 INSERT INTO dump.doc VALUES
-	('a0000000-0000-4000-8000-00000000000a', 1, 'acme one'),
-	('a0000000-0000-4000-8000-00000000000a', 2, 'acme two'),
-	('b0000000-0000-4000-8000-00000000000b', 1, 'globex one');
+	('da000000-0000-4000-8000-00000000000a', 1, 'acme one'),
+	('da000000-0000-4000-8000-00000000000a', 2, 'acme two'),
+	('db000000-0000-4000-8000-00000000000b', 1, 'globex one');
 UPDATE dump.doc SET body = 'acme two, edited' WHERE id = 2;
 SELECT mandant.audit_seal() AS sealed;
 -- one more event after sealing, left unsealed
-DELETE FROM dump.doc WHERE tenant_id = 'a0000000-0000-4000-8000-00000000000a' AND id = 1;
+DELETE FROM dump.doc WHERE tenant_id = 'da000000-0000-4000-8000-00000000000a' AND id = 1;
 SELECT count(*) AS events_before FROM mandant.audit_event WHERE entity_type = 'dump.doc';
 
 CREATE DATABASE regress_mandant_restore;
@@ -45,19 +45,19 @@ SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = 'dump.doc':
 SELECT count(*) AS lint_findings FROM mandant.tenancy_lint();
 -- The audit trail came along and still verifies; new events continue it.
 SELECT count(*) AS events_after FROM mandant.audit_event WHERE entity_type = 'dump.doc';
-SELECT * FROM mandant.audit_verify('a0000000-0000-4000-8000-00000000000a');
-INSERT INTO dump.doc VALUES ('a0000000-0000-4000-8000-00000000000a', 3, 'after restore');
+SELECT * FROM mandant.audit_verify('da000000-0000-4000-8000-00000000000a');
+INSERT INTO dump.doc VALUES ('da000000-0000-4000-8000-00000000000a', 3, 'after restore');
 SELECT mandant.audit_seal() AS sealed_after_restore;
-SELECT * FROM mandant.audit_verify('a0000000-0000-4000-8000-00000000000a');
+SELECT * FROM mandant.audit_verify('da000000-0000-4000-8000-00000000000a');
 
 -- Isolation still holds in the restored database.
 SET ROLE regress_service;
 BEGIN;
-SELECT mandant.set_tenant('a0000000-0000-4000-8000-00000000000a');
+SELECT mandant.set_tenant('da000000-0000-4000-8000-00000000000a');
 SELECT id, body FROM dump.doc ORDER BY id;
 COMMIT;
 -- Invalid input: the suspended tenant stays suspended
-SELECT mandant.set_tenant('b0000000-0000-4000-8000-00000000000b');
+SELECT mandant.set_tenant('db000000-0000-4000-8000-00000000000b');
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 
