@@ -67,3 +67,4 @@ stop:
 bench:
 	scripts/run.sh ensure
 	bench/tenancy.sh
+	bench/audit.sh

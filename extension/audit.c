@@ -568,9 +568,12 @@ EntityId(const AuditTarget *target, HeapTuple tuple, TupleDesc desc)
 	return JsonbToCString(NULL, &jb->root, VARSIZE(jb));
 }
 
+/* The tenant of platform events, which belong to no tenant. */
+static const pg_uuid_t platform_tenant = {{0}};
+
 /*
  * RowTenant returns the tenant of a row (its tenant column), else the
- * tenant of the transaction, else NULL.
+ * tenant of the transaction, else the platform's nil uuid.
  */
 static const pg_uuid_t *
 RowTenant(const AuditTarget *target, HeapTuple tuple, TupleDesc desc)
@@ -584,7 +587,7 @@ RowTenant(const AuditTarget *target, HeapTuple tuple, TupleDesc desc)
 		if (!isnull)
 			return DatumGetUUIDP(value);
 	}
-	return MandantCurrentTenant();
+	return MandantCurrentTenant() ? MandantCurrentTenant() : &platform_tenant;
 }
 
 /*
@@ -756,7 +759,7 @@ WriteAuditEvent(AuditEvent *ev)
 
 	memset(nulls, false, sizeof(nulls));
 	values[AE_ID] = Int64GetDatum(ev->id);
-	values[AE_TENANT_ID] = UuidOrNull(ev->tenant_id, &nulls[AE_TENANT_ID]);
+	values[AE_TENANT_ID] = UUIDPGetDatum((pg_uuid_t *) ev->tenant_id);
 	values[AE_OCCURRED_AT] = TimestampTzGetDatum(ev->occurred_at);
 	values[AE_TXID] = Int64GetDatum(ev->txid);
 	values[AE_CATEGORY] = CStringGetTextDatum(ev->category);
@@ -954,6 +957,8 @@ mandant_audit_log(PG_FUNCTION_ARGS)
 				 errmsg("no tenant is set"),
 				 errdetail("Application events belong to a tenant; only trusted backends write platform events."),
 				 errhint("Call mandant.set_tenant(tenant_id) or mandant.authenticate(access_token) first, in the same transaction.")));
+	if (ev.tenant_id == NULL)
+		ev.tenant_id = &platform_tenant;
 
 	WriteAuditEvent(&ev);
 	PG_RETURN_INT64(ev.id);

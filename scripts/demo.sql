@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS demo.note (
 	PRIMARY KEY (tenant_id, id)
 );
 SELECT mandant.enable_tenancy('demo.note');
+SELECT mandant.enable_audit('demo.note', 'notes');
 GRANT USAGE ON SCHEMA demo TO mandant_demo_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON demo.note TO mandant_demo_app;
 RESET ROLE;

@@ -126,16 +126,21 @@ and try:
   SELECT mandant.set_tenant(id) FROM mandant.tenant WHERE slug = 'acme';
   SELECT title FROM demo.note;                   -- acme's notes only
   INSERT INTO demo.note (title) VALUES ('Check fire exits');  -- tenant_id filled in
+  UPDATE demo.note SET title = 'Check fire exits, building B' WHERE title = 'Check fire exits';
+  SELECT action, entity_id, changes FROM mandant.audit_event;  -- acme's audit trail
   INSERT INTO demo.note (tenant_id, title)
     SELECT id, 'planted' FROM mandant.tenant WHERE slug = 'globex';  -- refused: 42501
   ROLLBACK;
   SET app.current_tenant = 'a0000000-0000-4000-8000-00000000000a';  -- refused: 42501
   SELECT * FROM mandant.tenancy_lint();          -- no rows: the schema is clean
 
-Platform administration (create tenants) as mandant_demo_admin:
+Platform administration as mandant_demo_admin: create a tenant, seal the
+audit trail and verify a tenant's chain:
 
   psql -h 127.0.0.1 -p $port -U mandant_demo_admin $db \\
-    -c "SELECT mandant.create_tenant('initech', 'Initech', 'owner@initech.example')"
+    -c "SELECT mandant.create_tenant('initech', 'Initech', 'owner@initech.example')" \\
+    -c "SELECT mandant.audit_seal()" \\
+    -c "SELECT * FROM mandant.audit_verify((SELECT id FROM mandant.tenant WHERE slug = 'acme'))"
 
 Superuser (over the private socket): psql -h $sockdir -p $port -U postgres $db
 Server log: $logfile

@@ -6,6 +6,10 @@
  * and audit_log), never through SQL: nobody holds INSERT on it, and UPDATE,
  * DELETE and TRUNCATE fail for everyone.  A tenant reads its own events;
  * mandant_admin reads across tenants through mandant.audit_events().
+ * Events of no tenant (platform events) carry the nil uuid, so that the
+ * primary key (tenant_id, id) is the table's only btree: it serves tenant
+ * reads, verification and distribution by tenant_id, and stays cheap to
+ * append to.
  *
  * Tamper evidence: mandant.audit_seal() chains each tenant's events into
  * mandant.audit_seal, chain_n = sha256(chain_(n-1) || hash_n), in the order
@@ -18,8 +22,8 @@ GRANT SET ON PARAMETER mandant.audit_max_value_bytes TO mandant_admin;
 CREATE SEQUENCE mandant.audit_event_id_seq CACHE 32;
 
 CREATE TABLE mandant.audit_event (
-	id				bigint PRIMARY KEY DEFAULT pg_catalog.nextval('mandant.audit_event_id_seq'),
-	tenant_id		uuid,
+	id				bigint NOT NULL DEFAULT pg_catalog.nextval('mandant.audit_event_id_seq'),
+	tenant_id		uuid NOT NULL,
 	occurred_at		timestamptz NOT NULL,
 	txid			bigint NOT NULL,
 	category		text NOT NULL,
@@ -29,16 +33,16 @@ CREATE TABLE mandant.audit_event (
 	actor_user_id	uuid,
 	request_id		text,
 	changes			jsonb,
-	hash			bytea NOT NULL
+	hash			bytea NOT NULL,
+	PRIMARY KEY (tenant_id, id)
 );
 
 ALTER SEQUENCE mandant.audit_event_id_seq OWNED BY mandant.audit_event.id;
 
 COMMENT ON TABLE mandant.audit_event IS
-'One row per audited write or application event. Append-only; written by mandant''s C code only. tenant_id NULL: a platform event.';
+'One row per audited write or application event. Append-only; written by mandant''s C code only. Platform events carry tenant_id 00000000-0000-0000-0000-000000000000.';
 
-/* An entity's history; sealing finds new events by transaction id. */
-CREATE INDEX audit_event_entity_idx ON mandant.audit_event (tenant_id, entity_type, entity_id);
+/* Sealing finds new events by transaction id. */
 CREATE INDEX audit_event_txid_idx ON mandant.audit_event USING brin (txid);
 
 ALTER TABLE mandant.audit_event ENABLE ROW LEVEL SECURITY;
@@ -47,18 +51,16 @@ CREATE POLICY tenant_isolation ON mandant.audit_event
 GRANT SELECT ON mandant.audit_event TO PUBLIC;
 
 CREATE TABLE mandant.audit_seal (
-	event_id		bigint PRIMARY KEY,
-	tenant_id		uuid,
+	tenant_id		uuid NOT NULL,
 	seq				bigint NOT NULL,
+	event_id		bigint NOT NULL UNIQUE,
 	chain			bytea NOT NULL,
-	sealed_at		timestamptz NOT NULL DEFAULT pg_catalog.now()
+	sealed_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	PRIMARY KEY (tenant_id, seq)
 );
 
 COMMENT ON TABLE mandant.audit_seal IS
-'The hash chain of each tenant''s audit events (tenant_id NULL: the platform''s): position seq, chain = sha256(previous chain || event hash). Append-only.';
-
-CREATE UNIQUE INDEX audit_seal_chain_idx ON mandant.audit_seal
-	((COALESCE(tenant_id, '00000000-0000-0000-0000-000000000000'::uuid)), seq);
+'The hash chain of each tenant''s audit events: position seq, chain = sha256(previous chain || event hash). Append-only.';
 
 ALTER TABLE mandant.audit_seal ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON mandant.audit_seal
@@ -231,7 +233,6 @@ DECLARE
 	previous	bigint;
 	e			record;
 	last_tenant	uuid;
-	first		boolean := true;
 	chain		bytea;
 	seq			bigint;
 	sealed		bigint := 0;
@@ -249,26 +250,24 @@ BEGIN
 		FROM mandant.audit_event a
 		WHERE a.txid >= previous AND a.txid < horizon
 		  AND NOT EXISTS (SELECT 1 FROM mandant.audit_seal s WHERE s.event_id = a.id)
-		ORDER BY COALESCE(a.tenant_id, '00000000-0000-0000-0000-000000000000'::uuid), a.id
+		ORDER BY a.tenant_id, a.id
 	LOOP
-		IF first OR e.tenant_id IS DISTINCT FROM last_tenant THEN
+		IF last_tenant IS DISTINCT FROM e.tenant_id THEN
 			SELECT s.chain, s.seq INTO chain, seq
 			FROM mandant.audit_seal s
-			WHERE COALESCE(s.tenant_id, '00000000-0000-0000-0000-000000000000'::uuid)
-				  = COALESCE(e.tenant_id, '00000000-0000-0000-0000-000000000000'::uuid)
-			ORDER BY COALESCE(s.tenant_id, '00000000-0000-0000-0000-000000000000'::uuid) DESC, s.seq DESC
+			WHERE s.tenant_id = e.tenant_id
+			ORDER BY s.seq DESC
 			LIMIT 1;
 			IF NOT FOUND THEN
 				chain := ''::bytea;
 				seq := 0;
 			END IF;
 			last_tenant := e.tenant_id;
-			first := false;
 		END IF;
 		chain := sha256(chain || e.hash);
 		seq := seq + 1;
-		INSERT INTO mandant.audit_seal (event_id, tenant_id, seq, chain)
-		VALUES (e.id, e.tenant_id, seq, chain);
+		INSERT INTO mandant.audit_seal (tenant_id, seq, event_id, chain)
+		VALUES (e.tenant_id, seq, e.id, chain);
 		sealed := sealed + 1;
 	END LOOP;
 
@@ -295,7 +294,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	nil			constant uuid := '00000000-0000-0000-0000-000000000000';
+	chain_of	constant uuid := COALESCE(tenant, '00000000-0000-0000-0000-000000000000');
 	s			record;
 	e			mandant.audit_event;
 	chain		bytea := ''::bytea;
@@ -304,14 +303,11 @@ BEGIN
 	PERFORM mandant.check_tenant_access(tenant, 'the audit trail');
 
 	FOR s IN
-		SELECT * FROM mandant.audit_seal a
-		WHERE COALESCE(a.tenant_id, nil) = COALESCE(tenant, nil)
-		ORDER BY COALESCE(a.tenant_id, nil), a.seq
+		SELECT * FROM mandant.audit_seal a WHERE a.tenant_id = chain_of ORDER BY a.seq
 	LOOP
 		n := n + 1;
-		SELECT * INTO e FROM mandant.audit_event a WHERE a.id = s.event_id;
+		SELECT * INTO e FROM mandant.audit_event a WHERE a.tenant_id = chain_of AND a.id = s.event_id;
 		IF NOT FOUND OR s.seq <> n
-			OR e.tenant_id IS DISTINCT FROM tenant
 			OR e.hash IS DISTINCT FROM mandant.audit_event_hash(e)
 			OR s.chain IS DISTINCT FROM sha256(chain || e.hash) THEN
 			RETURN QUERY SELECT false, n, s.event_id;
@@ -322,7 +318,7 @@ BEGIN
 
 	FOR e IN
 		SELECT * FROM mandant.audit_event a
-		WHERE COALESCE(a.tenant_id, nil) = COALESCE(tenant, nil)
+		WHERE a.tenant_id = chain_of
 		  AND NOT EXISTS (SELECT 1 FROM mandant.audit_seal x WHERE x.event_id = a.id)
 		ORDER BY a.id
 	LOOP
@@ -354,7 +350,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT a.* FROM mandant.audit_event a
-	WHERE a.tenant_id IS NOT DISTINCT FROM audit_events.tenant
+	WHERE a.tenant_id = COALESCE(audit_events.tenant, '00000000-0000-0000-0000-000000000000')
 	  AND a.occurred_at >= audit_events.since
 	  AND (audit_events.entity_type IS NULL OR a.entity_type = audit_events.entity_type)
 	  AND (audit_events.entity_id IS NULL OR a.entity_id = audit_events.entity_id)
