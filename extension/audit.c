@@ -11,7 +11,9 @@
  * appendrow.c): nobody, not even the table owner, holds INSERT on the audit
  * table, and a statement-level guard refuses UPDATE, DELETE and TRUNCATE
  * for everyone (ENABLE ALWAYS, so session_replication_role does not turn it
- * off).  Only mandant's tenant deletion sets audit_deletion_allowed.
+ * off).  Only mandant's tenant deletion (to come with the tenant lifecycle)
+ * will set audit_deletion_allowed.  Events that belong to no tenant carry
+ * the nil uuid (platform_tenant), so the primary key is (tenant_id, id).
  *
  * Per-table facts the trigger needs on every row (column names and their
  * conversions, excluded columns, primary key, tenant column, category,
