@@ -118,6 +118,7 @@ for v in plain floor mandant plpgsql; do
 done
 
 variants="plain mandant plpgsql"
+show_overhead=1
 echo "bench/audit: $rounds rounds of ${seconds}s per variant, interleaved; PostgreSQL $(server_version), $(nproc) cores"
 for workload in insert update; do
 	echo

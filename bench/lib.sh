@@ -44,8 +44,8 @@ server_version() {
 # compare WORKLOAD ROLE: runs the scripts $WORKLOAD-<variant> for the three
 # variants in $variants (a = baseline, b = mandant, c = the alternative)
 # interleaved, for every client count, and prints the median TPS of each
-# with b/a, c/a, b/c and "ovh", mandant's overhead as a fraction of the
-# alternative's: (1 - b/a) / (1 - c/a).
+# with b/a, c/a, b/c and, when $show_overhead is set, "ovh": mandant's
+# overhead as a fraction of the alternative's, (1 - b/a) / (1 - c/a).
 compare() {
 	workload=$1 role=$2
 	# shellcheck disable=SC2086
@@ -65,8 +65,8 @@ compare() {
 		a=$(median <"$work/$1.tps")
 		b=$(median <"$work/$2.tps")
 		h=$(median <"$work/$3.tps")
-		awk -v w="$workload" -v c="$c" -v a="$a" -v b="$b" -v h="$h" 'BEGIN {
-			ovh = (h < a) ? sprintf("%7.2f", (1 - b / a) / (1 - h / a)) : "      -"
+		awk -v w="$workload" -v c="$c" -v a="$a" -v b="$b" -v h="$h" -v show="${show_overhead:-}" 'BEGIN {
+			ovh = (show != "" && h < a) ? sprintf("%7.2f", (1 - b / a) / (1 - h / a)) : "      -"
 			printf "%-7s %-7s %11.1f %11.1f %11.1f %7.3f %7.3f %7.3f %s\n", w, c, a, b, h, b / a, h / a, b / h, ovh
 		}'
 	done
