@@ -68,3 +68,4 @@ bench:
 	scripts/run.sh ensure
 	bench/tenancy.sh
 	bench/audit.sh
+	bench/fsm.sh

@@ -13,13 +13,13 @@
  * for everyone (ENABLE ALWAYS, so session_replication_role does not turn it
  * off).  Only mandant's tenant deletion (to come with the tenant lifecycle)
  * will set audit_deletion_allowed.  Events that belong to no tenant carry
- * the nil uuid (platform_tenant), so the primary key is (tenant_id, id).
+ * the nil uuid (MandantPlatformTenant), so the primary key is
+ * (tenant_id, id).  An update that changes the column of the table's state
+ * machine is recorded with action "transition".
  *
- * Per-table facts the trigger needs on every row (column names and their
- * conversions, excluded columns, primary key, tenant column, category,
- * entity type) are cached per trigger oid in AuditCacheContext and dropped
- * by a relcache invalidation of the table: ALTER TABLE, a new primary key,
- * enable_tenancy and enable_audit all send one.  An excluded column that
+ * Per-table facts the trigger needs on every row (the row shape, see
+ * rowshape.c, plus category and excluded columns) are cached per trigger
+ * and rebuilt after a relcache invalidation of the table.  An excluded column that
  * no longer exists (renamed or dropped) makes the trigger refuse the write
  * rather than risk recording a secret under its new name.
  *
@@ -43,7 +43,6 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
-#include "catalog/partition.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
@@ -54,8 +53,6 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/guc.h"
-#include "utils/hsearch.h"
-#include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -118,33 +115,16 @@ typedef struct AuditEvent
 	Jsonb	   *changes;
 } AuditEvent;
 
-typedef struct AuditColumn
-{
-	AttrNumber	attnum;
-	const char *name;
-	int			namelen;
-	bool		excluded;
-	MandantColumnJson json;
-} AuditColumn;
-
 /* Cached facts about one audit trigger (one table). */
 typedef struct AuditTarget
 {
-	Oid			trigger_oid;	/* hash key */
-	Oid			relid;
-	bool		valid;
-	MemoryContext cxt;			/* owns everything below */
+	MandantTriggerCacheEntry cache;		/* must be first */
 	const char *category;
-	const char *entity_type;
-	int			ncolumns;
-	AuditColumn *columns;		/* live columns in attnum order */
-	int			nkeys;
-	int		   *keys;			/* primary key columns, tenant column left out */
-	int			tenant_column;	/* index into columns, or -1 */
+	MandantRowShape shape;
+	bool	   *excluded;		/* per column of shape */
 } AuditTarget;
 
 static HTAB *AuditTargets = NULL;
-static MemoryContext AuditCacheContext = NULL;
 
 /*
  * MandantDefineAuditVariables defines mandant.audit_max_value_bytes; called
@@ -165,215 +145,53 @@ MandantDefineAuditVariables(void)
 }
 
 /*
- * InvalidateAuditTargets marks the cached entries of a table (or of all
- * tables) stale; they are rebuilt on their next use.
+ * LoadExclusions marks the excluded columns (trigger arguments after the
+ * category); a missing one is an error.
  */
 static void
-InvalidateAuditTargets(Datum arg, Oid relid)
+LoadExclusions(AuditTarget *target, Trigger *trigger)
 {
-	HASH_SEQ_STATUS status;
-	AuditTarget *target;
-
-	if (AuditTargets == NULL)
-		return;
-	hash_seq_init(&status, AuditTargets);
-	while ((target = hash_seq_search(&status)) != NULL)
-	{
-		if (relid == InvalidOid || target->relid == relid)
-			target->valid = false;
-	}
-}
-
-/*
- * InitAuditCache creates the cache and registers its invalidation callback,
- * once per backend.
- */
-static void
-InitAuditCache(void)
-{
-	HASHCTL		ctl;
-
-	AuditCacheContext = AllocSetContextCreate(CacheMemoryContext,
-											  "mandant audit cache",
-											  ALLOCSET_SMALL_SIZES);
-	ctl.keysize = sizeof(Oid);
-	ctl.entrysize = sizeof(AuditTarget);
-	ctl.hcxt = AuditCacheContext;
-	AuditTargets = hash_create("mandant audit targets", 64, &ctl,
-							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	CacheRegisterRelcacheCallback(InvalidateAuditTargets, (Datum) 0);
-}
-
-/*
- * AuditedRoot returns the table whose name events carry: the partitioned
- * root for a partition, else the table itself.
- */
-static Oid
-AuditedRoot(Relation rel)
-{
-	List	   *ancestors;
-	Oid			root;
-
-	if (!rel->rd_rel->relispartition)
-		return RelationGetRelid(rel);
-	ancestors = get_partition_ancestors(RelationGetRelid(rel));
-	root = llast_oid(ancestors);
-	list_free(ancestors);
-	return root;
-}
-
-/*
- * FindColumn returns the index of a column in target->columns, or -1.
- */
-static int
-FindColumn(const AuditTarget *target, const char *name)
-{
-	for (int i = 0; i < target->ncolumns; i++)
-	{
-		if (strcmp(target->columns[i].name, name) == 0)
-			return i;
-	}
-	return -1;
-}
-
-/*
- * LoadColumns fills target->columns from the table's descriptor and marks
- * the excluded ones; a missing excluded column is an error.
- */
-static void
-LoadColumns(AuditTarget *target, Relation rel, Trigger *trigger)
-{
-	TupleDesc	desc = RelationGetDescr(rel);
-
-	target->columns = palloc0(sizeof(AuditColumn) * desc->natts);
-	target->ncolumns = 0;
-	for (int i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-		AuditColumn *col;
-
-		if (att->attisdropped)
-			continue;
-		col = &target->columns[target->ncolumns++];
-		col->attnum = att->attnum;
-		col->name = pstrdup(NameStr(att->attname));
-		col->namelen = strlen(col->name);
-		MandantInitColumnJson(&col->json, att, target->cxt);
-	}
-
-	/* Arguments after the category name the excluded columns. */
+	target->excluded = palloc0(sizeof(bool) * Max(target->shape.ncolumns, 1));
 	for (int i = 1; i < trigger->tgnargs; i++)
 	{
-		int			c = FindColumn(target, trigger->tgargs[i]);
+		int			c = MandantFindColumn(&target->shape, trigger->tgargs[i]);
 
 		if (c < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_COLUMN),
 					 errmsg("excluded column \"%s\" of table %s no longer exists",
-							trigger->tgargs[i], target->entity_type),
+							trigger->tgargs[i], target->shape.entity_type),
 					 errdetail("The audit trigger of %s excludes a column of that name; it was renamed or dropped, and the write is refused rather than recorded unfiltered.",
-							   target->entity_type),
+							   target->shape.entity_type),
 					 errhint("Call mandant.enable_audit() again with the current column names.")));
-		target->columns[c].excluded = true;
+		target->excluded[c] = true;
 	}
 }
 
 /*
- * LoadKeys fills target->keys from the primary key, leaving out the tenant
- * column (every event carries tenant_id itself).
- */
-static void
-LoadKeys(AuditTarget *target, Relation rel)
-{
-	Oid			pkey = RelationGetPrimaryKeyIndex(rel);
-	Relation	index;
-
-	target->nkeys = 0;
-	if (!OidIsValid(pkey))
-		return;
-
-	index = index_open(pkey, AccessShareLock);
-	target->keys = palloc(sizeof(int) * index->rd_index->indnkeyatts);
-	for (int i = 0; i < index->rd_index->indnkeyatts; i++)
-	{
-		AttrNumber	attnum = index->rd_index->indkey.values[i];
-
-		for (int c = 0; c < target->ncolumns; c++)
-		{
-			if (target->columns[c].attnum == attnum && c != target->tenant_column)
-				target->keys[target->nkeys++] = c;
-		}
-	}
-	index_close(index, AccessShareLock);
-}
-
-/*
- * LoadTenantColumn finds the row's tenant column: the registered one, else
- * a uuid column named tenant_id.
- */
-static void
-LoadTenantColumn(AuditTarget *target, Oid root)
-{
-	char	   *name = MandantLookupTenantColumn(root);
-	int			c = FindColumn(target, name ? name : "tenant_id");
-
-	target->tenant_column = -1;
-	if (c >= 0 && target->columns[c].json.typid == UUIDOID)
-		target->tenant_column = c;
-}
-
-/*
- * BuildAuditTarget (re)fills a cache entry from the trigger and its table.
- */
-static void
-BuildAuditTarget(AuditTarget *target, TriggerData *trigdata)
-{
-	Relation	rel = trigdata->tg_relation;
-	Trigger    *trigger = trigdata->tg_trigger;
-	Oid			root = AuditedRoot(rel);
-	char	   *schema = get_namespace_name(get_rel_namespace(root));
-	MemoryContext old;
-
-	if (target->cxt != NULL)
-		MemoryContextDelete(target->cxt);
-	target->cxt = AllocSetContextCreate(AuditCacheContext, "mandant audit target",
-										ALLOCSET_SMALL_SIZES);
-	target->relid = RelationGetRelid(rel);
-	target->valid = false;
-
-	old = MemoryContextSwitchTo(target->cxt);
-	target->entity_type = psprintf("%s.%s", schema, get_rel_name(root));
-	target->category = (trigger->tgnargs > 0 && trigger->tgargs[0][0] != '\0')
-		? pstrdup(trigger->tgargs[0]) : pstrdup(schema);
-	LoadColumns(target, rel, trigger);
-	LoadTenantColumn(target, root);
-	LoadKeys(target, rel);
-	MemoryContextSwitchTo(old);
-
-	target->valid = true;
-}
-
-/*
- * GetAuditTarget returns the valid cache entry of the firing trigger.
+ * GetAuditTarget returns the cached facts of the firing trigger, building
+ * them when needed.
  */
 static AuditTarget *
 GetAuditTarget(TriggerData *trigdata)
 {
-	Oid			tgoid = trigdata->tg_trigger->tgoid;
 	AuditTarget *target;
-	bool		found;
+	Trigger    *trigger = trigdata->tg_trigger;
+	MemoryContext old;
 
-	if (AuditTargets == NULL)
-		InitAuditCache();
+	target = (AuditTarget *) MandantTriggerCacheLookup(&AuditTargets, "mandant audit targets",
+													   sizeof(AuditTarget), trigdata);
+	if (target->cache.valid)
+		return target;
 
-	target = hash_search(AuditTargets, &tgoid, HASH_ENTER, &found);
-	if (!found)
-	{
-		target->cxt = NULL;
-		target->valid = false;
-	}
-	if (!target->valid)
-		BuildAuditTarget(target, trigdata);
+	old = MemoryContextSwitchTo(target->cache.cxt);
+	MandantLoadRowShape(&target->shape, trigdata->tg_relation);
+	target->category = (trigger->tgnargs > 0 && trigger->tgargs[0][0] != '\0')
+		? pstrdup(trigger->tgargs[0]) : pstrdup(target->shape.schema);
+	LoadExclusions(target, trigger);
+	MemoryContextSwitchTo(old);
+
+	target->cache.valid = true;
 	return target;
 }
 
@@ -383,7 +201,7 @@ GetAuditTarget(TriggerData *trigdata)
  * (octet_length for text and bytea).
  */
 static bool
-ValueIsOversized(const AuditColumn *col, Datum value, Size *size)
+ValueIsOversized(const MandantColumn *col, Datum value, Size *size)
 {
 	if (col->json.typlen != -1)
 		return false;
@@ -418,7 +236,7 @@ Sha256Hex(const uint8 *data, size_t len)
  */
 static void
 PushColumnValue(JsonbParseState **state, JsonbIteratorToken token,
-				const AuditColumn *col, Datum value, bool isnull)
+				const MandantColumn *col, Datum value, bool isnull)
 {
 	JsonbValue	v;
 	Size		size;
@@ -458,13 +276,13 @@ RowChanges(const AuditTarget *target, HeapTuple tuple, TupleDesc desc)
 	JsonbValue *result;
 
 	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	for (int i = 0; i < target->ncolumns; i++)
+	for (int i = 0; i < target->shape.ncolumns; i++)
 	{
-		const AuditColumn *col = &target->columns[i];
+		const MandantColumn *col = &target->shape.columns[i];
 		bool		isnull;
 		Datum		value;
 
-		if (col->excluded)
+		if (target->excluded[i])
 			continue;
 		value = heap_getattr(tuple, col->attnum, desc, &isnull);
 		MandantPushKey(&state, col->name, col->namelen);
@@ -475,46 +293,35 @@ RowChanges(const AuditTarget *target, HeapTuple tuple, TupleDesc desc)
 }
 
 /*
- * ColumnChanged compares a column of two row versions by their stored
- * images (after detoasting), so a rewrite with the same value is no change.
- */
-static bool
-ColumnChanged(const AuditColumn *col, TupleDesc desc,
-			  Datum oldvalue, bool oldnull, Datum newvalue, bool newnull)
-{
-	Form_pg_attribute att = TupleDescAttr(desc, col->attnum - 1);
-
-	if (oldnull || newnull)
-		return oldnull != newnull;
-	return !datum_image_eq(oldvalue, newvalue, att->attbyval, att->attlen);
-}
-
-/*
  * UpdateChanges returns {"col": [old, new], ...} for the changed columns
- * that are not excluded, and sets *changed if any column changed at all
- * (an update of excluded columns only is recorded with empty changes).
+ * that are not excluded, sets *changed if any column changed at all (an
+ * update of excluded columns only is recorded with empty changes) and
+ * *transition if the state machine's column changed.
  */
 static Jsonb *
 UpdateChanges(const AuditTarget *target, HeapTuple oldtuple,
-			  HeapTuple newtuple, TupleDesc desc, bool *changed)
+			  HeapTuple newtuple, TupleDesc desc, bool *changed, bool *transition)
 {
 	JsonbParseState *state = NULL;
 	JsonbValue *result;
 
 	*changed = false;
+	*transition = false;
 	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	for (int i = 0; i < target->ncolumns; i++)
+	for (int i = 0; i < target->shape.ncolumns; i++)
 	{
-		const AuditColumn *col = &target->columns[i];
+		const MandantColumn *col = &target->shape.columns[i];
 		bool		oldnull,
 					newnull;
 		Datum		oldvalue = heap_getattr(oldtuple, col->attnum, desc, &oldnull);
 		Datum		newvalue = heap_getattr(newtuple, col->attnum, desc, &newnull);
 
-		if (!ColumnChanged(col, desc, oldvalue, oldnull, newvalue, newnull))
+		if (!MandantColumnChanged(col, oldvalue, oldnull, newvalue, newnull))
 			continue;
 		*changed = true;
-		if (col->excluded)
+		if (i == target->shape.state_column)
+			*transition = true;
+		if (target->excluded[i])
 			continue;
 		MandantPushKey(&state, col->name, col->namelen);
 		(void) pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
@@ -524,72 +331,6 @@ UpdateChanges(const AuditTarget *target, HeapTuple oldtuple,
 	}
 	result = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	return JsonbValueToJsonb(result);
-}
-
-/*
- * EntityId returns the primary key of a row as text: the value of a single
- * key column, a JSON array for a composite key, NULL without a key.
- */
-static char *
-EntityId(const AuditTarget *target, HeapTuple tuple, TupleDesc desc)
-{
-	JsonbParseState *state = NULL;
-	JsonbValue *array;
-	Jsonb	   *jb;
-
-	if (target->nkeys == 0)
-		return NULL;
-
-	if (target->nkeys == 1)
-	{
-		const AuditColumn *col = &target->columns[target->keys[0]];
-		bool		isnull;
-		Datum		value = heap_getattr(tuple, col->attnum, desc, &isnull);
-		Oid			output;
-		bool		varlena;
-
-		if (isnull)
-			return NULL;
-		getTypeOutputInfo(col->json.typid, &output, &varlena);
-		return OidOutputFunctionCall(output, value);
-	}
-
-	(void) pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
-	for (int i = 0; i < target->nkeys; i++)
-	{
-		const AuditColumn *col = &target->columns[target->keys[i]];
-		bool		isnull;
-		Datum		value = heap_getattr(tuple, col->attnum, desc, &isnull);
-		JsonbValue	v;
-
-		MandantColumnToJsonbValue(&col->json, value, isnull, &v);
-		(void) pushJsonbValue(&state, WJB_ELEM, &v);
-	}
-	array = pushJsonbValue(&state, WJB_END_ARRAY, NULL);
-	jb = JsonbValueToJsonb(array);
-	return JsonbToCString(NULL, &jb->root, VARSIZE(jb));
-}
-
-/* The tenant of platform events, which belong to no tenant. */
-static const pg_uuid_t platform_tenant = {{0}};
-
-/*
- * RowTenant returns the tenant of a row (its tenant column), else the
- * tenant of the transaction, else the platform's nil uuid.
- */
-static const pg_uuid_t *
-RowTenant(const AuditTarget *target, HeapTuple tuple, TupleDesc desc)
-{
-	if (target->tenant_column >= 0)
-	{
-		bool		isnull;
-		Datum		value = heap_getattr(tuple, target->columns[target->tenant_column].attnum,
-										 desc, &isnull);
-
-		if (!isnull)
-			return DatumGetUUIDP(value);
-	}
-	return MandantCurrentTenant() ? MandantCurrentTenant() : &platform_tenant;
 }
 
 /*
@@ -813,6 +554,7 @@ mandant_audit_trigger(PG_FUNCTION_ARGS)
 	MemoryContext rowcxt;
 	MemoryContext old;
 	bool		changed = true;
+	bool		transition = false;
 
 	CheckAuditTriggerCall(fcinfo);
 	target = GetAuditTarget(trigdata);
@@ -836,18 +578,18 @@ mandant_audit_trigger(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		ev.action = "update";
 		keytuple = trigdata->tg_newtuple;
 		ev.changes = UpdateChanges(target, trigdata->tg_trigtuple, keytuple,
-								   desc, &changed);
+								   desc, &changed, &transition);
+		ev.action = transition ? "transition" : "update";
 	}
 
 	if (changed)
 	{
 		ev.category = target->category;
-		ev.entity_type = target->entity_type;
-		ev.entity_id = EntityId(target, keytuple, desc);
-		ev.tenant_id = RowTenant(target, keytuple, desc);
+		ev.entity_type = target->shape.entity_type;
+		ev.entity_id = MandantRowEntityId(&target->shape, keytuple, desc);
+		ev.tenant_id = MandantRowTenant(&target->shape, keytuple, desc);
 		WriteAuditEvent(&ev);
 	}
 
@@ -960,7 +702,7 @@ mandant_audit_log(PG_FUNCTION_ARGS)
 				 errdetail("Application events belong to a tenant; only trusted backends write platform events."),
 				 errhint("Call mandant.set_tenant(tenant_id) or mandant.authenticate(access_token) first, in the same transaction.")));
 	if (ev.tenant_id == NULL)
-		ev.tenant_id = &platform_tenant;
+		ev.tenant_id = &MandantPlatformTenant;
 
 	WriteAuditEvent(&ev);
 	PG_RETURN_INT64(ev.id);

@@ -17,8 +17,10 @@
 #ifndef MANDANT_H
 #define MANDANT_H
 
+#include "access/htup.h"
 #include "access/tupdesc.h"
 #include "fmgr.h"
+#include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/relcache.h"
 #include "utils/uuid.h"
@@ -30,6 +32,7 @@
 #define ERRCODE_MANDANT_TENANT_REQUIRED		MAKE_SQLSTATE('M','D','0','0','1')
 #define ERRCODE_MANDANT_TENANT_NOT_FOUND	MAKE_SQLSTATE('M','D','0','0','2')
 #define ERRCODE_MANDANT_TENANT_SUSPENDED	MAKE_SQLSTATE('M','D','0','0','3')
+#define ERRCODE_MANDANT_INVALID_TRANSITION	MAKE_SQLSTATE('M','D','0','1','0')
 
 /*
  * Refusals of the audit trail use the standard codes (42501 for writes to
@@ -86,6 +89,39 @@ typedef struct MandantColumnJson
 	FmgrInfo	to_jsonb;		/* MANDANT_JSON_GENERIC only */
 } MandantColumnJson;
 
+/* One live column of a table, as the row triggers see it (rowshape.c). */
+typedef struct MandantColumn
+{
+	AttrNumber	attnum;
+	const char *name;
+	int			namelen;
+	bool		typbyval;
+	MandantColumnJson json;
+} MandantColumn;
+
+typedef struct MandantRowShape
+{
+	const char *schema;			/* of the table events are named after */
+	const char *entity_type;	/* schema.table, the partitioned root's */
+	int			ncolumns;
+	MandantColumn *columns;		/* live columns in attnum order */
+	int			nkeys;
+	int		   *keys;			/* primary key columns, tenant column left out */
+	int			tenant_column;	/* index into columns, or -1 */
+	int			state_column;	/* column of its state machine, or -1 */
+} MandantRowShape;
+
+/* Header of every entry of a per-trigger cache; the key comes first. */
+typedef struct MandantTriggerCacheEntry
+{
+	Oid			tgoid;
+	Oid			relid;
+	bool		valid;
+	MemoryContext cxt;			/* owns what the entry points to */
+} MandantTriggerCacheEntry;
+
+struct TriggerData;
+
 /* context.c */
 extern void MandantDefineContextVariables(void);
 extern bool MandantCallerIsTrusted(void);
@@ -100,6 +136,7 @@ extern int	MandantScopeBit(const char *name);
 extern MandantTenantStatus MandantLookupTenant(const pg_uuid_t *tenant_id,
 											   char **status_out);
 extern char *MandantLookupTenantColumn(Oid relid);
+extern char *MandantLookupStateColumn(Oid relid);
 
 /* rowjson.c */
 extern void MandantInitColumnJson(MandantColumnJson *col,
@@ -108,6 +145,21 @@ extern void MandantColumnToJsonbValue(const MandantColumnJson *col,
 									  Datum value, bool isnull,
 									  JsonbValue *out);
 extern void MandantPushKey(JsonbParseState **state, const char *key, int len);
+
+/* rowshape.c */
+extern const pg_uuid_t MandantPlatformTenant;
+extern MandantTriggerCacheEntry *MandantTriggerCacheLookup(HTAB **cache,
+														   const char *name,
+														   Size entrysize,
+														   struct TriggerData *trigdata);
+extern void MandantLoadRowShape(MandantRowShape *shape, Relation rel);
+extern int	MandantFindColumn(const MandantRowShape *shape, const char *name);
+extern char *MandantRowEntityId(const MandantRowShape *shape, HeapTuple tuple,
+								TupleDesc desc);
+extern const pg_uuid_t *MandantRowTenant(const MandantRowShape *shape,
+										 HeapTuple tuple, TupleDesc desc);
+extern bool MandantColumnChanged(const MandantColumn *col, Datum oldvalue,
+								 bool oldnull, Datum newvalue, bool newnull);
 
 /* appendrow.c */
 typedef struct MandantAppendTarget MandantAppendTarget;

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * tenancy.c
- *		Lookups in mandant.tenant and mandant.tenant_table for the C side.
+ *		Lookups in mandant.tenant and the registries for the C side.
  *
  * mandant.set_tenant() must know whether a tenant exists and may be entered
  * before it changes the context.  The caller usually has no privilege on
@@ -13,8 +13,8 @@
  * READ transaction, while the caller's own uncommitted changes (a tenant
  * created earlier in the same transaction) stay visible.
  *
- * The registry (mandant.tenant_table) is read the same way by the audit
- * trigger when it builds its per-table cache.
+ * The registries (mandant.tenant_table, mandant.state_machine_table) are
+ * read the same way by the row triggers when they build their caches.
  *
  * Nothing is cached here: the relation and index are looked up by name on
  * every call, which costs a few syscache probes and survives DROP/CREATE
@@ -49,6 +49,8 @@
 #define TENANT_PKEY				"tenant_pkey"
 #define REGISTRY_TABLE			"tenant_table"
 #define REGISTRY_PKEY			"tenant_table_pkey"
+#define FSM_TABLE				"state_machine_table"
+#define FSM_PKEY				"state_machine_table_pkey"
 
 /*
  * LookupMandantTable returns the oids of one of mandant's tables and of its
@@ -165,6 +167,20 @@ MandantLookupTenantColumn(Oid relid)
 	bool		found;
 	Datum		column = FetchByKey(REGISTRY_TABLE, REGISTRY_PKEY, "relid", F_OIDEQ,
 									ObjectIdGetDatum(relid), "tenant_column", &found);
+
+	return found ? pstrdup(NameStr(*DatumGetName(column))) : NULL;
+}
+
+/*
+ * MandantLookupStateColumn returns the column under which a table is
+ * registered in mandant.state_machine_table, or NULL.
+ */
+char *
+MandantLookupStateColumn(Oid relid)
+{
+	bool		found;
+	Datum		column = FetchByKey(FSM_TABLE, FSM_PKEY, "relid", F_OIDEQ,
+									ObjectIdGetDatum(relid), "state_column", &found);
 
 	return found ? pstrdup(NameStr(*DatumGetName(column))) : NULL;
 }

@@ -288,29 +288,3 @@ $$;
 
 COMMENT ON FUNCTION mandant.disable_tenancy(regclass) IS
 'Undo enable_tenancy: drop policy tenant_isolation, disable row level security (unless other policies remain) and the column default, unregister. Keeps the column, its data, FK and index.';
-
-/*
- * forget_dropped_tables removes registry rows of tables being dropped.  It is
- * SECURITY DEFINER because the registry's owner policy can no longer see the
- * owner of a table whose catalog row is gone.
- */
-CREATE FUNCTION mandant.forget_dropped_tables()
-RETURNS event_trigger
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	DELETE FROM mandant.tenant_table r
-	WHERE r.relid::oid IN (SELECT o.objid FROM pg_event_trigger_dropped_objects() o
-						   WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0);
-END
-$$;
-
-COMMENT ON FUNCTION mandant.forget_dropped_tables() IS
-'Event trigger: unregister tenant tables when they are dropped.';
-
-REVOKE ALL ON FUNCTION mandant.forget_dropped_tables() FROM PUBLIC;
-
-CREATE EVENT TRIGGER mandant_forget_dropped_tables ON sql_drop
-	EXECUTE FUNCTION mandant.forget_dropped_tables();

@@ -9,7 +9,7 @@ CREATE SCHEMA tap;
 CREATE TABLE tap.doc (id int NOT NULL, body text);
 SELECT mandant.enable_tenancy('tap.doc');
 
-SELECT plan(91);
+SELECT plan(102);
 
 -- Schema, roles
 SELECT has_schema('mandant');
@@ -116,6 +116,18 @@ SELECT policies_are('mandant', 'audit_event', ARRAY['tenant_isolation']);
 SELECT trigger_is('mandant', 'audit_event', 'append_only', 'mandant', 'audit_append_only');
 SELECT is(tgenabled, 'A', 'the append-only guard of ' || tgrelid::regclass || ' fires always')
 FROM pg_trigger WHERE tgname = 'append_only' ORDER BY tgrelid::regclass::text;
+
+-- Status machines
+SELECT has_function('mandant', 'create_state_machine', ARRAY['text', 'text[]', 'text[]', 'text[]', 'text[]']);
+SELECT has_function('mandant', 'add_transition', ARRAY['text', 'text', 'text', 'text', 'regprocedure']);
+SELECT has_function('mandant', 'remove_transition', ARRAY['text', 'text', 'text']);
+SELECT has_function('mandant', 'enable_state_machine', ARRAY['regclass', 'text', 'name', 'boolean']);
+SELECT has_function('mandant', 'disable_state_machine', ARRAY['regclass']);
+SELECT has_function('mandant', 'next_states', ARRAY['text', 'text']);
+SELECT function_returns('mandant', 'next_states', ARRAY['text', 'text'], 'text[]');
+SELECT function_lang_is('mandant', 'state_machine_trigger', '{}'::name[], 'c');
+SELECT policies_are('mandant', 'state_transition_log', ARRAY['tenant_isolation']);
+SELECT trigger_is('mandant', 'state_transition', 'reload', 'mandant', 'state_machines_changed');
 
 -- Refusals and their SQLSTATEs
 SELECT throws_ok('SELECT mandant.require_tenant()', 'MD001', 'no tenant is set');

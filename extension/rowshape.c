@@ -1,0 +1,294 @@
+/*-------------------------------------------------------------------------
+ *
+ * rowshape.c
+ *		What the row triggers know about a table, and their caches.
+ *
+ * The audit and state machine triggers need the same facts about the table
+ * they fire on: its live columns and how each becomes jsonb, its primary
+ * key (for entity ids), its tenant column (registered in
+ * mandant.tenant_table, else a uuid column named tenant_id), the column
+ * of its state machine (registered in mandant.state_machine_table) and the
+ * name events carry (the partitioned root's, for a partition).  A
+ * MandantRowShape holds them.
+ *
+ * Both triggers cache per trigger oid in a MandantTriggerCache: a hash of
+ * entries that start with a MandantTriggerCacheEntry header, each owning a
+ * memory context below CacheMemoryContext.  A relcache invalidation of the
+ * table (any ALTER TABLE, new or dropped trigger, a new primary key,
+ * enable_tenancy, enable_state_machine ...) marks its entries stale; they
+ * are rebuilt on their next use, never freed inside the callback.
+ *
+ * Copyright (c) 2026, the mandant developers
+ *
+ * IDENTIFICATION
+ *		extension/rowshape.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "catalog/partition.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/inval.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "mandant.h"
+
+/* The tenant of platform events, which belong to no tenant. */
+const pg_uuid_t MandantPlatformTenant = {{0}};
+
+/* Every trigger cache, for the invalidation callback. */
+#define MAX_TRIGGER_CACHES 4
+static HTAB *trigger_caches[MAX_TRIGGER_CACHES];
+static int	n_trigger_caches = 0;
+
+/*
+ * InvalidateTriggerCaches marks the entries of a table (or of all tables)
+ * stale in every trigger cache.
+ */
+static void
+InvalidateTriggerCaches(Datum arg, Oid relid)
+{
+	for (int i = 0; i < n_trigger_caches; i++)
+	{
+		HASH_SEQ_STATUS status;
+		MandantTriggerCacheEntry *entry;
+
+		hash_seq_init(&status, trigger_caches[i]);
+		while ((entry = hash_seq_search(&status)) != NULL)
+		{
+			if (relid == InvalidOid || entry->relid == relid)
+				entry->valid = false;
+		}
+	}
+}
+
+/*
+ * MandantTriggerCacheLookup returns the entry of the firing trigger in
+ * *cache (created on first use, entries of entrysize bytes).  When the entry
+ * is new or stale it is emptied, given a fresh memory context and returned
+ * with valid = false: the caller fills it and sets valid.
+ */
+MandantTriggerCacheEntry *
+MandantTriggerCacheLookup(HTAB **cache, const char *name, Size entrysize,
+						  TriggerData *trigdata)
+{
+	Oid			tgoid = trigdata->tg_trigger->tgoid;
+	MandantTriggerCacheEntry *entry;
+	bool		found;
+
+	if (*cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		if (n_trigger_caches == MAX_TRIGGER_CACHES)
+			elog(ERROR, "too many mandant trigger caches");
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = entrysize;
+		ctl.hcxt = CacheMemoryContext;
+		*cache = hash_create(name, 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		if (n_trigger_caches == 0)
+			CacheRegisterRelcacheCallback(InvalidateTriggerCaches, (Datum) 0);
+		trigger_caches[n_trigger_caches++] = *cache;
+	}
+
+	entry = hash_search(*cache, &tgoid, HASH_ENTER, &found);
+	if (found && entry->valid)
+		return entry;
+
+	if (found && entry->cxt != NULL)
+		MemoryContextDelete(entry->cxt);
+	memset((char *) entry + sizeof(Oid), 0, entrysize - sizeof(Oid));
+	entry->relid = RelationGetRelid(trigdata->tg_relation);
+	entry->cxt = AllocSetContextCreate(CacheMemoryContext, "mandant trigger cache entry",
+									   ALLOCSET_SMALL_SIZES);
+	MemoryContextSetIdentifier(entry->cxt, name);
+	return entry;
+}
+
+/*
+ * RootOf returns the table whose name events carry: the partitioned root
+ * for a partition, else the table itself.
+ */
+static Oid
+RootOf(Relation rel)
+{
+	List	   *ancestors;
+	Oid			root;
+
+	if (!rel->rd_rel->relispartition)
+		return RelationGetRelid(rel);
+	ancestors = get_partition_ancestors(RelationGetRelid(rel));
+	root = llast_oid(ancestors);
+	list_free(ancestors);
+	return root;
+}
+
+/*
+ * MandantFindColumn returns the index of a column in shape->columns, or -1.
+ */
+int
+MandantFindColumn(const MandantRowShape *shape, const char *name)
+{
+	if (name == NULL)
+		return -1;
+	for (int i = 0; i < shape->ncolumns; i++)
+	{
+		if (strcmp(shape->columns[i].name, name) == 0)
+			return i;
+	}
+	return -1;
+}
+
+/*
+ * LoadKeys fills shape->keys from the primary key, leaving out the tenant
+ * column (every event carries the tenant itself).
+ */
+static void
+LoadKeys(MandantRowShape *shape, Relation rel)
+{
+	Oid			pkey = RelationGetPrimaryKeyIndex(rel);
+	Relation	index;
+
+	shape->nkeys = 0;
+	if (!OidIsValid(pkey))
+		return;
+
+	index = index_open(pkey, AccessShareLock);
+	shape->keys = palloc(sizeof(int) * index->rd_index->indnkeyatts);
+	for (int i = 0; i < index->rd_index->indnkeyatts; i++)
+	{
+		AttrNumber	attnum = index->rd_index->indkey.values[i];
+
+		for (int c = 0; c < shape->ncolumns; c++)
+		{
+			if (shape->columns[c].attnum == attnum && c != shape->tenant_column)
+				shape->keys[shape->nkeys++] = c;
+		}
+	}
+	index_close(index, AccessShareLock);
+}
+
+/*
+ * MandantLoadRowShape fills *shape for rel, allocating in the current
+ * memory context (the caller's cache context).
+ */
+void
+MandantLoadRowShape(MandantRowShape *shape, Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	Oid			root = RootOf(rel);
+	int			c;
+
+	shape->schema = get_namespace_name(get_rel_namespace(root));
+	shape->entity_type = psprintf("%s.%s", shape->schema, get_rel_name(root));
+
+	shape->columns = palloc0(sizeof(MandantColumn) * Max(desc->natts, 1));
+	shape->ncolumns = 0;
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		MandantColumn *col;
+
+		if (att->attisdropped)
+			continue;
+		col = &shape->columns[shape->ncolumns++];
+		col->attnum = att->attnum;
+		col->name = pstrdup(NameStr(att->attname));
+		col->namelen = strlen(col->name);
+		col->typbyval = att->attbyval;
+		MandantInitColumnJson(&col->json, att, CurrentMemoryContext);
+	}
+
+	c = MandantFindColumn(shape, MandantLookupTenantColumn(root));
+	if (c < 0)
+		c = MandantFindColumn(shape, "tenant_id");
+	shape->tenant_column = (c >= 0 && shape->columns[c].json.typid == UUIDOID) ? c : -1;
+	shape->state_column = MandantFindColumn(shape, MandantLookupStateColumn(root));
+	LoadKeys(shape, rel);
+}
+
+/*
+ * MandantRowEntityId returns the primary key of a row as text: the value of
+ * a single key column, a JSON array for a composite key, NULL without a
+ * key.
+ */
+char *
+MandantRowEntityId(const MandantRowShape *shape, HeapTuple tuple, TupleDesc desc)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue *array;
+	Jsonb	   *jb;
+
+	if (shape->nkeys == 0)
+		return NULL;
+
+	if (shape->nkeys == 1)
+	{
+		const MandantColumn *col = &shape->columns[shape->keys[0]];
+		bool		isnull;
+		Datum		value = heap_getattr(tuple, col->attnum, desc, &isnull);
+		Oid			output;
+		bool		varlena;
+
+		if (isnull)
+			return NULL;
+		getTypeOutputInfo(col->json.typid, &output, &varlena);
+		return OidOutputFunctionCall(output, value);
+	}
+
+	(void) pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
+	for (int i = 0; i < shape->nkeys; i++)
+	{
+		const MandantColumn *col = &shape->columns[shape->keys[i]];
+		bool		isnull;
+		Datum		value = heap_getattr(tuple, col->attnum, desc, &isnull);
+		JsonbValue	v;
+
+		MandantColumnToJsonbValue(&col->json, value, isnull, &v);
+		(void) pushJsonbValue(&state, WJB_ELEM, &v);
+	}
+	array = pushJsonbValue(&state, WJB_END_ARRAY, NULL);
+	jb = JsonbValueToJsonb(array);
+	return JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+}
+
+/*
+ * MandantRowTenant returns the tenant of a row (its tenant column), else
+ * the tenant of the transaction, else the platform's nil uuid.
+ */
+const pg_uuid_t *
+MandantRowTenant(const MandantRowShape *shape, HeapTuple tuple, TupleDesc desc)
+{
+	if (shape->tenant_column >= 0)
+	{
+		bool		isnull;
+		Datum		value = heap_getattr(tuple, shape->columns[shape->tenant_column].attnum,
+										 desc, &isnull);
+
+		if (!isnull)
+			return DatumGetUUIDP(value);
+	}
+	return MandantCurrentTenant() ? MandantCurrentTenant() : &MandantPlatformTenant;
+}
+
+/*
+ * MandantColumnChanged compares a column of two row versions by their stored
+ * images (after detoasting), so a rewrite with the same value is no change.
+ */
+bool
+MandantColumnChanged(const MandantColumn *col, Datum oldvalue, bool oldnull,
+					 Datum newvalue, bool newnull)
+{
+	if (oldnull || newnull)
+		return oldnull != newnull;
+	return !datum_image_eq(oldvalue, newvalue, col->typbyval, col->json.typlen);
+}

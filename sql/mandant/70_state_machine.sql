@@ -1,0 +1,513 @@
+
+/* ---------------------------------------------------------------------------
+ * Status machines (extension/fsm.c)
+ *
+ * A machine is owned by the role that created it (members of that role and
+ * of mandant_admin may change it); everyone may read the definitions.  The
+ * definition tables are written through the functions below, which check
+ * everything first; row level security and constraints keep direct writes
+ * honest.  Any change makes every backend reload the machine (statement
+ * trigger -> relcache invalidation of mandant.state_machine).
+ * ------------------------------------------------------------------------- */
+
+CREATE TABLE mandant.state_machine (
+	name				text PRIMARY KEY
+						CONSTRAINT state_machine_name_format CHECK (name ~ '^[a-z][a-z0-9_]{0,62}$'),
+	transition_columns	text[] NOT NULL DEFAULT '{}',
+	owner				regrole NOT NULL DEFAULT CURRENT_USER::regrole,
+	created_at			timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+COMMENT ON TABLE mandant.state_machine IS
+'State machines: name, the columns a transition out of a frozen state may change, owner.';
+
+CREATE TABLE mandant.state_machine_state (
+	machine		text NOT NULL REFERENCES mandant.state_machine (name) ON DELETE CASCADE,
+	state		text NOT NULL
+				CONSTRAINT state_machine_state_format CHECK (state ~ '^[a-z][a-z0-9_]{0,62}$'),
+	initial		boolean NOT NULL DEFAULT false,
+	frozen		boolean NOT NULL DEFAULT false,
+	PRIMARY KEY (machine, state)
+);
+
+COMMENT ON TABLE mandant.state_machine_state IS
+'The states of each machine: initial (a row may start there), frozen (a row there changes only by a transition).';
+
+CREATE TABLE mandant.state_transition (
+	machine			text NOT NULL,
+	from_state		text NOT NULL,
+	to_state		text NOT NULL,
+	required_scope	text CONSTRAINT state_transition_scope
+						CHECK (required_scope IN ('read', 'write', 'delete', 'admin', 'internal')),
+	guard			regprocedure,
+	PRIMARY KEY (machine, from_state, to_state),
+	FOREIGN KEY (machine, from_state) REFERENCES mandant.state_machine_state ON DELETE CASCADE,
+	FOREIGN KEY (machine, to_state) REFERENCES mandant.state_machine_state ON DELETE CASCADE,
+	CONSTRAINT state_transition_moves CHECK (from_state <> to_state)
+);
+
+COMMENT ON TABLE mandant.state_transition IS
+'The declared transitions: the scope the caller must hold and the guard (old jsonb, new jsonb) -> boolean that must agree.';
+
+CREATE TABLE mandant.state_machine_table (
+	relid			regclass PRIMARY KEY,
+	machine			text NOT NULL REFERENCES mandant.state_machine (name),
+	state_column	name NOT NULL
+);
+
+COMMENT ON TABLE mandant.state_machine_table IS
+'Tables bound to a state machine, and the column that holds the state.';
+
+/* Readable by all; written by the machine's (or table's) owner. */
+ALTER TABLE mandant.state_machine ENABLE ROW LEVEL SECURITY;
+CREATE POLICY read_all ON mandant.state_machine FOR SELECT USING (true);
+CREATE POLICY owner_writes ON mandant.state_machine FOR ALL
+	USING (pg_catalog.pg_has_role(owner, 'USAGE') OR pg_catalog.pg_has_role('mandant_admin', 'USAGE'))
+	WITH CHECK (pg_catalog.pg_has_role(owner, 'USAGE') OR pg_catalog.pg_has_role('mandant_admin', 'USAGE'));
+
+ALTER TABLE mandant.state_machine_state ENABLE ROW LEVEL SECURITY;
+CREATE POLICY read_all ON mandant.state_machine_state FOR SELECT USING (true);
+CREATE POLICY owner_writes ON mandant.state_machine_state FOR ALL
+	USING (EXISTS (SELECT 1 FROM mandant.state_machine m WHERE m.name = machine
+				   AND (pg_catalog.pg_has_role(m.owner, 'USAGE') OR pg_catalog.pg_has_role('mandant_admin', 'USAGE'))))
+	WITH CHECK (EXISTS (SELECT 1 FROM mandant.state_machine m WHERE m.name = machine
+						AND (pg_catalog.pg_has_role(m.owner, 'USAGE') OR pg_catalog.pg_has_role('mandant_admin', 'USAGE'))));
+
+ALTER TABLE mandant.state_transition ENABLE ROW LEVEL SECURITY;
+CREATE POLICY read_all ON mandant.state_transition FOR SELECT USING (true);
+CREATE POLICY owner_writes ON mandant.state_transition FOR ALL
+	USING (EXISTS (SELECT 1 FROM mandant.state_machine m WHERE m.name = machine
+				   AND (pg_catalog.pg_has_role(m.owner, 'USAGE') OR pg_catalog.pg_has_role('mandant_admin', 'USAGE'))))
+	WITH CHECK (EXISTS (SELECT 1 FROM mandant.state_machine m WHERE m.name = machine
+						AND (pg_catalog.pg_has_role(m.owner, 'USAGE') OR pg_catalog.pg_has_role('mandant_admin', 'USAGE'))));
+
+ALTER TABLE mandant.state_machine_table ENABLE ROW LEVEL SECURITY;
+CREATE POLICY read_all ON mandant.state_machine_table FOR SELECT USING (true);
+CREATE POLICY owner_writes ON mandant.state_machine_table FOR ALL
+	USING (EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+				   WHERE c.oid = relid AND pg_catalog.pg_has_role(c.relowner, 'USAGE')))
+	WITH CHECK (EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+						WHERE c.oid = relid AND pg_catalog.pg_has_role(c.relowner, 'USAGE')));
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON mandant.state_machine, mandant.state_machine_state,
+	mandant.state_transition, mandant.state_machine_table TO PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('mandant.state_machine', '');
+SELECT pg_catalog.pg_extension_config_dump('mandant.state_machine_state', '');
+SELECT pg_catalog.pg_extension_config_dump('mandant.state_transition', '');
+SELECT pg_catalog.pg_extension_config_dump('mandant.state_machine_table', '');
+
+CREATE FUNCTION mandant.state_machines_changed()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'mandant_state_machines_changed'
+LANGUAGE C;
+
+COMMENT ON FUNCTION mandant.state_machines_changed() IS
+'Trigger: makes every session reload its state machines after a change of their definitions.';
+
+CREATE TRIGGER reload AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON mandant.state_machine
+	FOR EACH STATEMENT EXECUTE FUNCTION mandant.state_machines_changed();
+CREATE TRIGGER reload AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON mandant.state_machine_state
+	FOR EACH STATEMENT EXECUTE FUNCTION mandant.state_machines_changed();
+CREATE TRIGGER reload AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON mandant.state_transition
+	FOR EACH STATEMENT EXECUTE FUNCTION mandant.state_machines_changed();
+
+/* Transitions of tables that are not audited. */
+CREATE SEQUENCE mandant.state_transition_log_id_seq CACHE 32;
+
+CREATE TABLE mandant.state_transition_log (
+	tenant_id		uuid NOT NULL,
+	id				bigint NOT NULL DEFAULT pg_catalog.nextval('mandant.state_transition_log_id_seq'),
+	occurred_at		timestamptz NOT NULL,
+	machine			text NOT NULL,
+	entity_type		text NOT NULL,
+	entity_id		text,
+	from_state		text NOT NULL,
+	to_state		text NOT NULL,
+	actor_user_id	uuid,
+	request_id		text,
+	PRIMARY KEY (tenant_id, id)
+);
+
+ALTER SEQUENCE mandant.state_transition_log_id_seq OWNED BY mandant.state_transition_log.id;
+
+COMMENT ON TABLE mandant.state_transition_log IS
+'Transitions of tables bound to a state machine and not audited (audited tables record them in mandant.audit_event, action transition). Append-only.';
+
+ALTER TABLE mandant.state_transition_log ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON mandant.state_transition_log
+	FOR SELECT USING (tenant_id = mandant.current_tenant());
+GRANT SELECT ON mandant.state_transition_log TO PUBLIC;
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON mandant.state_transition_log
+	FOR EACH STATEMENT EXECUTE FUNCTION mandant.audit_append_only();
+ALTER TABLE mandant.state_transition_log ENABLE ALWAYS TRIGGER append_only;
+
+SELECT pg_catalog.pg_extension_config_dump('mandant.state_transition_log', '');
+SELECT pg_catalog.pg_extension_config_dump('mandant.state_transition_log_id_seq', '');
+
+CREATE FUNCTION mandant.state_machine_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'mandant_state_machine_trigger'
+LANGUAGE C;
+
+COMMENT ON FUNCTION mandant.state_machine_trigger() IS
+'Row trigger attached by mandant.enable_state_machine(): checks states and transitions.';
+
+/*
+ * check_state_names raises 22023 unless every name is a lower-case state
+ * name; what says which argument is checked.
+ */
+CREATE FUNCTION mandant.check_state_names(names text[], what text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	bad text;
+BEGIN
+	SELECT n INTO bad FROM unnest(names) n WHERE n IS NULL OR n !~ '^[a-z][a-z0-9_]{0,62}$' LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'invalid state name %', COALESCE(quote_literal(bad), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('%s contains %s.', what, COALESCE(quote_literal(bad), 'NULL')),
+				  HINT = 'State names are lower-case: a-z first, then a-z, 0-9 and ''_'', at most 63 characters.';
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.check_state_names(text[], text) IS
+'Internal: raise 22023 unless every name is a valid state name.';
+
+/*
+ * machine_for_change returns the owner of a machine and raises unless it
+ * exists and the current user may change it.
+ */
+CREATE FUNCTION mandant.machine_for_change(machine text)
+RETURNS regrole
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	owner regrole;
+BEGIN
+	SELECT m.owner INTO owner FROM mandant.state_machine m WHERE m.name = machine;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'state machine "%" does not exist', machine
+			USING ERRCODE = 'undefined_object',
+				  DETAIL = format('No row of mandant.state_machine is named %L.', machine),
+				  HINT = 'Create it with mandant.create_state_machine().';
+	END IF;
+	IF NOT (pg_has_role(owner, 'USAGE') OR pg_has_role('mandant_admin', 'USAGE')) THEN
+		RAISE EXCEPTION 'must be owner of state machine "%"', machine
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('State machine %L is owned by %s, not by %s.', machine, owner, current_user),
+				  HINT = 'Change it as its owner or as a member of mandant_admin.';
+	END IF;
+	RETURN owner;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.machine_for_change(text) IS
+'Internal: the owner of a state machine the current user may change; raises otherwise.';
+
+/*
+ * check_states_exist raises unless every state is declared in the machine.
+ */
+CREATE FUNCTION mandant.check_states_exist(machine text, states text[])
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	missing text;
+BEGIN
+	SELECT s INTO missing FROM unnest(states) s
+	WHERE NOT EXISTS (SELECT 1 FROM mandant.state_machine_state x
+					  WHERE x.machine = check_states_exist.machine AND x.state = s)
+	LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION '"%" is not a state of state machine "%"', missing, machine
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('States of %L: %s.', machine,
+								  (SELECT string_agg(x.state, ', ' ORDER BY x.state)
+								   FROM mandant.state_machine_state x WHERE x.machine = check_states_exist.machine)),
+				  HINT = 'Declare it first with mandant.add_state().';
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.check_states_exist(text, text[]) IS
+'Internal: raise 22023 unless every state is declared in the machine.';
+
+CREATE FUNCTION mandant.create_state_machine(name text, initial_states text[],
+											 frozen_states text[] DEFAULT '{}',
+											 states text[] DEFAULT NULL,
+											 transition_columns text[] DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	all_states text[];
+BEGIN
+	IF name IS NULL OR name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+		RAISE EXCEPTION 'invalid state machine name %', COALESCE(quote_literal(name), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A state machine name is lower-case: a-z first, then a-z, 0-9 and ''_'', at most 63 characters.',
+				  HINT = 'Name it after what it governs, e.g. ''risk_assessment''.';
+	END IF;
+	IF COALESCE(cardinality(initial_states), 0) = 0 THEN
+		RAISE EXCEPTION 'state machine "%" needs at least one initial state', name
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'initial_states is empty.',
+				  HINT = 'Pass the states a new row may start in, e.g. ''{draft}''.';
+	END IF;
+	frozen_states := COALESCE(frozen_states, '{}');
+	all_states := ARRAY(SELECT DISTINCT s FROM unnest(COALESCE(states, '{}') || initial_states || frozen_states) s ORDER BY s);
+	PERFORM mandant.check_state_names(initial_states, 'initial_states');
+	PERFORM mandant.check_state_names(frozen_states, 'frozen_states');
+	PERFORM mandant.check_state_names(all_states, 'states');
+	IF EXISTS (SELECT 1 FROM unnest(COALESCE(transition_columns, '{}')) c WHERE c IS NULL OR c = '') THEN
+		RAISE EXCEPTION 'transition columns must be column names'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('transition_columns is %L.', transition_columns),
+				  HINT = 'Name the columns a transition out of a frozen state may set, e.g. ''{approved_by,approved_at}''.';
+	END IF;
+	IF EXISTS (SELECT 1 FROM mandant.state_machine m WHERE m.name = create_state_machine.name) THEN
+		RAISE EXCEPTION 'state machine "%" already exists', name
+			USING ERRCODE = 'duplicate_object',
+				  DETAIL = format('mandant.state_machine has a row named %L.', name),
+				  HINT = 'Change it with mandant.add_state() and mandant.add_transition(), or pick another name.';
+	END IF;
+
+	INSERT INTO mandant.state_machine (name, transition_columns)
+	VALUES (create_state_machine.name, COALESCE(transition_columns, '{}'));
+	INSERT INTO mandant.state_machine_state (machine, state, initial, frozen)
+	SELECT create_state_machine.name, s, s = ANY (initial_states), s = ANY (frozen_states)
+	FROM unnest(all_states) s;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.create_state_machine(text, text[], text[], text[], text[]) IS
+'Declare a state machine: its initial and frozen states, optionally further states, and the columns a transition out of a frozen state may change. The caller owns it.';
+
+CREATE FUNCTION mandant.add_state(machine text, state text, initial boolean DEFAULT false,
+								  frozen boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM mandant.machine_for_change(machine);
+	PERFORM mandant.check_state_names(ARRAY[state], 'state');
+	IF EXISTS (SELECT 1 FROM mandant.state_machine_state x
+			   WHERE x.machine = add_state.machine AND x.state = add_state.state) THEN
+		RAISE EXCEPTION 'state machine "%" already has state "%"', machine, state
+			USING ERRCODE = 'duplicate_object',
+				  DETAIL = format('mandant.state_machine_state has %L for %L.', state, machine),
+				  HINT = 'Pick another name; states are never redefined in place.';
+	END IF;
+	INSERT INTO mandant.state_machine_state (machine, state, initial, frozen)
+	VALUES (machine, state, COALESCE(initial, false), COALESCE(frozen, false));
+END
+$$;
+
+COMMENT ON FUNCTION mandant.add_state(text, text, boolean, boolean) IS
+'Declare one more state of a machine. Its owner or mandant_admin only.';
+
+CREATE FUNCTION mandant.add_transition(machine text, from_state text, to_state text,
+									   required_scope text DEFAULT NULL,
+									   guard regprocedure DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM mandant.machine_for_change(machine);
+	PERFORM mandant.check_states_exist(machine, ARRAY[from_state, to_state]);
+	IF from_state = to_state THEN
+		RAISE EXCEPTION 'a transition must change the state'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('from_state and to_state are both %L.', from_state),
+				  HINT = 'Rows that keep their state need no transition.';
+	END IF;
+	IF required_scope IS NOT NULL
+		AND required_scope NOT IN ('read', 'write', 'delete', 'admin', 'internal') THEN
+		RAISE EXCEPTION 'unknown scope "%"', required_scope
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('required_scope is %L.', required_scope),
+				  HINT = 'Valid scopes are read, write, delete, admin and internal.';
+	END IF;
+	IF guard IS NOT NULL AND NOT EXISTS (
+		SELECT 1 FROM pg_proc p
+		WHERE p.oid = guard AND p.prorettype = 'boolean'::regtype
+		  AND p.proargtypes = '3802 3802'::oidvector AND p.prokind = 'f') THEN
+		RAISE EXCEPTION 'guard % must be a function (jsonb, jsonb) returning boolean', guard
+			USING ERRCODE = 'invalid_function_definition',
+				  DETAIL = format('%s is called with the old and the new row as jsonb.', guard),
+				  HINT = 'Declare it as FUNCTION ...(old_row jsonb, new_row jsonb) RETURNS boolean.';
+	END IF;
+	IF EXISTS (SELECT 1 FROM mandant.state_transition t
+			   WHERE t.machine = add_transition.machine AND t.from_state = add_transition.from_state
+				 AND t.to_state = add_transition.to_state) THEN
+		RAISE EXCEPTION 'transition from "%" to "%" already exists', from_state, to_state
+			USING ERRCODE = 'duplicate_object',
+				  DETAIL = format('State machine %L already declares it.', machine),
+				  HINT = 'Remove it with mandant.remove_transition() first to change its scope or guard.';
+	END IF;
+	INSERT INTO mandant.state_transition (machine, from_state, to_state, required_scope, guard)
+	VALUES (machine, from_state, to_state, required_scope, guard);
+END
+$$;
+
+COMMENT ON FUNCTION mandant.add_transition(text, text, text, text, regprocedure) IS
+'Declare a transition; the caller must then hold required_scope, and guard(old jsonb, new jsonb) must return true. Its owner or mandant_admin only.';
+
+CREATE FUNCTION mandant.remove_transition(machine text, from_state text, to_state text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM mandant.machine_for_change(machine);
+	DELETE FROM mandant.state_transition t
+	WHERE t.machine = remove_transition.machine AND t.from_state = remove_transition.from_state
+	  AND t.to_state = remove_transition.to_state;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'transition from "%" to "%" does not exist', from_state, to_state
+			USING ERRCODE = 'undefined_object',
+				  DETAIL = format('State machine %L does not declare it.', machine),
+				  HINT = format('See SELECT * FROM mandant.state_transition WHERE machine = %L.', machine);
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.remove_transition(text, text, text) IS
+'Remove a declared transition; every session obeys the change from its next statement. Its owner or mandant_admin only.';
+
+CREATE FUNCTION mandant.next_states(machine text, state text)
+RETURNS text[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM mandant.state_machine m WHERE m.name = machine) THEN
+		RAISE EXCEPTION 'state machine "%" does not exist', machine
+			USING ERRCODE = 'undefined_object',
+				  DETAIL = format('No row of mandant.state_machine is named %L.', machine),
+				  HINT = 'Create it with mandant.create_state_machine().';
+	END IF;
+	PERFORM mandant.check_states_exist(machine, ARRAY[state]);
+	RETURN ARRAY(SELECT t.to_state FROM mandant.state_transition t
+				 WHERE t.machine = next_states.machine AND t.from_state = next_states.state
+				 ORDER BY t.to_state);
+END
+$$;
+
+COMMENT ON FUNCTION mandant.next_states(text, text) IS
+'The states a row in state can move to (for user interfaces); scopes and guards still apply.';
+
+CREATE FUNCTION mandant.enable_state_machine(tbl regclass, machine text, "column" name DEFAULT 'status',
+											 log_transitions boolean DEFAULT true)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	coltype regtype;
+	statement text;
+	existing text;
+	stray text;
+BEGIN
+	PERFORM mandant.check_table_target(tbl, 'mandant.enable_state_machine');
+	IF NOT EXISTS (SELECT 1 FROM mandant.state_machine m WHERE m.name = machine) THEN
+		RAISE EXCEPTION 'state machine "%" does not exist', machine
+			USING ERRCODE = 'undefined_object',
+				  DETAIL = format('No row of mandant.state_machine is named %L.', machine),
+				  HINT = 'Create it with mandant.create_state_machine() first.';
+	END IF;
+	SELECT a.atttypid::regtype INTO coltype FROM pg_attribute a
+	WHERE a.attrelid = tbl AND a.attname = "column" AND a.attnum > 0 AND NOT a.attisdropped;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'column "%" of table % does not exist', "column", tbl
+			USING ERRCODE = 'undefined_column',
+				  DETAIL = format('mandant.enable_state_machine(%L, %L) names it as the state column.', tbl, machine),
+				  HINT = 'Add a text column for the state, or name the right one in the third argument.';
+	END IF;
+	IF coltype NOT IN ('text'::regtype, 'character varying'::regtype) THEN
+		RAISE EXCEPTION 'state column "%" of table % must be of type text', "column", tbl
+			USING ERRCODE = 'datatype_mismatch',
+				  DETAIL = format('Column %I is of type %s.', "column", coltype),
+				  HINT = 'Store states as text (or varchar).';
+	END IF;
+	EXECUTE format('SELECT %I FROM %s t WHERE %I IS NOT NULL AND NOT EXISTS '
+				   '(SELECT 1 FROM mandant.state_machine_state x WHERE x.machine = $1 AND x.state = t.%I) LIMIT 1',
+				   "column", tbl, "column", "column")
+		INTO stray USING machine;
+	IF stray IS NOT NULL THEN
+		RAISE EXCEPTION 'table % has rows in state "%", which state machine "%" does not declare', tbl, stray, machine
+			USING ERRCODE = 'check_violation',
+				  DETAIL = format('Column %I holds %L.', "column", stray),
+				  HINT = 'Declare the state with mandant.add_state(), or fix the rows first.';
+	END IF;
+
+	statement := format('CREATE TRIGGER zz_mandant_state_machine BEFORE INSERT OR UPDATE ON %s '
+						'FOR EACH ROW EXECUTE FUNCTION mandant.state_machine_trigger(%L, %L, %L)',
+						tbl, machine, "column", CASE WHEN COALESCE(log_transitions, true) THEN 'log' ELSE 'nolog' END);
+	SELECT pg_get_triggerdef(t.oid) INTO existing
+	FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = 'zz_mandant_state_machine';
+	IF existing IS DISTINCT FROM statement THEN
+		EXECUTE format('DROP TRIGGER IF EXISTS zz_mandant_state_machine ON %s', tbl);
+		EXECUTE statement;
+	END IF;
+
+	INSERT INTO mandant.state_machine_table AS r (relid, machine, state_column)
+	VALUES (tbl, machine, "column")
+	ON CONFLICT (relid) DO UPDATE SET machine = EXCLUDED.machine, state_column = EXCLUDED.state_column
+	WHERE (r.machine, r.state_column) IS DISTINCT FROM (EXCLUDED.machine, EXCLUDED.state_column);
+END
+$$;
+
+COMMENT ON FUNCTION mandant.enable_state_machine(regclass, text, name, boolean) IS
+'Bind a table to a state machine through a text column: a C BEFORE INSERT OR UPDATE trigger enforces initial states, declared transitions, scopes, guards and frozen states (MD010). Transitions are recorded by the audit trail when the table is audited, else in mandant.state_transition_log unless log_transitions is false. Idempotent; the table owner only.';
+
+CREATE FUNCTION mandant.disable_state_machine(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM mandant.check_table_target(tbl, 'mandant.disable_state_machine');
+	IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = 'zz_mandant_state_machine') THEN
+		EXECUTE format('DROP TRIGGER zz_mandant_state_machine ON %s', tbl);
+	END IF;
+	DELETE FROM mandant.state_machine_table r WHERE r.relid = tbl;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.disable_state_machine(regclass) IS
+'Unbind a table from its state machine. The table owner only.';
+
+CREATE FUNCTION mandant.drop_state_machine(name text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	used_by text;
+BEGIN
+	PERFORM mandant.machine_for_change(name);
+	SELECT string_agg(r.relid::text, ', ' ORDER BY r.relid::text) INTO used_by
+	FROM mandant.state_machine_table r WHERE r.machine = drop_state_machine.name;
+	IF used_by IS NOT NULL THEN
+		RAISE EXCEPTION 'state machine "%" is in use', name
+			USING ERRCODE = 'dependent_objects_still_exist',
+				  DETAIL = format('Tables bound to it: %s.', used_by),
+				  HINT = 'Call mandant.disable_state_machine() on them first.';
+	END IF;
+	DELETE FROM mandant.state_machine m WHERE m.name = drop_state_machine.name;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.drop_state_machine(text) IS
+'Drop an unused state machine with its states and transitions. Its owner or mandant_admin only.';
