@@ -26,11 +26,17 @@ CREATE TABLE IF NOT EXISTS demo.note (
 	id			bigint GENERATED ALWAYS AS IDENTITY,
 	title		text NOT NULL CHECK (length(title) BETWEEN 1 AND 200),
 	body		text,
+	status		text,
 	created_at	timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (tenant_id, id)
 );
 SELECT mandant.enable_tenancy('demo.note');
 SELECT mandant.enable_audit('demo.note', 'notes');
+SELECT mandant.create_state_machine('note', '{open}', states => '{open,done}')
+WHERE NOT EXISTS (SELECT 1 FROM mandant.state_machine WHERE name = 'note');
+SELECT mandant.add_transition('note', 'open', 'done')
+WHERE NOT EXISTS (SELECT 1 FROM mandant.state_transition WHERE machine = 'note');
+SELECT mandant.enable_state_machine('demo.note', 'note');
 GRANT USAGE ON SCHEMA demo TO mandant_demo_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON demo.note TO mandant_demo_app;
 RESET ROLE;

@@ -92,9 +92,10 @@ password_of() {
 	grep ":$1:" "$pgpass" | cut -d: -f5
 }
 
-# The demo database is rebuilt when the extension's install script changed
-# (during development the version number stays 0.1.0).
-script_sum=$(cksum <"sql/mandant--$(sed -n "s/^default_version = '\(.*\)'/\1/p" mandant.control).sql")
+# The demo database is rebuilt when the extension's install script or the
+# demo changed (during development the version number stays 0.1.0).
+script_sum=$(cat "sql/mandant--$(sed -n "s/^default_version = '\(.*\)'/\1/p" mandant.control).sql" \
+	scripts/demo.sql | cksum)
 if [ "$(cat "$rundir/script.sum" 2>/dev/null)" != "$script_sum" ]; then
 	su_psql -d postgres -c "DROP DATABASE IF EXISTS $db"
 fi
@@ -124,10 +125,15 @@ and try:
   SELECT count(*) FROM demo.note;                -- 0: no tenant, no rows
   BEGIN;
   SELECT mandant.set_tenant(id) FROM mandant.tenant WHERE slug = 'acme';
-  SELECT title FROM demo.note;                   -- acme's notes only
-  INSERT INTO demo.note (title) VALUES ('Check fire exits');  -- tenant_id filled in
+  SELECT title, status FROM demo.note;           -- acme's notes only
+  INSERT INTO demo.note (title) VALUES ('Check fire exits');  -- tenant_id and status filled in
   UPDATE demo.note SET title = 'Check fire exits, building B' WHERE title = 'Check fire exits';
-  SELECT action, entity_id, changes FROM mandant.audit_event;  -- acme's audit trail
+  UPDATE demo.note SET status = 'done' WHERE title LIKE 'Check%';  -- a declared transition
+  SELECT action, entity_id, changes FROM mandant.audit_event;    -- acme's audit trail
+  UPDATE demo.note SET status = 'open' WHERE status = 'done';    -- refused: MD010
+  ROLLBACK;
+  BEGIN;
+  SELECT mandant.set_tenant(id) FROM mandant.tenant WHERE slug = 'acme';
   INSERT INTO demo.note (tenant_id, title)
     SELECT id, 'planted' FROM mandant.tenant WHERE slug = 'globex';  -- refused: 42501
   ROLLBACK;
