@@ -87,6 +87,7 @@ static char *current_tenant_text = NULL;
 static char *current_user_text = NULL;
 static char *current_scopes_text = NULL;
 static char *request_id_text = NULL;
+static char *trace_id_text = NULL;
 
 /* Parsed values, set by the assign hooks. */
 static const UuidSetting *current_tenant_setting = NULL;
@@ -312,10 +313,10 @@ AssignScopesSetting(const char *newval, void *extra)
 }
 
 /*
- * CheckRequestIdSetting accepts any printable ASCII request id of bounded
- * length from anyone: the request id is informational, but it lands in
- * audit rows and log lines, so control characters and megabytes are not
- * welcome.
+ * CheckRequestIdSetting accepts any printable ASCII request (or trace) id
+ * of bounded length from anyone: the ids are informational, but they land
+ * in audit rows, event headers and log lines, so control characters and
+ * megabytes are not welcome.
  */
 static bool
 CheckRequestIdSetting(char **newval, void **extra, GucSource source)
@@ -329,7 +330,7 @@ CheckRequestIdSetting(char **newval, void **extra, GucSource source)
 	if (len > MANDANT_REQUEST_ID_MAX_BYTES)
 	{
 		GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
-		GUC_check_errdetail("The request id is %zu bytes long; at most %d are allowed.",
+		GUC_check_errdetail("The value is %zu bytes long; at most %d are allowed.",
 							len, MANDANT_REQUEST_ID_MAX_BYTES);
 		GUC_check_errhint("Use a short identifier such as a uuid.");
 		return false;
@@ -341,7 +342,7 @@ CheckRequestIdSetting(char **newval, void **extra, GucSource source)
 		if (c < 0x20 || c > 0x7e)
 		{
 			GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
-			GUC_check_errdetail("The request id contains byte 0x%02x at position %zu.",
+			GUC_check_errdetail("The value contains byte 0x%02x at position %zu.",
 								c, i + 1);
 			GUC_check_errhint("Use printable ASCII characters only.");
 			return false;
@@ -351,8 +352,8 @@ CheckRequestIdSetting(char **newval, void **extra, GucSource source)
 }
 
 /*
- * MandantDefineContextVariables defines the four context settings; called
- * once from _PG_init.
+ * MandantDefineContextVariables defines the context settings; called once
+ * from _PG_init.
  */
 void
 MandantDefineContextVariables(void)
@@ -388,6 +389,15 @@ MandantDefineContextVariables(void)
 							   gettext_noop("Request id recorded with audit events and outbox headers; free to set."),
 							   NULL,
 							   &request_id_text,
+							   "",
+							   PGC_USERSET,
+							   GUC_NOT_IN_SAMPLE,
+							   CheckRequestIdSetting, NULL, NULL);
+
+	DefineCustomStringVariable(MANDANT_GUC_TRACE_ID,
+							   gettext_noop("Trace id (X-Trace-Id) recorded in outbox event headers; free to set."),
+							   NULL,
+							   &trace_id_text,
 							   "",
 							   PGC_USERSET,
 							   GUC_NOT_IN_SAMPLE,
@@ -632,6 +642,17 @@ MandantCurrentRequestId(void)
 	if (request_id_text == NULL || request_id_text[0] == '\0')
 		return NULL;
 	return request_id_text;
+}
+
+/*
+ * MandantCurrentTraceId returns app.trace_id, or NULL when it is empty.
+ */
+const char *
+MandantCurrentTraceId(void)
+{
+	if (trace_id_text == NULL || trace_id_text[0] == '\0')
+		return NULL;
+	return trace_id_text;
 }
 
 /*

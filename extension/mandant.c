@@ -47,6 +47,7 @@ _PG_init(void)
 
 	MandantDefineContextVariables();
 	MandantDefineAuditVariables();
+	MandantDefineOutboxVariables();
 
 	MarkGUCPrefixReserved("mandant");
 }

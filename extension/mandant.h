@@ -44,6 +44,7 @@
 #define MANDANT_GUC_USER		"app.current_user_id"
 #define MANDANT_GUC_SCOPES		"app.current_scopes"
 #define MANDANT_GUC_REQUEST_ID	"app.request_id"
+#define MANDANT_GUC_TRACE_ID	"app.trace_id"
 
 #define MANDANT_ROLE_ADMIN		"mandant_admin"
 #define MANDANT_ROLE_SERVICE	"mandant_service"
@@ -128,6 +129,7 @@ extern bool MandantCallerIsTrusted(void);
 extern const pg_uuid_t *MandantCurrentTenant(void);
 extern const pg_uuid_t *MandantCurrentUserId(void);
 extern const char *MandantCurrentRequestId(void);
+extern const char *MandantCurrentTraceId(void);
 extern int	MandantCurrentScopes(void);
 extern const char *MandantScopeName(int scope_bit);
 extern int	MandantScopeBit(const char *name);
@@ -171,5 +173,8 @@ extern void MandantAppendRow(MandantAppendTarget *target, Relation rel,
 
 /* audit.c */
 extern void MandantDefineAuditVariables(void);
+
+/* outbox.c */
+extern void MandantDefineOutboxVariables(void);
 
 #endif							/* MANDANT_H */

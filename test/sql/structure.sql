@@ -9,7 +9,7 @@ CREATE SCHEMA tap;
 CREATE TABLE tap.doc (id int NOT NULL, body text);
 SELECT mandant.enable_tenancy('tap.doc');
 
-SELECT plan(102);
+SELECT plan(109);
 
 -- Schema, roles
 SELECT has_schema('mandant');
@@ -128,6 +128,15 @@ SELECT function_returns('mandant', 'next_states', ARRAY['text', 'text'], 'text[]
 SELECT function_lang_is('mandant', 'state_machine_trigger', '{}'::name[], 'c');
 SELECT policies_are('mandant', 'state_transition_log', ARRAY['tenant_isolation']);
 SELECT trigger_is('mandant', 'state_transition', 'reload', 'mandant', 'state_machines_changed');
+
+-- Outbox
+SELECT has_function('mandant', 'enable_outbox', ARRAY['regclass', 'text', 'text', 'text[]']);
+SELECT has_function('mandant', 'emit', ARRAY['text', 'text', 'jsonb']);
+SELECT has_function('mandant', 'outbox_claim', ARRAY['text', 'integer', 'interval']);
+SELECT function_lang_is('mandant', 'outbox_trigger', '{}'::name[], 'c');
+SELECT function_privs_are('mandant', 'outbox_claim', ARRAY['text', 'integer', 'interval'], 'mandant_service', ARRAY['EXECUTE']);
+SELECT function_privs_are('mandant', 'outbox_claim', ARRAY['text', 'integer', 'interval'], 'mandant_gateway', '{}'::text[]);
+SELECT policies_are('mandant', 'outbox', ARRAY['tenant_isolation']);
 
 -- Refusals and their SQLSTATEs
 SELECT throws_ok('SELECT mandant.require_tenant()', 'MD001', 'no tenant is set');

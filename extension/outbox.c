@@ -1,0 +1,567 @@
+/*-------------------------------------------------------------------------
+ *
+ * outbox.c
+ *		The transactional outbox: the row trigger behind
+ *		mandant.enable_outbox(), mandant.emit() and the commit wake-up.
+ *
+ * Events are rows of mandant.outbox written in the writer's transaction,
+ * so a rolled-back write leaves no event and a committed one always has
+ * its events.  Like the audit trail they are appended without SPI
+ * (appendrow.c).  The consumer side (claim, ack, nack, replay, purge) is SQL
+ * in sql/mandant/80_outbox.sql: it runs per batch, not per row.
+ *
+ * Ordering: ids come from a sequence without a per-backend cache, so an
+ * event gets an id larger than every event allocated before it; two writes
+ * of one row serialize on the row lock, hence a later event of an
+ * aggregate always has the larger id, which the claim relies on.
+ *
+ * Wake-up: with mandant.outbox_notify = 'commit' the first event of a
+ * transaction queues one NOTIFY mandant_outbox whose payload is that event's
+ * tenant id (never row data); later events of the transaction add nothing.
+ * If the subtransaction that queued it rolls back, PostgreSQL drops the
+ * notification and the next event queues it again.  With 'off' nothing is
+ * sent and consumers poll.  NOTIFY takes a cluster-wide lock at commit, so
+ * 'off' is the setting for write-heavy workloads (see bench/outbox.sh).
+ *
+ * Copyright (c) 2026, the mandant developers
+ *
+ * IDENTIFICATION
+ *		extension/outbox.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "commands/async.h"
+#include "commands/sequence.h"
+#include "commands/trigger.h"
+#include "lib/stringinfo.h"
+#include "storage/proc.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+#include "mandant.h"
+
+PG_FUNCTION_INFO_V1(mandant_outbox_trigger);
+PG_FUNCTION_INFO_V1(mandant_emit);
+
+#define OUTBOX_CHANNEL		"mandant_outbox"
+#define OUTBOX_TOPIC_MAX	200
+
+/* Layout of mandant.outbox (checked when the table is opened). */
+enum
+{
+	OB_ID = 0,
+	OB_EVENT_ID,
+	OB_TENANT_ID,
+	OB_TOPIC,
+	OB_AGGREGATE_TYPE,
+	OB_AGGREGATE_ID,
+	OB_PAYLOAD,
+	OB_HEADERS,
+	OB_CREATED_AT,
+	OB_AVAILABLE_AT,
+	OB_ATTEMPTS,
+	OB_LAST_ERROR,
+	OB_LOCKED_UNTIL,
+	OB_LOCKED_BY,
+	OB_PUBLISHED_AT,
+	OB_DEAD_AT,
+	OB_NATTS
+};
+
+typedef enum OutboxNotifyMode
+{
+	OUTBOX_NOTIFY_COMMIT,
+	OUTBOX_NOTIFY_OFF
+} OutboxNotifyMode;
+
+static const struct config_enum_entry outbox_notify_options[] = {
+	{"commit", OUTBOX_NOTIFY_COMMIT, false},
+	{"off", OUTBOX_NOTIFY_OFF, false},
+	{NULL, 0, false}
+};
+
+static int	outbox_notify = OUTBOX_NOTIFY_COMMIT;
+static int	outbox_max_attempts = 10;
+
+/* The (sub)transaction that queued this transaction's NOTIFY, if any. */
+static LocalTransactionId notified_lxid = InvalidLocalTransactionId;
+static SubTransactionId notified_subxid = InvalidSubTransactionId;
+
+/* One event to append. */
+typedef struct OutboxEvent
+{
+	const pg_uuid_t *tenant_id;
+	const char *topic;
+	const char *aggregate_type;
+	const char *aggregate_id;
+	Jsonb	   *payload;
+} OutboxEvent;
+
+/* Cached facts about one outbox trigger (one table). */
+typedef struct OutboxTarget
+{
+	MandantTriggerCacheEntry cache; /* must be first */
+	const char *aggregate_type;	/* domain.entity */
+	MandantRowShape shape;
+	bool	   *excluded;		/* per column */
+	char	  **keys;			/* camelCase name per column */
+} OutboxTarget;
+
+static HTAB *OutboxTargets = NULL;
+
+/*
+ * ForgetNotifyOnSubAbort notes that a rolled-back subtransaction took its
+ * queued NOTIFY with it.
+ */
+static void
+ForgetNotifyOnSubAbort(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB && mySubid == notified_subxid)
+		notified_lxid = InvalidLocalTransactionId;
+	else if (event == SUBXACT_EVENT_COMMIT_SUB && mySubid == notified_subxid)
+		notified_subxid = parentSubid;
+}
+
+/*
+ * MandantDefineOutboxVariables defines mandant.outbox_notify and
+ * mandant.outbox_max_attempts; called from _PG_init.
+ */
+void
+MandantDefineOutboxVariables(void)
+{
+	DefineCustomEnumVariable("mandant.outbox_notify",
+							 gettext_noop("Whether a transaction that wrote outbox events sends NOTIFY mandant_outbox at commit (commit) or not (off)."),
+							 NULL,
+							 &outbox_notify,
+							 OUTBOX_NOTIFY_COMMIT,
+							 outbox_notify_options,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("mandant.outbox_max_attempts",
+							gettext_noop("Deliveries of an outbox event before it is dead-lettered."),
+							NULL,
+							&outbox_max_attempts,
+							10, 1, 1000,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+	RegisterSubXactCallback(ForgetNotifyOnSubAbort, NULL);
+}
+
+/*
+ * WakeConsumers queues this transaction's NOTIFY, once.
+ */
+static void
+WakeConsumers(const pg_uuid_t *tenant_id)
+{
+	char	   *payload;
+
+	if (outbox_notify == OUTBOX_NOTIFY_OFF || notified_lxid == MyProc->lxid)
+		return;
+	payload = (memcmp(tenant_id, &MandantPlatformTenant, sizeof(pg_uuid_t)) == 0)
+		? "" : DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum((pg_uuid_t *) tenant_id)));
+	Async_Notify(OUTBOX_CHANNEL, payload);
+	notified_lxid = MyProc->lxid;
+	notified_subxid = GetCurrentSubTransactionId();
+}
+
+/*
+ * NewEventId returns a random (version 4) uuid.
+ */
+static pg_uuid_t *
+NewEventId(void)
+{
+	pg_uuid_t  *uuid = palloc(sizeof(pg_uuid_t));
+
+	if (!pg_strong_random(uuid->data, UUID_LEN))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a random event id"),
+				 errdetail("pg_strong_random() failed."),
+				 errhint("Check the server's source of randomness.")));
+	uuid->data[6] = (uuid->data[6] & 0x0f) | 0x40;
+	uuid->data[8] = (uuid->data[8] & 0x3f) | 0x80;
+	return uuid;
+}
+
+/*
+ * HeadersOfContext returns {"requestId", "traceId", "actor"} of the
+ * transaction (null where unset).
+ */
+static Jsonb *
+HeadersOfContext(void)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	v;
+	const char *request_id = MandantCurrentRequestId();
+	const char *trace_id = MandantCurrentTraceId();
+	const pg_uuid_t *actor = MandantCurrentUserId();
+
+	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	MandantPushKey(&state, "actor", 5);
+	if (actor)
+	{
+		char	   *s = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum((pg_uuid_t *) actor)));
+
+		v.type = jbvString;
+		v.val.string.val = s;
+		v.val.string.len = strlen(s);
+	}
+	else
+		v.type = jbvNull;
+	(void) pushJsonbValue(&state, WJB_VALUE, &v);
+	MandantPushKey(&state, "traceId", 7);
+	v.type = trace_id ? jbvString : jbvNull;
+	v.val.string.val = (char *) trace_id;
+	v.val.string.len = trace_id ? strlen(trace_id) : 0;
+	(void) pushJsonbValue(&state, WJB_VALUE, &v);
+	MandantPushKey(&state, "requestId", 9);
+	v.type = request_id ? jbvString : jbvNull;
+	v.val.string.val = (char *) request_id;
+	v.val.string.len = request_id ? strlen(request_id) : 0;
+	(void) pushJsonbValue(&state, WJB_VALUE, &v);
+	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+}
+
+/*
+ * CheckOutboxShape makes sure mandant.outbox has the columns this library
+ * writes.
+ */
+static void
+CheckOutboxShape(Relation rel)
+{
+	if (RelationGetDescr(rel)->natts != OB_NATTS)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table mandant.outbox does not have the expected columns"),
+				 errdetail("It has %d columns, this library writes %d.",
+						   RelationGetDescr(rel)->natts, OB_NATTS),
+				 errhint("The library and the extension's SQL objects are of different versions; run ALTER EXTENSION mandant UPDATE.")));
+}
+
+/*
+ * WriteOutboxEvent appends an event with the context of the transaction
+ * and wakes consumers at commit; returns its event id.
+ */
+static pg_uuid_t *
+WriteOutboxEvent(const OutboxEvent *ev)
+{
+	static Oid	seqoid = InvalidOid;
+	MandantAppendTarget *target;
+	bool		reloaded;
+	Relation	rel = MandantOpenAppendTarget("outbox", &target, &reloaded);
+	Datum		values[OB_NATTS];
+	bool		nulls[OB_NATTS];
+	TimestampTz now = GetCurrentStatementStartTimestamp();
+	pg_uuid_t  *event_id = NewEventId();
+
+	if (reloaded || !OidIsValid(seqoid))
+	{
+		CheckOutboxShape(rel);
+		seqoid = get_relname_relid("outbox_id_seq", RelationGetNamespace(rel));
+	}
+
+	memset(nulls, true, sizeof(nulls));
+	values[OB_ID] = Int64GetDatum(nextval_internal(seqoid, false));
+	values[OB_EVENT_ID] = UUIDPGetDatum(event_id);
+	values[OB_TENANT_ID] = UUIDPGetDatum((pg_uuid_t *) ev->tenant_id);
+	values[OB_TOPIC] = CStringGetTextDatum(ev->topic);
+	values[OB_AGGREGATE_TYPE] = CStringGetTextDatum(ev->aggregate_type);
+	values[OB_PAYLOAD] = JsonbPGetDatum(ev->payload);
+	values[OB_HEADERS] = JsonbPGetDatum(HeadersOfContext());
+	values[OB_CREATED_AT] = TimestampTzGetDatum(now);
+	values[OB_AVAILABLE_AT] = TimestampTzGetDatum(now);
+	values[OB_ATTEMPTS] = Int32GetDatum(0);
+	for (int i = OB_ID; i <= OB_ATTEMPTS; i++)
+		nulls[i] = false;
+	if (ev->aggregate_id)
+		values[OB_AGGREGATE_ID] = CStringGetTextDatum(ev->aggregate_id);
+	else
+		nulls[OB_AGGREGATE_ID] = true;
+
+	MandantAppendRow(target, rel, values, nulls);
+	table_close(rel, NoLock);
+
+	WakeConsumers(ev->tenant_id);
+	return event_id;
+}
+
+/*
+ * CamelCase turns snake_case into camelCase: tenant_id -> tenantId.
+ */
+static char *
+CamelCase(const char *name)
+{
+	StringInfoData out;
+	bool		upper = false;
+
+	initStringInfo(&out);
+	for (const char *p = name; *p; p++)
+	{
+		if (*p == '_' && out.len > 0)
+		{
+			upper = true;
+			continue;
+		}
+		appendStringInfoChar(&out, upper ? pg_toupper((unsigned char) *p) : *p);
+		upper = false;
+	}
+	return out.data;
+}
+
+/*
+ * GetOutboxTarget returns the cached facts of the firing trigger
+ * (arguments: domain, entity, excluded columns...).
+ */
+static OutboxTarget *
+GetOutboxTarget(TriggerData *trigdata)
+{
+	Trigger    *trigger = trigdata->tg_trigger;
+	OutboxTarget *target;
+	MemoryContext old;
+
+	target = (OutboxTarget *) MandantTriggerCacheLookup(&OutboxTargets, "mandant outbox targets",
+														sizeof(OutboxTarget), trigdata);
+	if (target->cache.valid)
+		return target;
+
+	if (trigger->tgnargs < 2)
+		elog(ERROR, "trigger %s needs at least two arguments", trigger->tgname);
+
+	old = MemoryContextSwitchTo(target->cache.cxt);
+	MandantLoadRowShape(&target->shape, trigdata->tg_relation);
+	target->aggregate_type = psprintf("%s.%s", trigger->tgargs[0], trigger->tgargs[1]);
+	target->excluded = palloc0(sizeof(bool) * Max(target->shape.ncolumns, 1));
+	target->keys = palloc(sizeof(char *) * Max(target->shape.ncolumns, 1));
+	for (int i = 0; i < target->shape.ncolumns; i++)
+		target->keys[i] = CamelCase(target->shape.columns[i].name);
+	for (int i = 2; i < trigger->tgnargs; i++)
+	{
+		int			c = MandantFindColumn(&target->shape, trigger->tgargs[i]);
+
+		if (c < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("excluded column \"%s\" of table %s no longer exists",
+							trigger->tgargs[i], target->shape.entity_type),
+					 errdetail("The outbox trigger of %s excludes a column of that name; it was renamed or dropped, and the write is refused rather than published unfiltered.",
+							   target->shape.entity_type),
+					 errhint("Call mandant.enable_outbox() again with the current column names.")));
+		target->excluded[c] = true;
+	}
+	MemoryContextSwitchTo(old);
+
+	target->cache.valid = true;
+	return target;
+}
+
+/*
+ * RowPayload returns a row as a jsonb object with camelCase keys, without
+ * its excluded columns.
+ */
+static Jsonb *
+RowPayload(const OutboxTarget *target, HeapTuple tuple, TupleDesc desc)
+{
+	JsonbParseState *state = NULL;
+
+	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	for (int i = 0; i < target->shape.ncolumns; i++)
+	{
+		const MandantColumn *col = &target->shape.columns[i];
+		bool		isnull;
+		Datum		value;
+		JsonbValue	v;
+
+		if (target->excluded[i])
+			continue;
+		value = heap_getattr(tuple, col->attnum, desc, &isnull);
+		MandantPushKey(&state, target->keys[i], strlen(target->keys[i]));
+		MandantColumnToJsonbValue(&col->json, value, isnull, &v);
+		(void) pushJsonbValue(&state, WJB_VALUE, &v);
+	}
+	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+}
+
+/*
+ * RowChanged says whether an update changed any column that is published.
+ */
+static bool
+RowChanged(const OutboxTarget *target, HeapTuple oldtuple, HeapTuple newtuple,
+		   TupleDesc desc)
+{
+	for (int i = 0; i < target->shape.ncolumns; i++)
+	{
+		const MandantColumn *col = &target->shape.columns[i];
+		bool		oldnull,
+					newnull;
+		Datum		oldvalue,
+					newvalue;
+
+		if (target->excluded[i])
+			continue;
+		oldvalue = heap_getattr(oldtuple, col->attnum, desc, &oldnull);
+		newvalue = heap_getattr(newtuple, col->attnum, desc, &newnull);
+		if (MandantColumnChanged(col, oldvalue, oldnull, newvalue, newnull))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * mandant_outbox_trigger writes {domain}.{entity}.created|updated|deleted
+ * for every written row; an update that changes no published column writes
+ * nothing.
+ */
+Datum
+mandant_outbox_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	OutboxTarget *target;
+	TupleDesc	desc;
+	HeapTuple	tuple;
+	OutboxEvent ev = {0};
+	const char *action;
+	MemoryContext rowcxt;
+	MemoryContext old;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("mandant.outbox_trigger() must be called as an AFTER ... FOR EACH ROW trigger"),
+				 errdetail("It was called in another way."),
+				 errhint("Use mandant.enable_outbox(table, domain) to attach it.")));
+
+	target = GetOutboxTarget(trigdata);
+	desc = RelationGetDescr(trigdata->tg_relation);
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "mandant outbox row",
+								   ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(rowcxt);
+
+	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+	{
+		action = "created";
+		tuple = trigdata->tg_trigtuple;
+	}
+	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+	{
+		action = "deleted";
+		tuple = trigdata->tg_trigtuple;
+	}
+	else
+	{
+		action = "updated";
+		tuple = trigdata->tg_newtuple;
+		if (!RowChanged(target, trigdata->tg_trigtuple, tuple, desc))
+			action = NULL;
+	}
+
+	if (action != NULL)
+	{
+		ev.tenant_id = MandantRowTenant(&target->shape, tuple, desc);
+		ev.topic = psprintf("%s.%s", target->aggregate_type, action);
+		ev.aggregate_type = target->aggregate_type;
+		ev.aggregate_id = MandantRowEntityId(&target->shape, tuple, desc);
+		ev.payload = RowPayload(target, tuple, desc);
+		(void) WriteOutboxEvent(&ev);
+	}
+
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(rowcxt);
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * TopicIsValid says whether a topic is domain.entity.action, each part a
+ * lower-case word.
+ */
+static bool
+TopicIsValid(const char *topic)
+{
+	int			parts = 1;
+	bool		start = true;
+
+	if (strlen(topic) > OUTBOX_TOPIC_MAX)
+		return false;
+	for (const char *p = topic; *p; p++)
+	{
+		if (*p == '.')
+		{
+			if (start)
+				return false;
+			parts++;
+			start = true;
+		}
+		else if ((*p >= 'a' && *p <= 'z') || (!start && ((*p >= '0' && *p <= '9') || *p == '_')))
+			start = false;
+		else
+			return false;
+	}
+	return parts == 3 && !start;
+}
+
+/*
+ * mandant_emit writes a custom event (topic domain.entity.action) for the
+ * tenant of the transaction; without a tenant only trusted backends may
+ * emit platform events.  Returns the event id.
+ */
+Datum
+mandant_emit(PG_FUNCTION_ARGS)
+{
+	OutboxEvent ev = {0};
+	char	   *topic;
+	char	   *last_dot;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("event topic must not be null"),
+				 errdetail("mandant.emit() was called with a NULL topic."),
+				 errhint("Name the event domain.entity.action, e.g. 'billing.invoice.sent'.")));
+	topic = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (!TopicIsValid(topic))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid event topic \"%s\"", topic),
+				 errdetail("A topic is domain.entity.action: three lower-case words (a-z first, then a-z, 0-9, '_') joined by dots, at most %d characters.",
+						   OUTBOX_TOPIC_MAX),
+				 errhint("Use a topic such as 'billing.invoice.sent'.")));
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("event payload must not be null"),
+				 errdetail("mandant.emit(%s) was called with a NULL payload.", quote_literal_cstr(topic)),
+				 errhint("Pass a JSON value, e.g. '{}'.")));
+
+	ev.tenant_id = MandantCurrentTenant();
+	if (ev.tenant_id == NULL)
+	{
+		if (!MandantCallerIsTrusted())
+			ereport(ERROR,
+					(errcode(ERRCODE_MANDANT_TENANT_REQUIRED),
+					 errmsg("no tenant is set"),
+					 errdetail("Events belong to a tenant; only trusted backends emit platform events."),
+					 errhint("Call mandant.set_tenant(tenant_id) or mandant.authenticate(access_token) first, in the same transaction.")));
+		ev.tenant_id = &MandantPlatformTenant;
+	}
+
+	ev.topic = topic;
+	last_dot = strrchr(topic, '.');
+	ev.aggregate_type = pnstrdup(topic, last_dot - topic);
+	ev.aggregate_id = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	ev.payload = PG_GETARG_JSONB_P(2);
+
+	PG_RETURN_UUID_P(WriteOutboxEvent(&ev));
+}

@@ -1,0 +1,382 @@
+
+/* ---------------------------------------------------------------------------
+ * Transactional outbox (extension/outbox.c)
+ *
+ * Events are written by mandant's C code in the writer's transaction.
+ * Consumers (roles granted mandant_service or mandant_admin) claim them
+ * across tenants with leases, acknowledge or reject them; tenants read their
+ * own events under row level security.
+ *
+ * Delivery is at least once, in order per (tenant, aggregate): a claim never
+ * hands out an event while an older event of the same aggregate is not
+ * published yet (pending, leased, backing off or dead).  A dead event stops
+ * its aggregate until it is replayed (delivered again) or skipped (given up,
+ * recorded as such): later events of an aggregate usually depend on the
+ * earlier ones, so they wait for a human decision rather than overtake.
+ * ------------------------------------------------------------------------- */
+
+/* No per-backend cache: a later event of an aggregate gets a larger id. */
+CREATE SEQUENCE mandant.outbox_id_seq;
+
+CREATE TABLE mandant.outbox (
+	id				bigint PRIMARY KEY DEFAULT pg_catalog.nextval('mandant.outbox_id_seq'),
+	event_id		uuid NOT NULL,
+	tenant_id		uuid NOT NULL,
+	topic			text NOT NULL,
+	aggregate_type	text NOT NULL,
+	aggregate_id	text,
+	payload			jsonb NOT NULL,
+	headers			jsonb NOT NULL,
+	created_at		timestamptz NOT NULL,
+	available_at	timestamptz NOT NULL,
+	attempts		integer NOT NULL DEFAULT 0,
+	last_error		text,
+	locked_until	timestamptz,
+	locked_by		text,
+	published_at	timestamptz,
+	dead_at			timestamptz
+);
+
+ALTER SEQUENCE mandant.outbox_id_seq OWNED BY mandant.outbox.id;
+
+COMMENT ON TABLE mandant.outbox IS
+'Transactional outbox: events written with the data they describe, claimed by consumers with leases. Platform events carry tenant_id 00000000-0000-0000-0000-000000000000.';
+
+/* What a claim scans, and the per-aggregate order check. */
+CREATE INDEX outbox_pending_idx ON mandant.outbox (id)
+	WHERE published_at IS NULL AND dead_at IS NULL;
+CREATE INDEX outbox_aggregate_idx ON mandant.outbox (tenant_id, aggregate_type, aggregate_id, id)
+	WHERE published_at IS NULL;
+
+ALTER TABLE mandant.outbox ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON mandant.outbox
+	FOR SELECT USING (tenant_id = mandant.current_tenant());
+GRANT SELECT ON mandant.outbox TO PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('mandant.outbox', '');
+SELECT pg_catalog.pg_extension_config_dump('mandant.outbox_id_seq', '');
+
+CREATE FUNCTION mandant.outbox_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'mandant_outbox_trigger'
+LANGUAGE C;
+
+COMMENT ON FUNCTION mandant.outbox_trigger() IS
+'Row trigger attached by mandant.enable_outbox(): one {domain}.{entity}.created|updated|deleted event per written row.';
+
+CREATE FUNCTION mandant.emit(topic text, aggregate_id text, payload jsonb)
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'mandant_emit'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION mandant.emit(text, text, jsonb) IS
+'Write a custom event (topic domain.entity.action, lower case) for the tenant of the transaction; returns its event id.';
+
+/*
+ * enable_outbox attaches the outbox trigger, or replaces it when its
+ * arguments changed.  Idempotent; the table owner only.
+ */
+CREATE FUNCTION mandant.enable_outbox(tbl regclass, domain text, entity text DEFAULT NULL,
+									  exclude_columns text[] DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	excluded	text[];
+	unknown		text;
+	statement	text;
+	existing	text;
+BEGIN
+	PERFORM mandant.check_table_target(tbl, 'mandant.enable_outbox');
+	entity := COALESCE(entity, (SELECT c.relname FROM pg_class c WHERE c.oid = tbl));
+	IF domain IS NULL OR domain !~ '^[a-z][a-z0-9_]{0,62}$' OR entity !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+		RAISE EXCEPTION 'invalid event domain or entity: %.%', COALESCE(domain, 'NULL'), entity
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'Topics are domain.entity.action; domain and entity are lower-case words (a-z first, then a-z, 0-9, ''_'').',
+				  HINT = 'Pass e.g. mandant.enable_outbox(''app.site'', ''risk'', ''site'').';
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = tbl AND i.indisprimary) THEN
+		RAISE EXCEPTION 'table % has no primary key', tbl
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Outbox events name their aggregate by the primary key, and are delivered in order per aggregate.',
+				  HINT = format('Add one, e.g. ALTER TABLE %s ADD PRIMARY KEY (id), then call mandant.enable_outbox() again.', tbl);
+	END IF;
+	SELECT array_agg(DISTINCT c ORDER BY c) INTO excluded FROM unnest(COALESCE(exclude_columns, '{}')) c;
+	SELECT c INTO unknown FROM unnest(excluded) c
+	WHERE c IS NULL OR NOT EXISTS (SELECT 1 FROM pg_attribute a
+								   WHERE a.attrelid = tbl AND a.attname = c AND a.attnum > 0 AND NOT a.attisdropped)
+	LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'column "%" of table % does not exist', unknown, tbl
+			USING ERRCODE = 'undefined_column',
+				  DETAIL = format('exclude_columns names %L.', unknown),
+				  HINT = format('Columns of %s: %s.', tbl,
+								(SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
+								 FROM pg_attribute a WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped));
+	END IF;
+
+	statement := format('CREATE TRIGGER mandant_outbox AFTER INSERT OR DELETE OR UPDATE ON %s '
+						'FOR EACH ROW EXECUTE FUNCTION mandant.outbox_trigger(%s)',
+						tbl,
+						(SELECT string_agg(quote_literal(a), ', ' ORDER BY o)
+						 FROM unnest(ARRAY[domain, entity] || COALESCE(excluded, '{}')) WITH ORDINALITY u (a, o)));
+	SELECT pg_get_triggerdef(t.oid) INTO existing
+	FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = 'mandant_outbox';
+	IF existing IS DISTINCT FROM statement THEN
+		EXECUTE format('DROP TRIGGER IF EXISTS mandant_outbox ON %s', tbl);
+		EXECUTE statement;
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.enable_outbox(regclass, text, text, text[]) IS
+'Publish every insert, update and delete of tbl as {domain}.{entity}.created|updated|deleted events (payload: the row with camelCase keys, without exclude_columns). entity defaults to the table name. Idempotent; the table owner only.';
+
+CREATE FUNCTION mandant.disable_outbox(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM mandant.check_table_target(tbl, 'mandant.disable_outbox');
+	IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = 'mandant_outbox') THEN
+		EXECUTE format('DROP TRIGGER mandant_outbox ON %s', tbl);
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.disable_outbox(regclass) IS
+'Stop publishing events for tbl (events already written stay). The table owner only.';
+
+/*
+ * outbox_claim leases up to max events to a consumer.  Events whose lease
+ * expired after their last allowed attempt are dead-lettered instead.
+ */
+CREATE FUNCTION mandant.outbox_claim(consumer text, max integer DEFAULT 100,
+									 lease interval DEFAULT '30 seconds')
+RETURNS TABLE (id bigint, event_id uuid, topic text, tenant_id uuid, aggregate_id text,
+			   attempts integer, envelope jsonb, headers jsonb)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	max_attempts constant integer := current_setting('mandant.outbox_max_attempts')::integer;
+BEGIN
+	IF consumer IS NULL OR length(consumer) NOT BETWEEN 1 AND 200 THEN
+		RAISE EXCEPTION 'consumer name must have 1 to 200 characters'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('mandant.outbox_claim() was called with consumer %L.', consumer),
+				  HINT = 'Name the consumer, e.g. ''mailer-1''; leases record it.';
+	END IF;
+	IF max IS NULL OR max NOT BETWEEN 1 AND 10000 OR lease IS NULL OR lease < interval '1 second' THEN
+		RAISE EXCEPTION 'invalid claim size or lease'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('max is %s and lease is %s.', COALESCE(max::text, 'NULL'), COALESCE(lease::text, 'NULL')),
+				  HINT = 'Claim 1 to 10000 events with a lease of at least one second.';
+	END IF;
+
+	UPDATE mandant.outbox o
+	SET dead_at = now(), locked_until = NULL,
+		last_error = format('lease of %s expired after attempt %s', o.locked_by, o.attempts)
+	WHERE o.published_at IS NULL AND o.dead_at IS NULL
+	  AND o.locked_until <= now() AND o.attempts >= max_attempts;
+
+	RETURN QUERY
+	WITH candidate AS (
+		SELECT c.id FROM mandant.outbox c
+		WHERE c.published_at IS NULL AND c.dead_at IS NULL
+		  AND c.available_at <= now()
+		  AND (c.locked_until IS NULL OR c.locked_until <= now())
+		  AND NOT EXISTS (SELECT 1 FROM mandant.outbox p
+						  WHERE p.tenant_id = c.tenant_id AND p.aggregate_type = c.aggregate_type
+							AND p.aggregate_id = c.aggregate_id AND p.id < c.id
+							AND p.published_at IS NULL)
+		ORDER BY c.id
+		LIMIT max
+		FOR UPDATE SKIP LOCKED
+	)
+	UPDATE mandant.outbox o
+	SET locked_until = now() + lease, locked_by = consumer, attempts = o.attempts + 1
+	FROM candidate
+	WHERE o.id = candidate.id
+	RETURNING o.id, o.event_id, o.topic, o.tenant_id, o.aggregate_id, o.attempts,
+			  jsonb_build_object('eventId', o.event_id, 'type', o.topic, 'tenantId', o.tenant_id,
+								 'timestamp', to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+								 'payload', o.payload),
+			  o.headers;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.outbox_claim(text, integer, interval) IS
+'Lease up to max pending events (oldest first, FOR UPDATE SKIP LOCKED, never past an older unpublished event of the same aggregate) to consumer for lease. Returns each with its envelope {eventId, type, tenantId, timestamp, payload}. mandant_service and mandant_admin only.';
+
+CREATE FUNCTION mandant.outbox_ack(ids bigint[])
+RETURNS bigint
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+	WITH acked AS (
+		UPDATE mandant.outbox o
+		SET published_at = now(), locked_until = NULL
+		WHERE o.id = ANY (ids) AND o.published_at IS NULL AND o.dead_at IS NULL
+		  AND o.locked_until IS NOT NULL
+		RETURNING 1
+	)
+	SELECT count(*) FROM acked
+$$;
+
+COMMENT ON FUNCTION mandant.outbox_ack(bigint[]) IS
+'Mark leased events published; returns how many were (unknown, unleased or already published ids are ignored). mandant_service and mandant_admin only.';
+
+CREATE FUNCTION mandant.outbox_nack(id bigint, error text, consumer text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	e			mandant.outbox;
+	max_attempts constant integer := current_setting('mandant.outbox_max_attempts')::integer;
+BEGIN
+	SELECT * INTO e FROM mandant.outbox o WHERE o.id = outbox_nack.id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'outbox event % does not exist', id
+			USING ERRCODE = 'no_data_found',
+				  DETAIL = format('No row of mandant.outbox has id %s.', id),
+				  HINT = 'Pass the id that mandant.outbox_claim() returned.';
+	END IF;
+	IF e.published_at IS NOT NULL OR e.dead_at IS NOT NULL OR e.locked_until IS NULL
+		OR e.locked_until <= now() OR (consumer IS NOT NULL AND e.locked_by IS DISTINCT FROM consumer) THEN
+		RAISE EXCEPTION 'outbox event % is not leased%', id, COALESCE(' by ' || consumer, '')
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('Event %s is %s.', id,
+								  CASE WHEN e.published_at IS NOT NULL THEN 'published'
+									   WHEN e.dead_at IS NOT NULL THEN 'dead'
+									   WHEN e.locked_until IS NULL THEN 'not claimed'
+									   WHEN e.locked_until <= now() THEN format('no longer leased (the lease of %s expired)', e.locked_by)
+									   ELSE format('leased by %s', e.locked_by) END),
+				  HINT = 'Only the consumer holding a lease can reject the event; claim it again.';
+	END IF;
+	UPDATE mandant.outbox o
+	SET locked_until = NULL, last_error = left(COALESCE(error, '(no error given)'), 2000),
+		available_at = now() + make_interval(secs => LEAST(60, 2 ^ LEAST(e.attempts - 1, 6))),
+		dead_at = CASE WHEN e.attempts >= max_attempts THEN now() END
+	WHERE o.id = outbox_nack.id;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.outbox_nack(bigint, text, text) IS
+'Reject a leased event: it is retried after 1, 2, 4 ... 60 seconds, and dead after mandant.outbox_max_attempts attempts. With consumer, the lease must be that consumer''s. mandant_service and mandant_admin only.';
+
+CREATE FUNCTION mandant.outbox_replay(id bigint)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	UPDATE mandant.outbox o
+	SET published_at = NULL, dead_at = NULL, locked_until = NULL, locked_by = NULL,
+		attempts = 0, available_at = now()
+	WHERE o.id = outbox_replay.id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'outbox event % does not exist', id
+			USING ERRCODE = 'no_data_found',
+				  DETAIL = format('No row of mandant.outbox has id %s (published events may have been purged).', id),
+				  HINT = 'Look the event up in mandant.outbox first.';
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.outbox_replay(bigint) IS
+'Deliver an event again (a dead one, or a published one): pending now, attempts reset. mandant_service and mandant_admin only.';
+
+CREATE FUNCTION mandant.outbox_skip(id bigint, reason text)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF reason IS NULL OR btrim(reason) = '' THEN
+		RAISE EXCEPTION 'a reason is required to skip an event'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('mandant.outbox_skip(%s) was called without a reason.', id),
+				  HINT = 'Say why the event is given up; the reason is kept with it.';
+	END IF;
+	UPDATE mandant.outbox o
+	SET published_at = now(), locked_until = NULL,
+		last_error = format('skipped by %s: %s (last error: %s)', session_user, reason, o.last_error)
+	WHERE o.id = outbox_skip.id AND o.dead_at IS NOT NULL;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'outbox event % is not dead', id
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('Only dead events can be skipped; event %s is missing or still deliverable.', id),
+				  HINT = 'Dead events have dead_at set; see mandant.outbox_stats().';
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.outbox_skip(bigint, text) IS
+'Give up a dead event (it counts as published, with the reason recorded), releasing the later events of its aggregate. mandant_service and mandant_admin only.';
+
+CREATE FUNCTION mandant.outbox_purge(older_than interval)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	purged bigint;
+BEGIN
+	IF older_than IS NULL OR older_than < interval '0' THEN
+		RAISE EXCEPTION 'invalid purge age'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('older_than is %s.', COALESCE(older_than::text, 'NULL')),
+				  HINT = 'Pass how long published events are kept, e.g. ''7 days''.';
+	END IF;
+	DELETE FROM mandant.outbox o WHERE o.published_at < now() - older_than;
+	GET DIAGNOSTICS purged = ROW_COUNT;
+	RETURN purged;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.outbox_purge(interval) IS
+'Delete events published longer ago than older_than; returns how many. mandant_service and mandant_admin only.';
+
+CREATE FUNCTION mandant.outbox_stats()
+RETURNS TABLE (pending bigint, leased bigint, dead bigint, oldest_pending_age interval)
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT count(*) FILTER (WHERE o.dead_at IS NULL AND (o.locked_until IS NULL OR o.locked_until <= now())),
+		   count(*) FILTER (WHERE o.dead_at IS NULL AND o.locked_until > now()),
+		   count(*) FILTER (WHERE o.dead_at IS NOT NULL),
+		   now() - min(o.created_at) FILTER (WHERE o.dead_at IS NULL)
+	FROM mandant.outbox o
+	WHERE o.published_at IS NULL
+$$;
+
+COMMENT ON FUNCTION mandant.outbox_stats() IS
+'Unpublished events: pending (including backing off), leased, dead, and the age of the oldest one not dead. mandant_service and mandant_admin only.';
+
+DO $grants$
+DECLARE
+	f text;
+BEGIN
+	FOREACH f IN ARRAY ARRAY[
+		'mandant.outbox_claim(text, integer, interval)', 'mandant.outbox_ack(bigint[])',
+		'mandant.outbox_nack(bigint, text, text)', 'mandant.outbox_replay(bigint)',
+		'mandant.outbox_skip(bigint, text)', 'mandant.outbox_purge(interval)',
+		'mandant.outbox_stats()']
+	LOOP
+		EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+		EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO mandant_service, mandant_admin', f);
+	END LOOP;
+END
+$grants$;
