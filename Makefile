@@ -69,3 +69,4 @@ bench:
 	bench/tenancy.sh
 	bench/audit.sh
 	bench/fsm.sh
+	bench/outbox.sh

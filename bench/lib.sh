@@ -22,8 +22,8 @@ su_psql() {
 bench_setup() {
 	bench_db=$1
 	work=$(mktemp -d /tmp/mandant-bench.XXXXXX)
-	trap 'su_psql -d postgres -c "DROP DATABASE IF EXISTS $bench_db" >/dev/null 2>&1; rm -rf "$work"' EXIT
-	su_psql -d postgres -c "DROP DATABASE IF EXISTS $bench_db" -c "CREATE DATABASE $bench_db" 2>/dev/null
+	trap 'su_psql -d postgres -c "DROP DATABASE IF EXISTS $bench_db WITH (FORCE)" >/dev/null 2>&1; rm -rf "$work"' EXIT
+	su_psql -d postgres -c "DROP DATABASE IF EXISTS $bench_db WITH (FORCE)" -c "CREATE DATABASE $bench_db" 2>/dev/null
 }
 
 # tps_of CLIENTS SCRIPT [ROLE]: one pgbench run, prints its TPS.

@@ -11,6 +11,12 @@
  * anywhere but in the postmaster's preload, which also makes CREATE
  * EXTENSION fail with a hint on a misconfigured server.
  *
+ * Preloading also lets mandant keep a small struct in shared memory
+ * (MandantShared): state that must be seen by every backend at once and
+ * must not roll back with a transaction, such as when the outbox last woke
+ * its consumers.  It is requested and attached here, with the hooks chained
+ * in the order pg_stat_statements uses.
+ *
  * Copyright (c) 2026, the mandant developers
  *
  * IDENTIFICATION
@@ -22,6 +28,9 @@
 
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
 #include "utils/guc.h"
 
 #include "mandant.h"
@@ -30,10 +39,46 @@ PG_MODULE_MAGIC;
 
 void		_PG_init(void);
 
+/* Attached in every backend by MandantShmemStartup. */
+MandantShared *MandantShmem = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/*
+ * MandantShmemRequest reserves mandant's shared memory.
+ */
+static void
+MandantShmemRequest(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(MandantShared)));
+}
+
+/*
+ * MandantShmemStartup creates (in the postmaster) or attaches (elsewhere)
+ * mandant's shared memory.
+ */
+static void
+MandantShmemStartup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	MandantShmem = ShmemInitStruct("mandant", sizeof(MandantShared), &found);
+	if (!found)
+		pg_atomic_init_u64(&MandantShmem->outbox_last_notify, 0);
+	LWLockRelease(AddinShmemInitLock);
+}
+
 /*
  * _PG_init checks that the library is being preloaded, then defines the
- * context variables and mandant's settings and reserves the "mandant"
- * settings prefix.
+ * context variables and mandant's settings, reserves the "mandant" settings
+ * prefix and chains the shared memory hooks.
  */
 void
 _PG_init(void)
@@ -50,4 +95,9 @@ _PG_init(void)
 	MandantDefineOutboxVariables();
 
 	MarkGUCPrefixReserved("mandant");
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = MandantShmemRequest;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = MandantShmemStartup;
 }

@@ -18,6 +18,7 @@
 #define MANDANT_H
 
 #include "access/htup.h"
+#include "port/atomics.h"
 #include "access/tupdesc.h"
 #include "fmgr.h"
 #include "utils/hsearch.h"
@@ -122,6 +123,15 @@ typedef struct MandantTriggerCacheEntry
 } MandantTriggerCacheEntry;
 
 struct TriggerData;
+
+/* What every backend shares (mandant.c). */
+typedef struct MandantShared
+{
+	pg_atomic_uint64 outbox_last_notify;	/* TimestampTz of the last wake-up */
+} MandantShared;
+
+/* mandant.c */
+extern MandantShared *MandantShmem;
 
 /* context.c */
 extern void MandantDefineContextVariables(void);

@@ -150,8 +150,9 @@ COMMENT ON FUNCTION mandant.disable_outbox(regclass) IS
 'Stop publishing events for tbl (events already written stay). The table owner only.';
 
 /*
- * outbox_claim leases up to max events to a consumer.  Events whose lease
- * expired after their last allowed attempt are dead-lettered instead.
+ * outbox_claim leases up to max events to a consumer.  Candidates whose
+ * lease expired after their last allowed attempt are dead-lettered instead
+ * of delivered (the batch is then smaller).
  */
 CREATE FUNCTION mandant.outbox_claim(consumer text, max integer DEFAULT 100,
 									 lease interval DEFAULT '30 seconds')
@@ -178,12 +179,6 @@ BEGIN
 				  HINT = 'Claim 1 to 10000 events with a lease of at least one second.';
 	END IF;
 
-	UPDATE mandant.outbox o
-	SET dead_at = now(), locked_until = NULL,
-		last_error = format('lease of %s expired after attempt %s', o.locked_by, o.attempts)
-	WHERE o.published_at IS NULL AND o.dead_at IS NULL
-	  AND o.locked_until <= now() AND o.attempts >= max_attempts;
-
 	RETURN QUERY
 	WITH candidate AS (
 		SELECT c.id FROM mandant.outbox c
@@ -197,11 +192,19 @@ BEGIN
 		ORDER BY c.id
 		LIMIT max
 		FOR UPDATE SKIP LOCKED
+	),
+	expired AS (
+		/* leased after their last allowed attempt, and never acknowledged */
+		UPDATE mandant.outbox o
+		SET dead_at = now(), locked_until = NULL,
+			last_error = format('the lease of %s expired after attempt %s', o.locked_by, o.attempts)
+		FROM candidate
+		WHERE o.id = candidate.id AND o.attempts >= max_attempts
 	)
 	UPDATE mandant.outbox o
 	SET locked_until = now() + lease, locked_by = consumer, attempts = o.attempts + 1
 	FROM candidate
-	WHERE o.id = candidate.id
+	WHERE o.id = candidate.id AND o.attempts < max_attempts
 	RETURNING o.id, o.event_id, o.topic, o.tenant_id, o.aggregate_id, o.attempts,
 			  jsonb_build_object('eventId', o.event_id, 'type', o.topic, 'tenantId', o.tenant_id,
 								 'timestamp', to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
