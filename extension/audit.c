@@ -784,6 +784,6 @@ mandant_audit_append_only(PG_FUNCTION_ARGS)
 			 errmsg("%s is append-only", RelationGetRelationName(trigdata->tg_relation)),
 			 errdetail("%s on mandant.%s was refused.", command,
 					   RelationGetRelationName(trigdata->tg_relation)),
-			 errhint("Audit records are never changed; a tenant's records are removed only by mandant.delete_tenant().")));
+			 errhint("History and audit records are never changed; a tenant's records are removed only by mandant.delete_tenant().")));
 	PG_RETURN_NULL();
 }

@@ -9,7 +9,7 @@ CREATE SCHEMA tap;
 CREATE TABLE tap.doc (id int NOT NULL, body text);
 SELECT mandant.enable_tenancy('tap.doc');
 
-SELECT plan(109);
+SELECT plan(125);
 
 -- Schema, roles
 SELECT has_schema('mandant');
@@ -137,6 +137,24 @@ SELECT function_lang_is('mandant', 'outbox_trigger', '{}'::name[], 'c');
 SELECT function_privs_are('mandant', 'outbox_claim', ARRAY['text', 'integer', 'interval'], 'mandant_service', ARRAY['EXECUTE']);
 SELECT function_privs_are('mandant', 'outbox_claim', ARRAY['text', 'integer', 'interval'], 'mandant_gateway', '{}'::text[]);
 SELECT policies_are('mandant', 'outbox', ARRAY['tenant_isolation']);
+
+-- Configuration
+SELECT has_function('mandant', 'config_set', ARRAY['text', 'text', 'jsonb', 'text', 'bigint']);
+SELECT function_returns('mandant', 'config_set', ARRAY['text', 'text', 'jsonb', 'text', 'bigint'], 'bigint');
+SELECT has_function('mandant', 'config_get', ARRAY['text', 'text']);
+SELECT function_returns('mandant', 'config_get', ARRAY['text', 'text'], 'jsonb');
+SELECT has_function('mandant', 'config_get_all', ARRAY['text']);
+SELECT has_function('mandant', 'config_delete', ARRAY['text', 'text', 'text', 'bigint']);
+SELECT has_function('mandant', 'config_rollback', ARRAY['text', 'text', 'bigint', 'text']);
+SELECT has_function('mandant', 'config_changes', ARRAY['bigint']);
+SELECT has_function('mandant', 'config_revision', '{}'::name[]);
+SELECT is_definer('mandant', 'config_set', ARRAY['text', 'text', 'jsonb', 'text', 'bigint']);
+SELECT isnt_definer('mandant', 'config_get', ARRAY['text', 'text']);
+SELECT function_privs_are('mandant', 'config_write', ARRAY['uuid', 'text', 'text', 'jsonb', 'text', 'bigint'],
+						  'mandant_gateway', '{}'::text[]);
+SELECT policies_are('mandant', 'config_entry', ARRAY['tenant_or_global']);
+SELECT policies_are('mandant', 'config_history', ARRAY['tenant_or_global']);
+SELECT trigger_is('mandant', 'config_history', 'append_only', 'mandant', 'audit_append_only');
 
 -- Refusals and their SQLSTATEs
 SELECT throws_ok('SELECT mandant.require_tenant()', 'MD001', 'no tenant is set');
