@@ -70,3 +70,4 @@ bench:
 	bench/audit.sh
 	bench/fsm.sh
 	bench/outbox.sh
+	bench/config.sh

@@ -61,8 +61,6 @@ PG_FUNCTION_INFO_V1(mandant_current_scopes);
 PG_FUNCTION_INFO_V1(mandant_require_tenant);
 PG_FUNCTION_INFO_V1(mandant_has_scope);
 PG_FUNCTION_INFO_V1(mandant_check_tenant_access);
-PG_FUNCTION_INFO_V1(mandant_caller_is);
-PG_FUNCTION_INFO_V1(mandant_caller);
 
 /* Longest app.request_id accepted (request ids end up in logs). */
 #define MANDANT_REQUEST_ID_MAX_BYTES 200
@@ -427,11 +425,11 @@ AssignContextVariable(const char *name, const char *value)
 }
 
 /*
- * HasPrivilegesOfRole says whether the current user has the privileges of
- * the named role (false if that role does not exist).
+ * MandantHasPrivilegesOfRole says whether the current user has the
+ * privileges of the named role (false if that role does not exist).
  */
-static bool
-HasPrivilegesOfRole(const char *rolename)
+bool
+MandantHasPrivilegesOfRole(const char *rolename)
 {
 	Oid			roleid = get_role_oid(rolename, true);
 
@@ -445,8 +443,8 @@ HasPrivilegesOfRole(const char *rolename)
 bool
 MandantCallerIsTrusted(void)
 {
-	return HasPrivilegesOfRole(MANDANT_ROLE_SERVICE) ||
-		HasPrivilegesOfRole(MANDANT_ROLE_ADMIN);
+	return MandantHasPrivilegesOfRole(MANDANT_ROLE_SERVICE) ||
+		MandantHasPrivilegesOfRole(MANDANT_ROLE_ADMIN);
 }
 
 /*
@@ -819,27 +817,4 @@ mandant_check_tenant_access(PG_FUNCTION_ARGS)
 					   current ? UuidToText(current) : "(none)"),
 			 errhint("Enter that tenant first, or call as a member of mandant_admin.")));
 	PG_RETURN_VOID();
-}
-
-/*
- * mandant_caller_is says whether the calling role (the outer user, see
- * mandant_check_tenant_access) has the privileges of a role; for SECURITY
- * DEFINER functions, in which the current user is the function's owner.
- */
-Datum
-mandant_caller_is(PG_FUNCTION_ARGS)
-{
-	Oid			roleid = get_role_oid(NameStr(*PG_GETARG_NAME(0)), true);
-
-	PG_RETURN_BOOL(OidIsValid(roleid) && has_privs_of_role(GetOuterUserId(), roleid));
-}
-
-/*
- * mandant_caller returns the name of the calling role (the outer user), for
- * records written by SECURITY DEFINER functions.
- */
-Datum
-mandant_caller(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_TEXT_P(cstring_to_text(GetUserNameFromId(GetOuterUserId(), false)));
 }

@@ -136,6 +136,7 @@ extern MandantShared *MandantShmem;
 /* context.c */
 extern void MandantDefineContextVariables(void);
 extern bool MandantCallerIsTrusted(void);
+extern bool MandantHasPrivilegesOfRole(const char *rolename);
 extern const pg_uuid_t *MandantCurrentTenant(void);
 extern const pg_uuid_t *MandantCurrentUserId(void);
 extern const char *MandantCurrentRequestId(void);
@@ -145,6 +146,8 @@ extern const char *MandantScopeName(int scope_bit);
 extern int	MandantScopeBit(const char *name);
 
 /* tenancy.c */
+extern void MandantLookupTable(const char *table, const char *index,
+							   Oid *relid, Oid *indexid);
 extern MandantTenantStatus MandantLookupTenant(const pg_uuid_t *tenant_id,
 											   char **status_out);
 extern char *MandantLookupTenantColumn(Oid relid);

@@ -53,11 +53,12 @@
 #define FSM_PKEY				"state_machine_table_pkey"
 
 /*
- * LookupMandantTable returns the oids of one of mandant's tables and of its
- * primary key index, with a clear error when the extension is incomplete.
+ * MandantLookupTable returns the oids of one of mandant's tables and of one
+ * of its indexes (usually the primary key), with a clear error when the
+ * extension is incomplete.
  */
-static void
-LookupMandantTable(const char *table, const char *pkey, Oid *relid, Oid *indexid)
+void
+MandantLookupTable(const char *table, const char *pkey, Oid *relid, Oid *indexid)
 {
 	Oid			namespace_oid = get_namespace_oid(MANDANT_SCHEMA, true);
 
@@ -71,7 +72,7 @@ LookupMandantTable(const char *table, const char *pkey, Oid *relid, Oid *indexid
 	if (!OidIsValid(*relid) || !OidIsValid(*indexid))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("table mandant.%s or its primary key does not exist", table),
+				 errmsg("table mandant.%s or its index %s does not exist", table, pkey),
 				 errdetail("The mandant library is loaded but the extension's objects are missing in this database."),
 				 errhint("Run CREATE EXTENSION mandant CASCADE in this database.")));
 }
@@ -95,7 +96,7 @@ FetchByKey(const char *table, const char *pkey, const char *key_column,
 	HeapTuple	tuple;
 	Datum		result = (Datum) 0;
 
-	LookupMandantTable(table, pkey, &relid, &indexid);
+	MandantLookupTable(table, pkey, &relid, &indexid);
 
 	rel = table_open(relid, AccessShareLock);
 	snapshot = RegisterSnapshot(GetLatestSnapshot());

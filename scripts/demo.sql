@@ -48,6 +48,11 @@ SELECT mandant.create_tenant('acme', 'Acme Risk GmbH', 'owner@acme.example', 'pr
 							 '5f0c6a52-3f8e-4b7e-9a51-0d6c1a7e2b01') AS acme \gset
 SELECT mandant.create_tenant('globex', 'Globex Facilities', 'it@globex.example', 'free',
 							 '5f0c6a52-3f8e-4b7e-9a51-0d6c1a7e2b02') AS globex \gset
+-- Platform-wide configuration defaults (global values).
+SELECT mandant.config_set('mailer', 'smtp.host', '"smtp.mandant.example"', 'platform relay')
+WHERE mandant.config_get('mailer', 'smtp.host') IS NULL;
+SELECT mandant.config_set('mailer', 'smtp.password', '{"secretRef": "vault:mailer/smtp"}', 'relay credentials')
+WHERE mandant.config_get('mailer', 'smtp.password') IS NULL;
 RESET ROLE;
 
 -- Their notes, written through the tenant context like the application does.

@@ -134,6 +134,13 @@ and try:
   ROLLBACK;
   BEGIN;
   SELECT mandant.set_tenant(id) FROM mandant.tenant WHERE slug = 'acme';
+  SELECT mandant.config_get('mailer', 'smtp.host');  -- the platform default
+  SELECT mandant.config_set('mailer', 'smtp.host', '"mx.acme.example"', 'own relay');
+  SELECT * FROM mandant.config_get_all('mailer');     -- acme's value over the global one
+  SELECT mandant.config_set('mailer', 'smtp.host', '"late"', 'stale writer', 0);  -- refused: MD020
+  ROLLBACK;
+  BEGIN;
+  SELECT mandant.set_tenant(id) FROM mandant.tenant WHERE slug = 'acme';
   INSERT INTO demo.note (tenant_id, title)
     SELECT id, 'planted' FROM mandant.tenant WHERE slug = 'globex';  -- refused: 42501
   ROLLBACK;

@@ -18,34 +18,16 @@
  * and the global values (row level security).
  * ------------------------------------------------------------------------- */
 
-CREATE FUNCTION mandant.caller_is(role name)
-RETURNS boolean
-AS 'MODULE_PATHNAME', 'mandant_caller_is'
-LANGUAGE C STABLE STRICT;
-
-COMMENT ON FUNCTION mandant.caller_is(name) IS
-'Internal: whether the calling role (outside SECURITY DEFINER functions) has the privileges of role.';
-
-CREATE FUNCTION mandant.caller()
-RETURNS text
-AS 'MODULE_PATHNAME', 'mandant_caller'
-LANGUAGE C STABLE;
-
-COMMENT ON FUNCTION mandant.caller() IS
-'Internal: the name of the calling role (outside SECURITY DEFINER functions).';
-
 CREATE TABLE mandant.config_clock (
 	id			integer PRIMARY KEY CONSTRAINT config_clock_one_row CHECK (id = 1),
 	revision	bigint NOT NULL
 );
 
-INSERT INTO mandant.config_clock VALUES (1, 0);
-
 COMMENT ON TABLE mandant.config_clock IS
-'The global configuration revision; its row lock orders configuration writers by commit.';
+'The global configuration revision (its one row is written by the first change, so that a dump restores it); its row lock orders configuration writers by commit.';
 
 CREATE TABLE mandant.config_entry (
-	tenant_id	uuid,
+	tenant_id	uuid REFERENCES mandant.tenant (id) ON DELETE CASCADE,
 	service		text NOT NULL,
 	key			text NOT NULL,
 	value		jsonb,
@@ -100,39 +82,6 @@ SELECT pg_catalog.pg_extension_config_dump('mandant.config_history', '');
 SELECT pg_catalog.pg_extension_config_dump('mandant.config_clock', '');
 
 /*
- * config_target returns the tenant a change applies to (NULL: global) and
- * raises unless the caller may write there.
- */
-CREATE FUNCTION mandant.config_target()
-RETURNS uuid
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	tenant uuid := mandant.current_tenant();
-BEGIN
-	IF tenant IS NULL THEN
-		IF NOT mandant.caller_is('mandant_admin') THEN
-			RAISE EXCEPTION 'permission denied to change global configuration'
-				USING ERRCODE = 'insufficient_privilege',
-					  DETAIL = format('No tenant is set and role %s is not a member of mandant_admin.', mandant.caller()),
-					  HINT = 'Enter a tenant to change its values; global values are for platform administrators.';
-		END IF;
-	ELSIF NOT (mandant.caller_is('mandant_service') OR mandant.caller_is('mandant_admin')
-			   OR mandant.has_scope('admin')) THEN
-		RAISE EXCEPTION 'permission denied to change the configuration of tenant %', tenant
-			USING ERRCODE = 'insufficient_privilege',
-				  DETAIL = format('The transaction holds scopes %s.', mandant.current_scopes()),
-				  HINT = 'Changing configuration needs scope admin (or a trusted backend).';
-	END IF;
-	RETURN tenant;
-END
-$$;
-
-COMMENT ON FUNCTION mandant.config_target() IS
-'Internal: the tenant a configuration change applies to (NULL: global), after checking the caller may make it.';
-
-/*
  * check_config_input raises on a malformed service, key or reason, and on a
  * secret stored as a plain value.
  */
@@ -182,12 +131,15 @@ COMMENT ON FUNCTION mandant.check_config_input(text, text, jsonb, text, boolean)
 'Internal: raise on a malformed configuration service, key, reason or value (MD060 for plain secrets).';
 
 /*
- * config_write is the one path for every change: it takes the next
- * revision (locking the clock), checks the expected version, writes entry
- * and history and queues the notification.  Returns the new version.
+ * config_apply is the one path for every change: it takes the next
+ * revision (locking the clock until commit), checks the expected version,
+ * writes entry and history and queues the notification.  Returns the new
+ * version.  Only mandant.config_write() (C, extension/config.c) calls it,
+ * after checking that the caller may change the configuration of tenant;
+ * no role holds EXECUTE on it.
  */
-CREATE FUNCTION mandant.config_write(tenant uuid, service text, key text, value jsonb,
-									 reason text, expected_version bigint)
+CREATE FUNCTION mandant.config_apply(tenant uuid, service text, key text, value jsonb,
+									 reason text, expected_version bigint, changed_by text)
 RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -197,11 +149,14 @@ DECLARE
 	rev		bigint;
 	current	mandant.config_entry;
 	version	bigint;
-	who		text := COALESCE(mandant.current_user_id()::text, mandant.caller());
+	who		text := COALESCE(mandant.current_user_id()::text, changed_by);
 BEGIN
-	UPDATE mandant.config_clock c SET revision = c.revision + 1 WHERE c.id = 1 RETURNING c.revision INTO rev;
+	PERFORM mandant.check_config_input(service, key, value, reason, value IS NULL);
+	INSERT INTO mandant.config_clock AS c (id, revision) VALUES (1, 1)
+	ON CONFLICT (id) DO UPDATE SET revision = c.revision + 1
+	RETURNING c.revision INTO rev;
 	SELECT * INTO current FROM mandant.config_entry e
-	WHERE e.tenant_id IS NOT DISTINCT FROM tenant AND e.service = config_write.service AND e.key = config_write.key
+	WHERE e.tenant_id IS NOT DISTINCT FROM tenant AND e.service = config_apply.service AND e.key = config_apply.key
 	FOR UPDATE;
 	version := COALESCE(current.version, 0);
 
@@ -229,7 +184,7 @@ BEGIN
 	INSERT INTO mandant.config_history (revision, tenant_id, service, key, version, old_value, new_value,
 										reason, changed_by, actor_user_id, request_id, changed_at)
 	VALUES (rev, tenant, service, key, version, current.value, value, reason,
-			mandant.caller(), mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''), now());
+			changed_by, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''), now());
 	PERFORM pg_notify('mandant_config',
 					  jsonb_build_object('tenantId', tenant, 'service', service, 'key', key,
 										 'version', version, 'revision', rev)::text);
@@ -237,21 +192,29 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION mandant.config_write(uuid, text, text, jsonb, text, bigint) IS
-'Internal: the single write path of configuration changes.';
+COMMENT ON FUNCTION mandant.config_apply(uuid, text, text, jsonb, text, bigint, text) IS
+'Internal: applies a configuration change for mandant.config_write(), which checks the caller first.';
 
-REVOKE ALL ON FUNCTION mandant.config_write(uuid, text, text, jsonb, text, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.config_apply(uuid, text, text, jsonb, text, bigint, text) FROM PUBLIC;
+
+CREATE FUNCTION mandant.config_write(service text, key text, value jsonb, reason text,
+									 expected_version bigint)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'mandant_config_write'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION mandant.config_write(text, text, jsonb, text, bigint) IS
+'Internal: changes a value of the current tenant (no tenant: global; value NULL deletes) after checking that the calling role may; use config_set, config_delete or config_rollback.';
 
 CREATE FUNCTION mandant.config_set(service text, key text, value jsonb, reason text,
 								   expected_version bigint DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	PERFORM mandant.check_config_input(service, key, value, reason, false);
-	RETURN mandant.config_write(mandant.config_target(), service, key, value, reason, expected_version);
+	RETURN mandant.config_write(service, key, value, reason, expected_version);
 END
 $$;
 
@@ -262,12 +225,11 @@ CREATE FUNCTION mandant.config_delete(service text, key text, reason text,
 									  expected_version bigint DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	PERFORM mandant.check_config_input(service, key, NULL, reason, true);
-	RETURN mandant.config_write(mandant.config_target(), service, key, NULL, reason, expected_version);
+	RETURN mandant.config_write(service, key, NULL, reason, expected_version);
 END
 $$;
 
@@ -277,16 +239,14 @@ COMMENT ON FUNCTION mandant.config_delete(text, text, text, bigint) IS
 CREATE FUNCTION mandant.config_rollback(service text, key text, to_version bigint, reason text)
 RETURNS bigint
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	tenant	uuid;
+	tenant	uuid := mandant.current_tenant();
 	old		jsonb;
 	current	bigint;
 BEGIN
 	PERFORM mandant.check_config_input(service, key, NULL, reason, true);
-	tenant := mandant.config_target();
 	SELECT h.new_value INTO old FROM mandant.config_history h
 	WHERE h.tenant_id IS NOT DISTINCT FROM tenant AND h.service = config_rollback.service
 	  AND h.key = config_rollback.key AND h.version = to_version;
@@ -299,8 +259,7 @@ BEGIN
 				  DETAIL = format('Its versions run from 1 to %s.', COALESCE(current, 0)),
 				  HINT = 'See mandant.config_history for the versions and their values.';
 	END IF;
-	PERFORM mandant.check_config_input(service, key, old, reason, old IS NULL);
-	RETURN mandant.config_write(tenant, service, key, old, format('rollback to version %s: %s', to_version, reason), NULL);
+	RETURN mandant.config_write(service, key, old, format('rollback to version %s: %s', to_version, reason), NULL);
 END
 $$;
 
@@ -309,15 +268,8 @@ COMMENT ON FUNCTION mandant.config_rollback(text, text, bigint, text) IS
 
 CREATE FUNCTION mandant.config_get(service text, key text)
 RETURNS jsonb
-LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-	SELECT e.value FROM mandant.config_entry e
-	WHERE e.service = config_get.service AND e.key = config_get.key AND e.value IS NOT NULL
-	  AND (e.tenant_id = mandant.current_tenant() OR e.tenant_id IS NULL)
-	ORDER BY e.tenant_id NULLS LAST
-	LIMIT 1
-$$;
+AS 'MODULE_PATHNAME', 'mandant_config_get'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
 
 COMMENT ON FUNCTION mandant.config_get(text, text) IS
 'The value of a key: the current tenant''s, else the global one, else NULL.';
@@ -359,7 +311,7 @@ RETURNS bigint
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT c.revision FROM mandant.config_clock c WHERE c.id = 1
+	SELECT COALESCE((SELECT c.revision FROM mandant.config_clock c WHERE c.id = 1), 0)
 $$;
 
 COMMENT ON FUNCTION mandant.config_revision() IS

@@ -32,6 +32,14 @@ BEGIN;
 SELECT mandant.set_tenant('b0000000-0000-4000-8000-00000000000b');
 SELECT mandant.config_get('mailer', 'smtp.host') AS globex_host;
 COMMIT;
+-- JSON null is a value (it overrides the global one); SQL NULL is "not set".
+BEGIN;
+SELECT mandant.set_tenant('b0000000-0000-4000-8000-00000000000b');
+SELECT mandant.config_set('mailer', 'smtp.host', 'null', 'globex sends no mail') AS version;
+SELECT mandant.config_get('mailer', 'smtp.host') IS NULL AS sql_null,
+	   mandant.config_get('mailer', 'smtp.host') = 'null'::jsonb AS json_null,
+	   mandant.config_get(NULL, 'smtp.host') IS NULL AS null_service;
+ROLLBACK;
 
 -- Compare-and-set: versions grow by one per key.
 BEGIN;
@@ -48,7 +56,8 @@ SELECT mandant.config_get('mailer', 'smtp.host') AS after_delete;
 SELECT mandant.config_set('mailer', 'smtp.host', '"smtp4.acme.example"', 'own relay again', 5) AS version;
 -- History: who, when, old, new, reason, request id.
 SELECT revision - :start AS rev, version, old_value, new_value, reason, changed_by, request_id
-FROM mandant.config_history WHERE tenant_id = 'a0000000-0000-4000-8000-00000000000a' ORDER BY revision;
+FROM mandant.config_history WHERE tenant_id = 'a0000000-0000-4000-8000-00000000000a' AND revision > :start
+ORDER BY revision;
 -- Changes since a revision: every entry changed later, with its value
 -- (the tenant's and the global ones).
 SELECT tenant_id IS NOT NULL AS tenant, service, key, value, version, revision - :start AS rev, deleted
@@ -122,6 +131,30 @@ SELECT mandant.config_set('mailer', 'smtp.host', '"hijack"', 'end user without s
 \echo :LAST_ERROR_SQLSTATE
 ROLLBACK;
 SET ROLE regress_user;
+SELECT mandant.config_write('mailer', 'smtp.host', '"hijack"', 'the gate itself', NULL);
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+-- Invalid input: the applying function is nobody's to call, not even an
+-- administrator's
+SET ROLE regress_admin;
+SELECT mandant.config_apply(NULL, 'mailer', 'smtp.host', '"hijack"', 'direct', NULL, 'someone else');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+-- Invalid input: a SECURITY DEFINER function of an unprivileged role does
+-- not borrow the rights of the administrator who calls it
+CREATE SCHEMA cfg AUTHORIZATION regress_owner;
+GRANT USAGE ON SCHEMA cfg TO regress_admin;
+SET ROLE regress_owner;
+CREATE FUNCTION cfg.harmless() RETURNS bigint LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog
+	AS $$ SELECT mandant.config_set('mailer', 'smtp.host', '"smtp.evil.example"', 'trojan') $$;
+RESET ROLE;
+SET ROLE regress_admin;
+SELECT cfg.harmless();
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+DROP SCHEMA cfg CASCADE;
+SET ROLE regress_user;
 -- Invalid input: writing the tables directly or rewriting history
 UPDATE mandant.config_entry SET value = '"hijack"';
 \echo :LAST_ERROR_SQLSTATE
@@ -141,3 +174,9 @@ SELECT count(*) AS acme_history_visible_to_globex FROM mandant.config_history
 WHERE tenant_id = 'a0000000-0000-4000-8000-00000000000a';
 COMMIT;
 RESET ROLE;
+
+-- A tenant's values go with the tenant.
+DELETE FROM mandant.tenant WHERE slug LIKE 'cfg-%';
+SELECT count(*) AS entries_left FROM mandant.config_entry
+WHERE tenant_id IN ('a0000000-0000-4000-8000-00000000000a', 'b0000000-0000-4000-8000-00000000000b');
+DELETE FROM mandant.config_entry WHERE service = 'mailer';

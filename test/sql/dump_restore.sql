@@ -29,6 +29,13 @@ SELECT mandant.audit_seal() AS sealed;
 -- one more event after sealing, left unsealed
 DELETE FROM dump.doc WHERE tenant_id = 'da000000-0000-4000-8000-00000000000a' AND id = 1;
 SELECT count(*) AS events_before FROM mandant.audit_event WHERE entity_type = 'dump.doc';
+-- configuration: a global value and acme's own
+SELECT mandant.config_set('dumpsvc', 'greeting', '"hello"', 'global default') AS version;
+BEGIN;
+SELECT mandant.set_tenant('da000000-0000-4000-8000-00000000000a');
+SELECT mandant.config_set('dumpsvc', 'greeting', '"hi acme"', 'acme greeting') AS version;
+COMMIT;
+SELECT mandant.config_revision() AS revision_before \gset
 
 CREATE DATABASE regress_mandant_restore;
 \! pg_dump --format=custom --dbname=contrib_regression | pg_restore --exit-on-error --dbname=regress_mandant_restore && echo "dump and restore succeeded"
@@ -49,6 +56,14 @@ SELECT * FROM mandant.audit_verify('da000000-0000-4000-8000-00000000000a');
 INSERT INTO dump.doc VALUES ('da000000-0000-4000-8000-00000000000a', 3, 'after restore');
 SELECT mandant.audit_seal() AS sealed_after_restore;
 SELECT * FROM mandant.audit_verify('da000000-0000-4000-8000-00000000000a');
+-- Configuration came along, with its revision: readers reconcile on.
+SELECT mandant.config_revision() = :revision_before AS revision_restored;
+BEGIN;
+SELECT mandant.set_tenant('da000000-0000-4000-8000-00000000000a');
+SELECT mandant.config_get('dumpsvc', 'greeting') AS acme_greeting;
+SELECT mandant.config_set('dumpsvc', 'greeting', '"hey acme"', 'after restore', 1) AS version;
+SELECT mandant.config_revision() = :revision_before + 1 AS revision_continues;
+COMMIT;
 
 -- Isolation still holds in the restored database.
 SET ROLE regress_service;
@@ -66,5 +81,6 @@ SET client_min_messages = warning;
 DROP DATABASE regress_mandant_restore;
 DROP SCHEMA dump CASCADE;
 DELETE FROM mandant.tenant WHERE slug LIKE 'dump-%';
+DELETE FROM mandant.config_entry WHERE service = 'dumpsvc';
 DELETE FROM mandant.plan WHERE key = 'custom';
 DELETE FROM mandant.reserved_slug WHERE slug = 'intranet';

@@ -148,10 +148,10 @@ SELECT has_function('mandant', 'config_delete', ARRAY['text', 'text', 'text', 'b
 SELECT has_function('mandant', 'config_rollback', ARRAY['text', 'text', 'bigint', 'text']);
 SELECT has_function('mandant', 'config_changes', ARRAY['bigint']);
 SELECT has_function('mandant', 'config_revision', '{}'::name[]);
-SELECT is_definer('mandant', 'config_set', ARRAY['text', 'text', 'jsonb', 'text', 'bigint']);
-SELECT isnt_definer('mandant', 'config_get', ARRAY['text', 'text']);
-SELECT function_privs_are('mandant', 'config_write', ARRAY['uuid', 'text', 'text', 'jsonb', 'text', 'bigint'],
-						  'mandant_gateway', '{}'::text[]);
+SELECT isnt_definer('mandant', 'config_set', ARRAY['text', 'text', 'jsonb', 'text', 'bigint']);
+SELECT is_definer('mandant', 'config_apply', ARRAY['uuid', 'text', 'text', 'jsonb', 'text', 'bigint', 'text']);
+SELECT function_privs_are('mandant', 'config_apply', ARRAY['uuid', 'text', 'text', 'jsonb', 'text', 'bigint', 'text'],
+						  'mandant_admin', '{}'::text[]);
 SELECT policies_are('mandant', 'config_entry', ARRAY['tenant_or_global']);
 SELECT policies_are('mandant', 'config_history', ARRAY['tenant_or_global']);
 SELECT trigger_is('mandant', 'config_history', 'append_only', 'mandant', 'audit_append_only');
