@@ -31,6 +31,7 @@ ISOLATION_OPTS = --inputdir=test/isolation --outputdir=output_iso --load-extensi
 EXTRA_CLEAN = $(DATA_built) output_iso
 
 PG_CPPFLAGS = -Iextension
+SHLIB_LINK = -lcrypto
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter $(MANDANT_CFLAGS)
 
 PG_CONFIG ?= pg_config

@@ -476,11 +476,11 @@ UuidToText(const pg_uuid_t *uuid)
 }
 
 /*
- * CheckTenantEnterable refuses unknown, suspended, failed and deleted
- * tenants.
+ * MandantCheckTenantEnterable refuses unknown, suspended, failed and
+ * deleted tenants.
  */
-static void
-CheckTenantEnterable(const pg_uuid_t *tenant_id)
+void
+MandantCheckTenantEnterable(const pg_uuid_t *tenant_id)
 {
 	char	   *status = NULL;
 
@@ -532,13 +532,43 @@ mandant_set_tenant(PG_FUNCTION_ARGS)
 	tenant_id = PG_GETARG_UUID_P(0);
 
 	CheckTrustedCaller("mandant.set_tenant(uuid)");
-	CheckTenantEnterable(tenant_id);
+	MandantCheckTenantEnterable(tenant_id);
 
 	AssignContextVariable(MANDANT_GUC_TENANT, UuidToText(tenant_id));
 	AssignContextVariable(MANDANT_GUC_USER, "");
 	AssignContextVariable(MANDANT_GUC_SCOPES, "");
 
 	PG_RETURN_VOID();
+}
+
+/*
+ * ScopeBitsToList formats scope bits as the canonical comma list.
+ */
+static char *
+ScopeBitsToList(int scopes)
+{
+	StringInfoData list;
+
+	initStringInfo(&list);
+	for (int i = 0; i < MANDANT_SCOPE_COUNT; i++)
+	{
+		if (scopes & (1 << i))
+			appendStringInfo(&list, "%s%s", list.len > 0 ? "," : "", scope_names[i]);
+	}
+	return list.data;
+}
+
+/*
+ * MandantAssignContext sets tenant, user and scopes for the rest of the
+ * transaction, for callers that have established them (authenticate,
+ * set_user).  NULL tenant or user clears it.
+ */
+void
+MandantAssignContext(const pg_uuid_t *tenant, const pg_uuid_t *user, int scopes)
+{
+	AssignContextVariable(MANDANT_GUC_TENANT, tenant ? UuidToText(tenant) : "");
+	AssignContextVariable(MANDANT_GUC_USER, user ? UuidToText(user) : "");
+	AssignContextVariable(MANDANT_GUC_SCOPES, ScopeBitsToList(scopes));
 }
 
 /*
@@ -552,7 +582,6 @@ ScopeArrayToList(ArrayType *array)
 	bool	   *nulls;
 	int			nelems;
 	int			scopes = 0;
-	StringInfoData list;
 
 	deconstruct_array(array, TEXTOID, -1, false, TYPALIGN_INT,
 					  &elems, &nulls, &nelems);
@@ -578,14 +607,7 @@ ScopeArrayToList(ArrayType *array)
 					 errhint("Valid scopes are read, write, delete, admin and internal.")));
 		scopes |= bit;
 	}
-
-	initStringInfo(&list);
-	for (int i = 0; i < MANDANT_SCOPE_COUNT; i++)
-	{
-		if (scopes & (1 << i))
-			appendStringInfo(&list, "%s%s", list.len > 0 ? "," : "", scope_names[i]);
-	}
-	return list.data;
+	return ScopeBitsToList(scopes);
 }
 
 /*

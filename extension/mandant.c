@@ -11,11 +11,13 @@
  * anywhere but in the postmaster's preload, which also makes CREATE
  * EXTENSION fail with a hint on a misconfigured server.
  *
- * Preloading also lets mandant keep a small struct in shared memory
- * (MandantShared): state that must be seen by every backend at once and
- * must not roll back with a transaction, such as when the outbox last woke
- * its consumers.  It is requested and attached here, with the hooks chained
- * in the order pg_stat_statements uses.
+ * Preloading also lets mandant keep state in shared memory that must be
+ * seen by every backend at once and must not roll back with a
+ * transaction: when the outbox last woke its consumers (MandantShared),
+ * the rate limit counters (ratelimit.c) and the queue of writes that
+ * outlive a rollback (deferred.c), with a tranche of LWLocks for them.
+ * They are requested and attached here, with the hooks chained in the
+ * order pg_stat_statements uses.
  *
  * Copyright (c) 2026, the mandant developers
  *
@@ -41,6 +43,7 @@ void		_PG_init(void);
 
 /* Attached in every backend by MandantShmemStartup. */
 MandantShared *MandantShmem = NULL;
+LWLockPadded *MandantLocks = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -54,6 +57,9 @@ MandantShmemRequest(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(sizeof(MandantShared)));
+	RequestAddinShmemSpace(MandantRateLimitShmemSize());
+	RequestAddinShmemSpace(MandantDeferredShmemSize());
+	RequestNamedLWLockTranche("mandant", MANDANT_LOCK_COUNT);
 }
 
 /*
@@ -72,6 +78,9 @@ MandantShmemStartup(void)
 	MandantShmem = ShmemInitStruct("mandant", sizeof(MandantShared), &found);
 	if (!found)
 		pg_atomic_init_u64(&MandantShmem->outbox_last_notify, 0);
+	MandantLocks = GetNamedLWLockTranche("mandant");
+	MandantRateLimitShmemInit();
+	MandantDeferredShmemInit();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -93,6 +102,10 @@ _PG_init(void)
 	MandantDefineContextVariables();
 	MandantDefineAuditVariables();
 	MandantDefineOutboxVariables();
+	MandantDefineTokenVariables();
+	MandantDefineSecretVariables();
+	MandantDefineRateLimitVariables();
+	MandantDefineDeferredVariables();
 
 	MarkGUCPrefixReserved("mandant");
 

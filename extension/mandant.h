@@ -21,6 +21,7 @@
 #include "port/atomics.h"
 #include "access/tupdesc.h"
 #include "fmgr.h"
+#include "storage/lwlock.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/relcache.h"
@@ -34,6 +35,12 @@
 #define ERRCODE_MANDANT_TENANT_NOT_FOUND	MAKE_SQLSTATE('M','D','0','0','2')
 #define ERRCODE_MANDANT_TENANT_SUSPENDED	MAKE_SQLSTATE('M','D','0','0','3')
 #define ERRCODE_MANDANT_INVALID_TRANSITION	MAKE_SQLSTATE('M','D','0','1','0')
+#define ERRCODE_MANDANT_RATE_LIMITED		MAKE_SQLSTATE('M','D','0','4','0')
+#define ERRCODE_MANDANT_INVALID_CREDENTIALS	MAKE_SQLSTATE('M','D','0','5','0')
+#define ERRCODE_MANDANT_TOKEN_INVALID		MAKE_SQLSTATE('M','D','0','5','1')
+#define ERRCODE_MANDANT_TOKEN_EXPIRED		MAKE_SQLSTATE('M','D','0','5','2')
+#define ERRCODE_MANDANT_TOKEN_REVOKED		MAKE_SQLSTATE('M','D','0','5','3')
+#define ERRCODE_MANDANT_MFA_REQUIRED		MAKE_SQLSTATE('M','D','0','5','4')
 
 /*
  * Refusals of the audit trail use the standard codes (42501 for writes to
@@ -130,13 +137,41 @@ typedef struct MandantShared
 	pg_atomic_uint64 outbox_last_notify;	/* TimestampTz of the last wake-up */
 } MandantShared;
 
+/* jwt.c */
+extern void MandantDefineTokenVariables(void);
+extern char *MandantBase64UrlEncode(const unsigned char *data, size_t len);
+extern unsigned char *MandantBase64UrlDecode(const char *text, size_t len,
+											 size_t *outlen);
+
 /* mandant.c */
 extern MandantShared *MandantShmem;
+extern LWLockPadded *MandantLocks;
+
+/* mandant's LWLocks (one named tranche). */
+#define MANDANT_LOCK_RATE_LIMIT	0
+#define MANDANT_LOCK_DEFERRED	1
+#define MANDANT_LOCK_COUNT		2
+
+/* ratelimit.c */
+extern void MandantDefineRateLimitVariables(void);
+extern Size MandantRateLimitShmemSize(void);
+extern void MandantRateLimitShmemInit(void);
+
+/* deferred.c */
+extern void MandantDefineDeferredVariables(void);
+extern Size MandantDeferredShmemSize(void);
+extern void MandantDeferredShmemInit(void);
+
+/* totp.c */
+extern void MandantDefineSecretVariables(void);
 
 /* context.c */
 extern void MandantDefineContextVariables(void);
 extern bool MandantCallerIsTrusted(void);
 extern bool MandantHasPrivilegesOfRole(const char *rolename);
+extern void MandantCheckTenantEnterable(const pg_uuid_t *tenant_id);
+extern void MandantAssignContext(const pg_uuid_t *tenant, const pg_uuid_t *user,
+								 int scopes);
 extern const pg_uuid_t *MandantCurrentTenant(void);
 extern const pg_uuid_t *MandantCurrentUserId(void);
 extern const char *MandantCurrentRequestId(void);
@@ -146,6 +181,19 @@ extern const char *MandantScopeName(int scope_bit);
 extern int	MandantScopeBit(const char *name);
 
 /* tenancy.c */
+
+/* One equality of an index lookup (MandantFetchByIndex). */
+typedef struct MandantIndexKey
+{
+	Datum		value;
+	RegProcedure eqproc;		/* e.g. F_UUID_EQ, F_TEXTEQ */
+	bool		isnull;			/* match NULL (value and eqproc unused) */
+} MandantIndexKey;
+
+extern bool MandantFetchByIndex(const char *table, const char *index, int nkeys,
+								const MandantIndexKey *keys, int ncolumns,
+								const char *const *columns, Datum *values,
+								bool *isnull);
 extern void MandantLookupTable(const char *table, const char *index,
 							   Oid *relid, Oid *indexid);
 extern MandantTenantStatus MandantLookupTenant(const pg_uuid_t *tenant_id,

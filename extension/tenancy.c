@@ -32,8 +32,12 @@
 
 #include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/relscan.h"
+#include "access/skey.h"
 #include "access/stratnum.h"
 #include "access/table.h"
+#include "access/tableam.h"
+#include "executor/tuptable.h"
 #include "catalog/namespace.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -78,53 +82,84 @@ MandantLookupTable(const char *table, const char *pkey, Oid *relid, Oid *indexid
 }
 
 /*
- * FetchByKey returns a copy of the column "column" of the row of a mandant
- * table whose primary key (a single column, "key_column") equals key, or
- * NULL when there is no such row or the value is NULL.  It reads with a
- * fresh snapshot and bypasses permissions and row level security.
+ * MandantFetchByIndex looks up the row of a mandant table whose index
+ * "index" matches keys (one equality per leading index column, in index
+ * order; a NULL key matches NULL) and copies out the named columns.
+ * Returns whether the row exists.  It reads with a fresh snapshot and
+ * bypasses permissions and row level security; callers decide what the
+ * values may be used for.
  */
-static Datum
-FetchByKey(const char *table, const char *pkey, const char *key_column,
-		   RegProcedure eqproc, Datum key, const char *column, bool *found)
+bool
+MandantFetchByIndex(const char *table, const char *index, int nkeys,
+					const MandantIndexKey *keys, int ncolumns,
+					const char *const *columns, Datum *values, bool *isnull)
 {
 	Oid			relid;
 	Oid			indexid;
-	Relation	rel;
-	ScanKeyData scankey;
+	Relation	heap;
+	Relation	irel;
+	ScanKeyData *scankeys = palloc(nkeys * sizeof(ScanKeyData));
 	Snapshot	snapshot;
-	SysScanDesc scan;
-	HeapTuple	tuple;
-	Datum		result = (Datum) 0;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	bool		found;
 
-	MandantLookupTable(table, pkey, &relid, &indexid);
-
-	rel = table_open(relid, AccessShareLock);
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	ScanKeyInit(&scankey, get_attnum(relid, key_column), BTEqualStrategyNumber,
-				eqproc, key);
-	scan = systable_beginscan(rel, indexid, true, snapshot, 1, &scankey);
-
-	*found = false;
-	tuple = systable_getnext(scan);
-	if (HeapTupleIsValid(tuple))
+	MandantLookupTable(table, index, &relid, &indexid);
+	heap = table_open(relid, AccessShareLock);
+	irel = index_open(indexid, AccessShareLock);
+	for (int i = 0; i < nkeys; i++)
 	{
-		bool		isnull;
-		Form_pg_attribute att;
-		AttrNumber	attnum = get_attnum(relid, column);
-		Datum		value = heap_getattr(tuple, attnum, RelationGetDescr(rel), &isnull);
-
-		att = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
-		if (!isnull)
-		{
-			result = datumCopy(value, att->attbyval, att->attlen);
-			*found = true;
-		}
+		if (keys[i].isnull)
+			ScanKeyEntryInitialize(&scankeys[i], SK_ISNULL | SK_SEARCHNULL, i + 1,
+								   InvalidStrategy, InvalidOid, InvalidOid, InvalidOid,
+								   (Datum) 0);
+		else
+			ScanKeyEntryInitialize(&scankeys[i], 0, i + 1, BTEqualStrategyNumber, InvalidOid,
+								   irel->rd_indcollation[i], keys[i].eqproc, keys[i].value);
 	}
 
-	systable_endscan(scan);
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	slot = table_slot_create(heap, NULL);
+	scan = index_beginscan(heap, irel, snapshot, nkeys, 0);
+	index_rescan(scan, scankeys, nkeys, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	for (int c = 0; found && c < ncolumns; c++)
+	{
+		AttrNumber	attnum = get_attnum(relid, columns[c]);
+		Form_pg_attribute att;
+
+		if (attnum == InvalidAttrNumber)
+			elog(ERROR, "column \"%s\" of mandant.%s does not exist", columns[c], table);
+		att = TupleDescAttr(RelationGetDescr(heap), attnum - 1);
+		values[c] = slot_getattr(slot, attnum, &isnull[c]);
+		if (!isnull[c])
+			values[c] = datumCopy(values[c], att->attbyval, att->attlen);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
 	UnregisterSnapshot(snapshot);
-	table_close(rel, AccessShareLock);
-	return result;
+	index_close(irel, AccessShareLock);
+	table_close(heap, AccessShareLock);
+	pfree(scankeys);
+	return found;
+}
+
+/*
+ * FetchByKey returns a copy of the column "column" of the row of a mandant
+ * table whose single-column primary key equals key, or (Datum) 0 with
+ * *found false when there is no such row or the value is NULL.
+ */
+static Datum
+FetchByKey(const char *table, const char *pkey, RegProcedure eqproc, Datum key,
+		   const char *column, bool *found)
+{
+	MandantIndexKey index_key = {key, eqproc, false};
+	Datum		value;
+	bool		isnull;
+
+	*found = MandantFetchByIndex(table, pkey, 1, &index_key, 1, &column, &value, &isnull)
+		&& !isnull;
+	return *found ? value : (Datum) 0;
 }
 
 /*
@@ -148,7 +183,7 @@ MandantTenantStatus
 MandantLookupTenant(const pg_uuid_t *tenant_id, char **status_out)
 {
 	bool		found;
-	Datum		status = FetchByKey(TENANT_TABLE, TENANT_PKEY, "id", F_UUID_EQ,
+	Datum		status = FetchByKey(TENANT_TABLE, TENANT_PKEY, F_UUID_EQ,
 									UUIDPGetDatum((pg_uuid_t *) tenant_id),
 									"status", &found);
 
@@ -166,7 +201,7 @@ char *
 MandantLookupTenantColumn(Oid relid)
 {
 	bool		found;
-	Datum		column = FetchByKey(REGISTRY_TABLE, REGISTRY_PKEY, "relid", F_OIDEQ,
+	Datum		column = FetchByKey(REGISTRY_TABLE, REGISTRY_PKEY, F_OIDEQ,
 									ObjectIdGetDatum(relid), "tenant_column", &found);
 
 	return found ? pstrdup(NameStr(*DatumGetName(column))) : NULL;
@@ -180,7 +215,7 @@ char *
 MandantLookupStateColumn(Oid relid)
 {
 	bool		found;
-	Datum		column = FetchByKey(FSM_TABLE, FSM_PKEY, "relid", F_OIDEQ,
+	Datum		column = FetchByKey(FSM_TABLE, FSM_PKEY, F_OIDEQ,
 									ObjectIdGetDatum(relid), "state_column", &found);
 
 	return found ? pstrdup(NameStr(*DatumGetName(column))) : NULL;

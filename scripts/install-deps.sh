@@ -7,7 +7,7 @@ set -eu
 
 PG_MAJOR=${PG_MAJOR:-15}
 
-packages="make gcc libc6-dev libpq-dev
+packages="make gcc libc6-dev libpq-dev libssl-dev openssl
 postgresql-$PG_MAJOR
 postgresql-client-$PG_MAJOR
 postgresql-server-dev-$PG_MAJOR

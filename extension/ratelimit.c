@@ -1,0 +1,402 @@
+/*-------------------------------------------------------------------------
+ *
+ * ratelimit.c
+ *		Rate limits shared by every connection: mandant.rate_limit() and
+ *		the failure counters of logins.
+ *
+ * A limit is "at most max per window".  Counters live in shared memory,
+ * not in a table, for two reasons: they must not roll back (a refused
+ * login raises, and its failure must still count), and they are hit on
+ * every request, where a table row would be a hot spot of row locks and
+ * WAL.  They are lost on restart, which an attacker cannot cause.
+ *
+ * The algorithm is the sliding window counter: each key keeps the count
+ * of the current fixed window and of the previous one, and the estimate
+ * of events in the last full window is
+ *
+ *		previous * (time left of the current window / window) + current
+ *
+ * It needs two counters per key (the exact sliding log needs one
+ * timestamp per event), never lets a burst at a window boundary double
+ * the rate as fixed windows do, and forgets a key entirely one window
+ * after it went quiet, which is what "locked until the window passes"
+ * means for logins.  GCRA would be as small, but it refills one event at
+ * a time, so a locked-out attacker could keep trying at the refill rate.
+ *
+ * Keys are hashed (SHA-256 of namespace, key and window) to fixed 32-byte
+ * entries; the table holds mandant.rate_limit_slots of them.  When it is
+ * full, entries idle for a whole window are dropped, then the oldest.
+ * mandant.rate_limit() keys live in their own namespace, so no caller can
+ * touch the login counters.
+ *
+ * Copyright (c) 2026, the mandant developers
+ *
+ * IDENTIFICATION
+ *		extension/ratelimit.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include <openssl/evp.h>
+
+#include "datatype/timestamp.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/timestamp.h"
+
+#include "mandant.h"
+
+#define RATE_KEY_LEN	32
+
+PG_FUNCTION_INFO_V1(mandant_rate_limit);
+PG_FUNCTION_INFO_V1(mandant_login_guard);
+PG_FUNCTION_INFO_V1(mandant_login_failed_count);
+PG_FUNCTION_INFO_V1(mandant_login_reset);
+
+typedef struct RateKey
+{
+	unsigned char hash[RATE_KEY_LEN];
+} RateKey;
+
+typedef struct RateEntry
+{
+	RateKey		key;			/* hash key: must be first */
+	int64		window_usec;
+	TimestampTz window_start;	/* start of the current window */
+	int32		current;
+	int32		previous;
+} RateEntry;
+
+static int	rate_limit_slots = 16384;
+static HTAB *rate_table = NULL;
+
+/* Namespaces of keys. */
+#define NS_APP		"app"
+#define NS_LOGIN	"login"
+
+/*
+ * MandantDefineRateLimitVariables defines mandant.rate_limit_slots.
+ */
+void
+MandantDefineRateLimitVariables(void)
+{
+	DefineCustomIntVariable("mandant.rate_limit_slots",
+							gettext_noop("Number of rate limit keys kept in shared memory."),
+							gettext_noop("When they are all in use, keys idle for a window are dropped first, then the oldest."),
+							&rate_limit_slots, 16384, 256, 1024 * 1024,
+							PGC_POSTMASTER, GUC_NOT_IN_SAMPLE, NULL, NULL, NULL);
+}
+
+Size
+MandantRateLimitShmemSize(void)
+{
+	return hash_estimate_size(rate_limit_slots, sizeof(RateEntry));
+}
+
+void
+MandantRateLimitShmemInit(void)
+{
+	HASHCTL		info;
+
+	info.keysize = sizeof(RateKey);
+	info.entrysize = sizeof(RateEntry);
+	rate_table = ShmemInitHash("mandant rate limits", rate_limit_slots, rate_limit_slots,
+							   &info, HASH_ELEM | HASH_BLOBS | HASH_FIXED_SIZE);
+}
+
+static LWLock *
+RateLock(void)
+{
+	return &MandantLocks[MANDANT_LOCK_RATE_LIMIT].lock;
+}
+
+/* HashKey turns namespace, key and window into the table key. */
+static RateKey
+HashKey(const char *namespace, const char *key, int64 window_usec)
+{
+	RateKey		result;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned int len = 0;
+	char		window[32];
+
+	snprintf(window, sizeof(window), "%lld", (long long) window_usec);
+	if (ctx == NULL ||
+		EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+		EVP_DigestUpdate(ctx, namespace, strlen(namespace) + 1) != 1 ||
+		EVP_DigestUpdate(ctx, window, strlen(window) + 1) != 1 ||
+		EVP_DigestUpdate(ctx, key, strlen(key)) != 1 ||
+		EVP_DigestFinal_ex(ctx, result.hash, &len) != 1)
+	{
+		EVP_MD_CTX_free(ctx);
+		elog(ERROR, "SHA-256 failed");
+	}
+	EVP_MD_CTX_free(ctx);
+	return result;
+}
+
+/* Roll moves an entry's counters to the window that contains now. */
+static void
+Roll(RateEntry *entry, TimestampTz now)
+{
+	TimestampTz start = now - (now % entry->window_usec);
+
+	if (entry->window_start == start)
+		return;
+	entry->previous = (entry->window_start == start - entry->window_usec) ? entry->current : 0;
+	entry->current = 0;
+	entry->window_start = start;
+}
+
+/* Estimate is the sliding-window count of events in the last window. */
+static double
+Estimate(const RateEntry *entry, TimestampTz now)
+{
+	double		left = 1.0 - (double) (now - entry->window_start) / entry->window_usec;
+
+	return entry->previous * left + entry->current;
+}
+
+/*
+ * SecondsUntilRoom returns how long, without new events, until the
+ * estimate of an entry is at most max - 1, so that one more event fits.
+ * Within the current window that needs previous * (1 - x) + current <=
+ * max - 1 (x: fraction of the window elapsed); when current alone is too
+ * many, it needs current * (1 - x') <= max - 1 in the next window.
+ */
+static int64
+SecondsUntilRoom(const RateEntry *entry, TimestampTz now, int max)
+{
+	double		w = entry->window_usec;
+	double		into = now - entry->window_start;
+	double		target = max - 1;
+	double		wait;
+
+	if (entry->current > target)
+		wait = (w - into) + w * (1.0 - target / entry->current);
+	else if (entry->previous > 0)
+		wait = w * (1.0 - (target - entry->current) / entry->previous) - into;
+	else
+		wait = 0;
+	return wait > 0 ? (int64) ceil(wait / USECS_PER_SEC) : 1;
+}
+
+/* MakeRoom drops idle entries, then the oldest, when the table is full. */
+static void
+MakeRoom(TimestampTz now)
+{
+	HASH_SEQ_STATUS scan;
+	RateEntry  *entry;
+	RateEntry  *oldest = NULL;
+	int			dropped = 0;
+
+	hash_seq_init(&scan, rate_table);
+	while ((entry = hash_seq_search(&scan)) != NULL)
+	{
+		if (entry->window_start + 2 * entry->window_usec <= now)
+		{
+			hash_search(rate_table, &entry->key, HASH_REMOVE, NULL);
+			dropped++;
+		}
+		else if (oldest == NULL || entry->window_start < oldest->window_start)
+			oldest = entry;
+	}
+	if (dropped == 0 && oldest != NULL)
+		hash_search(rate_table, &oldest->key, HASH_REMOVE, NULL);
+}
+
+/* Lookup finds or creates the entry of a key (caller holds the lock). */
+static RateEntry *
+Lookup(const RateKey *key, int64 window_usec, TimestampTz now, bool create)
+{
+	bool		found;
+	RateEntry  *entry;
+
+	entry = hash_search(rate_table, key, create ? HASH_ENTER_NULL : HASH_FIND, &found);
+	if (entry == NULL && create)
+	{
+		MakeRoom(now);
+		entry = hash_search(rate_table, key, HASH_ENTER_NULL, &found);
+		if (entry == NULL)
+			elog(ERROR, "rate limit table is full");
+	}
+	if (entry == NULL)
+		return NULL;
+	if (!found)
+	{
+		entry->window_usec = window_usec;
+		entry->window_start = now - (now % window_usec);
+		entry->current = 0;
+		entry->previous = 0;
+	}
+	Roll(entry, now);
+	return entry;
+}
+
+static int64
+WindowOf(Interval *per)
+{
+	int64		usec = per->time + (int64) per->day * USECS_PER_DAY +
+		(int64) per->month * 30 * USECS_PER_DAY;
+
+	if (usec < USECS_PER_SEC || usec > 366 * USECS_PER_DAY)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("rate limit window must be between 1 second and 1 year"),
+				 errdetail("The window given is %s.",
+						   DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(per)))),
+				 errhint("For example '1 minute' or '15 minutes'.")));
+	return usec;
+}
+
+static void
+RateLimited(const char *what, double used, int max, Interval *per, int64 retry_after)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_MANDANT_RATE_LIMITED),
+			 errmsg("rate limit exceeded for %s", what),
+			 errdetail("%.0f of %d allowed per %s used.", floor(used), max,
+					   DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(per)))),
+			 errhint("Retry after %lld seconds.", (long long) retry_after)));
+}
+
+/*
+ * mandant.rate_limit(key text, max int, per interval) returns int: counts
+ * one event for key and returns how many remain in the window; raises
+ * MD040 (and counts nothing) when max are already used.
+ */
+Datum
+mandant_rate_limit(PG_FUNCTION_ARGS)
+{
+	char	   *key = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	int32		max = PG_GETARG_INT32(1);
+	Interval   *per = PG_GETARG_INTERVAL_P(2);
+	int64		window = WindowOf(per);
+	RateKey		hashed = HashKey(NS_APP, key, window);
+	TimestampTz now = GetCurrentTimestamp();
+	RateEntry  *entry;
+	double		used;
+	int64		retry = 0;
+
+	if (max < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("rate limit must allow at least one event"),
+				 errdetail("mandant.rate_limit() was called with max %d.", max),
+				 errhint("Pass a positive max.")));
+
+	LWLockAcquire(RateLock(), LW_EXCLUSIVE);
+	entry = Lookup(&hashed, window, now, true);
+	used = Estimate(entry, now);
+	if (used + 1 > max)
+		retry = SecondsUntilRoom(entry, now, max);
+	else
+		entry->current++;
+	LWLockRelease(RateLock());
+
+	if (retry > 0)
+		RateLimited(psprintf("\"%s\"", key), used, max, per, retry);
+	PG_RETURN_INT32((int32) Max(0, floor(max - used - 1)));
+}
+
+/*
+ * mandant.login_guard(keys text[], max int, per interval) returns void:
+ * raises MD040 when any of the keys has max or more failures in the
+ * window.  Counts nothing.  Internal (login, service_token).
+ */
+Datum
+mandant_login_guard(PG_FUNCTION_ARGS)
+{
+	ArrayType  *keys = PG_GETARG_ARRAYTYPE_P(0);
+	int32		max = PG_GETARG_INT32(1);
+	Interval   *per = PG_GETARG_INTERVAL_P(2);
+	int64		window = WindowOf(per);
+	TimestampTz now = GetCurrentTimestamp();
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+
+	deconstruct_array(keys, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+	{
+		RateKey		hashed;
+		RateEntry  *entry;
+		double		used = 0;
+		int64		retry = 0;
+
+		if (nulls[i])
+			continue;
+		hashed = HashKey(NS_LOGIN, TextDatumGetCString(elems[i]), window);
+		LWLockAcquire(RateLock(), LW_EXCLUSIVE);
+		entry = Lookup(&hashed, window, now, false);
+		if (entry)
+		{
+			used = Estimate(entry, now);
+			if (used >= max)
+				retry = SecondsUntilRoom(entry, now, max);
+		}
+		LWLockRelease(RateLock());
+		if (retry > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_MANDANT_RATE_LIMITED),
+					 errmsg("too many failed attempts"),
+					 errdetail("%.0f failed attempts within %s; at most %d are allowed.", floor(used),
+							   DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(per))), max),
+					 errhint("Retry after %lld seconds.", (long long) retry)));
+	}
+	PG_RETURN_VOID();
+}
+
+/*
+ * mandant.login_failed_count(keys text[], per interval) returns void:
+ * counts a failure for each key.  Internal; not undone by a rollback.
+ */
+Datum
+mandant_login_failed_count(PG_FUNCTION_ARGS)
+{
+	ArrayType  *keys = PG_GETARG_ARRAYTYPE_P(0);
+	int64		window = WindowOf(PG_GETARG_INTERVAL_P(1));
+	TimestampTz now = GetCurrentTimestamp();
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+
+	deconstruct_array(keys, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+	{
+		RateKey		hashed;
+
+		if (nulls[i])
+			continue;
+		hashed = HashKey(NS_LOGIN, TextDatumGetCString(elems[i]), window);
+		LWLockAcquire(RateLock(), LW_EXCLUSIVE);
+		Lookup(&hashed, window, now, true)->current++;
+		LWLockRelease(RateLock());
+	}
+	PG_RETURN_VOID();
+}
+
+/*
+ * mandant.login_reset(key text, per interval) returns void: forgets the
+ * failures of a key (an account after a successful login).  Internal.
+ */
+Datum
+mandant_login_reset(PG_FUNCTION_ARGS)
+{
+	char	   *key = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	int64		window = WindowOf(PG_GETARG_INTERVAL_P(1));
+	RateKey		hashed = HashKey(NS_LOGIN, key, window);
+
+	LWLockAcquire(RateLock(), LW_EXCLUSIVE);
+	hash_search(rate_table, &hashed, HASH_REMOVE, NULL);
+	LWLockRelease(RateLock());
+	PG_RETURN_VOID();
+}
