@@ -64,6 +64,7 @@
 
 PG_FUNCTION_INFO_V1(mandant_audit_trigger);
 PG_FUNCTION_INFO_V1(mandant_audit_log);
+PG_FUNCTION_INFO_V1(mandant_audit_log_for);
 PG_FUNCTION_INFO_V1(mandant_audit_event_hash);
 PG_FUNCTION_INFO_V1(mandant_audit_append_only);
 
@@ -497,8 +498,10 @@ WriteAuditEvent(AuditEvent *ev)
 	ev->id = NextAuditEventId(rel, reloaded);
 	ev->occurred_at = GetCurrentStatementStartTimestamp();
 	ev->txid = (int64) U64FromFullTransactionId(GetTopFullTransactionId());
-	ev->actor_user_id = MandantCurrentUserId();
-	ev->request_id = MandantCurrentRequestId();
+	if (ev->actor_user_id == NULL)
+		ev->actor_user_id = MandantCurrentUserId();
+	if (ev->request_id == NULL)
+		ev->request_id = MandantCurrentRequestId();
 
 	memset(nulls, false, sizeof(nulls));
 	values[AE_ID] = Int64GetDatum(ev->id);
@@ -654,23 +657,21 @@ CheckApplicationAction(const char *action)
 }
 
 /*
- * mandant_audit_log writes an application event (login, export, approval)
- * with the context of the transaction.  Without a tenant, only trusted
- * backends may write (platform events).
+ * ReadApplicationEvent reads category, action, entity type, entity id and
+ * payload of an application event from the arguments starting at first.
  */
-Datum
-mandant_audit_log(PG_FUNCTION_ARGS)
+static void
+ReadApplicationEvent(FunctionCallInfo fcinfo, int first, AuditEvent *ev)
 {
-	AuditEvent	ev = {0};
 	text	   *entity_type;
 
-	CheckEventName("category", PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
-	CheckEventName("action", PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1));
-	ev.category = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	ev.action = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	CheckApplicationAction(ev.action);
+	CheckEventName("category", PG_ARGISNULL(first) ? NULL : PG_GETARG_TEXT_PP(first));
+	CheckEventName("action", PG_ARGISNULL(first + 1) ? NULL : PG_GETARG_TEXT_PP(first + 1));
+	ev->category = text_to_cstring(PG_GETARG_TEXT_PP(first));
+	ev->action = text_to_cstring(PG_GETARG_TEXT_PP(first + 1));
+	CheckApplicationAction(ev->action);
 
-	entity_type = PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2);
+	entity_type = PG_ARGISNULL(first + 2) ? NULL : PG_GETARG_TEXT_PP(first + 2);
 	if (entity_type == NULL || VARSIZE_ANY_EXHDR(entity_type) == 0 ||
 		VARSIZE_ANY_EXHDR(entity_type) > AUDIT_NAME_MAX_BYTES)
 		ereport(ERROR,
@@ -679,21 +680,32 @@ mandant_audit_log(PG_FUNCTION_ARGS)
 				 errdetail("mandant.audit_log() was called with entity type %s.",
 						   entity_type ? quote_literal_cstr(text_to_cstring(entity_type)) : "NULL"),
 				 errhint("Name the kind of thing the event is about, e.g. 'user' or 'app.document'.")));
-	ev.entity_type = text_to_cstring(entity_type);
-	ev.entity_id = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
+	ev->entity_type = text_to_cstring(entity_type);
+	ev->entity_id = PG_ARGISNULL(first + 3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(first + 3));
 
-	if (!PG_ARGISNULL(4))
+	if (!PG_ARGISNULL(first + 4))
 	{
-		ev.changes = PG_GETARG_JSONB_P(4);
-		if (!JB_ROOT_IS_OBJECT(ev.changes) || JB_ROOT_IS_SCALAR(ev.changes))
+		ev->changes = PG_GETARG_JSONB_P(first + 4);
+		if (!JB_ROOT_IS_OBJECT(ev->changes) || JB_ROOT_IS_SCALAR(ev->changes))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("audit payload must be a JSON object"),
 					 errdetail("The payload was %s.",
-							   JsonbToCString(NULL, &ev.changes->root, VARSIZE(ev.changes))),
+							   JsonbToCString(NULL, &ev->changes->root, VARSIZE(ev->changes))),
 					 errhint("Wrap the value in an object, e.g. {\"count\": 3}.")));
 	}
+}
 
+/*
+ * mandant_audit_log writes an application event in the context of the
+ * transaction.
+ */
+Datum
+mandant_audit_log(PG_FUNCTION_ARGS)
+{
+	AuditEvent	ev = {0};
+
+	ReadApplicationEvent(fcinfo, 0, &ev);
 	ev.tenant_id = MandantCurrentTenant();
 	if (ev.tenant_id == NULL && !MandantCallerIsTrusted())
 		ereport(ERROR,
@@ -704,6 +716,25 @@ mandant_audit_log(PG_FUNCTION_ARGS)
 	if (ev.tenant_id == NULL)
 		ev.tenant_id = &MandantPlatformTenant;
 
+	WriteAuditEvent(&ev);
+	PG_RETURN_INT64(ev.id);
+}
+
+/*
+ * mandant_audit_log_for writes an application event for a tenant (NULL:
+ * the platform), actor and request id given explicitly, outside the
+ * context of the transaction: for logins, which happen before there is a
+ * context, and for mandant's worker.  Internal (no EXECUTE for PUBLIC).
+ */
+Datum
+mandant_audit_log_for(PG_FUNCTION_ARGS)
+{
+	AuditEvent	ev = {0};
+
+	ReadApplicationEvent(fcinfo, 3, &ev);
+	ev.tenant_id = PG_ARGISNULL(0) ? &MandantPlatformTenant : PG_GETARG_UUID_P(0);
+	ev.actor_user_id = PG_ARGISNULL(1) ? NULL : PG_GETARG_UUID_P(1);
+	ev.request_id = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
 	WriteAuditEvent(&ev);
 	PG_RETURN_INT64(ev.id);
 }

@@ -49,7 +49,6 @@
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
-#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/pg_list.h"
@@ -167,26 +166,6 @@ mandant_config_get(PG_FUNCTION_ARGS)
 	PG_RETURN_JSONB_P(value);
 }
 
-/* ScopesText formats scope bits as a text array literal, e.g. {read,write}. */
-static char *
-ScopesText(int scopes)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '{');
-	for (int i = 0; i < MANDANT_SCOPE_COUNT; i++)
-	{
-		if ((scopes & (1 << i)) == 0)
-			continue;
-		if (buf.len > 1)
-			appendStringInfoChar(&buf, ',');
-		appendStringInfoString(&buf, MandantScopeName(1 << i));
-	}
-	appendStringInfoChar(&buf, '}');
-	return buf.data;
-}
-
 /*
  * CheckConfigWriter refuses a caller that may not change the configuration
  * of tenant (NULL: the global values): global values are for members of
@@ -215,7 +194,7 @@ CheckConfigWriter(const pg_uuid_t *tenant)
 			 errmsg("permission denied to change the configuration of tenant %s",
 					DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(tenant)))),
 			 errdetail("Role \"%s\" holds scopes %s in this transaction.", caller,
-					   ScopesText(MandantCurrentScopes())),
+					   MandantCurrentScopesText()),
 			 errhint("Changing configuration needs scope admin (or a trusted backend).")));
 }
 

@@ -48,6 +48,7 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/uuid.h"
 
@@ -61,6 +62,7 @@ PG_FUNCTION_INFO_V1(mandant_current_scopes);
 PG_FUNCTION_INFO_V1(mandant_require_tenant);
 PG_FUNCTION_INFO_V1(mandant_has_scope);
 PG_FUNCTION_INFO_V1(mandant_check_tenant_access);
+PG_FUNCTION_INFO_V1(mandant_set_user);
 
 /* Longest app.request_id accepted (request ids end up in logs). */
 #define MANDANT_REQUEST_ID_MAX_BYTES 200
@@ -559,6 +561,16 @@ ScopeBitsToList(int scopes)
 }
 
 /*
+ * MandantCurrentScopesText returns the scopes of the transaction as a text
+ * array literal, e.g. {read,write}, for messages.
+ */
+char *
+MandantCurrentScopesText(void)
+{
+	return psprintf("{%s}", ScopeBitsToList(MandantCurrentScopes()));
+}
+
+/*
  * MandantAssignContext sets tenant, user and scopes for the rest of the
  * transaction, for callers that have established them (authenticate,
  * set_user).  NULL tenant or user clears it.
@@ -838,5 +850,101 @@ mandant_check_tenant_access(PG_FUNCTION_ARGS)
 					   tenant ? UuidToText(tenant) : "(none: platform)",
 					   current ? UuidToText(current) : "(none)"),
 			 errhint("Enter that tenant first, or call as a member of mandant_admin.")));
+	PG_RETURN_VOID();
+}
+
+/*
+ * RoleScopes returns the scope bits of a role in a tenant: the tenant's
+ * own role of that name, else the system role; -1 when neither exists.
+ */
+static int
+RoleScopes(const pg_uuid_t *tenant, const char *role)
+{
+	MandantIndexKey keys[2] = {
+		{UUIDPGetDatum((pg_uuid_t *) tenant), F_UUID_EQ, false},
+		{CStringGetTextDatum(role), F_TEXTEQ, false}
+	};
+	const char *column = "scopes";
+	Datum		scopes;
+	bool		isnull;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			bits = 0;
+
+	if (!MandantFetchByIndex("role", "role_key", 2, keys, 1, &column, &scopes, &isnull))
+	{
+		keys[0].isnull = true;
+		if (!MandantFetchByIndex("role", "role_key", 2, keys, 1, &column, &scopes, &isnull))
+			return -1;
+	}
+	deconstruct_array(DatumGetArrayTypeP(scopes), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+	{
+		if (!nulls[i])
+			bits |= MandantScopeBit(TextDatumGetCString(elems[i]));
+	}
+	return bits;
+}
+
+/*
+ * mandant_set_user lets a trusted backend act for an end user: it sets the
+ * user and the scopes of the user's role in the current tenant for the
+ * rest of the transaction.
+ */
+Datum
+mandant_set_user(PG_FUNCTION_ARGS)
+{
+	const pg_uuid_t *tenant = MandantCurrentTenant();
+	pg_uuid_t  *user;
+	MandantIndexKey member_key[2];
+	MandantIndexKey user_key;
+	const char *role_column = "role";
+	const char *status_column = "status";
+	Datum		value;
+	bool		isnull;
+	char	   *role;
+	int			scopes;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("user id must not be null"),
+				 errdetail("mandant.set_user() was called with NULL."),
+				 errhint("Pass the id of a member of the current tenant.")));
+	user = PG_GETARG_UUID_P(0);
+	CheckTrustedCaller("mandant.set_user(uuid)");
+	if (tenant == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_MANDANT_TENANT_REQUIRED),
+				 errmsg("no tenant is set"),
+				 errdetail("A user acts in a tenant, with the scopes of their role there."),
+				 errhint("Call mandant.set_tenant(tenant_id) first, in the same transaction.")));
+
+	member_key[0] = (MandantIndexKey) {UUIDPGetDatum((pg_uuid_t *) tenant), F_UUID_EQ, false};
+	member_key[1] = (MandantIndexKey) {UUIDPGetDatum(user), F_UUID_EQ, false};
+	if (!MandantFetchByIndex("membership", "membership_pkey", 2, member_key, 1,
+							 &role_column, &value, &isnull))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("user %s is not a member of tenant %s", UuidToText(user), UuidToText(tenant)),
+				 errdetail("mandant.membership has no row for them."),
+				 errhint("Add the user with mandant.add_member() first.")));
+	role = TextDatumGetCString(value);
+
+	user_key = (MandantIndexKey) {UUIDPGetDatum(user), F_UUID_EQ, false};
+	if (!MandantFetchByIndex("users", "users_pkey", 1, &user_key, 1, &status_column, &value, &isnull) ||
+		strcmp(TextDatumGetCString(value), "active") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("user %s is disabled", UuidToText(user)),
+				 errdetail("A disabled user cannot act, not even through a trusted backend."),
+				 errhint("A platform administrator can enable the user again.")));
+
+	scopes = RoleScopes(tenant, role);
+	if (scopes < 0)
+		elog(ERROR, "role \"%s\" of user %s does not exist", role, UuidToText(user));
+	MandantAssignContext(tenant, user, scopes);
 	PG_RETURN_VOID();
 }

@@ -50,6 +50,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 
 #include "common/jsonapi.h"
 #include "datatype/timestamp.h"
@@ -81,6 +82,8 @@ PG_FUNCTION_INFO_V1(mandant_jwt_sign);
 PG_FUNCTION_INFO_V1(mandant_jwt_verify);
 PG_FUNCTION_INFO_V1(mandant_jwks);
 PG_FUNCTION_INFO_V1(mandant_authenticate);
+PG_FUNCTION_INFO_V1(mandant_random_token);
+PG_FUNCTION_INFO_V1(mandant_random_bytes);
 
 /* Settings (superuser-only). */
 static char *private_key_file = NULL;
@@ -815,12 +818,12 @@ ScopeNamesToBits(List *names)
 }
 
 /*
- * MandantVerifyToken checks a token's form, signature, issuer and times and
+ * VerifyToken checks a token's form, signature, issuer and times and
  * returns its claims; raises MD051 or MD052.  What the database knows
  * about revocation is checked by the callers.
  */
 static JwtClaims *
-MandantVerifyToken(text *token_text)
+VerifyToken(text *token_text)
 {
 	char	   *token = text_to_cstring(token_text);
 	size_t		len = strlen(token);
@@ -1068,7 +1071,7 @@ mandant_jwt_sign(PG_FUNCTION_ARGS)
 Datum
 mandant_jwt_verify(PG_FUNCTION_ARGS)
 {
-	JwtClaims  *claims = MandantVerifyToken(PG_GETARG_TEXT_PP(0));
+	JwtClaims  *claims = VerifyToken(PG_GETARG_TEXT_PP(0));
 
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(claims->payload)));
 }
@@ -1156,7 +1159,7 @@ mandant_authenticate(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 		InvalidToken("No token was given.");
-	claims = MandantVerifyToken(PG_GETARG_TEXT_PP(0));
+	claims = VerifyToken(PG_GETARG_TEXT_PP(0));
 	m2m = strcmp(claims->typ, "m2m") == 0;
 	if (!m2m && strcmp(claims->typ, "access") != 0)
 		InvalidToken(psprintf("A token of type \"%s\" is not an access token.", claims->typ));
@@ -1174,4 +1177,46 @@ mandant_authenticate(PG_FUNCTION_ARGS)
 
 	MandantAssignContext(tenant, m2m ? NULL : subject, claims->scopes);
 	PG_RETURN_DATUM(AuthenticationAnswer(claims, m2m));
+}
+
+/* RandomBytes returns n (16 to 64) random bytes from OpenSSL's generator. */
+static unsigned char *
+RandomBytes(int32 n, const char *function)
+{
+	unsigned char *bytes;
+
+	if (n < 16 || n > 64)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("random values have 16 to 64 bytes"),
+				 errdetail("%s was asked for %d.", function, n),
+				 errhint("32 bytes (256 bits) is plenty.")));
+	bytes = palloc(n);
+	if (RAND_bytes(bytes, n) != 1)
+		elog(ERROR, "could not generate random bytes: %s", OpenSslError());
+	return bytes;
+}
+
+/*
+ * mandant.random_token(bytes int) returns text: random bytes, base64url
+ * encoded (refresh tokens, client secrets).
+ */
+Datum
+mandant_random_token(PG_FUNCTION_ARGS)
+{
+	int32		n = PG_GETARG_INT32(0);
+
+	PG_RETURN_TEXT_P(cstring_to_text(MandantBase64UrlEncode(RandomBytes(n, "mandant.random_token()"), n)));
+}
+
+/* mandant.random_bytes(bytes int) returns bytea (TOTP secrets). */
+Datum
+mandant_random_bytes(PG_FUNCTION_ARGS)
+{
+	int32		n = PG_GETARG_INT32(0);
+	bytea	   *result = palloc(VARHDRSZ + n);
+
+	memcpy(VARDATA(result), RandomBytes(n, "mandant.random_bytes()"), n);
+	SET_VARSIZE(result, VARHDRSZ + n);
+	PG_RETURN_BYTEA_P(result);
 }

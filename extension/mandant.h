@@ -170,6 +170,7 @@ extern void MandantDefineContextVariables(void);
 extern bool MandantCallerIsTrusted(void);
 extern bool MandantHasPrivilegesOfRole(const char *rolename);
 extern void MandantCheckTenantEnterable(const pg_uuid_t *tenant_id);
+extern char *MandantCurrentScopesText(void);
 extern void MandantAssignContext(const pg_uuid_t *tenant, const pg_uuid_t *user,
 								 int scopes);
 extern const pg_uuid_t *MandantCurrentTenant(void);
