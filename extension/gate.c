@@ -143,7 +143,9 @@ CheckGate(const GateOp *op, const pg_uuid_t *tenant)
 						   who, GetUserNameFromId(GetUserId(), false),
 						   MandantCurrentScopesText(),
 						   MandantCurrentTenant() ? "its tenant" : "no tenant"),
-				 errhint("Enter the tenant with a token of one of its owners or admins (mandant.authenticate), or ask a platform administrator.")));
+				 op->level == GATE_TENANT || (op->level == GATE_TENANT_ONLY && tenant != NULL) ?
+				 errhint("Enter the tenant with a token of one of its owners or admins (mandant.authenticate), or ask a platform administrator.") :
+				 errhint("Call from a trusted backend or as a platform administrator.")));
 }
 
 /*

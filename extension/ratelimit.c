@@ -241,6 +241,31 @@ Lookup(const RateKey *key, int64 window_usec, TimestampTz now, bool create)
 	return entry;
 }
 
+/* WindowText describes a window for messages: "15 minutes", "1 hour". */
+static char *
+WindowText(int64 usec)
+{
+	static const struct
+	{
+		int64		unit;
+		const char *name;
+	}			units[] = {
+		{USECS_PER_DAY, "day"}, {USECS_PER_HOUR, "hour"},
+		{USECS_PER_MINUTE, "minute"}, {USECS_PER_SEC, "second"}
+	};
+
+	for (size_t i = 0; i < lengthof(units); i++)
+	{
+		if (usec % units[i].unit == 0)
+		{
+			int64		n = usec / units[i].unit;
+
+			return psprintf("%lld %s%s", (long long) n, units[i].name, n == 1 ? "" : "s");
+		}
+	}
+	return psprintf("%.3f seconds", usec / (double) USECS_PER_SEC);
+}
+
 static int64
 WindowOf(Interval *per)
 {
@@ -251,20 +276,18 @@ WindowOf(Interval *per)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("rate limit window must be between 1 second and 1 year"),
-				 errdetail("The window given is %s.",
-						   DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(per)))),
+				 errdetail("The window given is %s.", WindowText(usec)),
 				 errhint("For example '1 minute' or '15 minutes'.")));
 	return usec;
 }
 
 static void
-RateLimited(const char *what, double used, int max, Interval *per, int64 retry_after)
+RateLimited(const char *what, double used, int max, int64 window, int64 retry_after)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_MANDANT_RATE_LIMITED),
 			 errmsg("rate limit exceeded for %s", what),
-			 errdetail("%.0f of %d allowed per %s used.", floor(used), max,
-					   DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(per)))),
+			 errdetail("%.0f of %d allowed per %s used.", floor(used), max, WindowText(window)),
 			 errhint("Retry after %lld seconds.", (long long) retry_after)));
 }
 
@@ -303,7 +326,7 @@ mandant_rate_limit(PG_FUNCTION_ARGS)
 	LWLockRelease(RateLock());
 
 	if (retry > 0)
-		RateLimited(psprintf("\"%s\"", key), used, max, per, retry);
+		RateLimited(psprintf("\"%s\"", key), used, max, window, retry);
 	PG_RETURN_INT32((int32) Max(0, floor(max - used - 1)));
 }
 
@@ -349,7 +372,7 @@ mandant_login_guard(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_MANDANT_RATE_LIMITED),
 					 errmsg("too many failed attempts"),
 					 errdetail("%.0f failed attempts within %s; at most %d are allowed.", floor(used),
-							   DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(per))), max),
+							   WindowText(window), max),
 					 errhint("Retry after %lld seconds.", (long long) retry)));
 	}
 	PG_RETURN_VOID();

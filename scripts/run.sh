@@ -65,6 +65,12 @@ if [ ! -f "$datadir/PG_VERSION" ]; then
 	cluster_init "$datadir" "$sockdir" "$port" 127.0.0.1
 	as_server_user touch "$logfile"
 fi
+# Development keys for access tokens and TOTP secrets, under .run/keys.
+if [ ! -f "$rundir/keys/jwt.key" ]; then
+	cluster_keys "$datadir" "$rundir/keys"
+	as_server_user pg_ctl -D "$datadir" status >/dev/null 2>&1 &&
+		as_server_user pg_ctl -D "$datadir" reload >/dev/null
+fi
 # A newer mandant.so needs a restart: the server preloads the library once.
 if as_server_user pg_ctl -D "$datadir" status >/dev/null 2>&1 &&
 	[ "$("$PG_CONFIG" --pkglibdir)/mandant.so" -nt "$datadir/postmaster.pid" ]; then

@@ -36,6 +36,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 cluster_init "$datadir" "$sockdir" "$port"
+cluster_keys "$datadir" "$work/keys" test
 as_server_user touch "$logfile"
 cluster_start "$datadir" "$logfile"
 

@@ -534,7 +534,7 @@ BEGIN
 		PERFORM mandant.audit_log_for((entry ->> 'tenantId')::uuid, (entry ->> 'userId')::uuid,
 									  entry ->> 'requestId', 'auth', entry ->> 'action', 'user',
 									  entry ->> 'userId',
-									  jsonb_strip_nulls(jsonb_build_object('email', entry ->> 'email',
+									  jsonb_strip_nulls(jsonb_build_object('login', entry ->> 'email',
 																		   'clientIp', entry ->> 'clientIp',
 																		   'reason', entry ->> 'reason')));
 	ELSIF kind = 'family_revoked' THEN
@@ -1120,8 +1120,15 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	address	text := mandant.check_email(args ->> 'email');
+	name	text := btrim(args ->> 'displayName');
 	new_id	uuid;
 BEGIN
+	IF name IS NULL OR length(name) NOT BETWEEN 1 AND 200 THEN
+		RAISE EXCEPTION 'invalid display name'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('A display name has 1 to 200 characters; this one has %s.', COALESCE(length(name), 0)),
+				  HINT = 'Pass the name the user goes by.';
+	END IF;
 	PERFORM mandant.check_password(args ->> 'password', address);
 	IF EXISTS (SELECT 1 FROM mandant.users u WHERE lower(u.email) = lower(address)) THEN
 		RAISE EXCEPTION 'a user with this e-mail address exists'
@@ -1130,7 +1137,7 @@ BEGIN
 				  HINT = 'Add the existing user to the tenant with mandant.add_member().';
 	END IF;
 	INSERT INTO mandant.users (email, display_name, password_hash)
-	VALUES (address, btrim(COALESCE(args ->> 'displayName', '')), mandant.password_hash(args ->> 'password'))
+	VALUES (address, name, mandant.password_hash(args ->> 'password'))
 	RETURNING id INTO new_id;
 	PERFORM mandant.audit_log_for(tenant, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
 								  'identity', 'user.created', 'user', new_id::text,
@@ -1157,16 +1164,18 @@ BEGIN
 			USING ERRCODE = 'no_data_found', DETAIL = 'No row of mandant.users has that id.',
 				  HINT = 'Create the user with mandant.create_user() first.';
 	END IF;
-	INSERT INTO mandant.membership (tenant_id, user_id, role, created_by)
-	VALUES (tenant, member, new_role, COALESCE(mandant.current_user_id()::text, caller));
+	BEGIN
+		INSERT INTO mandant.membership (tenant_id, user_id, role, created_by)
+		VALUES (tenant, member, new_role, COALESCE(mandant.current_user_id()::text, caller));
+	EXCEPTION WHEN unique_violation THEN
+		RAISE EXCEPTION 'user % is already a member', member
+			USING ERRCODE = 'unique_violation', DETAIL = 'A user has one role per tenant.',
+				  HINT = 'Change the role with mandant.set_member_role().';
+	END;
 	PERFORM mandant.audit_log_for(tenant, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
 								  'identity', 'member.added', 'user', member::text,
 								  jsonb_build_object('role', new_role, 'by', caller));
 	RETURN NULL;
-EXCEPTION WHEN unique_violation THEN
-	RAISE EXCEPTION 'user % is already a member', member
-		USING ERRCODE = 'unique_violation', DETAIL = 'A user has one role per tenant.',
-			  HINT = 'Change the role with mandant.set_member_role().';
 END
 $$;
 
@@ -1255,15 +1264,17 @@ BEGIN
 				  DETAIL = format('The scopes were %s; a tenant role holds some of read, write, delete, admin.', role_scopes),
 				  HINT = 'For example ''{read,write}''.';
 	END IF;
-	INSERT INTO mandant.role (tenant_id, name, scopes, description)
-	VALUES (tenant, role_name, role_scopes, args ->> 'description');
+	BEGIN
+		INSERT INTO mandant.role (tenant_id, name, scopes, description)
+		VALUES (tenant, role_name, role_scopes, args ->> 'description');
+	EXCEPTION WHEN unique_violation THEN
+		RAISE EXCEPTION 'role "%" exists', role_name
+			USING ERRCODE = 'unique_violation', DETAIL = 'Role names are unique per tenant.', HINT = 'Choose another name.';
+	END;
 	PERFORM mandant.audit_log_for(tenant, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
 								  'identity', 'role.created', 'role', role_name,
 								  jsonb_build_object('scopes', role_scopes, 'by', caller));
 	RETURN NULL;
-EXCEPTION WHEN unique_violation THEN
-	RAISE EXCEPTION 'role "%" exists', role_name
-		USING ERRCODE = 'unique_violation', DETAIL = 'Role names are unique per tenant.', HINT = 'Choose another name.';
 END
 $$;
 
