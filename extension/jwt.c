@@ -57,6 +57,7 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
+#include "pgtime.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -738,6 +739,17 @@ InvalidToken(const char *why)
 			 errhint("Log in again (mandant.login) or refresh (mandant.refresh) for a new token.")));
 }
 
+/* IsoUtc formats Unix seconds as ISO 8601 UTC, e.g. 2026-11-25T16:40:22Z. */
+static char *
+IsoUtc(double unix_seconds)
+{
+	pg_time_t	t = (pg_time_t) unix_seconds;
+	char		buf[32];
+
+	pg_strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", pg_gmtime(&t));
+	return pstrdup(buf);
+}
+
 static int64
 UnixNow(void)
 {
@@ -875,8 +887,7 @@ VerifyToken(text *token_text)
 		ereport(ERROR,
 				(errcode(ERRCODE_MANDANT_TOKEN_EXPIRED),
 				 errmsg("access token expired"),
-				 errdetail("It expired at %s.",
-						   timestamptz_to_str(time_t_to_timestamptz((pg_time_t) fields[8].number))),
+				 errdetail("It expired at %s.", IsoUtc(fields[8].number)),
 				 errhint("Refresh it with mandant.refresh(refresh_token), or log in again.")));
 
 	claims->sub = fields[0].string;
@@ -1138,9 +1149,7 @@ AuthenticationAnswer(JwtClaims *claims, bool m2m)
 		appendStringInfo(&json, "%s\"%s\"", first ? "" : ", ", MandantScopeName(1 << i));
 		first = false;
 	}
-	appendStringInfo(&json, "], \"expiresAt\": \"%s\"}",
-					 DatumGetCString(DirectFunctionCall1(timestamptz_out,
-														 TimestampTzGetDatum(time_t_to_timestamptz((pg_time_t) claims->exp)))));
+	appendStringInfo(&json, "], \"expiresAt\": \"%s\"}", IsoUtc(claims->exp));
 	return DirectFunctionCall1(jsonb_in, CStringGetDatum(json.data));
 }
 

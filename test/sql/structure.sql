@@ -9,7 +9,7 @@ CREATE SCHEMA tap;
 CREATE TABLE tap.doc (id int NOT NULL, body text);
 SELECT mandant.enable_tenancy('tap.doc');
 
-SELECT plan(125);
+SELECT plan(164);
 
 -- Schema, roles
 SELECT has_schema('mandant');
@@ -155,6 +155,51 @@ SELECT function_privs_are('mandant', 'config_apply', ARRAY['uuid', 'text', 'text
 SELECT policies_are('mandant', 'config_entry', ARRAY['tenant_or_global']);
 SELECT policies_are('mandant', 'config_history', ARRAY['tenant_or_global']);
 SELECT trigger_is('mandant', 'config_history', 'append_only', 'mandant', 'audit_append_only');
+
+-- Identity
+SELECT has_table('mandant', t, 'table mandant.' || t || ' exists')
+FROM unnest(ARRAY['users', 'role', 'membership', 'service_account', 'refresh_family', 'refresh_token',
+				  'revoked_jti', 'login_attempt']) t ORDER BY t;
+SELECT has_function('mandant', 'login', ARRAY['text', 'text', 'text', 'inet', 'text']);
+SELECT function_returns('mandant', 'login', ARRAY['text', 'text', 'text', 'inet', 'text'], 'jsonb');
+SELECT has_function('mandant', 'authenticate', ARRAY['text']);
+SELECT function_lang_is('mandant', 'authenticate', ARRAY['text'], 'c');
+SELECT has_function('mandant', 'refresh', ARRAY['text']);
+SELECT has_function('mandant', 'logout', ARRAY['text']);
+SELECT has_function('mandant', 'revoke_user_tokens', ARRAY['uuid']);
+SELECT has_function('mandant', 'jwks', '{}'::name[]);
+SELECT has_function('mandant', 'set_user', ARRAY['uuid']);
+SELECT function_lang_is('mandant', 'set_user', ARRAY['uuid'], 'c');
+SELECT has_function('mandant', 'rate_limit', ARRAY['text', 'integer', 'interval']);
+SELECT has_function('mandant', 'totp_enroll', '{}'::name[]);
+SELECT has_function('mandant', 'totp_confirm', ARRAY['text']);
+SELECT has_function('mandant', 'totp_disable', ARRAY['text']);
+SELECT has_function('mandant', 'create_user', ARRAY['text', 'text', 'text']);
+SELECT has_function('mandant', 'add_member', ARRAY['uuid', 'uuid', 'text']);
+SELECT has_function('mandant', 'set_member_role', ARRAY['uuid', 'uuid', 'text']);
+SELECT has_function('mandant', 'remove_member', ARRAY['uuid', 'uuid']);
+SELECT has_function('mandant', 'disable_user', ARRAY['uuid']);
+SELECT has_function('mandant', 'change_password', ARRAY['text', 'text']);
+SELECT has_function('mandant', 'reset_password', ARRAY['uuid', 'text']);
+SELECT has_function('mandant', 'list_members', '{}'::name[]);
+SELECT has_function('mandant', 'create_service_account', ARRAY['text', 'text[]', 'uuid']);
+SELECT has_function('mandant', 'service_token', ARRAY['text', 'text']);
+SELECT function_privs_are('mandant', 'jwt_sign', ARRAY['jsonb'], r, '{}'::text[])
+FROM unnest(ARRAY['mandant_admin', 'mandant_gateway', 'mandant_service']) r ORDER BY r;
+SELECT is(count(*), 0::bigint, 'no role but the owner may run an identity operation directly')
+FROM pg_proc p
+WHERE p.pronamespace = 'mandant'::regnamespace AND p.proname LIKE 'identity\_%' AND p.proname <> 'identity_call'
+  AND (has_function_privilege('mandant_gateway', p.oid, 'EXECUTE') OR has_function_privilege('mandant_admin', p.oid, 'EXECUTE'));
+SELECT ok(NOT has_table_privilege('mandant_gateway', 'mandant.users', 'SELECT, INSERT, UPDATE, DELETE'),
+		  'applications cannot touch mandant.users');
+SELECT ok(NOT has_column_privilege('mandant_admin', 'mandant.users', 'password_hash', 'SELECT')
+		  AND NOT has_column_privilege('mandant_admin', 'mandant.users', 'totp_secret', 'SELECT')
+		  AND NOT has_column_privilege('mandant_admin', 'mandant.service_account', 'secret_hash', 'SELECT'),
+		  'not even platform administrators read password hashes and secrets');
+SELECT results_eq('SELECT name, scopes FROM mandant.role WHERE tenant_id IS NULL ORDER BY name',
+				  $$VALUES ('admin', '{read,write,delete,admin}'::text[]), ('agent', '{read,write}'), ('manager', '{read,write}'),
+						   ('owner', '{read,write,delete,admin}'), ('viewer', '{read}')$$,
+				  'the system roles and their scopes');
 
 -- Refusals and their SQLSTATEs
 SELECT throws_ok('SELECT mandant.require_tenant()', 'MD001', 'no tenant is set');
