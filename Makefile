@@ -72,3 +72,4 @@ bench:
 	bench/fsm.sh
 	bench/outbox.sh
 	bench/config.sh
+	bench/auth.sh
