@@ -55,6 +55,15 @@ SELECT mandant.config_set('mailer', 'smtp.password', '{"secretRef": "vault:maile
 WHERE mandant.config_get('mailer', 'smtp.password') IS NULL;
 RESET ROLE;
 
+-- Ada, owner of acme, logs in with the password generated into .run/demo-login.
+SET ROLE mandant_demo_admin;
+SELECT mandant.create_user('ada@acme.example', :'ada_password', 'Ada Lovelace')
+WHERE NOT EXISTS (SELECT 1 FROM mandant.users WHERE email = 'ada@acme.example');
+SELECT mandant.add_member(:'acme', u.id, 'owner') FROM mandant.users u
+WHERE u.email = 'ada@acme.example'
+  AND NOT EXISTS (SELECT 1 FROM mandant.membership m WHERE m.user_id = u.id);
+RESET ROLE;
+
 -- Their notes, written through the tenant context like the application does.
 SET ROLE mandant_demo_app;
 BEGIN;

@@ -97,11 +97,19 @@ fi
 password_of() {
 	grep ":$1:" "$pgpass" | cut -d: -f5
 }
+# The demo's end user logs in with a password generated the same way.
+demo_login=$rundir/demo-login
+if [ ! -f "$demo_login" ]; then
+	umask 077
+	echo "ada@acme.example $(od -An -tx1 -N12 /dev/urandom | tr -d ' \n')" >"$demo_login"
+	umask 022
+fi
+ada_password=$(cut -d' ' -f2 "$demo_login")
 
 # The demo database is rebuilt when the extension's install script or the
 # demo changed (during development the version number stays 0.1.0).
 script_sum=$(cat "sql/mandant--$(sed -n "s/^default_version = '\(.*\)'/\1/p" mandant.control).sql" \
-	scripts/demo.sql | cksum)
+	scripts/demo.sql "$demo_login" | cksum)
 if [ "$(cat "$rundir/script.sum" 2>/dev/null)" != "$script_sum" ]; then
 	su_psql -d postgres -c "DROP DATABASE IF EXISTS $db"
 fi
@@ -112,6 +120,7 @@ su_psql -d "$db" \
 	-v app_password="$(password_of mandant_demo_app)" \
 	-v admin_password="$(password_of mandant_demo_admin)" \
 	-v owner_password="$(password_of mandant_demo_owner)" \
+	-v ada_password="$ada_password" \
 	-f scripts/demo.sql
 echo "$script_sum" >"$rundir/script.sum"
 
@@ -152,6 +161,17 @@ and try:
   ROLLBACK;
   SET app.current_tenant = 'a0000000-0000-4000-8000-00000000000a';  -- refused: 42501
   SELECT * FROM mandant.tenancy_lint();          -- no rows: the schema is clean
+
+An end user: Ada, owner of acme, logs in (password in $demo_login) and her
+token is all a session needs:
+
+  SELECT mandant.login('ada@acme.example', '$ada_password') ->> 'accessToken' AS token \\gset
+  BEGIN;
+  SELECT mandant.authenticate(:'token');         -- tenant, user and scopes from the token
+  SELECT email, role FROM mandant.list_members();
+  COMMIT;
+  SELECT mandant.login('ada@acme.example', 'wrong password');  -- MD050, and recorded
+  SELECT mandant.jwks();                         -- the public keys (.run/keys)
 
 Platform administration as mandant_demo_admin: create a tenant, seal the
 audit trail and verify a tenant's chain:
