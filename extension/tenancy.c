@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * tenancy.c
- *		Lookups in mandant.tenant and the registries for the C side.
+ *		Lookups in mandant's tables for the C side: tenants, the registries,
+ *		and (MandantFetchByIndex) any row by an index key.
  *
  * mandant.set_tenant() must know whether a tenant exists and may be entered
  * before it changes the context.  The caller usually has no privilege on
@@ -14,7 +15,9 @@
  * created earlier in the same transaction) stay visible.
  *
  * The registries (mandant.tenant_table, mandant.state_machine_table) are
- * read the same way by the row triggers when they build their caches.
+ * read the same way by the row triggers when they build their caches, and
+ * mandant.authenticate() and set_user() read users, memberships, roles,
+ * service accounts and the token denylist through MandantFetchByIndex.
  *
  * Nothing is cached here: the relation and index are looked up by name on
  * every call, which costs a few syscache probes and survives DROP/CREATE

@@ -445,6 +445,25 @@ $$;
 COMMENT ON FUNCTION mandant.require_user() IS
 'The signed-in user (set by authenticate or set_user), or 42501.';
 
+/*
+ * record_event writes an identity event for a tenant (NULL: platform) with
+ * the signed-in user as actor and the request id of the transaction.
+ */
+CREATE FUNCTION mandant.record_event(tenant uuid, category text, action text, entity_type text,
+									 entity_id text, payload jsonb)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.audit_log_for(tenant, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
+								 category, action, entity_type, entity_id, payload);
+$$;
+
+COMMENT ON FUNCTION mandant.record_event(uuid, text, text, text, text, jsonb) IS
+'Internal: an audit event of an identity operation, by the signed-in user, with the request id.';
+
+REVOKE ALL ON FUNCTION mandant.record_event(uuid, text, text, text, text, jsonb) FROM PUBLIC;
+
 /* ---- tokens ------------------------------------------------------------------ */
 
 CREATE FUNCTION mandant.ttl_seconds(setting text)
@@ -1139,8 +1158,7 @@ BEGIN
 	INSERT INTO mandant.users (email, display_name, password_hash)
 	VALUES (address, name, mandant.password_hash(args ->> 'password'))
 	RETURNING id INTO new_id;
-	PERFORM mandant.audit_log_for(tenant, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
-								  'identity', 'user.created', 'user', new_id::text,
+	PERFORM mandant.record_event(tenant, 'identity', 'user.created', 'user', new_id::text,
 								  jsonb_build_object('email', address, 'by', caller));
 	RETURN to_jsonb(new_id);
 END
@@ -1172,8 +1190,7 @@ BEGIN
 			USING ERRCODE = 'unique_violation', DETAIL = 'A user has one role per tenant.',
 				  HINT = 'Change the role with mandant.set_member_role().';
 	END;
-	PERFORM mandant.audit_log_for(tenant, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
-								  'identity', 'member.added', 'user', member::text,
+	PERFORM mandant.record_event(tenant, 'identity', 'member.added', 'user', member::text,
 								  jsonb_build_object('role', new_role, 'by', caller));
 	RETURN NULL;
 END
@@ -1201,8 +1218,7 @@ BEGIN
 	PERFORM mandant.check_owner_change(tenant, old_role, new_role);
 	UPDATE mandant.membership m SET role = new_role WHERE m.tenant_id = tenant AND m.user_id = member;
 	PERFORM mandant.keep_an_owner(tenant);
-	PERFORM mandant.audit_log_for(tenant, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
-								  'identity', 'member.role_changed', 'user', member::text,
+	PERFORM mandant.record_event(tenant, 'identity', 'member.role_changed', 'user', member::text,
 								  jsonb_build_object('from', old_role, 'to', new_role, 'by', caller));
 	RETURN NULL;
 END
@@ -1230,8 +1246,7 @@ BEGIN
 	PERFORM mandant.keep_an_owner(tenant);
 	UPDATE mandant.refresh_family f SET revoked_at = now(), revoked_reason = 'removed from tenant'
 	WHERE f.user_id = member AND f.tenant_id = tenant AND f.revoked_at IS NULL;
-	PERFORM mandant.audit_log_for(tenant, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
-								  'identity', 'member.removed', 'user', member::text,
+	PERFORM mandant.record_event(tenant, 'identity', 'member.removed', 'user', member::text,
 								  jsonb_build_object('role', old_role, 'by', caller));
 	RETURN NULL;
 END
@@ -1271,8 +1286,7 @@ BEGIN
 		RAISE EXCEPTION 'role "%" exists', role_name
 			USING ERRCODE = 'unique_violation', DETAIL = 'Role names are unique per tenant.', HINT = 'Choose another name.';
 	END;
-	PERFORM mandant.audit_log_for(tenant, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
-								  'identity', 'role.created', 'role', role_name,
+	PERFORM mandant.record_event(tenant, 'identity', 'role.created', 'role', role_name,
 								  jsonb_build_object('scopes', role_scopes, 'by', caller));
 	RETURN NULL;
 END
@@ -1298,8 +1312,7 @@ BEGIN
 		RAISE EXCEPTION 'role "%" does not exist in this tenant', role_name
 			USING ERRCODE = 'no_data_found', DETAIL = 'System roles cannot be dropped.', HINT = 'See mandant.role.';
 	END IF;
-	PERFORM mandant.audit_log_for(tenant, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
-								  'identity', 'role.dropped', 'role', role_name, jsonb_build_object('by', caller));
+	PERFORM mandant.record_event(tenant, 'identity', 'role.dropped', 'role', role_name, jsonb_build_object('by', caller));
 	RETURN NULL;
 END
 $$;
@@ -1333,8 +1346,7 @@ BEGIN
 	VALUES (client, sha256(convert_to(secret, 'UTF8')), btrim(COALESCE(args ->> 'name', '')), tenant, scopes,
 			COALESCE(mandant.current_user_id()::text, caller))
 	RETURNING id INTO new_id;
-	PERFORM mandant.audit_log_for(tenant, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
-								  'identity', 'service_account.created', 'service_account', new_id::text,
+	PERFORM mandant.record_event(tenant, 'identity', 'service_account.created', 'service_account', new_id::text,
 								  jsonb_build_object('name', args ->> 'name', 'scopes', scopes, 'by', caller));
 	RETURN jsonb_build_object('id', new_id, 'clientId', client, 'clientSecret', secret, 'scopes', scopes);
 END
@@ -1356,8 +1368,7 @@ BEGIN
 			USING ERRCODE = 'no_data_found', DETAIL = 'No service account of this tenant has that id.',
 				  HINT = 'Platform accounts are disabled without a tenant.';
 	END IF;
-	PERFORM mandant.audit_log_for(tenant, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
-								  'identity', 'service_account.disabled', 'service_account', account::text,
+	PERFORM mandant.record_event(tenant, 'identity', 'service_account.disabled', 'service_account', account::text,
 								  jsonb_build_object('by', caller));
 	RETURN NULL;
 END
@@ -1405,8 +1416,7 @@ BEGIN
 	PERFORM mandant.check_user_exists(account);
 	UPDATE mandant.users u SET status = 'disabled', updated_at = now() WHERE u.id = account;
 	PERFORM mandant.revoke_tokens_of(account, 'user disabled');
-	PERFORM mandant.audit_log_for(NULL, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
-								  'identity', 'user.disabled', 'user', account::text, jsonb_build_object('by', caller));
+	PERFORM mandant.record_event(NULL, 'identity', 'user.disabled', 'user', account::text, jsonb_build_object('by', caller));
 	RETURN NULL;
 END
 $$;
@@ -1422,8 +1432,7 @@ DECLARE
 BEGIN
 	PERFORM mandant.check_user_exists(account);
 	UPDATE mandant.users u SET status = 'active', updated_at = now() WHERE u.id = account;
-	PERFORM mandant.audit_log_for(NULL, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
-								  'identity', 'user.enabled', 'user', account::text, jsonb_build_object('by', caller));
+	PERFORM mandant.record_event(NULL, 'identity', 'user.enabled', 'user', account::text, jsonb_build_object('by', caller));
 	RETURN NULL;
 END
 $$;
@@ -1444,8 +1453,7 @@ BEGIN
 	UPDATE mandant.users u SET password_hash = mandant.password_hash(args ->> 'password'), updated_at = now()
 	WHERE u.id = account;
 	PERFORM mandant.revoke_tokens_of(account, 'password reset');
-	PERFORM mandant.audit_log_for(NULL, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
-								  'identity', 'password.reset', 'user', account::text, jsonb_build_object('by', caller));
+	PERFORM mandant.record_event(NULL, 'identity', 'password.reset', 'user', account::text, jsonb_build_object('by', caller));
 	RETURN NULL;
 END
 $$;
@@ -1461,8 +1469,7 @@ DECLARE
 BEGIN
 	PERFORM mandant.check_user_exists(account);
 	PERFORM mandant.revoke_tokens_of(account, 'revoked');
-	PERFORM mandant.audit_log_for(NULL, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
-								  'identity', 'tokens.revoked', 'user', account::text, jsonb_build_object('by', caller));
+	PERFORM mandant.record_event(NULL, 'identity', 'tokens.revoked', 'user', account::text, jsonb_build_object('by', caller));
 	RETURN NULL;
 END
 $$;
