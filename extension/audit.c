@@ -11,8 +11,8 @@
  * appendrow.c): nobody, not even the table owner, holds INSERT on the audit
  * table, and a statement-level guard refuses UPDATE, DELETE and TRUNCATE
  * for everyone (ENABLE ALWAYS, so session_replication_role does not turn it
- * off).  Only mandant's tenant deletion (to come with the tenant lifecycle)
- * will set audit_deletion_allowed.  Events that belong to no tenant carry
+ * off).  Only mandant.delete_tenant(), through erase_tenant_history(),
+ * sets audit_deletion_allowed.  Events that belong to no tenant carry
  * the nil uuid (MandantPlatformTenant), so the primary key is
  * (tenant_id, id).  An update that changes the column of the table's state
  * machine is recorded with action "transition".
@@ -47,6 +47,8 @@
 #include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "common/cryptohash.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
 #include "common/sha2.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -65,6 +67,7 @@
 PG_FUNCTION_INFO_V1(mandant_audit_trigger);
 PG_FUNCTION_INFO_V1(mandant_audit_log);
 PG_FUNCTION_INFO_V1(mandant_audit_log_for);
+PG_FUNCTION_INFO_V1(mandant_erase_tenant_history);
 PG_FUNCTION_INFO_V1(mandant_audit_event_hash);
 PG_FUNCTION_INFO_V1(mandant_audit_append_only);
 
@@ -817,4 +820,55 @@ mandant_audit_append_only(PG_FUNCTION_ARGS)
 					   RelationGetRelationName(trigdata->tg_relation)),
 			 errhint("History and audit records are never changed; a tenant's records are removed only by mandant.delete_tenant().")));
 	PG_RETURN_NULL();
+}
+
+/*
+ * mandant.erase_tenant_history(tenant uuid) returns jsonb: deletes a
+ * tenant's rows from mandant's append-only tables (audit events and seals,
+ * the transition log, configuration history, quota changes), which the
+ * append-only guard allows only here, and returns how many per table.
+ * Other tenants' chains do not include these events, so they still
+ * verify.  Internal: for mandant.delete_tenant() (no EXECUTE for PUBLIC).
+ */
+Datum
+mandant_erase_tenant_history(PG_FUNCTION_ARGS)
+{
+	static const char *const tables[] = {
+		"audit_seal", "audit_event", "state_transition_log", "config_history", "quota_change"
+	};
+	Oid			argtypes[1] = {UUIDOID};
+	Datum		args[1];
+	StringInfoData counts;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("tenant must not be null"),
+				 errdetail("mandant.erase_tenant_history() was called with NULL."),
+				 errhint("Platform history is never erased.")));
+	args[0] = PG_GETARG_DATUM(0);
+	initStringInfo(&counts);
+	appendStringInfoChar(&counts, '{');
+	SPI_connect();
+	audit_deletion_allowed = true;
+	PG_TRY();
+	{
+		for (size_t i = 0; i < lengthof(tables); i++)
+		{
+			char	   *sql = psprintf("DELETE FROM mandant.%s WHERE tenant_id = $1", tables[i]);
+
+			if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
+				elog(ERROR, "could not delete from mandant.%s", tables[i]);
+			appendStringInfo(&counts, "%s\"mandant.%s\": " UINT64_FORMAT,
+							 i > 0 ? ", " : "", tables[i], SPI_processed);
+		}
+	}
+	PG_FINALLY();
+	{
+		audit_deletion_allowed = false;
+	}
+	PG_END_TRY();
+	SPI_finish();
+	appendStringInfoChar(&counts, '}');
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(counts.data)));
 }

@@ -100,6 +100,7 @@ _PG_init(void)
 				 errhint("Add shared_preload_libraries = 'mandant' to postgresql.conf (append it to any libraries already listed) and restart the server.")));
 
 	MandantDefineContextVariables();
+	MandantDefineTenantVariables();
 	MandantDefineAuditVariables();
 	MandantDefineOutboxVariables();
 	MandantDefineTokenVariables();

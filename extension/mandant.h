@@ -35,6 +35,7 @@
 #define ERRCODE_MANDANT_TENANT_NOT_FOUND	MAKE_SQLSTATE('M','D','0','0','2')
 #define ERRCODE_MANDANT_TENANT_SUSPENDED	MAKE_SQLSTATE('M','D','0','0','3')
 #define ERRCODE_MANDANT_INVALID_TRANSITION	MAKE_SQLSTATE('M','D','0','1','0')
+#define ERRCODE_MANDANT_PLAN_LIMIT			MAKE_SQLSTATE('M','D','0','3','0')
 #define ERRCODE_MANDANT_RATE_LIMITED		MAKE_SQLSTATE('M','D','0','4','0')
 #define ERRCODE_MANDANT_INVALID_CREDENTIALS	MAKE_SQLSTATE('M','D','0','5','0')
 #define ERRCODE_MANDANT_TOKEN_INVALID		MAKE_SQLSTATE('M','D','0','5','1')
@@ -162,6 +163,9 @@ extern void MandantDefineDeferredVariables(void);
 extern Size MandantDeferredShmemSize(void);
 extern void MandantDeferredShmemInit(void);
 
+/* quota.c */
+extern void MandantCheckResource(const char *resource);
+
 /* totp.c */
 extern void MandantDefineSecretVariables(void);
 
@@ -182,6 +186,7 @@ extern const char *MandantScopeName(int scope_bit);
 extern int	MandantScopeBit(const char *name);
 
 /* tenancy.c */
+extern void MandantDefineTenantVariables(void);
 
 /* One equality of an index lookup (MandantFetchByIndex). */
 typedef struct MandantIndexKey

@@ -57,6 +57,7 @@
 
 PG_FUNCTION_INFO_V1(mandant_outbox_trigger);
 PG_FUNCTION_INFO_V1(mandant_emit);
+PG_FUNCTION_INFO_V1(mandant_emit_for);
 
 #define OUTBOX_CHANNEL		"mandant_outbox"
 #define OUTBOX_TOPIC_MAX	200
@@ -550,24 +551,22 @@ TopicIsValid(const char *topic)
 }
 
 /*
- * mandant_emit writes a custom event (topic domain.entity.action) for the
- * tenant of the transaction; without a tenant only trusted backends may
- * emit platform events.  Returns the event id.
+ * ReadCustomEvent reads topic, aggregate id and payload of a custom event
+ * from the arguments starting at first.
  */
-Datum
-mandant_emit(PG_FUNCTION_ARGS)
+static void
+ReadCustomEvent(FunctionCallInfo fcinfo, int first, OutboxEvent *ev)
 {
-	OutboxEvent ev = {0};
 	char	   *topic;
 	char	   *last_dot;
 
-	if (PG_ARGISNULL(0))
+	if (PG_ARGISNULL(first))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("event topic must not be null"),
 				 errdetail("mandant.emit() was called with a NULL topic."),
 				 errhint("Name the event domain.entity.action, e.g. 'billing.invoice.sent'.")));
-	topic = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	topic = text_to_cstring(PG_GETARG_TEXT_PP(first));
 	if (!TopicIsValid(topic))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -575,13 +574,30 @@ mandant_emit(PG_FUNCTION_ARGS)
 				 errdetail("A topic is domain.entity.action: three lower-case words (a-z first, then a-z, 0-9, '_') joined by dots, at most %d characters.",
 						   OUTBOX_TOPIC_MAX),
 				 errhint("Use a topic such as 'billing.invoice.sent'.")));
-	if (PG_ARGISNULL(2))
+	if (PG_ARGISNULL(first + 2))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("event payload must not be null"),
 				 errdetail("mandant.emit(%s) was called with a NULL payload.", quote_literal_cstr(topic)),
 				 errhint("Pass a JSON value, e.g. '{}'.")));
 
+	ev->topic = topic;
+	last_dot = strrchr(topic, '.');
+	ev->aggregate_type = pnstrdup(topic, last_dot - topic);
+	ev->aggregate_id = PG_ARGISNULL(first + 1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(first + 1));
+	ev->payload = PG_GETARG_JSONB_P(first + 2);
+}
+
+/*
+ * mandant_emit writes a custom event for the tenant of the transaction
+ * (platform events: trusted backends without a tenant).
+ */
+Datum
+mandant_emit(PG_FUNCTION_ARGS)
+{
+	OutboxEvent ev = {0};
+
+	ReadCustomEvent(fcinfo, 0, &ev);
 	ev.tenant_id = MandantCurrentTenant();
 	if (ev.tenant_id == NULL)
 	{
@@ -593,12 +609,21 @@ mandant_emit(PG_FUNCTION_ARGS)
 					 errhint("Call mandant.set_tenant(tenant_id) or mandant.authenticate(access_token) first, in the same transaction.")));
 		ev.tenant_id = &MandantPlatformTenant;
 	}
+	PG_RETURN_UUID_P(WriteOutboxEvent(&ev));
+}
 
-	ev.topic = topic;
-	last_dot = strrchr(topic, '.');
-	ev.aggregate_type = pnstrdup(topic, last_dot - topic);
-	ev.aggregate_id = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
-	ev.payload = PG_GETARG_JSONB_P(2);
+/*
+ * mandant_emit_for writes a custom event for an explicit tenant (NULL: the
+ * platform), whatever the context: the tenant lifecycle announces tenants
+ * that cannot be entered yet or any more.  Internal (no EXECUTE for
+ * PUBLIC).
+ */
+Datum
+mandant_emit_for(PG_FUNCTION_ARGS)
+{
+	OutboxEvent ev = {0};
 
+	ReadCustomEvent(fcinfo, 1, &ev);
+	ev.tenant_id = PG_ARGISNULL(0) ? &MandantPlatformTenant : PG_GETARG_UUID_P(0);
 	PG_RETURN_UUID_P(WriteOutboxEvent(&ev));
 }

@@ -45,6 +45,7 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -52,6 +53,35 @@
 #include "mandant.h"
 
 #define MANDANT_SCHEMA			"mandant"
+
+/* How new tenants are provisioned (mandant.provisioning). */
+typedef enum MandantProvisioning
+{
+	MANDANT_PROVISIONING_INTERNAL,
+	MANDANT_PROVISIONING_EXTERNAL
+} MandantProvisioning;
+
+static const struct config_enum_entry provisioning_options[] = {
+	{"internal", MANDANT_PROVISIONING_INTERNAL, false},
+	{"external", MANDANT_PROVISIONING_EXTERNAL, false},
+	{NULL, 0, false}
+};
+
+static int	provisioning = MANDANT_PROVISIONING_INTERNAL;
+
+/*
+ * MandantDefineTenantVariables defines mandant.provisioning: "internal"
+ * creates tenants active; "external" creates them pending until a
+ * provisioning service completes or fails them.
+ */
+void
+MandantDefineTenantVariables(void)
+{
+	DefineCustomEnumVariable("mandant.provisioning",
+							 gettext_noop("How new tenants are provisioned: internal (active at once) or external (pending until completed)."),
+							 NULL, &provisioning, MANDANT_PROVISIONING_INTERNAL, provisioning_options,
+							 PGC_SUSET, GUC_NOT_IN_SAMPLE, NULL, NULL, NULL);
+}
 #define TENANT_TABLE			"tenant"
 #define TENANT_PKEY				"tenant_pkey"
 #define REGISTRY_TABLE			"tenant_table"

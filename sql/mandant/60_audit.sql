@@ -53,10 +53,11 @@ GRANT SELECT ON mandant.audit_event TO PUBLIC;
 CREATE TABLE mandant.audit_seal (
 	tenant_id		uuid NOT NULL,
 	seq				bigint NOT NULL,
-	event_id		bigint NOT NULL UNIQUE,
+	event_id		bigint NOT NULL,
 	chain			bytea NOT NULL,
 	sealed_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
-	PRIMARY KEY (tenant_id, seq)
+	PRIMARY KEY (tenant_id, seq),
+	CONSTRAINT audit_seal_event UNIQUE (tenant_id, event_id)
 );
 
 COMMENT ON TABLE mandant.audit_seal IS
@@ -249,7 +250,7 @@ BEGIN
 		SELECT a.id, a.tenant_id, a.hash
 		FROM mandant.audit_event a
 		WHERE a.txid >= previous AND a.txid < horizon
-		  AND NOT EXISTS (SELECT 1 FROM mandant.audit_seal s WHERE s.event_id = a.id)
+		  AND NOT EXISTS (SELECT 1 FROM mandant.audit_seal s WHERE s.tenant_id = a.tenant_id AND s.event_id = a.id)
 		ORDER BY a.tenant_id, a.id
 	LOOP
 		IF last_tenant IS DISTINCT FROM e.tenant_id THEN
@@ -319,7 +320,7 @@ BEGIN
 	FOR e IN
 		SELECT * FROM mandant.audit_event a
 		WHERE a.tenant_id = chain_of
-		  AND NOT EXISTS (SELECT 1 FROM mandant.audit_seal x WHERE x.event_id = a.id)
+		  AND NOT EXISTS (SELECT 1 FROM mandant.audit_seal x WHERE x.tenant_id = a.tenant_id AND x.event_id = a.id)
 		ORDER BY a.id
 	LOOP
 		n := n + 1;
