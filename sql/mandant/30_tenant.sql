@@ -146,8 +146,9 @@ COMMENT ON FUNCTION mandant.check_tenant_slug(text) IS
 'Raise 22023 (22004 for NULL) unless the slug is a lower-case DNS label of 3-63 characters that is not reserved.';
 
 /*
- * create_tenant creates an active tenant and returns its id.  With an
- * operation_id it is idempotent: repeating the call (also concurrently)
+ * create_tenant creates a tenant and returns its id: active, or pending
+ * until its provisioning completes when mandant.provisioning is
+ * 'external'.  With an operation_id it is idempotent: repeating the call (also concurrently)
  * returns the tenant the first call created.
  */
 CREATE FUNCTION mandant.create_tenant(
@@ -205,9 +206,10 @@ BEGIN
 	END IF;
 
 	BEGIN
-		INSERT INTO mandant.tenant AS t (slug, name, owner_email, plan_key, operation_id)
+		INSERT INTO mandant.tenant AS t (slug, name, owner_email, plan_key, operation_id, status)
 		VALUES (create_tenant.slug, btrim(create_tenant.name), create_tenant.owner_email,
-				create_tenant.plan_key, create_tenant.operation_id)
+				create_tenant.plan_key, create_tenant.operation_id,
+				CASE current_setting('mandant.provisioning') WHEN 'external' THEN 'pending' ELSE 'active' END)
 		RETURNING t.id INTO new_id;
 	EXCEPTION WHEN unique_violation THEN
 		/*
@@ -227,12 +229,14 @@ BEGIN
 				  HINT = 'Pick another slug.';
 	END;
 
+	/* The owner becomes a member if they have an account; the tenant is announced (88_lifecycle.sql). */
+	PERFORM mandant.after_tenant_created(new_id);
 	RETURN new_id;
 END
 $$;
 
 COMMENT ON FUNCTION mandant.create_tenant(text, text, text, text, uuid) IS
-'Create an active tenant and return its id. Idempotent by operation_id: the same id returns the same tenant. mandant_admin only.';
+'Create a tenant (active; pending when mandant.provisioning = ''external'') and return its id; emits platform.tenant.created (or provisioning_requested) and makes the owner a member when they have an account. Idempotent by operation_id: the same id returns the same tenant. mandant_admin only.';
 
 /*
  * tenant_for_repeated_operation returns the id of the tenant an earlier call

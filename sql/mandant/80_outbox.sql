@@ -72,6 +72,16 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION mandant.emit(text, text, jsonb) IS
 'Write a custom event (topic domain.entity.action, lower case) for the tenant of the transaction; returns its event id.';
 
+CREATE FUNCTION mandant.emit_for(tenant uuid, topic text, aggregate_id text, payload jsonb)
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'mandant_emit_for'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION mandant.emit_for(uuid, text, text, jsonb) IS
+'Internal: write a custom event for an explicit tenant (NULL: the platform), for the tenant lifecycle.';
+
+REVOKE ALL ON FUNCTION mandant.emit_for(uuid, text, text, jsonb) FROM PUBLIC;
+
 /*
  * enable_outbox attaches the outbox trigger, or replaces it when its
  * arguments changed.  Idempotent; the table owner only.

@@ -70,7 +70,7 @@ INSERT INTO mandant.role (tenant_id, name, scopes, description) VALUES
 
 CREATE TABLE mandant.membership (
 	tenant_id	uuid NOT NULL REFERENCES mandant.tenant (id) ON DELETE CASCADE,
-	user_id		uuid NOT NULL REFERENCES mandant.users (id) ON DELETE CASCADE,
+	user_id		uuid NOT NULL REFERENCES mandant.users (id) ON DELETE CASCADE ON UPDATE CASCADE,
 	role		text NOT NULL,
 	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	created_by	text NOT NULL,
@@ -107,7 +107,7 @@ COMMENT ON TABLE mandant.service_account IS
 
 CREATE TABLE mandant.refresh_family (
 	id				uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
-	user_id			uuid NOT NULL REFERENCES mandant.users (id) ON DELETE CASCADE,
+	user_id			uuid NOT NULL REFERENCES mandant.users (id) ON DELETE CASCADE ON UPDATE CASCADE,
 	tenant_id		uuid REFERENCES mandant.tenant (id) ON DELETE CASCADE,
 	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	revoked_at		timestamptz,
@@ -1141,6 +1141,7 @@ DECLARE
 	address	text := mandant.check_email(args ->> 'email');
 	name	text := btrim(args ->> 'displayName');
 	new_id	uuid;
+	joined	uuid;
 BEGIN
 	IF name IS NULL OR length(name) NOT BETWEEN 1 AND 200 THEN
 		RAISE EXCEPTION 'invalid display name'
@@ -1158,6 +1159,18 @@ BEGIN
 	INSERT INTO mandant.users (email, display_name, password_hash)
 	VALUES (address, name, mandant.password_hash(args ->> 'password'))
 	RETURNING id INTO new_id;
+	/* The owner named when a tenant was created joins it now. */
+	FOR joined IN
+		INSERT INTO mandant.membership AS m (tenant_id, user_id, role, created_by)
+		SELECT t.id, new_id, 'owner', 'owner_email'
+		FROM mandant.tenant t
+		WHERE lower(t.owner_email) = lower(address) AND t.status IN ('pending', 'active', 'suspended')
+		  AND NOT EXISTS (SELECT 1 FROM mandant.membership x WHERE x.tenant_id = t.id AND x.role = 'owner')
+		RETURNING m.tenant_id
+	LOOP
+		PERFORM mandant.record_event(joined, 'identity', 'member.added', 'user', new_id::text,
+									 jsonb_build_object('role', 'owner', 'by', 'owner_email'));
+	END LOOP;
 	PERFORM mandant.record_event(tenant, 'identity', 'user.created', 'user', new_id::text,
 								  jsonb_build_object('email', address, 'by', caller));
 	RETURN to_jsonb(new_id);

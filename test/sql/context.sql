@@ -11,8 +11,10 @@ INSERT INTO mandant.tenant (id, slug, name, owner_email, status) VALUES
 	('a0000000-0000-4000-8000-00000000000a', 'ctx-acme', 'Acme', 'o@acme.test', 'active'),
 	('b0000000-0000-4000-8000-00000000000b', 'ctx-globex', 'Globex', 'o@globex.test', 'active'),
 	('c0000000-0000-4000-8000-00000000000c', 'ctx-initech', 'Initech', 'o@initech.test', 'suspended'),
-	('d0000000-0000-4000-8000-00000000000d', 'ctx-hooli', 'Hooli', 'o@hooli.test', 'deleted'),
+	('d0000000-0000-4000-8000-00000000000d', 'ctx-hooli', 'Hooli', 'o@hooli.test', 'active'),
 	('e0000000-0000-4000-8000-00000000000e', 'ctx-pending', 'Pending', 'o@pending.test', 'pending');
+-- (a tenant is deleted only through its status machine: active -> deleted)
+UPDATE mandant.tenant SET status = 'deleted' WHERE slug = 'ctx-hooli';
 
 -- Unset context: getters return NULL / empty, require_tenant raises.
 SET ROLE regress_user;

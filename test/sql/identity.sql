@@ -6,9 +6,9 @@ SET client_min_messages = warning;
 \i test/fixtures/roles.sql
 \set ECHO all
 
-INSERT INTO mandant.tenant (id, slug, name, owner_email) VALUES
-	('a1000000-0000-4000-8000-00000000000a', 'id-acme', 'Acme', 'ada@acme.test'),
-	('b1000000-0000-4000-8000-00000000000b', 'id-globex', 'Globex', 'gus@globex.test');
+INSERT INTO mandant.tenant (id, slug, name, owner_email, plan_key) VALUES
+	('a1000000-0000-4000-8000-00000000000a', 'id-acme', 'Acme', 'ada@acme.test', 'pro'),
+	('b1000000-0000-4000-8000-00000000000b', 'id-globex', 'Globex', 'gus@globex.test', 'pro');
 \set acme 'a1000000-0000-4000-8000-00000000000a'
 \set globex 'b1000000-0000-4000-8000-00000000000b'
 
@@ -74,11 +74,13 @@ SELECT mandant.create_user('eve@evil.test', 'a long enough password', 'Eve');
 RESET ROLE;
 SELECT count(*) AS users_after_refusals FROM mandant.users WHERE email NOT IN ('ada@acme.test', 'Bob@Acme.test', 'carol@acme.test');
 
--- Members: the trusted backend makes Ada owner and Bob agent of acme.
+-- Members: Ada is the owner acme was created for (owner_email), so her
+-- account joined acme as owner; the trusted backend adds Bob as agent.
+SELECT t.slug, m.role FROM mandant.membership m JOIN mandant.tenant t ON t.id = m.tenant_id
+WHERE m.user_id = :'ada';
 SET ROLE regress_service;
 BEGIN;
 SELECT mandant.set_tenant(:'acme');
-SELECT mandant.add_member(:'acme', :'ada', 'owner');
 SELECT mandant.add_member(:'acme', :'bob', 'agent');
 COMMIT;
 RESET ROLE;

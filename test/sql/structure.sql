@@ -9,7 +9,7 @@ CREATE SCHEMA tap;
 CREATE TABLE tap.doc (id int NOT NULL, body text);
 SELECT mandant.enable_tenancy('tap.doc');
 
-SELECT plan(164);
+SELECT plan(190);
 
 -- Schema, roles
 SELECT has_schema('mandant');
@@ -200,6 +200,35 @@ SELECT results_eq('SELECT name, scopes FROM mandant.role WHERE tenant_id IS NULL
 				  $$VALUES ('admin', '{read,write,delete,admin}'::text[]), ('agent', '{read,write}'), ('manager', '{read,write}'),
 						   ('owner', '{read,write,delete,admin}'), ('viewer', '{read}')$$,
 				  'the system roles and their scopes');
+
+-- Tenant lifecycle, plans, quotas
+SELECT has_function('mandant', 'suspend_tenant', ARRAY['uuid', 'text']);
+SELECT has_function('mandant', 'resume_tenant', ARRAY['uuid']);
+SELECT has_function('mandant', 'delete_tenant', ARRAY['uuid', 'text']);
+SELECT function_returns('mandant', 'delete_tenant', ARRAY['uuid', 'text'], 'jsonb');
+SELECT has_function('mandant', 'export_tenant', ARRAY['uuid']);
+SELECT has_function('mandant', 'import_tenant', ARRAY['jsonb']);
+SELECT has_function('mandant', 'complete_tenant_provisioning', ARRAY['uuid']);
+SELECT has_function('mandant', 'fail_tenant_provisioning', ARRAY['uuid', 'text']);
+SELECT has_function('mandant', 'change_plan', ARRAY['uuid', 'text', 'text']);
+SELECT has_function('mandant', 'set_quota', ARRAY['uuid', 'text', 'bigint', 'timestamp with time zone', 'text']);
+SELECT has_function('mandant', 'enable_quota', ARRAY['regclass', 'text']);
+SELECT has_function('mandant', 'charge', ARRAY['text', 'bigint']);
+SELECT has_function('mandant', 'usage', ARRAY['uuid']);
+SELECT has_function('mandant', 'usage_reconcile', '{}'::name[]);
+SELECT function_lang_is('mandant', 'quota_trigger', '{}'::name[], 'c');
+SELECT function_lang_is('mandant', 'charge', ARRAY['text', 'bigint'], 'c');
+SELECT function_privs_are('mandant', 'delete_tenant', ARRAY['uuid', 'text'], 'mandant_admin', ARRAY['EXECUTE']);
+SELECT function_privs_are('mandant', f, a, 'mandant_service', '{}'::text[])
+FROM (VALUES ('delete_tenant', ARRAY['uuid', 'text']), ('export_tenant', ARRAY['uuid']), ('import_tenant', ARRAY['jsonb']),
+			 ('set_quota', ARRAY['uuid', 'text', 'bigint', 'timestamp with time zone', 'text'])) v (f, a) ORDER BY f;
+SELECT trigger_is('mandant', 'tenant', 'zz_mandant_state_machine', 'mandant', 'state_machine_trigger');
+SELECT trigger_is('mandant', 'membership', 'mandant_quota', 'mandant', 'quota_trigger');
+SELECT results_eq($$SELECT key, limits ->> 'users', limits ->> 'records', limits ->> 'storage_bytes'
+					FROM mandant.plan WHERE builtin ORDER BY limits ->> 'storage_bytes' IS NULL, (limits ->> 'storage_bytes')::bigint$$,
+				  $$VALUES ('free', '2', '5', '1073741824'), ('starter', '5', '25', '10737418240'),
+						   ('pro', '20', '100', '53687091200'), ('enterprise', NULL, NULL, '536870912000')$$,
+				  'the plans of the seeds: 2/5/20/unlimited users, 5/25/100/unlimited records, 1/10/50/500 GB');
 
 -- Refusals and their SQLSTATEs
 SELECT throws_ok('SELECT mandant.require_tenant()', 'MD001', 'no tenant is set');

@@ -7,8 +7,8 @@ SET client_min_messages = warning;
 \i test/fixtures/roles.sql
 \set ECHO all
 
-INSERT INTO mandant.tenant (id, slug, name, owner_email) VALUES
-	('a2000000-0000-4000-8000-00000000000a', 'tok-acme', 'Acme', 'tara@acme.test');
+INSERT INTO mandant.tenant (id, slug, name, owner_email, plan_key) VALUES
+	('a2000000-0000-4000-8000-00000000000a', 'tok-acme', 'Acme', 'tara@acme.test', 'pro');
 \set acme 'a2000000-0000-4000-8000-00000000000a'
 SET ROLE regress_service;
 SELECT mandant.create_user('tara@acme.test', 'taras long password', 'Tara') AS tara \gset
@@ -21,7 +21,7 @@ UPDATE mandant.users SET id = '70700000-0000-4000-8000-000000000002' WHERE id = 
 SET ROLE regress_service;
 BEGIN;
 SELECT mandant.set_tenant(:'acme');
-SELECT mandant.add_member(:'acme', :'tara', 'owner');
+-- (Tara joined as owner when her account was created: acme names her as owner.)
 SELECT mandant.add_member(:'acme', :'tom', 'viewer');
 COMMIT;
 RESET ROLE;

@@ -1,0 +1,414 @@
+
+/* ---------------------------------------------------------------------------
+ * Plans and quotas (extension/quota.c)
+ *
+ * A tenant's limit of a resource (users, records, storage_bytes, or any
+ * key of mandant.plan.limits) is the newest quota change already in effect,
+ * else its plan's.  mandant.quota_change is the append-only history of
+ * overrides.  mandant.tenant_usage counts per tenant and resource and
+ * caches the limit in effect (until the next scheduled change); tables
+ * count through mandant.enable_quota, other resources through
+ * mandant.charge.  mandant.membership counts as "users".
+ * ------------------------------------------------------------------------- */
+
+CREATE TABLE mandant.quota_change (
+	id				bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	tenant_id		uuid NOT NULL REFERENCES mandant.tenant (id),
+	resource		text NOT NULL,
+	"limit"			bigint CONSTRAINT quota_change_limit_positive CHECK ("limit" >= 0),
+	effective_at	timestamptz NOT NULL,
+	reason			text NOT NULL,
+	actor			text NOT NULL,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+CREATE INDEX quota_change_lookup_idx ON mandant.quota_change (tenant_id, resource, effective_at);
+
+COMMENT ON TABLE mandant.quota_change IS
+'Quota overrides per tenant and resource ("limit" NULL: unlimited), effective from effective_at. Append-only.';
+
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON mandant.quota_change
+	FOR EACH STATEMENT EXECUTE FUNCTION mandant.audit_append_only();
+ALTER TABLE mandant.quota_change ENABLE ALWAYS TRIGGER append_only;
+
+CREATE TABLE mandant.tenant_usage (
+	tenant_id	uuid NOT NULL REFERENCES mandant.tenant (id) ON DELETE CASCADE,
+	resource	text NOT NULL,
+	used		bigint NOT NULL DEFAULT 0,
+	limit_value	bigint,
+	limit_until	timestamptz NOT NULL DEFAULT '-infinity',
+	PRIMARY KEY (tenant_id, resource)
+);
+
+COMMENT ON TABLE mandant.tenant_usage IS
+'What each tenant uses of each resource, with the limit in effect until limit_until (NULL limit: unlimited). Written by mandant only.';
+
+CREATE TABLE mandant.quota_table (
+	relid			regclass PRIMARY KEY,
+	resource		text NOT NULL,
+	tenant_column	name NOT NULL
+);
+
+COMMENT ON TABLE mandant.quota_table IS
+'Tables whose rows count against a resource (mandant.enable_quota), and their tenant column.';
+
+ALTER TABLE mandant.quota_change ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON mandant.quota_change FOR SELECT USING (tenant_id = mandant.current_tenant());
+ALTER TABLE mandant.tenant_usage ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON mandant.tenant_usage FOR SELECT USING (tenant_id = mandant.current_tenant());
+ALTER TABLE mandant.quota_table ENABLE ROW LEVEL SECURITY;
+CREATE POLICY quota_table_read ON mandant.quota_table FOR SELECT USING (true);
+CREATE POLICY quota_table_owner ON mandant.quota_table FOR ALL
+	USING (EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+				   WHERE c.oid = relid AND pg_catalog.pg_has_role(c.relowner, 'USAGE')))
+	WITH CHECK (EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+						WHERE c.oid = relid AND pg_catalog.pg_has_role(c.relowner, 'USAGE')));
+GRANT SELECT ON mandant.quota_change, mandant.tenant_usage TO PUBLIC;
+GRANT SELECT, INSERT, UPDATE, DELETE ON mandant.quota_table TO PUBLIC;
+GRANT SELECT ON mandant.quota_change, mandant.tenant_usage TO mandant_admin;
+CREATE POLICY platform ON mandant.quota_change FOR SELECT TO mandant_admin, mandant_service USING (true);
+CREATE POLICY platform ON mandant.tenant_usage FOR SELECT TO mandant_admin, mandant_service USING (true);
+
+SELECT pg_catalog.pg_extension_config_dump('mandant.quota_change', '');
+SELECT pg_catalog.pg_extension_config_dump('mandant.tenant_usage', '');
+SELECT pg_catalog.pg_extension_config_dump('mandant.quota_table', 'WHERE relid <> ''mandant.membership''::regclass');
+
+CREATE FUNCTION mandant.quota_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'mandant_quota_trigger'
+LANGUAGE C;
+
+COMMENT ON FUNCTION mandant.quota_trigger() IS
+'Trigger of mandant.enable_quota: counts inserted and deleted rows against the tenant''s limit (MD030), refuses moving rows between tenants.';
+
+CREATE FUNCTION mandant.charge(resource text, amount bigint)
+RETURNS void
+AS 'MODULE_PATHNAME', 'mandant_charge'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION mandant.charge(text, bigint) IS
+'Count amount of a resource that is not rows (e.g. storage_bytes) against the current tenant''s limit (MD030 past it); a negative amount gives back.';
+
+CREATE FUNCTION mandant.resource_is_known(resource text)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT EXISTS (SELECT 1 FROM mandant.plan p WHERE p.limits ? resource)
+$$;
+
+COMMENT ON FUNCTION mandant.resource_is_known(text) IS
+'Whether some plan names the resource in its limits.';
+
+/*
+ * effective_limit is the limit of a resource for a tenant now: the newest
+ * quota change in effect, else the plan's (NULL: unlimited).
+ */
+CREATE FUNCTION mandant.effective_limit(tenant uuid, resource text)
+RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT (COALESCE(
+		(SELECT jsonb_build_object('v', q."limit") FROM mandant.quota_change q
+		 WHERE q.tenant_id = tenant AND q.resource = effective_limit.resource AND q.effective_at <= now()
+		 ORDER BY q.effective_at DESC, q.id DESC LIMIT 1),
+		(SELECT jsonb_build_object('v', p.limits -> effective_limit.resource)
+		 FROM mandant.tenant t JOIN mandant.plan p ON p.key = t.plan_key WHERE t.id = tenant)
+	) ->> 'v')::bigint
+$$;
+
+COMMENT ON FUNCTION mandant.effective_limit(uuid, text) IS
+'The limit of a resource for a tenant now: the newest quota change in effect, else the plan''s; NULL means unlimited.';
+
+/* count_rows: rows of the tenant in the tables that count as resource. */
+CREATE FUNCTION mandant.count_rows(tenant uuid, resource text)
+RETURNS bigint
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t		record;
+	n		bigint;
+	total	bigint := 0;
+BEGIN
+	FOR t IN SELECT q.relid, q.tenant_column FROM mandant.quota_table q WHERE q.resource = count_rows.resource LOOP
+		EXECUTE format('SELECT count(*) FROM %s WHERE %I = $1', t.relid, t.tenant_column) INTO n USING tenant;
+		total := total + n;
+	END LOOP;
+	RETURN total;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.count_rows(uuid, text) IS
+'Internal: how many rows of a tenant the tables under quota for resource hold.';
+
+/*
+ * quota_refresh (called by quota.c as the extension owner) creates the
+ * usage row of a tenant and resource, counting existing rows, or
+ * recomputes the limit in effect and until when it holds.
+ */
+CREATE FUNCTION mandant.quota_refresh(tenant uuid, resource text)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	INSERT INTO mandant.tenant_usage AS u (tenant_id, resource, used, limit_value, limit_until)
+	VALUES (tenant, resource, mandant.count_rows(tenant, resource), mandant.effective_limit(tenant, resource),
+			COALESCE((SELECT min(q.effective_at) FROM mandant.quota_change q
+					  WHERE q.tenant_id = tenant AND q.resource = quota_refresh.resource AND q.effective_at > now()),
+					 'infinity'))
+	ON CONFLICT (tenant_id, resource) DO UPDATE
+	SET limit_value = EXCLUDED.limit_value, limit_until = EXCLUDED.limit_until;
+$$;
+
+COMMENT ON FUNCTION mandant.quota_refresh(uuid, text) IS
+'Internal: create or refresh the usage row of a tenant and resource.';
+
+REVOKE ALL ON FUNCTION mandant.quota_refresh(uuid, text), mandant.count_rows(uuid, text) FROM PUBLIC;
+
+/* Registering a table (or changing its resource) recounts that resource. */
+CREATE FUNCTION mandant.quota_table_changed()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM mandant.tenant_usage u WHERE u.resource IN (NEW.resource, COALESCE(OLD.resource, NEW.resource));
+	RETURN NULL;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.quota_table_changed() IS
+'Trigger: forget the counters of a resource whose tables changed; they are recounted on next use.';
+
+CREATE TRIGGER recount AFTER INSERT OR UPDATE ON mandant.quota_table
+	FOR EACH ROW EXECUTE FUNCTION mandant.quota_table_changed();
+
+/*
+ * enable_quota makes the rows of a tenant table count against a resource
+ * of each tenant's plan.  The table owner only; the table must be a tenant
+ * table (mandant.enable_tenancy).
+ */
+CREATE FUNCTION mandant.enable_quota(tbl regclass, resource text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tenant_column	name;
+	statement		text;
+	existing		text;
+BEGIN
+	PERFORM mandant.check_table_target(tbl, 'mandant.enable_quota');
+	SELECT r.tenant_column INTO tenant_column FROM mandant.tenant_table r WHERE r.relid = tbl;
+	IF tenant_column IS NULL THEN
+		RAISE EXCEPTION 'table % is not a tenant table', tbl
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Quotas count rows per tenant, and the table has no registered tenant column.',
+				  HINT = format('Call mandant.enable_tenancy(%L) first.', tbl::text);
+	END IF;
+	IF resource IS NULL OR NOT mandant.resource_is_known(resource) THEN
+		RAISE EXCEPTION 'unknown resource %', COALESCE(quote_literal(resource), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'No plan names it in its limits.',
+				  HINT = format('Known resources: %s. Add new ones to mandant.plan.limits (null: unlimited).',
+								(SELECT string_agg(DISTINCT k, ', ') FROM mandant.plan p, jsonb_object_keys(p.limits) k));
+	END IF;
+
+	statement := format('CREATE TRIGGER mandant_quota AFTER INSERT OR DELETE OR UPDATE OF %I ON %s '
+						'FOR EACH ROW EXECUTE FUNCTION mandant.quota_trigger(%L, %L)',
+						tenant_column, tbl, resource, tenant_column);
+	SELECT pg_get_triggerdef(t.oid) INTO existing FROM pg_trigger t
+	WHERE t.tgrelid = tbl AND t.tgname = 'mandant_quota';
+	IF existing IS DISTINCT FROM statement THEN
+		EXECUTE format('DROP TRIGGER IF EXISTS mandant_quota ON %s', tbl);
+		EXECUTE statement;
+	END IF;
+	INSERT INTO mandant.quota_table AS q (relid, resource, tenant_column)
+	VALUES (tbl, resource, tenant_column)
+	ON CONFLICT (relid) DO UPDATE SET resource = EXCLUDED.resource, tenant_column = EXCLUDED.tenant_column
+	WHERE (q.resource, q.tenant_column) IS DISTINCT FROM (EXCLUDED.resource, EXCLUDED.tenant_column);
+END
+$$;
+
+COMMENT ON FUNCTION mandant.enable_quota(regclass, text) IS
+'Count the rows of a tenant table against a resource of each tenant''s plan (C trigger; the insert past the limit fails with MD030, also under concurrency). Idempotent; the table owner only.';
+
+CREATE FUNCTION mandant.disable_quota(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM mandant.check_table_target(tbl, 'mandant.disable_quota');
+	EXECUTE format('DROP TRIGGER IF EXISTS mandant_quota ON %s', tbl);
+	DELETE FROM mandant.quota_table q WHERE q.relid = tbl;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.disable_quota(regclass) IS
+'Stop counting a table''s rows. The table owner only.';
+
+/* Members count as users: installed with the extension. */
+CREATE TRIGGER mandant_quota AFTER INSERT OR DELETE OR UPDATE OF tenant_id ON mandant.membership
+	FOR EACH ROW EXECUTE FUNCTION mandant.quota_trigger('users', 'tenant_id');
+INSERT INTO mandant.quota_table (relid, resource, tenant_column) VALUES ('mandant.membership', 'users', 'tenant_id');
+
+CREATE FUNCTION mandant.check_limit(tenant uuid, resource text, "limit" bigint)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM mandant.tenant t WHERE t.id = tenant) THEN
+		RAISE EXCEPTION 'tenant "%" does not exist', tenant
+			USING ERRCODE = 'MD002', DETAIL = 'No row of mandant.tenant has that id.', HINT = 'Check the tenant id.';
+	END IF;
+	IF resource IS NULL OR NOT mandant.resource_is_known(resource) THEN
+		RAISE EXCEPTION 'unknown resource %', COALESCE(quote_literal(resource), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'No plan names it in its limits.',
+				  HINT = 'Add the resource to mandant.plan.limits first.';
+	END IF;
+	IF "limit" < 0 THEN
+		RAISE EXCEPTION 'a limit must not be negative'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('The limit given for %s was %s.', resource, "limit"),
+				  HINT = 'Pass 0 or more, or NULL for unlimited.';
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.check_limit(uuid, text, bigint) IS
+'Internal: raise unless the tenant exists, the resource is known and the limit is not negative.';
+
+CREATE FUNCTION mandant.set_quota(tenant uuid, resource text, "limit" bigint,
+								  effective_at timestamptz DEFAULT now(), reason text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	change_id bigint;
+BEGIN
+	PERFORM mandant.check_limit(tenant, resource, "limit");
+	IF reason IS NULL OR btrim(reason) = '' THEN
+		RAISE EXCEPTION 'a reason is required to change a quota'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'Quota changes are kept in mandant.quota_change with their reason.',
+				  HINT = 'Say why, e.g. ''contract amendment 2026-11''.';
+	END IF;
+	INSERT INTO mandant.quota_change (tenant_id, resource, "limit", effective_at, reason, actor)
+	VALUES (tenant, resource, "limit", COALESCE(effective_at, now()), reason,
+			COALESCE(mandant.current_user_id()::text, session_user))
+	RETURNING id INTO change_id;
+	UPDATE mandant.tenant_usage u SET limit_until = '-infinity'
+	WHERE u.tenant_id = tenant AND u.resource = set_quota.resource;
+	PERFORM mandant.audit_log_for(tenant, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
+								  'platform', 'quota.changed', 'tenant', tenant::text,
+								  jsonb_build_object('resource', resource, 'limit', "limit",
+													 'effectiveAt', COALESCE(effective_at, now()), 'reason', reason));
+	RETURN change_id;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.set_quota(uuid, text, bigint, timestamptz, text) IS
+'Override a tenant''s limit of a resource from effective_at on (NULL limit: unlimited); kept in mandant.quota_change. mandant_admin only.';
+
+CREATE FUNCTION mandant.change_plan(tenant uuid, plan_key text, reason text)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	old_plan text;
+BEGIN
+	SELECT t.plan_key INTO old_plan FROM mandant.tenant t WHERE t.id = tenant FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'tenant "%" does not exist', tenant
+			USING ERRCODE = 'MD002', DETAIL = 'No row of mandant.tenant has that id.', HINT = 'Check the tenant id.';
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM mandant.plan p WHERE p.key = change_plan.plan_key) THEN
+		RAISE EXCEPTION 'plan "%" does not exist', plan_key
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('No row of mandant.plan has key %L.', plan_key),
+				  HINT = format('Use one of: %s.', (SELECT string_agg(p.key, ', ' ORDER BY p.key) FROM mandant.plan p));
+	END IF;
+	IF reason IS NULL OR btrim(reason) = '' THEN
+		RAISE EXCEPTION 'a reason is required to change a plan'
+			USING ERRCODE = 'invalid_parameter_value', DETAIL = 'The reason is recorded in the audit trail.',
+				  HINT = 'Say why, e.g. ''upgrade ordered by the customer''.';
+	END IF;
+	UPDATE mandant.tenant t SET plan_key = change_plan.plan_key, updated_at = now() WHERE t.id = tenant;
+	UPDATE mandant.tenant_usage u SET limit_until = '-infinity' WHERE u.tenant_id = tenant;
+	PERFORM mandant.audit_log_for(tenant, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
+								  'platform', 'plan.changed', 'tenant', tenant::text,
+								  jsonb_build_object('from', old_plan, 'to', plan_key, 'reason', reason));
+	PERFORM mandant.emit_for(NULL, 'platform.tenant.plan_changed', tenant::text,
+							 jsonb_build_object('tenantId', tenant, 'from', old_plan, 'to', plan_key));
+END
+$$;
+
+COMMENT ON FUNCTION mandant.change_plan(uuid, text, text) IS
+'Move a tenant to another plan; its limits change at once (usage above a lower limit stays, new rows are refused). mandant_admin only.';
+
+CREATE FUNCTION mandant.usage(tenant uuid DEFAULT mandant.current_tenant())
+RETURNS TABLE (resource text, used bigint, "limit" bigint)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM mandant.check_tenant_access(tenant, 'the usage');
+	RETURN QUERY
+	SELECT r.resource,
+		   COALESCE((SELECT u.used FROM mandant.tenant_usage u WHERE u.tenant_id = usage.tenant AND u.resource = r.resource),
+					CASE WHEN EXISTS (SELECT 1 FROM mandant.quota_table q WHERE q.resource = r.resource)
+						 THEN mandant.count_rows(usage.tenant, r.resource) ELSE 0 END),
+		   mandant.effective_limit(usage.tenant, r.resource)
+	FROM (SELECT DISTINCT k AS resource FROM mandant.plan p, jsonb_object_keys(p.limits) k) r
+	ORDER BY r.resource;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.usage(uuid) IS
+'What a tenant uses of each resource and its limit (NULL: unlimited). The current tenant, or any for mandant_admin.';
+
+CREATE FUNCTION mandant.usage_reconcile()
+RETURNS TABLE (tenant_id uuid, resource text, recorded bigint, actual bigint)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	u record;
+	n bigint;
+BEGIN
+	FOR u IN SELECT x.tenant_id, x.resource, x.used FROM mandant.tenant_usage x
+			 WHERE EXISTS (SELECT 1 FROM mandant.quota_table q WHERE q.resource = x.resource)
+			 ORDER BY x.tenant_id, x.resource FOR UPDATE
+	LOOP
+		n := mandant.count_rows(u.tenant_id, u.resource);
+		IF n <> u.used THEN
+			UPDATE mandant.tenant_usage x SET used = n WHERE x.tenant_id = u.tenant_id AND x.resource = u.resource;
+			tenant_id := u.tenant_id;
+			resource := u.resource;
+			recorded := u.used;
+			actual := n;
+			RETURN NEXT;
+		END IF;
+	END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.usage_reconcile() IS
+'Recount the rows behind every usage counter, fix the counters that drifted and report them. mandant_admin only.';
+
+REVOKE ALL ON FUNCTION mandant.set_quota(uuid, text, bigint, timestamptz, text), mandant.change_plan(uuid, text, text),
+	mandant.usage_reconcile() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION mandant.set_quota(uuid, text, bigint, timestamptz, text), mandant.change_plan(uuid, text, text),
+	mandant.usage_reconcile() TO mandant_admin;

@@ -1,0 +1,614 @@
+
+/* ---------------------------------------------------------------------------
+ * Tenant lifecycle: status machine, provisioning saga, suspension, hard
+ * deletion with a tombstone, export and import.
+ *
+ * The status of mandant.tenant follows mandant's own state machine
+ * "mandant_tenant": pending -> active | failed, active <-> suspended, any
+ * -> deleted.  Every state may start a row, so that a dump restores
+ * suspended and failed tenants; transitions are what the machine guards.
+ * Every step is announced in the outbox (platform.tenant.*) and recorded
+ * in the audit trail.
+ * ------------------------------------------------------------------------- */
+
+INSERT INTO mandant.state_machine (name, transition_columns) VALUES ('mandant_tenant', '{status_reason,updated_at}');
+INSERT INTO mandant.state_machine_state (machine, state, initial, frozen) VALUES
+	('mandant_tenant', 'pending', true, false),
+	('mandant_tenant', 'active', true, false),
+	('mandant_tenant', 'suspended', true, false),
+	('mandant_tenant', 'failed', true, false),
+	('mandant_tenant', 'deleted', false, true);
+INSERT INTO mandant.state_transition (machine, from_state, to_state) VALUES
+	('mandant_tenant', 'pending', 'active'),
+	('mandant_tenant', 'pending', 'failed'),
+	('mandant_tenant', 'active', 'suspended'),
+	('mandant_tenant', 'suspended', 'active'),
+	('mandant_tenant', 'pending', 'deleted'),
+	('mandant_tenant', 'active', 'deleted'),
+	('mandant_tenant', 'suspended', 'deleted'),
+	('mandant_tenant', 'failed', 'deleted');
+CREATE TRIGGER zz_mandant_state_machine BEFORE INSERT OR UPDATE ON mandant.tenant
+	FOR EACH ROW EXECUTE FUNCTION mandant.state_machine_trigger('mandant_tenant', 'status', 'nolog');
+INSERT INTO mandant.state_machine_table (relid, machine, state_column) VALUES ('mandant.tenant', 'mandant_tenant', 'status');
+
+-- The tenant machine comes with the extension; dumps keep only the user's.
+SELECT pg_catalog.pg_extension_config_dump('mandant.state_machine', 'WHERE name <> ''mandant_tenant''');
+SELECT pg_catalog.pg_extension_config_dump('mandant.state_machine_state', 'WHERE machine <> ''mandant_tenant''');
+SELECT pg_catalog.pg_extension_config_dump('mandant.state_transition', 'WHERE machine <> ''mandant_tenant''');
+SELECT pg_catalog.pg_extension_config_dump('mandant.state_machine_table', 'WHERE machine <> ''mandant_tenant''');
+
+CREATE TABLE mandant.tenant_tombstone (
+	tenant_id	uuid PRIMARY KEY,
+	slug_sha256	bytea NOT NULL,
+	counts		jsonb NOT NULL,
+	deleted_by	text NOT NULL,
+	deleted_at	timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+COMMENT ON TABLE mandant.tenant_tombstone IS
+'What remains of a deleted tenant: its id, the SHA-256 of its slug, how many rows were removed per table, who and when. Append-only.';
+
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON mandant.tenant_tombstone
+	FOR EACH STATEMENT EXECUTE FUNCTION mandant.audit_append_only();
+ALTER TABLE mandant.tenant_tombstone ENABLE ALWAYS TRIGGER append_only;
+REVOKE ALL ON mandant.tenant_tombstone FROM PUBLIC;
+GRANT SELECT ON mandant.tenant_tombstone TO mandant_admin;
+SELECT pg_catalog.pg_extension_config_dump('mandant.tenant_tombstone', '');
+
+CREATE FUNCTION mandant.erase_tenant_history(tenant uuid)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'mandant_erase_tenant_history'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION mandant.erase_tenant_history(uuid) IS
+'Internal: delete a tenant''s rows from mandant''s append-only tables (for delete_tenant).';
+
+REVOKE ALL ON FUNCTION mandant.erase_tenant_history(uuid) FROM PUBLIC;
+
+/* ---- creation and the provisioning saga ------------------------------------ */
+
+CREATE FUNCTION mandant.tenant_payload(t mandant.tenant)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT jsonb_strip_nulls(jsonb_build_object('tenantId', t.id, 'slug', t.slug, 'name', t.name,
+												'status', t.status, 'planKey', t.plan_key,
+												'ownerEmail', t.owner_email, 'operationId', t.operation_id,
+												'reason', t.status_reason))
+$$;
+
+COMMENT ON FUNCTION mandant.tenant_payload(mandant.tenant) IS
+'Internal: the payload of platform.tenant.* events.';
+
+/* announce: an outbox event and an audit record of a tenant's step. */
+CREATE FUNCTION mandant.announce(tenant uuid, topic text, action text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t mandant.tenant;
+BEGIN
+	SELECT * INTO t FROM mandant.tenant x WHERE x.id = tenant;
+	PERFORM mandant.emit_for(NULL, topic, tenant::text, mandant.tenant_payload(t));
+	PERFORM mandant.audit_log_for(NULL, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
+								  'platform', action, 'tenant', tenant::text, mandant.tenant_payload(t));
+END
+$$;
+
+COMMENT ON FUNCTION mandant.announce(uuid, text, text) IS
+'Internal: emit a platform.tenant.* event and write the platform audit event of a lifecycle step.';
+
+/*
+ * after_tenant_created: the owner (if already a user) becomes a member,
+ * and the tenant is announced.  Called by mandant.create_tenant.
+ */
+CREATE FUNCTION mandant.after_tenant_created(tenant uuid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t		mandant.tenant;
+	owner	uuid;
+BEGIN
+	SELECT * INTO t FROM mandant.tenant x WHERE x.id = tenant;
+	FOR owner IN
+		INSERT INTO mandant.membership AS m (tenant_id, user_id, role, created_by)
+		SELECT t.id, u.id, 'owner', 'create_tenant'
+		FROM mandant.users u WHERE lower(u.email) = lower(t.owner_email)
+		RETURNING m.user_id
+	LOOP
+		PERFORM mandant.record_event(tenant, 'identity', 'member.added', 'user', owner::text,
+									 jsonb_build_object('role', 'owner', 'by', 'owner_email'));
+	END LOOP;
+	IF t.status = 'pending' THEN
+		PERFORM mandant.announce(tenant, 'platform.tenant.provisioning_requested', 'tenant.provisioning_requested');
+	ELSE
+		PERFORM mandant.announce(tenant, 'platform.tenant.created', 'tenant.created');
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.after_tenant_created(uuid) IS
+'Internal: make the owner a member when the user exists, and announce the new tenant.';
+
+CREATE FUNCTION mandant.tenant_by_operation(operation_id uuid)
+RETURNS mandant.tenant
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t mandant.tenant;
+BEGIN
+	SELECT * INTO t FROM mandant.tenant x WHERE x.operation_id = tenant_by_operation.operation_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no tenant was created by operation %', COALESCE(operation_id::text, 'NULL')
+			USING ERRCODE = 'no_data_found',
+				  DETAIL = 'No row of mandant.tenant carries that operation id.',
+				  HINT = 'Pass the operation id given to mandant.create_tenant().';
+	END IF;
+	RETURN t;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.tenant_by_operation(uuid) IS
+'Internal: the tenant an operation created, locked; P0002 when there is none.';
+
+CREATE FUNCTION mandant.complete_tenant_provisioning(operation_id uuid)
+RETURNS uuid
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t mandant.tenant := mandant.tenant_by_operation(operation_id);
+BEGIN
+	IF t.status = 'failed' THEN
+		RAISE EXCEPTION 'provisioning of tenant "%" has failed', t.slug
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('Operation %s failed: %s.', operation_id, COALESCE(t.status_reason, 'no reason given')),
+				  HINT = 'Create the tenant again with a new operation id.';
+	END IF;
+	IF t.status = 'pending' THEN
+		UPDATE mandant.tenant x SET status = 'active', status_reason = NULL, updated_at = now() WHERE x.id = t.id;
+		PERFORM mandant.announce(t.id, 'platform.tenant.created', 'tenant.created');
+	END IF;
+	RETURN t.id;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.complete_tenant_provisioning(uuid) IS
+'End the provisioning saga of a pending tenant: it becomes active and platform.tenant.created is emitted. Repeating it changes nothing and returns the same id. For mandant_admin and trusted backends.';
+
+CREATE FUNCTION mandant.fail_tenant_provisioning(operation_id uuid, reason text)
+RETURNS uuid
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t mandant.tenant := mandant.tenant_by_operation(operation_id);
+BEGIN
+	IF reason IS NULL OR btrim(reason) = '' THEN
+		RAISE EXCEPTION 'a reason is required to fail provisioning'
+			USING ERRCODE = 'invalid_parameter_value', DETAIL = 'The reason goes into the compensation event.',
+				  HINT = 'Say what failed, e.g. ''DNS zone could not be created''.';
+	END IF;
+	IF t.status NOT IN ('pending', 'failed') THEN
+		RAISE EXCEPTION 'provisioning of tenant "%" is complete', t.slug
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('The tenant is %s.', t.status),
+				  HINT = 'Suspend or delete the tenant instead.';
+	END IF;
+	IF t.status = 'pending' THEN
+		UPDATE mandant.tenant x SET status = 'failed', status_reason = reason, updated_at = now() WHERE x.id = t.id;
+		PERFORM mandant.announce(t.id, 'platform.tenant.provisioning_failed', 'tenant.provisioning_failed');
+	END IF;
+	RETURN t.id;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.fail_tenant_provisioning(uuid, text) IS
+'End the provisioning saga of a pending tenant as failed and emit the compensation event platform.tenant.provisioning_failed. Repeating it changes nothing. For mandant_admin and trusted backends.';
+
+/* ---- suspension ------------------------------------------------------------ */
+
+CREATE FUNCTION mandant.suspend_tenant(tenant uuid, reason text)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	status text;
+BEGIN
+	SELECT t.status INTO status FROM mandant.tenant t WHERE t.id = tenant FOR UPDATE;
+	IF status IS NULL THEN
+		RAISE EXCEPTION 'tenant "%" does not exist', tenant
+			USING ERRCODE = 'MD002', DETAIL = 'No row of mandant.tenant has that id.', HINT = 'Check the tenant id.';
+	END IF;
+	IF reason IS NULL OR btrim(reason) = '' THEN
+		RAISE EXCEPTION 'a reason is required to suspend a tenant'
+			USING ERRCODE = 'invalid_parameter_value', DETAIL = 'The reason is kept with the tenant and in the audit trail.',
+				  HINT = 'Say why, e.g. ''invoice 2026-11 unpaid''.';
+	END IF;
+	IF status = 'suspended' THEN
+		RETURN;
+	END IF;
+	UPDATE mandant.tenant t SET status = 'suspended', status_reason = reason, updated_at = now() WHERE t.id = tenant;
+	PERFORM mandant.announce(tenant, 'platform.tenant.suspended', 'tenant.suspended');
+END
+$$;
+
+COMMENT ON FUNCTION mandant.suspend_tenant(uuid, text) IS
+'Suspend an active tenant: nobody can enter it (set_tenant and authenticate answer MD003), its data stays. mandant_admin only.';
+
+CREATE FUNCTION mandant.resume_tenant(tenant uuid)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	status text;
+BEGIN
+	SELECT t.status INTO status FROM mandant.tenant t WHERE t.id = tenant FOR UPDATE;
+	IF status IS NULL THEN
+		RAISE EXCEPTION 'tenant "%" does not exist', tenant
+			USING ERRCODE = 'MD002', DETAIL = 'No row of mandant.tenant has that id.', HINT = 'Check the tenant id.';
+	END IF;
+	IF status = 'active' THEN
+		RETURN;
+	END IF;
+	UPDATE mandant.tenant t SET status = 'active', status_reason = NULL, updated_at = now() WHERE t.id = tenant;
+	PERFORM mandant.announce(tenant, 'platform.tenant.resumed', 'tenant.resumed');
+END
+$$;
+
+COMMENT ON FUNCTION mandant.resume_tenant(uuid) IS
+'Resume a suspended tenant. mandant_admin only.';
+
+/* ---- the tenant's tables, in foreign key order --------------------------- */
+
+/*
+ * tenant_tables lists the registered tenant tables that hold rows of their
+ * own (partitions of a registered table are reached through it), with the
+ * length of the longest chain of registered tables referencing each: 0 for
+ * tables nothing references.  Deleting in ascending order and inserting in
+ * descending order respects the foreign keys between them.
+ */
+CREATE FUNCTION mandant.tenant_tables()
+RETURNS TABLE (relid regclass, tenant_column name, depth integer)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	WITH RECURSIVE own AS (
+		SELECT r.relid, r.tenant_column FROM mandant.tenant_table r
+		WHERE NOT EXISTS (SELECT 1 FROM pg_partition_ancestors(r.relid) a
+						  JOIN mandant.tenant_table p ON p.relid = a.relid
+						  WHERE a.relid <> r.relid)
+	), edges AS (
+		SELECT DISTINCT c.conrelid AS child, c.confrelid AS parent
+		FROM pg_constraint c
+		JOIN own a ON a.relid = c.conrelid
+		JOIN own b ON b.relid = c.confrelid
+		WHERE c.contype = 'f' AND c.conrelid <> c.confrelid
+	), chain (relid, depth, path) AS (
+		SELECT o.relid::oid, 0, ARRAY[o.relid::oid] FROM own o
+		UNION ALL
+		SELECT e.parent, ch.depth + 1, ch.path || e.parent
+		FROM chain ch JOIN edges e ON e.child = ch.relid
+		WHERE NOT e.parent = ANY (ch.path)
+	)
+	SELECT o.relid, o.tenant_column, max(ch.depth)
+	FROM own o JOIN chain ch ON ch.relid = o.relid::oid
+	GROUP BY o.relid, o.tenant_column
+	ORDER BY 3, 1::text
+$$;
+
+COMMENT ON FUNCTION mandant.tenant_tables() IS
+'The registered tenant tables (partitions left out) with their depth in the foreign keys between them: delete by ascending depth, insert by descending.';
+
+/* ---- deletion -------------------------------------------------------------- */
+
+CREATE FUNCTION mandant.delete_tenant(tenant uuid, confirm_slug text)
+RETURNS jsonb
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t		mandant.tenant;
+	tbl		record;
+	n		bigint;
+	counts	jsonb := '{}';
+BEGIN
+	SELECT * INTO t FROM mandant.tenant x WHERE x.id = tenant FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'tenant "%" does not exist', tenant
+			USING ERRCODE = 'MD002', DETAIL = 'No row of mandant.tenant has that id.', HINT = 'Check the tenant id.';
+	END IF;
+	IF confirm_slug IS DISTINCT FROM t.slug THEN
+		RAISE EXCEPTION 'confirmation does not match tenant "%"', tenant
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'The slug given to confirm the deletion is not the tenant''s slug.',
+				  HINT = 'Pass the tenant''s slug as confirm_slug; deletion cannot be undone.';
+	END IF;
+	IF tenant = mandant.current_tenant() THEN
+		RAISE EXCEPTION 'cannot delete tenant "%" from inside it', t.slug
+			USING ERRCODE = 'object_in_use',
+				  DETAIL = 'The transaction has entered the tenant it is deleting.',
+				  HINT = 'Delete it from a transaction without a tenant, as a platform administrator.';
+	END IF;
+	UPDATE mandant.tenant x SET status = 'deleted', updated_at = now() WHERE x.id = tenant;
+
+	FOR tbl IN SELECT * FROM mandant.tenant_tables() ORDER BY depth, relid::text LOOP
+		EXECUTE format('DELETE FROM %s WHERE %I = $1', tbl.relid, tbl.tenant_column) USING tenant;
+		GET DIAGNOSTICS n = ROW_COUNT;
+		counts := counts || jsonb_build_object(tbl.relid::text, n);
+	END LOOP;
+
+	DELETE FROM mandant.outbox o WHERE o.tenant_id = tenant;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	counts := counts || jsonb_build_object('mandant.outbox', n);
+	DELETE FROM mandant.config_entry c WHERE c.tenant_id = tenant;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	counts := counts || jsonb_build_object('mandant.config_entry', n);
+	DELETE FROM mandant.membership m WHERE m.tenant_id = tenant;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	counts := counts || jsonb_build_object('mandant.membership', n);
+	DELETE FROM mandant.login_attempt l WHERE l.tenant_id = tenant;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	counts := counts || jsonb_build_object('mandant.login_attempt', n);
+	DELETE FROM mandant.tenant_usage u WHERE u.tenant_id = tenant;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	counts := counts || jsonb_build_object('mandant.tenant_usage', n);
+	counts := counts || mandant.erase_tenant_history(tenant);
+	DELETE FROM mandant.tenant x WHERE x.id = tenant;		-- roles, service accounts, sessions cascade
+
+	INSERT INTO mandant.tenant_tombstone (tenant_id, slug_sha256, counts, deleted_by)
+	VALUES (tenant, sha256(convert_to(t.slug, 'UTF8')), counts, COALESCE(mandant.current_user_id()::text, session_user));
+	PERFORM mandant.emit_for(NULL, 'platform.tenant.deleted', tenant::text,
+							 jsonb_build_object('tenantId', tenant, 'counts', counts));
+	PERFORM mandant.audit_log_for(NULL, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
+								  'platform', 'tenant.deleted', 'tenant', tenant::text,
+								  jsonb_build_object('slugSha256', encode(sha256(convert_to(t.slug, 'UTF8')), 'hex'),
+													 'counts', counts));
+	RETURN counts;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.delete_tenant(uuid, text) IS
+'Delete a tenant for good: every row of every tenant table (children first), its outbox events, configuration, members, usage, audit trail and history; leaves a tombstone (id, slug SHA-256, counts) and returns the counts. confirm_slug must be the tenant''s slug. mandant_admin only.';
+
+/* ---- export and import ------------------------------------------------------ */
+
+CREATE FUNCTION mandant.export_tenant(tenant uuid)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t		mandant.tenant;
+	tbl		record;
+	rows	jsonb;
+	tables	jsonb := '{}';
+BEGIN
+	SELECT * INTO t FROM mandant.tenant x WHERE x.id = tenant;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'tenant "%" does not exist', tenant
+			USING ERRCODE = 'MD002', DETAIL = 'No row of mandant.tenant has that id.', HINT = 'Check the tenant id.';
+	END IF;
+	FOR tbl IN SELECT * FROM mandant.tenant_tables() ORDER BY depth DESC, relid::text LOOP
+		EXECUTE format('SELECT COALESCE(jsonb_agg(to_jsonb(r) ORDER BY r::text), ''[]'') FROM %s r WHERE %I = $1',
+					   tbl.relid, tbl.tenant_column)
+			INTO rows USING tenant;
+		tables := tables || jsonb_build_object(tbl.relid::text, rows);
+	END LOOP;
+
+	RETURN jsonb_build_object(
+		'format', 'mandant.tenant-export',
+		'version', 1,
+		'exportedAt', now(),
+		'tenant', to_jsonb(t),
+		'tables', tables,
+		'roles', (SELECT COALESCE(jsonb_agg(jsonb_build_object('name', r.name, 'scopes', r.scopes,
+															   'description', r.description) ORDER BY r.name), '[]')
+				  FROM mandant.role r WHERE r.tenant_id = tenant),
+		'memberships', (SELECT COALESCE(jsonb_agg(jsonb_build_object('email', u.email, 'displayName', u.display_name,
+																	 'role', m.role, 'createdAt', m.created_at,
+																	 'createdBy', m.created_by)
+												  ORDER BY lower(u.email)), '[]')
+						FROM mandant.membership m JOIN mandant.users u ON u.id = m.user_id WHERE m.tenant_id = tenant),
+		'config', (SELECT COALESCE(jsonb_agg(to_jsonb(c) - 'tenant_id' ORDER BY c.service, c.key), '[]')
+				   FROM mandant.config_entry c WHERE c.tenant_id = tenant),
+		'configHistory', (SELECT COALESCE(jsonb_agg(to_jsonb(h) - 'tenant_id' ORDER BY h.revision), '[]')
+						  FROM mandant.config_history h WHERE h.tenant_id = tenant),
+		'quotaChanges', (SELECT COALESCE(jsonb_agg(to_jsonb(q) - 'tenant_id' - 'id' ORDER BY q.id), '[]')
+						 FROM mandant.quota_change q WHERE q.tenant_id = tenant),
+		'charged', (SELECT COALESCE(jsonb_object_agg(u.resource, u.used), '{}') FROM mandant.tenant_usage u
+					WHERE u.tenant_id = tenant
+					  AND NOT EXISTS (SELECT 1 FROM mandant.quota_table q WHERE q.resource = u.resource)),
+		'audit', jsonb_build_object(
+			'events', (SELECT COALESCE(jsonb_agg(to_jsonb(e) - 'tenant_id' ORDER BY e.id), '[]')
+					   FROM mandant.audit_event e WHERE e.tenant_id = tenant),
+			'seals', (SELECT COALESCE(jsonb_agg(to_jsonb(s) - 'tenant_id' ORDER BY s.seq), '[]')
+					  FROM mandant.audit_seal s WHERE s.tenant_id = tenant)));
+END
+$$;
+
+COMMENT ON FUNCTION mandant.export_tenant(uuid) IS
+'Everything of a tenant as one JSON document (format mandant.tenant-export, version 1): the tenant, the rows of every tenant table, its roles, members (e-mail, name, role: never password hashes or secrets), configuration and its history, quota changes, charged usage and the audit trail with its seals. mandant_admin only.';
+
+/* import_rows inserts exported rows into one tenant table, for tenant. */
+CREATE FUNCTION mandant.import_rows(tbl regclass, tenant_column name, tenant uuid, rows jsonb)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	columns	text;
+	n		bigint;
+	seq		text;
+	col		name;
+BEGIN
+	SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO columns
+	FROM pg_attribute a
+	WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
+	EXECUTE format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM jsonb_populate_recordset(NULL::%s, $1)',
+				   tbl, columns, columns, tbl)
+		USING (SELECT COALESCE(jsonb_agg(r || jsonb_build_object(tenant_column, tenant)), '[]')
+			   FROM jsonb_array_elements(rows) r);
+	GET DIAGNOSTICS n = ROW_COUNT;
+	/* Sequences behind the imported ids move past them. */
+	FOR col, seq IN
+		SELECT a.attname, pg_get_serial_sequence(tbl::text, a.attname)
+		FROM pg_attribute a WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+	LOOP
+		IF seq IS NOT NULL THEN
+			EXECUTE format('SELECT setval(%L, GREATEST((SELECT max(%I) FROM %s), (SELECT last_value FROM %s)))',
+						   seq, col, tbl, seq::regclass);
+		END IF;
+	END LOOP;
+	RETURN n;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.import_rows(regclass, name, uuid, jsonb) IS
+'Internal: insert exported rows into a tenant table for a tenant and move its sequences past them.';
+
+CREATE FUNCTION mandant.import_tenant(export jsonb)
+RETURNS uuid
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET session_replication_role = replica
+AS $$
+DECLARE
+	t		mandant.tenant;
+	tbl		record;
+	rows	jsonb;
+	name	text;
+	h		record;
+	rev		bigint;
+	skipped	text[] := '{}';
+BEGIN
+	IF export IS NULL OR jsonb_typeof(export) <> 'object' OR export ->> 'format' IS DISTINCT FROM 'mandant.tenant-export' THEN
+		RAISE EXCEPTION 'not a mandant tenant export'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'The document has no "format": "mandant.tenant-export".',
+				  HINT = 'Pass what mandant.export_tenant() returned.';
+	END IF;
+	IF export -> 'version' IS DISTINCT FROM '1'::jsonb THEN
+		RAISE EXCEPTION 'unsupported export version %', COALESCE(export ->> 'version', 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'This mandant reads exports of version 1.',
+				  HINT = 'Export again with this version of mandant.';
+	END IF;
+	t := jsonb_populate_record(NULL::mandant.tenant, export -> 'tenant');
+	IF t.id IS NULL OR t.slug IS NULL THEN
+		RAISE EXCEPTION 'export names no tenant'
+			USING ERRCODE = 'invalid_parameter_value', DETAIL = 'The "tenant" object lacks id or slug.',
+				  HINT = 'Pass what mandant.export_tenant() returned.';
+	END IF;
+	IF EXISTS (SELECT 1 FROM mandant.tenant x WHERE x.slug = t.slug OR x.id = t.id) THEN
+		RAISE EXCEPTION 'tenant "%" already exists', t.slug
+			USING ERRCODE = 'unique_violation',
+				  DETAIL = 'A tenant with this slug or id is in this database.',
+				  HINT = 'Delete it first, or import into another database.';
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM mandant.plan p WHERE p.key = t.plan_key) THEN
+		RAISE EXCEPTION 'plan "%" of the export does not exist here', t.plan_key
+			USING ERRCODE = 'invalid_parameter_value', DETAIL = 'mandant.plan has no such key.',
+				  HINT = 'Create the plan first.';
+	END IF;
+	FOR name IN SELECT jsonb_object_keys(COALESCE(export -> 'tables', '{}')) LOOP
+		IF NOT EXISTS (SELECT 1 FROM mandant.tenant_tables() x WHERE x.relid::text = name) THEN
+			RAISE EXCEPTION 'table % of the export is not a tenant table here', name
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'Every table of the export must exist and be registered with mandant.enable_tenancy.',
+					  HINT = 'Create the schema (migrations) first.';
+		END IF;
+	END LOOP;
+
+	INSERT INTO mandant.tenant SELECT (t).*;
+	FOR tbl IN SELECT * FROM mandant.tenant_tables() ORDER BY depth DESC, relid::text LOOP
+		rows := export -> 'tables' -> tbl.relid::text;
+		IF rows IS NOT NULL THEN
+			PERFORM mandant.import_rows(tbl.relid, tbl.tenant_column, t.id, rows);
+		END IF;
+	END LOOP;
+
+	INSERT INTO mandant.role (tenant_id, name, scopes, description)
+	SELECT t.id, r.name, r.scopes, r.description
+	FROM jsonb_to_recordset(COALESCE(export -> 'roles', '[]')) AS r (name text, scopes text[], description text);
+	INSERT INTO mandant.membership (tenant_id, user_id, role, created_at, created_by)
+	SELECT t.id, u.id, m.role, m."createdAt", m."createdBy"
+	FROM jsonb_to_recordset(COALESCE(export -> 'memberships', '[]'))
+		 AS m (email text, role text, "createdAt" timestamptz, "createdBy" text)
+	JOIN mandant.users u ON lower(u.email) = lower(m.email);
+	SELECT COALESCE(array_agg(m.email ORDER BY m.email), '{}') INTO skipped
+	FROM jsonb_to_recordset(COALESCE(export -> 'memberships', '[]')) AS m (email text)
+	WHERE NOT EXISTS (SELECT 1 FROM mandant.users u WHERE lower(u.email) = lower(m.email));
+
+	/* Configuration: revisions are this database's, so they are taken anew in order. */
+	FOR h IN SELECT * FROM jsonb_populate_recordset(NULL::mandant.config_history, COALESCE(export -> 'configHistory', '[]'))
+			 ORDER BY revision LOOP
+		INSERT INTO mandant.config_clock AS c (id, revision) VALUES (1, 1)
+		ON CONFLICT (id) DO UPDATE SET revision = c.revision + 1 RETURNING c.revision INTO rev;
+		INSERT INTO mandant.config_history (revision, tenant_id, service, key, version, old_value, new_value,
+											reason, changed_by, actor_user_id, request_id, changed_at)
+		VALUES (rev, t.id, h.service, h.key, h.version, h.old_value, h.new_value, h.reason, h.changed_by,
+				h.actor_user_id, h.request_id, h.changed_at);
+	END LOOP;
+	FOR h IN SELECT * FROM jsonb_populate_recordset(NULL::mandant.config_entry, COALESCE(export -> 'config', '[]')) LOOP
+		INSERT INTO mandant.config_clock AS c (id, revision) VALUES (1, 1)
+		ON CONFLICT (id) DO UPDATE SET revision = c.revision + 1 RETURNING c.revision INTO rev;
+		INSERT INTO mandant.config_entry (tenant_id, service, key, value, version, revision, updated_at, updated_by, deleted_at)
+		VALUES (t.id, h.service, h.key, h.value, h.version, rev, h.updated_at, h.updated_by, h.deleted_at);
+	END LOOP;
+
+	INSERT INTO mandant.quota_change (tenant_id, resource, "limit", effective_at, reason, actor, created_at)
+	SELECT t.id, q.resource, q."limit", q.effective_at, q.reason, q.actor, q.created_at
+	FROM jsonb_populate_recordset(NULL::mandant.quota_change, COALESCE(export -> 'quotaChanges', '[]')) q;
+	INSERT INTO mandant.tenant_usage (tenant_id, resource, used)
+	SELECT t.id, c.key, (c.value #>> '{}')::bigint FROM jsonb_each(COALESCE(export -> 'charged', '{}')) c;
+
+	INSERT INTO mandant.audit_event
+	SELECT (jsonb_populate_record(NULL::mandant.audit_event, e || jsonb_build_object('tenant_id', t.id))).*
+	FROM jsonb_array_elements(COALESCE(export #> '{audit,events}', '[]')) e;
+	INSERT INTO mandant.audit_seal
+	SELECT (jsonb_populate_record(NULL::mandant.audit_seal, s || jsonb_build_object('tenant_id', t.id))).*
+	FROM jsonb_array_elements(COALESCE(export #> '{audit,seals}', '[]')) s;
+	PERFORM setval('mandant.audit_event_id_seq', GREATEST(
+		(SELECT max(e.id) FROM mandant.audit_event e), (SELECT last_value FROM mandant.audit_event_id_seq)));
+
+	PERFORM mandant.emit_for(NULL, 'platform.tenant.imported', t.id::text,
+							 mandant.tenant_payload(t) || jsonb_build_object('membersSkipped', skipped));
+	PERFORM mandant.audit_log_for(NULL, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
+								  'platform', 'tenant.imported', 'tenant', t.id::text,
+								  jsonb_build_object('slug', t.slug, 'membersSkipped', skipped));
+	IF cardinality(skipped) > 0 THEN
+		RAISE WARNING 'members without an account here were not imported: %', array_to_string(skipped, ', ')
+			USING HINT = 'Create the users, then add them with mandant.add_member().';
+	END IF;
+	RETURN t.id;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.import_tenant(jsonb) IS
+'Restore a tenant from mandant.export_tenant() (version 1) into this database: rows with their ids, members whose e-mail has an account here, configuration (new revisions), quota changes, audit trail and seals (audit_verify still passes). Refuses other versions and existing slugs; all or nothing. mandant_admin only.';
+
+REVOKE ALL ON FUNCTION mandant.delete_tenant(uuid, text), mandant.export_tenant(uuid), mandant.import_tenant(jsonb),
+	mandant.suspend_tenant(uuid, text), mandant.resume_tenant(uuid),
+	mandant.complete_tenant_provisioning(uuid), mandant.fail_tenant_provisioning(uuid, text),
+	mandant.import_rows(regclass, name, uuid, jsonb), mandant.announce(uuid, text, text),
+	mandant.after_tenant_created(uuid), mandant.tenant_by_operation(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION mandant.delete_tenant(uuid, text), mandant.export_tenant(uuid), mandant.import_tenant(jsonb),
+	mandant.suspend_tenant(uuid, text), mandant.resume_tenant(uuid),
+	mandant.complete_tenant_provisioning(uuid), mandant.fail_tenant_provisioning(uuid, text) TO mandant_admin;
+GRANT EXECUTE ON FUNCTION mandant.complete_tenant_provisioning(uuid), mandant.fail_tenant_provisioning(uuid, text)
+	TO mandant_service;
