@@ -59,15 +59,28 @@ PG_FUNCTION_INFO_V1(mandant_charge);
 	"WHERE u.tenant_id = $1 AND u.resource = $2 AND u.limit_until > pg_catalog.now() " \
 	"AND ($3 <= 0 OR u.limit_value IS NULL OR u.used + $3 <= u.limit_value) " \
 	"RETURNING u.used"
-#define REFRESH_SQL \
-	"SELECT mandant.quota_refresh($1, $2)"
 #define STATE_SQL \
-	"SELECT u.used, u.limit_value FROM mandant.tenant_usage u " \
+	"SELECT u.used, u.limit_value, u.limit_until > pg_catalog.now() FROM mandant.tenant_usage u " \
 	"WHERE u.tenant_id = $1 AND u.resource = $2"
+#define COUNT_SQL \
+	"SELECT mandant.count_rows($1, $2)"
+#define REFRESH_SQL \
+	"SELECT mandant.quota_refresh($1, $2, $3)"
 
 static SPIPlanPtr consume_plan = NULL;
-static SPIPlanPtr refresh_plan = NULL;
 static SPIPlanPtr state_plan = NULL;
+static SPIPlanPtr count_plan = NULL;
+static SPIPlanPtr refresh_plan = NULL;
+
+/* What tenant_usage says about a tenant and resource. */
+typedef struct UsageState
+{
+	bool		exists;
+	bool		current;		/* the cached limit still holds */
+	bool		limited;
+	int64		used;
+	int64		limit;
+} UsageState;
 
 /* PreparePlan saves a plan once per backend. */
 static SPIPlanPtr
@@ -111,6 +124,73 @@ LimitReached(const char *resource, int64 used, int64 limit, int64 delta)
 			 errhint("Upgrade the plan (mandant.change_plan) or ask for a higher quota (mandant.set_quota).")));
 }
 
+/* ReadUsage reads the usage row (seeing this transaction's changes). */
+static UsageState
+ReadUsage(Datum *args, Oid *argtypes)
+{
+	UsageState	state = {0};
+	bool		isnull;
+
+	if (SPI_execute_plan(PreparePlan(&state_plan, STATE_SQL, 2, argtypes), args, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read mandant.tenant_usage");
+	if (SPI_processed == 0)
+		return state;
+	state.exists = true;
+	state.used = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	state.limit = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	state.limited = !isnull;
+	state.current = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	return state;
+}
+
+/*
+ * CreateOrRefreshUsage makes the usage row hold the limit in effect.  A
+ * new row starts from the rows counted with the statement's own snapshot
+ * (read-only SPI): an AFTER trigger must not count the rows its statement
+ * inserted, each of which is added by its own trigger call.
+ */
+static void
+CreateOrRefreshUsage(Datum *args, Oid *argtypes, bool exists)
+{
+	Datum		refresh_args[3] = {args[0], args[1], (Datum) 0};
+	char		nulls[3] = {' ', ' ', 'n'};
+	bool		isnull;
+
+	if (!exists)
+	{
+		if (SPI_execute_plan(PreparePlan(&count_plan, COUNT_SQL, 2, argtypes), args, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not count rows for mandant.tenant_usage");
+		refresh_args[2] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		nulls[2] = ' ';
+	}
+	if (SPI_execute_plan(PreparePlan(&refresh_plan, REFRESH_SQL, 3, argtypes), refresh_args, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not refresh mandant.tenant_usage");
+}
+
+/*
+ * TryConsume applies delta if the limit allows; creates or refreshes the
+ * usage row once when it is missing or its limit is stale.  Returns the
+ * state when refused.
+ */
+static bool
+TryConsume(Datum *args, Oid *argtypes, UsageState *state)
+{
+	for (int attempt = 0; attempt < 2; attempt++)
+	{
+		if (SPI_execute_plan(PreparePlan(&consume_plan, CONSUME_SQL, 3, argtypes), args, NULL, false, 1)
+			!= SPI_OK_UPDATE_RETURNING)
+			elog(ERROR, "could not update mandant.tenant_usage");
+		if (SPI_processed > 0)
+			return true;
+		*state = ReadUsage(args, argtypes);
+		if (state->exists && state->current)
+			return false;		/* the limit is reached */
+		if (attempt == 0)
+			CreateOrRefreshUsage(args, argtypes, state->exists);
+	}
+	return false;
+}
+
 /*
  * Consume adds delta to the usage of a resource of a tenant (negative:
  * releases), or raises MD030 when that would pass the limit.  Runs the
@@ -123,9 +203,7 @@ Consume(const pg_uuid_t *tenant, const char *resource, int64 delta)
 	Datum		args[3];
 	Oid			saved_user;
 	int			saved_context;
-	volatile int64 used = 0;
-	volatile int64 limit = 0;
-	volatile bool limited = false;
+	UsageState	state = {0};
 	volatile bool done = false;
 
 	args[0] = UUIDPGetDatum((pg_uuid_t *) tenant);
@@ -137,29 +215,7 @@ Consume(const pg_uuid_t *tenant, const char *resource, int64 delta)
 	PG_TRY();
 	{
 		SPI_connect();
-		for (int attempt = 0; attempt < 2 && !done; attempt++)
-		{
-			if (SPI_execute_plan(PreparePlan(&consume_plan, CONSUME_SQL, 3, argtypes),
-								 args, NULL, false, 1) != SPI_OK_UPDATE_RETURNING)
-				elog(ERROR, "could not update mandant.tenant_usage");
-			done = SPI_processed > 0;
-			if (!done && attempt == 0 &&
-				SPI_execute_plan(PreparePlan(&refresh_plan, REFRESH_SQL, 2, argtypes),
-								 args, NULL, false, 0) != SPI_OK_SELECT)
-				elog(ERROR, "could not refresh mandant.tenant_usage");
-		}
-		if (!done)
-		{
-			bool		isnull;
-			bool		unlimited;
-
-			if (SPI_execute_plan(PreparePlan(&state_plan, STATE_SQL, 2, argtypes),
-								 args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-				elog(ERROR, "usage of %s is missing after a refresh", resource);
-			used = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-			limit = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &unlimited));
-			limited = !unlimited;
-		}
+		done = TryConsume(args, argtypes, &state);
 		SPI_finish();
 	}
 	PG_FINALLY();
@@ -170,9 +226,9 @@ Consume(const pg_uuid_t *tenant, const char *resource, int64 delta)
 
 	if (!done)
 	{
-		if (!limited)
+		if (!state.limited)
 			elog(ERROR, "usage of %s could not be counted", resource);
-		LimitReached(resource, used, limit, delta);
+		LimitReached(resource, state.used, state.limit, delta);
 	}
 }
 
@@ -226,7 +282,9 @@ mandant_quota_trigger(PG_FUNCTION_ARGS)
 			(before && memcmp(before->data, after->data, UUID_LEN) != 0))
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("rows of %s cannot move to another tenant", RelationGetRelationName(rel)),
+					 errmsg("rows of %s cannot move to another tenant",
+							quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+													   RelationGetRelationName(rel))),
 					 errdetail("The update changes column %s, and the table counts against the quota of %s.",
 							   column, resource),
 					 errhint("Delete the row and insert it in the other tenant.")));

@@ -145,16 +145,16 @@ COMMENT ON FUNCTION mandant.count_rows(uuid, text) IS
 
 /*
  * quota_refresh (called by quota.c as the extension owner) creates the
- * usage row of a tenant and resource, counting existing rows, or
+ * usage row of a tenant and resource, starting from counted, or
  * recomputes the limit in effect and until when it holds.
  */
-CREATE FUNCTION mandant.quota_refresh(tenant uuid, resource text)
+CREATE FUNCTION mandant.quota_refresh(tenant uuid, resource text, counted bigint)
 RETURNS void
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 	INSERT INTO mandant.tenant_usage AS u (tenant_id, resource, used, limit_value, limit_until)
-	VALUES (tenant, resource, mandant.count_rows(tenant, resource), mandant.effective_limit(tenant, resource),
+	VALUES (tenant, resource, COALESCE(counted, 0), mandant.effective_limit(tenant, resource),
 			COALESCE((SELECT min(q.effective_at) FROM mandant.quota_change q
 					  WHERE q.tenant_id = tenant AND q.resource = quota_refresh.resource AND q.effective_at > now()),
 					 'infinity'))
@@ -162,10 +162,10 @@ AS $$
 	SET limit_value = EXCLUDED.limit_value, limit_until = EXCLUDED.limit_until;
 $$;
 
-COMMENT ON FUNCTION mandant.quota_refresh(uuid, text) IS
-'Internal: create or refresh the usage row of a tenant and resource.';
+COMMENT ON FUNCTION mandant.quota_refresh(uuid, text, bigint) IS
+'Internal: create the usage row of a tenant and resource (starting at counted), or refresh its limit.';
 
-REVOKE ALL ON FUNCTION mandant.quota_refresh(uuid, text), mandant.count_rows(uuid, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.quota_refresh(uuid, text, bigint), mandant.count_rows(uuid, text) FROM PUBLIC;
 
 /* Registering a table (or changing its resource) recounts that resource. */
 CREATE FUNCTION mandant.quota_table_changed()
