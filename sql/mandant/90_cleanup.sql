@@ -22,11 +22,12 @@ BEGIN
 	WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0;
 	DELETE FROM mandant.tenant_table r WHERE r.relid::oid = ANY (dropped);
 	DELETE FROM mandant.state_machine_table r WHERE r.relid::oid = ANY (dropped);
+	DELETE FROM mandant.quota_table r WHERE r.relid::oid = ANY (dropped);
 END
 $$;
 
 COMMENT ON FUNCTION mandant.forget_dropped_tables() IS
-'Event trigger: unregister tenant tables and state machine tables when they are dropped.';
+'Event trigger: unregister tenant tables, state machine tables and tables under quota when they are dropped.';
 
 REVOKE ALL ON FUNCTION mandant.forget_dropped_tables() FROM PUBLIC;
 
