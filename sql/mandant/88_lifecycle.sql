@@ -38,12 +38,15 @@ SELECT pg_catalog.pg_extension_config_dump('mandant.state_transition', 'WHERE ma
 SELECT pg_catalog.pg_extension_config_dump('mandant.state_machine_table', 'WHERE machine <> ''mandant_tenant''');
 
 CREATE TABLE mandant.tenant_tombstone (
-	tenant_id	uuid PRIMARY KEY,
+	id			bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	tenant_id	uuid NOT NULL,
 	slug_sha256	bytea NOT NULL,
 	counts		jsonb NOT NULL,
 	deleted_by	text NOT NULL,
 	deleted_at	timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
+
+CREATE INDEX tenant_tombstone_tenant_idx ON mandant.tenant_tombstone (tenant_id);
 
 COMMENT ON TABLE mandant.tenant_tombstone IS
 'What remains of a deleted tenant: its id, the SHA-256 of its slug, how many rows were removed per table, who and when. Append-only.';
