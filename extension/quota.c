@@ -23,6 +23,11 @@
  * MD030 with "users: 2 of 2 used".  Deletes subtract (never below zero);
  * moving a row to another tenant is refused.
  *
+ * Members count as users through explicit calls of mandant.consume() in
+ * the identity functions, not through a trigger on mandant.membership:
+ * triggers on mandant's own tables also fire while pg_restore loads them,
+ * and would count the restored members on top of the restored counters.
+ *
  * The counters are written with the rights of the extension's owner
  * (nobody else may write them), through SPI with saved plans.
  *
@@ -53,6 +58,7 @@
 
 PG_FUNCTION_INFO_V1(mandant_quota_trigger);
 PG_FUNCTION_INFO_V1(mandant_charge);
+PG_FUNCTION_INFO_V1(mandant_consume);
 
 #define CONSUME_SQL \
 	"UPDATE mandant.tenant_usage u SET used = GREATEST(u.used + $3, 0) " \
@@ -353,4 +359,19 @@ MandantCheckResource(const char *resource)
 				 errmsg("unknown resource \"%s\"", resource),
 				 errdetail("No plan limits it (see mandant.plan.limits)."),
 				 errhint("Add the resource to the plans' limits first (null: unlimited).")));
+}
+
+/*
+ * mandant.consume(tenant uuid, resource text, amount bigint) returns void:
+ * Consume for mandant's own functions (members as users).  Call it before
+ * writing the row, so that a new counter does not count that row too.
+ * Internal (no EXECUTE for PUBLIC).
+ */
+Datum
+mandant_consume(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		elog(ERROR, "mandant.consume() needs tenant, resource and amount");
+	Consume(PG_GETARG_UUID_P(0), text_to_cstring(PG_GETARG_TEXT_PP(1)), PG_GETARG_INT64(2));
+	PG_RETURN_VOID();
 }

@@ -1161,13 +1161,14 @@ BEGIN
 	RETURNING id INTO new_id;
 	/* The owner named when a tenant was created joins it now. */
 	FOR joined IN
-		INSERT INTO mandant.membership AS m (tenant_id, user_id, role, created_by)
-		SELECT t.id, new_id, 'owner', 'owner_email'
-		FROM mandant.tenant t
+		SELECT t.id FROM mandant.tenant t
 		WHERE lower(t.owner_email) = lower(address) AND t.status IN ('pending', 'active', 'suspended')
 		  AND NOT EXISTS (SELECT 1 FROM mandant.membership x WHERE x.tenant_id = t.id AND x.role = 'owner')
-		RETURNING m.tenant_id
+		ORDER BY t.id
 	LOOP
+		PERFORM mandant.consume(joined, 'users', 1);
+		INSERT INTO mandant.membership (tenant_id, user_id, role, created_by)
+		VALUES (joined, new_id, 'owner', 'owner_email');
 		PERFORM mandant.record_event(joined, 'identity', 'member.added', 'user', new_id::text,
 									 jsonb_build_object('role', 'owner', 'by', 'owner_email'));
 	END LOOP;
@@ -1195,14 +1196,14 @@ BEGIN
 			USING ERRCODE = 'no_data_found', DETAIL = 'No row of mandant.users has that id.',
 				  HINT = 'Create the user with mandant.create_user() first.';
 	END IF;
-	BEGIN
-		INSERT INTO mandant.membership (tenant_id, user_id, role, created_by)
-		VALUES (tenant, member, new_role, COALESCE(mandant.current_user_id()::text, caller));
-	EXCEPTION WHEN unique_violation THEN
+	IF EXISTS (SELECT 1 FROM mandant.membership m WHERE m.tenant_id = tenant AND m.user_id = member) THEN
 		RAISE EXCEPTION 'user % is already a member', member
 			USING ERRCODE = 'unique_violation', DETAIL = 'A user has one role per tenant.',
 				  HINT = 'Change the role with mandant.set_member_role().';
-	END;
+	END IF;
+	PERFORM mandant.consume(tenant, 'users', 1);		-- MD030 past the plan's users
+	INSERT INTO mandant.membership (tenant_id, user_id, role, created_by)
+	VALUES (tenant, member, new_role, COALESCE(mandant.current_user_id()::text, caller));
 	PERFORM mandant.record_event(tenant, 'identity', 'member.added', 'user', member::text,
 								  jsonb_build_object('role', new_role, 'by', caller));
 	RETURN NULL;
@@ -1255,6 +1256,7 @@ BEGIN
 				  HINT = 'See mandant.list_members().';
 	END IF;
 	PERFORM mandant.check_owner_change(tenant, old_role, NULL);
+	PERFORM mandant.consume(tenant, 'users', -1);
 	DELETE FROM mandant.membership m WHERE m.tenant_id = tenant AND m.user_id = member;
 	PERFORM mandant.keep_an_owner(tenant);
 	UPDATE mandant.refresh_family f SET revoked_at = now(), revoked_reason = 'removed from tenant'

@@ -8,7 +8,8 @@
  * overrides.  mandant.tenant_usage counts per tenant and resource and
  * caches the limit in effect (until the next scheduled change); tables
  * count through mandant.enable_quota, other resources through
- * mandant.charge.  mandant.membership counts as "users".
+ * mandant.charge.  Members count as "users" (mandant.consume in the
+ * identity functions).
  * ------------------------------------------------------------------------- */
 
 CREATE TABLE mandant.quota_change (
@@ -251,10 +252,22 @@ $$;
 COMMENT ON FUNCTION mandant.disable_quota(regclass) IS
 'Stop counting a table''s rows. The table owner only.';
 
-/* Members count as users: installed with the extension. */
-CREATE TRIGGER mandant_quota AFTER INSERT OR DELETE OR UPDATE OF tenant_id ON mandant.membership
-	FOR EACH ROW EXECUTE FUNCTION mandant.quota_trigger('users', 'tenant_id');
+/*
+ * Members count as users: the identity functions call mandant.consume()
+ * (no trigger on mandant's own table, see quota.c); the registration lets
+ * counters be recounted from the memberships.
+ */
 INSERT INTO mandant.quota_table (relid, resource, tenant_column) VALUES ('mandant.membership', 'users', 'tenant_id');
+
+CREATE FUNCTION mandant.consume(tenant uuid, resource text, amount bigint)
+RETURNS void
+AS 'MODULE_PATHNAME', 'mandant_consume'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION mandant.consume(uuid, text, bigint) IS
+'Internal: count amount of a resource for a tenant (MD030 past the limit); call before writing the row it counts.';
+
+REVOKE ALL ON FUNCTION mandant.consume(uuid, text, bigint) FROM PUBLIC;
 
 CREATE FUNCTION mandant.check_limit(tenant uuid, resource text, "limit" bigint)
 RETURNS void

@@ -117,12 +117,10 @@ DECLARE
 	owner	uuid;
 BEGIN
 	SELECT * INTO t FROM mandant.tenant x WHERE x.id = tenant;
-	FOR owner IN
-		INSERT INTO mandant.membership AS m (tenant_id, user_id, role, created_by)
-		SELECT t.id, u.id, 'owner', 'create_tenant'
-		FROM mandant.users u WHERE lower(u.email) = lower(t.owner_email)
-		RETURNING m.user_id
-	LOOP
+	FOR owner IN SELECT u.id FROM mandant.users u WHERE lower(u.email) = lower(t.owner_email) LOOP
+		PERFORM mandant.consume(tenant, 'users', 1);
+		INSERT INTO mandant.membership (tenant_id, user_id, role, created_by)
+		VALUES (tenant, owner, 'owner', 'create_tenant');
 		PERFORM mandant.record_event(tenant, 'identity', 'member.added', 'user', owner::text,
 									 jsonb_build_object('role', 'owner', 'by', 'owner_email'));
 	END LOOP;

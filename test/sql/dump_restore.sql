@@ -36,6 +36,23 @@ SELECT mandant.set_tenant('da000000-0000-4000-8000-00000000000a');
 SELECT mandant.config_set('dumpsvc', 'greeting', '"hi acme"', 'acme greeting') AS version;
 COMMIT;
 SELECT mandant.config_revision() AS revision_before \gset
+-- plans and quotas: a quota change, counted rows, a member, a deleted tenant's tombstone
+SET ROLE regress_owner;
+SELECT mandant.enable_quota('dump.doc', 'records');
+RESET ROLE;
+SET ROLE regress_admin;
+SELECT mandant.set_quota('da000000-0000-4000-8000-00000000000a', 'records', 3, now(), 'dump test') > 0 AS quota_set;
+SELECT mandant.create_tenant('dump-gone', 'Gone', 'o@gone.test') AS gone \gset
+SELECT mandant.delete_tenant(:'gone', 'dump-gone') IS NOT NULL AS deleted;
+RESET ROLE;
+SET ROLE regress_service;
+SELECT mandant.create_user('dora@dump.test', 'doras long password', 'Dora') AS dora \gset
+BEGIN;
+SELECT mandant.set_tenant('da000000-0000-4000-8000-00000000000a');
+SELECT mandant.add_member('da000000-0000-4000-8000-00000000000a', :'dora', 'owner');
+SELECT resource, used, "limit" FROM mandant.usage() WHERE resource IN ('records', 'users') ORDER BY resource;
+COMMIT;
+RESET ROLE;
 
 CREATE DATABASE regress_mandant_restore;
 \! pg_dump --format=custom --dbname=contrib_regression | pg_restore --exit-on-error --dbname=regress_mandant_restore && echo "dump and restore succeeded"
@@ -65,6 +82,23 @@ SELECT mandant.config_set('dumpsvc', 'greeting', '"hey acme"', 'after restore', 
 SELECT mandant.config_revision() = :revision_before + 1 AS revision_continues;
 COMMIT;
 
+-- Quotas, members, tombstones came along; limits still hold.
+SELECT resource, "limit", reason FROM mandant.quota_change WHERE tenant_id = 'da000000-0000-4000-8000-00000000000a';
+SELECT count(*) AS tombstones FROM mandant.tenant_tombstone;
+SELECT relid, resource FROM mandant.quota_table ORDER BY relid::text;
+SELECT (SELECT count(*) FROM mandant.state_machine WHERE name = 'mandant_tenant') AS tenant_machine_once;
+SELECT mandant.login('dora@dump.test', 'doras long password') ->> 'role' AS dora_logs_in;
+SET ROLE regress_service;
+BEGIN;
+SELECT mandant.set_tenant('da000000-0000-4000-8000-00000000000a');
+SELECT resource, used, "limit" FROM mandant.usage() WHERE resource IN ('records', 'users') ORDER BY resource;
+SELECT count(*) AS acme_docs FROM dump.doc;
+COMMIT;
+RESET ROLE;
+\set VERBOSITY sqlstate
+INSERT INTO dump.doc VALUES ('da000000-0000-4000-8000-00000000000a', 10, 'fourth'), ('da000000-0000-4000-8000-00000000000a', 11, 'fifth');
+\set VERBOSITY default
+
 -- Isolation still holds in the restored database.
 SET ROLE regress_service;
 BEGIN;
@@ -79,8 +113,9 @@ RESET ROLE;
 \c contrib_regression
 SET client_min_messages = warning;
 DROP DATABASE regress_mandant_restore;
+SELECT count(mandant.delete_tenant(id, slug)) AS tenants_deleted FROM mandant.tenant WHERE slug LIKE 'dump-%';
 DROP SCHEMA dump CASCADE;
-DELETE FROM mandant.tenant WHERE slug LIKE 'dump-%';
 DELETE FROM mandant.config_entry WHERE service = 'dumpsvc';
+DELETE FROM mandant.users WHERE email = 'dora@dump.test';
 DELETE FROM mandant.plan WHERE key = 'custom';
 DELETE FROM mandant.reserved_slug WHERE slug = 'intranet';

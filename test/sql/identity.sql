@@ -72,7 +72,7 @@ SET ROLE regress_user;
 SELECT mandant.create_user('eve@evil.test', 'a long enough password', 'Eve');
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
-SELECT count(*) AS users_after_refusals FROM mandant.users WHERE email NOT IN ('ada@acme.test', 'Bob@Acme.test', 'carol@acme.test');
+SELECT count(*) AS users_after_refusals FROM mandant.users WHERE email LIKE 'dave@%' OR email LIKE 'eve@%' OR email LIKE 'x%@acme.test';
 
 -- Members: Ada is the owner acme was created for (owner_email), so her
 -- account joined acme as owner; the trusted backend adds Bob as agent.

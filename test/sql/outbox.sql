@@ -6,6 +6,8 @@ SET client_min_messages = warning;
 \i test/fixtures/roles.sql
 \set ECHO all
 
+-- (events other tests left, e.g. platform.tenant.* of the lifecycle tests, go first)
+TRUNCATE mandant.outbox RESTART IDENTITY;
 INSERT INTO mandant.tenant (id, slug, name, owner_email) VALUES
 	('a0000000-0000-4000-8000-00000000000a', 'obx-acme', 'Acme', 'o@acme.test'),
 	('b0000000-0000-4000-8000-00000000000b', 'obx-globex', 'Globex', 'o@globex.test');

@@ -223,7 +223,7 @@ SELECT function_privs_are('mandant', f, a, 'mandant_service', '{}'::text[])
 FROM (VALUES ('delete_tenant', ARRAY['uuid', 'text']), ('export_tenant', ARRAY['uuid']), ('import_tenant', ARRAY['jsonb']),
 			 ('set_quota', ARRAY['uuid', 'text', 'bigint', 'timestamp with time zone', 'text'])) v (f, a) ORDER BY f;
 SELECT trigger_is('mandant', 'tenant', 'zz_mandant_state_machine', 'mandant', 'state_machine_trigger');
-SELECT trigger_is('mandant', 'membership', 'mandant_quota', 'mandant', 'quota_trigger');
+SELECT hasnt_trigger('mandant', 'membership', 'mandant_quota', 'no trigger on mandant''s own tables fires during pg_restore');
 SELECT results_eq($$SELECT key, limits ->> 'users', limits ->> 'records', limits ->> 'storage_bytes'
 					FROM mandant.plan WHERE builtin ORDER BY limits ->> 'storage_bytes' IS NULL, (limits ->> 'storage_bytes')::bigint$$,
 				  $$VALUES ('free', '2', '5', '1073741824'), ('starter', '5', '25', '10737418240'),
