@@ -73,3 +73,4 @@ bench:
 	bench/outbox.sh
 	bench/config.sh
 	bench/auth.sh
+	bench/quota.sh

@@ -49,6 +49,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
@@ -104,19 +105,40 @@ PreparePlan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 	return *plan;
 }
 
-/* ExtensionOwner is the role that owns the mandant extension. */
+/* The owner of the extension, looked up once per backend (see below). */
+static Oid	extension_owner = InvalidOid;
+static bool owner_callback_registered = false;
+
+static void
+ForgetExtensionOwner(Datum arg, int cacheid, uint32 hashvalue)
+{
+	extension_owner = InvalidOid;
+}
+
+/*
+ * ExtensionOwner is the role that owns the mandant extension.  Looking it
+ * up scans pg_extension, so it is cached until pg_extension changes.
+ */
 static Oid
 ExtensionOwner(void)
 {
-	Oid			extension = get_extension_oid("mandant", false);
-	HeapTuple	tuple = SearchSysCache1(EXTENSIONOID, ObjectIdGetDatum(extension));
-	Oid			owner;
+	Oid			extension;
+	HeapTuple	tuple;
 
+	if (OidIsValid(extension_owner))
+		return extension_owner;
+	if (!owner_callback_registered)
+	{
+		CacheRegisterSyscacheCallback(EXTENSIONOID, ForgetExtensionOwner, (Datum) 0);
+		owner_callback_registered = true;
+	}
+	extension = get_extension_oid("mandant", false);
+	tuple = SearchSysCache1(EXTENSIONOID, ObjectIdGetDatum(extension));
 	if (!HeapTupleIsValid(tuple))
 		elog(ERROR, "cache lookup failed for extension %u", extension);
-	owner = ((Form_pg_extension) GETSTRUCT(tuple))->extowner;
+	extension_owner = ((Form_pg_extension) GETSTRUCT(tuple))->extowner;
 	ReleaseSysCache(tuple);
-	return owner;
+	return extension_owner;
 }
 
 static void
