@@ -37,6 +37,7 @@ WHERE NOT EXISTS (SELECT 1 FROM mandant.state_machine WHERE name = 'note');
 SELECT mandant.add_transition('note', 'open', 'done')
 WHERE NOT EXISTS (SELECT 1 FROM mandant.state_transition WHERE machine = 'note');
 SELECT mandant.enable_state_machine('demo.note', 'note');
+SELECT mandant.enable_quota('demo.note', 'records');		-- free: 5 notes, pro: 100
 GRANT USAGE ON SCHEMA demo TO mandant_demo_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON demo.note TO mandant_demo_app;
 RESET ROLE;

@@ -145,6 +145,7 @@ and try:
   UPDATE demo.note SET title = 'Check fire exits, building B' WHERE title = 'Check fire exits';
   UPDATE demo.note SET status = 'done' WHERE title LIKE 'Check%';  -- a declared transition
   SELECT action, entity_id, changes FROM mandant.audit_event;    -- acme's audit trail
+  SELECT * FROM mandant.usage();                 -- notes counted against the pro plan
   UPDATE demo.note SET status = 'open' WHERE status = 'done';    -- refused: MD010
   ROLLBACK;
   BEGIN;
