@@ -253,9 +253,10 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	status text;
+	status	text;
+	slug	text;
 BEGIN
-	SELECT t.status INTO status FROM mandant.tenant t WHERE t.id = tenant FOR UPDATE;
+	SELECT t.status, t.slug INTO status, slug FROM mandant.tenant t WHERE t.id = tenant FOR UPDATE;
 	IF status IS NULL THEN
 		RAISE EXCEPTION 'tenant "%" does not exist', tenant
 			USING ERRCODE = 'MD002', DETAIL = 'No row of mandant.tenant has that id.', HINT = 'Check the tenant id.';
@@ -263,13 +264,20 @@ BEGIN
 	IF status = 'active' THEN
 		RETURN;
 	END IF;
+	IF status <> 'suspended' THEN
+		RAISE EXCEPTION 'tenant "%" is not suspended', slug
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('The tenant is %s; only a suspended tenant can be resumed.', status),
+				  HINT = CASE status WHEN 'pending' THEN 'Finish provisioning with mandant.complete_tenant_provisioning(operation_id).'
+									 ELSE 'Create the tenant again with a new operation id.' END;
+	END IF;
 	UPDATE mandant.tenant t SET status = 'active', status_reason = NULL, updated_at = now() WHERE t.id = tenant;
 	PERFORM mandant.announce(tenant, 'platform.tenant.resumed', 'tenant.resumed');
 END
 $$;
 
 COMMENT ON FUNCTION mandant.resume_tenant(uuid) IS
-'Resume a suspended tenant. mandant_admin only.';
+'Resume a suspended tenant (55000 for pending and failed ones: provisioning decides those). Repeating it changes nothing. mandant_admin only.';
 
 /* ---- the tenant's tables, in foreign key order --------------------------- */
 
@@ -481,6 +489,50 @@ $$;
 COMMENT ON FUNCTION mandant.import_rows(regclass, name, uuid, jsonb) IS
 'Internal: insert exported rows into a tenant table for a tenant and move its sequences past them.';
 
+/*
+ * check_imported_references: import_tenant runs in replica mode (so that
+ * the tables' own triggers do not audit, emit or re-check the restored
+ * rows), which also skips foreign key checks; this does them for the
+ * tenant's rows of one table (MATCH SIMPLE: rows with a NULL key column
+ * reference nothing).  Queries are built from the catalog only.
+ */
+CREATE FUNCTION mandant.check_imported_references(tbl regclass, tenant_column name, tenant uuid)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	fk		record;
+	missing	bigint;
+BEGIN
+	FOR fk IN
+		SELECT c.conname, c.confrelid::regclass AS parent,
+			   string_agg(format('c.%I IS NOT NULL', ca.attname), ' AND ' ORDER BY k.n) AS present,
+			   string_agg(format('p.%I = c.%I', pa.attname, ca.attname), ' AND ' ORDER BY k.n) AS matches
+		FROM pg_constraint c
+		CROSS JOIN LATERAL unnest(c.conkey, c.confkey) WITH ORDINALITY AS k (child, parent, n)
+		JOIN pg_attribute ca ON ca.attrelid = c.conrelid AND ca.attnum = k.child
+		JOIN pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = k.parent
+		WHERE c.conrelid = tbl AND c.contype = 'f' AND c.conparentid = 0
+		GROUP BY c.oid, c.conname, c.confrelid
+		ORDER BY c.conname
+	LOOP
+		EXECUTE format('SELECT count(*) FROM %s c WHERE c.%I = $1 AND %s AND NOT EXISTS (SELECT 1 FROM %s p WHERE %s)',
+					   tbl, tenant_column, fk.present, fk.parent, fk.matches)
+			INTO missing USING tenant;
+		IF missing > 0 THEN
+			RAISE EXCEPTION 'imported rows of % reference rows that do not exist', tbl
+				USING ERRCODE = 'foreign_key_violation',
+					  DETAIL = format('%s row(s) break foreign key %s to %s.', missing, fk.conname, fk.parent),
+					  HINT = format('Import or create the referenced rows of %s first, or fix the export.', fk.parent);
+		END IF;
+	END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.check_imported_references(regclass, name, uuid) IS
+'Internal: raise 23503 when a tenant''s imported rows of a table reference rows that do not exist (import runs in replica mode, which skips foreign key triggers).';
+
 CREATE FUNCTION mandant.import_tenant(export jsonb)
 RETURNS uuid
 LANGUAGE plpgsql
@@ -521,6 +573,13 @@ BEGIN
 				  DETAIL = 'A tenant with this slug or id is in this database.',
 				  HINT = 'Delete it first, or import into another database.';
 	END IF;
+	SELECT x.slug INTO name FROM mandant.tenant x WHERE x.operation_id = t.operation_id;
+	IF FOUND THEN
+		RAISE EXCEPTION 'operation % of tenant "%" created tenant "%" here', t.operation_id, t.slug, name
+			USING ERRCODE = 'unique_violation',
+				  DETAIL = 'Operation ids make tenant creation idempotent, so one operation creates one tenant.',
+				  HINT = 'Import into another database, or set "operation_id" of the export''s tenant to null.';
+	END IF;
 	IF NOT EXISTS (SELECT 1 FROM mandant.plan p WHERE p.key = t.plan_key) THEN
 		RAISE EXCEPTION 'plan "%" of the export does not exist here', t.plan_key
 			USING ERRCODE = 'invalid_parameter_value', DETAIL = 'mandant.plan has no such key.',
@@ -540,6 +599,11 @@ BEGIN
 		rows := export -> 'tables' -> tbl.relid::text;
 		IF rows IS NOT NULL THEN
 			PERFORM mandant.import_rows(tbl.relid, tbl.tenant_column, t.id, rows);
+		END IF;
+	END LOOP;
+	FOR tbl IN SELECT * FROM mandant.tenant_tables() ORDER BY depth DESC, relid::text LOOP
+		IF export -> 'tables' ? tbl.relid::text THEN
+			PERFORM mandant.check_imported_references(tbl.relid, tbl.tenant_column, t.id);
 		END IF;
 	END LOOP;
 
@@ -606,7 +670,8 @@ COMMENT ON FUNCTION mandant.import_tenant(jsonb) IS
 REVOKE ALL ON FUNCTION mandant.delete_tenant(uuid, text), mandant.export_tenant(uuid), mandant.import_tenant(jsonb),
 	mandant.suspend_tenant(uuid, text), mandant.resume_tenant(uuid),
 	mandant.complete_tenant_provisioning(uuid), mandant.fail_tenant_provisioning(uuid, text),
-	mandant.import_rows(regclass, name, uuid, jsonb), mandant.announce(uuid, text, text),
+	mandant.import_rows(regclass, name, uuid, jsonb), mandant.check_imported_references(regclass, name, uuid),
+	mandant.announce(uuid, text, text),
 	mandant.after_tenant_created(uuid), mandant.tenant_by_operation(uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION mandant.delete_tenant(uuid, text), mandant.export_tenant(uuid), mandant.import_tenant(jsonb),
 	mandant.suspend_tenant(uuid, text), mandant.resume_tenant(uuid),

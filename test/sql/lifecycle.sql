@@ -80,12 +80,15 @@ SELECT mandant.login('olga@initech.test', 'olgas long password', tenant_slug => 
 \echo :LAST_ERROR_SQLSTATE
 SET ROLE regress_admin;
 SELECT mandant.resume_tenant(:'initech');
--- Invalid input: no reason, an unknown tenant, a failed tenant, not an administrator
+-- Invalid input: no reason, an unknown tenant, a failed tenant (neither suspended
+-- nor resumed), not an administrator
 SELECT mandant.suspend_tenant(:'initech', NULL);
 \echo :LAST_ERROR_SQLSTATE
 SELECT mandant.suspend_tenant('00000000-0000-4000-8000-000000000000', 'who?');
 \echo :LAST_ERROR_SQLSTATE
 SELECT mandant.suspend_tenant(:'pied', 'already failed');
+\echo :LAST_ERROR_SQLSTATE
+SELECT mandant.resume_tenant(:'pied');
 \echo :LAST_ERROR_SQLSTATE
 SET ROLE regress_service;
 SELECT mandant.suspend_tenant(:'initech', 'not mine to do');
@@ -233,7 +236,8 @@ SELECT resource, used FROM mandant.usage() WHERE resource IN ('records', 'users'
 SELECT mandant.config_get('mailer', 'smtp.host') AS relay;
 COMMIT;
 RESET ROLE;
--- Invalid input: importing twice, another version, not an export, a table that is not here
+-- Invalid input: importing twice, another version, not an export, a table that is not here,
+-- rows whose parents are missing; none of them leaves anything behind
 SET ROLE regress_admin;
 SELECT mandant.import_tenant(:'export');
 \echo :LAST_ERROR_SQLSTATE
@@ -241,11 +245,23 @@ SELECT mandant.import_tenant(:'export'::jsonb || '{"version": 2}');
 \echo :LAST_ERROR_SQLSTATE
 SELECT mandant.import_tenant('{"hello": "world"}');
 \echo :LAST_ERROR_SQLSTATE
+SELECT mandant.import_tenant(jsonb_set(jsonb_set(jsonb_set(:'export'::jsonb, '{tenant,slug}', '"lc-other"'), '{tenant,id}',
+								'"c6000000-0000-4000-8000-0000000000aa"'), '{tenant,operation_id}', 'null')
+							 || '{"tables": {"lc.nope": []}}');
+\echo :LAST_ERROR_SQLSTATE
+-- Invalid input: the operation that created a tenant here; tasks whose project
+-- is not in the export (replica mode skips the foreign key triggers, import
+-- checks the references itself)
 SELECT mandant.import_tenant(jsonb_set(jsonb_set(:'export'::jsonb, '{tenant,slug}', '"lc-other"'), '{tenant,id}',
-								'"c6000000-0000-4000-8000-0000000000aa"') || '{"tables": {"lc.nope": []}}');
+								'"c6000000-0000-4000-8000-0000000000aa"'));
+\echo :LAST_ERROR_SQLSTATE
+SELECT mandant.import_tenant(jsonb_set(jsonb_set(jsonb_set(jsonb_set(:'export'::jsonb, '{tenant,slug}', '"lc-other"'),
+								'{tenant,id}', '"c6000000-0000-4000-8000-0000000000aa"'), '{tenant,operation_id}', 'null'),
+								'{tables,lc.project}', '[]'));
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
-SELECT count(*) AS tenants_named_lc_other FROM mandant.tenant WHERE slug = 'lc-other';
+SELECT (SELECT count(*) FROM mandant.tenant WHERE slug = 'lc-other') AS tenants_named_lc_other,
+	   (SELECT count(*) FROM lc.task WHERE tenant_id = 'c6000000-0000-4000-8000-0000000000aa') AS their_tasks;
 
 SET ROLE regress_admin;
 SELECT mandant.delete_tenant(id, slug) IS NOT NULL AS deleted FROM mandant.tenant WHERE slug LIKE 'lc-%' ORDER BY slug;
