@@ -84,7 +84,13 @@ $$;
 COMMENT ON FUNCTION mandant.tenant_payload(mandant.tenant) IS
 'Internal: the payload of platform.tenant.* events.';
 
-/* announce: an outbox event and an audit record of a tenant's step. */
+/*
+ * announce: an outbox event and an audit record of a tenant's step.  The
+ * event carries what consumers need (slug, name, owner e-mail) and goes
+ * with outbox_purge; the platform's audit trail is permanent, so its
+ * record names the tenant by id only, and nothing personal outlives
+ * delete_tenant there.
+ */
 CREATE FUNCTION mandant.announce(tenant uuid, topic text, action text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
@@ -96,7 +102,8 @@ BEGIN
 	SELECT * INTO t FROM mandant.tenant x WHERE x.id = tenant;
 	PERFORM mandant.emit_for(NULL, topic, tenant::text, mandant.tenant_payload(t));
 	PERFORM mandant.audit_log_for(NULL, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
-								  'platform', action, 'tenant', tenant::text, mandant.tenant_payload(t));
+								  'platform', action, 'tenant', tenant::text,
+								  mandant.tenant_payload(t) - 'slug' - 'name' - 'ownerEmail');
 END
 $$;
 
@@ -655,7 +662,8 @@ BEGIN
 							 mandant.tenant_payload(t) || jsonb_build_object('membersSkipped', skipped));
 	PERFORM mandant.audit_log_for(NULL, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
 								  'platform', 'tenant.imported', 'tenant', t.id::text,
-								  jsonb_build_object('slug', t.slug, 'membersSkipped', skipped));
+								  jsonb_build_object('slugSha256', encode(sha256(convert_to(t.slug, 'UTF8')), 'hex'),
+													 'membersSkipped', cardinality(skipped)));
 	IF cardinality(skipped) > 0 THEN
 		RAISE WARNING 'members without an account here were not imported: %', array_to_string(skipped, ', ')
 			USING HINT = 'Create the users, then add them with mandant.add_member().';
