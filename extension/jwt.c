@@ -699,7 +699,8 @@ ReadTokenPart(const char *part, size_t len, JwtField *fields, int nfields, char 
 	if (strlen(json) != json_len || !pg_verifymbstr(json, json_len, true))
 		return "it is not valid text";
 
-#if PG_VERSION_NUM >= 160000
+	/* PostgreSQL 17 added the leading JsonLexContext argument. */
+#if PG_VERSION_NUM >= 170000
 	lex = makeJsonLexContextCstringLen(NULL, json, json_len, GetDatabaseEncoding(), true);
 #else
 	lex = makeJsonLexContextCstringLen(json, json_len, GetDatabaseEncoding(), true);

@@ -29,7 +29,8 @@
  * and would count the restored members on top of the restored counters.
  *
  * The counters are written with the rights of the extension's owner
- * (nobody else may write them), through SPI with saved plans.
+ * (nobody else may write them; see CounterOwner), through SPI with saved
+ * plans.
  *
  * Copyright (c) 2026, the mandant developers
  *
@@ -41,15 +42,13 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
-#include "catalog/pg_extension.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
-#include "commands/extension.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
-#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
@@ -105,40 +104,28 @@ PreparePlan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 	return *plan;
 }
 
-/* The owner of the extension, looked up once per backend (see below). */
-static Oid	extension_owner = InvalidOid;
-static bool owner_callback_registered = false;
-
-static void
-ForgetExtensionOwner(Datum arg, int cacheid, uint32 hashvalue)
-{
-	extension_owner = InvalidOid;
-}
-
 /*
- * ExtensionOwner is the role that owns the mandant extension.  Looking it
- * up scans pg_extension, so it is cached until pg_extension changes.
+ * CounterOwner is the role the counters are written as: the owner of
+ * mandant.tenant_usage, which is the role that created the extension
+ * (REASSIGN OWNED moves both).  Looked up through the system caches on
+ * every call, so it is always current and costs a few hash lookups.
+ * (pg_extension has a system cache only in later minor releases.)
  */
 static Oid
-ExtensionOwner(void)
+CounterOwner(void)
 {
-	Oid			extension;
+	Oid			relid;
+	Oid			indexid;
+	Oid			owner;
 	HeapTuple	tuple;
 
-	if (OidIsValid(extension_owner))
-		return extension_owner;
-	if (!owner_callback_registered)
-	{
-		CacheRegisterSyscacheCallback(EXTENSIONOID, ForgetExtensionOwner, (Datum) 0);
-		owner_callback_registered = true;
-	}
-	extension = get_extension_oid("mandant", false);
-	tuple = SearchSysCache1(EXTENSIONOID, ObjectIdGetDatum(extension));
+	MandantLookupTable("tenant_usage", "tenant_usage_pkey", &relid, &indexid);
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
 	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for extension %u", extension);
-	extension_owner = ((Form_pg_extension) GETSTRUCT(tuple))->extowner;
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
 	ReleaseSysCache(tuple);
-	return extension_owner;
+	return owner;
 }
 
 static void
@@ -239,7 +226,7 @@ Consume(const pg_uuid_t *tenant, const char *resource, int64 delta)
 	args[2] = Int64GetDatum(delta);
 
 	GetUserIdAndSecContext(&saved_user, &saved_context);
-	SetUserIdAndSecContext(ExtensionOwner(), saved_context | SECURITY_LOCAL_USERID_CHANGE);
+	SetUserIdAndSecContext(CounterOwner(), saved_context | SECURITY_LOCAL_USERID_CHANGE);
 	PG_TRY();
 	{
 		SPI_connect();

@@ -183,6 +183,7 @@ SELECT pg_catalog.pg_extension_config_dump('mandant.refresh_family', '');
 SELECT pg_catalog.pg_extension_config_dump('mandant.refresh_token', '');
 SELECT pg_catalog.pg_extension_config_dump('mandant.revoked_jti', '');
 SELECT pg_catalog.pg_extension_config_dump('mandant.login_attempt', '');
+SELECT pg_catalog.pg_extension_config_dump('mandant.login_attempt_id_seq', '');
 
 /* ---- C building blocks ------------------------------------------------- */
 

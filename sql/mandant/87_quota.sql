@@ -71,6 +71,7 @@ CREATE POLICY platform ON mandant.quota_change FOR SELECT TO mandant_admin, mand
 CREATE POLICY platform ON mandant.tenant_usage FOR SELECT TO mandant_admin, mandant_service USING (true);
 
 SELECT pg_catalog.pg_extension_config_dump('mandant.quota_change', '');
+SELECT pg_catalog.pg_extension_config_dump('mandant.quota_change_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('mandant.tenant_usage', '');
 SELECT pg_catalog.pg_extension_config_dump('mandant.quota_table', 'WHERE relid <> ''mandant.membership''::regclass');
 

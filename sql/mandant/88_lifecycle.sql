@@ -57,6 +57,7 @@ ALTER TABLE mandant.tenant_tombstone ENABLE ALWAYS TRIGGER append_only;
 REVOKE ALL ON mandant.tenant_tombstone FROM PUBLIC;
 GRANT SELECT ON mandant.tenant_tombstone TO mandant_admin;
 SELECT pg_catalog.pg_extension_config_dump('mandant.tenant_tombstone', '');
+SELECT pg_catalog.pg_extension_config_dump('mandant.tenant_tombstone_id_seq', '');
 
 CREATE FUNCTION mandant.erase_tenant_history(tenant uuid)
 RETURNS jsonb

@@ -53,6 +53,7 @@ SELECT mandant.add_member('da000000-0000-4000-8000-00000000000a', :'dora', 'owne
 SELECT resource, used, "limit" FROM mandant.usage() WHERE resource IN ('records', 'users') ORDER BY resource;
 COMMIT;
 RESET ROLE;
+SELECT mandant.login('dora@dump.test', 'doras long password') ->> 'role' AS dora_logs_in;
 
 CREATE DATABASE regress_mandant_restore;
 \! pg_dump --format=custom --dbname=contrib_regression | pg_restore --exit-on-error --dbname=regress_mandant_restore && echo "dump and restore succeeded"
@@ -87,7 +88,15 @@ SELECT resource, "limit", reason FROM mandant.quota_change WHERE tenant_id = 'da
 SELECT count(*) AS tombstones FROM mandant.tenant_tombstone WHERE tenant_id = :'gone';
 SELECT relid, resource FROM mandant.quota_table ORDER BY relid::text;
 SELECT (SELECT count(*) FROM mandant.state_machine WHERE name = 'mandant_tenant') AS tenant_machine_once;
-SELECT mandant.login('dora@dump.test', 'doras long password') ->> 'role' AS dora_logs_in;
+-- Sequences came along: new quota changes, tombstones and login records
+-- get ids that are free.
+SELECT mandant.login('dora@dump.test', 'doras long password') ->> 'role' AS dora_logs_in_again;
+SET ROLE regress_admin;
+SELECT mandant.set_quota('da000000-0000-4000-8000-00000000000a', 'records', 5, now(), 'after restore') > 0 AS quota_set_again;
+SELECT mandant.delete_tenant(mandant.create_tenant('dump-gone-too', 'Gone too', 'o@gone.test'), 'dump-gone-too')
+	   IS NOT NULL AS deleted_again;
+SELECT mandant.set_quota('da000000-0000-4000-8000-00000000000a', 'records', 3, now(), 'back to three') > 0 AS quota_set_back;
+RESET ROLE;
 SET ROLE regress_service;
 BEGIN;
 SELECT mandant.set_tenant('da000000-0000-4000-8000-00000000000a');

@@ -9,7 +9,7 @@ CREATE SCHEMA tap;
 CREATE TABLE tap.doc (id int NOT NULL, body text);
 SELECT mandant.enable_tenancy('tap.doc');
 
-SELECT plan(190);
+SELECT plan(191);
 
 -- Schema, roles
 SELECT has_schema('mandant');
@@ -229,6 +229,15 @@ SELECT results_eq($$SELECT key, limits ->> 'users', limits ->> 'records', limits
 				  $$VALUES ('free', '2', '5', '1073741824'), ('starter', '5', '25', '10737418240'),
 						   ('pro', '20', '100', '53687091200'), ('enterprise', NULL, NULL, '536870912000')$$,
 				  'the plans of the seeds: 2/5/20/unlimited users, 5/25/100/unlimited records, 1/10/50/500 GB');
+
+-- Backups: a dumped table's sequences are dumped with it, or a restored
+-- database hands out ids that are taken.
+SELECT is_empty($$
+	SELECT s.oid::regclass::text FROM pg_extension e
+	JOIN pg_depend d ON d.refobjid = ANY (e.extconfig) AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+	JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+	WHERE e.extname = 'mandant' AND NOT s.oid = ANY (e.extconfig)$$,
+	'every sequence behind a dumped table of mandant is dumped too');
 
 -- Refusals and their SQLSTATEs
 SELECT throws_ok('SELECT mandant.require_tenant()', 'MD001', 'no tenant is set');
