@@ -29,6 +29,37 @@ INSERT INTO mandant.plan (key, name, limits, builtin) VALUES
 
 GRANT SELECT ON mandant.plan TO PUBLIC;
 
+/*
+ * Operators may change the seeded plans' names and limits, and backups
+ * must keep that: every plan is dumped, and since CREATE EXTENSION seeds
+ * the built-in rows again before pg_restore copies the dumped ones, a
+ * dumped built-in row (builtin = true, which only the seeds and dumps
+ * carry) updates the seeded one instead of colliding with it.
+ */
+CREATE FUNCTION mandant.plan_restore_builtin()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NEW.builtin THEN
+		UPDATE mandant.plan p SET name = NEW.name, limits = NEW.limits, created_at = NEW.created_at
+		WHERE p.key = NEW.key AND p.builtin;
+		IF FOUND THEN
+			RETURN NULL;
+		END IF;
+	END IF;
+	RETURN NEW;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.plan_restore_builtin() IS
+'Trigger: a built-in plan inserted again (pg_restore after CREATE EXTENSION seeded it) updates the seeded row.';
+
+CREATE TRIGGER restore_builtin BEFORE INSERT ON mandant.plan
+	FOR EACH ROW EXECUTE FUNCTION mandant.plan_restore_builtin();
+ALTER TABLE mandant.plan ENABLE ALWAYS TRIGGER restore_builtin;
+
 CREATE TABLE mandant.reserved_slug (
 	slug		text PRIMARY KEY,
 	builtin		boolean NOT NULL DEFAULT false
@@ -87,7 +118,7 @@ CREATE POLICY tenant_platform ON mandant.tenant
 GRANT SELECT ON mandant.tenant TO PUBLIC;
 GRANT REFERENCES (id) ON mandant.tenant TO PUBLIC;
 
-SELECT pg_catalog.pg_extension_config_dump('mandant.plan', 'WHERE NOT builtin');
+SELECT pg_catalog.pg_extension_config_dump('mandant.plan', '');
 SELECT pg_catalog.pg_extension_config_dump('mandant.reserved_slug', 'WHERE NOT builtin');
 SELECT pg_catalog.pg_extension_config_dump('mandant.tenant', '');
 

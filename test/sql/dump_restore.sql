@@ -1,5 +1,6 @@
 -- Backups: pg_dump | pg_restore into a new database keeps every tenant, the
--- operator's own plans and reserved slugs, the registry and the policies.
+-- operator's own plans and changes to the seeded ones, reserved slugs, the
+-- registry and the policies.
 \set SHOW_CONTEXT never
 SET client_min_messages = warning;
 
@@ -8,6 +9,7 @@ SET client_min_messages = warning;
 \set ECHO all
 
 INSERT INTO mandant.plan (key, name, limits) VALUES ('custom', 'Custom', '{"users": 50}');
+UPDATE mandant.plan SET limits = limits || '{"users": 6}' WHERE key = 'starter';	-- a seeded plan, changed
 INSERT INTO mandant.reserved_slug (slug) VALUES ('intranet');
 INSERT INTO mandant.tenant (id, slug, name, owner_email, plan_key, status) VALUES
 	('da000000-0000-4000-8000-00000000000a', 'dump-acme', 'Acme', 'o@acme.test', 'custom', 'active'),
@@ -61,7 +63,7 @@ CREATE DATABASE regress_mandant_restore;
 SET client_min_messages = warning;
 
 SELECT slug, name, status, plan_key FROM mandant.tenant WHERE slug LIKE 'dump-%' ORDER BY slug;
-SELECT key, builtin FROM mandant.plan ORDER BY key;
+SELECT key, builtin, limits ->> 'users' AS users FROM mandant.plan ORDER BY key;
 SELECT slug FROM mandant.reserved_slug WHERE NOT builtin;
 SELECT count(*) AS builtin_reserved_slugs_once FROM mandant.reserved_slug WHERE slug = 'www';
 SELECT relid, tenant_column FROM mandant.tenant_table;
@@ -127,4 +129,5 @@ DROP SCHEMA dump CASCADE;
 DELETE FROM mandant.config_entry WHERE service = 'dumpsvc';
 DELETE FROM mandant.users WHERE email = 'dora@dump.test';
 DELETE FROM mandant.plan WHERE key = 'custom';
+UPDATE mandant.plan SET limits = limits || '{"users": 5}' WHERE key = 'starter';
 DELETE FROM mandant.reserved_slug WHERE slug = 'intranet';
