@@ -89,7 +89,10 @@ AS 'MODULE_PATHNAME', 'mandant_charge'
 LANGUAGE C VOLATILE;
 
 COMMENT ON FUNCTION mandant.charge(text, bigint) IS
-'Count amount of a resource that is not rows (e.g. storage_bytes) against the current tenant''s limit (MD030 past it); a negative amount gives back.';
+'Count amount of a resource that is not rows (e.g. storage_bytes) against the current tenant''s limit (MD030 past it); a negative amount gives back. Trusted backends (mandant_service) and mandant_admin only: a negative charge frees quota.';
+
+REVOKE ALL ON FUNCTION mandant.charge(text, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION mandant.charge(text, bigint) TO mandant_service, mandant_admin;
 
 CREATE FUNCTION mandant.resource_is_known(resource text)
 RETURNS boolean

@@ -129,6 +129,7 @@ COMMIT;
 RESET ROLE;
 
 -- Resources that are not rows: storage is charged and given back.
+-- Invalid input: charging is for trusted backends (a negative charge frees quota)
 SET ROLE regress_user;
 SELECT mandant.charge('storage_bytes', 1024);
 \echo :LAST_ERROR_SQLSTATE
