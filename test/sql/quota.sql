@@ -97,6 +97,30 @@ RESET ROLE;
 DELETE FROM mandant.quota_change;
 \echo :LAST_ERROR_SQLSTATE
 
+-- A scheduled change takes over when its time comes: the limit cached with
+-- the counter holds until then, and is looked up again after.
+SET ROLE regress_admin;
+SELECT mandant.set_quota(:'acme', 'records', 8, clock_timestamp() + interval '2 seconds', 'from in two seconds') > 0 AS scheduled_soon;
+SET ROLE regress_service;
+BEGIN;
+SELECT mandant.set_tenant(:'acme');
+INSERT INTO qt.note (id, body) VALUES (7, 'seventh'), (8, 'eighth');
+SELECT resource, used, "limit" FROM mandant.usage() WHERE resource = 'records';
+INSERT INTO qt.note (id, body) VALUES (9, 'ninth');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+SELECT pg_sleep(2.1);
+BEGIN;
+SELECT mandant.set_tenant(:'acme');
+INSERT INTO qt.note (id, body) VALUES (7, 'seventh'), (8, 'eighth'), (9, 'ninth');
+SELECT resource, used, "limit" FROM mandant.usage() WHERE resource = 'records';
+INSERT INTO qt.note (id, body) VALUES (10, 'tenth');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+SET ROLE regress_admin;
+SELECT mandant.set_quota(:'acme', 'records', 7, now(), 'back to the pilot') > 0 AS back;
+RESET ROLE;
+
 -- Plans: globex moves to starter (25 records); acme's own quota still rules.
 SET ROLE regress_admin;
 SELECT mandant.change_plan(:'globex', 'starter', 'upgrade ordered');
