@@ -7,30 +7,38 @@
  * Each (tenant, resource) has one row in mandant.tenant_usage: how much is
  * used, the limit in effect, and until when that limit holds (the
  * effective_at of the next scheduled quota change, else infinity).  An
- * insert into a table under quota adds one with a single UPDATE of that
- * row that only succeeds while used + 1 <= limit:
+ * insert into a table under quota adds one to that row, but only while
+ * used + 1 <= limit; it is what this conditional UPDATE would do,
  *
  *		UPDATE mandant.tenant_usage SET used = used + $3
  *		WHERE tenant_id = $1 AND resource = $2 AND limit_until > now()
  *		  AND ($3 <= 0 OR limit_value IS NULL OR used + $3 <= limit_value)
  *
- * The row lock makes concurrent inserts of one tenant wait for each
- * other, and a waiter re-checks the condition against the committed count
- * (READ COMMITTED re-evaluation), so two inserts at limit - 1 let exactly
- * one through.  When no row qualifies, mandant.quota_refresh() (SQL)
- * creates the row or recomputes its limit (plan, quota changes) and the
- * update is tried once more; if it still fails, the limit is reached:
- * MD030 with "users: 2 of 2 used".  Deletes subtract (never below zero);
- * moving a row to another tenant is refused.
+ * done without an executor (ApplyToCounter): the row is found through the
+ * primary key with a fresh snapshot, checked, and updated with
+ * heap_update(), which waits for a concurrent writer of the row; if that
+ * writer committed, the row is read again and checked again (READ
+ * COMMITTED; under REPEATABLE READ and SERIALIZABLE it is a serialization
+ * failure, as for the UPDATE).  So concurrent inserts of one tenant wait
+ * for each other, and two inserts at limit - 1 let exactly one through.
+ * Starting an executor for that UPDATE cost more than the update itself.
+ *
+ * When the row is missing or its limit has expired,
+ * mandant.quota_refresh() (SQL) creates the row or recomputes its limit
+ * (plan, quota changes) and the update is tried once more; if the limit
+ * does not allow it, the limit is reached: MD030 with "users: 2 of 2
+ * used".  Deletes subtract (never below zero); moving a row to another
+ * tenant is refused.
  *
  * Members count as users through explicit calls of mandant.consume() in
  * the identity functions, not through a trigger on mandant.membership:
  * triggers on mandant's own tables also fire while pg_restore loads them,
  * and would count the restored members on top of the restored counters.
  *
- * The counters are written with the rights of the extension's owner
- * (nobody else may write them; see CounterOwner), through SPI with saved
- * plans.
+ * Counters are updated directly (no permission checks, no triggers on
+ * mandant.tenant_usage fire: it has none that an unchanged key concerns);
+ * rows are created and limits refreshed through SPI with saved plans, with
+ * the rights of the extension's owner (see CounterOwner).
  *
  * Copyright (c) 2026, the mandant developers
  *
@@ -41,17 +49,28 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/index.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "common/int.h"
+#include "nodes/execnodes.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 #include "utils/uuid.h"
 
 #include "mandant.h"
@@ -60,25 +79,15 @@ PG_FUNCTION_INFO_V1(mandant_quota_trigger);
 PG_FUNCTION_INFO_V1(mandant_charge);
 PG_FUNCTION_INFO_V1(mandant_consume);
 
-#define CONSUME_SQL \
-	"UPDATE mandant.tenant_usage u SET used = GREATEST(u.used + $3, 0) " \
-	"WHERE u.tenant_id = $1 AND u.resource = $2 AND u.limit_until > pg_catalog.now() " \
-	"AND ($3 <= 0 OR u.limit_value IS NULL OR u.used + $3 <= u.limit_value) " \
-	"RETURNING u.used"
-#define STATE_SQL \
-	"SELECT u.used, u.limit_value, u.limit_until > pg_catalog.now() FROM mandant.tenant_usage u " \
-	"WHERE u.tenant_id = $1 AND u.resource = $2"
 #define COUNT_SQL \
 	"SELECT mandant.count_rows($1, $2)"
 #define REFRESH_SQL \
 	"SELECT mandant.quota_refresh($1, $2, $3)"
 
-static SPIPlanPtr consume_plan = NULL;
-static SPIPlanPtr state_plan = NULL;
 static SPIPlanPtr count_plan = NULL;
 static SPIPlanPtr refresh_plan = NULL;
 
-/* What tenant_usage says about a tenant and resource. */
+/* What a row of mandant.tenant_usage says. */
 typedef struct UsageState
 {
 	bool		exists;
@@ -139,25 +148,6 @@ LimitReached(const char *resource, int64 used, int64 limit, int64 delta)
 			 errhint("Upgrade the plan (mandant.change_plan) or ask for a higher quota (mandant.set_quota).")));
 }
 
-/* ReadUsage reads the usage row (seeing this transaction's changes). */
-static UsageState
-ReadUsage(Datum *args, Oid *argtypes)
-{
-	UsageState	state = {0};
-	bool		isnull;
-
-	if (SPI_execute_plan(PreparePlan(&state_plan, STATE_SQL, 2, argtypes), args, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read mandant.tenant_usage");
-	if (SPI_processed == 0)
-		return state;
-	state.exists = true;
-	state.used = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	state.limit = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	state.limited = !isnull;
-	state.current = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-	return state;
-}
-
 /*
  * CreateOrRefreshUsage makes the usage row hold the limit in effect.  A
  * new row starts from the rows counted with the statement's own snapshot
@@ -182,55 +172,225 @@ CreateOrRefreshUsage(Datum *args, Oid *argtypes, bool exists)
 		elog(ERROR, "could not refresh mandant.tenant_usage");
 }
 
-/*
- * TryConsume applies delta if the limit allows; creates or refreshes the
- * usage row once when it is missing or its limit is stale.  Returns the
- * state when refused.
- */
-static bool
-TryConsume(Datum *args, Oid *argtypes, UsageState *state)
+typedef enum CounterResult
 {
-	for (int attempt = 0; attempt < 2; attempt++)
-	{
-		if (SPI_execute_plan(PreparePlan(&consume_plan, CONSUME_SQL, 3, argtypes), args, NULL, false, 1)
-			!= SPI_OK_UPDATE_RETURNING)
-			elog(ERROR, "could not update mandant.tenant_usage");
-		if (SPI_processed > 0)
-			return true;
-		*state = ReadUsage(args, argtypes);
-		if (state->exists && state->current)
-			return false;		/* the limit is reached */
-		if (attempt == 0)
-			CreateOrRefreshUsage(args, argtypes, state->exists);
-	}
-	return false;
+	COUNTER_APPLIED,
+	COUNTER_REFUSED,			/* the limit does not allow it */
+	COUNTER_MISSING,			/* no row yet */
+	COUNTER_STALE				/* the cached limit has expired */
+} CounterResult;
+
+/* Column numbers of mandant.tenant_usage. */
+typedef struct CounterColumns
+{
+	int			used;
+	int			limit_value;
+	int			limit_until;
+} CounterColumns;
+
+static CounterColumns
+CounterColumnsOf(TupleDesc desc)
+{
+	CounterColumns columns;
+
+	columns.used = SPI_fnumber(desc, "used");
+	columns.limit_value = SPI_fnumber(desc, "limit_value");
+	columns.limit_until = SPI_fnumber(desc, "limit_until");
+	if (columns.used <= 0 || columns.limit_value <= 0 || columns.limit_until <= 0)
+		elog(ERROR, "mandant.tenant_usage lacks used, limit_value or limit_until");
+	return columns;
 }
 
 /*
- * Consume adds delta to the usage of a resource of a tenant (negative:
- * releases), or raises MD030 when that would pass the limit.  Runs the
- * statements as the extension's owner.
+ * FetchCounter returns a copy of the counter row the keys find with
+ * snapshot, or NULL.
+ */
+static HeapTuple
+FetchCounter(Relation rel, Relation index, ScanKey keys, Snapshot snapshot)
+{
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	IndexScanDesc scan = index_beginscan(rel, index, snapshot, 2, 0);
+	HeapTuple	tuple = NULL;
+
+	index_rescan(scan, keys, 2, NULL, 0);
+	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+		tuple = ExecCopySlotHeapTuple(slot);
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	return tuple;
+}
+
+/* ReadCounter fills state from a counter row (now() is transaction start). */
+static void
+ReadCounter(HeapTuple tuple, TupleDesc desc, CounterColumns columns, UsageState *state)
+{
+	bool		isnull;
+	Datum		until;
+
+	state->exists = true;
+	state->used = DatumGetInt64(heap_getattr(tuple, columns.used, desc, &isnull));
+	state->limit = DatumGetInt64(heap_getattr(tuple, columns.limit_value, desc, &isnull));
+	state->limited = !isnull;
+	until = heap_getattr(tuple, columns.limit_until, desc, &isnull);
+	state->current = !isnull && DatumGetTimestampTz(until) > GetCurrentTransactionStartTimestamp();
+}
+
+/*
+ * AddCounterIndexEntry adds the primary key entry of a counter row that
+ * heap_update could not keep on its page (not a HOT update).  The key is
+ * unchanged; the old entry points to the old version.
  */
 static void
-Consume(const pg_uuid_t *tenant, const char *resource, int64 delta)
+AddCounterIndexEntry(Relation rel, Relation index, HeapTuple tuple)
+{
+	IndexInfo  *info = BuildIndexInfo(index);
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
+	Datum		values[INDEX_MAX_KEYS];
+	bool		isnull[INDEX_MAX_KEYS];
+
+	ExecStoreHeapTuple(tuple, slot, false);
+	FormIndexDatum(info, slot, NULL, values, isnull);
+	(void) index_insert(index, values, isnull, &tuple->t_self, rel, UNIQUE_CHECK_YES, true, info);
+	ExecDropSingleTupleTableSlot(slot);
+}
+
+/*
+ * UpdateCounter replaces the counter row at otid by newtup, waiting for a
+ * concurrent writer of the row; TM_Updated or TM_Deleted when that writer
+ * committed a change first.
+ */
+static TM_Result
+UpdateCounter(Relation rel, Relation index, ItemPointer otid, HeapTuple newtup)
+{
+	TM_FailureData failure;
+	LockTupleMode lockmode;
+	TM_Result	result;
+	bool		index_entry_needed;
+
+#if PG_VERSION_NUM >= 160000
+	TU_UpdateIndexes update_indexes;
+
+	result = heap_update(rel, otid, newtup, GetCurrentCommandId(true), InvalidSnapshot, true,
+						 &failure, &lockmode, &update_indexes);
+	index_entry_needed = result == TM_Ok && update_indexes == TU_All;
+#else
+	result = heap_update(rel, otid, newtup, GetCurrentCommandId(true), InvalidSnapshot, true,
+						 &failure, &lockmode);
+	index_entry_needed = result == TM_Ok && !HeapTupleIsHeapOnly(newtup);
+#endif
+	if (index_entry_needed)
+		AddCounterIndexEntry(rel, index, newtup);
+	return result;
+}
+
+/*
+ * ApplyToCounter adds delta to the counter of a tenant and resource if
+ * the row exists, its limit is current and allows it; otherwise says why
+ * not (state holds what the row said).
+ */
+static CounterResult
+ApplyToCounter(const pg_uuid_t *tenant, Datum resource, int64 delta, UsageState *state)
+{
+	Oid			relid;
+	Oid			indexid;
+	Relation	rel;
+	Relation	index;
+	TupleDesc	desc;
+	CounterColumns columns;
+	ScanKeyData keys[2];
+	CounterResult result;
+
+	MandantLookupTable("tenant_usage", "tenant_usage_pkey", &relid, &indexid);
+	rel = table_open(relid, RowExclusiveLock);
+	index = index_open(indexid, RowExclusiveLock);
+	desc = RelationGetDescr(rel);
+	columns = CounterColumnsOf(desc);
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   index->rd_indcollation[0], F_UUID_EQ, UUIDPGetDatum((pg_uuid_t *) tenant));
+	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+						   index->rd_indcollation[1], F_TEXTEQ, resource);
+
+	for (;;)
+	{
+		Snapshot	snapshot;
+		HeapTuple	old;
+		HeapTuple	new;
+		int64		used;
+		Datum		value;
+		bool		isnull = false;
+		TM_Result	updated;
+
+		/* See this transaction's earlier counts, as a new statement would. */
+		CommandCounterIncrement();
+		snapshot = RegisterSnapshot(GetTransactionSnapshot());
+		old = FetchCounter(rel, index, keys, snapshot);
+		UnregisterSnapshot(snapshot);
+
+		*state = (UsageState) {0};
+		if (old == NULL)
+		{
+			result = COUNTER_MISSING;
+			break;
+		}
+		ReadCounter(old, desc, columns, state);
+		if (!state->current)
+		{
+			result = COUNTER_STALE;
+			break;
+		}
+		if (pg_add_s64_overflow(state->used, delta, &used))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("usage out of range"),
+					 errdetail("Adding %lld to %lld does not fit a bigint.", (long long) delta, (long long) state->used),
+					 errhint("Charge smaller amounts.")));
+		if (delta > 0 && state->limited && used > state->limit)
+		{
+			result = COUNTER_REFUSED;
+			break;
+		}
+
+		value = Int64GetDatum(Max(used, 0));
+		new = heap_modify_tuple_by_cols(old, desc, 1, &columns.used, &value, &isnull);
+		updated = UpdateCounter(rel, index, &old->t_self, new);
+		if (updated == TM_Ok)
+		{
+			result = COUNTER_APPLIED;
+			break;
+		}
+		if (updated != TM_Updated && updated != TM_Deleted)
+			elog(ERROR, "unexpected result %d updating mandant.tenant_usage", (int) updated);
+		if (IsolationUsesXactSnapshot())
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not serialize access due to concurrent update"),
+					 errdetail("Another transaction changed the usage counter of %s.", TextDatumGetCString(resource)),
+					 errhint("Retry the transaction.")));
+		/* READ COMMITTED: read the committed row again and check it again. */
+	}
+
+	index_close(index, NoLock);
+	table_close(rel, NoLock);
+	return result;
+}
+
+/*
+ * RefreshCounter creates the counter row or refreshes its limit, through
+ * SQL, as the extension's owner.
+ */
+static void
+RefreshCounter(Datum *args, bool exists)
 {
 	Oid			argtypes[3] = {UUIDOID, TEXTOID, INT8OID};
-	Datum		args[3];
 	Oid			saved_user;
 	int			saved_context;
-	UsageState	state = {0};
-	volatile bool done = false;
-
-	args[0] = UUIDPGetDatum((pg_uuid_t *) tenant);
-	args[1] = CStringGetTextDatum(resource);
-	args[2] = Int64GetDatum(delta);
 
 	GetUserIdAndSecContext(&saved_user, &saved_context);
 	SetUserIdAndSecContext(CounterOwner(), saved_context | SECURITY_LOCAL_USERID_CHANGE);
 	PG_TRY();
 	{
 		SPI_connect();
-		done = TryConsume(args, argtypes, &state);
+		CreateOrRefreshUsage(args, argtypes, exists);
 		SPI_finish();
 	}
 	PG_FINALLY();
@@ -238,13 +398,38 @@ Consume(const pg_uuid_t *tenant, const char *resource, int64 delta)
 		SetUserIdAndSecContext(saved_user, saved_context);
 	}
 	PG_END_TRY();
+}
 
-	if (!done)
+/*
+ * Consume adds delta to the usage of a resource of a tenant (negative:
+ * releases), or raises MD030 when that would pass the limit.
+ */
+static void
+Consume(const pg_uuid_t *tenant, const char *resource, int64 delta)
+{
+	Datum		args[2];
+	UsageState	state;
+
+	args[0] = UUIDPGetDatum((pg_uuid_t *) tenant);
+	args[1] = CStringGetTextDatum(resource);
+
+	for (int attempt = 0; attempt < 2; attempt++)
 	{
-		if (!state.limited)
-			elog(ERROR, "usage of %s could not be counted", resource);
-		LimitReached(resource, state.used, state.limit, delta);
+		switch (ApplyToCounter(tenant, args[1], delta, &state))
+		{
+			case COUNTER_APPLIED:
+				return;
+			case COUNTER_REFUSED:
+				LimitReached(resource, state.used, state.limit, delta);
+				break;
+			case COUNTER_MISSING:
+			case COUNTER_STALE:
+				if (attempt == 0)
+					RefreshCounter(args, state.exists);
+				break;
+		}
 	}
+	elog(ERROR, "usage of %s could not be counted", resource);
 }
 
 /* RowTenant returns the tenant column's value of a row, or NULL. */
