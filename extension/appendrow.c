@@ -1,14 +1,18 @@
 /*-------------------------------------------------------------------------
  *
  * appendrow.c
- *		Append a row to one of mandant's own tables without SPI.
+ *		Append a row to one of mandant's own tables without SPI, or
+ *		replace one (the usage counters).
  *
  * The row triggers write an event for every row the application writes.
  * Going through SPI would start an executor per event and would run with
  * the caller's rights, which mandant's append-only tables do not grant to
  * anyone.  Instead the row is formed and inserted into the heap directly
  * (heap_insert toasts large values and writes WAL as usual) and its index
- * entries are added the way the catalog code adds them.  No triggers fire,
+ * entries are added the way the catalog code adds them.  A replaced row
+ * goes through heap_update, which waits for a concurrent writer of the row
+ * and reports whether that writer committed first; the new version gets
+ * index entries unless it is a HOT update.  No triggers fire,
  * no permissions or row level policies are checked, and no constraints
  * other than unique indexes are enforced: the callers are mandant's C
  * functions, which validate what they write.
@@ -33,6 +37,8 @@
 #include "access/genam.h"
 #include "access/heapam.h"
 #include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "executor/executor.h"
@@ -176,11 +182,19 @@ MandantOpenAppendTarget(const char *relname, MandantAppendTarget **target,
  */
 static void
 InsertIndexEntry(Relation heap, Oid indexoid, IndexInfo *info, HeapTuple tuple,
-				 TupleTableSlot *slot, EState **estate)
+				 TupleTableSlot *slot, EState **estate, bool summarizing_only)
 {
 	Relation	index = index_open(indexoid, RowExclusiveLock);
 	Datum		values[INDEX_MAX_KEYS];
 	bool		isnull[INDEX_MAX_KEYS];
+
+#if PG_VERSION_NUM >= 160000
+	if (summarizing_only && !index->rd_indam->amsummarizing)
+	{
+		index_close(index, RowExclusiveLock);
+		return;
+	}
+#endif
 
 	/* Per-call AM state lives in the caller's context, for this row only. */
 	info->ii_Context = CurrentMemoryContext;
@@ -212,6 +226,32 @@ InsertIndexEntry(Relation heap, Oid indexoid, IndexInfo *info, HeapTuple tuple,
 }
 
 /*
+ * InsertIndexEntries adds the index entries of a new row version (only
+ * those of summarizing indexes when summarizing_only).
+ */
+static void
+InsertIndexEntries(MandantAppendTarget *target, Relation rel, HeapTuple tuple,
+				   bool summarizing_only)
+{
+	TupleTableSlot *slot;
+	EState	   *estate = NULL;
+
+	if (target->nindexes == 0)
+		return;
+
+	slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
+	ExecStoreHeapTuple(tuple, slot, false);
+
+	for (int i = 0; i < target->nindexes; i++)
+		InsertIndexEntry(rel, target->indexoids[i], target->indexinfos[i],
+						 tuple, slot, &estate, summarizing_only);
+
+	ExecDropSingleTupleTableSlot(slot);
+	if (estate != NULL)
+		FreeExecutorState(estate);
+}
+
+/*
  * MandantAppendRow inserts one row into rel (opened by
  * MandantOpenAppendTarget) and adds its index entries.  The target's arrays
  * stay valid even if an invalidation marks it stale meanwhile: they are only
@@ -222,21 +262,38 @@ MandantAppendRow(MandantAppendTarget *target, Relation rel,
 				 Datum *values, bool *nulls)
 {
 	HeapTuple	tuple = heap_form_tuple(RelationGetDescr(rel), values, nulls);
-	TupleTableSlot *slot;
-	EState	   *estate = NULL;
 
 	simple_heap_insert(rel, tuple);
-	if (target->nindexes == 0)
-		return;
+	InsertIndexEntries(target, rel, tuple, false);
+}
 
-	slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
-	ExecStoreHeapTuple(tuple, slot, false);
+/*
+ * MandantUpdateRow replaces the row version at otid of rel (opened by
+ * MandantOpenAppendTarget) by newtup, waiting for a concurrent writer of
+ * that row.  Returns heap_update's answer: TM_Ok, or TM_Updated/TM_Deleted
+ * when a concurrent writer committed a change first (the caller reads the
+ * row again).  The new version gets the index entries it needs.
+ */
+TM_Result
+MandantUpdateRow(MandantAppendTarget *target, Relation rel, ItemPointer otid,
+				 HeapTuple newtup)
+{
+	TM_FailureData failure;
+	LockTupleMode lockmode;
+	TM_Result	result;
 
-	for (int i = 0; i < target->nindexes; i++)
-		InsertIndexEntry(rel, target->indexoids[i], target->indexinfos[i],
-						 tuple, slot, &estate);
+#if PG_VERSION_NUM >= 160000
+	TU_UpdateIndexes update_indexes;
 
-	ExecDropSingleTupleTableSlot(slot);
-	if (estate != NULL)
-		FreeExecutorState(estate);
+	result = heap_update(rel, otid, newtup, GetCurrentCommandId(true), InvalidSnapshot, true,
+						 &failure, &lockmode, &update_indexes);
+	if (result == TM_Ok && update_indexes != TU_None)
+		InsertIndexEntries(target, rel, newtup, update_indexes == TU_Summarizing);
+#else
+	result = heap_update(rel, otid, newtup, GetCurrentCommandId(true), InvalidSnapshot, true,
+						 &failure, &lockmode);
+	if (result == TM_Ok && !HeapTupleIsHeapOnly(newtup))
+		InsertIndexEntries(target, rel, newtup, false);
+#endif
+	return result;
 }

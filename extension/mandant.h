@@ -18,6 +18,7 @@
 #define MANDANT_H
 
 #include "access/htup.h"
+#include "access/tableam.h"
 #include "port/atomics.h"
 #include "access/tupdesc.h"
 #include "fmgr.h"
@@ -237,6 +238,8 @@ extern Relation MandantOpenAppendTarget(const char *relname,
 										bool *loaded);
 extern void MandantAppendRow(MandantAppendTarget *target, Relation rel,
 							 Datum *values, bool *nulls);
+extern TM_Result MandantUpdateRow(MandantAppendTarget *target, Relation rel,
+								  ItemPointer otid, HeapTuple newtup);
 
 /* audit.c */
 extern void MandantDefineAuditVariables(void);

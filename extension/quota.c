@@ -15,8 +15,9 @@
  *		  AND ($3 <= 0 OR limit_value IS NULL OR used + $3 <= limit_value)
  *
  * done without an executor (ApplyToCounter): the row is found through the
- * primary key with a fresh snapshot, checked, and updated with
- * heap_update(), which waits for a concurrent writer of the row; if that
+ * primary key with a fresh snapshot, checked, and replaced through
+ * MandantUpdateRow (appendrow.c), which waits for a concurrent writer of
+ * the row; if that
  * writer committed, the row is read again and checked again (READ
  * COMMITTED; under REPEATABLE READ and SERIALIZABLE it is a serialization
  * failure, as for the UPDATE).  So concurrent inserts of one tenant wait
@@ -50,20 +51,17 @@
 #include "postgres.h"
 
 #include "access/genam.h"
-#include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
-#include "catalog/index.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "common/int.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "common/int.h"
-#include "nodes/execnodes.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
@@ -236,54 +234,6 @@ ReadCounter(HeapTuple tuple, TupleDesc desc, CounterColumns columns, UsageState 
 }
 
 /*
- * AddCounterIndexEntry adds the primary key entry of a counter row that
- * heap_update could not keep on its page (not a HOT update).  The key is
- * unchanged; the old entry points to the old version.
- */
-static void
-AddCounterIndexEntry(Relation rel, Relation index, HeapTuple tuple)
-{
-	IndexInfo  *info = BuildIndexInfo(index);
-	TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
-	Datum		values[INDEX_MAX_KEYS];
-	bool		isnull[INDEX_MAX_KEYS];
-
-	ExecStoreHeapTuple(tuple, slot, false);
-	FormIndexDatum(info, slot, NULL, values, isnull);
-	(void) index_insert(index, values, isnull, &tuple->t_self, rel, UNIQUE_CHECK_YES, true, info);
-	ExecDropSingleTupleTableSlot(slot);
-}
-
-/*
- * UpdateCounter replaces the counter row at otid by newtup, waiting for a
- * concurrent writer of the row; TM_Updated or TM_Deleted when that writer
- * committed a change first.
- */
-static TM_Result
-UpdateCounter(Relation rel, Relation index, ItemPointer otid, HeapTuple newtup)
-{
-	TM_FailureData failure;
-	LockTupleMode lockmode;
-	TM_Result	result;
-	bool		index_entry_needed;
-
-#if PG_VERSION_NUM >= 160000
-	TU_UpdateIndexes update_indexes;
-
-	result = heap_update(rel, otid, newtup, GetCurrentCommandId(true), InvalidSnapshot, true,
-						 &failure, &lockmode, &update_indexes);
-	index_entry_needed = result == TM_Ok && update_indexes == TU_All;
-#else
-	result = heap_update(rel, otid, newtup, GetCurrentCommandId(true), InvalidSnapshot, true,
-						 &failure, &lockmode);
-	index_entry_needed = result == TM_Ok && !HeapTupleIsHeapOnly(newtup);
-#endif
-	if (index_entry_needed)
-		AddCounterIndexEntry(rel, index, newtup);
-	return result;
-}
-
-/*
  * ApplyToCounter adds delta to the counter of a tenant and resource if
  * the row exists, its limit is current and allows it; otherwise says why
  * not (state holds what the row said).
@@ -293,6 +243,8 @@ ApplyToCounter(const pg_uuid_t *tenant, Datum resource, int64 delta, UsageState 
 {
 	Oid			relid;
 	Oid			indexid;
+	MandantAppendTarget *target;
+	bool		loaded;
 	Relation	rel;
 	Relation	index;
 	TupleDesc	desc;
@@ -301,7 +253,8 @@ ApplyToCounter(const pg_uuid_t *tenant, Datum resource, int64 delta, UsageState 
 	CounterResult result;
 
 	MandantLookupTable("tenant_usage", "tenant_usage_pkey", &relid, &indexid);
-	rel = table_open(relid, RowExclusiveLock);
+	/* The columns are looked up below on every call, so loaded is moot. */
+	rel = MandantOpenAppendTarget("tenant_usage", &target, &loaded);
 	index = index_open(indexid, RowExclusiveLock);
 	desc = RelationGetDescr(rel);
 	columns = CounterColumnsOf(desc);
@@ -320,6 +273,7 @@ ApplyToCounter(const pg_uuid_t *tenant, Datum resource, int64 delta, UsageState 
 		bool		isnull = false;
 		TM_Result	updated;
 
+		CHECK_FOR_INTERRUPTS();
 		/* See this transaction's earlier counts, as a new statement would. */
 		CommandCounterIncrement();
 		snapshot = RegisterSnapshot(GetTransactionSnapshot());
@@ -352,7 +306,7 @@ ApplyToCounter(const pg_uuid_t *tenant, Datum resource, int64 delta, UsageState 
 
 		value = Int64GetDatum(Max(used, 0));
 		new = heap_modify_tuple_by_cols(old, desc, 1, &columns.used, &value, &isnull);
-		updated = UpdateCounter(rel, index, &old->t_self, new);
+		updated = MandantUpdateRow(target, rel, &old->t_self, new);
 		if (updated == TM_Ok)
 		{
 			result = COUNTER_APPLIED;
