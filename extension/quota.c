@@ -62,6 +62,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
@@ -251,6 +252,10 @@ ApplyToCounter(const pg_uuid_t *tenant, Datum resource, int64 delta, UsageState 
 	CounterColumns columns;
 	ScanKeyData keys[2];
 	CounterResult result;
+
+	/* The checks the executor would make for the UPDATE. */
+	PreventCommandIfReadOnly("UPDATE");
+	PreventCommandIfParallelMode("UPDATE");
 
 	MandantLookupTable("tenant_usage", "tenant_usage_pkey", &relid, &indexid);
 	/* The columns are looked up below on every call, so loaded is moot. */

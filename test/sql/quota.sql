@@ -171,6 +171,12 @@ SELECT mandant.charge('storage_bytes', 5000000000);
 SELECT mandant.charge('gigawatts', 1);
 \echo :LAST_ERROR_SQLSTATE
 ROLLBACK;
+-- Invalid input: a read-only transaction counts nothing
+BEGIN READ ONLY;
+SELECT mandant.set_tenant(:'globex');
+SELECT mandant.charge('storage_bytes', 1);
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
 RESET ROLE;
 
 -- Many changes of one counter in one transaction fill its page, so some
