@@ -664,7 +664,11 @@ BEGIN
 	PERFORM mandant.audit_log_for(NULL, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
 								  'platform', 'tenant.imported', 'tenant', t.id::text,
 								  jsonb_build_object('slugSha256', encode(sha256(convert_to(t.slug, 'UTF8')), 'hex'),
-													 'membersSkipped', cardinality(skipped)));
+													 'membersSkipped', cardinality(skipped),
+													 'auditEvents', (SELECT count(*) FROM mandant.audit_event e WHERE e.tenant_id = t.id),
+													 'chainHead', (SELECT jsonb_build_object('seq', a.seq, 'chain', encode(a.chain, 'hex'))
+																   FROM mandant.audit_seal a WHERE a.tenant_id = t.id
+																   ORDER BY a.seq DESC LIMIT 1)));
 	IF cardinality(skipped) > 0 THEN
 		RAISE WARNING 'members without an account here were not imported: %', array_to_string(skipped, ', ')
 			USING HINT = 'Create the users, then add them with mandant.add_member().';
@@ -674,7 +678,7 @@ END
 $$;
 
 COMMENT ON FUNCTION mandant.import_tenant(jsonb) IS
-'Restore a tenant from mandant.export_tenant() (version 1) into this database: rows with their ids, members whose e-mail has an account here, configuration (new revisions), quota changes, audit trail and seals (audit_verify still passes). Refuses other versions and existing slugs; all or nothing. mandant_admin only.';
+'Restore a tenant from mandant.export_tenant() (version 1) into this database: rows with their ids, members whose e-mail has an account here, configuration (new revisions), quota changes, audit trail and seals (audit_verify still passes; the platform''s tenant.imported record keeps the imported chain head). Refuses other versions and existing slugs; all or nothing. mandant_admin only.';
 
 REVOKE ALL ON FUNCTION mandant.delete_tenant(uuid, text), mandant.export_tenant(uuid), mandant.import_tenant(jsonb),
 	mandant.suspend_tenant(uuid, text), mandant.resume_tenant(uuid),

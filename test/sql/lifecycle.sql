@@ -229,6 +229,12 @@ SELECT (:'again'::jsonb -> 'tables') = (:'export'::jsonb -> 'tables') AS same_ro
 SET ROLE regress_admin;
 SELECT ok AS imported_chain_ok, checked FROM mandant.audit_verify(:'initech');
 RESET ROLE;
+-- The platform's record of the import keeps the imported chain's head, so
+-- the imported trail cannot be swapped later without a trace.
+SELECT (changes #>> '{chainHead,chain}') = (SELECT encode(chain, 'hex') FROM mandant.audit_seal
+											 WHERE tenant_id = :'initech' ORDER BY seq DESC LIMIT 1) AS head_recorded,
+	   (changes ->> 'auditEvents')::int > 0 AS events_counted
+FROM mandant.audit_event WHERE entity_id = :'initech' AND action = 'tenant.imported';
 -- and it works again: sequences continue past the imported ids, quotas count
 SET ROLE regress_service;
 BEGIN;
