@@ -341,6 +341,7 @@ DECLARE
 	tbl		record;
 	n		bigint;
 	counts	jsonb := '{}';
+	head	jsonb;
 BEGIN
 	SELECT * INTO t FROM mandant.tenant x WHERE x.id = tenant FOR UPDATE;
 	IF NOT FOUND THEN
@@ -382,6 +383,8 @@ BEGIN
 	DELETE FROM mandant.tenant_usage u WHERE u.tenant_id = tenant;
 	GET DIAGNOSTICS n = ROW_COUNT;
 	counts := counts || jsonb_build_object('mandant.tenant_usage', n);
+	SELECT jsonb_build_object('seq', a.seq, 'chain', encode(a.chain, 'hex')) INTO head
+	FROM mandant.audit_seal a WHERE a.tenant_id = tenant ORDER BY a.seq DESC LIMIT 1;
 	counts := counts || mandant.erase_tenant_history(tenant);
 	DELETE FROM mandant.tenant x WHERE x.id = tenant;		-- roles, service accounts, sessions cascade
 
@@ -392,7 +395,7 @@ BEGIN
 	PERFORM mandant.audit_log_for(NULL, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
 								  'platform', 'tenant.deleted', 'tenant', tenant::text,
 								  jsonb_build_object('slugSha256', encode(sha256(convert_to(t.slug, 'UTF8')), 'hex'),
-													 'counts', counts));
+													 'counts', counts, 'chainHead', head));
 	RETURN counts;
 END
 $$;

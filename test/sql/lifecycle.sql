@@ -206,6 +206,9 @@ SET ROLE regress_admin;
 SELECT ok AS hooli_chain_ok FROM mandant.audit_verify(:'hooli');
 SELECT ok AS platform_chain_ok FROM mandant.audit_verify('00000000-0000-0000-0000-000000000000');
 RESET ROLE;
+-- The platform's record of the deletion keeps the erased chain's head.
+SELECT changes #>> '{chainHead,seq}' IS NOT NULL AS erased_head_recorded
+FROM mandant.audit_event WHERE entity_id = :'initech' AND action = 'tenant.deleted';
 -- What the platform's permanent trail keeps of the tenant names it by id only.
 SELECT count(*) AS platform_events, count(*) FILTER (WHERE changes::text ~* '(lc-initech|initech\.test|"Initech")') AS naming_it
 FROM mandant.audit_event WHERE entity_id = :'initech';
