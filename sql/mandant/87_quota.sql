@@ -180,15 +180,20 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	DELETE FROM mandant.tenant_usage u WHERE u.resource IN (NEW.resource, COALESCE(OLD.resource, NEW.resource));
+	IF TG_OP IN ('INSERT', 'UPDATE') THEN
+		DELETE FROM mandant.tenant_usage u WHERE u.resource = NEW.resource;
+	END IF;
+	IF TG_OP IN ('UPDATE', 'DELETE') THEN
+		DELETE FROM mandant.tenant_usage u WHERE u.resource = OLD.resource;
+	END IF;
 	RETURN NULL;
 END
 $$;
 
 COMMENT ON FUNCTION mandant.quota_table_changed() IS
-'Trigger: forget the counters of a resource whose tables changed; they are recounted on next use.';
+'Trigger: forget the counters of a resource whose tables changed (registered, moved to another resource, unregistered); they are recounted on next use.';
 
-CREATE TRIGGER recount AFTER INSERT OR UPDATE ON mandant.quota_table
+CREATE TRIGGER recount AFTER INSERT OR UPDATE OR DELETE ON mandant.quota_table
 	FOR EACH ROW EXECUTE FUNCTION mandant.quota_table_changed();
 
 /*

@@ -204,4 +204,32 @@ SELECT * FROM mandant.usage_reconcile();
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 
+-- Turning the quota off stops counting and forgets the counters; turning
+-- it on again recounts from the rows.
+SET ROLE regress_service;
+SELECT mandant.disable_quota('qt.note');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SET ROLE regress_owner;
+SELECT mandant.disable_quota('qt.note');
+RESET ROLE;
+SELECT count(*) AS records_counters FROM mandant.tenant_usage WHERE resource = 'records' AND tenant_id IN (:'acme', :'globex');
+SET ROLE regress_service;
+BEGIN;
+SELECT mandant.set_tenant(:'acme');
+INSERT INTO qt.note (id, body) SELECT i, 'uncounted' FROM generate_series(100, 109) i;
+COMMIT;
+RESET ROLE;
+SET ROLE regress_owner;
+SELECT mandant.enable_quota('qt.note', 'records');
+RESET ROLE;
+SET ROLE regress_service;
+BEGIN;
+SELECT mandant.set_tenant(:'acme');
+SELECT (SELECT count(*) FROM qt.note) AS rows, used, "limit" FROM mandant.usage() WHERE resource = 'records';
+INSERT INTO qt.note (id, body) VALUES (110, 'over the limit');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+RESET ROLE;
+
 DROP SCHEMA qt CASCADE;
