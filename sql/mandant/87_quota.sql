@@ -197,6 +197,29 @@ CREATE TRIGGER recount AFTER INSERT OR UPDATE OR DELETE ON mandant.quota_table
 	FOR EACH ROW EXECUTE FUNCTION mandant.quota_table_changed();
 
 /*
+ * quota_truncated: TRUNCATE fires no row triggers, so the counters of the
+ * table's resource are forgotten and recounted on next use.  Only for a
+ * table registered for that resource (nobody resets charged usage by
+ * attaching this trigger to a table of their own).
+ */
+CREATE FUNCTION mandant.quota_truncated()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF TG_NARGS = 1 AND EXISTS (SELECT 1 FROM mandant.quota_table q WHERE q.relid = TG_RELID AND q.resource = TG_ARGV[0]) THEN
+		DELETE FROM mandant.tenant_usage u WHERE u.resource = TG_ARGV[0];
+	END IF;
+	RETURN NULL;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.quota_truncated() IS
+'Trigger of mandant.enable_quota: after TRUNCATE of a table under quota, forget the counters of its resource (recounted on next use).';
+
+/*
  * enable_quota makes the rows of a tenant table count against a resource
  * of each tenant's plan.  The table owner only; the table must be a tenant
  * table (mandant.enable_tenancy).
@@ -236,6 +259,14 @@ BEGIN
 		EXECUTE format('DROP TRIGGER IF EXISTS mandant_quota ON %s', tbl);
 		EXECUTE statement;
 	END IF;
+	statement := format('CREATE TRIGGER mandant_quota_truncate AFTER TRUNCATE ON %s '
+						'FOR EACH STATEMENT EXECUTE FUNCTION mandant.quota_truncated(%L)', tbl, resource);
+	SELECT pg_get_triggerdef(t.oid) INTO existing FROM pg_trigger t
+	WHERE t.tgrelid = tbl AND t.tgname = 'mandant_quota_truncate';
+	IF existing IS DISTINCT FROM statement THEN
+		EXECUTE format('DROP TRIGGER IF EXISTS mandant_quota_truncate ON %s', tbl);
+		EXECUTE statement;
+	END IF;
 	INSERT INTO mandant.quota_table AS q (relid, resource, tenant_column)
 	VALUES (tbl, resource, tenant_column)
 	ON CONFLICT (relid) DO UPDATE SET resource = EXCLUDED.resource, tenant_column = EXCLUDED.tenant_column
@@ -254,6 +285,7 @@ AS $$
 BEGIN
 	PERFORM mandant.check_table_target(tbl, 'mandant.disable_quota');
 	EXECUTE format('DROP TRIGGER IF EXISTS mandant_quota ON %s', tbl);
+	EXECUTE format('DROP TRIGGER IF EXISTS mandant_quota_truncate ON %s', tbl);
 	DELETE FROM mandant.quota_table q WHERE q.relid = tbl;
 END
 $$;
