@@ -69,10 +69,16 @@ static const struct config_enum_entry provisioning_options[] = {
 
 static int	provisioning = MANDANT_PROVISIONING_INTERNAL;
 
+/* Days a deleted tenant's slug stays taken (mandant.slug_quarantine_days). */
+static int	slug_quarantine_days = 30;
+
 /*
  * MandantDefineTenantVariables defines mandant.provisioning: "internal"
  * creates tenants active; "external" creates them pending until a
- * provisioning service completes or fails them.
+ * provisioning service completes or fails them; and
+ * mandant.slug_quarantine_days: how long a deleted tenant's slug cannot be
+ * taken by a new tenant (links and e-mails to the old subdomain must not
+ * reach somebody else), 0 for not at all.
  */
 void
 MandantDefineTenantVariables(void)
@@ -81,6 +87,10 @@ MandantDefineTenantVariables(void)
 							 gettext_noop("How new tenants are provisioned: internal (active at once) or external (pending until completed)."),
 							 NULL, &provisioning, MANDANT_PROVISIONING_INTERNAL, provisioning_options,
 							 PGC_SUSET, GUC_NOT_IN_SAMPLE, NULL, NULL, NULL);
+	DefineCustomIntVariable("mandant.slug_quarantine_days",
+							gettext_noop("Days a deleted tenant's slug stays unavailable to new tenants (0: none)."),
+							NULL, &slug_quarantine_days, 30, 0, 36500,
+							PGC_SUSET, GUC_NOT_IN_SAMPLE, NULL, NULL, NULL);
 }
 #define TENANT_TABLE			"tenant"
 #define TENANT_PKEY				"tenant_pkey"

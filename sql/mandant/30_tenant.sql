@@ -235,6 +235,7 @@ BEGIN
 				  DETAIL = format('A tenant with slug %L already exists.', slug),
 				  HINT = 'Pick another slug.';
 	END IF;
+	PERFORM mandant.check_slug_quarantine(slug);
 
 	BEGIN
 		INSERT INTO mandant.tenant AS t (slug, name, owner_email, plan_key, operation_id, status)

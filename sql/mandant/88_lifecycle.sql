@@ -47,6 +47,7 @@ CREATE TABLE mandant.tenant_tombstone (
 );
 
 CREATE INDEX tenant_tombstone_tenant_idx ON mandant.tenant_tombstone (tenant_id);
+CREATE INDEX tenant_tombstone_slug_idx ON mandant.tenant_tombstone (slug_sha256, deleted_at);
 
 COMMENT ON TABLE mandant.tenant_tombstone IS
 'What remains of a deleted tenant: its id, the SHA-256 of its slug, how many rows were removed per table, who and when. Append-only.';
@@ -58,6 +59,37 @@ REVOKE ALL ON mandant.tenant_tombstone FROM PUBLIC;
 GRANT SELECT ON mandant.tenant_tombstone TO mandant_admin;
 SELECT pg_catalog.pg_extension_config_dump('mandant.tenant_tombstone', '');
 SELECT pg_catalog.pg_extension_config_dump('mandant.tenant_tombstone_id_seq', '');
+
+/*
+ * check_slug_quarantine (called by create_tenant) refuses the slug of a
+ * tenant deleted less than mandant.slug_quarantine_days ago: links, bookmarks
+ * and e-mails that named the old tenant's subdomain must not lead to a new
+ * owner.  Importing the deleted tenant itself is not affected.
+ */
+CREATE FUNCTION mandant.check_slug_quarantine(slug text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	deleted_at	timestamptz;
+	days		integer := current_setting('mandant.slug_quarantine_days')::integer;
+BEGIN
+	SELECT max(b.deleted_at) INTO deleted_at FROM mandant.tenant_tombstone b
+	WHERE b.slug_sha256 = sha256(convert_to(slug, 'UTF8'));
+	IF deleted_at > now() - make_interval(days => days) THEN
+		RAISE EXCEPTION 'tenant slug "%" belonged to a deleted tenant', slug
+			USING ERRCODE = 'unique_violation',
+				  DETAIL = format('A tenant with this slug was deleted %s day(s) ago; the slug is free again in %s day(s).',
+								  floor(extract(epoch FROM now() - deleted_at) / 86400),
+								  ceil(extract(epoch FROM deleted_at + make_interval(days => days) - now()) / 86400)),
+				  HINT = 'Pick another slug (mandant.slug_quarantine_days sets the waiting time).';
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.check_slug_quarantine(text) IS
+'Internal: raise 23505 when the slug belonged to a tenant deleted less than mandant.slug_quarantine_days ago.';
 
 CREATE FUNCTION mandant.erase_tenant_history(tenant uuid)
 RETURNS jsonb
@@ -687,10 +719,11 @@ REVOKE ALL ON FUNCTION mandant.delete_tenant(uuid, text), mandant.export_tenant(
 	mandant.suspend_tenant(uuid, text), mandant.resume_tenant(uuid),
 	mandant.complete_tenant_provisioning(uuid), mandant.fail_tenant_provisioning(uuid, text),
 	mandant.import_rows(regclass, name, uuid, jsonb), mandant.check_imported_references(regclass, name, uuid),
-	mandant.announce(uuid, text, text),
+	mandant.announce(uuid, text, text), mandant.check_slug_quarantine(text),
 	mandant.after_tenant_created(uuid), mandant.tenant_by_operation(uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION mandant.delete_tenant(uuid, text), mandant.export_tenant(uuid), mandant.import_tenant(jsonb),
 	mandant.suspend_tenant(uuid, text), mandant.resume_tenant(uuid),
 	mandant.complete_tenant_provisioning(uuid), mandant.fail_tenant_provisioning(uuid, text) TO mandant_admin;
 GRANT EXECUTE ON FUNCTION mandant.complete_tenant_provisioning(uuid), mandant.fail_tenant_provisioning(uuid, text)
 	TO mandant_service;
+GRANT SET ON PARAMETER mandant.slug_quarantine_days TO mandant_admin;

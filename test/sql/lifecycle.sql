@@ -212,6 +212,16 @@ FROM mandant.audit_event WHERE entity_id = :'initech' AND action = 'tenant.delet
 -- What the platform's permanent trail keeps of the tenant names it by id only.
 SELECT count(*) AS platform_events, count(*) FILTER (WHERE changes::text ~* '(lc-initech|initech\.test|"Initech")') AS naming_it
 FROM mandant.audit_event WHERE entity_id = :'initech';
+-- Invalid input: the deleted tenant's slug stays taken for a while (links to
+-- the old subdomain must not reach a new owner); an administrator may lift it.
+SET ROLE regress_admin;
+SELECT mandant.create_tenant('lc-initech', 'Initech Impostor', 'x@impostor.test');
+\echo :LAST_ERROR_SQLSTATE
+BEGIN;
+SET LOCAL mandant.slug_quarantine_days = 0;
+SELECT mandant.create_tenant('lc-initech', 'Initech Again', 'x@initech.test') IS NOT NULL AS created_without_quarantine;
+ROLLBACK;
+RESET ROLE;
 -- Invalid input: the tombstone is permanent
 DELETE FROM mandant.tenant_tombstone;
 \echo :LAST_ERROR_SQLSTATE
