@@ -64,9 +64,10 @@ SELECT pg_catalog.pg_extension_config_dump('mandant.tenant_tombstone_id_seq', ''
  * check_slug_quarantine (called by create_tenant) refuses the slug of a
  * tenant deleted less than mandant.slug_quarantine_days ago: links, bookmarks
  * and e-mails that named the old tenant's subdomain must not lead to a new
- * owner.  Importing the deleted tenant itself is not affected.
+ * owner.  The deleted tenant itself may come back (import_tenant passes
+ * its id as returning_tenant).
  */
-CREATE FUNCTION mandant.check_slug_quarantine(slug text)
+CREATE FUNCTION mandant.check_slug_quarantine(slug text, returning_tenant uuid DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -76,7 +77,7 @@ DECLARE
 	days		integer := current_setting('mandant.slug_quarantine_days')::integer;
 BEGIN
 	SELECT max(b.deleted_at) INTO deleted_at FROM mandant.tenant_tombstone b
-	WHERE b.slug_sha256 = sha256(convert_to(slug, 'UTF8'));
+	WHERE b.slug_sha256 = sha256(convert_to(slug, 'UTF8')) AND b.tenant_id IS DISTINCT FROM returning_tenant;
 	IF deleted_at > now() - make_interval(days => days) THEN
 		RAISE EXCEPTION 'tenant slug "%" belonged to a deleted tenant', slug
 			USING ERRCODE = 'unique_violation',
@@ -88,8 +89,8 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION mandant.check_slug_quarantine(text) IS
-'Internal: raise 23505 when the slug belonged to a tenant deleted less than mandant.slug_quarantine_days ago.';
+COMMENT ON FUNCTION mandant.check_slug_quarantine(text, uuid) IS
+'Internal: raise 23505 when the slug belonged to a tenant (other than returning_tenant) deleted less than mandant.slug_quarantine_days ago.';
 
 CREATE FUNCTION mandant.erase_tenant_history(tenant uuid)
 RETURNS jsonb
@@ -623,6 +624,7 @@ BEGIN
 				  DETAIL = 'Operation ids make tenant creation idempotent, so one operation creates one tenant.',
 				  HINT = 'Import into another database, or set "operation_id" of the export''s tenant to null.';
 	END IF;
+	PERFORM mandant.check_slug_quarantine(t.slug, t.id);
 	IF NOT EXISTS (SELECT 1 FROM mandant.plan p WHERE p.key = t.plan_key) THEN
 		RAISE EXCEPTION 'plan "%" of the export does not exist here', t.plan_key
 			USING ERRCODE = 'invalid_parameter_value', DETAIL = 'mandant.plan has no such key.',
@@ -719,7 +721,7 @@ REVOKE ALL ON FUNCTION mandant.delete_tenant(uuid, text), mandant.export_tenant(
 	mandant.suspend_tenant(uuid, text), mandant.resume_tenant(uuid),
 	mandant.complete_tenant_provisioning(uuid), mandant.fail_tenant_provisioning(uuid, text),
 	mandant.import_rows(regclass, name, uuid, jsonb), mandant.check_imported_references(regclass, name, uuid),
-	mandant.announce(uuid, text, text), mandant.check_slug_quarantine(text),
+	mandant.announce(uuid, text, text), mandant.check_slug_quarantine(text, uuid),
 	mandant.after_tenant_created(uuid), mandant.tenant_by_operation(uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION mandant.delete_tenant(uuid, text), mandant.export_tenant(uuid), mandant.import_tenant(jsonb),
 	mandant.suspend_tenant(uuid, text), mandant.resume_tenant(uuid),

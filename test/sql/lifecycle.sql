@@ -221,6 +221,10 @@ BEGIN;
 SET LOCAL mandant.slug_quarantine_days = 0;
 SELECT mandant.create_tenant('lc-initech', 'Initech Again', 'x@initech.test') IS NOT NULL AS created_without_quarantine;
 ROLLBACK;
+-- nor by importing another tenant under that slug
+SELECT mandant.import_tenant(jsonb_set(jsonb_set(:'export'::jsonb, '{tenant,id}', '"c6000000-0000-4000-8000-0000000000bb"'),
+								'{tenant,operation_id}', 'null'));
+\echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 -- Invalid input: the tombstone is permanent
 DELETE FROM mandant.tenant_tombstone;
