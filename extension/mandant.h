@@ -164,9 +164,6 @@ extern void MandantDefineDeferredVariables(void);
 extern Size MandantDeferredShmemSize(void);
 extern void MandantDeferredShmemInit(void);
 
-/* quota.c */
-extern void MandantCheckResource(const char *resource);
-
 /* totp.c */
 extern void MandantDefineSecretVariables(void);
 

@@ -67,6 +67,7 @@
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/relcache.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -187,6 +188,13 @@ typedef struct CounterColumns
 	int			limit_until;
 } CounterColumns;
 
+/*
+ * What ApplyToCounter needs to know about mandant.tenant_usage, worked out
+ * again whenever MandantOpenAppendTarget reloads the table (any DDL on it).
+ */
+static CounterColumns counter_columns;
+static Oid	counter_index = InvalidOid;
+
 static CounterColumns
 CounterColumnsOf(TupleDesc desc)
 {
@@ -242,8 +250,6 @@ ReadCounter(HeapTuple tuple, TupleDesc desc, CounterColumns columns, UsageState 
 static CounterResult
 ApplyToCounter(const pg_uuid_t *tenant, Datum resource, int64 delta, UsageState *state)
 {
-	Oid			relid;
-	Oid			indexid;
 	MandantAppendTarget *target;
 	bool		loaded;
 	Relation	rel;
@@ -257,12 +263,21 @@ ApplyToCounter(const pg_uuid_t *tenant, Datum resource, int64 delta, UsageState 
 	PreventCommandIfReadOnly("UPDATE");
 	PreventCommandIfParallelMode("UPDATE");
 
-	MandantLookupTable("tenant_usage", "tenant_usage_pkey", &relid, &indexid);
-	/* The columns are looked up below on every call, so loaded is moot. */
 	rel = MandantOpenAppendTarget("tenant_usage", &target, &loaded);
-	index = index_open(indexid, RowExclusiveLock);
 	desc = RelationGetDescr(rel);
-	columns = CounterColumnsOf(desc);
+	if (loaded || !OidIsValid(counter_index))
+	{
+		Oid			pkey;
+
+		counter_index = InvalidOid;		/* stays so if what follows fails */
+		counter_columns = CounterColumnsOf(desc);
+		pkey = RelationGetPrimaryKeyIndex(rel);
+		if (!OidIsValid(pkey))
+			elog(ERROR, "mandant.tenant_usage has no primary key");
+		counter_index = pkey;
+	}
+	columns = counter_columns;
+	index = index_open(counter_index, RowExclusiveLock);
 	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   index->rd_indcollation[0], F_UUID_EQ, UUIDPGetDatum((pg_uuid_t *) tenant));
 	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
@@ -483,35 +498,10 @@ mandant_charge(PG_FUNCTION_ARGS)
 				 errmsg("no tenant is set"),
 				 errdetail("Usage is counted per tenant."),
 				 errhint("Call mandant.set_tenant(tenant_id) or mandant.authenticate(access_token) first, in the same transaction.")));
+	/* An unknown resource is refused where its counter would be created. */
 	resource = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	MandantCheckResource(resource);
 	Consume(tenant, resource, PG_GETARG_INT64(1));
 	PG_RETURN_VOID();
-}
-
-/*
- * MandantCheckResource raises 22023 unless some plan or quota change names
- * the resource.
- */
-void
-MandantCheckResource(const char *resource)
-{
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		args[1] = {CStringGetTextDatum(resource)};
-	bool		known;
-	bool		isnull;
-
-	SPI_connect();
-	if (SPI_execute_with_args("SELECT mandant.resource_is_known($1)", 1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up resource \"%s\"", resource);
-	known = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
-	if (!known)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown resource \"%s\"", resource),
-				 errdetail("No plan limits it (see mandant.plan.limits)."),
-				 errhint("Add the resource to the plans' limits first (null: unlimited).")));
 }
 
 /*

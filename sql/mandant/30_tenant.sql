@@ -123,6 +123,26 @@ SELECT pg_catalog.pg_extension_config_dump('mandant.reserved_slug', 'WHERE NOT b
 SELECT pg_catalog.pg_extension_config_dump('mandant.tenant', '');
 
 /*
+ * require_reason raises 22023 when an operation that keeps its reason got
+ * none (NULL or blank): "a reason is required to <action>".
+ */
+CREATE FUNCTION mandant.require_reason(reason text, action text, detail text, hint text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF reason IS NULL OR btrim(reason) = '' THEN
+		RAISE EXCEPTION 'a reason is required to %', action
+			USING ERRCODE = 'invalid_parameter_value', DETAIL = detail, HINT = hint;
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.require_reason(text, text, text, text) IS
+'Internal: raise 22023 ("a reason is required to <action>") when reason is NULL or blank.';
+
+/*
  * check_tenant_slug raises 22004/22023 when a slug cannot name a tenant:
  * not a lower-case DNS label of 3 to 63 characters, an IDNA ("xn--") or
  * other "??--" label, or a reserved word.  It does not look for clashes with

@@ -315,12 +315,9 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	IF reason IS NULL OR btrim(reason) = '' THEN
-		RAISE EXCEPTION 'a reason is required to skip an event'
-			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = format('mandant.outbox_skip(%s) was called without a reason.', id),
-				  HINT = 'Say why the event is given up; the reason is kept with it.';
-	END IF;
+	PERFORM mandant.require_reason(reason, 'skip an event',
+								   format('mandant.outbox_skip(%s) was called without a reason.', id),
+								   'Say why the event is given up; the reason is kept with it.');
 	UPDATE mandant.outbox o
 	SET published_at = now(), locked_until = NULL,
 		last_error = format('skipped by %s: %s (last error: %s)', session_user, reason, o.last_error)

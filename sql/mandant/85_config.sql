@@ -103,12 +103,9 @@ BEGIN
 				  DETAIL = format('A key has 1 to 200 characters and no whitespace; this one has %s.', COALESCE(length(key), 0)),
 				  HINT = 'Use a dotted name such as ''smtp.host''.';
 	END IF;
-	IF reason IS NULL OR btrim(reason) = '' THEN
-		RAISE EXCEPTION 'a reason is required to change configuration'
-			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = format('The change of %s/%s has no reason.', service, key),
-				  HINT = 'Say why, e.g. ''new SMTP relay''; the reason is kept in mandant.config_history.';
-	END IF;
+	PERFORM mandant.require_reason(reason, 'change configuration',
+								   format('The change of %s/%s has no reason.', service, key),
+								   'Say why, e.g. ''new SMTP relay''; the reason is kept in mandant.config_history.');
 	IF NOT deleting AND value IS NULL THEN
 		RAISE EXCEPTION 'configuration value must not be null'
 			USING ERRCODE = 'null_value_not_allowed',

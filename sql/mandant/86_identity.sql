@@ -1116,21 +1116,24 @@ COMMENT ON FUNCTION mandant.keep_an_owner(uuid) IS
 'Internal: 23514 when the tenant has no owner.';
 
 CREATE FUNCTION mandant.lock_tenant(tenant uuid)
-RETURNS void
+RETURNS mandant.tenant
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	t mandant.tenant;
 BEGIN
-	PERFORM 1 FROM mandant.tenant t WHERE t.id = tenant FOR NO KEY UPDATE;
+	SELECT * INTO t FROM mandant.tenant x WHERE x.id = tenant FOR NO KEY UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'tenant "%" does not exist', tenant
 			USING ERRCODE = 'MD002', DETAIL = 'No row of mandant.tenant has that id.', HINT = 'Check the tenant id.';
 	END IF;
+	RETURN t;
 END
 $$;
 
 COMMENT ON FUNCTION mandant.lock_tenant(uuid) IS
-'Internal: lock a tenant''s row so that changes of its members happen one at a time.';
+'Internal: lock a tenant''s row (MD002 when there is none) so that changes of it and its members happen one at a time; returns the row. Inserts into its tables (key share) are not blocked.';
 
 CREATE FUNCTION mandant.identity_create_user(tenant uuid, args jsonb, caller text)
 RETURNS jsonb

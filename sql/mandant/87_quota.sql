@@ -94,16 +94,24 @@ COMMENT ON FUNCTION mandant.charge(text, bigint) IS
 REVOKE ALL ON FUNCTION mandant.charge(text, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION mandant.charge(text, bigint) TO mandant_service, mandant_admin;
 
-CREATE FUNCTION mandant.resource_is_known(resource text)
-RETURNS boolean
-LANGUAGE sql STABLE
+CREATE FUNCTION mandant.check_resource(resource text)
+RETURNS void
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT EXISTS (SELECT 1 FROM mandant.plan p WHERE p.limits ? resource)
+BEGIN
+	IF resource IS NULL OR NOT EXISTS (SELECT 1 FROM mandant.plan p WHERE p.limits ? resource) THEN
+		RAISE EXCEPTION 'unknown resource %', COALESCE(quote_literal(resource), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'No plan names it in its limits.',
+				  HINT = format('Known resources: %s. Add new ones to mandant.plan.limits (null: unlimited).',
+								(SELECT string_agg(DISTINCT k, ', ') FROM mandant.plan p, jsonb_object_keys(p.limits) k));
+	END IF;
+END
 $$;
 
-COMMENT ON FUNCTION mandant.resource_is_known(text) IS
-'Whether some plan names the resource in its limits.';
+COMMENT ON FUNCTION mandant.check_resource(text) IS
+'Internal: raise 22023 unless some plan names the resource in its limits.';
 
 /*
  * effective_limit is the limit of a resource for a tenant now: the newest
@@ -151,13 +159,15 @@ COMMENT ON FUNCTION mandant.count_rows(uuid, text) IS
 /*
  * quota_refresh (called by quota.c as the extension owner) creates the
  * usage row of a tenant and resource, starting from counted, or
- * recomputes the limit in effect and until when it holds.
+ * recomputes the limit in effect and until when it holds.  Every counter
+ * starts here, so this is where an unknown resource is refused (charge).
  */
 CREATE FUNCTION mandant.quota_refresh(tenant uuid, resource text, counted bigint)
 RETURNS void
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+	SELECT mandant.check_resource(resource);
 	INSERT INTO mandant.tenant_usage AS u (tenant_id, resource, used, limit_value, limit_until)
 	VALUES (tenant, resource, COALESCE(counted, 0), mandant.effective_limit(tenant, resource),
 			COALESCE((SELECT min(q.effective_at) FROM mandant.quota_change q
@@ -242,13 +252,7 @@ BEGIN
 				  DETAIL = 'Quotas count rows per tenant, and the table has no registered tenant column.',
 				  HINT = format('Call mandant.enable_tenancy(%L) first.', tbl::text);
 	END IF;
-	IF resource IS NULL OR NOT mandant.resource_is_known(resource) THEN
-		RAISE EXCEPTION 'unknown resource %', COALESCE(quote_literal(resource), 'NULL')
-			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = 'No plan names it in its limits.',
-				  HINT = format('Known resources: %s. Add new ones to mandant.plan.limits (null: unlimited).',
-								(SELECT string_agg(DISTINCT k, ', ') FROM mandant.plan p, jsonb_object_keys(p.limits) k));
-	END IF;
+	PERFORM mandant.check_resource(resource);
 
 	statement := format('CREATE TRIGGER mandant_quota AFTER INSERT OR DELETE OR UPDATE OF %I ON %s '
 						'FOR EACH ROW EXECUTE FUNCTION mandant.quota_trigger(%L, %L)',
@@ -320,12 +324,7 @@ BEGIN
 		RAISE EXCEPTION 'tenant "%" does not exist', tenant
 			USING ERRCODE = 'MD002', DETAIL = 'No row of mandant.tenant has that id.', HINT = 'Check the tenant id.';
 	END IF;
-	IF resource IS NULL OR NOT mandant.resource_is_known(resource) THEN
-		RAISE EXCEPTION 'unknown resource %', COALESCE(quote_literal(resource), 'NULL')
-			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = 'No plan names it in its limits.',
-				  HINT = 'Add the resource to mandant.plan.limits first.';
-	END IF;
+	PERFORM mandant.check_resource(resource);
 	IF "limit" < 0 THEN
 		RAISE EXCEPTION 'a limit must not be negative'
 			USING ERRCODE = 'invalid_parameter_value',
@@ -349,12 +348,9 @@ DECLARE
 	change_id bigint;
 BEGIN
 	PERFORM mandant.check_limit(tenant, resource, "limit");
-	IF reason IS NULL OR btrim(reason) = '' THEN
-		RAISE EXCEPTION 'a reason is required to change a quota'
-			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = 'Quota changes are kept in mandant.quota_change with their reason.',
-				  HINT = 'Say why, e.g. ''contract amendment 2026-11''.';
-	END IF;
+	PERFORM mandant.require_reason(reason, 'change a quota',
+								   'Quota changes are kept in mandant.quota_change with their reason.',
+								   'Say why, e.g. ''contract amendment 2026-11''.');
 	INSERT INTO mandant.quota_change (tenant_id, resource, "limit", effective_at, reason, actor)
 	VALUES (tenant, resource, "limit", COALESCE(effective_at, now()), reason,
 			COALESCE(mandant.current_user_id()::text, session_user))
@@ -379,24 +375,16 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	old_plan text;
+	old_plan text := (mandant.lock_tenant(tenant)).plan_key;
 BEGIN
-	SELECT t.plan_key INTO old_plan FROM mandant.tenant t WHERE t.id = tenant FOR UPDATE;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'tenant "%" does not exist', tenant
-			USING ERRCODE = 'MD002', DETAIL = 'No row of mandant.tenant has that id.', HINT = 'Check the tenant id.';
-	END IF;
 	IF NOT EXISTS (SELECT 1 FROM mandant.plan p WHERE p.key = change_plan.plan_key) THEN
 		RAISE EXCEPTION 'plan "%" does not exist', plan_key
 			USING ERRCODE = 'invalid_parameter_value',
 				  DETAIL = format('No row of mandant.plan has key %L.', plan_key),
 				  HINT = format('Use one of: %s.', (SELECT string_agg(p.key, ', ' ORDER BY p.key) FROM mandant.plan p));
 	END IF;
-	IF reason IS NULL OR btrim(reason) = '' THEN
-		RAISE EXCEPTION 'a reason is required to change a plan'
-			USING ERRCODE = 'invalid_parameter_value', DETAIL = 'The reason is recorded in the audit trail.',
-				  HINT = 'Say why, e.g. ''upgrade ordered by the customer''.';
-	END IF;
+	PERFORM mandant.require_reason(reason, 'change a plan', 'The reason is recorded in the audit trail.',
+								   'Say why, e.g. ''upgrade ordered by the customer''.');
 	UPDATE mandant.tenant t SET plan_key = change_plan.plan_key, updated_at = now() WHERE t.id = tenant;
 	UPDATE mandant.tenant_usage u SET limit_until = '-infinity' WHERE u.tenant_id = tenant;
 	PERFORM mandant.audit_log_for(tenant, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),

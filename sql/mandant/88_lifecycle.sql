@@ -233,11 +233,8 @@ AS $$
 DECLARE
 	t mandant.tenant := mandant.tenant_by_operation(operation_id);
 BEGIN
-	IF reason IS NULL OR btrim(reason) = '' THEN
-		RAISE EXCEPTION 'a reason is required to fail provisioning'
-			USING ERRCODE = 'invalid_parameter_value', DETAIL = 'The reason goes into the compensation event.',
-				  HINT = 'Say what failed, e.g. ''DNS zone could not be created''.';
-	END IF;
+	PERFORM mandant.require_reason(reason, 'fail provisioning', 'The reason goes into the compensation event.',
+								   'Say what failed, e.g. ''DNS zone could not be created''.');
 	IF t.status NOT IN ('pending', 'failed') THEN
 		RAISE EXCEPTION 'provisioning of tenant "%" is complete', t.slug
 			USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -264,18 +261,10 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	status text;
+	status text := (mandant.lock_tenant(tenant)).status;
 BEGIN
-	SELECT t.status INTO status FROM mandant.tenant t WHERE t.id = tenant FOR UPDATE;
-	IF status IS NULL THEN
-		RAISE EXCEPTION 'tenant "%" does not exist', tenant
-			USING ERRCODE = 'MD002', DETAIL = 'No row of mandant.tenant has that id.', HINT = 'Check the tenant id.';
-	END IF;
-	IF reason IS NULL OR btrim(reason) = '' THEN
-		RAISE EXCEPTION 'a reason is required to suspend a tenant'
-			USING ERRCODE = 'invalid_parameter_value', DETAIL = 'The reason is kept with the tenant and in the audit trail.',
-				  HINT = 'Say why, e.g. ''invoice 2026-11 unpaid''.';
-	END IF;
+	PERFORM mandant.require_reason(reason, 'suspend a tenant', 'The reason is kept with the tenant and in the audit trail.',
+								   'Say why, e.g. ''invoice 2026-11 unpaid''.');
 	IF status = 'suspended' THEN
 		RETURN;
 	END IF;
@@ -294,22 +283,16 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	status	text;
-	slug	text;
+	locked mandant.tenant := mandant.lock_tenant(tenant);
 BEGIN
-	SELECT t.status, t.slug INTO status, slug FROM mandant.tenant t WHERE t.id = tenant FOR UPDATE;
-	IF status IS NULL THEN
-		RAISE EXCEPTION 'tenant "%" does not exist', tenant
-			USING ERRCODE = 'MD002', DETAIL = 'No row of mandant.tenant has that id.', HINT = 'Check the tenant id.';
-	END IF;
-	IF status = 'active' THEN
+	IF locked.status = 'active' THEN
 		RETURN;
 	END IF;
-	IF status <> 'suspended' THEN
-		RAISE EXCEPTION 'tenant "%" is not suspended', slug
+	IF locked.status <> 'suspended' THEN
+		RAISE EXCEPTION 'tenant "%" is not suspended', locked.slug
 			USING ERRCODE = 'object_not_in_prerequisite_state',
-				  DETAIL = format('The tenant is %s; only a suspended tenant can be resumed.', status),
-				  HINT = CASE status WHEN 'pending' THEN 'Finish provisioning with mandant.complete_tenant_provisioning(operation_id).'
+				  DETAIL = format('The tenant is %s; only a suspended tenant can be resumed.', locked.status),
+				  HINT = CASE locked.status WHEN 'pending' THEN 'Finish provisioning with mandant.complete_tenant_provisioning(operation_id).'
 									 ELSE 'Create the tenant again with a new operation id.' END;
 	END IF;
 	UPDATE mandant.tenant t SET status = 'active', status_reason = NULL, updated_at = now() WHERE t.id = tenant;
@@ -376,6 +359,8 @@ DECLARE
 	counts	jsonb := '{}';
 	head	jsonb;
 BEGIN
+	/* FOR UPDATE, not lock_tenant's NO KEY UPDATE: inserts into the tenant's
+	   tables (key share through their foreign key) wait until it is gone. */
 	SELECT * INTO t FROM mandant.tenant x WHERE x.id = tenant FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'tenant "%" does not exist', tenant
