@@ -155,8 +155,9 @@ LimitReached(const char *resource, int64 used, int64 limit, int64 delta)
  * inserted, each of which is added by its own trigger call.
  */
 static void
-CreateOrRefreshUsage(Datum *args, Oid *argtypes, bool exists)
+CreateOrRefreshUsage(Datum *args, bool exists)
 {
+	Oid			argtypes[3] = {UUIDOID, TEXTOID, INT8OID};
 	Datum		refresh_args[3] = {args[0], args[1], (Datum) 0};
 	char		nulls[3] = {' ', ' ', 'n'};
 	bool		isnull;
@@ -355,7 +356,6 @@ ApplyToCounter(const pg_uuid_t *tenant, Datum resource, int64 delta, UsageState 
 static void
 RefreshCounter(Datum *args, bool exists)
 {
-	Oid			argtypes[3] = {UUIDOID, TEXTOID, INT8OID};
 	Oid			saved_user;
 	int			saved_context;
 
@@ -364,7 +364,7 @@ RefreshCounter(Datum *args, bool exists)
 	PG_TRY();
 	{
 		SPI_connect();
-		CreateOrRefreshUsage(args, argtypes, exists);
+		CreateOrRefreshUsage(args, exists);
 		SPI_finish();
 	}
 	PG_FINALLY();
