@@ -9,15 +9,19 @@
 # they install the Debian packages first (scripts/install-deps.sh).
 
 EXTENSION = mandant
-EXTVERSION = 0.1.0
+EXTVERSION = 0.2.0
 
 MODULE_big = mandant
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard extension/*.c)))
 
-# The install script is written by topic in sql/mandant/ and concatenated.
+# The install script of the current version is written by topic in
+# sql/mandant/ and concatenated.  Released versions keep their install
+# script (sql/mandant--0.1.0.sql, frozen) and every release ships the
+# upgrade step from the one before (sql/mandant--<from>--<to>.sql), so
+# that a database of any released version can be updated.
 SQL_PARTS = $(sort $(wildcard sql/mandant/*.sql))
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
-DATA = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*--*.sql))
+DATA = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
 
 # pg_regress: one topic per file, listed by wildcard.
 TESTS = $(sort $(wildcard test/sql/*.sql))

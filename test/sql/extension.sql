@@ -14,7 +14,7 @@ FROM pg_extension e WHERE e.extname = 'mandant';
 -- does not trip over them.
 DROP EXTENSION mandant;
 SELECT rolname FROM pg_roles WHERE rolname LIKE 'mandant\_%' ORDER BY 1;
-CREATE EXTENSION mandant VERSION '0.1.0';
+CREATE EXTENSION mandant;
 SELECT extversion FROM pg_extension WHERE extname = 'mandant';
 SELECT count(*) AS builtin_plans FROM mandant.plan WHERE builtin;
 
@@ -47,5 +47,5 @@ RESET SESSION AUTHORIZATION;
 
 -- Invalid input: the install script cannot be run by hand
 \set ECHO none
-\i sql/mandant--0.1.0.sql
+\i sql/mandant--0.2.0.sql
 \set ECHO all
