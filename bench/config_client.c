@@ -9,15 +9,17 @@
  *
  *	1. LISTEN mandant_config, then warm-load with mandant.config_changes(0).
  *	   Listening first means no change committed in between is missed.
- *	2. On a notification of a revision it has not seen yet (for its tenant
- *	   or global), reconcile: mandant.config_changes(highest revision seen).
+ *	2. On a notification of a revision it has not seen yet, reconcile:
+ *	   mandant.config_changes(highest revision seen), which returns only
+ *	   its tenant's and the global entries.
  *	   Revisions follow commit order, so nothing is skipped, and several
  *	   notifications cost one query.
  *	3. After losing the connection, reconnect and do 1 again from the
  *	   highest revision seen; and reconcile every -p seconds regardless.
  *
- * Notifications carry no value: values are always read back under the
- * reader's own tenant and row level security.  With a tenant, the read is
+ * Notifications carry the revision only (no tenant, service, key or
+ * value): values are always read back under the reader's own tenant and
+ * row level security.  With a tenant, the read is
  * BEGIN; set_tenant; config_changes; COMMIT sent as one pipeline: one round
  * trip, and safe behind a transaction-pooling PgBouncer.
  *
@@ -394,39 +396,19 @@ connect_and_load(Watcher *w)
 	}
 }
 
-/* The number in `"name": <number>` of a notification payload, or -1. */
-static int64_t
-payload_number(const char *payload, const char *name)
-{
-	const char *at = strstr(payload, name);
-
-	return at ? strtoll(at + strlen(name), NULL, 10) : -1;
-}
-
 /*
  * Whether a notification is news for this watcher: a revision it has not
- * read, of its tenant or global, of its service.  The payload is jsonb
- * text ({"key": ..., "service": ..., "version": n, "revision": n,
- * "tenantId": ...}); service and key hold no spaces or quotes, so finding
- * the field names is exact.
+ * read.  The payload is the revision and nothing else (anyone may LISTEN,
+ * so it names no tenant, service or key); whether the change concerns
+ * this watcher is what reconcile reads under its own tenant.
  */
 static bool
 notification_is_news(Watcher *w, const char *payload)
 {
-	const char *tenant = strstr(payload, "\"tenantId\": ");
-	char		quoted[128];
+	char	   *end;
+	long long	revision = strtoll(payload, &end, 10);
 
-	if (payload_number(payload, "\"revision\": ") <= w->revision)
-		return false;
-	if (w->service)
-	{
-		snprintf(quoted, sizeof(quoted), "\"service\": \"%s\"", w->service);
-		if (strstr(payload, quoted) == NULL)
-			return false;
-	}
-	if (tenant == NULL || strncmp(tenant + 12, "null", 4) == 0)
-		return true;
-	return w->tenant && strncasecmp(tenant + 13, w->tenant, 36) == 0;
+	return end != payload && *end == '\0' && revision > w->revision;
 }
 
 /*

@@ -3,6 +3,8 @@
 # They run against the cluster of `make run` (started if needed), each in a
 # scratch database it drops at the end, and compare variants interleaved,
 # BENCH_ROUNDS times each for BENCH_SECONDS, reporting the median TPS.
+# Single-client runs are bound by fsync; BENCH_SYNCHRONOUS_COMMIT=off runs
+# every session without waiting for it, which shows the CPU cost alone.
 
 cd "$(dirname "$0")/.."
 seconds=${BENCH_SECONDS:-10}
@@ -12,6 +14,8 @@ port=${PGPORT:-5433}
 sockdir=${MANDANT_RUN_DIR:-$(pwd)/.run}
 [ ${#sockdir} -gt 80 ] && sockdir=/tmp/mandant-run-$(id -u)-$port
 . scripts/cluster.sh
+PGOPTIONS="${PGOPTIONS:-} -c synchronous_commit=${BENCH_SYNCHRONOUS_COMMIT:-on}"
+export PGOPTIONS
 
 # su_psql runs psql as the cluster's superuser over the private socket.
 su_psql() {

@@ -17,6 +17,11 @@
  * (tenant_id, id).  An update that changes the column of the table's state
  * machine is recorded with action "transition".
  *
+ * The trigger runs only on tables registered in mandant.audit_table by
+ * mandant.enable_audit(), and records a row of a tenant only when the
+ * transaction is in that tenant (or a trusted backend writes it), see
+ * rowshape.c.
+ *
  * Per-table facts the trigger needs on every row (the row shape, see
  * rowshape.c, plus category and excluded columns) are cached per trigger
  * and rebuilt after a relcache invalidation of the table.  An excluded column that
@@ -188,6 +193,8 @@ GetAuditTarget(TriggerData *trigdata)
 	if (target->cache.valid)
 		return target;
 
+	(void) MandantCheckRegistered(trigdata->tg_relation, "audit_table", "mandant.enable_audit()",
+								  0, NULL, NULL, NULL);
 	old = MemoryContextSwitchTo(target->cache.cxt);
 	MandantLoadRowShape(&target->shape, trigdata->tg_relation);
 	target->category = (trigger->tgnargs > 0 && trigger->tgargs[0][0] != '\0')

@@ -822,19 +822,19 @@ mandant_has_scope(PG_FUNCTION_ARGS)
 }
 
 /*
- * mandant_check_tenant_access lets SECURITY DEFINER functions check their
- * caller: it passes when the tenant asked for is the tenant of the
- * transaction, or when the caller is a platform administrator.  Inside a
- * SECURITY DEFINER function the current user is the function's owner, so
- * the caller is taken to be the outer user (the session's current role,
- * after SET ROLE), which such functions do not change.
+ * mandant_check_tenant_access is the 0.1.0 schema's check of the callers
+ * of its SECURITY DEFINER usage() and audit_verify(): it passes when the
+ * tenant asked for is the tenant of the transaction, or when the outer
+ * user (the session's current role) is a platform administrator.  Since
+ * 0.2.0 those functions go through the gate (gate.c), which checks the
+ * real caller; this stays for databases not updated yet.
  */
 Datum
 mandant_check_tenant_access(PG_FUNCTION_ARGS)
 {
 	const pg_uuid_t *current = MandantCurrentTenant();
 	pg_uuid_t  *tenant = PG_ARGISNULL(0) ? NULL : PG_GETARG_UUID_P(0);
-	char	   *what = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char	   *what = PG_ARGISNULL(1) ? "records" : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	Oid			admin = get_role_oid(MANDANT_ROLE_ADMIN, true);
 
 	if (tenant != NULL && current != NULL &&

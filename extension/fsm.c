@@ -21,6 +21,15 @@
  * statement on, in every session.  Per-table facts (row shape, whether the
  * table is audited) live in a per-trigger cache (rowshape.c).
  *
+ * A guard is user code: it runs as the machine's owner inside a
+ * security-restricted operation, as PostgreSQL runs a materialized view's
+ * query on refresh, and only if that owner may execute it.  Whoever makes
+ * the transition lends it no rights.  Guards are checked when a machine is
+ * loaded: a function (jsonb, jsonb) returning boolean, not a temporary one.
+ * The state column is checked to be text or varchar, and the table to be
+ * bound through mandant.enable_state_machine(), whenever the table's entry
+ * is built, which every ALTER TABLE forces.
+ *
  * Transitions of audited tables are recorded by the audit trigger (action
  * "transition"); otherwise this trigger appends them to
  * mandant.state_transition_log, unless the table was bound with
@@ -40,12 +49,15 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
@@ -54,6 +66,7 @@
 #include "utils/memutils.h"
 #include "utils/regproc.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "mandant.h"
@@ -84,6 +97,7 @@ typedef struct FsmMachine
 	char		name[NAMEDATALEN];	/* hash key */
 	bool		valid;
 	MemoryContext cxt;
+	Oid			owner;			/* guards run as this role */
 	int			nstates;
 	FsmState   *states;
 	int			ntransitions;
@@ -220,6 +234,37 @@ RunDefinitionQuery(const char *sql, const char *name)
 }
 
 /*
+ * CheckGuardDefinition refuses a guard that is not a plain function
+ * (jsonb, jsonb) returning boolean, or that lives in a temporary schema
+ * (another session's pg_temp function would otherwise run here).
+ */
+static void
+CheckGuardDefinition(const FsmMachine *machine, Oid guard)
+{
+	HeapTuple	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(guard));
+	Form_pg_proc proc;
+	bool		ok;
+
+	if (!HeapTupleIsValid(tuple))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("guard %u of state machine \"%s\" does not exist", guard, machine->name),
+				 errdetail("A transition names a function that was dropped."),
+				 errhint("Remove the transition with mandant.remove_transition() and add it again.")));
+	proc = (Form_pg_proc) GETSTRUCT(tuple);
+	ok = proc->prokind == PROKIND_FUNCTION && !proc->proretset &&
+		proc->prorettype == BOOLOID && proc->pronargs == 2 &&
+		proc->proargtypes.values[0] == JSONBOID && proc->proargtypes.values[1] == JSONBOID;
+	if (!ok || isAnyTempNamespace(proc->pronamespace))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+				 errmsg("guard %s of state machine \"%s\" cannot be used", format_procedure(guard), machine->name),
+				 errdetail(ok ? "It is a temporary function." : "It is not a function (jsonb, jsonb) returning boolean."),
+				 errhint("Remove the transition with mandant.remove_transition() and add it again with a permanent function (old_row jsonb, new_row jsonb) RETURNS boolean.")));
+	ReleaseSysCache(tuple);
+}
+
+/*
  * LoadMachine reads a machine's definition with SPI into machine->cxt.
  */
 static void
@@ -228,15 +273,16 @@ LoadMachine(FsmMachine *machine)
 	MemoryContext old;
 	bool		isnull;
 
+	/* a trigger still using the old definition keeps it until the end of the transaction */
 	if (machine->cxt != NULL)
-		MemoryContextDelete(machine->cxt);
+		MemoryContextSetParent(machine->cxt, TopTransactionContext);
 	machine->cxt = AllocSetContextCreate(CacheMemoryContext, "mandant state machine",
 										 ALLOCSET_SMALL_SIZES);
 	MemoryContextSetIdentifier(machine->cxt, machine->name);
 
 	SPI_connect();
 
-	RunDefinitionQuery("SELECT transition_columns FROM mandant.state_machine WHERE name = $1",
+	RunDefinitionQuery("SELECT transition_columns, owner::oid FROM mandant.state_machine WHERE name = $1",
 					   machine->name);
 	if (SPI_processed != 1)
 		ereport(ERROR,
@@ -248,6 +294,9 @@ LoadMachine(FsmMachine *machine)
 	machine->ntransition_columns =
 		TextArrayToCStrings(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull),
 							&machine->transition_columns);
+	machine->owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	if (isnull)
+		machine->owner = InvalidOid;
 	MemoryContextSwitchTo(old);
 
 	RunDefinitionQuery("SELECT state, initial, frozen FROM mandant.state_machine_state "
@@ -287,6 +336,14 @@ LoadMachine(FsmMachine *machine)
 		t->to = FindState(machine, to, strlen(to));
 		t->scope = scope ? MandantScopeBit(scope) : 0;
 		t->guard = isnull ? InvalidOid : DatumGetObjectId(guard);
+		if (t->from < 0 || t->to < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("state machine \"%s\" declares a transition between unknown states", machine->name),
+					 errdetail("The transition from \"%s\" to \"%s\" names a state the machine does not have.", from, to),
+					 errhint("Remove the transition with mandant.remove_transition().")));
+		if (OidIsValid(t->guard))
+			CheckGuardDefinition(machine, t->guard);
 	}
 	MemoryContextSwitchTo(old);
 
@@ -350,6 +407,59 @@ TableIsAudited(Relation rel)
 }
 
 /*
+ * CheckStateColumnType refuses a state column that is not text or varchar
+ * (ALTER TABLE ... TYPE after enable_state_machine).
+ */
+static void
+CheckStateColumnType(const FsmTable *table)
+{
+	const MandantColumn *col = &table->shape.columns[table->state_column];
+
+	if (col->json.typid != TEXTOID && col->json.typid != VARCHAROID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("state column \"%s\" of table %s must be of type text", col->name,
+						table->shape.entity_type),
+				 errdetail("Its type is %s; the table is bound to state machine \"%s\".",
+						   format_type_be(col->json.typid), table->machine),
+				 errhint("Change the column back to text, or call mandant.disable_state_machine() first.")));
+}
+
+/*
+ * CheckBinding refuses to run on a table that is not bound to the machine
+ * through that column in mandant.state_machine_table (a partition through
+ * its root): only mandant.enable_state_machine() attaches the trigger.
+ */
+static void
+CheckBinding(const FsmTable *table, Relation rel)
+{
+	const char *const columns[2] = {"machine", "state_column"};
+	Datum		values[2];
+	bool		isnull[2];
+	MandantIndexKey key = {ObjectIdGetDatum(RelationGetRelid(rel)), F_OIDEQ, false};
+	bool		bound;
+
+	bound = MandantFetchByIndex("state_machine_table", "state_machine_table_pkey", 1, &key,
+								2, columns, values, isnull);
+	if (!bound && rel->rd_rel->relispartition)
+	{
+		key.value = ObjectIdGetDatum(MandantRootOf(rel));
+		bound = MandantFetchByIndex("state_machine_table", "state_machine_table_pkey", 1, &key,
+									2, columns, values, isnull);
+	}
+	bound = bound && !isnull[0] && !isnull[1] &&
+		strcmp(TextDatumGetCString(values[0]), table->machine) == 0 &&
+		strcmp(NameStr(*DatumGetName(values[1])), table->shape.columns[table->state_column].name) == 0;
+	if (rel->rd_rel->relpersistence == RELPERSISTENCE_TEMP || !bound)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table %s is not bound to state machine \"%s\"", table->shape.entity_type,
+						table->machine),
+				 errdetail("mandant.state_machine_trigger() runs only on tables bound with mandant.enable_state_machine()."),
+				 errhint("Call mandant.enable_state_machine() on the table as its owner.")));
+}
+
+/*
  * GetFsmTable returns the cached facts of the firing trigger (arguments:
  * machine, state column).
  */
@@ -385,6 +495,8 @@ GetFsmTable(TriggerData *trigdata)
 				 errdetail("The table is bound to state machine \"%s\" through that column.",
 						   table->machine),
 				 errhint("Call mandant.enable_state_machine() again with the current column name.")));
+	CheckStateColumnType(table);
+	CheckBinding(table, trigdata->tg_relation);
 	table->cache.valid = true;
 	return table;
 }
@@ -553,6 +665,17 @@ CheckGuard(FsmTable *table, const FsmMachine *machine, const FsmTransition *t,
 	LOCAL_FCINFO(fcinfo, 2);
 	FmgrInfo	flinfo;
 	Datum		result;
+	MandantSavedUser saved;
+
+	if (!OidIsValid(machine->owner) ||
+		pg_proc_aclcheck(t->guard, machine->owner, ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("owner of state machine \"%s\" may not execute guard %s", machine->name,
+						format_procedure(t->guard)),
+				 errdetail("Guards run as the machine's owner, %s.",
+						   OidIsValid(machine->owner) ? GetUserNameFromId(machine->owner, true) : "(none)"),
+				 errhint("GRANT EXECUTE on the guard to the machine's owner, or replace the transition.")));
 
 	fmgr_info(t->guard, &flinfo);
 	InitFunctionCallInfoData(*fcinfo, &flinfo, 2, InvalidOid, NULL, NULL);
@@ -560,7 +683,9 @@ CheckGuard(FsmTable *table, const FsmMachine *machine, const FsmTransition *t,
 	fcinfo->args[0].isnull = false;
 	fcinfo->args[1].value = RowAsJsonb(table, rel, newtuple);
 	fcinfo->args[1].isnull = false;
+	MandantBecomeOwner(machine->owner, &saved);
 	result = FunctionCallInvoke(fcinfo);
+	MandantRestoreUser(&saved);
 
 	if (fcinfo->isnull || !DatumGetBool(result))
 		ereport(ERROR,
@@ -731,7 +856,7 @@ mandant_state_machine_trigger(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	FsmTable   *table;
-	FsmMachine *machine;
+	FsmMachine	machine;
 	HeapTuple	result;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
@@ -743,14 +868,15 @@ mandant_state_machine_trigger(PG_FUNCTION_ARGS)
 				 errhint("Use mandant.enable_state_machine(table, machine) to attach it.")));
 
 	table = GetFsmTable(trigdata);
-	machine = GetMachine(table->machine);
+	/* a copy: a guard may change the machine, which reloads the cache */
+	machine = *GetMachine(table->machine);
 
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
-		result = CheckInsert(table, machine, trigdata->tg_trigtuple,
+		result = CheckInsert(table, &machine, trigdata->tg_trigtuple,
 							 RelationGetDescr(trigdata->tg_relation));
 	else
 	{
-		CheckUpdate(table, machine, trigdata->tg_relation,
+		CheckUpdate(table, &machine, trigdata->tg_relation,
 					trigdata->tg_trigtuple, trigdata->tg_newtuple);
 		result = trigdata->tg_newtuple;
 	}

@@ -1,24 +1,34 @@
 /*-------------------------------------------------------------------------
  *
  * gate.c
- *		The gate of privileged identity operations: checks who calls, then
+ *		The gate of mandant's privileged operations: checks who calls, then
  *		runs the operation with the extension owner's rights.
  *
- * Managing users, members, roles and service accounts writes tables no
- * application role may write, so the operations are SECURITY DEFINER
- * functions (mandant.identity_<op>, no EXECUTE for anyone).  Who may run
- * them depends on the calling role (mandant_admin, mandant_service) and
- * on the tenant context (the tenant entered, scope admin).  Inside a
- * SECURITY DEFINER function the current user is the owner, and the
- * session's role is not necessarily the caller, so the check cannot be
- * made there.  mandant.identity_call(op, tenant, args) is an ordinary C
- * function: it checks the current user, the real caller, against the
- * level its own table assigns to op (the caller cannot choose it), and
- * then calls the operation through fmgr, which switches to the owner and
- * does not check EXECUTE.  The same pattern guards configuration writes
- * (config.c).
+ * Managing users, members and service accounts, registering tables with
+ * mandant, defining state machines and reading another tenant's usage or
+ * audit chain write or read tables no application role may touch, so the
+ * operations are SECURITY DEFINER functions that nobody may execute.  Who
+ * may run them depends on the calling role (mandant_admin, mandant_service,
+ * the owner of a table or of a state machine) and on the tenant context
+ * (the tenant entered, scope admin).  Inside a SECURITY DEFINER function
+ * the current user is the function's owner, and the session's role is not
+ * the caller either when a SECURITY DEFINER function of another role is in
+ * between, so the check cannot be made there.
  *
- * Levels:
+ * mandant.gate_call(op, tenant, args) is an ordinary C function: it checks
+ * the current user, the real caller, against the rule its own table
+ * assigns to op (the caller cannot choose it), and then calls the
+ * operation, mandant.<function>(tenant, args, caller), through fmgr, which
+ * switches to the owner and does not check EXECUTE.  The public functions
+ * (mandant.add_member(), mandant.enable_audit(), ...) are SECURITY INVOKER
+ * wrappers around it, so the real caller is never hidden behind a
+ * SECURITY DEFINER function of mandant's.  While the operation runs, the
+ * role that passed the gate is kept in gate_caller, where the operation
+ * may ask about it (mandant.gate_caller_member_of()): whether a tenant
+ * administrator or the platform created a user, whether the client
+ * address given to a login comes from a trusted front end.
+ *
+ * Rules:
  *	admin			members of mandant_admin
  *	service			... or of mandant_service (trusted backends)
  *	tenant			... or, inside the target tenant, a trusted backend or
@@ -26,6 +36,16 @@
  *					trusted backend
  *	tenant only		as tenant, but there must be a target tenant (no
  *					target: mandant_admin only)
+ *	tenant reader	the tenant of the transaction, or mandant_admin for any
+ *	self			the signed-in user for themselves, else as service
+ *	table owner		the owner of args.table (a permanent table of the
+ *					application, see MandantCheckTableTarget)
+ *	machine owner	the owner of the state machine args.machine, or
+ *					mandant_admin; never the built-in machine
+ *	anyone			every role (the operation checks credentials itself)
+ *
+ * mandant.identity_call(op, tenant, args) is the same gate as the 0.1.0
+ * schema declares it: identity operations only.
  *
  * Copyright (c) 2026, the mandant developers
  *
@@ -45,56 +65,151 @@
 #include "parser/parse_func.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/jsonb.h"
 #include "utils/uuid.h"
 
 #include "mandant.h"
 
+PG_FUNCTION_INFO_V1(mandant_gate_call);
 PG_FUNCTION_INFO_V1(mandant_identity_call);
+PG_FUNCTION_INFO_V1(mandant_gate_caller_member_of);
 
-typedef enum GateLevel
+/* Who may pass the gate for an operation. */
+typedef enum GateRule
 {
 	GATE_ADMIN,
 	GATE_SERVICE,
 	GATE_TENANT,
-	GATE_TENANT_ONLY
-} GateLevel;
+	GATE_TENANT_ONLY,
+	GATE_TENANT_READER,
+	GATE_SELF,
+	GATE_TABLE_OWNER,
+	GATE_MACHINE_OWNER,
+	GATE_TABLE_AND_MACHINE_OWNER,
+	GATE_ANYONE
+} GateRule;
 
 typedef struct GateOp
 {
 	const char *name;
-	GateLevel	level;
+	GateRule	rule;
+	const char *function;		/* mandant.<function>(uuid, jsonb, text) */
+	bool		identity;		/* also reachable through identity_call */
 } GateOp;
 
 static const GateOp gate_ops[] = {
-	{"create_user", GATE_TENANT},
-	{"add_member", GATE_TENANT_ONLY},
-	{"set_member_role", GATE_TENANT_ONLY},
-	{"remove_member", GATE_TENANT_ONLY},
-	{"create_role", GATE_TENANT_ONLY},
-	{"drop_role", GATE_TENANT_ONLY},
-	{"create_service_account", GATE_TENANT_ONLY},
-	{"disable_service_account", GATE_TENANT_ONLY},
-	{"disable_user", GATE_SERVICE},
-	{"enable_user", GATE_SERVICE},
-	{"reset_password", GATE_SERVICE},
-	{"revoke_user_tokens", GATE_SERVICE},
-	{"purge_tokens", GATE_SERVICE},
+	/* identity (sql/mandant/86_identity.sql) */
+	{"create_user", GATE_TENANT, "identity_create_user", true},
+	{"add_member", GATE_TENANT_ONLY, "identity_add_member", true},
+	{"set_member_role", GATE_TENANT_ONLY, "identity_set_member_role", true},
+	{"remove_member", GATE_TENANT_ONLY, "identity_remove_member", true},
+	{"create_role", GATE_TENANT_ONLY, "identity_create_role", true},
+	{"drop_role", GATE_TENANT_ONLY, "identity_drop_role", true},
+	{"create_service_account", GATE_TENANT_ONLY, "identity_create_service_account", true},
+	{"disable_service_account", GATE_TENANT_ONLY, "identity_disable_service_account", true},
+	{"disable_user", GATE_SERVICE, "identity_disable_user", true},
+	{"enable_user", GATE_SERVICE, "identity_enable_user", true},
+	{"reset_password", GATE_SERVICE, "identity_reset_password", true},
+	{"confirm_user_email", GATE_SERVICE, "identity_confirm_user_email", true},
+	{"revoke_user_tokens", GATE_SELF, "identity_revoke_user_tokens", true},
+	{"purge_tokens", GATE_SERVICE, "identity_purge_tokens", true},
+	{"login", GATE_ANYONE, "identity_login", false},
+	/* reading a tenant's records (60_audit.sql, 87_quota.sql) */
+	{"audit_verify", GATE_TENANT_READER, "audit_verify_chain", false},
+	{"usage", GATE_TENANT_READER, "usage_of", false},
+	/* registering tables (40_tenancy, 60_audit, 70_state_machine, 80_outbox, 87_quota) */
+	{"register_tenant_table", GATE_TABLE_OWNER, "registry_tenant_table", false},
+	{"unregister_tenant_table", GATE_TABLE_OWNER, "registry_forget_tenant_table", false},
+	{"attach_audit", GATE_TABLE_OWNER, "registry_attach_audit", false},
+	{"detach_audit", GATE_TABLE_OWNER, "registry_detach_audit", false},
+	{"attach_outbox", GATE_TABLE_OWNER, "registry_attach_outbox", false},
+	{"detach_outbox", GATE_TABLE_OWNER, "registry_detach_outbox", false},
+	{"attach_quota", GATE_TABLE_OWNER, "registry_attach_quota", false},
+	{"detach_quota", GATE_TABLE_OWNER, "registry_detach_quota", false},
+	{"bind_state_machine", GATE_TABLE_AND_MACHINE_OWNER, "registry_bind_state_machine", false},
+	{"unbind_state_machine", GATE_TABLE_OWNER, "registry_unbind_state_machine", false},
+	/* defining state machines (70_state_machine.sql) */
+	{"create_state_machine", GATE_ANYONE, "machine_create", false},
+	{"add_state", GATE_MACHINE_OWNER, "machine_add_state", false},
+	{"add_transition", GATE_MACHINE_OWNER, "machine_add_transition", false},
+	{"remove_transition", GATE_MACHINE_OWNER, "machine_remove_transition", false},
+	{"drop_state_machine", GATE_MACHINE_OWNER, "machine_drop", false},
 };
 
+/* The role that passed the gate, while its operation runs. */
+static Oid	gate_caller = InvalidOid;
+
+/*
+ * FindOp returns the operation called name; identity_only limits the search
+ * to the operations of mandant.identity_call().
+ */
 static const GateOp *
-FindOp(const char *name)
+FindOp(const char *name, bool identity_only)
 {
 	for (size_t i = 0; i < lengthof(gate_ops); i++)
 	{
-		if (strcmp(gate_ops[i].name, name) == 0)
+		if (strcmp(gate_ops[i].name, name) == 0 && (gate_ops[i].identity || !identity_only))
 			return &gate_ops[i];
 	}
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("unknown identity operation \"%s\"", name),
-			 errdetail("mandant.identity_call() runs mandant's own operations only."),
-			 errhint("Call the public function, e.g. mandant.add_member().")));
+			 errmsg("unknown mandant operation \"%s\"", name),
+			 errdetail("mandant.gate_call() runs mandant's own privileged operations only."),
+			 errhint("Call the public function, e.g. mandant.add_member() or mandant.enable_audit().")));
 	return NULL;				/* not reached */
+}
+
+/*
+ * ArgText returns the text of key in args, or NULL when args or the key is
+ * missing or JSON null.
+ */
+static char *
+ArgText(Jsonb *args, const char *key)
+{
+	JsonbValue	k;
+	JsonbValue *v;
+
+	if (args == NULL || !JB_ROOT_IS_OBJECT(args))
+		return NULL;
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	v = findJsonbValueFromContainer(&args->root, JB_FOBJECT, &k);
+	if (v == NULL || v->type == jbvNull)
+		return NULL;
+	if (v->type == jbvString)
+		return pnstrdup(v->val.string.val, v->val.string.len);
+	if (v->type == jbvNumeric)
+		return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+	return NULL;
+}
+
+/*
+ * ArgTable returns the table (an oid) named by args.table.
+ */
+static Oid
+ArgTable(Jsonb *args)
+{
+	char	   *text = ArgText(args, "table");
+	char	   *end;
+	unsigned long value;
+
+	if (text == NULL || text[0] < '0' || text[0] > '9')
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("table must not be null"),
+				 errdetail("The operation names no table (%s).", text ? text : "null"),
+				 errhint("Pass the table, e.g. mandant.enable_audit('app.orders').")));
+	errno = 0;
+	value = strtoul(text, &end, 10);
+	if (errno != 0 || *end != '\0' || value > PG_UINT32_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid table oid \"%s\"", text),
+				 errdetail("The operation's table is given by its oid."),
+				 errhint("Call the public function with a regclass.")));
+	return (Oid) value;
 }
 
 /* InTenantAsManager: inside tenant as a trusted backend or with scope admin. */
@@ -108,15 +223,90 @@ InTenantAsManager(const pg_uuid_t *tenant, bool service)
 		(service || (MandantCurrentScopes() & MANDANT_SCOPE_ADMIN) != 0);
 }
 
+/* IsCurrentTenant: tenant is the tenant of the transaction. */
+static bool
+IsCurrentTenant(const pg_uuid_t *tenant)
+{
+	const pg_uuid_t *current = MandantCurrentTenant();
+
+	return tenant != NULL && current != NULL &&
+		memcmp(current->data, tenant->data, UUID_LEN) == 0;
+}
+
+/* IsSelf: args.userId is the signed-in user. */
+static bool
+IsSelf(Jsonb *args)
+{
+	const pg_uuid_t *me = MandantCurrentUserId();
+	char	   *user = ArgText(args, "userId");
+	char	   *mine;
+
+	if (me == NULL || user == NULL)
+		return false;
+	mine = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum((pg_uuid_t *) me)));
+	return pg_strcasecmp(mine, user) == 0;
+}
+
+/*
+ * CheckMachineOwner refuses callers who may not change the state machine
+ * args.machine: its owner's members and mandant_admin may; nobody may
+ * change the built-in machine of mandant.tenant.
+ */
 static void
-CheckGate(const GateOp *op, const pg_uuid_t *tenant)
+CheckMachineOwner(const GateOp *op, Jsonb *args, bool admin)
+{
+	char	   *name = ArgText(args, "machine");
+	MandantIndexKey key;
+	const char *column = "owner";
+	Datum		owner;
+	bool		isnull;
+
+	if (name == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("state machine must not be null"),
+				 errdetail("mandant.%s() was called without a state machine.", op->name),
+				 errhint("Pass the name given to mandant.create_state_machine().")));
+	if (strcmp(name, MANDANT_BUILTIN_MACHINE) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("state machine \"%s\" is built into mandant", name),
+				 errdetail("It governs the status of mandant.tenant; mandant.%s() may not touch it.", op->name),
+				 errhint("It changes only with the extension, by ALTER EXTENSION mandant UPDATE.")));
+	key.value = CStringGetTextDatum(name);
+	key.eqproc = F_TEXTEQ;
+	key.isnull = false;
+	if (!MandantFetchByIndex("state_machine", "state_machine_pkey", 1, &key, 1, &column,
+							 &owner, &isnull))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("state machine \"%s\" does not exist", name),
+				 errdetail("No row of mandant.state_machine is named \"%s\".", name),
+				 errhint("Create it with mandant.create_state_machine().")));
+	if (admin || (!isnull && has_privs_of_role(GetUserId(), DatumGetObjectId(owner))))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("must be owner of state machine \"%s\"", name),
+			 errdetail("State machine \"%s\" is owned by %s, not by %s.", name,
+					   isnull ? "nobody" : GetUserNameFromId(DatumGetObjectId(owner), true),
+					   GetUserNameFromId(GetUserId(), false)),
+			 errhint("Use it as a member of its owner's role, or as a member of mandant_admin.")));
+}
+
+/*
+ * CheckGate refuses a caller that op's rule does not let through.
+ */
+static void
+CheckGate(const GateOp *op, const pg_uuid_t *tenant, Jsonb *args)
 {
 	bool		admin = MandantHasPrivilegesOfRole(MANDANT_ROLE_ADMIN);
 	bool		service = MandantHasPrivilegesOfRole(MANDANT_ROLE_SERVICE);
 	bool		ok = false;
 	const char *who = "members of mandant_admin";
+	bool		tenant_hint = false;
 
-	switch (op->level)
+	switch (op->rule)
 	{
 		case GATE_ADMIN:
 			ok = admin;
@@ -128,11 +318,39 @@ CheckGate(const GateOp *op, const pg_uuid_t *tenant)
 		case GATE_TENANT:
 			ok = admin || (tenant == NULL && service) || InTenantAsManager(tenant, service);
 			who = "the tenant's administrators (scope admin), trusted backends and mandant_admin";
+			tenant_hint = true;
 			break;
 		case GATE_TENANT_ONLY:
 			ok = admin || InTenantAsManager(tenant, service);
 			who = tenant ? "the tenant's administrators (scope admin) inside the tenant, trusted backends there and mandant_admin"
 				: "members of mandant_admin (no tenant was given)";
+			tenant_hint = tenant != NULL;
+			break;
+		case GATE_TENANT_READER:
+			ok = admin || IsCurrentTenant(tenant);
+			who = tenant ? "sessions inside that tenant and mandant_admin"
+				: "members of mandant_admin (the platform's records)";
+			tenant_hint = tenant != NULL;
+			break;
+		case GATE_SELF:
+			ok = admin || service || IsSelf(args);
+			who = "the signed-in user for themselves, trusted backends and mandant_admin";
+			break;
+		case GATE_TABLE_OWNER:
+			MandantCheckTableTarget(ArgTable(args), psprintf("mandant.%s", op->name));
+			ok = true;
+			break;
+		case GATE_MACHINE_OWNER:
+			CheckMachineOwner(op, args, admin);
+			ok = true;
+			break;
+		case GATE_TABLE_AND_MACHINE_OWNER:
+			MandantCheckTableTarget(ArgTable(args), psprintf("mandant.%s", op->name));
+			CheckMachineOwner(op, args, admin);
+			ok = true;
+			break;
+		case GATE_ANYONE:
+			ok = true;
 			break;
 	}
 	if (!ok)
@@ -143,43 +361,105 @@ CheckGate(const GateOp *op, const pg_uuid_t *tenant)
 						   who, GetUserNameFromId(GetUserId(), false),
 						   MandantCurrentScopesText(),
 						   MandantCurrentTenant() ? "its tenant" : "no tenant"),
-				 op->level == GATE_TENANT || (op->level == GATE_TENANT_ONLY && tenant != NULL) ?
+				 tenant_hint ?
 				 errhint("Enter the tenant with a token of one of its owners or admins (mandant.authenticate), or ask a platform administrator.") :
 				 errhint("Call from a trusted backend or as a platform administrator.")));
 }
 
 /*
- * mandant.identity_call(op text, tenant uuid, args jsonb) returns jsonb:
- * checks the caller against op's level, then runs
- * mandant.identity_<op>(tenant, args, caller) with the owner's rights.
+ * GateCall checks the caller against op's rule, then runs
+ * mandant.<function>(tenant, args, caller) with its owner's rights,
+ * remembering the caller in gate_caller meanwhile.
  */
-Datum
-mandant_identity_call(PG_FUNCTION_ARGS)
+static Datum
+GateCall(FunctionCallInfo fcinfo, bool identity_only)
 {
-	const GateOp *op = FindOp(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	const GateOp *op;
 	pg_uuid_t  *tenant = PG_ARGISNULL(1) ? NULL : PG_GETARG_UUID_P(1);
+	Jsonb	   *args = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
 	Oid			argtypes[3] = {UUIDOID, JSONBOID, TEXTOID};
 	Oid			fn;
 	FmgrInfo	flinfo;
 	Datum		result;
+	Oid			saved_caller = gate_caller;
 
 	LOCAL_FCINFO(call, 3);
 
-	CheckGate(op, tenant);
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("operation must not be null"),
+				 errdetail("mandant.gate_call() was called without an operation."),
+				 errhint("Call the public function, e.g. mandant.add_member().")));
+	op = FindOp(text_to_cstring(PG_GETARG_TEXT_PP(0)), identity_only);
+	if (args != NULL && !JB_ROOT_IS_OBJECT(args))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("arguments of mandant.%s must be a JSON object", op->name),
+				 errdetail("They were %s.", JsonbToCString(NULL, &args->root, VARSIZE(args))),
+				 errhint("Call the public function, e.g. mandant.add_member().")));
+
+	CheckGate(op, tenant, args);
 
 	fn = LookupFuncName(list_make2(makeString(pstrdup("mandant")),
-								   makeString(psprintf("identity_%s", op->name))),
+								   makeString(pstrdup(op->function))),
 						3, argtypes, false);
 	fmgr_info(fn, &flinfo);
 	InitFunctionCallInfoData(*call, &flinfo, 3, InvalidOid, NULL, NULL);
 	call->args[0].value = tenant ? UUIDPGetDatum(tenant) : (Datum) 0;
 	call->args[0].isnull = tenant == NULL;
-	call->args[1].value = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
-	call->args[1].isnull = PG_ARGISNULL(2);
+	call->args[1].value = args ? JsonbPGetDatum(args) : (Datum) 0;
+	call->args[1].isnull = args == NULL;
 	call->args[2].value = CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
 	call->args[2].isnull = false;
-	result = FunctionCallInvoke(call);
+
+	gate_caller = GetUserId();
+	PG_TRY();
+	{
+		result = FunctionCallInvoke(call);
+	}
+	PG_FINALLY();
+	{
+		gate_caller = saved_caller;
+	}
+	PG_END_TRY();
 	if (call->isnull)
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(result);
+}
+
+/*
+ * mandant.gate_call(op text, tenant uuid, args jsonb) returns jsonb: checks
+ * the caller against op's rule, then runs the operation.
+ */
+Datum
+mandant_gate_call(PG_FUNCTION_ARGS)
+{
+	return GateCall(fcinfo, false);
+}
+
+/*
+ * mandant.identity_call(op text, tenant uuid, args jsonb) returns jsonb: the
+ * gate as the 0.1.0 schema calls it (identity operations only).
+ */
+Datum
+mandant_identity_call(PG_FUNCTION_ARGS)
+{
+	return GateCall(fcinfo, true);
+}
+
+/*
+ * mandant.gate_caller_member_of(role name) returns boolean: whether the
+ * role that passed the gate for the running operation has the privileges
+ * of role; false outside an operation.  Internal.
+ */
+Datum
+mandant_gate_caller_member_of(PG_FUNCTION_ARGS)
+{
+	Oid			role;
+
+	if (PG_ARGISNULL(0) || !OidIsValid(gate_caller))
+		PG_RETURN_BOOL(false);
+	role = get_role_oid(NameStr(*PG_GETARG_NAME(0)), true);
+	PG_RETURN_BOOL(OidIsValid(role) && has_privs_of_role(gate_caller, role));
 }

@@ -58,6 +58,10 @@
 
 #define MANDANT_ROLE_ADMIN		"mandant_admin"
 #define MANDANT_ROLE_SERVICE	"mandant_service"
+#define MANDANT_ROLE_GATEWAY	"mandant_gateway"
+
+/* The state machine of mandant.tenant's status; only upgrades change it. */
+#define MANDANT_BUILTIN_MACHINE	"mandant_tenant"
 
 /*
  * Scopes an access token or a trusted backend can hold.  The set is closed:
@@ -215,6 +219,7 @@ extern void MandantPushKey(JsonbParseState **state, const char *key, int len);
 
 /* rowshape.c */
 extern const pg_uuid_t MandantPlatformTenant;
+extern Oid	MandantRootOf(Relation rel);
 extern MandantTriggerCacheEntry *MandantTriggerCacheLookup(HTAB **cache,
 														   const char *name,
 														   Size entrysize,
@@ -225,8 +230,25 @@ extern char *MandantRowEntityId(const MandantRowShape *shape, HeapTuple tuple,
 								TupleDesc desc);
 extern const pg_uuid_t *MandantRowTenant(const MandantRowShape *shape,
 										 HeapTuple tuple, TupleDesc desc);
+extern void MandantCheckRowTenant(const pg_uuid_t *tenant, const char *table);
+extern bool MandantCheckRegistered(Relation rel, const char *registry,
+								   const char *enable_function, int ncolumns,
+								   const char *const *columns, Datum *values,
+								   bool *isnull);
 extern bool MandantColumnChanged(const MandantColumn *col, Datum oldvalue,
 								 bool oldnull, Datum newvalue, bool newnull);
+
+/* usertable.c */
+typedef struct MandantSavedUser
+{
+	Oid			userid;
+	int			sec_context;
+	int			nestlevel;
+} MandantSavedUser;
+
+extern void MandantBecomeOwner(Oid owner, MandantSavedUser *saved);
+extern void MandantRestoreUser(const MandantSavedUser *saved);
+extern void MandantCheckTableTarget(Oid relid, const char *function_name);
 
 /* appendrow.c */
 typedef struct MandantAppendTarget MandantAppendTarget;

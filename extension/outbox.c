@@ -15,8 +15,15 @@
  * of one row serialize on the row lock, hence a later event of an
  * aggregate always has the larger id, which the claim relies on.
  *
+ * The trigger runs only on tables registered in mandant.outbox_table by
+ * mandant.enable_outbox(), and writes events of a tenant only when the
+ * transaction is in that tenant (or a trusted backend writes the row), see
+ * rowshape.c.  Topics of the "platform" domain (platform.tenant.created
+ * ...) are mandant's and trusted backends' only.
+ *
  * Wake-up: a transaction sends at most one NOTIFY mandant_outbox, queued by
- * its first event, with that event's tenant id as payload (never row data).
+ * its first event, with an empty payload: anyone may LISTEN on any channel,
+ * so a notification says only that there is something to claim.
  * If the subtransaction that queued it rolls back, PostgreSQL drops the
  * notification and the next event queues it again.  NOTIFY takes a
  * cluster-wide lock at commit that serializes every notifying transaction
@@ -200,17 +207,13 @@ ClaimCoalescedWakeUp(void)
  * off or coalesced into another writer's.
  */
 static void
-WakeConsumers(const pg_uuid_t *tenant_id)
+WakeConsumers(void)
 {
-	char	   *payload;
-
 	if (outbox_notify == OUTBOX_NOTIFY_OFF || notified_lxid == MyProc->lxid)
 		return;
 	if (outbox_notify == OUTBOX_NOTIFY_COALESCE && !ClaimCoalescedWakeUp())
 		return;
-	payload = (memcmp(tenant_id, &MandantPlatformTenant, sizeof(pg_uuid_t)) == 0)
-		? "" : DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum((pg_uuid_t *) tenant_id)));
-	Async_Notify(OUTBOX_CHANNEL, payload);
+	Async_Notify(OUTBOX_CHANNEL, "");
 	notified_lxid = MyProc->lxid;
 	notified_subxid = GetCurrentSubTransactionId();
 }
@@ -332,7 +335,7 @@ WriteOutboxEvent(const OutboxEvent *ev)
 	MandantAppendRow(target, rel, values, nulls);
 	table_close(rel, NoLock);
 
-	WakeConsumers(ev->tenant_id);
+	WakeConsumers();
 	return event_id;
 }
 
@@ -378,6 +381,8 @@ GetOutboxTarget(TriggerData *trigdata)
 	if (trigger->tgnargs < 2)
 		elog(ERROR, "trigger %s needs at least two arguments", trigger->tgname);
 
+	(void) MandantCheckRegistered(trigdata->tg_relation, "outbox_table", "mandant.enable_outbox()",
+								  0, NULL, NULL, NULL);
 	old = MemoryContextSwitchTo(target->cache.cxt);
 	MandantLoadRowShape(&target->shape, trigdata->tg_relation);
 	target->aggregate_type = psprintf("%s.%s", trigger->tgargs[0], trigger->tgargs[1]);
@@ -590,7 +595,8 @@ ReadCustomEvent(FunctionCallInfo fcinfo, int first, OutboxEvent *ev)
 
 /*
  * mandant_emit writes a custom event for the tenant of the transaction
- * (platform events: trusted backends without a tenant).
+ * (platform events: trusted backends without a tenant).  The domain
+ * "platform" is reserved to trusted backends.
  */
 Datum
 mandant_emit(PG_FUNCTION_ARGS)
@@ -598,6 +604,12 @@ mandant_emit(PG_FUNCTION_ARGS)
 	OutboxEvent ev = {0};
 
 	ReadCustomEvent(fcinfo, 0, &ev);
+	if (strncmp(ev.topic, "platform.", 9) == 0 && !MandantCallerIsTrusted())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("topic \"%s\" is reserved", ev.topic),
+				 errdetail("Events of the domain \"platform\" come from mandant and trusted backends only."),
+				 errhint("Name your events after your own domain, e.g. 'billing.invoice.sent'.")));
 	ev.tenant_id = MandantCurrentTenant();
 	if (ev.tenant_id == NULL)
 	{

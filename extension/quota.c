@@ -31,6 +31,14 @@
  * used".  Deletes subtract (never below zero); moving a row to another
  * tenant is refused.
  *
+ * The trigger runs only on tables registered for its resource and tenant
+ * column in mandant.quota_table (mandant.enable_quota()), whose tenant
+ * column is a uuid; a row of another tenant than the transaction's is
+ * refused (MandantCheckRowTenant).  What it knows about its table is
+ * cached per trigger (rowshape.c) and rebuilt after any ALTER TABLE.  A
+ * resource counts either rows or charges, never both: mandant.charge()
+ * refuses a resource that tables count.
+ *
  * Members count as users through explicit calls of mandant.consume() in
  * the identity functions, not through a trigger on mandant.membership:
  * triggers on mandant's own tables also fire while pg_restore loads them,
@@ -39,7 +47,9 @@
  * Counters are updated directly (no permission checks, no triggers on
  * mandant.tenant_usage fire: it has none that an unchanged key concerns);
  * rows are created and limits refreshed through SPI with saved plans, with
- * the rights of the extension's owner (see CounterOwner).
+ * the rights of the extension's owner (see CounterOwner), inside a
+ * security-restricted operation; counting rows for a new counter runs no
+ * user code (mandant.tenant_row_count, usertable.c).
  *
  * Copyright (c) 2026, the mandant developers
  *
@@ -83,9 +93,12 @@ PG_FUNCTION_INFO_V1(mandant_consume);
 	"SELECT mandant.count_rows($1, $2)"
 #define REFRESH_SQL \
 	"SELECT mandant.quota_refresh($1, $2, $3)"
+#define COUNTED_SQL \
+	"SELECT 1 FROM mandant.quota_table WHERE resource = $1 LIMIT 1"
 
 static SPIPlanPtr count_plan = NULL;
 static SPIPlanPtr refresh_plan = NULL;
+static SPIPlanPtr counted_plan = NULL;
 
 /* What a row of mandant.tenant_usage says. */
 typedef struct UsageState
@@ -360,7 +373,8 @@ RefreshCounter(Datum *args, bool exists)
 	int			saved_context;
 
 	GetUserIdAndSecContext(&saved_user, &saved_context);
-	SetUserIdAndSecContext(CounterOwner(), saved_context | SECURITY_LOCAL_USERID_CHANGE);
+	SetUserIdAndSecContext(CounterOwner(), saved_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
 	PG_TRY();
 	{
 		SPI_connect();
@@ -406,22 +420,75 @@ Consume(const pg_uuid_t *tenant, const char *resource, int64 delta)
 	elog(ERROR, "usage of %s could not be counted", resource);
 }
 
+/* Cached facts about one quota trigger (one table). */
+typedef struct QuotaTarget
+{
+	MandantTriggerCacheEntry cache; /* must be first */
+	AttrNumber	attnum;			/* the tenant column, a uuid */
+	const char *table;			/* schema.table, for messages */
+} QuotaTarget;
+
+static HTAB *QuotaTargets = NULL;
+
+/*
+ * GetQuotaTarget returns the cached facts of the firing trigger
+ * (arguments: resource, tenant column), checking that the table is
+ * registered for them and that the column is a uuid.
+ */
+static QuotaTarget *
+GetQuotaTarget(TriggerData *trigdata)
+{
+	Relation	rel = trigdata->tg_relation;
+	const char *resource = trigdata->tg_trigger->tgargs[0];
+	const char *column = trigdata->tg_trigger->tgargs[1];
+	const char *const registered[2] = {"resource", "tenant_column"};
+	Datum		values[2];
+	bool		isnull[2];
+	QuotaTarget *target;
+	AttrNumber	attnum;
+
+	target = (QuotaTarget *) MandantTriggerCacheLookup(&QuotaTargets, "mandant quota targets",
+													   sizeof(QuotaTarget), trigdata);
+	if (target->cache.valid)
+		return target;
+
+	if (MandantCheckRegistered(rel, "quota_table", "mandant.enable_quota()", 2, registered,
+							   values, isnull) &&
+		(isnull[0] || isnull[1] || strcmp(TextDatumGetCString(values[0]), resource) != 0 ||
+		 strcmp(NameStr(*DatumGetName(values[1])), column) != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" is not registered for resource \"%s\" through column \"%s\"",
+						RelationGetRelationName(rel), resource, column),
+				 errdetail("mandant.quota_table registers it otherwise."),
+				 errhint("Call mandant.enable_quota() on the table again.")));
+	attnum = get_attnum(RelationGetRelid(rel), column);
+	if (attnum <= 0 || TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid != UUIDOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("tenant column \"%s\" of table %s is not a uuid column", column,
+						RelationGetRelationName(rel)),
+				 errdetail("The quota trigger counts rows per tenant through that column."),
+				 errhint("Change the column back to uuid, or call mandant.disable_quota().")));
+	target->attnum = attnum;
+	target->table = MemoryContextStrdup(target->cache.cxt,
+										quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+																   RelationGetRelationName(rel)));
+	target->cache.valid = true;
+	return target;
+}
+
 /* RowTenant returns the tenant column's value of a row, or NULL. */
 static const pg_uuid_t *
-RowTenant(Relation rel, HeapTuple tuple, const char *column)
+RowTenant(const QuotaTarget *target, HeapTuple tuple, TupleDesc desc)
 {
-	int			attnum = SPI_fnumber(RelationGetDescr(rel), column);
 	bool		isnull;
-	Datum		value;
+	Datum		value = heap_getattr(tuple, target->attnum, desc, &isnull);
 
-	if (attnum <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("tenant column \"%s\" of table %s does not exist", column, RelationGetRelationName(rel)),
-				 errdetail("The quota trigger was created for it."),
-				 errhint("Call mandant.enable_quota() again.")));
-	value = heap_getattr(tuple, attnum, RelationGetDescr(rel), &isnull);
-	return isnull ? NULL : DatumGetUUIDP(value);
+	if (isnull)
+		return NULL;
+	MandantCheckRowTenant(DatumGetUUIDP(value), target->table);
+	return DatumGetUUIDP(value);
 }
 
 /*
@@ -434,10 +501,11 @@ mandant_quota_trigger(PG_FUNCTION_ARGS)
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	const char *resource;
 	const char *column;
-	Relation	rel;
+	TupleDesc	desc;
+	QuotaTarget *target;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
-		trigdata->tg_trigger->tgnargs != 2)
+		!TRIGGER_FIRED_AFTER(trigdata->tg_event) || trigdata->tg_trigger->tgnargs != 2)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("mandant.quota_trigger() must be called as a row trigger with two arguments"),
@@ -445,20 +513,19 @@ mandant_quota_trigger(PG_FUNCTION_ARGS)
 				 errhint("Use mandant.enable_quota(table, resource) to attach it.")));
 	resource = trigdata->tg_trigger->tgargs[0];
 	column = trigdata->tg_trigger->tgargs[1];
-	rel = trigdata->tg_relation;
+	target = GetQuotaTarget(trigdata);
+	desc = RelationGetDescr(trigdata->tg_relation);
 
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 	{
-		const pg_uuid_t *before = RowTenant(rel, trigdata->tg_trigtuple, column);
-		const pg_uuid_t *after = RowTenant(rel, trigdata->tg_newtuple, column);
+		const pg_uuid_t *before = RowTenant(target, trigdata->tg_trigtuple, desc);
+		const pg_uuid_t *after = RowTenant(target, trigdata->tg_newtuple, desc);
 
 		if ((before == NULL) != (after == NULL) ||
 			(before && memcmp(before->data, after->data, UUID_LEN) != 0))
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("rows of %s cannot move to another tenant",
-							quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-													   RelationGetRelationName(rel))),
+					 errmsg("rows of %s cannot move to another tenant", target->table),
 					 errdetail("The update changes column %s, and the table counts against the quota of %s.",
 							   column, resource),
 					 errhint("Delete the row and insert it in the other tenant.")));
@@ -467,12 +534,37 @@ mandant_quota_trigger(PG_FUNCTION_ARGS)
 	else
 	{
 		bool		inserted = TRIGGER_FIRED_BY_INSERT(trigdata->tg_event);
-		const pg_uuid_t *tenant = RowTenant(rel, trigdata->tg_trigtuple, column);
+		const pg_uuid_t *tenant = RowTenant(target, trigdata->tg_trigtuple, desc);
 
 		if (tenant != NULL)
 			Consume(tenant, resource, inserted ? 1 : -1);
 	}
 	return PointerGetDatum(NULL);
+}
+
+/*
+ * CheckChargeable refuses to charge a resource that tables count
+ * (mandant.enable_quota): its counters follow their rows, and a charge
+ * would be lost at the next recount.
+ */
+static void
+CheckChargeable(Datum resource_text, const char *resource)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	bool		counted;
+
+	SPI_connect();
+	if (SPI_execute_plan(PreparePlan(&counted_plan, COUNTED_SQL, 1, argtypes), &resource_text,
+						 NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read mandant.quota_table");
+	counted = SPI_processed > 0;
+	SPI_finish();
+	if (counted)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("resource \"%s\" counts rows and cannot be charged", resource),
+				 errdetail("Tables registered with mandant.enable_quota() count %s; their rows are its usage.", resource),
+				 errhint("Charge resources that are not rows, such as storage_bytes.")));
 }
 
 /*
@@ -500,6 +592,7 @@ mandant_charge(PG_FUNCTION_ARGS)
 				 errhint("Call mandant.set_tenant(tenant_id) or mandant.authenticate(access_token) first, in the same transaction.")));
 	/* An unknown resource is refused where its counter would be created. */
 	resource = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	CheckChargeable(PG_GETARG_DATUM(0), resource);
 	Consume(tenant, resource, PG_GETARG_INT64(1));
 	PG_RETURN_VOID();
 }

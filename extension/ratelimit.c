@@ -23,11 +23,23 @@
  * means for logins.  GCRA would be as small, but it refills one event at
  * a time, so a locked-out attacker could keep trying at the refill rate.
  *
- * Keys are hashed (SHA-256 of namespace, key and window) to fixed 32-byte
- * entries; the table holds mandant.rate_limit_slots of them.  When it is
- * full, entries idle for a whole window are dropped, then the oldest.
- * mandant.rate_limit() keys live in their own namespace, so no caller can
- * touch the login counters.
+ * Keys are hashed (SHA-256 of database, namespace, key and window) to
+ * fixed 32-byte entries, so databases never share a counter.  The login
+ * failure counters and mandant.rate_limit()'s keys live in two separate
+ * tables (mandant.login_limit_slots and mandant.rate_limit_slots entries):
+ * whatever a caller of the public rate_limit() does, it can neither read,
+ * count nor evict a login counter.  rate_limit()'s keys are the tenant's
+ * own when a tenant is set (tenants never share a counter) and the
+ * platform's otherwise, which only trusted backends and the gateway may
+ * count.  When a table is full, its entries idle for a whole window are
+ * dropped, then the oldest.
+ *
+ * Login keys are "pair:<account>|<address>" (10 failures per 15 minutes
+ * lock that account from that address), "ip:<address>" (a higher ceiling
+ * for one address across accounts) and "account:<account>" (a higher
+ * ceiling across addresses, which slows distributed guessing without
+ * letting one address lock an account out for everyone); see
+ * mandant.login().  MD040 names the limit that was hit.
  *
  * Copyright (c) 2026, the mandant developers
  *
@@ -77,7 +89,12 @@ typedef struct RateEntry
 } RateEntry;
 
 static int	rate_limit_slots = 16384;
-static HTAB *rate_table = NULL;
+static int	login_limit_slots = 16384;
+static int	login_lockout_pair = 10;
+static int	login_lockout_address = 50;
+static int	login_lockout_account = 100;
+static HTAB *rate_table = NULL;		/* mandant.rate_limit() */
+static HTAB *login_table = NULL;	/* failed logins */
 
 /* Namespaces of keys. */
 #define NS_APP		"app"
@@ -94,12 +111,30 @@ MandantDefineRateLimitVariables(void)
 							gettext_noop("When they are all in use, keys idle for a window are dropped first, then the oldest."),
 							&rate_limit_slots, 16384, 256, 1024 * 1024,
 							PGC_POSTMASTER, GUC_NOT_IN_SAMPLE, NULL, NULL, NULL);
+	DefineCustomIntVariable("mandant.login_limit_slots",
+							gettext_noop("Number of failed-login counters kept in shared memory."),
+							gettext_noop("Separate from mandant.rate_limit_slots; when all are in use, counters idle for a window are dropped first, then the oldest."),
+							&login_limit_slots, 16384, 256, 1024 * 1024,
+							PGC_POSTMASTER, GUC_NOT_IN_SAMPLE, NULL, NULL, NULL);
+	DefineCustomIntVariable("mandant.login_lockout_pair",
+							gettext_noop("Failed logins of one account from one address within 15 minutes that lock it from there."),
+							NULL, &login_lockout_pair, 10, 1, 1000000,
+							PGC_SUSET, GUC_NOT_IN_SAMPLE, NULL, NULL, NULL);
+	DefineCustomIntVariable("mandant.login_lockout_address",
+							gettext_noop("Failed logins from one address within 15 minutes (any accounts) that lock the address."),
+							NULL, &login_lockout_address, 50, 1, 1000000,
+							PGC_SUSET, GUC_NOT_IN_SAMPLE, NULL, NULL, NULL);
+	DefineCustomIntVariable("mandant.login_lockout_account",
+							gettext_noop("Failed logins of one account within 15 minutes (any addresses) that lock the account."),
+							NULL, &login_lockout_account, 100, 1, 1000000,
+							PGC_SUSET, GUC_NOT_IN_SAMPLE, NULL, NULL, NULL);
 }
 
 Size
 MandantRateLimitShmemSize(void)
 {
-	return hash_estimate_size(rate_limit_slots, sizeof(RateEntry));
+	return add_size(hash_estimate_size(rate_limit_slots, sizeof(RateEntry)),
+					hash_estimate_size(login_limit_slots, sizeof(RateEntry)));
 }
 
 void
@@ -111,6 +146,8 @@ MandantRateLimitShmemInit(void)
 	info.entrysize = sizeof(RateEntry);
 	rate_table = ShmemInitHash("mandant rate limits", rate_limit_slots, rate_limit_slots,
 							   &info, HASH_ELEM | HASH_BLOBS | HASH_FIXED_SIZE);
+	login_table = ShmemInitHash("mandant login counters", login_limit_slots, login_limit_slots,
+								&info, HASH_ELEM | HASH_BLOBS | HASH_FIXED_SIZE);
 }
 
 static LWLock *
@@ -119,16 +156,16 @@ RateLock(void)
 	return &MandantLocks[MANDANT_LOCK_RATE_LIMIT].lock;
 }
 
-/* HashKey turns namespace, key and window into the table key. */
+/* HashKey turns database, namespace, key and window into the table key. */
 static RateKey
 HashKey(const char *namespace, const char *key, int64 window_usec)
 {
 	RateKey		result;
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	unsigned int len = 0;
-	char		window[32];
+	char		window[48];
 
-	snprintf(window, sizeof(window), "%lld", (long long) window_usec);
+	snprintf(window, sizeof(window), "%u:%lld", MyDatabaseId, (long long) window_usec);
 	if (ctx == NULL ||
 		EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
 		EVP_DigestUpdate(ctx, namespace, strlen(namespace) + 1) != 1 ||
@@ -189,42 +226,42 @@ SecondsUntilRoom(const RateEntry *entry, TimestampTz now, int max)
 	return wait > 0 ? (int64) ceil(wait / USECS_PER_SEC) : 1;
 }
 
-/* MakeRoom drops idle entries, then the oldest, when the table is full. */
+/* MakeRoom drops idle entries, then the oldest, when a table is full. */
 static void
-MakeRoom(TimestampTz now)
+MakeRoom(HTAB *table, TimestampTz now)
 {
 	HASH_SEQ_STATUS scan;
 	RateEntry  *entry;
 	RateEntry  *oldest = NULL;
 	int			dropped = 0;
 
-	hash_seq_init(&scan, rate_table);
+	hash_seq_init(&scan, table);
 	while ((entry = hash_seq_search(&scan)) != NULL)
 	{
 		if (entry->window_start + 2 * entry->window_usec <= now)
 		{
-			hash_search(rate_table, &entry->key, HASH_REMOVE, NULL);
+			hash_search(table, &entry->key, HASH_REMOVE, NULL);
 			dropped++;
 		}
 		else if (oldest == NULL || entry->window_start < oldest->window_start)
 			oldest = entry;
 	}
 	if (dropped == 0 && oldest != NULL)
-		hash_search(rate_table, &oldest->key, HASH_REMOVE, NULL);
+		hash_search(table, &oldest->key, HASH_REMOVE, NULL);
 }
 
 /* Lookup finds or creates the entry of a key (caller holds the lock). */
 static RateEntry *
-Lookup(const RateKey *key, int64 window_usec, TimestampTz now, bool create)
+Lookup(HTAB *table, const RateKey *key, int64 window_usec, TimestampTz now, bool create)
 {
 	bool		found;
 	RateEntry  *entry;
 
-	entry = hash_search(rate_table, key, create ? HASH_ENTER_NULL : HASH_FIND, &found);
+	entry = hash_search(table, key, create ? HASH_ENTER_NULL : HASH_FIND, &found);
 	if (entry == NULL && create)
 	{
-		MakeRoom(now);
-		entry = hash_search(rate_table, key, HASH_ENTER_NULL, &found);
+		MakeRoom(table, now);
+		entry = hash_search(table, key, HASH_ENTER_NULL, &found);
 		if (entry == NULL)
 			elog(ERROR, "rate limit table is full");
 	}
@@ -292,6 +329,30 @@ RateLimited(const char *what, double used, int max, int64 window, int64 retry_af
 }
 
 /*
+ * AppNamespace returns the namespace of mandant.rate_limit()'s keys: the
+ * tenant of the transaction, so that tenants never share a counter, or,
+ * without a tenant, the platform's, which only trusted backends and the
+ * gateway may count in (per address limits in front of every tenant).
+ */
+static const char *
+AppNamespace(void)
+{
+	const pg_uuid_t *tenant = MandantCurrentTenant();
+
+	if (tenant != NULL)
+		return psprintf("%s:%s", NS_APP,
+						DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum((pg_uuid_t *) tenant))));
+	if (MandantCallerIsTrusted() || MandantHasPrivilegesOfRole(MANDANT_ROLE_GATEWAY))
+		return NS_APP;
+	ereport(ERROR,
+			(errcode(ERRCODE_MANDANT_TENANT_REQUIRED),
+			 errmsg("no tenant is set"),
+			 errdetail("Rate limits count per tenant; platform-wide limits are for trusted backends and the gateway."),
+			 errhint("Call mandant.set_tenant(tenant_id) or mandant.authenticate(access_token) first, in the same transaction.")));
+	return NULL;				/* not reached */
+}
+
+/*
  * mandant.rate_limit(key text, max int, per interval) returns int: counts
  * one event for key and returns how many remain in the window; raises
  * MD040 (and counts nothing) when max are already used.
@@ -303,7 +364,7 @@ mandant_rate_limit(PG_FUNCTION_ARGS)
 	int32		max = PG_GETARG_INT32(1);
 	Interval   *per = PG_GETARG_INTERVAL_P(2);
 	int64		window = WindowOf(per);
-	RateKey		hashed = HashKey(NS_APP, key, window);
+	RateKey		hashed = HashKey(AppNamespace(), key, window);
 	TimestampTz now = GetCurrentTimestamp();
 	RateEntry  *entry;
 	double		used;
@@ -317,7 +378,7 @@ mandant_rate_limit(PG_FUNCTION_ARGS)
 				 errhint("Pass a positive max.")));
 
 	LWLockAcquire(RateLock(), LW_EXCLUSIVE);
-	entry = Lookup(&hashed, window, now, true);
+	entry = Lookup(rate_table, &hashed, window, now, true);
 	used = Estimate(entry, now);
 	if (used + 1 > max)
 		retry = SecondsUntilRoom(entry, now, max);
@@ -328,6 +389,23 @@ mandant_rate_limit(PG_FUNCTION_ARGS)
 	if (retry > 0)
 		RateLimited(psprintf("\"%s\"", key), used, max, window, retry);
 	PG_RETURN_INT32((int32) Max(0, floor(max - used - 1)));
+}
+
+/*
+ * LoginLimitName says which limit a login key stands for, for MD040.
+ */
+static const char *
+LoginLimitName(const char *key)
+{
+	if (strncmp(key, "pair:", 5) == 0)
+		return "for this account from this address";
+	if (strncmp(key, "ip:", 3) == 0)
+		return "from this address";
+	if (strncmp(key, "account:", 8) == 0)
+		return "for this account";
+	if (strncmp(key, "client:", 7) == 0)
+		return "for this client id";
+	return "";
 }
 
 /*
@@ -354,12 +432,14 @@ mandant_login_guard(PG_FUNCTION_ARGS)
 		RateEntry  *entry;
 		double		used = 0;
 		int64		retry = 0;
+		const char *key;
 
 		if (nulls[i])
 			continue;
-		hashed = HashKey(NS_LOGIN, TextDatumGetCString(elems[i]), window);
+		key = TextDatumGetCString(elems[i]);
+		hashed = HashKey(NS_LOGIN, key, window);
 		LWLockAcquire(RateLock(), LW_EXCLUSIVE);
-		entry = Lookup(&hashed, window, now, false);
+		entry = Lookup(login_table, &hashed, window, now, false);
 		if (entry)
 		{
 			used = Estimate(entry, now);
@@ -370,9 +450,9 @@ mandant_login_guard(PG_FUNCTION_ARGS)
 		if (retry > 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_MANDANT_RATE_LIMITED),
-					 errmsg("too many failed attempts"),
-					 errdetail("%.0f failed attempts within %s; at most %d are allowed.", floor(used),
-							   WindowText(window), max),
+					 errmsg("too many failed attempts %s", LoginLimitName(key)),
+					 errdetail("%.0f failed attempts %s within %s; at most %d are allowed.", floor(used),
+							   LoginLimitName(key), WindowText(window), max),
 					 errhint("Retry after %lld seconds.", (long long) retry)));
 	}
 	PG_RETURN_VOID();
@@ -401,7 +481,7 @@ mandant_login_failed_count(PG_FUNCTION_ARGS)
 			continue;
 		hashed = HashKey(NS_LOGIN, TextDatumGetCString(elems[i]), window);
 		LWLockAcquire(RateLock(), LW_EXCLUSIVE);
-		Lookup(&hashed, window, now, true)->current++;
+		Lookup(login_table, &hashed, window, now, true)->current++;
 		LWLockRelease(RateLock());
 	}
 	PG_RETURN_VOID();
@@ -419,7 +499,7 @@ mandant_login_reset(PG_FUNCTION_ARGS)
 	RateKey		hashed = HashKey(NS_LOGIN, key, window);
 
 	LWLockAcquire(RateLock(), LW_EXCLUSIVE);
-	hash_search(rate_table, &hashed, HASH_REMOVE, NULL);
+	hash_search(login_table, &hashed, HASH_REMOVE, NULL);
 	LWLockRelease(RateLock());
 	PG_RETURN_VOID();
 }

@@ -11,12 +11,26 @@
  * name events carry (the partitioned root's, for a partition).  A
  * MandantRowShape holds them.
  *
- * Both triggers cache per trigger oid in a MandantTriggerCache: a hash of
+ * The tenant of a row is the value of its tenant column; a session writes
+ * rows of its own tenant only (row level security sees to that on tenant
+ * tables), so a row of another tenant, or one written without a tenant, is
+ * refused unless a trusted backend or a superuser writes it
+ * (MandantCheckRowTenant): otherwise a table owner who turns row level
+ * security off could write into another tenant's audit chain or outbox.
+ * mandant's row triggers run only on tables registered through the
+ * matching enable_* function, never on temporary tables
+ * (MandantCheckRegistered): attaching them takes EXECUTE, which nobody but
+ * mandant has, and the registry check stands behind that.
+ *
+ * The triggers cache per trigger oid in a MandantTriggerCache: a hash of
  * entries that start with a MandantTriggerCacheEntry header, each owning a
  * memory context below CacheMemoryContext.  A relcache invalidation of the
  * table (any ALTER TABLE, new or dropped trigger, a new primary key,
  * enable_tenancy, enable_state_machine ...) marks its entries stale; they
- * are rebuilt on their next use, never freed inside the callback.
+ * are rebuilt on their next use, never freed inside the callback; the
+ * memory of a rebuilt entry lives on until the end of the transaction,
+ * because a trigger call that runs user code (a guard, a cast to json) may
+ * see its own entry rebuilt by a nested call.
  *
  * Copyright (c) 2026, the mandant developers
  *
@@ -29,11 +43,14 @@
 
 #include "access/genam.h"
 #include "access/htup_details.h"
+#include "catalog/namespace.h"
 #include "catalog/partition.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -104,8 +121,9 @@ MandantTriggerCacheLookup(HTAB **cache, const char *name, Size entrysize,
 	if (found && entry->valid)
 		return entry;
 
+	/* a trigger call still using the old entry keeps it until the end of the transaction */
 	if (found && entry->cxt != NULL)
-		MemoryContextDelete(entry->cxt);
+		MemoryContextSetParent(entry->cxt, TopTransactionContext);
 	memset((char *) entry + sizeof(Oid), 0, entrysize - sizeof(Oid));
 	entry->relid = RelationGetRelid(trigdata->tg_relation);
 	entry->cxt = AllocSetContextCreate(CacheMemoryContext, "mandant trigger cache entry",
@@ -115,11 +133,11 @@ MandantTriggerCacheLookup(HTAB **cache, const char *name, Size entrysize,
 }
 
 /*
- * RootOf returns the table whose name events carry: the partitioned root
- * for a partition, else the table itself.
+ * MandantRootOf returns the table whose name events carry: the partitioned
+ * root for a partition, else the table itself.
  */
-static Oid
-RootOf(Relation rel)
+Oid
+MandantRootOf(Relation rel)
 {
 	List	   *ancestors;
 	Oid			root;
@@ -185,7 +203,7 @@ void
 MandantLoadRowShape(MandantRowShape *shape, Relation rel)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
-	Oid			root = RootOf(rel);
+	Oid			root = MandantRootOf(rel);
 	int			c;
 
 	shape->schema = get_namespace_name(get_rel_namespace(root));
@@ -262,8 +280,33 @@ MandantRowEntityId(const MandantRowShape *shape, HeapTuple tuple, TupleDesc desc
 }
 
 /*
- * MandantRowTenant returns the tenant of a row (its tenant column), else
- * the tenant of the transaction, else the platform's nil uuid.
+ * MandantCheckRowTenant refuses a row of tenant written by a session that
+ * is not in that tenant, unless a trusted backend or a superuser writes it.
+ */
+void
+MandantCheckRowTenant(const pg_uuid_t *tenant, const char *table)
+{
+	const pg_uuid_t *current = MandantCurrentTenant();
+
+	if (current != NULL && memcmp(current->data, tenant->data, UUID_LEN) == 0)
+		return;
+	if (superuser() || MandantCallerIsTrusted())
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("row of tenant %s written outside that tenant",
+					DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum((pg_uuid_t *) tenant)))),
+			 errdetail("The row of %s belongs to tenant %s; the transaction is in %s.", table,
+					   DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum((pg_uuid_t *) tenant))),
+					   current ? DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum((pg_uuid_t *) current)))
+					   : "no tenant"),
+			 errhint("Enter the tenant first (mandant.set_tenant or mandant.authenticate); only trusted backends write rows of other tenants.")));
+}
+
+/*
+ * MandantRowTenant returns the tenant of a row (its tenant column, checked
+ * by MandantCheckRowTenant), else the tenant of the transaction, else the
+ * platform's nil uuid.
  */
 const pg_uuid_t *
 MandantRowTenant(const MandantRowShape *shape, HeapTuple tuple, TupleDesc desc)
@@ -275,9 +318,53 @@ MandantRowTenant(const MandantRowShape *shape, HeapTuple tuple, TupleDesc desc)
 										 desc, &isnull);
 
 		if (!isnull)
+		{
+			MandantCheckRowTenant(DatumGetUUIDP(value), shape->entity_type);
 			return DatumGetUUIDP(value);
+		}
 	}
 	return MandantCurrentTenant() ? MandantCurrentTenant() : &MandantPlatformTenant;
+}
+
+/*
+ * MandantCheckRegistered refuses to run a row trigger on a table that the
+ * registry mandant.<registry> (primary key relid) does not list, itself or
+ * as its partitioned root, and on temporary tables.  A registry that does
+ * not exist (a database of an older release) lists everything: then the
+ * function returns false, else true with the registry's row in
+ * values/isnull (ncolumns columns).
+ */
+bool
+MandantCheckRegistered(Relation rel, const char *registry, const char *enable_function,
+					   int ncolumns, const char *const *columns, Datum *values, bool *isnull)
+{
+	Oid			nsp = get_namespace_oid("mandant", true);
+	char	   *pkey = psprintf("%s_pkey", registry);
+	MandantIndexKey key = {ObjectIdGetDatum(RelationGetRelid(rel)), F_OIDEQ, false};
+	bool		found;
+
+	if (rel->rd_rel->relpersistence == RELPERSISTENCE_TEMP)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("mandant's triggers do not run on temporary table \"%s\"",
+						RelationGetRelationName(rel)),
+				 errdetail("%s registers permanent tables only.", enable_function),
+				 errhint("Use a permanent table.")));
+	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid(registry, nsp)))
+		return false;
+	found = MandantFetchByIndex(registry, pkey, 1, &key, ncolumns, columns, values, isnull);
+	if (!found && rel->rd_rel->relispartition)
+	{
+		key.value = ObjectIdGetDatum(MandantRootOf(rel));
+		found = MandantFetchByIndex(registry, pkey, 1, &key, ncolumns, columns, values, isnull);
+	}
+	if (!found)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" is not registered in mandant.%s", RelationGetRelationName(rel), registry),
+				 errdetail("mandant's trigger runs only on tables set up with %s.", enable_function),
+				 errhint("Call %s on the table as its owner.", enable_function)));
+	return true;
 }
 
 /*

@@ -37,6 +37,7 @@
 #include "storage/fd.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -291,11 +292,16 @@ mandant_secret_open(PG_FUNCTION_ARGS)
 Datum
 mandant_totp_match(PG_FUNCTION_ARGS)
 {
-	bytea	   *secret = OpenSealed(PG_GETARG_BYTEA_PP(0), PG_GETARG_UUID_P(1));
-	char	   *code = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	bytea	   *secret;
+	char	   *code;
 	int64		after = PG_ARGISNULL(3) ? -1 : PG_GETARG_INT64(3);
 	int64		now = StepAt(GetCurrentTimestamp());
 	int64		matched = -1;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		PG_RETURN_NULL();
+	secret = OpenSealed(PG_GETARG_BYTEA_PP(0), PG_GETARG_UUID_P(1));
+	code = text_to_cstring(PG_GETARG_TEXT_PP(2));
 
 	if (strlen(code) != TOTP_DIGITS || strspn(code, "0123456789") != TOTP_DIGITS)
 		PG_RETURN_NULL();
@@ -326,15 +332,31 @@ Datum
 mandant_base32_encode(PG_FUNCTION_ARGS)
 {
 	static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-	bytea	   *data = PG_GETARG_BYTEA_PP(0);
-	unsigned char *in = (unsigned char *) VARDATA_ANY(data);
-	int			len = VARSIZE_ANY_EXHDR(data);
-	char	   *out = palloc(len * 8 / 5 + 2);
-	int			n = 0;
+	bytea	   *data;
+	unsigned char *in;
+	size_t		len;
+	size_t		outlen;
+	char	   *out;
+	size_t		n = 0;
 	uint32		acc = 0;
 	int			bits = 0;
 
-	for (int i = 0; i < len; i++)
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	data = PG_GETARG_BYTEA_PP(0);
+	in = (unsigned char *) VARDATA_ANY(data);
+	len = VARSIZE_ANY_EXHDR(data);
+	/* 8 characters per 5 bytes, rounded up; computed without overflow */
+	outlen = (len / 5) * 8 + ((len % 5) * 8 + 4) / 5 + 1;
+	if (outlen > MaxAllocSize - VARHDRSZ)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("input of mandant.base32_encode() is too long"),
+				 errdetail("It has %zu bytes; its base32 form would not fit a text value.", len),
+				 errhint("Encode secrets of a few dozen bytes.")));
+	out = palloc(outlen);
+
+	for (size_t i = 0; i < len; i++)
 	{
 		acc = (acc << 8) | in[i];
 		bits += 8;

@@ -2,10 +2,2116 @@
  * mandant 0.1.0 -> 0.2.0
  *
  * Every change of the install script (sql/mandant/) between the two
- * releases, in the order the install script makes it.  test/shell/upgrade.sh
- * proves that a database updated with this script has the same objects,
- * definitions, rights and comments as a fresh installation of 0.2.0.
+ * releases.  test/shell/upgrade.sh proves that a database updated with this
+ * script has the same objects, definitions, rights and comments as a fresh
+ * installation of 0.2.0, and that its data survives.
+ *
+ * 0.2.0 closes mandant's registries (only mandant's functions write them,
+ * through the gate of extension/gate.c), runs the application's code only
+ * as its owner, reserves the platform's events, vouches for owner e-mails
+ * and keeps notifications free of tenant data; see README, "Changes".
  */
 
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION mandant UPDATE TO '0.2.0'" to load this file. \quit
+
+/* ---- registries written only by mandant ---- */
+
+DROP POLICY tenant_table_owner ON mandant.tenant_table;
+REVOKE INSERT, UPDATE, DELETE ON mandant.tenant_table FROM PUBLIC;
+COMMENT ON TABLE mandant.tenant_table IS
+'Registry of tenant tables (written by mandant.enable_tenancy through the gate; rows of dropped tables are removed by an event trigger).';
+
+DROP POLICY owner_writes ON mandant.state_machine;
+DROP POLICY owner_writes ON mandant.state_machine_state;
+DROP POLICY owner_writes ON mandant.state_transition;
+DROP POLICY owner_writes ON mandant.state_machine_table;
+REVOKE INSERT, UPDATE, DELETE ON mandant.state_machine, mandant.state_machine_state,
+	mandant.state_transition, mandant.state_machine_table FROM PUBLIC;
+
+DROP POLICY quota_table_owner ON mandant.quota_table;
+REVOKE INSERT, UPDATE, DELETE ON mandant.quota_table FROM PUBLIC;
+
+CREATE TABLE mandant.audit_table (
+	relid			regclass PRIMARY KEY,
+	category		text,
+	exclude_columns	text[] NOT NULL DEFAULT '{}',
+	enabled_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	enabled_by		name NOT NULL
+);
+
+COMMENT ON TABLE mandant.audit_table IS
+'Registry of audited tables (written by mandant.enable_audit through the gate): category (NULL: the schema name) and excluded columns.';
+
+ALTER TABLE mandant.audit_table ENABLE ROW LEVEL SECURITY;
+CREATE POLICY audit_table_read ON mandant.audit_table FOR SELECT USING (true);
+GRANT SELECT ON mandant.audit_table TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('mandant.audit_table', '');
+
+CREATE TABLE mandant.outbox_table (
+	relid			regclass PRIMARY KEY,
+	domain			text NOT NULL,
+	entity			text NOT NULL,
+	exclude_columns	text[] NOT NULL DEFAULT '{}',
+	enabled_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	enabled_by		name NOT NULL
+);
+
+COMMENT ON TABLE mandant.outbox_table IS
+'Registry of tables whose writes become outbox events (written by mandant.enable_outbox through the gate): domain, entity and excluded columns.';
+
+ALTER TABLE mandant.outbox_table ENABLE ROW LEVEL SECURITY;
+CREATE POLICY outbox_table_read ON mandant.outbox_table FOR SELECT USING (true);
+GRANT SELECT ON mandant.outbox_table TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('mandant.outbox_table', '');
+
+/*
+ * Tables audited or publishing events under 0.1.0 keep doing so: their
+ * triggers are registered (the triggers of 0.2.0 refuse unregistered
+ * tables).  Triggers on temporary tables and those that partitions
+ * inherited are not registrations.
+ */
+INSERT INTO mandant.audit_table (relid, category, exclude_columns, enabled_by)
+SELECT t.tgrelid, NULLIF(a.args[1], ''), COALESCE(a.args[2:], '{}'), c.relowner::regrole::name
+FROM pg_catalog.pg_trigger t
+JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+CROSS JOIN LATERAL (SELECT CASE WHEN t.tgnargs = 0 THEN '{}'::text[]
+								ELSE (pg_catalog.string_to_array(pg_catalog.replace(pg_catalog.rtrim(
+										  pg_catalog.encode(t.tgargs, 'escape'), '\000'), '\\', '\'), '\000'))[1:t.tgnargs]
+						   END AS args) a
+WHERE t.tgfoid = 'mandant.audit_trigger()'::regprocedure AND t.tgname = 'mandant_audit'
+  AND t.tgparentid = 0 AND c.relpersistence <> 't';
+
+INSERT INTO mandant.outbox_table (relid, domain, entity, exclude_columns, enabled_by)
+SELECT t.tgrelid, a.args[1], a.args[2], COALESCE(a.args[3:], '{}'), c.relowner::regrole::name
+FROM pg_catalog.pg_trigger t
+JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+CROSS JOIN LATERAL (SELECT (pg_catalog.string_to_array(pg_catalog.replace(pg_catalog.rtrim(
+								pg_catalog.encode(t.tgargs, 'escape'), '\000'), '\\', '\'), '\000'))[1:t.tgnargs] AS args) a
+WHERE t.tgfoid = 'mandant.outbox_trigger()'::regprocedure AND t.tgname = 'mandant_outbox'
+  AND t.tgparentid = 0 AND c.relpersistence <> 't' AND t.tgnargs >= 2 AND a.args[1] <> 'platform';
+
+/* ---- users: the platform vouches for owner e-mails ---- */
+
+ALTER TABLE mandant.users ADD COLUMN email_confirmed_at timestamptz;
+COMMENT ON TABLE mandant.users IS
+'People who log in. E-mail unique case-insensitively; password_hash is bcrypt, totp_secret sealed (AES-256-GCM); token_version invalidates every token when it grows; email_confirmed_at is set when the platform vouches for the address.';
+GRANT SELECT (email_confirmed_at) ON mandant.users TO mandant_admin;
+
+/* ---- functions: new and changed (as in the install script) ---- */
+
+CREATE OR REPLACE FUNCTION mandant.gate_call(op text, tenant uuid, args jsonb)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'mandant_gate_call'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION mandant.gate_call(text, uuid, jsonb) IS
+'The gate of mandant''s privileged operations (what mandant.add_member(), mandant.enable_audit() and the other public functions call): checks that the calling role may run op, then runs it. Executable by everyone; it decides.';
+
+CREATE OR REPLACE FUNCTION mandant.gate_caller_member_of(role name)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'mandant_gate_caller_member_of'
+LANGUAGE C STABLE;
+
+COMMENT ON FUNCTION mandant.gate_caller_member_of(name) IS
+'Internal: whether the role that passed the gate for the running operation has the privileges of role.';
+
+CREATE OR REPLACE FUNCTION mandant.run_as_table_owner(tbl regclass, tenant uuid, query text, rows jsonb DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'mandant_run_as_table_owner'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION mandant.run_as_table_owner(regclass, uuid, text, jsonb) IS
+'Internal: run query ($1 tenant, $2 rows) as the owner of tbl inside a security-restricted operation and inside tenant; returns its first jsonb value or the number of rows it processed.';
+
+CREATE OR REPLACE FUNCTION mandant.tenant_row_count(tbl regclass, tenant_column name, tenant uuid)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'mandant_tenant_row_count'
+LANGUAGE C STABLE;
+
+COMMENT ON FUNCTION mandant.tenant_row_count(regclass, name, uuid) IS
+'Internal: how many rows of tbl belong to tenant, counted without running any code of the table''s owner.';
+
+CREATE OR REPLACE FUNCTION mandant.check_table_target(tbl regclass, function_name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'mandant_check_table_target'
+LANGUAGE C STABLE;
+
+COMMENT ON FUNCTION mandant.check_table_target(regclass, text) IS
+'Raise unless tbl is a permanent application table the current user owns (22004, 42809, 0A000 or 42501, naming function_name).';
+
+CREATE OR REPLACE FUNCTION mandant.enable_tenancy(tbl regclass, tenant_column name DEFAULT 'tenant_id')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	col				record;
+	has_column		boolean;
+	has_rows		boolean;
+	attnum			smallint;
+BEGIN
+	/* Validate everything before changing anything. */
+	PERFORM mandant.check_table_target(tbl, 'mandant.enable_tenancy');
+	IF tenant_column IS NULL THEN
+		RAISE EXCEPTION 'tenant column must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+				  DETAIL = format('mandant.enable_tenancy(%L) was called with a NULL column name.', tbl),
+				  HINT = 'Omit the argument to use tenant_id.';
+	END IF;
+
+	SELECT a.atttypid::regtype AS type, a.attnotnull, a.attgenerated INTO col
+	FROM pg_attribute a
+	WHERE a.attrelid = tbl AND a.attname = tenant_column AND a.attnum > 0 AND NOT a.attisdropped;
+	has_column := FOUND;
+
+	IF has_column THEN
+		IF col.type <> 'uuid'::regtype THEN
+			RAISE EXCEPTION 'column "%" of table % must be of type uuid', tenant_column, tbl
+				USING ERRCODE = 'datatype_mismatch',
+					  DETAIL = format('Column %I is of type %s.', tenant_column, col.type),
+					  HINT = 'Change its type to uuid, or name the right column in the second argument.';
+		END IF;
+		IF col.attgenerated <> '' THEN
+			RAISE EXCEPTION 'column "%" of table % is a generated column', tenant_column, tbl
+				USING ERRCODE = 'wrong_object_type',
+					  DETAIL = 'A generated column cannot take mandant.current_tenant() as its default.',
+					  HINT = 'Use a plain uuid column for the tenant.';
+		END IF;
+		IF NOT col.attnotnull THEN
+			EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE %I IS NULL)', tbl, tenant_column)
+				INTO has_rows;
+			IF has_rows THEN
+				RAISE EXCEPTION 'column "%" of table % contains nulls', tenant_column, tbl
+					USING ERRCODE = 'not_null_violation',
+						  DETAIL = 'Every row of a tenant table must belong to a tenant.',
+						  HINT = format('Assign the rows first: UPDATE %s SET %I = ... WHERE %I IS NULL.', tbl, tenant_column, tenant_column);
+			END IF;
+		END IF;
+	ELSE
+		EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', tbl) INTO has_rows;
+		IF has_rows THEN
+			RAISE EXCEPTION 'table % has rows but no column "%"', tbl, tenant_column
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  DETAIL = 'mandant cannot guess which tenant the existing rows belong to.',
+					  HINT = format('Add the column (ALTER TABLE %s ADD COLUMN %I uuid), fill it, then call mandant.enable_tenancy() again.', tbl, tenant_column);
+		END IF;
+	END IF;
+
+	/* The tenant column: uuid, NOT NULL, defaulting to the context. */
+	IF NOT has_column THEN
+		EXECUTE format('ALTER TABLE %s ADD COLUMN %I uuid NOT NULL DEFAULT mandant.current_tenant()',
+					   tbl, tenant_column);
+	ELSE
+		IF NOT col.attnotnull THEN
+			EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', tbl, tenant_column);
+		END IF;
+		IF mandant.tenant_column_default(tbl, tenant_column) IS DISTINCT FROM 'mandant.current_tenant()' THEN
+			EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT mandant.current_tenant()',
+						   tbl, tenant_column);
+		END IF;
+	END IF;
+
+	SELECT a.attnum INTO attnum FROM pg_attribute a
+	WHERE a.attrelid = tbl AND a.attname = tenant_column AND NOT a.attisdropped;
+
+	/* The foreign key to mandant.tenant. */
+	IF NOT EXISTS (SELECT 1 FROM pg_constraint k
+				   WHERE k.conrelid = tbl AND k.contype = 'f'
+					 AND k.confrelid = 'mandant.tenant'::regclass
+					 AND k.conkey = ARRAY[attnum]) THEN
+		EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I FOREIGN KEY (%I) REFERENCES mandant.tenant (id)',
+					   tbl, left(tenant_column, 40) || '_mandant_tenant_fkey', tenant_column);
+	END IF;
+
+	/* Row level security, forced so that the owner obeys it too. */
+	IF NOT (SELECT c.relrowsecurity FROM pg_class c WHERE c.oid = tbl) THEN
+		EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
+	END IF;
+	IF NOT (SELECT c.relforcerowsecurity FROM pg_class c WHERE c.oid = tbl) THEN
+		EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', tbl);
+	END IF;
+
+	/*
+	 * One policy for every command and role; replaced if it drifted.  Reads
+	 * without a tenant see nothing; writes without one fail with MD001.
+	 */
+	IF NOT mandant.tenant_policy_is_current(tbl, tenant_column) THEN
+		IF EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = tbl AND p.polname = 'tenant_isolation') THEN
+			EXECUTE format('DROP POLICY tenant_isolation ON %s', tbl);
+		END IF;
+		EXECUTE format('CREATE POLICY tenant_isolation ON %s AS PERMISSIVE FOR ALL TO PUBLIC '
+					   'USING (%I = mandant.current_tenant()) '
+					   'WITH CHECK (%I = mandant.require_tenant())',
+					   tbl, tenant_column, tenant_column);
+	END IF;
+
+	/* An index led by the tenant column (a primary key on it counts). */
+	IF NOT EXISTS (SELECT 1 FROM pg_index i
+				   WHERE i.indrelid = tbl AND i.indkey[0] = attnum AND i.indpred IS NULL) THEN
+		EXECUTE format('CREATE INDEX ON %s (%I)', tbl, tenant_column);
+	END IF;
+
+	PERFORM mandant.gate_call('register_tenant_table', NULL,
+							  jsonb_build_object('table', tbl::oid, 'tenantColumn', tenant_column));
+END
+$$;
+
+COMMENT ON FUNCTION mandant.enable_tenancy(regclass, name) IS
+'Make tbl a tenant table: uuid tenant column (NOT NULL, DEFAULT mandant.current_tenant(), FK to mandant.tenant), ENABLE + FORCE row level security, policy tenant_isolation, index led by the tenant column, registry row. Idempotent; the table owner only.';
+
+CREATE OR REPLACE FUNCTION mandant.disable_tenancy(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tenant_column	name;
+BEGIN
+	PERFORM mandant.check_table_target(tbl, 'mandant.disable_tenancy');
+
+	SELECT r.tenant_column INTO tenant_column FROM mandant.tenant_table r WHERE r.relid = tbl;
+	IF NOT FOUND THEN
+		RAISE NOTICE 'table % is not a tenant table, nothing to do', tbl;
+		RETURN;
+	END IF;
+
+	IF EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = tbl AND p.polname = 'tenant_isolation') THEN
+		EXECUTE format('DROP POLICY tenant_isolation ON %s', tbl);
+	END IF;
+
+	/* Other policies are the owner's; keep row level security for them. */
+	IF NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = tbl) THEN
+		EXECUTE format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY', tbl);
+		EXECUTE format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY', tbl);
+	END IF;
+
+	IF mandant.tenant_column_default(tbl, tenant_column) = 'mandant.current_tenant()' THEN
+		EXECUTE format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT', tbl, tenant_column);
+	END IF;
+
+	PERFORM mandant.gate_call('unregister_tenant_table', NULL, jsonb_build_object('table', tbl::oid));
+END
+$$;
+
+COMMENT ON FUNCTION mandant.disable_tenancy(regclass) IS
+'Undo enable_tenancy: drop policy tenant_isolation, disable row level security (unless other policies remain) and the column default, unregister. Keeps the column, its data, FK and index.';
+
+CREATE OR REPLACE FUNCTION mandant.registry_tenant_table(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tbl			regclass := (args ->> 'table')::oid::regclass;
+	col			name := args ->> 'tenantColumn';
+BEGIN
+	IF col IS NULL OR NOT EXISTS (
+		SELECT 1 FROM pg_attribute a
+		WHERE a.attrelid = tbl AND a.attname = col AND a.atttypid = 'uuid'::regtype
+		  AND a.attnotnull AND NOT a.attisdropped) THEN
+		RAISE EXCEPTION 'table % has no tenant column "%"', tbl, col
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'A tenant table has a uuid column NOT NULL that names the tenant.',
+				  HINT = 'Call mandant.enable_tenancy() on the table.';
+	END IF;
+	IF NOT (SELECT c.relrowsecurity AND c.relforcerowsecurity FROM pg_class c WHERE c.oid = tbl)
+		OR NOT mandant.tenant_policy_is_current(tbl, col) THEN
+		RAISE EXCEPTION 'table % is not isolated by tenant', tbl
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Row level security must be enabled and forced, with mandant''s policy tenant_isolation.',
+				  HINT = 'Call mandant.enable_tenancy() on the table.';
+	END IF;
+	PERFORM mandant.forget_missing_tables();
+	INSERT INTO mandant.tenant_table AS r (relid, tenant_column, enabled_by)
+	VALUES (tbl, col, caller)
+	ON CONFLICT (relid) DO UPDATE SET tenant_column = EXCLUDED.tenant_column,
+		enabled_at = now(), enabled_by = EXCLUDED.enabled_by
+	WHERE r.tenant_column IS DISTINCT FROM EXCLUDED.tenant_column;
+	RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mandant.registry_forget_tenant_table(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE sql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+	DELETE FROM mandant.tenant_table r WHERE r.relid = (args ->> 'table')::oid;
+	SELECT NULL::jsonb;
+$$;
+
+CREATE OR REPLACE FUNCTION mandant.check_excluded_columns(tbl regclass, exclude_columns text[])
+RETURNS text[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	excluded	text[];
+	unknown		text;
+BEGIN
+	SELECT COALESCE(array_agg(DISTINCT c ORDER BY c), '{}') INTO excluded
+	FROM unnest(COALESCE(exclude_columns, '{}')) c;
+	SELECT c INTO unknown
+	FROM unnest(excluded) c
+	WHERE c IS NULL OR NOT EXISTS (SELECT 1 FROM pg_attribute a
+								   WHERE a.attrelid = tbl AND a.attname = c
+									 AND a.attnum > 0 AND NOT a.attisdropped)
+	LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'column "%" of table % does not exist', unknown, tbl
+			USING ERRCODE = 'undefined_column',
+				  DETAIL = format('exclude_columns names %L.', unknown),
+				  HINT = format('Columns of %s: %s.', tbl,
+								(SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
+								 FROM pg_attribute a
+								 WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped));
+	END IF;
+	RETURN excluded;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.check_excluded_columns(regclass, text[]) IS
+'Internal: the distinct, sorted excluded columns of a table; 42703 when one does not exist.';
+
+CREATE OR REPLACE FUNCTION mandant.check_primary_key(tbl regclass, why text, function_name text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = tbl AND i.indisprimary) THEN
+		RAISE EXCEPTION 'table % has no primary key', tbl
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = why,
+				  HINT = format('Add one, e.g. ALTER TABLE %s ADD PRIMARY KEY (id), then call %s() again.', tbl, function_name);
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.check_primary_key(regclass, text, text) IS
+'Internal: 55000 unless the table has a primary key.';
+
+CREATE OR REPLACE FUNCTION mandant.attach_trigger(tbl regclass, name text, statement text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	existing text;
+BEGIN
+	SELECT pg_get_triggerdef(t.oid) INTO existing
+	FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = name;
+	IF existing IS DISTINCT FROM statement THEN
+		IF existing IS NOT NULL THEN
+			EXECUTE format('DROP TRIGGER %I ON %s', name, tbl);
+		END IF;
+		EXECUTE statement;
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.attach_trigger(regclass, text, text) IS
+'Internal: create one of mandant''s triggers on a table, or replace it when its definition changed.';
+
+CREATE OR REPLACE FUNCTION mandant.detach_trigger(tbl regclass, name text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = name) THEN
+		EXECUTE format('DROP TRIGGER %I ON %s', name, tbl);
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.detach_trigger(regclass, text) IS
+'Internal: drop one of mandant''s triggers from a table, if it exists.';
+
+CREATE OR REPLACE FUNCTION mandant.enable_audit(tbl regclass, category text DEFAULT NULL,
+									 exclude_columns text[] DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM mandant.check_table_target(tbl, 'mandant.enable_audit');
+	PERFORM mandant.gate_call('attach_audit', NULL,
+							  jsonb_build_object('table', tbl::oid, 'category', category,
+												 'excludeColumns', to_jsonb(exclude_columns)));
+END
+$$;
+
+COMMENT ON FUNCTION mandant.enable_audit(regclass, text, text[]) IS
+'Audit every insert, update and delete of tbl (which needs a primary key) into mandant.audit_event. category defaults to the schema name; exclude_columns never appear in any event. Idempotent; the table owner only.';
+
+CREATE OR REPLACE FUNCTION mandant.registry_attach_audit(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tbl			regclass := (args ->> 'table')::oid::regclass;
+	category	text := args ->> 'category';
+	excluded	text[];
+BEGIN
+	PERFORM mandant.check_primary_key(tbl, 'Audit events name the row they are about by its primary key.',
+									  'mandant.enable_audit');
+	IF category IS NOT NULL AND category !~ '^[a-z][a-z0-9_.:-]{0,99}$' THEN
+		RAISE EXCEPTION 'invalid audit category "%"', category
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A category has 1 to 100 characters: a-z first, then a-z, 0-9, ''_'', ''.'', '':'' or ''-''.',
+				  HINT = 'Use a lower-case name such as ''risk'' or ''billing'', or NULL for the schema name.';
+	END IF;
+	excluded := mandant.check_excluded_columns(tbl, ARRAY(SELECT jsonb_array_elements_text(
+		CASE jsonb_typeof(args -> 'excludeColumns') WHEN 'array' THEN args -> 'excludeColumns' ELSE '[]' END)));
+	PERFORM mandant.forget_missing_tables();
+	INSERT INTO mandant.audit_table AS r (relid, category, exclude_columns, enabled_by)
+	VALUES (tbl, category, excluded, caller)
+	ON CONFLICT (relid) DO UPDATE SET category = EXCLUDED.category, exclude_columns = EXCLUDED.exclude_columns,
+		enabled_at = now(), enabled_by = EXCLUDED.enabled_by
+	WHERE (r.category, r.exclude_columns) IS DISTINCT FROM (EXCLUDED.category, EXCLUDED.exclude_columns);
+	PERFORM mandant.attach_trigger(tbl, 'mandant_audit',
+		format('CREATE TRIGGER mandant_audit AFTER INSERT OR DELETE OR UPDATE ON %s '
+			   'FOR EACH ROW EXECUTE FUNCTION mandant.audit_trigger(%s)',
+			   tbl,
+			   (SELECT string_agg(quote_literal(a), ', ' ORDER BY o)
+				FROM unnest(ARRAY[COALESCE(category, '')] || excluded) WITH ORDINALITY u (a, o))));
+	RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mandant.registry_detach_audit(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tbl regclass := (args ->> 'table')::oid::regclass;
+BEGIN
+	PERFORM mandant.detach_trigger(tbl, 'mandant_audit');
+	DELETE FROM mandant.audit_table r WHERE r.relid = tbl;
+	RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mandant.disable_audit(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM mandant.check_table_target(tbl, 'mandant.disable_audit');
+	PERFORM mandant.gate_call('detach_audit', NULL, jsonb_build_object('table', tbl::oid));
+END
+$$;
+
+COMMENT ON FUNCTION mandant.disable_audit(regclass) IS
+'Stop auditing tbl (its past events stay). The table owner only.';
+
+CREATE OR REPLACE FUNCTION mandant.audit_verify_chain(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	chain_of	constant uuid := COALESCE(tenant, '00000000-0000-0000-0000-000000000000');
+	s			record;
+	e			mandant.audit_event;
+	chain		bytea := ''::bytea;
+	n			bigint := 0;
+BEGIN
+	FOR s IN
+		SELECT * FROM mandant.audit_seal a WHERE a.tenant_id = chain_of ORDER BY a.seq
+	LOOP
+		n := n + 1;
+		SELECT * INTO e FROM mandant.audit_event a WHERE a.tenant_id = chain_of AND a.id = s.event_id;
+		IF NOT FOUND OR s.seq <> n
+			OR e.hash IS DISTINCT FROM mandant.audit_event_hash(e)
+			OR s.chain IS DISTINCT FROM sha256(chain || e.hash) THEN
+			RETURN jsonb_build_object('ok', false, 'checked', n, 'firstBadId', s.event_id);
+		END IF;
+		chain := s.chain;
+	END LOOP;
+
+	FOR e IN
+		SELECT * FROM mandant.audit_event a
+		WHERE a.tenant_id = chain_of
+		  AND NOT EXISTS (SELECT 1 FROM mandant.audit_seal x WHERE x.tenant_id = a.tenant_id AND x.event_id = a.id)
+		ORDER BY a.id
+	LOOP
+		n := n + 1;
+		IF e.hash IS DISTINCT FROM mandant.audit_event_hash(e) THEN
+			RETURN jsonb_build_object('ok', false, 'checked', n, 'firstBadId', e.id);
+		END IF;
+	END LOOP;
+
+	RETURN jsonb_build_object('ok', true, 'checked', n, 'firstBadId', NULL);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mandant.audit_verify(tenant uuid DEFAULT mandant.current_tenant())
+RETURNS TABLE (ok boolean, checked bigint, first_bad_id bigint)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT (r ->> 'ok')::boolean, (r ->> 'checked')::bigint, (r ->> 'firstBadId')::bigint
+	FROM mandant.gate_call('audit_verify', tenant, '{}') AS r
+$$;
+
+COMMENT ON FUNCTION mandant.audit_verify(uuid) IS
+'Recompute the hashes and the chain of a tenant''s audit events (NULL: the platform''s): (ok, checked, first_bad_id). The current tenant, or any tenant for mandant_admin.';
+
+CREATE OR REPLACE FUNCTION mandant.create_state_machine(name text, initial_states text[],
+											 frozen_states text[] DEFAULT '{}',
+											 states text[] DEFAULT NULL,
+											 transition_columns text[] DEFAULT '{}')
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_call('create_state_machine', NULL,
+		jsonb_build_object('machine', name, 'initialStates', to_jsonb(initial_states),
+						   'frozenStates', to_jsonb(frozen_states), 'states', to_jsonb(states),
+						   'transitionColumns', to_jsonb(transition_columns)));
+$$;
+
+COMMENT ON FUNCTION mandant.create_state_machine(text, text[], text[], text[], text[]) IS
+'Declare a state machine: its initial and frozen states, optionally further states, and the columns a transition out of a frozen state may change. The caller owns it.';
+
+CREATE OR REPLACE FUNCTION mandant.text_array(value jsonb)
+RETURNS text[]
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE jsonb_typeof(value)
+		   WHEN 'array' THEN ARRAY(SELECT jsonb_array_elements_text(value))
+		   WHEN 'null' THEN NULL
+		   ELSE ARRAY[value #>> '{}'] END
+$$;
+
+COMMENT ON FUNCTION mandant.text_array(jsonb) IS
+'Internal: the text[] of a JSON array (of the gate''s arguments).';
+
+CREATE OR REPLACE FUNCTION mandant.machine_create(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+<<machine_create>>
+DECLARE
+	name				text := args ->> 'machine';
+	initial_states		text[] := mandant.text_array(args -> 'initialStates');
+	frozen_states		text[] := COALESCE(mandant.text_array(args -> 'frozenStates'), '{}');
+	transition_columns	text[] := mandant.text_array(args -> 'transitionColumns');
+	all_states			text[];
+BEGIN
+	IF name IS NULL OR name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+		RAISE EXCEPTION 'invalid state machine name %', COALESCE(quote_literal(name), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A state machine name is lower-case: a-z first, then a-z, 0-9 and ''_'', at most 63 characters.',
+				  HINT = 'Name it after what it governs, e.g. ''risk_assessment''.';
+	END IF;
+	IF COALESCE(cardinality(initial_states), 0) = 0 THEN
+		RAISE EXCEPTION 'state machine "%" needs at least one initial state', name
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'initial_states is empty.',
+				  HINT = 'Pass the states a new row may start in, e.g. ''{draft}''.';
+	END IF;
+	all_states := ARRAY(SELECT DISTINCT s FROM unnest(COALESCE(mandant.text_array(args -> 'states'), '{}')
+													  || initial_states || frozen_states) s ORDER BY s);
+	PERFORM mandant.check_state_names(initial_states, 'initial_states');
+	PERFORM mandant.check_state_names(frozen_states, 'frozen_states');
+	PERFORM mandant.check_state_names(all_states, 'states');
+	IF EXISTS (SELECT 1 FROM unnest(COALESCE(transition_columns, '{}')) c WHERE c IS NULL OR c = '') THEN
+		RAISE EXCEPTION 'transition columns must be column names'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('transition_columns is %L.', transition_columns),
+				  HINT = 'Name the columns a transition out of a frozen state may set, e.g. ''{approved_by,approved_at}''.';
+	END IF;
+	IF EXISTS (SELECT 1 FROM mandant.state_machine m WHERE m.name = machine_create.name) THEN
+		RAISE EXCEPTION 'state machine "%" already exists', name
+			USING ERRCODE = 'duplicate_object',
+				  DETAIL = format('mandant.state_machine has a row named %L.', name),
+				  HINT = 'Change it with mandant.add_state() and mandant.add_transition(), or pick another name.';
+	END IF;
+
+	INSERT INTO mandant.state_machine (name, transition_columns, owner)
+	VALUES (name, COALESCE(transition_columns, '{}'), (SELECT r.oid FROM pg_roles r WHERE r.rolname = caller)::regrole);
+	INSERT INTO mandant.state_machine_state (machine, state, initial, frozen)
+	SELECT name, s, s = ANY (initial_states), s = ANY (frozen_states)
+	FROM unnest(all_states) s;
+	RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mandant.add_state(machine text, state text, initial boolean DEFAULT false,
+								  frozen boolean DEFAULT false)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_call('add_state', NULL,
+		jsonb_build_object('machine', machine, 'state', state, 'initial', initial, 'frozen', frozen));
+$$;
+
+COMMENT ON FUNCTION mandant.add_state(text, text, boolean, boolean) IS
+'Declare one more state of a machine. Its owner or mandant_admin only.';
+
+CREATE OR REPLACE FUNCTION mandant.machine_add_state(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+<<machine_add_state>>
+DECLARE
+	machine	text := args ->> 'machine';
+	state	text := args ->> 'state';
+BEGIN
+	PERFORM mandant.check_state_names(ARRAY[state], 'state');
+	IF EXISTS (SELECT 1 FROM mandant.state_machine_state x
+			   WHERE x.machine = machine_add_state.machine AND x.state = machine_add_state.state) THEN
+		RAISE EXCEPTION 'state machine "%" already has state "%"', machine, state
+			USING ERRCODE = 'duplicate_object',
+				  DETAIL = format('mandant.state_machine_state has %L for %L.', state, machine),
+				  HINT = 'Pick another name; states are never redefined in place.';
+	END IF;
+	INSERT INTO mandant.state_machine_state (machine, state, initial, frozen)
+	VALUES (machine, state, COALESCE((args ->> 'initial')::boolean, false),
+			COALESCE((args ->> 'frozen')::boolean, false));
+	RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mandant.add_transition(machine text, from_state text, to_state text,
+									   required_scope text DEFAULT NULL,
+									   guard regprocedure DEFAULT NULL)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_call('add_transition', NULL,
+		jsonb_build_object('machine', machine, 'from', from_state, 'to', to_state,
+						   'requiredScope', required_scope, 'guard', guard::oid));
+$$;
+
+COMMENT ON FUNCTION mandant.add_transition(text, text, text, text, regprocedure) IS
+'Declare a transition; the caller must then hold required_scope, and guard(old jsonb, new jsonb) must return true. The guard runs as the machine''s owner, who must be allowed to execute it. Its owner or mandant_admin only.';
+
+CREATE OR REPLACE FUNCTION mandant.machine_add_transition(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+<<machine_add_transition>>
+DECLARE
+	machine			text := args ->> 'machine';
+	from_state		text := args ->> 'from';
+	to_state		text := args ->> 'to';
+	required_scope	text := args ->> 'requiredScope';
+	guard			regprocedure := (args ->> 'guard')::oid::regprocedure;
+	owner			regrole := (SELECT m.owner FROM mandant.state_machine m WHERE m.name = machine);
+BEGIN
+	PERFORM mandant.check_states_exist(machine, ARRAY[from_state, to_state]);
+	IF from_state = to_state THEN
+		RAISE EXCEPTION 'a transition must change the state'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('from_state and to_state are both %L.', from_state),
+				  HINT = 'Rows that keep their state need no transition.';
+	END IF;
+	IF required_scope IS NOT NULL
+		AND required_scope NOT IN ('read', 'write', 'delete', 'admin', 'internal') THEN
+		RAISE EXCEPTION 'unknown scope "%"', required_scope
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('required_scope is %L.', required_scope),
+				  HINT = 'Valid scopes are read, write, delete, admin and internal.';
+	END IF;
+	IF guard IS NOT NULL AND NOT EXISTS (
+		SELECT 1 FROM pg_proc p
+		WHERE p.oid = guard AND p.prorettype = 'boolean'::regtype AND NOT p.proretset
+		  AND p.proargtypes = '3802 3802'::oidvector AND p.prokind = 'f') THEN
+		RAISE EXCEPTION 'guard % must be a function (jsonb, jsonb) returning boolean', guard
+			USING ERRCODE = 'invalid_function_definition',
+				  DETAIL = format('%s is called with the old and the new row as jsonb.', guard),
+				  HINT = 'Declare it as FUNCTION ...(old_row jsonb, new_row jsonb) RETURNS boolean.';
+	END IF;
+	IF guard IS NOT NULL AND (SELECT n.nspname ~ '^pg_temp' FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+							  WHERE p.oid = guard) THEN
+		RAISE EXCEPTION 'guard % is a temporary function', guard
+			USING ERRCODE = 'invalid_function_definition',
+				  DETAIL = 'Temporary functions belong to one session and vanish with it.',
+				  HINT = 'Create the guard in a permanent schema.';
+	END IF;
+	IF guard IS NOT NULL AND NOT has_function_privilege(owner::oid, guard::oid, 'EXECUTE') THEN
+		RAISE EXCEPTION 'owner of state machine "%" may not execute guard %', machine, guard
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('Guards run as the machine''s owner, %s.', owner),
+				  HINT = format('GRANT EXECUTE ON FUNCTION %s TO %s first.', guard, owner);
+	END IF;
+	IF EXISTS (SELECT 1 FROM mandant.state_transition t
+			   WHERE t.machine = machine_add_transition.machine AND t.from_state = machine_add_transition.from_state
+				 AND t.to_state = machine_add_transition.to_state) THEN
+		RAISE EXCEPTION 'transition from "%" to "%" already exists', from_state, to_state
+			USING ERRCODE = 'duplicate_object',
+				  DETAIL = format('State machine %L already declares it.', machine),
+				  HINT = 'Remove it with mandant.remove_transition() first to change its scope or guard.';
+	END IF;
+	INSERT INTO mandant.state_transition (machine, from_state, to_state, required_scope, guard)
+	VALUES (machine, from_state, to_state, required_scope, guard);
+	RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mandant.remove_transition(machine text, from_state text, to_state text)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_call('remove_transition', NULL,
+		jsonb_build_object('machine', machine, 'from', from_state, 'to', to_state));
+$$;
+
+COMMENT ON FUNCTION mandant.remove_transition(text, text, text) IS
+'Remove a declared transition; every session obeys the change from its next statement. Its owner or mandant_admin only.';
+
+CREATE OR REPLACE FUNCTION mandant.machine_remove_transition(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+<<machine_remove_transition>>
+DECLARE
+	machine		text := args ->> 'machine';
+	from_state	text := args ->> 'from';
+	to_state	text := args ->> 'to';
+BEGIN
+	DELETE FROM mandant.state_transition t
+	WHERE t.machine = machine_remove_transition.machine AND t.from_state = machine_remove_transition.from_state
+	  AND t.to_state = machine_remove_transition.to_state;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'transition from "%" to "%" does not exist', from_state, to_state
+			USING ERRCODE = 'undefined_object',
+				  DETAIL = format('State machine %L does not declare it.', machine),
+				  HINT = format('See SELECT * FROM mandant.state_transition WHERE machine = %L.', machine);
+	END IF;
+	RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mandant.drop_state_machine(name text)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_call('drop_state_machine', NULL, jsonb_build_object('machine', name));
+$$;
+
+COMMENT ON FUNCTION mandant.drop_state_machine(text) IS
+'Drop an unused state machine with its states and transitions. Its owner or mandant_admin only.';
+
+CREATE OR REPLACE FUNCTION mandant.machine_drop(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+<<machine_drop>>
+DECLARE
+	name	text := args ->> 'machine';
+	used_by	text;
+BEGIN
+	SELECT string_agg(r.relid::text, ', ' ORDER BY r.relid::text) INTO used_by
+	FROM mandant.state_machine_table r WHERE r.machine = machine_drop.name;
+	IF used_by IS NOT NULL THEN
+		RAISE EXCEPTION 'state machine "%" is in use', name
+			USING ERRCODE = 'dependent_objects_still_exist',
+				  DETAIL = format('Tables bound to it: %s.', used_by),
+				  HINT = 'Call mandant.disable_state_machine() on them first.';
+	END IF;
+	DELETE FROM mandant.state_machine m WHERE m.name = machine_drop.name;
+	RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mandant.enable_state_machine(tbl regclass, machine text, "column" name DEFAULT 'status',
+											 log_transitions boolean DEFAULT true)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	stray text;
+BEGIN
+	PERFORM mandant.check_table_target(tbl, 'mandant.enable_state_machine');
+	PERFORM mandant.check_state_column(tbl, machine, "column");
+	EXECUTE format('SELECT %I FROM %s t WHERE %I IS NOT NULL AND NOT EXISTS '
+				   '(SELECT 1 FROM mandant.state_machine_state x WHERE x.machine = $1 AND x.state = t.%I) LIMIT 1',
+				   "column", tbl, "column", "column")
+		INTO stray USING machine;
+	IF stray IS NOT NULL THEN
+		RAISE EXCEPTION 'table % has rows in state "%", which state machine "%" does not declare', tbl, stray, machine
+			USING ERRCODE = 'check_violation',
+				  DETAIL = format('Column %I holds %L.', "column", stray),
+				  HINT = 'Declare the state with mandant.add_state(), or fix the rows first.';
+	END IF;
+	PERFORM mandant.gate_call('bind_state_machine', NULL,
+		jsonb_build_object('table', tbl::oid, 'machine', machine, 'column', "column",
+						   'log', COALESCE(log_transitions, true)));
+END
+$$;
+
+COMMENT ON FUNCTION mandant.enable_state_machine(regclass, text, name, boolean) IS
+'Bind a table to a state machine through a text column: a C BEFORE INSERT OR UPDATE trigger enforces initial states, declared transitions, scopes, guards and frozen states (MD010). Transitions are recorded by the audit trail when the table is audited, else in mandant.state_transition_log unless log_transitions is false. Idempotent; the table owner, who must also own the machine (or be a member of mandant_admin).';
+
+CREATE OR REPLACE FUNCTION mandant.check_state_column(tbl regclass, machine text, "column" name)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	coltype regtype;
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM mandant.state_machine m WHERE m.name = machine) THEN
+		RAISE EXCEPTION 'state machine "%" does not exist', machine
+			USING ERRCODE = 'undefined_object',
+				  DETAIL = format('No row of mandant.state_machine is named %L.', machine),
+				  HINT = 'Create it with mandant.create_state_machine() first.';
+	END IF;
+	SELECT a.atttypid::regtype INTO coltype FROM pg_attribute a
+	WHERE a.attrelid = tbl AND a.attname = "column" AND a.attnum > 0 AND NOT a.attisdropped;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'column "%" of table % does not exist', "column", tbl
+			USING ERRCODE = 'undefined_column',
+				  DETAIL = format('mandant.enable_state_machine(%L, %L) names it as the state column.', tbl, machine),
+				  HINT = 'Add a text column for the state, or name the right one in the third argument.';
+	END IF;
+	IF coltype NOT IN ('text'::regtype, 'character varying'::regtype) THEN
+		RAISE EXCEPTION 'state column "%" of table % must be of type text', "column", tbl
+			USING ERRCODE = 'datatype_mismatch',
+				  DETAIL = format('Column %I is of type %s.', "column", coltype),
+				  HINT = 'Store states as text (or varchar).';
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.check_state_column(regclass, text, name) IS
+'Internal: raise unless the machine exists and the column is a text or varchar column of the table.';
+
+CREATE OR REPLACE FUNCTION mandant.registry_bind_state_machine(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tbl		regclass := (args ->> 'table')::oid::regclass;
+	machine	text := args ->> 'machine';
+	col		name := args ->> 'column';
+BEGIN
+	PERFORM mandant.check_state_column(tbl, machine, col);
+	PERFORM mandant.forget_missing_tables();
+	INSERT INTO mandant.state_machine_table AS r (relid, machine, state_column)
+	VALUES (tbl, machine, col)
+	ON CONFLICT (relid) DO UPDATE SET machine = EXCLUDED.machine, state_column = EXCLUDED.state_column
+	WHERE (r.machine, r.state_column) IS DISTINCT FROM (EXCLUDED.machine, EXCLUDED.state_column);
+	PERFORM mandant.attach_trigger(tbl, 'zz_mandant_state_machine',
+		format('CREATE TRIGGER zz_mandant_state_machine BEFORE INSERT OR UPDATE ON %s '
+			   'FOR EACH ROW EXECUTE FUNCTION mandant.state_machine_trigger(%L, %L, %L)',
+			   tbl, machine, col,
+			   CASE WHEN COALESCE((args ->> 'log')::boolean, true) THEN 'log' ELSE 'nolog' END));
+	RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mandant.disable_state_machine(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM mandant.check_table_target(tbl, 'mandant.disable_state_machine');
+	PERFORM mandant.gate_call('unbind_state_machine', NULL, jsonb_build_object('table', tbl::oid));
+END
+$$;
+
+COMMENT ON FUNCTION mandant.disable_state_machine(regclass) IS
+'Unbind a table from its state machine. The table owner only.';
+
+CREATE OR REPLACE FUNCTION mandant.registry_unbind_state_machine(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tbl regclass := (args ->> 'table')::oid::regclass;
+BEGIN
+	PERFORM mandant.detach_trigger(tbl, 'zz_mandant_state_machine');
+	DELETE FROM mandant.state_machine_table r WHERE r.relid = tbl;
+	RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mandant.enable_outbox(tbl regclass, domain text, entity text DEFAULT NULL,
+									  exclude_columns text[] DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM mandant.check_table_target(tbl, 'mandant.enable_outbox');
+	PERFORM mandant.gate_call('attach_outbox', NULL,
+							  jsonb_build_object('table', tbl::oid, 'domain', domain, 'entity', entity,
+												 'excludeColumns', to_jsonb(exclude_columns)));
+END
+$$;
+
+COMMENT ON FUNCTION mandant.enable_outbox(regclass, text, text, text[]) IS
+'Publish every insert, update and delete of tbl as {domain}.{entity}.created|updated|deleted events (payload: the row with camelCase keys, without exclude_columns). entity defaults to the table name; the domain platform is mandant''s own. Idempotent; the table owner only.';
+
+CREATE OR REPLACE FUNCTION mandant.registry_attach_outbox(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tbl			regclass := (args ->> 'table')::oid::regclass;
+	domain		text := args ->> 'domain';
+	entity		text := COALESCE(args ->> 'entity', (SELECT c.relname FROM pg_class c WHERE c.oid = tbl));
+	excluded	text[];
+BEGIN
+	IF domain IS NULL OR domain !~ '^[a-z][a-z0-9_]{0,62}$' OR entity !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+		RAISE EXCEPTION 'invalid event domain or entity: %.%', COALESCE(domain, 'NULL'), entity
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'Topics are domain.entity.action; domain and entity are lower-case words (a-z first, then a-z, 0-9, ''_'').',
+				  HINT = 'Pass e.g. mandant.enable_outbox(''app.site'', ''risk'', ''site'').';
+	END IF;
+	IF domain = 'platform' THEN
+		RAISE EXCEPTION 'event domain "platform" is reserved'
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'platform.* events come from mandant and trusted backends only.',
+				  HINT = 'Name the domain after your application, e.g. ''risk''.';
+	END IF;
+	PERFORM mandant.check_primary_key(tbl, 'Outbox events name their aggregate by the primary key, and are delivered in order per aggregate.',
+									  'mandant.enable_outbox');
+	excluded := mandant.check_excluded_columns(tbl, mandant.text_array(args -> 'excludeColumns'));
+	PERFORM mandant.forget_missing_tables();
+	INSERT INTO mandant.outbox_table AS r (relid, domain, entity, exclude_columns, enabled_by)
+	VALUES (tbl, domain, entity, excluded, caller)
+	ON CONFLICT (relid) DO UPDATE SET domain = EXCLUDED.domain, entity = EXCLUDED.entity,
+		exclude_columns = EXCLUDED.exclude_columns, enabled_at = now(), enabled_by = EXCLUDED.enabled_by
+	WHERE (r.domain, r.entity, r.exclude_columns) IS DISTINCT FROM (EXCLUDED.domain, EXCLUDED.entity, EXCLUDED.exclude_columns);
+	PERFORM mandant.attach_trigger(tbl, 'mandant_outbox',
+		format('CREATE TRIGGER mandant_outbox AFTER INSERT OR DELETE OR UPDATE ON %s '
+			   'FOR EACH ROW EXECUTE FUNCTION mandant.outbox_trigger(%s)',
+			   tbl,
+			   (SELECT string_agg(quote_literal(a), ', ' ORDER BY o)
+				FROM unnest(ARRAY[domain, entity] || excluded) WITH ORDINALITY u (a, o))));
+	RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mandant.disable_outbox(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM mandant.check_table_target(tbl, 'mandant.disable_outbox');
+	PERFORM mandant.gate_call('detach_outbox', NULL, jsonb_build_object('table', tbl::oid));
+END
+$$;
+
+COMMENT ON FUNCTION mandant.disable_outbox(regclass) IS
+'Stop publishing events for tbl (events already written stay). The table owner only.';
+
+CREATE OR REPLACE FUNCTION mandant.registry_detach_outbox(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tbl regclass := (args ->> 'table')::oid::regclass;
+BEGIN
+	PERFORM mandant.detach_trigger(tbl, 'mandant_outbox');
+	DELETE FROM mandant.outbox_table r WHERE r.relid = tbl;
+	RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mandant.config_apply(tenant uuid, service text, key text, value jsonb,
+									 reason text, expected_version bigint, changed_by text)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	rev		bigint;
+	current	mandant.config_entry;
+	version	bigint;
+	who		text := COALESCE(mandant.current_user_id()::text, changed_by);
+BEGIN
+	PERFORM mandant.check_config_input(service, key, value, reason, value IS NULL);
+	INSERT INTO mandant.config_clock AS c (id, revision) VALUES (1, 1)
+	ON CONFLICT (id) DO UPDATE SET revision = c.revision + 1
+	RETURNING c.revision INTO rev;
+	SELECT * INTO current FROM mandant.config_entry e
+	WHERE e.tenant_id IS NOT DISTINCT FROM tenant AND e.service = config_apply.service AND e.key = config_apply.key
+	FOR UPDATE;
+	version := COALESCE(current.version, 0);
+
+	IF expected_version IS NOT NULL AND expected_version <> version THEN
+		RAISE EXCEPTION 'configuration %/% changed: version % is not the current one', service, key, expected_version
+			USING ERRCODE = 'MD020',
+				  DETAIL = format('The current version is %s (the change expected %s).', version, expected_version),
+				  HINT = 'Read the value again with mandant.config_get() and retry with its version.';
+	END IF;
+	IF value IS NULL AND (current.value IS NULL) THEN
+		RAISE EXCEPTION 'configuration %/% does not exist', service, key
+			USING ERRCODE = 'no_data_found',
+				  DETAIL = format('There is no %s value to delete.', CASE WHEN tenant IS NULL THEN 'global' ELSE 'tenant' END),
+				  HINT = 'See mandant.config_get_all() for the keys that are set.';
+	END IF;
+
+	version := version + 1;
+	INSERT INTO mandant.config_entry AS e (tenant_id, service, key, value, version, revision,
+										   updated_at, updated_by, deleted_at)
+	VALUES (tenant, service, key, value, version, rev, now(), who,
+			CASE WHEN value IS NULL THEN now() END)
+	ON CONFLICT ON CONSTRAINT config_entry_key DO UPDATE
+	SET value = EXCLUDED.value, version = EXCLUDED.version, revision = EXCLUDED.revision,
+		updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by, deleted_at = EXCLUDED.deleted_at;
+	INSERT INTO mandant.config_history (revision, tenant_id, service, key, version, old_value, new_value,
+										reason, changed_by, actor_user_id, request_id, changed_at)
+	VALUES (rev, tenant, service, key, version, current.value, value, reason,
+			changed_by, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''), now());
+	PERFORM pg_notify('mandant_config', rev::text);
+	RETURN version;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.config_apply(uuid, text, text, jsonb, text, bigint, text) IS
+'Internal: applies a configuration change for mandant.config_write(), which checks the caller first.';
+
+CREATE OR REPLACE FUNCTION mandant.login_address(client_ip inet)
+RETURNS inet
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN client_ip IS NOT NULL AND (mandant.gate_caller_member_of('mandant_gateway')
+												OR mandant.gate_caller_member_of('mandant_service')
+												OR mandant.gate_caller_member_of('mandant_admin'))
+				THEN client_ip ELSE inet_client_addr() END
+$$;
+
+COMMENT ON FUNCTION mandant.login_address(inet) IS
+'Internal: where a login attempt comes from: client_ip when a trusted front end passed it, else the connection''s address.';
+
+CREATE OR REPLACE FUNCTION mandant.login_keys(account text, address inet)
+RETURNS text[]
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT ARRAY['pair:' || account || '|' || COALESCE(host(address), 'local'),
+				 'ip:' || COALESCE(host(address), 'local'), 'account:' || account]
+$$;
+
+COMMENT ON FUNCTION mandant.login_keys(text, inet) IS
+'Internal: the rate limit keys of a login attempt: (account, address), address, account.';
+
+CREATE OR REPLACE FUNCTION mandant.login_guard_keys(keys text[])
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.login_guard(keys[1:1], current_setting('mandant.login_lockout_pair')::integer, '15 minutes');
+	SELECT mandant.login_guard(keys[2:2], current_setting('mandant.login_lockout_address')::integer, '15 minutes');
+	SELECT mandant.login_guard(keys[3:3], current_setting('mandant.login_lockout_account')::integer, '15 minutes');
+$$;
+
+COMMENT ON FUNCTION mandant.login_guard_keys(text[]) IS
+'Internal: MD040 after mandant.login_lockout_pair (10) failures of an account from one address, mandant.login_lockout_address (50) from one address or mandant.login_lockout_account (100) of an account, within 15 minutes.';
+
+CREATE OR REPLACE FUNCTION mandant.login(email text, password text, totp_code text DEFAULT NULL,
+							  client_ip inet DEFAULT NULL, tenant_slug text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_call('login', NULL,
+		jsonb_build_object('email', email, 'password', password, 'totpCode', totp_code,
+						   'clientIp', client_ip, 'tenantSlug', tenant_slug))
+$$;
+
+COMMENT ON FUNCTION mandant.login(text, text, text, inet, text) IS
+'Log in: {accessToken, refreshToken, tokenType, expiresIn, tenant, role, user, tenants}. MD050 for a wrong e-mail, password or a disabled account alike (one bcrypt always runs); MD054 when the one-time code is missing or wrong; MD040 after 10 failures of the account from one address, 50 from one address or 100 of the account within 15 minutes. client_ip counts only when a trusted front end (mandant_gateway, mandant_service, mandant_admin) passes it. The tenant: tenant_slug, else the first by name.';
+
+CREATE OR REPLACE FUNCTION mandant.identity_login(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	email		text := args ->> 'email';
+	password	text := args ->> 'password';
+	totp_code	text := args ->> 'totpCode';
+	client_ip	inet := (args ->> 'clientIp')::inet;
+	tenant_slug	text := args ->> 'tenantSlug';
+	address		text := lower(btrim(email));
+	keys		text[];
+	account		mandant.users;
+	matches		boolean;
+	step		bigint;
+	chosen		uuid;
+	status		text;
+	tenants		jsonb;
+	family		uuid;
+	answer		jsonb;
+BEGIN
+	IF email IS NULL OR address = '' OR length(email) > 254 THEN
+		RAISE EXCEPTION 'invalid e-mail address'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('The e-mail address is empty or longer than 254 characters (%s).', COALESCE(length(email), 0)),
+				  HINT = 'Pass the address the account was created with.';
+	END IF;
+	IF password IS NULL OR password = '' OR octet_length(password) > 1024 THEN
+		RAISE EXCEPTION 'invalid password'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'The password is empty or longer than 1024 bytes.',
+				  HINT = 'Pass the account''s password.';
+	END IF;
+	client_ip := mandant.login_address(client_ip);
+	keys := mandant.login_keys(address, client_ip);
+	PERFORM mandant.login_guard_keys(keys);
+
+	SELECT * INTO account FROM mandant.users u WHERE lower(u.email) = address;
+	matches := mandant.password_matches(password, account.password_hash);	-- one bcrypt, always
+	IF account.id IS NULL OR NOT matches OR account.status <> 'active' THEN
+		PERFORM mandant.login_failed(keys, address, account.id, NULL, client_ip,
+									 CASE WHEN account.id IS NULL THEN 'unknown e-mail'
+										  WHEN NOT matches THEN 'wrong password'
+										  ELSE 'account disabled' END, 'MD050');
+	END IF;
+
+	IF account.totp_state = 'on' THEN
+		IF totp_code IS NULL OR btrim(totp_code) = '' THEN
+			RAISE EXCEPTION 'a one-time code is required'
+				USING ERRCODE = 'MD054',
+					  DETAIL = 'The account has two-factor authentication on.',
+					  HINT = 'Pass the 6-digit code of the authenticator app as totp_code.';
+		END IF;
+		step := mandant.totp_match(account.totp_secret, account.id, btrim(totp_code), account.totp_last_step);
+		IF step IS NULL THEN
+			PERFORM mandant.login_failed(keys, address, account.id, NULL, client_ip,
+										 'wrong one-time code', 'MD054');
+		END IF;
+		UPDATE mandant.users u SET totp_last_step = step WHERE u.id = account.id;
+	END IF;
+
+	SELECT jsonb_agg(jsonb_build_object('id', t.id, 'slug', t.slug, 'name', t.name, 'role', m.role)
+					 ORDER BY t.name, t.slug)
+	INTO tenants
+	FROM mandant.membership m JOIN mandant.tenant t ON t.id = m.tenant_id
+	WHERE m.user_id = account.id AND t.status IN ('active', 'pending', 'suspended');
+
+	IF tenant_slug IS NOT NULL THEN
+		SELECT t.id, t.status INTO chosen, status
+		FROM mandant.membership m JOIN mandant.tenant t ON t.id = m.tenant_id
+		WHERE m.user_id = account.id AND t.slug = lower(tenant_slug);
+		IF chosen IS NULL THEN
+			RAISE EXCEPTION 'not a member of tenant "%"', tenant_slug
+				USING ERRCODE = 'insufficient_privilege',
+					  DETAIL = 'The account exists but has no membership in that tenant.',
+					  HINT = 'Log in without a tenant to see the tenants of the account.';
+		END IF;
+	ELSE
+		SELECT t.id, t.status INTO chosen, status
+		FROM mandant.membership m JOIN mandant.tenant t ON t.id = m.tenant_id
+		WHERE m.user_id = account.id AND t.status IN ('active', 'pending')
+		ORDER BY t.name, t.slug LIMIT 1;
+	END IF;
+	IF status = 'suspended' THEN
+		RAISE EXCEPTION 'tenant "%" is suspended', tenant_slug
+			USING ERRCODE = 'MD003',
+				  DETAIL = 'Its data is kept but nobody can enter it.',
+				  HINT = 'A platform administrator can resume the tenant.';
+	ELSIF status NOT IN ('active', 'pending') THEN
+		RAISE EXCEPTION 'tenant "%" is not available', tenant_slug
+			USING ERRCODE = 'MD002',
+				  DETAIL = format('Its status is %s.', status),
+				  HINT = 'Only active tenants can be entered.';
+	END IF;
+
+	INSERT INTO mandant.refresh_family (user_id, tenant_id) VALUES (account.id, chosen) RETURNING id INTO family;
+	answer := mandant.issue_tokens(account, chosen, family) || jsonb_build_object('tenants', COALESCE(tenants, '[]'));
+	UPDATE mandant.users u SET last_login_at = now() WHERE u.id = account.id;
+	INSERT INTO mandant.login_attempt (email, user_id, tenant_id, client_ip, success, request_id)
+	VALUES (address, account.id, chosen, client_ip, true, NULLIF(current_setting('app.request_id'), ''));
+	PERFORM mandant.audit_log_for(chosen, account.id, NULLIF(current_setting('app.request_id'), ''),
+								  'auth', 'login.succeeded', 'user', account.id::text,
+								  jsonb_strip_nulls(jsonb_build_object('clientIp', host(client_ip),
+																	   'mfa', account.totp_state = 'on')));
+	PERFORM mandant.login_reset(keys[1], '15 minutes');
+	RETURN answer;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mandant.change_password(old_password text, new_password text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	me		uuid := mandant.require_user();
+	account	mandant.users;
+	keys	text[];
+BEGIN
+	SELECT * INTO account FROM mandant.users u WHERE u.id = me FOR UPDATE;
+	keys := mandant.login_keys(lower(account.email), mandant.login_address(NULL));
+	PERFORM mandant.login_guard_keys(keys);
+	IF NOT mandant.password_matches(old_password, account.password_hash) THEN
+		PERFORM mandant.login_failed(keys, lower(account.email),
+									 me, mandant.current_tenant(), NULL, 'wrong password on change',
+									 'MD050', 'password.change_failed');
+	END IF;
+	PERFORM mandant.check_password(new_password, account.email);
+	UPDATE mandant.users u SET password_hash = mandant.password_hash(new_password),
+		token_version = u.token_version + 1, updated_at = now()
+	WHERE u.id = me;
+	UPDATE mandant.refresh_family f SET revoked_at = now(), revoked_reason = 'password changed'
+	WHERE f.user_id = me AND f.revoked_at IS NULL;
+	PERFORM mandant.audit_log_for(mandant.current_tenant(), me, NULLIF(current_setting('app.request_id'), ''),
+								  'auth', 'password.changed', 'user', me::text, '{}');
+END
+$$;
+
+COMMENT ON FUNCTION mandant.change_password(text, text) IS
+'Change the signed-in user''s password (the old one is required); revokes every token of the user.';
+
+CREATE OR REPLACE FUNCTION mandant.service_token(client_id text, client_secret text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	account	mandant.service_account;
+	keys	text[] := mandant.login_keys('client:' || COALESCE(left(client_id, 100), ''), mandant.login_address(NULL));
+	ttl		integer := mandant.ttl_seconds('mandant.access_token_ttl');
+	issued	bigint := floor(extract(epoch FROM clock_timestamp()));
+	slug	text;
+BEGIN
+	PERFORM mandant.login_guard_keys(keys);
+	SELECT * INTO account FROM mandant.service_account s WHERE s.client_id = service_token.client_id;
+	IF account.id IS NULL OR account.status <> 'active'
+		OR account.secret_hash <> sha256(convert_to(COALESCE(client_secret, ''), 'UTF8')) THEN
+		PERFORM mandant.login_failed(keys, left(client_id, 100), NULL, account.tenant_id, NULL,
+									 CASE WHEN account.id IS NULL THEN 'unknown client'
+										  WHEN account.status <> 'active' THEN 'client disabled'
+										  ELSE 'wrong secret' END, 'MD050', 'service_token.failed');
+	END IF;
+	IF account.tenant_id IS NOT NULL THEN
+		PERFORM mandant.check_tenant_enterable(account.tenant_id);
+		SELECT t.slug INTO slug FROM mandant.tenant t WHERE t.id = account.tenant_id;
+	END IF;
+	UPDATE mandant.service_account s SET last_used_at = now() WHERE s.id = account.id;
+	RETURN jsonb_build_object(
+		'accessToken', mandant.jwt_sign(jsonb_strip_nulls(jsonb_build_object(
+			'iss', current_setting('mandant.jwt_issuer'), 'sub', account.id, 'typ', 'm2m',
+			'tid', account.tenant_id, 'tslug', slug, 'scopes', to_jsonb(account.scopes),
+			'jti', gen_random_uuid(), 'iat', issued, 'exp', issued + ttl))),
+		'tokenType', 'Bearer',
+		'expiresIn', ttl,
+		'scopes', to_jsonb(account.scopes));
+END
+$$;
+
+COMMENT ON FUNCTION mandant.service_token(text, text) IS
+'Client credentials: an access token of type m2m with the service account''s scopes (MD050 for a wrong id or secret, MD040 after 10 failures per client in 15 minutes).';
+
+CREATE OR REPLACE FUNCTION mandant.identity_create_user(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	address	text := mandant.check_email(args ->> 'email');
+	name	text := btrim(args ->> 'displayName');
+	new_id	uuid;
+	vouched	boolean := mandant.gate_caller_member_of('mandant_admin')
+					   OR mandant.gate_caller_member_of('mandant_service');
+BEGIN
+	IF name IS NULL OR length(name) NOT BETWEEN 1 AND 200 THEN
+		RAISE EXCEPTION 'invalid display name'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('A display name has 1 to 200 characters; this one has %s.', COALESCE(length(name), 0)),
+				  HINT = 'Pass the name the user goes by.';
+	END IF;
+	PERFORM mandant.check_password(args ->> 'password', address);
+	IF EXISTS (SELECT 1 FROM mandant.users u WHERE lower(u.email) = lower(address)) THEN
+		RAISE EXCEPTION 'a user with this e-mail address exists'
+			USING ERRCODE = 'unique_violation',
+				  DETAIL = 'E-mail addresses are unique, whatever their case.',
+				  HINT = 'Add the existing user to the tenant with mandant.add_member().';
+	END IF;
+	INSERT INTO mandant.users (email, display_name, password_hash, email_confirmed_at)
+	VALUES (address, name, mandant.password_hash(args ->> 'password'), CASE WHEN vouched THEN now() END)
+	RETURNING id INTO new_id;
+	PERFORM mandant.record_event(tenant, 'identity', 'user.created', 'user', new_id::text,
+								  jsonb_build_object('email', address, 'by', caller));
+	/* The platform vouches for the address: the owner named by a tenant joins it now. */
+	IF vouched THEN
+		PERFORM mandant.join_owned_tenants(new_id);
+	END IF;
+	RETURN to_jsonb(new_id);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mandant.join_owned_tenants(account uuid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	joined uuid;
+BEGIN
+	FOR joined IN
+		SELECT t.id FROM mandant.tenant t, mandant.users u
+		WHERE u.id = account AND u.email_confirmed_at IS NOT NULL
+		  AND lower(t.owner_email) = lower(u.email) AND t.status IN ('pending', 'active', 'suspended')
+		  AND NOT EXISTS (SELECT 1 FROM mandant.membership x WHERE x.tenant_id = t.id AND x.role = 'owner')
+		  AND NOT EXISTS (SELECT 1 FROM mandant.membership x WHERE x.tenant_id = t.id AND x.user_id = account)
+		ORDER BY t.id
+		FOR UPDATE OF t
+	LOOP
+		PERFORM mandant.consume(joined, 'users', 1);
+		INSERT INTO mandant.membership (tenant_id, user_id, role, created_by)
+		VALUES (joined, account, 'owner', 'owner_email');
+		PERFORM mandant.record_event(joined, 'identity', 'member.added', 'user', account::text,
+									 jsonb_build_object('role', 'owner', 'by', 'owner_email'));
+	END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.join_owned_tenants(uuid) IS
+'Internal: a user whose e-mail is confirmed becomes the owner of the tenants that name it as owner_email and have no owner.';
+
+CREATE OR REPLACE FUNCTION mandant.identity_confirm_user_email(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	account uuid := (args ->> 'userId')::uuid;
+BEGIN
+	PERFORM mandant.check_user_exists(account);
+	UPDATE mandant.users u SET email_confirmed_at = now(), updated_at = now()
+	WHERE u.id = account AND u.email_confirmed_at IS NULL;
+	IF FOUND THEN
+		PERFORM mandant.record_event(NULL, 'identity', 'email.confirmed', 'user', account::text,
+									 jsonb_build_object('by', caller));
+	END IF;
+	PERFORM mandant.join_owned_tenants(account);
+	RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mandant.identity_revoke_user_tokens(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	account uuid := (args ->> 'userId')::uuid;
+BEGIN
+	PERFORM mandant.check_user_exists(account);
+	IF account = mandant.current_user_id() THEN
+		PERFORM mandant.revoke_tokens_of(account, 'signed out everywhere');
+		PERFORM mandant.audit_log_for(mandant.current_tenant(), account, NULLIF(current_setting('app.request_id'), ''),
+									  'identity', 'tokens.revoked', 'user', account::text, '{}');
+	ELSE
+		PERFORM mandant.revoke_tokens_of(account, 'revoked');
+		PERFORM mandant.record_event(NULL, 'identity', 'tokens.revoked', 'user', account::text,
+									 jsonb_build_object('by', caller));
+	END IF;
+	RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mandant.create_user(email text, password text, display_name text)
+RETURNS uuid
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT (mandant.gate_call('create_user', mandant.current_tenant(),
+		jsonb_build_object('email', email, 'password', password, 'displayName', display_name)) #>> '{}')::uuid
+$$;
+
+COMMENT ON FUNCTION mandant.create_user(text, text, text) IS
+'Create a user (password: at least 12 characters, at most 72 bytes, not the e-mail; bcrypt cost 12). For trusted backends, mandant_admin, and tenant administrators (then add them with add_member). Returns the id.';
+
+CREATE OR REPLACE FUNCTION mandant.add_member(tenant uuid, user_id uuid, role text)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT mandant.gate_call('add_member', tenant, jsonb_build_object('userId', user_id, 'role', role)); $$;
+
+COMMENT ON FUNCTION mandant.add_member(uuid, uuid, text) IS
+'Add a user to a tenant in a role. For the tenant''s administrators inside the tenant, trusted backends there and mandant_admin; the owner role only by owners.';
+
+CREATE OR REPLACE FUNCTION mandant.set_member_role(tenant uuid, user_id uuid, role text)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT mandant.gate_call('set_member_role', tenant, jsonb_build_object('userId', user_id, 'role', role)); $$;
+
+COMMENT ON FUNCTION mandant.set_member_role(uuid, uuid, text) IS
+'Change a member''s role (the tenant keeps at least one owner; owners change owners). Tokens issued for the old role stop working.';
+
+CREATE OR REPLACE FUNCTION mandant.remove_member(tenant uuid, user_id uuid)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT mandant.gate_call('remove_member', tenant, jsonb_build_object('userId', user_id)); $$;
+
+COMMENT ON FUNCTION mandant.remove_member(uuid, uuid) IS
+'Remove a member (not the last owner); their sessions in the tenant end.';
+
+CREATE OR REPLACE FUNCTION mandant.create_role(name text, scopes text[], description text DEFAULT NULL)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_call('create_role', mandant.current_tenant(),
+		jsonb_build_object('name', name, 'scopes', to_jsonb(scopes), 'description', description));
+$$;
+
+COMMENT ON FUNCTION mandant.create_role(text, text[], text) IS
+'Add a role to the current tenant with a subset of read, write, delete, admin.';
+
+CREATE OR REPLACE FUNCTION mandant.drop_role(name text)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT mandant.gate_call('drop_role', mandant.current_tenant(), jsonb_build_object('name', name)); $$;
+
+COMMENT ON FUNCTION mandant.drop_role(text) IS
+'Drop a role of the current tenant that nobody holds.';
+
+CREATE OR REPLACE FUNCTION mandant.disable_user(user_id uuid)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT mandant.gate_call('disable_user', NULL, jsonb_build_object('userId', user_id)); $$;
+
+COMMENT ON FUNCTION mandant.disable_user(uuid) IS
+'Disable a user everywhere and revoke all their tokens. For trusted backends and mandant_admin.';
+
+CREATE OR REPLACE FUNCTION mandant.enable_user(user_id uuid)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT mandant.gate_call('enable_user', NULL, jsonb_build_object('userId', user_id)); $$;
+
+COMMENT ON FUNCTION mandant.enable_user(uuid) IS
+'Enable a disabled user again (their old tokens stay revoked).';
+
+CREATE OR REPLACE FUNCTION mandant.reset_password(user_id uuid, new_password text)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT mandant.gate_call('reset_password', NULL, jsonb_build_object('userId', user_id, 'password', new_password)); $$;
+
+COMMENT ON FUNCTION mandant.reset_password(uuid, text) IS
+'Set a user''s password (the reset flow of a trusted backend, or mandant_admin); revokes all their tokens.';
+
+CREATE OR REPLACE FUNCTION mandant.revoke_user_tokens(user_id uuid)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT mandant.gate_call('revoke_user_tokens', NULL, jsonb_build_object('userId', user_id)); $$;
+
+COMMENT ON FUNCTION mandant.revoke_user_tokens(uuid) IS
+'Revoke every token of a user: the signed-in user for themselves, trusted backends and mandant_admin for anyone.';
+
+CREATE OR REPLACE FUNCTION mandant.confirm_user_email(user_id uuid)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT mandant.gate_call('confirm_user_email', NULL, jsonb_build_object('userId', user_id)); $$;
+
+COMMENT ON FUNCTION mandant.confirm_user_email(uuid) IS
+'Vouch for a user''s e-mail address (after the trusted backend verified it): the user becomes owner of the tenants that name the address as owner_email and have no owner. Trusted backends and mandant_admin only; users created by them are confirmed already.';
+
+CREATE OR REPLACE FUNCTION mandant.create_service_account(name text, scopes text[], tenant uuid DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_call('create_service_account', tenant,
+		jsonb_build_object('name', name, 'scopes', to_jsonb(scopes)));
+$$;
+
+COMMENT ON FUNCTION mandant.create_service_account(text, text[], uuid) IS
+'Create a service account: {id, clientId, clientSecret, scopes}. The secret is shown once (stored as SHA-256). Tenant accounts by the tenant''s administrators; platform accounts (scope internal allowed) by mandant_admin.';
+
+CREATE OR REPLACE FUNCTION mandant.disable_service_account(id uuid, tenant uuid DEFAULT NULL)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT mandant.gate_call('disable_service_account', tenant, jsonb_build_object('id', id)); $$;
+
+COMMENT ON FUNCTION mandant.disable_service_account(uuid, uuid) IS
+'Disable a service account; its tokens stop working at once.';
+
+CREATE OR REPLACE FUNCTION mandant.purge_tokens()
+RETURNS jsonb
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT mandant.gate_call('purge_tokens', NULL, '{}'); $$;
+
+COMMENT ON FUNCTION mandant.purge_tokens() IS
+'Delete expired denylist entries, refresh tokens and empty sessions; schedule it daily.';
+
+CREATE OR REPLACE FUNCTION mandant.count_rows(tenant uuid, resource text)
+RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT COALESCE(sum(mandant.tenant_row_count(q.relid, q.tenant_column, tenant)), 0)::bigint
+	FROM mandant.quota_table q
+	WHERE q.resource = count_rows.resource
+	  AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = q.relid)
+$$;
+
+COMMENT ON FUNCTION mandant.count_rows(uuid, text) IS
+'Internal: how many rows of a tenant the tables under quota for resource hold.';
+
+CREATE OR REPLACE FUNCTION mandant.enable_quota(tbl regclass, resource text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM mandant.check_table_target(tbl, 'mandant.enable_quota');
+	PERFORM mandant.gate_call('attach_quota', NULL, jsonb_build_object('table', tbl::oid, 'resource', resource));
+END
+$$;
+
+COMMENT ON FUNCTION mandant.enable_quota(regclass, text) IS
+'Count the rows of a tenant table against a resource of each tenant''s plan (C trigger; the insert past the limit fails with MD030, also under concurrency). Not for a resource that is charged (mandant.charge). Idempotent; the table owner only.';
+
+CREATE OR REPLACE FUNCTION mandant.registry_attach_quota(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+<<registry_attach_quota>>
+DECLARE
+	tbl				regclass := (args ->> 'table')::oid::regclass;
+	resource		text := args ->> 'resource';
+	tenant_column	name;
+BEGIN
+	SELECT r.tenant_column INTO tenant_column FROM mandant.tenant_table r WHERE r.relid = tbl;
+	IF tenant_column IS NULL THEN
+		RAISE EXCEPTION 'table % is not a tenant table', tbl
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Quotas count rows per tenant, and the table has no registered tenant column.',
+				  HINT = format('Call mandant.enable_tenancy(%L) first.', tbl::text);
+	END IF;
+	PERFORM mandant.check_resource(resource);
+	IF NOT EXISTS (SELECT 1 FROM mandant.quota_table q WHERE q.resource = registry_attach_quota.resource)
+		AND EXISTS (SELECT 1 FROM mandant.tenant_usage u WHERE u.resource = registry_attach_quota.resource) THEN
+		RAISE EXCEPTION 'resource "%" is charged, not counted', resource
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('Tenants were charged %s with mandant.charge(); counting rows would replace what they were charged.', resource),
+				  HINT = 'Count rows against a resource of their own: add one to mandant.plan.limits.';
+	END IF;
+	PERFORM mandant.forget_missing_tables();
+	INSERT INTO mandant.quota_table AS q (relid, resource, tenant_column)
+	VALUES (tbl, resource, tenant_column)
+	ON CONFLICT (relid) DO UPDATE SET resource = EXCLUDED.resource, tenant_column = EXCLUDED.tenant_column
+	WHERE (q.resource, q.tenant_column) IS DISTINCT FROM (EXCLUDED.resource, EXCLUDED.tenant_column);
+	PERFORM mandant.attach_trigger(tbl, 'mandant_quota',
+		format('CREATE TRIGGER mandant_quota AFTER INSERT OR DELETE OR UPDATE OF %I ON %s '
+			   'FOR EACH ROW EXECUTE FUNCTION mandant.quota_trigger(%L, %L)',
+			   tenant_column, tbl, resource, tenant_column));
+	PERFORM mandant.attach_trigger(tbl, 'mandant_quota_truncate',
+		format('CREATE TRIGGER mandant_quota_truncate AFTER TRUNCATE ON %s '
+			   'FOR EACH STATEMENT EXECUTE FUNCTION mandant.quota_truncated(%L)', tbl, resource));
+	RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mandant.disable_quota(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM mandant.check_table_target(tbl, 'mandant.disable_quota');
+	PERFORM mandant.gate_call('detach_quota', NULL, jsonb_build_object('table', tbl::oid));
+END
+$$;
+
+COMMENT ON FUNCTION mandant.disable_quota(regclass) IS
+'Stop counting a table''s rows. The table owner only.';
+
+CREATE OR REPLACE FUNCTION mandant.registry_detach_quota(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tbl regclass := (args ->> 'table')::oid::regclass;
+BEGIN
+	PERFORM mandant.detach_trigger(tbl, 'mandant_quota');
+	PERFORM mandant.detach_trigger(tbl, 'mandant_quota_truncate');
+	DELETE FROM mandant.quota_table q WHERE q.relid = tbl;
+	RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mandant.usage_of(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT COALESCE(jsonb_agg(jsonb_build_object('resource', x.resource, 'used', x.used, 'limit', x."limit")
+							  ORDER BY x.resource), '[]')
+	FROM (SELECT r.resource,
+				 COALESCE((SELECT u.used FROM mandant.tenant_usage u WHERE u.tenant_id = usage_of.tenant AND u.resource = r.resource),
+						  CASE WHEN EXISTS (SELECT 1 FROM mandant.quota_table q WHERE q.resource = r.resource)
+							   THEN mandant.count_rows(usage_of.tenant, r.resource) ELSE 0 END) AS used,
+				 mandant.effective_limit(usage_of.tenant, r.resource) AS "limit"
+		  FROM (SELECT DISTINCT k AS resource FROM mandant.plan p, jsonb_object_keys(p.limits) k) r) x
+$$;
+
+CREATE OR REPLACE FUNCTION mandant.usage(tenant uuid DEFAULT mandant.current_tenant())
+RETURNS TABLE (resource text, used bigint, "limit" bigint)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT r.resource, r.used, r."limit"
+	FROM jsonb_to_recordset(mandant.gate_call('usage', tenant, '{}')) AS r (resource text, used bigint, "limit" bigint)
+	ORDER BY r.resource
+$$;
+
+COMMENT ON FUNCTION mandant.usage(uuid) IS
+'What a tenant uses of each resource and its limit (NULL: unlimited). The current tenant, or any for mandant_admin.';
+
+CREATE OR REPLACE FUNCTION mandant.after_tenant_created(tenant uuid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t		mandant.tenant;
+	owner	uuid;
+BEGIN
+	SELECT * INTO t FROM mandant.tenant x WHERE x.id = tenant;
+	FOR owner IN SELECT u.id FROM mandant.users u
+				 WHERE lower(u.email) = lower(t.owner_email) AND u.email_confirmed_at IS NOT NULL LOOP
+		PERFORM mandant.consume(tenant, 'users', 1);
+		INSERT INTO mandant.membership (tenant_id, user_id, role, created_by)
+		VALUES (tenant, owner, 'owner', 'create_tenant');
+		PERFORM mandant.record_event(tenant, 'identity', 'member.added', 'user', owner::text,
+									 jsonb_build_object('role', 'owner', 'by', 'owner_email'));
+	END LOOP;
+	IF t.status = 'pending' THEN
+		PERFORM mandant.announce(tenant, 'platform.tenant.provisioning_requested', 'tenant.provisioning_requested');
+	ELSE
+		PERFORM mandant.announce(tenant, 'platform.tenant.created', 'tenant.created');
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.after_tenant_created(uuid) IS
+'Internal: make the owner a member when the user exists, and announce the new tenant.';
+
+CREATE OR REPLACE FUNCTION mandant.tenant_tables()
+RETURNS TABLE (relid regclass, tenant_column name, depth integer)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	WITH RECURSIVE own AS (
+		SELECT r.relid, r.tenant_column FROM mandant.tenant_table r
+		WHERE EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = r.relid)
+		  AND NOT EXISTS (SELECT 1 FROM pg_partition_ancestors(r.relid) a
+						  JOIN mandant.tenant_table p ON p.relid = a.relid
+						  WHERE a.relid <> r.relid)
+	), edges AS (
+		SELECT DISTINCT c.conrelid AS child, c.confrelid AS parent
+		FROM pg_constraint c
+		JOIN own a ON a.relid = c.conrelid
+		JOIN own b ON b.relid = c.confrelid
+		WHERE c.contype = 'f' AND c.conrelid <> c.confrelid
+	), chain (relid, depth, path) AS (
+		SELECT o.relid::oid, 0, ARRAY[o.relid::oid] FROM own o
+		UNION ALL
+		SELECT e.parent, ch.depth + 1, ch.path || e.parent
+		FROM chain ch JOIN edges e ON e.child = ch.relid
+		WHERE NOT e.parent = ANY (ch.path)
+	)
+	SELECT o.relid, o.tenant_column, max(ch.depth)
+	FROM own o JOIN chain ch ON ch.relid = o.relid::oid
+	GROUP BY o.relid, o.tenant_column
+	ORDER BY 3, 1::text
+$$;
+
+COMMENT ON FUNCTION mandant.tenant_tables() IS
+'The registered tenant tables (partitions left out) with their depth in the foreign keys between them: delete by ascending depth, insert by descending.';
+
+CREATE OR REPLACE FUNCTION mandant.delete_tenant(tenant uuid, confirm_slug text)
+RETURNS jsonb
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t		mandant.tenant;
+	tbl		record;
+	n		bigint;
+	counts	jsonb := '{}';
+	head	jsonb;
+BEGIN
+	/* FOR UPDATE, not lock_tenant's NO KEY UPDATE: inserts into the tenant's
+	   tables (key share through their foreign key) wait until it is gone. */
+	SELECT * INTO t FROM mandant.tenant x WHERE x.id = tenant FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'tenant "%" does not exist', tenant
+			USING ERRCODE = 'MD002', DETAIL = 'No row of mandant.tenant has that id.', HINT = 'Check the tenant id.';
+	END IF;
+	IF confirm_slug IS DISTINCT FROM t.slug THEN
+		RAISE EXCEPTION 'confirmation does not match tenant "%"', tenant
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'The slug given to confirm the deletion is not the tenant''s slug.',
+				  HINT = 'Pass the tenant''s slug as confirm_slug; deletion cannot be undone.';
+	END IF;
+	IF tenant = mandant.current_tenant() THEN
+		RAISE EXCEPTION 'cannot delete tenant "%" from inside it', t.slug
+			USING ERRCODE = 'object_in_use',
+				  DETAIL = 'The transaction has entered the tenant it is deleting.',
+				  HINT = 'Delete it from a transaction without a tenant, as a platform administrator.';
+	END IF;
+	UPDATE mandant.tenant x SET status = 'deleted', updated_at = now() WHERE x.id = tenant;
+
+	FOR tbl IN SELECT * FROM mandant.tenant_tables() ORDER BY depth, relid::text LOOP
+		n := mandant.run_as_table_owner(tbl.relid, tenant,
+										format('DELETE FROM %s WHERE %I = $1', tbl.relid, tbl.tenant_column));
+		counts := counts || jsonb_build_object(tbl.relid::text, n);
+	END LOOP;
+
+	DELETE FROM mandant.outbox o WHERE o.tenant_id = tenant;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	counts := counts || jsonb_build_object('mandant.outbox', n);
+	DELETE FROM mandant.config_entry c WHERE c.tenant_id = tenant;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	counts := counts || jsonb_build_object('mandant.config_entry', n);
+	DELETE FROM mandant.membership m WHERE m.tenant_id = tenant;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	counts := counts || jsonb_build_object('mandant.membership', n);
+	DELETE FROM mandant.login_attempt l WHERE l.tenant_id = tenant;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	counts := counts || jsonb_build_object('mandant.login_attempt', n);
+	DELETE FROM mandant.tenant_usage u WHERE u.tenant_id = tenant;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	counts := counts || jsonb_build_object('mandant.tenant_usage', n);
+	SELECT jsonb_build_object('seq', a.seq, 'chain', encode(a.chain, 'hex')) INTO head
+	FROM mandant.audit_seal a WHERE a.tenant_id = tenant ORDER BY a.seq DESC LIMIT 1;
+	counts := counts || mandant.erase_tenant_history(tenant);
+	DELETE FROM mandant.tenant x WHERE x.id = tenant;		-- roles, service accounts, sessions cascade
+
+	INSERT INTO mandant.tenant_tombstone (tenant_id, slug_sha256, counts, deleted_by)
+	VALUES (tenant, sha256(convert_to(t.slug, 'UTF8')), counts, COALESCE(mandant.current_user_id()::text, session_user));
+	PERFORM mandant.emit_for(NULL, 'platform.tenant.deleted', tenant::text,
+							 jsonb_build_object('tenantId', tenant, 'counts', counts));
+	PERFORM mandant.audit_log_for(NULL, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
+								  'platform', 'tenant.deleted', 'tenant', tenant::text,
+								  jsonb_build_object('slugSha256', encode(sha256(convert_to(t.slug, 'UTF8')), 'hex'),
+													 'counts', counts, 'chainHead', head));
+	RETURN counts;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.delete_tenant(uuid, text) IS
+'Delete a tenant for good: every row of every tenant table (children first), its outbox events, configuration, members, usage, audit trail and history; leaves a tombstone (id, slug SHA-256, counts) and returns the counts. confirm_slug must be the tenant''s slug. mandant_admin only.';
+
+CREATE OR REPLACE FUNCTION mandant.export_tenant(tenant uuid)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t		mandant.tenant;
+	tbl		record;
+	rows	jsonb;
+	tables	jsonb := '{}';
+BEGIN
+	SELECT * INTO t FROM mandant.tenant x WHERE x.id = tenant;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'tenant "%" does not exist', tenant
+			USING ERRCODE = 'MD002', DETAIL = 'No row of mandant.tenant has that id.', HINT = 'Check the tenant id.';
+	END IF;
+	FOR tbl IN SELECT * FROM mandant.tenant_tables() ORDER BY depth DESC, relid::text LOOP
+		rows := mandant.run_as_table_owner(tbl.relid, tenant,
+			format('SELECT COALESCE(jsonb_agg(to_jsonb(r) ORDER BY r::text), ''[]'') FROM %s r WHERE %I = $1',
+				   tbl.relid, tbl.tenant_column));
+		tables := tables || jsonb_build_object(tbl.relid::text, rows);
+	END LOOP;
+
+	RETURN jsonb_build_object(
+		'format', 'mandant.tenant-export',
+		'version', 1,
+		'exportedAt', now(),
+		'tenant', to_jsonb(t),
+		'tables', tables,
+		'roles', (SELECT COALESCE(jsonb_agg(jsonb_build_object('name', r.name, 'scopes', r.scopes,
+															   'description', r.description) ORDER BY r.name), '[]')
+				  FROM mandant.role r WHERE r.tenant_id = tenant),
+		'memberships', (SELECT COALESCE(jsonb_agg(jsonb_build_object('email', u.email, 'displayName', u.display_name,
+																	 'role', m.role, 'createdAt', m.created_at,
+																	 'createdBy', m.created_by)
+												  ORDER BY lower(u.email)), '[]')
+						FROM mandant.membership m JOIN mandant.users u ON u.id = m.user_id WHERE m.tenant_id = tenant),
+		'config', (SELECT COALESCE(jsonb_agg(to_jsonb(c) - 'tenant_id' ORDER BY c.service, c.key), '[]')
+				   FROM mandant.config_entry c WHERE c.tenant_id = tenant),
+		'configHistory', (SELECT COALESCE(jsonb_agg(to_jsonb(h) - 'tenant_id' ORDER BY h.revision), '[]')
+						  FROM mandant.config_history h WHERE h.tenant_id = tenant),
+		'quotaChanges', (SELECT COALESCE(jsonb_agg(to_jsonb(q) - 'tenant_id' - 'id' ORDER BY q.id), '[]')
+						 FROM mandant.quota_change q WHERE q.tenant_id = tenant),
+		'charged', (SELECT COALESCE(jsonb_object_agg(u.resource, u.used), '{}') FROM mandant.tenant_usage u
+					WHERE u.tenant_id = tenant
+					  AND NOT EXISTS (SELECT 1 FROM mandant.quota_table q WHERE q.resource = u.resource)),
+		'audit', jsonb_build_object(
+			'events', (SELECT COALESCE(jsonb_agg(to_jsonb(e) - 'tenant_id' ORDER BY e.id), '[]')
+					   FROM mandant.audit_event e WHERE e.tenant_id = tenant),
+			'seals', (SELECT COALESCE(jsonb_agg(to_jsonb(s) - 'tenant_id' ORDER BY s.seq), '[]')
+					  FROM mandant.audit_seal s WHERE s.tenant_id = tenant)));
+END
+$$;
+
+COMMENT ON FUNCTION mandant.export_tenant(uuid) IS
+'Everything of a tenant as one JSON document (format mandant.tenant-export, version 1): the tenant, the rows of every tenant table, its roles, members (e-mail, name, role: never password hashes or secrets), configuration and its history, quota changes, charged usage and the audit trail with its seals. mandant_admin only.';
+
+CREATE OR REPLACE FUNCTION mandant.import_rows(tbl regclass, tenant_column name, tenant uuid, rows jsonb)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	columns	text;
+	n		bigint;
+	seq		text;
+	col		name;
+BEGIN
+	SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO columns
+	FROM pg_attribute a
+	WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
+	n := mandant.run_as_table_owner(tbl, tenant,
+		format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM jsonb_populate_recordset(NULL::%s, $2)',
+			   tbl, columns, columns, tbl),
+		(SELECT COALESCE(jsonb_agg(r || jsonb_build_object(tenant_column, tenant)), '[]')
+		 FROM jsonb_array_elements(rows) r));
+	/* Sequences behind the imported ids move past them. */
+	FOR col, seq IN
+		SELECT a.attname, pg_get_serial_sequence(tbl::text, a.attname)
+		FROM pg_attribute a WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+	LOOP
+		IF seq IS NOT NULL THEN
+			PERFORM mandant.run_as_table_owner(tbl, tenant,
+				format('SELECT to_jsonb(setval(%L, GREATEST((SELECT max(%I) FROM %s), (SELECT last_value FROM %s))))',
+					   seq, col, tbl, seq::regclass));
+		END IF;
+	END LOOP;
+	RETURN n;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.import_rows(regclass, name, uuid, jsonb) IS
+'Internal: insert exported rows into a tenant table for a tenant and move its sequences past them.';
+
+CREATE OR REPLACE FUNCTION mandant.check_imported_references(tbl regclass, tenant_column name, tenant uuid)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	fk		record;
+	missing	bigint;
+BEGIN
+	FOR fk IN
+		SELECT c.conname, c.confrelid::regclass AS parent,
+			   string_agg(format('c.%I IS NOT NULL', ca.attname), ' AND ' ORDER BY k.n) AS present,
+			   string_agg(format('p.%I = c.%I', pa.attname, ca.attname), ' AND ' ORDER BY k.n) AS matches
+		FROM pg_constraint c
+		CROSS JOIN LATERAL unnest(c.conkey, c.confkey) WITH ORDINALITY AS k (child, parent, n)
+		JOIN pg_attribute ca ON ca.attrelid = c.conrelid AND ca.attnum = k.child
+		JOIN pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = k.parent
+		WHERE c.conrelid = tbl AND c.contype = 'f' AND c.conparentid = 0
+		GROUP BY c.oid, c.conname, c.confrelid
+		ORDER BY c.conname
+	LOOP
+		missing := mandant.run_as_table_owner(tbl, tenant,
+			format('SELECT to_jsonb(count(*)) FROM %s c WHERE c.%I = $1 AND %s AND NOT EXISTS (SELECT 1 FROM %s p WHERE %s)',
+				   tbl, tenant_column, fk.present, fk.parent, fk.matches));
+		IF missing > 0 THEN
+			RAISE EXCEPTION 'imported rows of % reference rows that do not exist', tbl
+				USING ERRCODE = 'foreign_key_violation',
+					  DETAIL = format('%s row(s) break foreign key %s to %s.', missing, fk.conname, fk.parent),
+					  HINT = format('Import or create the referenced rows of %s first, or fix the export.', fk.parent);
+		END IF;
+	END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.check_imported_references(regclass, name, uuid) IS
+'Internal: raise 23503 when a tenant''s imported rows of a table reference rows that do not exist (import runs in replica mode, which skips foreign key triggers).';
+
+CREATE OR REPLACE FUNCTION mandant.forget_tables(tables oid[])
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM mandant.tenant_table r WHERE r.relid::oid = ANY (tables);
+	DELETE FROM mandant.audit_table r WHERE r.relid::oid = ANY (tables);
+	DELETE FROM mandant.state_machine_table r WHERE r.relid::oid = ANY (tables);
+	DELETE FROM mandant.outbox_table r WHERE r.relid::oid = ANY (tables);
+	DELETE FROM mandant.quota_table r WHERE r.relid::oid = ANY (tables);
+END
+$$;
+
+COMMENT ON FUNCTION mandant.forget_tables(oid[]) IS
+'Internal: remove tables from every registry of mandant.';
+
+CREATE OR REPLACE FUNCTION mandant.forget_missing_tables()
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.forget_tables(ARRAY(
+		SELECT x.relid FROM (SELECT relid::oid FROM mandant.tenant_table
+							 UNION SELECT relid::oid FROM mandant.audit_table
+							 UNION SELECT relid::oid FROM mandant.state_machine_table
+							 UNION SELECT relid::oid FROM mandant.outbox_table
+							 UNION SELECT relid::oid FROM mandant.quota_table) x
+		WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = x.relid)));
+$$;
+
+COMMENT ON FUNCTION mandant.forget_missing_tables() IS
+'Internal: remove registry rows of relations that no longer exist.';
+
+CREATE OR REPLACE FUNCTION mandant.forget_dropped_tables()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM mandant.forget_tables(ARRAY(
+		SELECT o.objid FROM pg_event_trigger_dropped_objects() o
+		WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0));
+END
+$$;
+
+COMMENT ON FUNCTION mandant.forget_dropped_tables() IS
+'Event trigger: unregister dropped tables from every registry of mandant (tenant tables, audited, outbox, state machine and quota tables).';
+
+/* ---- comments of functions that changed ---- */
+
+COMMENT ON FUNCTION mandant.emit(text, text, jsonb) IS
+'Write a custom event (topic domain.entity.action, lower case) for the tenant of the transaction; returns its event id. The domain platform is reserved to trusted backends.';
+
+COMMENT ON FUNCTION mandant.rate_limit(text, integer, interval) IS
+'Count one event for key; MD040 when max events already happened within per (sliding window, shared by all connections, not undone by rollback). Returns how many remain. Keys belong to the tenant of the transaction; without a tenant, to the platform (trusted backends and the gateway only).';
+
+COMMENT ON FUNCTION mandant.charge(text, bigint) IS
+'Count amount of a resource that is not rows (e.g. storage_bytes) against the current tenant''s limit (MD030 past it); a negative amount gives back; resources that tables count are refused (22023). Trusted backends (mandant_service) and mandant_admin only: a negative charge frees quota.';
+
+/* ---- rights of functions ---- */
+
+REVOKE ALL ON FUNCTION mandant.gate_caller_member_of(name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.run_as_table_owner(regclass, uuid, text, jsonb),
+	mandant.tenant_row_count(regclass, name, uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.audit_trigger(), mandant.audit_append_only() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.attach_trigger(regclass, text, text), mandant.detach_trigger(regclass, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.state_machine_trigger(), mandant.state_machines_changed() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.outbox_trigger() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.login_address(inet), mandant.login_keys(text, inet),
+	mandant.login_guard_keys(text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.revoke_tokens_of(uuid, text), mandant.lock_tenant(uuid), mandant.join_owned_tenants(uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.quota_trigger() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.quota_table_changed(), mandant.quota_truncated() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.forget_tables(oid[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.forget_missing_tables() FROM PUBLIC;
+
+
+/* ---- functions that 0.2.0 no longer has ---- */
+
+DROP FUNCTION mandant.identity_call(text, uuid, jsonb);
+DROP FUNCTION mandant.check_tenant_access(uuid, text);
+DROP FUNCTION mandant.machine_for_change(text);
+
+/* ---- rights and comments given in bulk by the install script ---- */
+
+DO $revoke$
+DECLARE
+	fn regprocedure;
+BEGIN
+	FOR fn IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+			  WHERE p.pronamespace = 'mandant'::regnamespace AND p.proname LIKE 'identity\_%'
+	LOOP
+		EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', fn);
+		EXECUTE format('COMMENT ON FUNCTION %s IS %L', fn,
+					   'Internal: an identity operation, run by mandant.gate_call() after it checked the caller.');
+	END LOOP;
+END
+$revoke$;
+
+DO $revoke$
+DECLARE
+	fn regprocedure;
+BEGIN
+	FOR fn IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+			  WHERE p.pronamespace = 'mandant'::regnamespace
+				AND (p.proname LIKE 'registry\_%' OR p.proname LIKE 'machine\_%'
+					 OR p.proname IN ('audit_verify_chain', 'usage_of'))
+	LOOP
+		EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', fn);
+		EXECUTE format('COMMENT ON FUNCTION %s IS %L', fn,
+					   'Internal: a privileged operation, run by mandant.gate_call() after it checked the caller.');
+	END LOOP;
+END
+$revoke$;
+
+/* ---- registrations that 0.2.0 would refuse: gone relations, temporary tables ---- */
+
+SELECT mandant.forget_missing_tables();
+SELECT mandant.forget_tables(ARRAY(
+	SELECT c.oid FROM pg_catalog.pg_class c
+	WHERE c.relpersistence = 't'
+	  AND c.oid IN (SELECT relid FROM mandant.tenant_table UNION SELECT relid FROM mandant.quota_table
+					UNION SELECT relid FROM mandant.state_machine_table)));

@@ -10,7 +10,10 @@
  * than a bare policy violation when no tenant is set), an index led by the
  * tenant column, and a row in the registry mandant.tenant_table.
  * It runs with the caller's rights: only the table's owner can do it, as
- * with ALTER TABLE itself.
+ * with ALTER TABLE itself.  The registry is written only through the gate
+ * (mandant.gate_call, extension/gate.c), which checks again that the
+ * caller owns the table, and by the event trigger that forgets dropped
+ * tables.
  * ------------------------------------------------------------------------- */
 
 CREATE TABLE mandant.tenant_table (
@@ -21,78 +24,73 @@ CREATE TABLE mandant.tenant_table (
 );
 
 COMMENT ON TABLE mandant.tenant_table IS
-'Registry of tenant tables (written by mandant.enable_tenancy; rows of dropped tables are removed by an event trigger).';
+'Registry of tenant tables (written by mandant.enable_tenancy through the gate; rows of dropped tables are removed by an event trigger).';
 
-/* Everyone reads the registry; a table's owner writes its row. */
+/* Everyone reads the registry; nobody writes it but mandant. */
 ALTER TABLE mandant.tenant_table ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY tenant_table_read ON mandant.tenant_table
 	FOR SELECT USING (true);
 
-CREATE POLICY tenant_table_owner ON mandant.tenant_table
-	FOR ALL
-	USING (EXISTS (SELECT 1 FROM pg_catalog.pg_class c
-				   WHERE c.oid = relid AND pg_catalog.pg_has_role(c.relowner, 'USAGE')))
-	WITH CHECK (EXISTS (SELECT 1 FROM pg_catalog.pg_class c
-						WHERE c.oid = relid AND pg_catalog.pg_has_role(c.relowner, 'USAGE')));
-
-GRANT SELECT, INSERT, UPDATE, DELETE ON mandant.tenant_table TO PUBLIC;
+GRANT SELECT ON mandant.tenant_table TO PUBLIC;
 
 SELECT pg_catalog.pg_extension_config_dump('mandant.tenant_table', '');
 
+/* ---- the gate: privileged operations behind a check of the real caller (extension/gate.c) */
+
+CREATE FUNCTION mandant.gate_call(op text, tenant uuid, args jsonb)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'mandant_gate_call'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION mandant.gate_call(text, uuid, jsonb) IS
+'The gate of mandant''s privileged operations (what mandant.add_member(), mandant.enable_audit() and the other public functions call): checks that the calling role may run op, then runs it. Executable by everyone; it decides.';
+
+CREATE FUNCTION mandant.gate_caller_member_of(role name)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'mandant_gate_caller_member_of'
+LANGUAGE C STABLE;
+
+COMMENT ON FUNCTION mandant.gate_caller_member_of(name) IS
+'Internal: whether the role that passed the gate for the running operation has the privileges of role.';
+
+REVOKE ALL ON FUNCTION mandant.gate_caller_member_of(name) FROM PUBLIC;
+
+/* ---- touching the application's tables (extension/usertable.c) */
+
+CREATE FUNCTION mandant.run_as_table_owner(tbl regclass, tenant uuid, query text, rows jsonb DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'mandant_run_as_table_owner'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION mandant.run_as_table_owner(regclass, uuid, text, jsonb) IS
+'Internal: run query ($1 tenant, $2 rows) as the owner of tbl inside a security-restricted operation and inside tenant; returns its first jsonb value or the number of rows it processed.';
+
+CREATE FUNCTION mandant.tenant_row_count(tbl regclass, tenant_column name, tenant uuid)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'mandant_tenant_row_count'
+LANGUAGE C STABLE;
+
+COMMENT ON FUNCTION mandant.tenant_row_count(regclass, name, uuid) IS
+'Internal: how many rows of tbl belong to tenant, counted without running any code of the table''s owner.';
+
+REVOKE ALL ON FUNCTION mandant.run_as_table_owner(regclass, uuid, text, jsonb),
+	mandant.tenant_row_count(regclass, name, uuid) FROM PUBLIC;
+
 /*
  * check_table_target raises unless tbl is a permanent table of the
- * application (not a catalog, not mandant's own) that the current user owns.
- * Shared by enable/disable_tenancy and enable/disable_audit.
+ * application (not a catalog, not mandant's own, not temporary) whose
+ * owner the current user is (has the privileges of).  The same C check
+ * guards the gate's table operations (extension/usertable.c).
  */
 CREATE FUNCTION mandant.check_table_target(tbl regclass, function_name text)
 RETURNS void
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	rel record;
-BEGIN
-	IF tbl IS NULL THEN
-		RAISE EXCEPTION 'table must not be null'
-			USING ERRCODE = 'null_value_not_allowed',
-				  DETAIL = format('%s was called with a NULL table.', function_name),
-				  HINT = format('Pass the table, e.g. %s(''app.orders'').', function_name);
-	END IF;
-	SELECT c.relkind, c.relpersistence, c.relowner::regrole AS owner, n.nspname INTO rel
-	FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
-	IF NOT FOUND OR rel.relkind NOT IN ('r', 'p') THEN
-		RAISE EXCEPTION '"%" is not a table', tbl
-			USING ERRCODE = 'wrong_object_type',
-				  DETAIL = format('%s applies to tables and partitioned tables only; relkind is %L.', function_name, rel.relkind),
-				  HINT = CASE rel.relkind
-							 WHEN 'f' THEN 'A foreign table''s rows live on another server; apply it there.'
-							 ELSE format('Call %s on the tables the view reads or writes.', function_name)
-						 END;
-	END IF;
-	IF rel.nspname IN ('pg_catalog', 'information_schema', 'mandant') THEN
-		RAISE EXCEPTION 'permission denied: "%" belongs to the system or to mandant', tbl
-			USING ERRCODE = 'insufficient_privilege',
-				  DETAIL = format('Table %s is in schema %s.', tbl, rel.nspname),
-				  HINT = format('Call %s on your application''s tables only.', function_name);
-	END IF;
-	IF rel.relpersistence = 't' THEN
-		RAISE EXCEPTION 'temporary table "%" is not supported', tbl
-			USING ERRCODE = 'feature_not_supported',
-				  DETAIL = format('%s needs a permanent table; temporary tables cannot reference mandant''s tables.', function_name),
-				  HINT = 'Use a permanent table.';
-	END IF;
-	IF NOT pg_has_role(rel.owner, 'USAGE') THEN
-		RAISE EXCEPTION 'must be owner of table %', tbl
-			USING ERRCODE = 'insufficient_privilege',
-				  DETAIL = format('Table %s is owned by %s, not by %s.', tbl, rel.owner, current_user),
-				  HINT = format('Call %s as the table''s owner, e.g. in the migration that creates it.', function_name);
-	END IF;
-END
-$$;
+AS 'MODULE_PATHNAME', 'mandant_check_table_target'
+LANGUAGE C STABLE;
 
 COMMENT ON FUNCTION mandant.check_table_target(regclass, text) IS
-'Internal: raise unless tbl is a permanent application table the current user owns.';
+'Raise unless tbl is a permanent application table the current user owns (22004, 42809, 0A000 or 42501, naming function_name).';
+
 
 CREATE FUNCTION mandant.tenant_policy_is_current(tbl regclass, tenant_column name)
 RETURNS boolean
@@ -224,11 +222,8 @@ BEGIN
 		EXECUTE format('CREATE INDEX ON %s (%I)', tbl, tenant_column);
 	END IF;
 
-	INSERT INTO mandant.tenant_table AS r (relid, tenant_column)
-	VALUES (tbl, tenant_column)
-	ON CONFLICT (relid) DO UPDATE SET tenant_column = EXCLUDED.tenant_column,
-		enabled_at = now(), enabled_by = current_user
-	WHERE r.tenant_column IS DISTINCT FROM EXCLUDED.tenant_column;
+	PERFORM mandant.gate_call('register_tenant_table', NULL,
+							  jsonb_build_object('table', tbl::oid, 'tenantColumn', tenant_column));
 END
 $$;
 
@@ -282,9 +277,61 @@ BEGIN
 		EXECUTE format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT', tbl, tenant_column);
 	END IF;
 
-	DELETE FROM mandant.tenant_table r WHERE r.relid = tbl;
+	PERFORM mandant.gate_call('unregister_tenant_table', NULL, jsonb_build_object('table', tbl::oid));
 END
 $$;
 
 COMMENT ON FUNCTION mandant.disable_tenancy(regclass) IS
 'Undo enable_tenancy: drop policy tenant_isolation, disable row level security (unless other policies remain) and the column default, unregister. Keeps the column, its data, FK and index.';
+
+/*
+ * registry_tenant_table registers args.table as a tenant table through
+ * args.tenantColumn, once enable_tenancy has set it up: the column is a
+ * uuid, row level security is enabled and forced, the policy is
+ * mandant's.  Run by the gate for the table's owner.
+ */
+CREATE FUNCTION mandant.registry_tenant_table(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tbl			regclass := (args ->> 'table')::oid::regclass;
+	col			name := args ->> 'tenantColumn';
+BEGIN
+	IF col IS NULL OR NOT EXISTS (
+		SELECT 1 FROM pg_attribute a
+		WHERE a.attrelid = tbl AND a.attname = col AND a.atttypid = 'uuid'::regtype
+		  AND a.attnotnull AND NOT a.attisdropped) THEN
+		RAISE EXCEPTION 'table % has no tenant column "%"', tbl, col
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'A tenant table has a uuid column NOT NULL that names the tenant.',
+				  HINT = 'Call mandant.enable_tenancy() on the table.';
+	END IF;
+	IF NOT (SELECT c.relrowsecurity AND c.relforcerowsecurity FROM pg_class c WHERE c.oid = tbl)
+		OR NOT mandant.tenant_policy_is_current(tbl, col) THEN
+		RAISE EXCEPTION 'table % is not isolated by tenant', tbl
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Row level security must be enabled and forced, with mandant''s policy tenant_isolation.',
+				  HINT = 'Call mandant.enable_tenancy() on the table.';
+	END IF;
+	PERFORM mandant.forget_missing_tables();
+	INSERT INTO mandant.tenant_table AS r (relid, tenant_column, enabled_by)
+	VALUES (tbl, col, caller)
+	ON CONFLICT (relid) DO UPDATE SET tenant_column = EXCLUDED.tenant_column,
+		enabled_at = now(), enabled_by = EXCLUDED.enabled_by
+	WHERE r.tenant_column IS DISTINCT FROM EXCLUDED.tenant_column;
+	RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION mandant.registry_forget_tenant_table(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE sql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+	DELETE FROM mandant.tenant_table r WHERE r.relid = (args ->> 'table')::oid;
+	SELECT NULL::jsonb;
+$$;

@@ -11,6 +11,11 @@
  * reads, verification and distribution by tenant_id, and stays cheap to
  * append to.
  *
+ * Tables are audited through mandant.enable_audit(), which registers them
+ * in mandant.audit_table and attaches the trigger through the gate: nobody
+ * else may execute the trigger function, and it refuses tables the
+ * registry does not list.
+ *
  * Tamper evidence: mandant.audit_seal() chains each tenant's events into
  * mandant.audit_seal, chain_n = sha256(chain_(n-1) || hash_n), in the order
  * it seals them; mandant.audit_verify() recomputes event hashes and chain.
@@ -111,6 +116,24 @@ LANGUAGE C;
 COMMENT ON FUNCTION mandant.audit_trigger() IS
 'Row trigger attached by mandant.enable_audit(): one audit event per inserted, updated or deleted row.';
 
+REVOKE ALL ON FUNCTION mandant.audit_trigger(), mandant.audit_append_only() FROM PUBLIC;
+
+CREATE TABLE mandant.audit_table (
+	relid			regclass PRIMARY KEY,
+	category		text,
+	exclude_columns	text[] NOT NULL DEFAULT '{}',
+	enabled_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	enabled_by		name NOT NULL
+);
+
+COMMENT ON TABLE mandant.audit_table IS
+'Registry of audited tables (written by mandant.enable_audit through the gate): category (NULL: the schema name) and excluded columns.';
+
+ALTER TABLE mandant.audit_table ENABLE ROW LEVEL SECURITY;
+CREATE POLICY audit_table_read ON mandant.audit_table FOR SELECT USING (true);
+GRANT SELECT ON mandant.audit_table TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('mandant.audit_table', '');
+
 CREATE FUNCTION mandant.audit_log(category text, action text, entity_type text,
 								  entity_id text, payload jsonb)
 RETURNS bigint
@@ -128,44 +151,20 @@ LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION mandant.audit_event_hash(mandant.audit_event) IS
 'Recompute the sha256 of an event''s canonical form (what its hash column should hold).';
 
-CREATE FUNCTION mandant.check_tenant_access(tenant uuid, what text)
-RETURNS void
-AS 'MODULE_PATHNAME', 'mandant_check_tenant_access'
-LANGUAGE C STABLE;
-
-COMMENT ON FUNCTION mandant.check_tenant_access(uuid, text) IS
-'Internal: raise 42501 unless tenant is the tenant of the transaction or the calling role is a member of mandant_admin.';
-
 /*
- * enable_audit attaches the audit trigger, or replaces it when its category
- * or excluded columns changed.  Idempotent; the table owner only.
+ * check_excluded_columns returns the distinct, sorted excluded columns of
+ * tbl and raises 42703 when one of them does not exist.
  */
-CREATE FUNCTION mandant.enable_audit(tbl regclass, category text DEFAULT NULL,
-									 exclude_columns text[] DEFAULT '{}')
-RETURNS void
-LANGUAGE plpgsql
+CREATE FUNCTION mandant.check_excluded_columns(tbl regclass, exclude_columns text[])
+RETURNS text[]
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	excluded	text[];
 	unknown		text;
-	statement	text;
-	existing	text;
 BEGIN
-	PERFORM mandant.check_table_target(tbl, 'mandant.enable_audit');
-	IF NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = tbl AND i.indisprimary) THEN
-		RAISE EXCEPTION 'table % has no primary key', tbl
-			USING ERRCODE = 'object_not_in_prerequisite_state',
-				  DETAIL = 'Audit events name the row they are about by its primary key.',
-				  HINT = format('Add one, e.g. ALTER TABLE %s ADD PRIMARY KEY (id), then call mandant.enable_audit() again.', tbl);
-	END IF;
-	IF category IS NOT NULL AND category !~ '^[a-z][a-z0-9_.:-]{0,99}$' THEN
-		RAISE EXCEPTION 'invalid audit category "%"', category
-			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = 'A category has 1 to 100 characters: a-z first, then a-z, 0-9, ''_'', ''.'', '':'' or ''-''.',
-				  HINT = 'Use a lower-case name such as ''risk'' or ''billing'', or NULL for the schema name.';
-	END IF;
-	SELECT array_agg(DISTINCT c ORDER BY c) INTO excluded
+	SELECT COALESCE(array_agg(DISTINCT c ORDER BY c), '{}') INTO excluded
 	FROM unnest(COALESCE(exclude_columns, '{}')) c;
 	SELECT c INTO unknown
 	FROM unnest(excluded) c
@@ -182,23 +181,158 @@ BEGIN
 								 FROM pg_attribute a
 								 WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped));
 	END IF;
+	RETURN excluded;
+END
+$$;
 
-	statement := format('CREATE TRIGGER mandant_audit AFTER INSERT OR DELETE OR UPDATE ON %s '
-						'FOR EACH ROW EXECUTE FUNCTION mandant.audit_trigger(%s)',
-						tbl,
-						(SELECT string_agg(quote_literal(a), ', ' ORDER BY o)
-						 FROM unnest(ARRAY[COALESCE(category, '')] || COALESCE(excluded, '{}')) WITH ORDINALITY u (a, o)));
+COMMENT ON FUNCTION mandant.check_excluded_columns(regclass, text[]) IS
+'Internal: the distinct, sorted excluded columns of a table; 42703 when one does not exist.';
+
+/*
+ * check_primary_key raises 55000 unless tbl has a primary key, which
+ * audit events and outbox events name their row by.
+ */
+CREATE FUNCTION mandant.check_primary_key(tbl regclass, why text, function_name text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = tbl AND i.indisprimary) THEN
+		RAISE EXCEPTION 'table % has no primary key', tbl
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = why,
+				  HINT = format('Add one, e.g. ALTER TABLE %s ADD PRIMARY KEY (id), then call %s() again.', tbl, function_name);
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.check_primary_key(regclass, text, text) IS
+'Internal: 55000 unless the table has a primary key.';
+
+/*
+ * attach_trigger creates a trigger of mandant's on tbl, or replaces the
+ * one of that name when its definition differs.  Only the gate's
+ * operations call it (nobody else may attach mandant's trigger functions).
+ */
+CREATE FUNCTION mandant.attach_trigger(tbl regclass, name text, statement text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	existing text;
+BEGIN
 	SELECT pg_get_triggerdef(t.oid) INTO existing
-	FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = 'mandant_audit';
+	FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = name;
 	IF existing IS DISTINCT FROM statement THEN
-		EXECUTE format('DROP TRIGGER IF EXISTS mandant_audit ON %s', tbl);
+		IF existing IS NOT NULL THEN
+			EXECUTE format('DROP TRIGGER %I ON %s', name, tbl);
+		END IF;
 		EXECUTE statement;
 	END IF;
 END
 $$;
 
+COMMENT ON FUNCTION mandant.attach_trigger(regclass, text, text) IS
+'Internal: create one of mandant''s triggers on a table, or replace it when its definition changed.';
+
+/*
+ * detach_trigger drops one of mandant's triggers from tbl if it is there.
+ */
+CREATE FUNCTION mandant.detach_trigger(tbl regclass, name text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = name) THEN
+		EXECUTE format('DROP TRIGGER %I ON %s', name, tbl);
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.detach_trigger(regclass, text) IS
+'Internal: drop one of mandant''s triggers from a table, if it exists.';
+
+REVOKE ALL ON FUNCTION mandant.attach_trigger(regclass, text, text), mandant.detach_trigger(regclass, text) FROM PUBLIC;
+
+/*
+ * enable_audit attaches the audit trigger, or replaces it when its category
+ * or excluded columns changed.  Idempotent; the table owner only.
+ */
+CREATE FUNCTION mandant.enable_audit(tbl regclass, category text DEFAULT NULL,
+									 exclude_columns text[] DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM mandant.check_table_target(tbl, 'mandant.enable_audit');
+	PERFORM mandant.gate_call('attach_audit', NULL,
+							  jsonb_build_object('table', tbl::oid, 'category', category,
+												 'excludeColumns', to_jsonb(exclude_columns)));
+END
+$$;
+
 COMMENT ON FUNCTION mandant.enable_audit(regclass, text, text[]) IS
 'Audit every insert, update and delete of tbl (which needs a primary key) into mandant.audit_event. category defaults to the schema name; exclude_columns never appear in any event. Idempotent; the table owner only.';
+
+/*
+ * registry_attach_audit: enable_audit's privileged half, run by the gate
+ * for the table's owner.
+ */
+CREATE FUNCTION mandant.registry_attach_audit(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tbl			regclass := (args ->> 'table')::oid::regclass;
+	category	text := args ->> 'category';
+	excluded	text[];
+BEGIN
+	PERFORM mandant.check_primary_key(tbl, 'Audit events name the row they are about by its primary key.',
+									  'mandant.enable_audit');
+	IF category IS NOT NULL AND category !~ '^[a-z][a-z0-9_.:-]{0,99}$' THEN
+		RAISE EXCEPTION 'invalid audit category "%"', category
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A category has 1 to 100 characters: a-z first, then a-z, 0-9, ''_'', ''.'', '':'' or ''-''.',
+				  HINT = 'Use a lower-case name such as ''risk'' or ''billing'', or NULL for the schema name.';
+	END IF;
+	excluded := mandant.check_excluded_columns(tbl, ARRAY(SELECT jsonb_array_elements_text(
+		CASE jsonb_typeof(args -> 'excludeColumns') WHEN 'array' THEN args -> 'excludeColumns' ELSE '[]' END)));
+	PERFORM mandant.forget_missing_tables();
+	INSERT INTO mandant.audit_table AS r (relid, category, exclude_columns, enabled_by)
+	VALUES (tbl, category, excluded, caller)
+	ON CONFLICT (relid) DO UPDATE SET category = EXCLUDED.category, exclude_columns = EXCLUDED.exclude_columns,
+		enabled_at = now(), enabled_by = EXCLUDED.enabled_by
+	WHERE (r.category, r.exclude_columns) IS DISTINCT FROM (EXCLUDED.category, EXCLUDED.exclude_columns);
+	PERFORM mandant.attach_trigger(tbl, 'mandant_audit',
+		format('CREATE TRIGGER mandant_audit AFTER INSERT OR DELETE OR UPDATE ON %s '
+			   'FOR EACH ROW EXECUTE FUNCTION mandant.audit_trigger(%s)',
+			   tbl,
+			   (SELECT string_agg(quote_literal(a), ', ' ORDER BY o)
+				FROM unnest(ARRAY[COALESCE(category, '')] || excluded) WITH ORDINALITY u (a, o))));
+	RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION mandant.registry_detach_audit(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tbl regclass := (args ->> 'table')::oid::regclass;
+BEGIN
+	PERFORM mandant.detach_trigger(tbl, 'mandant_audit');
+	DELETE FROM mandant.audit_table r WHERE r.relid = tbl;
+	RETURN NULL;
+END
+$$;
 
 CREATE FUNCTION mandant.disable_audit(tbl regclass)
 RETURNS void
@@ -207,9 +341,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	PERFORM mandant.check_table_target(tbl, 'mandant.disable_audit');
-	IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = 'mandant_audit') THEN
-		EXECUTE format('DROP TRIGGER mandant_audit ON %s', tbl);
-	END IF;
+	PERFORM mandant.gate_call('detach_audit', NULL, jsonb_build_object('table', tbl::oid));
 END
 $$;
 
@@ -284,12 +416,13 @@ REVOKE ALL ON FUNCTION mandant.audit_seal() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION mandant.audit_seal() TO mandant_admin;
 
 /*
- * audit_verify walks a tenant's chain in seal order, recomputing each
+ * audit_verify_chain walks a tenant's chain in seal order, recomputing each
  * event's hash and each chain link, then checks the hashes of the events
- * not sealed yet.  The first event that fails is reported.
+ * not sealed yet.  The first event that fails is reported.  Run by the gate
+ * for sessions of the tenant and for mandant_admin (audit_verify).
  */
-CREATE FUNCTION mandant.audit_verify(tenant uuid DEFAULT mandant.current_tenant())
-RETURNS TABLE (ok boolean, checked bigint, first_bad_id bigint)
+CREATE FUNCTION mandant.audit_verify_chain(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -301,8 +434,6 @@ DECLARE
 	chain		bytea := ''::bytea;
 	n			bigint := 0;
 BEGIN
-	PERFORM mandant.check_tenant_access(tenant, 'the audit trail');
-
 	FOR s IN
 		SELECT * FROM mandant.audit_seal a WHERE a.tenant_id = chain_of ORDER BY a.seq
 	LOOP
@@ -311,8 +442,7 @@ BEGIN
 		IF NOT FOUND OR s.seq <> n
 			OR e.hash IS DISTINCT FROM mandant.audit_event_hash(e)
 			OR s.chain IS DISTINCT FROM sha256(chain || e.hash) THEN
-			RETURN QUERY SELECT false, n, s.event_id;
-			RETURN;
+			RETURN jsonb_build_object('ok', false, 'checked', n, 'firstBadId', s.event_id);
 		END IF;
 		chain := s.chain;
 	END LOOP;
@@ -325,13 +455,21 @@ BEGIN
 	LOOP
 		n := n + 1;
 		IF e.hash IS DISTINCT FROM mandant.audit_event_hash(e) THEN
-			RETURN QUERY SELECT false, n, e.id;
-			RETURN;
+			RETURN jsonb_build_object('ok', false, 'checked', n, 'firstBadId', e.id);
 		END IF;
 	END LOOP;
 
-	RETURN QUERY SELECT true, n, NULL::bigint;
+	RETURN jsonb_build_object('ok', true, 'checked', n, 'firstBadId', NULL);
 END
+$$;
+
+CREATE FUNCTION mandant.audit_verify(tenant uuid DEFAULT mandant.current_tenant())
+RETURNS TABLE (ok boolean, checked bigint, first_bad_id bigint)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT (r ->> 'ok')::boolean, (r ->> 'checked')::bigint, (r ->> 'firstBadId')::bigint
+	FROM mandant.gate_call('audit_verify', tenant, '{}') AS r
 $$;
 
 COMMENT ON FUNCTION mandant.audit_verify(uuid) IS

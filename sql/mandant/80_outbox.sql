@@ -3,6 +3,8 @@
  * Transactional outbox (extension/outbox.c)
  *
  * Events are written by mandant's C code in the writer's transaction.
+ * Commit wakes consumers with NOTIFY mandant_outbox and an empty payload
+ * (anyone may LISTEN).
  * Consumers (roles granted mandant_service or mandant_admin) claim them
  * across tenants with leases, acknowledge or reject them; tenants read their
  * own events under row level security.
@@ -64,13 +66,15 @@ LANGUAGE C;
 COMMENT ON FUNCTION mandant.outbox_trigger() IS
 'Row trigger attached by mandant.enable_outbox(): one {domain}.{entity}.created|updated|deleted event per written row.';
 
+REVOKE ALL ON FUNCTION mandant.outbox_trigger() FROM PUBLIC;
+
 CREATE FUNCTION mandant.emit(topic text, aggregate_id text, payload jsonb)
 RETURNS uuid
 AS 'MODULE_PATHNAME', 'mandant_emit'
 LANGUAGE C VOLATILE;
 
 COMMENT ON FUNCTION mandant.emit(text, text, jsonb) IS
-'Write a custom event (topic domain.entity.action, lower case) for the tenant of the transaction; returns its event id.';
+'Write a custom event (topic domain.entity.action, lower case) for the tenant of the transaction; returns its event id. The domain platform is reserved to trusted backends.';
 
 CREATE FUNCTION mandant.emit_for(tenant uuid, topic text, aggregate_id text, payload jsonb)
 RETURNS uuid
@@ -82,6 +86,23 @@ COMMENT ON FUNCTION mandant.emit_for(uuid, text, text, jsonb) IS
 
 REVOKE ALL ON FUNCTION mandant.emit_for(uuid, text, text, jsonb) FROM PUBLIC;
 
+CREATE TABLE mandant.outbox_table (
+	relid			regclass PRIMARY KEY,
+	domain			text NOT NULL,
+	entity			text NOT NULL,
+	exclude_columns	text[] NOT NULL DEFAULT '{}',
+	enabled_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	enabled_by		name NOT NULL
+);
+
+COMMENT ON TABLE mandant.outbox_table IS
+'Registry of tables whose writes become outbox events (written by mandant.enable_outbox through the gate): domain, entity and excluded columns.';
+
+ALTER TABLE mandant.outbox_table ENABLE ROW LEVEL SECURITY;
+CREATE POLICY outbox_table_read ON mandant.outbox_table FOR SELECT USING (true);
+GRANT SELECT ON mandant.outbox_table TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('mandant.outbox_table', '');
+
 /*
  * enable_outbox attaches the outbox trigger, or replaces it when its
  * arguments changed.  Idempotent; the table owner only.
@@ -92,56 +113,63 @@ RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-	excluded	text[];
-	unknown		text;
-	statement	text;
-	existing	text;
 BEGIN
 	PERFORM mandant.check_table_target(tbl, 'mandant.enable_outbox');
-	entity := COALESCE(entity, (SELECT c.relname FROM pg_class c WHERE c.oid = tbl));
+	PERFORM mandant.gate_call('attach_outbox', NULL,
+							  jsonb_build_object('table', tbl::oid, 'domain', domain, 'entity', entity,
+												 'excludeColumns', to_jsonb(exclude_columns)));
+END
+$$;
+
+COMMENT ON FUNCTION mandant.enable_outbox(regclass, text, text, text[]) IS
+'Publish every insert, update and delete of tbl as {domain}.{entity}.created|updated|deleted events (payload: the row with camelCase keys, without exclude_columns). entity defaults to the table name; the domain platform is mandant''s own. Idempotent; the table owner only.';
+
+/*
+ * registry_attach_outbox: enable_outbox's privileged half, run by the gate
+ * for the table's owner.
+ */
+CREATE FUNCTION mandant.registry_attach_outbox(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tbl			regclass := (args ->> 'table')::oid::regclass;
+	domain		text := args ->> 'domain';
+	entity		text := COALESCE(args ->> 'entity', (SELECT c.relname FROM pg_class c WHERE c.oid = tbl));
+	excluded	text[];
+BEGIN
 	IF domain IS NULL OR domain !~ '^[a-z][a-z0-9_]{0,62}$' OR entity !~ '^[a-z][a-z0-9_]{0,62}$' THEN
 		RAISE EXCEPTION 'invalid event domain or entity: %.%', COALESCE(domain, 'NULL'), entity
 			USING ERRCODE = 'invalid_parameter_value',
 				  DETAIL = 'Topics are domain.entity.action; domain and entity are lower-case words (a-z first, then a-z, 0-9, ''_'').',
 				  HINT = 'Pass e.g. mandant.enable_outbox(''app.site'', ''risk'', ''site'').';
 	END IF;
-	IF NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = tbl AND i.indisprimary) THEN
-		RAISE EXCEPTION 'table % has no primary key', tbl
-			USING ERRCODE = 'object_not_in_prerequisite_state',
-				  DETAIL = 'Outbox events name their aggregate by the primary key, and are delivered in order per aggregate.',
-				  HINT = format('Add one, e.g. ALTER TABLE %s ADD PRIMARY KEY (id), then call mandant.enable_outbox() again.', tbl);
+	IF domain = 'platform' THEN
+		RAISE EXCEPTION 'event domain "platform" is reserved'
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'platform.* events come from mandant and trusted backends only.',
+				  HINT = 'Name the domain after your application, e.g. ''risk''.';
 	END IF;
-	SELECT array_agg(DISTINCT c ORDER BY c) INTO excluded FROM unnest(COALESCE(exclude_columns, '{}')) c;
-	SELECT c INTO unknown FROM unnest(excluded) c
-	WHERE c IS NULL OR NOT EXISTS (SELECT 1 FROM pg_attribute a
-								   WHERE a.attrelid = tbl AND a.attname = c AND a.attnum > 0 AND NOT a.attisdropped)
-	LIMIT 1;
-	IF FOUND THEN
-		RAISE EXCEPTION 'column "%" of table % does not exist', unknown, tbl
-			USING ERRCODE = 'undefined_column',
-				  DETAIL = format('exclude_columns names %L.', unknown),
-				  HINT = format('Columns of %s: %s.', tbl,
-								(SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
-								 FROM pg_attribute a WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped));
-	END IF;
-
-	statement := format('CREATE TRIGGER mandant_outbox AFTER INSERT OR DELETE OR UPDATE ON %s '
-						'FOR EACH ROW EXECUTE FUNCTION mandant.outbox_trigger(%s)',
-						tbl,
-						(SELECT string_agg(quote_literal(a), ', ' ORDER BY o)
-						 FROM unnest(ARRAY[domain, entity] || COALESCE(excluded, '{}')) WITH ORDINALITY u (a, o)));
-	SELECT pg_get_triggerdef(t.oid) INTO existing
-	FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = 'mandant_outbox';
-	IF existing IS DISTINCT FROM statement THEN
-		EXECUTE format('DROP TRIGGER IF EXISTS mandant_outbox ON %s', tbl);
-		EXECUTE statement;
-	END IF;
+	PERFORM mandant.check_primary_key(tbl, 'Outbox events name their aggregate by the primary key, and are delivered in order per aggregate.',
+									  'mandant.enable_outbox');
+	excluded := mandant.check_excluded_columns(tbl, mandant.text_array(args -> 'excludeColumns'));
+	PERFORM mandant.forget_missing_tables();
+	INSERT INTO mandant.outbox_table AS r (relid, domain, entity, exclude_columns, enabled_by)
+	VALUES (tbl, domain, entity, excluded, caller)
+	ON CONFLICT (relid) DO UPDATE SET domain = EXCLUDED.domain, entity = EXCLUDED.entity,
+		exclude_columns = EXCLUDED.exclude_columns, enabled_at = now(), enabled_by = EXCLUDED.enabled_by
+	WHERE (r.domain, r.entity, r.exclude_columns) IS DISTINCT FROM (EXCLUDED.domain, EXCLUDED.entity, EXCLUDED.exclude_columns);
+	PERFORM mandant.attach_trigger(tbl, 'mandant_outbox',
+		format('CREATE TRIGGER mandant_outbox AFTER INSERT OR DELETE OR UPDATE ON %s '
+			   'FOR EACH ROW EXECUTE FUNCTION mandant.outbox_trigger(%s)',
+			   tbl,
+			   (SELECT string_agg(quote_literal(a), ', ' ORDER BY o)
+				FROM unnest(ARRAY[domain, entity] || excluded) WITH ORDINALITY u (a, o))));
+	RETURN NULL;
 END
 $$;
-
-COMMENT ON FUNCTION mandant.enable_outbox(regclass, text, text, text[]) IS
-'Publish every insert, update and delete of tbl as {domain}.{entity}.created|updated|deleted events (payload: the row with camelCase keys, without exclude_columns). entity defaults to the table name. Idempotent; the table owner only.';
 
 CREATE FUNCTION mandant.disable_outbox(tbl regclass)
 RETURNS void
@@ -150,14 +178,27 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	PERFORM mandant.check_table_target(tbl, 'mandant.disable_outbox');
-	IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = 'mandant_outbox') THEN
-		EXECUTE format('DROP TRIGGER mandant_outbox ON %s', tbl);
-	END IF;
+	PERFORM mandant.gate_call('detach_outbox', NULL, jsonb_build_object('table', tbl::oid));
 END
 $$;
 
 COMMENT ON FUNCTION mandant.disable_outbox(regclass) IS
 'Stop publishing events for tbl (events already written stay). The table owner only.';
+
+CREATE FUNCTION mandant.registry_detach_outbox(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tbl regclass := (args ->> 'table')::oid::regclass;
+BEGIN
+	PERFORM mandant.detach_trigger(tbl, 'mandant_outbox');
+	DELETE FROM mandant.outbox_table r WHERE r.relid = tbl;
+	RETURN NULL;
+END
+$$;
 
 /*
  * outbox_claim leases up to max events to a consumer.  Candidates whose

@@ -9,8 +9,10 @@
  * writers commit in revision order, and a reader that remembers the highest
  * revision it has seen never misses a later change (config_changes).
  * mandant.config_history keeps every change (append-only).  Commit sends
- * NOTIFY mandant_config {tenantId, service, key, version, revision}, never
- * the value.
+ * NOTIFY mandant_config with the new revision as its only payload: anyone
+ * may LISTEN, so the notification names no tenant, service or key;
+ * clients read what changed through config_changes(), under their own
+ * tenant.
  *
  * Who writes: a tenant's values, trusted backends (mandant_service,
  * mandant_admin) in that tenant and end users holding scope admin; global
@@ -182,9 +184,7 @@ BEGIN
 										reason, changed_by, actor_user_id, request_id, changed_at)
 	VALUES (rev, tenant, service, key, version, current.value, value, reason,
 			changed_by, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''), now());
-	PERFORM pg_notify('mandant_config',
-					  jsonb_build_object('tenantId', tenant, 'service', service, 'key', key,
-										 'version', version, 'revision', rev)::text);
+	PERFORM pg_notify('mandant_config', rev::text);
 	RETURN version;
 END
 $$;

@@ -14,10 +14,20 @@
  * reads these tables directly; the functions below are the interface.
  *
  * Who may do what: management operations go through the C gate
- * mandant.identity_call() (gate.c), which checks the real caller;
+ * mandant.gate_call() (gate.c), which checks the real caller;
  * self-service operations act on app.current_user_id, which only
  * authenticate() and set_user() set; login, refresh and service_token take
- * credentials.
+ * credentials.  An account becomes the owner of the tenants that name its
+ * e-mail (tenant.owner_email) only when the platform vouches for the
+ * address: mandant_admin or a trusted backend created the account or
+ * confirmed its e-mail (email_confirmed_at); a tenant administrator's new
+ * user does not.
+ *
+ * Failed logins are counted per (account, address), per address and per
+ * account (see login): one address cannot lock an account out for
+ * everyone.  The address is the client_ip a trusted front end passes
+ * (mandant_gateway, mandant_service, mandant_admin), else the address of
+ * the connection.
  * ------------------------------------------------------------------------- */
 
 CREATE TABLE mandant.users (
@@ -39,13 +49,14 @@ CREATE TABLE mandant.users (
 	last_login_at	timestamptz,
 	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	updated_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	email_confirmed_at timestamptz,
 	CONSTRAINT users_totp_secret CHECK ((totp_state = 'off') = (totp_secret IS NULL))
 );
 
 CREATE UNIQUE INDEX users_email_key ON mandant.users (pg_catalog.lower(email));
 
 COMMENT ON TABLE mandant.users IS
-'People who log in. E-mail unique case-insensitively; password_hash is bcrypt, totp_secret sealed (AES-256-GCM); token_version invalidates every token when it grows.';
+'People who log in. E-mail unique case-insensitively; password_hash is bcrypt, totp_secret sealed (AES-256-GCM); token_version invalidates every token when it grows; email_confirmed_at is set when the platform vouches for the address.';
 
 CREATE TABLE mandant.role (
 	tenant_id	uuid REFERENCES mandant.tenant (id) ON DELETE CASCADE,
@@ -162,7 +173,8 @@ COMMENT ON TABLE mandant.login_attempt IS
 -- the secret columns); tenants see their own memberships and roles.
 REVOKE ALL ON mandant.users, mandant.role, mandant.membership, mandant.service_account,
 	mandant.refresh_family, mandant.refresh_token, mandant.revoked_jti, mandant.login_attempt FROM PUBLIC;
-GRANT SELECT (id, email, display_name, status, totp_state, token_version, last_login_at, created_at, updated_at)
+GRANT SELECT (id, email, display_name, status, totp_state, token_version, last_login_at, created_at, updated_at,
+			   email_confirmed_at)
 	ON mandant.users TO mandant_admin;
 GRANT SELECT (id, client_id, name, tenant_id, scopes, status, created_at, created_by, last_used_at)
 	ON mandant.service_account TO mandant_admin;
@@ -281,7 +293,7 @@ AS 'MODULE_PATHNAME', 'mandant_rate_limit'
 LANGUAGE C VOLATILE STRICT;
 
 COMMENT ON FUNCTION mandant.rate_limit(text, integer, interval) IS
-'Count one event for key; MD040 when max events already happened within per (sliding window, shared by all connections, not undone by rollback). Returns how many remain.';
+'Count one event for key; MD040 when max events already happened within per (sliding window, shared by all connections, not undone by rollback). Returns how many remain. Keys belong to the tenant of the transaction; without a tenant, to the platform (trusted backends and the gateway only).';
 
 CREATE FUNCTION mandant.login_guard(keys text[], max integer, per interval)
 RETURNS void
@@ -323,14 +335,6 @@ LANGUAGE C VOLATILE;
 
 COMMENT ON FUNCTION mandant.audit_log_for(uuid, uuid, text, text, text, text, text, jsonb) IS
 'Internal: write an application event for an explicit tenant (NULL: platform), actor and request id.';
-
-CREATE FUNCTION mandant.identity_call(op text, tenant uuid, args jsonb)
-RETURNS jsonb
-AS 'MODULE_PATHNAME', 'mandant_identity_call'
-LANGUAGE C VOLATILE;
-
-COMMENT ON FUNCTION mandant.identity_call(text, uuid, jsonb) IS
-'Internal: run identity operation op after checking that the calling role may (see extension/gate.c).';
 
 REVOKE ALL ON FUNCTION mandant.jwt_sign(jsonb), mandant.jwt_verify(text), mandant.secret_seal(bytea, uuid),
 	mandant.totp_match(bytea, uuid, text, bigint), mandant.login_guard(text[], integer, interval),
@@ -610,16 +614,90 @@ COMMENT ON FUNCTION mandant.login_failed(text[], text, uuid, uuid, inet, text, t
 
 REVOKE ALL ON FUNCTION mandant.login_failed(text[], text, uuid, uuid, inet, text, text, text) FROM PUBLIC;
 
+/*
+ * login_address is the address a login attempt comes from: the client_ip
+ * a trusted front end (the gateway, a trusted backend, a platform
+ * administrator) passed the gate with, else the connection's own (NULL
+ * over a Unix socket).  Anyone else could claim any address.
+ */
+CREATE FUNCTION mandant.login_address(client_ip inet)
+RETURNS inet
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN client_ip IS NOT NULL AND (mandant.gate_caller_member_of('mandant_gateway')
+												OR mandant.gate_caller_member_of('mandant_service')
+												OR mandant.gate_caller_member_of('mandant_admin'))
+				THEN client_ip ELSE inet_client_addr() END
+$$;
+
+COMMENT ON FUNCTION mandant.login_address(inet) IS
+'Internal: where a login attempt comes from: client_ip when a trusted front end passed it, else the connection''s address.';
+
+/*
+ * login_keys returns the rate limit keys of a login attempt: the pair
+ * (account, address), the address and the account.
+ */
+CREATE FUNCTION mandant.login_keys(account text, address inet)
+RETURNS text[]
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT ARRAY['pair:' || account || '|' || COALESCE(host(address), 'local'),
+				 'ip:' || COALESCE(host(address), 'local'), 'account:' || account]
+$$;
+
+COMMENT ON FUNCTION mandant.login_keys(text, inet) IS
+'Internal: the rate limit keys of a login attempt: (account, address), address, account.';
+
+/*
+ * login_guard_keys raises MD040 when one of a login's keys has too many
+ * failures within 15 minutes: mandant.login_lockout_pair (10) for the
+ * account from one address, mandant.login_lockout_address (50) from one
+ * address, mandant.login_lockout_account (100) for the account from
+ * anywhere.
+ */
+CREATE FUNCTION mandant.login_guard_keys(keys text[])
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.login_guard(keys[1:1], current_setting('mandant.login_lockout_pair')::integer, '15 minutes');
+	SELECT mandant.login_guard(keys[2:2], current_setting('mandant.login_lockout_address')::integer, '15 minutes');
+	SELECT mandant.login_guard(keys[3:3], current_setting('mandant.login_lockout_account')::integer, '15 minutes');
+$$;
+
+COMMENT ON FUNCTION mandant.login_guard_keys(text[]) IS
+'Internal: MD040 after mandant.login_lockout_pair (10) failures of an account from one address, mandant.login_lockout_address (50) from one address or mandant.login_lockout_account (100) of an account, within 15 minutes.';
+
+REVOKE ALL ON FUNCTION mandant.login_address(inet), mandant.login_keys(text, inet),
+	mandant.login_guard_keys(text[]) FROM PUBLIC;
+
 /* ---- login, refresh, logout ------------------------------------------------ */
 
 CREATE FUNCTION mandant.login(email text, password text, totp_code text DEFAULT NULL,
 							  client_ip inet DEFAULT NULL, tenant_slug text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_call('login', NULL,
+		jsonb_build_object('email', email, 'password', password, 'totpCode', totp_code,
+						   'clientIp', client_ip, 'tenantSlug', tenant_slug))
+$$;
+
+CREATE FUNCTION mandant.identity_login(tenant uuid, args jsonb, caller text)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+	email		text := args ->> 'email';
+	password	text := args ->> 'password';
+	totp_code	text := args ->> 'totpCode';
+	client_ip	inet := (args ->> 'clientIp')::inet;
+	tenant_slug	text := args ->> 'tenantSlug';
 	address		text := lower(btrim(email));
 	keys		text[];
 	account		mandant.users;
@@ -643,11 +721,9 @@ BEGIN
 				  DETAIL = 'The password is empty or longer than 1024 bytes.',
 				  HINT = 'Pass the account''s password.';
 	END IF;
-	keys := ARRAY['account:' || address];
-	IF client_ip IS NOT NULL THEN
-		keys := keys || ('ip:' || host(client_ip));
-	END IF;
-	PERFORM mandant.login_guard(keys, 10, '15 minutes');
+	client_ip := mandant.login_address(client_ip);
+	keys := mandant.login_keys(address, client_ip);
+	PERFORM mandant.login_guard_keys(keys);
 
 	SELECT * INTO account FROM mandant.users u WHERE lower(u.email) = address;
 	matches := mandant.password_matches(password, account.password_hash);	-- one bcrypt, always
@@ -716,13 +792,13 @@ BEGIN
 								  'auth', 'login.succeeded', 'user', account.id::text,
 								  jsonb_strip_nulls(jsonb_build_object('clientIp', host(client_ip),
 																	   'mfa', account.totp_state = 'on')));
-	PERFORM mandant.login_reset('account:' || address, '15 minutes');
+	PERFORM mandant.login_reset(keys[1], '15 minutes');
 	RETURN answer;
 END
 $$;
 
 COMMENT ON FUNCTION mandant.login(text, text, text, inet, text) IS
-'Log in: {accessToken, refreshToken, tokenType, expiresIn, tenant, role, user, tenants}. MD050 for a wrong e-mail, password or a disabled account alike (one bcrypt always runs); MD054 when the one-time code is missing or wrong; MD040 after 10 failures per account or IP within 15 minutes. The tenant: tenant_slug, else the first by name.';
+'Log in: {accessToken, refreshToken, tokenType, expiresIn, tenant, role, user, tenants}. MD050 for a wrong e-mail, password or a disabled account alike (one bcrypt always runs); MD054 when the one-time code is missing or wrong; MD040 after 10 failures of the account from one address, 50 from one address or 100 of the account within 15 minutes. client_ip counts only when a trusted front end (mandant_gateway, mandant_service, mandant_admin) passes it. The tenant: tenant_slug, else the first by name.';
 
 CREATE FUNCTION mandant.refresh(refresh_token text)
 RETURNS jsonb
@@ -838,11 +914,13 @@ AS $$
 DECLARE
 	me		uuid := mandant.require_user();
 	account	mandant.users;
+	keys	text[];
 BEGIN
 	SELECT * INTO account FROM mandant.users u WHERE u.id = me FOR UPDATE;
-	PERFORM mandant.login_guard(ARRAY['account:' || lower(account.email)], 10, '15 minutes');
+	keys := mandant.login_keys(lower(account.email), mandant.login_address(NULL));
+	PERFORM mandant.login_guard_keys(keys);
 	IF NOT mandant.password_matches(old_password, account.password_hash) THEN
-		PERFORM mandant.login_failed(ARRAY['account:' || lower(account.email)], lower(account.email),
+		PERFORM mandant.login_failed(keys, lower(account.email),
 									 me, mandant.current_tenant(), NULL, 'wrong password on change',
 									 'MD050', 'password.change_failed');
 	END IF;
@@ -972,12 +1050,12 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	account	mandant.service_account;
-	keys	text[] := ARRAY['client:' || COALESCE(left(client_id, 100), '')];
+	keys	text[] := mandant.login_keys('client:' || COALESCE(left(client_id, 100), ''), mandant.login_address(NULL));
 	ttl		integer := mandant.ttl_seconds('mandant.access_token_ttl');
 	issued	bigint := floor(extract(epoch FROM clock_timestamp()));
 	slug	text;
 BEGIN
-	PERFORM mandant.login_guard(keys, 10, '15 minutes');
+	PERFORM mandant.login_guard_keys(keys);
 	SELECT * INTO account FROM mandant.service_account s WHERE s.client_id = service_token.client_id;
 	IF account.id IS NULL OR account.status <> 'active'
 		OR account.secret_hash <> sha256(convert_to(COALESCE(client_secret, ''), 'UTF8')) THEN
@@ -1145,7 +1223,8 @@ DECLARE
 	address	text := mandant.check_email(args ->> 'email');
 	name	text := btrim(args ->> 'displayName');
 	new_id	uuid;
-	joined	uuid;
+	vouched	boolean := mandant.gate_caller_member_of('mandant_admin')
+					   OR mandant.gate_caller_member_of('mandant_service');
 BEGIN
 	IF name IS NULL OR length(name) NOT BETWEEN 1 AND 200 THEN
 		RAISE EXCEPTION 'invalid display name'
@@ -1160,25 +1239,76 @@ BEGIN
 				  DETAIL = 'E-mail addresses are unique, whatever their case.',
 				  HINT = 'Add the existing user to the tenant with mandant.add_member().';
 	END IF;
-	INSERT INTO mandant.users (email, display_name, password_hash)
-	VALUES (address, name, mandant.password_hash(args ->> 'password'))
+	INSERT INTO mandant.users (email, display_name, password_hash, email_confirmed_at)
+	VALUES (address, name, mandant.password_hash(args ->> 'password'), CASE WHEN vouched THEN now() END)
 	RETURNING id INTO new_id;
-	/* The owner named when a tenant was created joins it now. */
+	PERFORM mandant.record_event(tenant, 'identity', 'user.created', 'user', new_id::text,
+								  jsonb_build_object('email', address, 'by', caller));
+	/* The platform vouches for the address: the owner named by a tenant joins it now. */
+	IF vouched THEN
+		PERFORM mandant.join_owned_tenants(new_id);
+	END IF;
+	RETURN to_jsonb(new_id);
+END
+$$;
+
+/*
+ * join_owned_tenants makes a user whose e-mail the platform vouched for
+ * the owner of every tenant that names that e-mail as its owner and has
+ * none yet.
+ */
+CREATE FUNCTION mandant.join_owned_tenants(account uuid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	joined uuid;
+BEGIN
 	FOR joined IN
-		SELECT t.id FROM mandant.tenant t
-		WHERE lower(t.owner_email) = lower(address) AND t.status IN ('pending', 'active', 'suspended')
+		SELECT t.id FROM mandant.tenant t, mandant.users u
+		WHERE u.id = account AND u.email_confirmed_at IS NOT NULL
+		  AND lower(t.owner_email) = lower(u.email) AND t.status IN ('pending', 'active', 'suspended')
 		  AND NOT EXISTS (SELECT 1 FROM mandant.membership x WHERE x.tenant_id = t.id AND x.role = 'owner')
+		  AND NOT EXISTS (SELECT 1 FROM mandant.membership x WHERE x.tenant_id = t.id AND x.user_id = account)
 		ORDER BY t.id
+		FOR UPDATE OF t
 	LOOP
 		PERFORM mandant.consume(joined, 'users', 1);
 		INSERT INTO mandant.membership (tenant_id, user_id, role, created_by)
-		VALUES (joined, new_id, 'owner', 'owner_email');
-		PERFORM mandant.record_event(joined, 'identity', 'member.added', 'user', new_id::text,
+		VALUES (joined, account, 'owner', 'owner_email');
+		PERFORM mandant.record_event(joined, 'identity', 'member.added', 'user', account::text,
 									 jsonb_build_object('role', 'owner', 'by', 'owner_email'));
 	END LOOP;
-	PERFORM mandant.record_event(tenant, 'identity', 'user.created', 'user', new_id::text,
-								  jsonb_build_object('email', address, 'by', caller));
-	RETURN to_jsonb(new_id);
+END
+$$;
+
+COMMENT ON FUNCTION mandant.join_owned_tenants(uuid) IS
+'Internal: a user whose e-mail is confirmed becomes the owner of the tenants that name it as owner_email and have no owner.';
+
+/*
+ * identity_confirm_user_email: a trusted backend that verified the user's
+ * address (a link sent to it was followed) vouches for it; the user then
+ * owns the tenants that name it.
+ */
+CREATE FUNCTION mandant.identity_confirm_user_email(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	account uuid := (args ->> 'userId')::uuid;
+BEGIN
+	PERFORM mandant.check_user_exists(account);
+	UPDATE mandant.users u SET email_confirmed_at = now(), updated_at = now()
+	WHERE u.id = account AND u.email_confirmed_at IS NULL;
+	IF FOUND THEN
+		PERFORM mandant.record_event(NULL, 'identity', 'email.confirmed', 'user', account::text,
+									 jsonb_build_object('by', caller));
+	END IF;
+	PERFORM mandant.join_owned_tenants(account);
+	RETURN NULL;
 END
 $$;
 
@@ -1487,8 +1617,15 @@ DECLARE
 	account uuid := (args ->> 'userId')::uuid;
 BEGIN
 	PERFORM mandant.check_user_exists(account);
-	PERFORM mandant.revoke_tokens_of(account, 'revoked');
-	PERFORM mandant.record_event(NULL, 'identity', 'tokens.revoked', 'user', account::text, jsonb_build_object('by', caller));
+	IF account = mandant.current_user_id() THEN
+		PERFORM mandant.revoke_tokens_of(account, 'signed out everywhere');
+		PERFORM mandant.audit_log_for(mandant.current_tenant(), account, NULLIF(current_setting('app.request_id'), ''),
+									  'identity', 'tokens.revoked', 'user', account::text, '{}');
+	ELSE
+		PERFORM mandant.revoke_tokens_of(account, 'revoked');
+		PERFORM mandant.record_event(NULL, 'identity', 'tokens.revoked', 'user', account::text,
+									 jsonb_build_object('by', caller));
+	END IF;
 	RETURN NULL;
 END
 $$;
@@ -1519,16 +1656,15 @@ DECLARE
 BEGIN
 	FOR fn IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
 			  WHERE p.pronamespace = 'mandant'::regnamespace AND p.proname LIKE 'identity\_%'
-				AND p.proname NOT IN ('identity_call')
 	LOOP
 		EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', fn);
 		EXECUTE format('COMMENT ON FUNCTION %s IS %L', fn,
-					   'Internal: an identity operation, run by mandant.identity_call() after it checked the caller.');
+					   'Internal: an identity operation, run by mandant.gate_call() after it checked the caller.');
 	END LOOP;
 END
 $revoke$;
 
-REVOKE ALL ON FUNCTION mandant.revoke_tokens_of(uuid, text), mandant.lock_tenant(uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.revoke_tokens_of(uuid, text), mandant.lock_tenant(uuid), mandant.join_owned_tenants(uuid) FROM PUBLIC;
 
 /* ---- the public management API ----------------------------------------------- */
 
@@ -1537,7 +1673,7 @@ RETURNS uuid
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT (mandant.identity_call('create_user', mandant.current_tenant(),
+	SELECT (mandant.gate_call('create_user', mandant.current_tenant(),
 		jsonb_build_object('email', email, 'password', password, 'displayName', display_name)) #>> '{}')::uuid
 $$;
 
@@ -1548,7 +1684,7 @@ CREATE FUNCTION mandant.add_member(tenant uuid, user_id uuid, role text)
 RETURNS void
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT mandant.identity_call('add_member', tenant, jsonb_build_object('userId', user_id, 'role', role)); $$;
+AS $$ SELECT mandant.gate_call('add_member', tenant, jsonb_build_object('userId', user_id, 'role', role)); $$;
 
 COMMENT ON FUNCTION mandant.add_member(uuid, uuid, text) IS
 'Add a user to a tenant in a role. For the tenant''s administrators inside the tenant, trusted backends there and mandant_admin; the owner role only by owners.';
@@ -1557,7 +1693,7 @@ CREATE FUNCTION mandant.set_member_role(tenant uuid, user_id uuid, role text)
 RETURNS void
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT mandant.identity_call('set_member_role', tenant, jsonb_build_object('userId', user_id, 'role', role)); $$;
+AS $$ SELECT mandant.gate_call('set_member_role', tenant, jsonb_build_object('userId', user_id, 'role', role)); $$;
 
 COMMENT ON FUNCTION mandant.set_member_role(uuid, uuid, text) IS
 'Change a member''s role (the tenant keeps at least one owner; owners change owners). Tokens issued for the old role stop working.';
@@ -1566,7 +1702,7 @@ CREATE FUNCTION mandant.remove_member(tenant uuid, user_id uuid)
 RETURNS void
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT mandant.identity_call('remove_member', tenant, jsonb_build_object('userId', user_id)); $$;
+AS $$ SELECT mandant.gate_call('remove_member', tenant, jsonb_build_object('userId', user_id)); $$;
 
 COMMENT ON FUNCTION mandant.remove_member(uuid, uuid) IS
 'Remove a member (not the last owner); their sessions in the tenant end.';
@@ -1576,7 +1712,7 @@ RETURNS void
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT mandant.identity_call('create_role', mandant.current_tenant(),
+	SELECT mandant.gate_call('create_role', mandant.current_tenant(),
 		jsonb_build_object('name', name, 'scopes', to_jsonb(scopes), 'description', description));
 $$;
 
@@ -1587,7 +1723,7 @@ CREATE FUNCTION mandant.drop_role(name text)
 RETURNS void
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT mandant.identity_call('drop_role', mandant.current_tenant(), jsonb_build_object('name', name)); $$;
+AS $$ SELECT mandant.gate_call('drop_role', mandant.current_tenant(), jsonb_build_object('name', name)); $$;
 
 COMMENT ON FUNCTION mandant.drop_role(text) IS
 'Drop a role of the current tenant that nobody holds.';
@@ -1596,7 +1732,7 @@ CREATE FUNCTION mandant.disable_user(user_id uuid)
 RETURNS void
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT mandant.identity_call('disable_user', NULL, jsonb_build_object('userId', user_id)); $$;
+AS $$ SELECT mandant.gate_call('disable_user', NULL, jsonb_build_object('userId', user_id)); $$;
 
 COMMENT ON FUNCTION mandant.disable_user(uuid) IS
 'Disable a user everywhere and revoke all their tokens. For trusted backends and mandant_admin.';
@@ -1605,7 +1741,7 @@ CREATE FUNCTION mandant.enable_user(user_id uuid)
 RETURNS void
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT mandant.identity_call('enable_user', NULL, jsonb_build_object('userId', user_id)); $$;
+AS $$ SELECT mandant.gate_call('enable_user', NULL, jsonb_build_object('userId', user_id)); $$;
 
 COMMENT ON FUNCTION mandant.enable_user(uuid) IS
 'Enable a disabled user again (their old tokens stay revoked).';
@@ -1614,37 +1750,35 @@ CREATE FUNCTION mandant.reset_password(user_id uuid, new_password text)
 RETURNS void
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT mandant.identity_call('reset_password', NULL, jsonb_build_object('userId', user_id, 'password', new_password)); $$;
+AS $$ SELECT mandant.gate_call('reset_password', NULL, jsonb_build_object('userId', user_id, 'password', new_password)); $$;
 
 COMMENT ON FUNCTION mandant.reset_password(uuid, text) IS
 'Set a user''s password (the reset flow of a trusted backend, or mandant_admin); revokes all their tokens.';
 
 CREATE FUNCTION mandant.revoke_user_tokens(user_id uuid)
 RETURNS void
-LANGUAGE plpgsql VOLATILE
-SECURITY DEFINER
+LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	IF user_id IS NOT NULL AND user_id = mandant.current_user_id() THEN
-		PERFORM mandant.revoke_tokens_of(user_id, 'signed out everywhere');
-		PERFORM mandant.audit_log_for(mandant.current_tenant(), user_id, NULLIF(current_setting('app.request_id'), ''),
-									  'identity', 'tokens.revoked', 'user', user_id::text, '{}');
-	ELSE
-		PERFORM mandant.identity_call('revoke_user_tokens', NULL, jsonb_build_object('userId', user_id));
-	END IF;
-END
-$$;
+AS $$ SELECT mandant.gate_call('revoke_user_tokens', NULL, jsonb_build_object('userId', user_id)); $$;
 
 COMMENT ON FUNCTION mandant.revoke_user_tokens(uuid) IS
 'Revoke every token of a user: the signed-in user for themselves, trusted backends and mandant_admin for anyone.';
+
+CREATE FUNCTION mandant.confirm_user_email(user_id uuid)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT mandant.gate_call('confirm_user_email', NULL, jsonb_build_object('userId', user_id)); $$;
+
+COMMENT ON FUNCTION mandant.confirm_user_email(uuid) IS
+'Vouch for a user''s e-mail address (after the trusted backend verified it): the user becomes owner of the tenants that name the address as owner_email and have no owner. Trusted backends and mandant_admin only; users created by them are confirmed already.';
 
 CREATE FUNCTION mandant.create_service_account(name text, scopes text[], tenant uuid DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT mandant.identity_call('create_service_account', tenant,
+	SELECT mandant.gate_call('create_service_account', tenant,
 		jsonb_build_object('name', name, 'scopes', to_jsonb(scopes)));
 $$;
 
@@ -1655,7 +1789,7 @@ CREATE FUNCTION mandant.disable_service_account(id uuid, tenant uuid DEFAULT NUL
 RETURNS void
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT mandant.identity_call('disable_service_account', tenant, jsonb_build_object('id', id)); $$;
+AS $$ SELECT mandant.gate_call('disable_service_account', tenant, jsonb_build_object('id', id)); $$;
 
 COMMENT ON FUNCTION mandant.disable_service_account(uuid, uuid) IS
 'Disable a service account; its tokens stop working at once.';
@@ -1664,7 +1798,7 @@ CREATE FUNCTION mandant.purge_tokens()
 RETURNS jsonb
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT mandant.identity_call('purge_tokens', NULL, '{}'); $$;
+AS $$ SELECT mandant.gate_call('purge_tokens', NULL, '{}'); $$;
 
 COMMENT ON FUNCTION mandant.purge_tokens() IS
 'Delete expired denylist entries, refresh tokens and empty sessions; schedule it daily.';

@@ -9,7 +9,10 @@
  * caches the limit in effect (until the next scheduled change); tables
  * count through mandant.enable_quota, other resources through
  * mandant.charge.  Members count as "users" (mandant.consume in the
- * identity functions).
+ * identity functions).  A resource either counts rows or is charged, never
+ * both.  mandant.quota_table is written only through the gate, by the
+ * table's owner (enable_quota); counting rows runs none of their code
+ * (mandant.tenant_row_count).
  * ------------------------------------------------------------------------- */
 
 CREATE TABLE mandant.quota_change (
@@ -59,13 +62,8 @@ ALTER TABLE mandant.tenant_usage ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON mandant.tenant_usage FOR SELECT USING (tenant_id = mandant.current_tenant());
 ALTER TABLE mandant.quota_table ENABLE ROW LEVEL SECURITY;
 CREATE POLICY quota_table_read ON mandant.quota_table FOR SELECT USING (true);
-CREATE POLICY quota_table_owner ON mandant.quota_table FOR ALL
-	USING (EXISTS (SELECT 1 FROM pg_catalog.pg_class c
-				   WHERE c.oid = relid AND pg_catalog.pg_has_role(c.relowner, 'USAGE')))
-	WITH CHECK (EXISTS (SELECT 1 FROM pg_catalog.pg_class c
-						WHERE c.oid = relid AND pg_catalog.pg_has_role(c.relowner, 'USAGE')));
 GRANT SELECT ON mandant.quota_change, mandant.tenant_usage TO PUBLIC;
-GRANT SELECT, INSERT, UPDATE, DELETE ON mandant.quota_table TO PUBLIC;
+GRANT SELECT ON mandant.quota_table TO PUBLIC;
 GRANT SELECT ON mandant.quota_change, mandant.tenant_usage TO mandant_admin;
 CREATE POLICY platform ON mandant.quota_change FOR SELECT TO mandant_admin, mandant_service USING (true);
 CREATE POLICY platform ON mandant.tenant_usage FOR SELECT TO mandant_admin, mandant_service USING (true);
@@ -83,13 +81,15 @@ LANGUAGE C;
 COMMENT ON FUNCTION mandant.quota_trigger() IS
 'Trigger of mandant.enable_quota: counts inserted and deleted rows against the tenant''s limit (MD030), refuses moving rows between tenants.';
 
+REVOKE ALL ON FUNCTION mandant.quota_trigger() FROM PUBLIC;
+
 CREATE FUNCTION mandant.charge(resource text, amount bigint)
 RETURNS void
 AS 'MODULE_PATHNAME', 'mandant_charge'
 LANGUAGE C VOLATILE;
 
 COMMENT ON FUNCTION mandant.charge(text, bigint) IS
-'Count amount of a resource that is not rows (e.g. storage_bytes) against the current tenant''s limit (MD030 past it); a negative amount gives back. Trusted backends (mandant_service) and mandant_admin only: a negative charge frees quota.';
+'Count amount of a resource that is not rows (e.g. storage_bytes) against the current tenant''s limit (MD030 past it); a negative amount gives back; resources that tables count are refused (22023). Trusted backends (mandant_service) and mandant_admin only: a negative charge frees quota.';
 
 REVOKE ALL ON FUNCTION mandant.charge(text, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION mandant.charge(text, bigint) TO mandant_service, mandant_admin;
@@ -134,23 +134,19 @@ $$;
 COMMENT ON FUNCTION mandant.effective_limit(uuid, text) IS
 'The limit of a resource for a tenant now: the newest quota change in effect, else the plan''s; NULL means unlimited.';
 
-/* count_rows: rows of the tenant in the tables that count as resource. */
+/*
+ * count_rows: rows of the tenant in the tables that count as resource,
+ * counted without running any code of the tables' owners.
+ */
 CREATE FUNCTION mandant.count_rows(tenant uuid, resource text)
 RETURNS bigint
-LANGUAGE plpgsql STABLE
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-	t		record;
-	n		bigint;
-	total	bigint := 0;
-BEGIN
-	FOR t IN SELECT q.relid, q.tenant_column FROM mandant.quota_table q WHERE q.resource = count_rows.resource LOOP
-		EXECUTE format('SELECT count(*) FROM %s WHERE %I = $1', t.relid, t.tenant_column) INTO n USING tenant;
-		total := total + n;
-	END LOOP;
-	RETURN total;
-END
+	SELECT COALESCE(sum(mandant.tenant_row_count(q.relid, q.tenant_column, tenant)), 0)::bigint
+	FROM mandant.quota_table q
+	WHERE q.resource = count_rows.resource
+	  AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = q.relid)
 $$;
 
 COMMENT ON FUNCTION mandant.count_rows(uuid, text) IS
@@ -229,6 +225,8 @@ $$;
 COMMENT ON FUNCTION mandant.quota_truncated() IS
 'Trigger of mandant.enable_quota: after TRUNCATE of a table under quota, forget the counters of its resource (recounted on next use).';
 
+REVOKE ALL ON FUNCTION mandant.quota_table_changed(), mandant.quota_truncated() FROM PUBLIC;
+
 /*
  * enable_quota makes the rows of a tenant table count against a resource
  * of each tenant's plan.  The table owner only; the table must be a tenant
@@ -239,12 +237,31 @@ RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-	tenant_column	name;
-	statement		text;
-	existing		text;
 BEGIN
 	PERFORM mandant.check_table_target(tbl, 'mandant.enable_quota');
+	PERFORM mandant.gate_call('attach_quota', NULL, jsonb_build_object('table', tbl::oid, 'resource', resource));
+END
+$$;
+
+COMMENT ON FUNCTION mandant.enable_quota(regclass, text) IS
+'Count the rows of a tenant table against a resource of each tenant''s plan (C trigger; the insert past the limit fails with MD030, also under concurrency). Not for a resource that is charged (mandant.charge). Idempotent; the table owner only.';
+
+/*
+ * registry_attach_quota: enable_quota's privileged half, run by the gate
+ * for the table's owner.
+ */
+CREATE FUNCTION mandant.registry_attach_quota(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+<<registry_attach_quota>>
+DECLARE
+	tbl				regclass := (args ->> 'table')::oid::regclass;
+	resource		text := args ->> 'resource';
+	tenant_column	name;
+BEGIN
 	SELECT r.tenant_column INTO tenant_column FROM mandant.tenant_table r WHERE r.relid = tbl;
 	IF tenant_column IS NULL THEN
 		RAISE EXCEPTION 'table % is not a tenant table', tbl
@@ -253,33 +270,28 @@ BEGIN
 				  HINT = format('Call mandant.enable_tenancy(%L) first.', tbl::text);
 	END IF;
 	PERFORM mandant.check_resource(resource);
-
-	statement := format('CREATE TRIGGER mandant_quota AFTER INSERT OR DELETE OR UPDATE OF %I ON %s '
-						'FOR EACH ROW EXECUTE FUNCTION mandant.quota_trigger(%L, %L)',
-						tenant_column, tbl, resource, tenant_column);
-	SELECT pg_get_triggerdef(t.oid) INTO existing FROM pg_trigger t
-	WHERE t.tgrelid = tbl AND t.tgname = 'mandant_quota';
-	IF existing IS DISTINCT FROM statement THEN
-		EXECUTE format('DROP TRIGGER IF EXISTS mandant_quota ON %s', tbl);
-		EXECUTE statement;
+	IF NOT EXISTS (SELECT 1 FROM mandant.quota_table q WHERE q.resource = registry_attach_quota.resource)
+		AND EXISTS (SELECT 1 FROM mandant.tenant_usage u WHERE u.resource = registry_attach_quota.resource) THEN
+		RAISE EXCEPTION 'resource "%" is charged, not counted', resource
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('Tenants were charged %s with mandant.charge(); counting rows would replace what they were charged.', resource),
+				  HINT = 'Count rows against a resource of their own: add one to mandant.plan.limits.';
 	END IF;
-	statement := format('CREATE TRIGGER mandant_quota_truncate AFTER TRUNCATE ON %s '
-						'FOR EACH STATEMENT EXECUTE FUNCTION mandant.quota_truncated(%L)', tbl, resource);
-	SELECT pg_get_triggerdef(t.oid) INTO existing FROM pg_trigger t
-	WHERE t.tgrelid = tbl AND t.tgname = 'mandant_quota_truncate';
-	IF existing IS DISTINCT FROM statement THEN
-		EXECUTE format('DROP TRIGGER IF EXISTS mandant_quota_truncate ON %s', tbl);
-		EXECUTE statement;
-	END IF;
+	PERFORM mandant.forget_missing_tables();
 	INSERT INTO mandant.quota_table AS q (relid, resource, tenant_column)
 	VALUES (tbl, resource, tenant_column)
 	ON CONFLICT (relid) DO UPDATE SET resource = EXCLUDED.resource, tenant_column = EXCLUDED.tenant_column
 	WHERE (q.resource, q.tenant_column) IS DISTINCT FROM (EXCLUDED.resource, EXCLUDED.tenant_column);
+	PERFORM mandant.attach_trigger(tbl, 'mandant_quota',
+		format('CREATE TRIGGER mandant_quota AFTER INSERT OR DELETE OR UPDATE OF %I ON %s '
+			   'FOR EACH ROW EXECUTE FUNCTION mandant.quota_trigger(%L, %L)',
+			   tenant_column, tbl, resource, tenant_column));
+	PERFORM mandant.attach_trigger(tbl, 'mandant_quota_truncate',
+		format('CREATE TRIGGER mandant_quota_truncate AFTER TRUNCATE ON %s '
+			   'FOR EACH STATEMENT EXECUTE FUNCTION mandant.quota_truncated(%L)', tbl, resource));
+	RETURN NULL;
 END
 $$;
-
-COMMENT ON FUNCTION mandant.enable_quota(regclass, text) IS
-'Count the rows of a tenant table against a resource of each tenant''s plan (C trigger; the insert past the limit fails with MD030, also under concurrency). Idempotent; the table owner only.';
 
 CREATE FUNCTION mandant.disable_quota(tbl regclass)
 RETURNS void
@@ -288,14 +300,28 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	PERFORM mandant.check_table_target(tbl, 'mandant.disable_quota');
-	EXECUTE format('DROP TRIGGER IF EXISTS mandant_quota ON %s', tbl);
-	EXECUTE format('DROP TRIGGER IF EXISTS mandant_quota_truncate ON %s', tbl);
-	DELETE FROM mandant.quota_table q WHERE q.relid = tbl;
+	PERFORM mandant.gate_call('detach_quota', NULL, jsonb_build_object('table', tbl::oid));
 END
 $$;
 
 COMMENT ON FUNCTION mandant.disable_quota(regclass) IS
 'Stop counting a table''s rows. The table owner only.';
+
+CREATE FUNCTION mandant.registry_detach_quota(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tbl regclass := (args ->> 'table')::oid::regclass;
+BEGIN
+	PERFORM mandant.detach_trigger(tbl, 'mandant_quota');
+	PERFORM mandant.detach_trigger(tbl, 'mandant_quota_truncate');
+	DELETE FROM mandant.quota_table q WHERE q.relid = tbl;
+	RETURN NULL;
+END
+$$;
 
 /*
  * Members count as users: the identity functions call mandant.consume()
@@ -398,23 +424,35 @@ $$;
 COMMENT ON FUNCTION mandant.change_plan(uuid, text, text) IS
 'Move a tenant to another plan; its limits change at once (usage above a lower limit stays, new rows are refused). mandant_admin only.';
 
-CREATE FUNCTION mandant.usage(tenant uuid DEFAULT mandant.current_tenant())
-RETURNS TABLE (resource text, used bigint, "limit" bigint)
-LANGUAGE plpgsql STABLE
+/*
+ * usage_of: what a tenant uses of each resource and its limit, as a JSON
+ * array; run by the gate for sessions of the tenant and for mandant_admin
+ * (usage).
+ */
+CREATE FUNCTION mandant.usage_of(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE sql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-BEGIN
-	PERFORM mandant.check_tenant_access(tenant, 'the usage');
-	RETURN QUERY
-	SELECT r.resource,
-		   COALESCE((SELECT u.used FROM mandant.tenant_usage u WHERE u.tenant_id = usage.tenant AND u.resource = r.resource),
-					CASE WHEN EXISTS (SELECT 1 FROM mandant.quota_table q WHERE q.resource = r.resource)
-						 THEN mandant.count_rows(usage.tenant, r.resource) ELSE 0 END),
-		   mandant.effective_limit(usage.tenant, r.resource)
-	FROM (SELECT DISTINCT k AS resource FROM mandant.plan p, jsonb_object_keys(p.limits) k) r
-	ORDER BY r.resource;
-END
+	SELECT COALESCE(jsonb_agg(jsonb_build_object('resource', x.resource, 'used', x.used, 'limit', x."limit")
+							  ORDER BY x.resource), '[]')
+	FROM (SELECT r.resource,
+				 COALESCE((SELECT u.used FROM mandant.tenant_usage u WHERE u.tenant_id = usage_of.tenant AND u.resource = r.resource),
+						  CASE WHEN EXISTS (SELECT 1 FROM mandant.quota_table q WHERE q.resource = r.resource)
+							   THEN mandant.count_rows(usage_of.tenant, r.resource) ELSE 0 END) AS used,
+				 mandant.effective_limit(usage_of.tenant, r.resource) AS "limit"
+		  FROM (SELECT DISTINCT k AS resource FROM mandant.plan p, jsonb_object_keys(p.limits) k) r) x
+$$;
+
+CREATE FUNCTION mandant.usage(tenant uuid DEFAULT mandant.current_tenant())
+RETURNS TABLE (resource text, used bigint, "limit" bigint)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT r.resource, r.used, r."limit"
+	FROM jsonb_to_recordset(mandant.gate_call('usage', tenant, '{}')) AS r (resource text, used bigint, "limit" bigint)
+	ORDER BY r.resource
 $$;
 
 COMMENT ON FUNCTION mandant.usage(uuid) IS

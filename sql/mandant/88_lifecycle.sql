@@ -8,7 +8,10 @@
  * -> deleted.  Every state may start a row, so that a dump restores
  * suspended and failed tenants; transitions are what the machine guards.
  * Every step is announced in the outbox (platform.tenant.*) and recorded
- * in the audit trail.
+ * in the audit trail.  Deletion, export and import touch the application's
+ * tables as their owners, inside the tenant concerned and inside a
+ * security-restricted operation (mandant.run_as_table_owner): the owner's
+ * triggers, casts and checks never run with the extension owner's rights.
  * ------------------------------------------------------------------------- */
 
 INSERT INTO mandant.state_machine (name, transition_columns) VALUES ('mandant_tenant', '{status_reason,updated_at}');
@@ -145,8 +148,9 @@ COMMENT ON FUNCTION mandant.announce(uuid, text, text) IS
 'Internal: emit a platform.tenant.* event and write the platform audit event of a lifecycle step.';
 
 /*
- * after_tenant_created: the owner (if already a user) becomes a member,
- * and the tenant is announced.  Called by mandant.create_tenant.
+ * after_tenant_created: the owner (if already a user whose e-mail the
+ * platform vouched for) becomes a member, and the tenant is announced.
+ * Called by mandant.create_tenant.
  */
 CREATE FUNCTION mandant.after_tenant_created(tenant uuid)
 RETURNS void
@@ -158,7 +162,8 @@ DECLARE
 	owner	uuid;
 BEGIN
 	SELECT * INTO t FROM mandant.tenant x WHERE x.id = tenant;
-	FOR owner IN SELECT u.id FROM mandant.users u WHERE lower(u.email) = lower(t.owner_email) LOOP
+	FOR owner IN SELECT u.id FROM mandant.users u
+				 WHERE lower(u.email) = lower(t.owner_email) AND u.email_confirmed_at IS NOT NULL LOOP
 		PERFORM mandant.consume(tenant, 'users', 1);
 		INSERT INTO mandant.membership (tenant_id, user_id, role, created_by)
 		VALUES (tenant, owner, 'owner', 'create_tenant');
@@ -319,7 +324,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 	WITH RECURSIVE own AS (
 		SELECT r.relid, r.tenant_column FROM mandant.tenant_table r
-		WHERE NOT EXISTS (SELECT 1 FROM pg_partition_ancestors(r.relid) a
+		WHERE EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = r.relid)
+		  AND NOT EXISTS (SELECT 1 FROM pg_partition_ancestors(r.relid) a
 						  JOIN mandant.tenant_table p ON p.relid = a.relid
 						  WHERE a.relid <> r.relid)
 	), edges AS (
@@ -381,8 +387,8 @@ BEGIN
 	UPDATE mandant.tenant x SET status = 'deleted', updated_at = now() WHERE x.id = tenant;
 
 	FOR tbl IN SELECT * FROM mandant.tenant_tables() ORDER BY depth, relid::text LOOP
-		EXECUTE format('DELETE FROM %s WHERE %I = $1', tbl.relid, tbl.tenant_column) USING tenant;
-		GET DIAGNOSTICS n = ROW_COUNT;
+		n := mandant.run_as_table_owner(tbl.relid, tenant,
+										format('DELETE FROM %s WHERE %I = $1', tbl.relid, tbl.tenant_column));
 		counts := counts || jsonb_build_object(tbl.relid::text, n);
 	END LOOP;
 
@@ -441,9 +447,9 @@ BEGIN
 			USING ERRCODE = 'MD002', DETAIL = 'No row of mandant.tenant has that id.', HINT = 'Check the tenant id.';
 	END IF;
 	FOR tbl IN SELECT * FROM mandant.tenant_tables() ORDER BY depth DESC, relid::text LOOP
-		EXECUTE format('SELECT COALESCE(jsonb_agg(to_jsonb(r) ORDER BY r::text), ''[]'') FROM %s r WHERE %I = $1',
-					   tbl.relid, tbl.tenant_column)
-			INTO rows USING tenant;
+		rows := mandant.run_as_table_owner(tbl.relid, tenant,
+			format('SELECT COALESCE(jsonb_agg(to_jsonb(r) ORDER BY r::text), ''[]'') FROM %s r WHERE %I = $1',
+				   tbl.relid, tbl.tenant_column));
 		tables := tables || jsonb_build_object(tbl.relid::text, rows);
 	END LOOP;
 
@@ -496,19 +502,20 @@ BEGIN
 	SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO columns
 	FROM pg_attribute a
 	WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
-	EXECUTE format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM jsonb_populate_recordset(NULL::%s, $1)',
-				   tbl, columns, columns, tbl)
-		USING (SELECT COALESCE(jsonb_agg(r || jsonb_build_object(tenant_column, tenant)), '[]')
-			   FROM jsonb_array_elements(rows) r);
-	GET DIAGNOSTICS n = ROW_COUNT;
+	n := mandant.run_as_table_owner(tbl, tenant,
+		format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM jsonb_populate_recordset(NULL::%s, $2)',
+			   tbl, columns, columns, tbl),
+		(SELECT COALESCE(jsonb_agg(r || jsonb_build_object(tenant_column, tenant)), '[]')
+		 FROM jsonb_array_elements(rows) r));
 	/* Sequences behind the imported ids move past them. */
 	FOR col, seq IN
 		SELECT a.attname, pg_get_serial_sequence(tbl::text, a.attname)
 		FROM pg_attribute a WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
 	LOOP
 		IF seq IS NOT NULL THEN
-			EXECUTE format('SELECT setval(%L, GREATEST((SELECT max(%I) FROM %s), (SELECT last_value FROM %s)))',
-						   seq, col, tbl, seq::regclass);
+			PERFORM mandant.run_as_table_owner(tbl, tenant,
+				format('SELECT to_jsonb(setval(%L, GREATEST((SELECT max(%I) FROM %s), (SELECT last_value FROM %s))))',
+					   seq, col, tbl, seq::regclass));
 		END IF;
 	END LOOP;
 	RETURN n;
@@ -546,9 +553,9 @@ BEGIN
 		GROUP BY c.oid, c.conname, c.confrelid
 		ORDER BY c.conname
 	LOOP
-		EXECUTE format('SELECT count(*) FROM %s c WHERE c.%I = $1 AND %s AND NOT EXISTS (SELECT 1 FROM %s p WHERE %s)',
-					   tbl, tenant_column, fk.present, fk.parent, fk.matches)
-			INTO missing USING tenant;
+		missing := mandant.run_as_table_owner(tbl, tenant,
+			format('SELECT to_jsonb(count(*)) FROM %s c WHERE c.%I = $1 AND %s AND NOT EXISTS (SELECT 1 FROM %s p WHERE %s)',
+				   tbl, tenant_column, fk.present, fk.parent, fk.matches));
 		IF missing > 0 THEN
 			RAISE EXCEPTION 'imported rows of % reference rows that do not exist', tbl
 				USING ERRCODE = 'foreign_key_violation',

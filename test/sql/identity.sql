@@ -122,7 +122,7 @@ ROLLBACK TO s;
 SELECT mandant.add_member(:'globex', :'bob', 'owner');
 \echo :LAST_ERROR_SQLSTATE
 ROLLBACK TO s;
-SELECT mandant.identity_call('add_member', :'acme', jsonb_build_object('userId', :'bob', 'role', 'owner'));
+SELECT mandant.gate_call('add_member', :'acme', jsonb_build_object('userId', :'bob', 'role', 'owner'));
 \echo :LAST_ERROR_SQLSTATE
 ROLLBACK TO s;
 SELECT mandant.identity_add_member(:'acme', jsonb_build_object('userId', :'bob', 'role', 'owner'), 'regress_user');
@@ -214,7 +214,7 @@ UPDATE mandant.users SET id = 'd0a00000-0000-4000-8000-000000000004' WHERE id = 
 SET ROLE regress_service;
 SELECT mandant.disable_user(:'dora');
 RESET ROLE;
-SET ROLE regress_user;
+SET ROLE regress_gateway;
 SET app.request_id = 'req-login-1';
 SELECT mandant.login('ada@acme.test', 'not her password', client_ip => '198.51.100.5');
 \echo :LAST_ERROR_SQLSTATE
@@ -241,10 +241,14 @@ SELECT mandant.login(repeat('a', 300) || '@acme.test', 'whatever password');
 SELECT mandant.login('ada@acme.test'' OR ''1''=''1', ''' OR ''1''=''1');
 \echo :LAST_ERROR_SQLSTATE
 
--- Lockout per IP: after 10 failures from an address, even the right
--- password is refused from there (and a success in between does not
--- reset the count); other addresses are not affected.  (Retry hints vary
--- with the clock: terse errors from here.)
+-- Lockouts count failures per (account, address), per address and per
+-- account; the address is the client_ip a trusted front end passes (here
+-- the gateway's role).  (Retry hints vary with the clock: terse errors
+-- from here.  Lower ceilings for addresses and accounts keep the test
+-- short; the per-pair limit is the default, 10.)
+RESET ROLE;
+SET mandant.login_lockout_address = 15;
+SET mandant.login_lockout_account = 16;
 CREATE FUNCTION pg_temp.fail_logins(ip inet, n integer, who text DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -261,24 +265,48 @@ BEGIN
 END
 $$;
 \set VERBOSITY terse
-SELECT pg_temp.fail_logins('203.0.113.7', 9) AS failed;
-SELECT (mandant.login('ada@acme.test', 'correct horse battery', client_ip => '203.0.113.7')) ? 'accessToken' AS success_from_ip;
-SELECT pg_temp.fail_logins('203.0.113.7', 1) AS failed;
+SET ROLE regress_gateway;
+-- A success resets the account's count from that address.
+SELECT pg_temp.fail_logins('203.0.113.9', 9, 'bob@acme.test') AS failed;
+SELECT (mandant.login('bob@acme.test', 'bobs long password', client_ip => '203.0.113.9')) ? 'accessToken' AS success_resets;
+SELECT pg_temp.fail_logins('203.0.113.9', 1, 'bob@acme.test') AS failed;
+SELECT (mandant.login('bob@acme.test', 'bobs long password', client_ip => '203.0.113.9')) ? 'accessToken' AS still_fine;
+-- After 10 failures of Ada from an address, even the right password is
+-- refused from there; other addresses are not affected.
+SELECT pg_temp.fail_logins('203.0.113.7', 10, 'ada@acme.test') AS failed;
 SELECT mandant.login('ada@acme.test', 'correct horse battery', client_ip => '203.0.113.7');
 \echo :LAST_ERROR_SQLSTATE
 SELECT (mandant.login('ada@acme.test', 'correct horse battery', client_ip => '203.0.113.8')) ? 'accessToken' AS other_ip_fine;
+-- Per address: 15 failures from one address, for any accounts, lock it.
+SELECT pg_temp.fail_logins('203.0.113.7', 5) AS failed;
+SELECT mandant.login('carol@acme.test', 'carols long password', client_ip => '203.0.113.7');
+\echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 SELECT count(*) FILTER (WHERE NOT success) AS failures, count(*) FILTER (WHERE success) AS successes
 FROM mandant.login_attempt WHERE client_ip = '203.0.113.7';
-
--- Lockout per account: 10 failures for Carol from anywhere lock Carol.
-SET ROLE regress_user;
+-- Per account: 16 failures for Carol from as many addresses lock Carol
+-- everywhere (one address alone never gets there).
+SET ROLE regress_gateway;
 SELECT sum(pg_temp.fail_logins(('192.0.2.' || (100 + i))::inet, 1, 'carol@acme.test')) AS failed
-FROM generate_series(1, 10) i;
+FROM generate_series(1, 16) i;
 SELECT mandant.login('carol@acme.test', 'carols long password', client_ip => '192.0.2.200');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+-- A caller that is not a trusted front end cannot choose its address: the
+-- client_ip it passes is ignored and its failures count for its connection.
+SET ROLE regress_user;
+SELECT sum(pg_temp.fail_logins(('198.18.0.' || i)::inet, 1, 'mallory@acme.test')) AS failed FROM generate_series(1, 10) i;
+SELECT mandant.login('mallory@acme.test', 'one more guess', client_ip => '198.18.0.99');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SELECT count(*) AS recorded_with_claimed_address FROM mandant.login_attempt WHERE client_ip <<= '198.18.0.0/24';
+SET ROLE regress_gateway;
+SELECT mandant.login('mallory@acme.test', 'one more guess', client_ip => '198.18.0.99');
 \echo :LAST_ERROR_SQLSTATE
 \set VERBOSITY default
 RESET ROLE;
+RESET mandant.login_lockout_address;
+RESET mandant.login_lockout_account;
 
 -- Two factors: Ada enrolls, confirms with a code, and from then on needs a
 -- fresh code at every login; a used code is refused.
@@ -380,18 +408,36 @@ SELECT mandant.set_user(:'carol');
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 
--- Rate limits shared by all connections; past the limit MD040, nothing counted.
-SET ROLE regress_user;
-SELECT mandant.rate_limit('export:acme', 3, '1 minute') AS remaining FROM generate_series(1, 3);
+-- Rate limits shared by all connections; past the limit MD040, nothing
+-- counted.  Keys belong to the tenant of the transaction: another tenant's
+-- key of the same name is another counter.
+SET ROLE regress_service;
+BEGIN;
+SELECT mandant.set_tenant(:'acme');
+SELECT mandant.rate_limit('export', 3, '1 minute') AS remaining FROM generate_series(1, 3);
+SAVEPOINT s;
 \set VERBOSITY terse
-SELECT mandant.rate_limit('export:acme', 3, '1 minute');
+SELECT mandant.rate_limit('export', 3, '1 minute');
 \echo :LAST_ERROR_SQLSTATE
 \set VERBOSITY default
-SELECT mandant.rate_limit('export:globex', 3, '1 minute') AS other_key_remaining;
+ROLLBACK TO s;
+SELECT mandant.rate_limit('import', 3, '1 minute') AS other_key_remaining;
+SELECT mandant.set_tenant(:'globex');
+SELECT mandant.rate_limit('export', 3, '1 minute') AS other_tenant_remaining;
+SAVEPOINT s;
 -- Invalid input: a window under a second, no events allowed
 SELECT mandant.rate_limit('x', 3, '10 milliseconds');
 \echo :LAST_ERROR_SQLSTATE
+ROLLBACK TO s;
 SELECT mandant.rate_limit('x', 0, '1 minute');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+-- Without a tenant, keys are the platform's: the gateway's and trusted
+-- backends', not anybody's.
+SET ROLE regress_gateway;
+SELECT mandant.rate_limit('ip:203.0.113.7', 3, '1 minute') AS platform_remaining;
+SET ROLE regress_user;
+SELECT mandant.rate_limit('ip:203.0.113.7', 3, '1 minute');
 \echo :LAST_ERROR_SQLSTATE
 -- Invalid input: the login counters are not reachable from here
 SELECT mandant.login_failed_count(ARRAY['account:ada@acme.test'], '15 minutes');

@@ -86,7 +86,7 @@ SELECT ok(NOT has_table_privilege('mandant_gateway', 'mandant.tenant', 'INSERT, 
 -- Policies
 SELECT policies_are('mandant', 'tenant', ARRAY['tenant_self', 'tenant_platform']);
 SELECT policy_roles_are('mandant', 'tenant', 'tenant_platform', ARRAY['mandant_admin', 'mandant_service']);
-SELECT policies_are('mandant', 'tenant_table', ARRAY['tenant_table_read', 'tenant_table_owner']);
+SELECT policies_are('mandant', 'tenant_table', ARRAY['tenant_table_read']);
 SELECT policies_are('tap', 'doc', ARRAY['tenant_isolation']);
 SELECT policy_cmd_is('tap', 'doc', 'tenant_isolation', 'all', 'tenant_isolation covers every command');
 SELECT is(polroles, '{0}', 'tenant_isolation applies to every role (PUBLIC)')

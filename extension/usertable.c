@@ -1,0 +1,398 @@
+/*-------------------------------------------------------------------------
+ *
+ * usertable.c
+ *		How mandant touches the application's tables: only tables their
+ *		caller owns are registered, their code runs as their owner, and
+ *		counting their rows runs none of it.
+ *
+ * mandant's SECURITY DEFINER functions run as the extension's owner, a
+ * superuser, and some of them must read or write the application's
+ * tables: delete_tenant deletes a tenant's rows, export_tenant turns them
+ * into JSON, import_tenant inserts them.  Doing that as the superuser would
+ * run the table owner's code (triggers, casts to json, domain checks,
+ * column defaults, row level policies, equality operators of foreign keys)
+ * with rights the owner does not have.  So, as PostgreSQL does for VACUUM,
+ * ANALYZE and REFRESH MATERIALIZED VIEW, such a statement runs as the
+ * table's owner inside a security-restricted operation, in a GUC nest
+ * level of its own that is unwound afterwards
+ * (mandant.run_as_table_owner).  It runs inside the tenant it concerns, so
+ * the table's row level policy limits it to that tenant's rows, as for
+ * any session of the tenant.
+ *
+ * Counting a tenant's rows (the quota counters) needs no user code at
+ * all: mandant.tenant_row_count scans the table directly, through a
+ * btree index on the tenant column with the built-in uuid operators if
+ * there is one, else the heap, with the snapshot of the calling statement.
+ *
+ * Which tables may be registered with mandant at all is one rule,
+ * MandantCheckTableTarget: a permanent table or partitioned table of the
+ * application (not a catalog, not mandant's own, not temporary) whose
+ * owner's privileges the caller has.  The enable_* functions check it as
+ * their caller, and the gate checks it again before it registers anything.
+ *
+ * Copyright (c) 2026, the mandant developers
+ *
+ * IDENTIFICATION
+ *		extension/usertable.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/relscan.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/catalog.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_inherits.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/defrem.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+
+#include "mandant.h"
+
+PG_FUNCTION_INFO_V1(mandant_check_table_target);
+PG_FUNCTION_INFO_V1(mandant_run_as_table_owner);
+PG_FUNCTION_INFO_V1(mandant_tenant_row_count);
+
+/*
+ * MandantBecomeOwner makes owner the current user inside a
+ * security-restricted operation, with a GUC nest level of its own;
+ * MandantRestoreUser undoes both.  An error in between is unwound by the
+ * (sub)transaction abort, as for REFRESH MATERIALIZED VIEW.
+ */
+void
+MandantBecomeOwner(Oid owner, MandantSavedUser *saved)
+{
+	GetUserIdAndSecContext(&saved->userid, &saved->sec_context);
+	SetUserIdAndSecContext(owner, saved->sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	saved->nestlevel = NewGUCNestLevel();
+}
+
+void
+MandantRestoreUser(const MandantSavedUser *saved)
+{
+	AtEOXact_GUC(false, saved->nestlevel);
+	SetUserIdAndSecContext(saved->userid, saved->sec_context);
+}
+
+/*
+ * MandantCheckTableTarget raises unless relid is a permanent table or
+ * partitioned table of the application, not a catalog nor mandant's own,
+ * whose owner's privileges the current user has.  function_name names
+ * the function refused in the messages.
+ */
+void
+MandantCheckTableTarget(Oid relid, const char *function_name)
+{
+	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Form_pg_class form;
+	char	   *name;
+	char	   *schema;
+
+	if (!HeapTupleIsValid(tuple))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with oid %u does not exist", relid),
+				 errdetail("%s was called for a table that is gone.", function_name),
+				 errhint("Pass an existing table.")));
+	form = (Form_pg_class) GETSTRUCT(tuple);
+	schema = get_namespace_name(form->relnamespace);
+	/* a temporary schema's name (pg_temp_3) says nothing to the user */
+	name = isAnyTempNamespace(form->relnamespace) ? pstrdup(quote_identifier(NameStr(form->relname)))
+		: quote_qualified_identifier(schema, NameStr(form->relname));
+
+	if (form->relkind != RELKIND_RELATION && form->relkind != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a table", name),
+				 errdetail("%s applies to tables and partitioned tables only; relkind is '%c'.",
+						   function_name, form->relkind),
+				 form->relkind == RELKIND_FOREIGN_TABLE ?
+				 errhint("A foreign table's rows live on another server; apply it there.") :
+				 errhint("Call %s on the tables the view reads or writes.", function_name)));
+	if (form->relpersistence == RELPERSISTENCE_TEMP || isAnyTempNamespace(form->relnamespace))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("temporary table \"%s\" is not supported", name),
+				 errdetail("%s needs a permanent table; temporary tables cannot reference mandant's tables.",
+						   function_name),
+				 errhint("Use a permanent table.")));
+	if (IsCatalogNamespace(form->relnamespace) || IsToastNamespace(form->relnamespace) ||
+		strcmp(schema, "information_schema") == 0 || strcmp(schema, "mandant") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied: \"%s\" belongs to the system or to mandant", name),
+				 errdetail("Table %s is in schema %s.", name, schema),
+				 errhint("Call %s on your application's tables only.", function_name)));
+	if (!has_privs_of_role(GetUserId(), form->relowner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of table %s", name),
+				 errdetail("Table %s is owned by %s, not by %s.", name,
+						   GetUserNameFromId(form->relowner, true),
+						   GetUserNameFromId(GetUserId(), false)),
+				 errhint("Call %s as the table's owner, e.g. in the migration that creates it.",
+						 function_name)));
+	ReleaseSysCache(tuple);
+}
+
+/*
+ * mandant.check_table_target(tbl regclass, function_name text) returns void:
+ * MandantCheckTableTarget for the enable_* functions.
+ */
+Datum
+mandant_check_table_target(PG_FUNCTION_ARGS)
+{
+	const char *function_name = PG_ARGISNULL(1) ? "mandant" : text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("table must not be null"),
+				 errdetail("%s was called with a NULL table.", function_name),
+				 errhint("Pass the table, e.g. %s('app.orders').", function_name)));
+	MandantCheckTableTarget(PG_GETARG_OID(0), function_name);
+	PG_RETURN_VOID();
+}
+
+/*
+ * OpenUserTable opens an application table (not temporary, a table or a
+ * partitioned table) for mandant's internal functions.
+ */
+static Relation
+OpenUserTable(Oid relid, LOCKMODE lockmode)
+{
+	Relation	rel = try_table_open(relid, lockmode);
+
+	if (rel == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with oid %u does not exist", relid),
+				 errdetail("A registry of mandant names a table that is gone."),
+				 errhint("Drop the table's registration (mandant.disable_tenancy) or run mandant.tenancy_lint().")));
+	if ((rel->rd_rel->relkind != RELKIND_RELATION &&
+		 rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE) ||
+		rel->rd_rel->relpersistence == RELPERSISTENCE_TEMP)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a permanent table", RelationGetRelationName(rel)),
+				 errdetail("mandant works on the application's permanent tables only."),
+				 errhint("Register tables with mandant.enable_tenancy().")));
+	return rel;
+}
+
+/*
+ * mandant.run_as_table_owner(tbl regclass, tenant uuid, query text, rows
+ * jsonb) returns jsonb: runs query ($1 = tenant, $2 = rows) as the owner of
+ * tbl, inside a security-restricted operation and inside tenant (user and
+ * scopes cleared), and returns the first column of its first row (jsonb),
+ * or the number of rows it processed when it returns none.  Internal: the
+ * callers build query from the catalog only.
+ */
+Datum
+mandant_run_as_table_owner(PG_FUNCTION_ARGS)
+{
+	Relation	rel;
+	Oid			owner;
+	Oid			argtypes[2] = {UUIDOID, JSONBOID};
+	Datum		args[2];
+	char		nulls[2] = {' ', ' '};
+	MandantSavedUser saved;
+	Datum		result;
+	bool		result_null = false;
+	int			rc;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("table, tenant and query must not be null"),
+				 errdetail("mandant.run_as_table_owner() was called with NULL."),
+				 errhint("It is internal to mandant's tenant lifecycle.")));
+	rel = OpenUserTable(PG_GETARG_OID(0), AccessShareLock);
+	owner = rel->rd_rel->relowner;
+	table_close(rel, NoLock);
+
+	args[0] = PG_GETARG_DATUM(1);
+	args[1] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
+	nulls[1] = PG_ARGISNULL(3) ? 'n' : ' ';
+
+	MandantBecomeOwner(owner, &saved);
+	MandantAssignContext(PG_GETARG_UUID_P(1), NULL, 0);
+	SPI_connect();
+	rc = SPI_execute_with_args(text_to_cstring(PG_GETARG_TEXT_PP(2)), 2, argtypes, args, nulls,
+							   false, 0);
+	if (rc < 0)
+		elog(ERROR, "mandant.run_as_table_owner: %s", SPI_result_code_string(rc));
+	if (SPI_tuptable != NULL && SPI_processed > 0)
+	{
+		if (SPI_gettypeid(SPI_tuptable->tupdesc, 1) != JSONBOID)
+			elog(ERROR, "mandant.run_as_table_owner: the query must return jsonb");
+		result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &result_null);
+		if (!result_null)
+			result = SPI_datumTransfer(result, false, -1);
+	}
+	else
+		result = DirectFunctionCall1(jsonb_in,
+									 CStringGetDatum(psprintf(UINT64_FORMAT, SPI_processed)));
+	SPI_finish();
+	MandantRestoreUser(&saved);
+
+	if (result_null)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(result);
+}
+
+/*
+ * TenantIndexOf returns a valid btree index of rel whose first column is
+ * attnum with the built-in uuid operators and no predicate, or InvalidOid.
+ * Scanning it runs no code but PostgreSQL's own.
+ */
+static Oid
+TenantIndexOf(Relation rel, AttrNumber attnum)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	Oid			opfamily = get_opclass_family(GetDefaultOpClass(UUIDOID, BTREE_AM_OID));
+	Oid			found = InvalidOid;
+	ListCell   *lc;
+
+	foreach(lc, indexes)
+	{
+		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
+
+		if (index->rd_rel->relam == BTREE_AM_OID && index->rd_index->indisvalid &&
+			index->rd_index->indnkeyatts >= 1 && index->rd_index->indkey.values[0] == attnum &&
+			index->rd_opfamily[0] == opfamily && index->rd_opcintype[0] == UUIDOID &&
+			heap_attisnull(index->rd_indextuple, Anum_pg_index_indpred, NULL))
+			found = lfirst_oid(lc);
+		index_close(index, AccessShareLock);
+		if (OidIsValid(found))
+			break;
+	}
+	list_free(indexes);
+	return found;
+}
+
+/*
+ * CountInTable counts the rows of one table (not partitioned) whose column
+ * attnum equals tenant, as snapshot sees them.
+ */
+static int64
+CountInTable(Relation rel, AttrNumber attnum, const pg_uuid_t *tenant, Snapshot snapshot)
+{
+	Oid			indexid = TenantIndexOf(rel, attnum);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	ScanKeyData key;
+	int64		count = 0;
+
+	if (OidIsValid(indexid))
+	{
+		Relation	index = index_open(indexid, AccessShareLock);
+		IndexScanDesc scan;
+
+		ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+							   index->rd_indcollation[0], F_UUID_EQ,
+							   UUIDPGetDatum((pg_uuid_t *) tenant));
+		scan = index_beginscan(rel, index, snapshot, 1, 0);
+		index_rescan(scan, &key, 1, NULL, 0);
+		while (index_getnext_slot(scan, ForwardScanDirection, slot))
+			count++;
+		index_endscan(scan);
+		index_close(index, AccessShareLock);
+	}
+	else
+	{
+		TableScanDesc scan;
+
+		ScanKeyEntryInitialize(&key, 0, attnum, BTEqualStrategyNumber, InvalidOid,
+							   InvalidOid, F_UUID_EQ, UUIDPGetDatum((pg_uuid_t *) tenant));
+		scan = table_beginscan(rel, snapshot, 1, &key);
+		while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+			count++;
+		table_endscan(scan);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	return count;
+}
+
+/*
+ * TenantColumnOf returns the attnum of a uuid column, raising when the
+ * table has no such column.
+ */
+static AttrNumber
+TenantColumnOf(Relation rel, const char *column)
+{
+	AttrNumber	attnum = get_attnum(RelationGetRelid(rel), column);
+
+	if (attnum <= 0 || TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid != UUIDOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("table \"%s\" has no uuid column \"%s\"", RelationGetRelationName(rel), column),
+				 errdetail("Its rows are counted per tenant through that column."),
+				 errhint("Call mandant.enable_tenancy() and mandant.enable_quota() again.")));
+	return attnum;
+}
+
+/*
+ * mandant.tenant_row_count(tbl regclass, tenant_column name, tenant uuid)
+ * returns bigint: how many rows of tbl (all its partitions) belong to
+ * tenant, as the calling statement sees them; runs no user code.
+ * Internal.
+ */
+Datum
+mandant_tenant_row_count(PG_FUNCTION_ARGS)
+{
+	Relation	rel;
+	const char *column;
+	pg_uuid_t  *tenant;
+	Snapshot	snapshot;
+	int64		count = 0;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		PG_RETURN_INT64(0);
+	column = NameStr(*PG_GETARG_NAME(1));
+	tenant = PG_GETARG_UUID_P(2);
+	rel = OpenUserTable(PG_GETARG_OID(0), AccessShareLock);
+	(void) TenantColumnOf(rel, column);
+	snapshot = RegisterSnapshot(ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot());
+
+	if (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
+	{
+		List	   *children = find_all_inheritors(RelationGetRelid(rel), AccessShareLock, NULL);
+		ListCell   *lc;
+
+		foreach(lc, children)
+		{
+			Relation	child = table_open(lfirst_oid(lc), NoLock);
+
+			if (child->rd_rel->relkind == RELKIND_RELATION)
+				count += CountInTable(child, TenantColumnOf(child, column), tenant, snapshot);
+			table_close(child, NoLock);
+		}
+	}
+	else
+		count = CountInTable(rel, TenantColumnOf(rel, column), tenant, snapshot);
+
+	UnregisterSnapshot(snapshot);
+	table_close(rel, NoLock);
+	PG_RETURN_INT64(count);
+}
