@@ -202,12 +202,28 @@ OpenUserTable(Oid relid, LOCKMODE lockmode)
 }
 
 /*
+ * CheckTenantTable refuses a table that is not registered in
+ * mandant.tenant_table: run_as_table_owner works on the tenant tables of
+ * the lifecycle only.
+ */
+static void
+CheckTenantTable(Relation rel)
+{
+	if (MandantLookupTenantColumn(RelationGetRelid(rel)) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" is not a tenant table", RelationGetRelationName(rel)),
+				 errdetail("mandant.run_as_table_owner() works on tables registered with mandant.enable_tenancy() only."),
+				 errhint("It is internal to mandant's tenant lifecycle.")));
+}
+
+/*
  * mandant.run_as_table_owner(tbl regclass, tenant uuid, query text, rows
  * jsonb) returns jsonb: runs query ($1 = tenant, $2 = rows) as the owner of
  * tbl, inside a security-restricted operation and inside tenant (user and
  * scopes cleared), and returns the first column of its first row (jsonb),
  * or the number of rows it processed when it returns none.  Internal: the
- * callers build query from the catalog only.
+ * callers build query from the catalog only, for registered tenant tables.
  */
 Datum
 mandant_run_as_table_owner(PG_FUNCTION_ARGS)
@@ -229,6 +245,7 @@ mandant_run_as_table_owner(PG_FUNCTION_ARGS)
 				 errdetail("mandant.run_as_table_owner() was called with NULL."),
 				 errhint("It is internal to mandant's tenant lifecycle.")));
 	rel = OpenUserTable(PG_GETARG_OID(0), AccessShareLock);
+	CheckTenantTable(rel);
 	owner = rel->rd_rel->relowner;
 	table_close(rel, NoLock);
 
@@ -246,7 +263,12 @@ mandant_run_as_table_owner(PG_FUNCTION_ARGS)
 	if (SPI_tuptable != NULL && SPI_processed > 0)
 	{
 		if (SPI_gettypeid(SPI_tuptable->tupdesc, 1) != JSONBOID)
-			elog(ERROR, "mandant.run_as_table_owner: the query must return jsonb");
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("query of mandant.run_as_table_owner() must return jsonb"),
+					 errdetail("Its first column is of type %s.",
+							   format_type_be(SPI_gettypeid(SPI_tuptable->tupdesc, 1))),
+					 errhint("It is internal to mandant's tenant lifecycle.")));
 		result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &result_null);
 		if (!result_null)
 			result = SPI_datumTransfer(result, false, -1);

@@ -72,6 +72,16 @@ for t in test/shell/*.sh; do
 	fi
 done
 
+# No input may crash the server: a backend killed by a signal restarts
+# every session, so any such line in the server log fails the run.
+if grep -E 'terminated by signal|was terminated by exception' "$logfile" >"$work/crashes.txt"; then
+	echo "test server_log_has_no_crash ... FAILED" | tee -a "$out"
+	sed 's/^/    /' "$work/crashes.txt"
+	status=1
+else
+	echo "test server_log_has_no_crash ... ok" | tee -a "$out"
+fi
+
 for diffs in regression.diffs output_iso/regression.diffs; do
 	if [ -s "$diffs" ]; then
 		echo "== $diffs"

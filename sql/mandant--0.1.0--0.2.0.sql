@@ -746,7 +746,7 @@ BEGIN
 	END IF;
 	IF guard IS NOT NULL AND (SELECT n.nspname ~ '^pg_temp' FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 							  WHERE p.oid = guard) THEN
-		RAISE EXCEPTION 'guard % is a temporary function', guard
+		RAISE EXCEPTION 'guard % is a temporary function', (SELECT p.proname FROM pg_proc p WHERE p.oid = guard)
 			USING ERRCODE = 'invalid_function_definition',
 				  DETAIL = 'Temporary functions belong to one session and vanish with it.',
 				  HINT = 'Create the guard in a permanent schema.';
@@ -2067,6 +2067,18 @@ REVOKE ALL ON FUNCTION mandant.quota_trigger() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.quota_table_changed(), mandant.quota_truncated() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.forget_tables(oid[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.forget_missing_tables() FROM PUBLIC;
+REVOKE ALL ON FUNCTION
+	mandant.plan_restore_builtin(), mandant.check_excluded_columns(regclass, text[]),
+	mandant.check_primary_key(regclass, text, text), mandant.check_state_names(text[], text),
+	mandant.text_array(jsonb), mandant.check_email(text), mandant.require_user(),
+	mandant.ttl_seconds(text), mandant.actor_role(uuid), mandant.check_role(uuid, text),
+	mandant.check_owner_change(uuid, text, text), mandant.keep_an_owner(uuid),
+	mandant.check_user_exists(uuid), mandant.check_tenant_enterable(uuid),
+	mandant.check_resource(text), mandant.effective_limit(uuid, text),
+	mandant.check_limit(uuid, text, bigint), mandant.tenant_payload(mandant.tenant),
+	mandant.tenant_tables(), mandant.random_bytes(integer), mandant.random_token(integer),
+	mandant.base32_encode(bytea)
+FROM PUBLIC;
 
 
 /* ---- functions that 0.2.0 no longer has ---- */

@@ -379,7 +379,7 @@ BEGIN
 	END IF;
 	IF guard IS NOT NULL AND (SELECT n.nspname ~ '^pg_temp' FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 							  WHERE p.oid = guard) THEN
-		RAISE EXCEPTION 'guard % is a temporary function', guard
+		RAISE EXCEPTION 'guard % is a temporary function', (SELECT p.proname FROM pg_proc p WHERE p.oid = guard)
 			USING ERRCODE = 'invalid_function_definition',
 				  DETAIL = 'Temporary functions belong to one session and vanish with it.',
 				  HINT = 'Create the guard in a permanent schema.';

@@ -96,3 +96,21 @@ BEGIN
 	END LOOP;
 END
 $revoke$;
+
+/*
+ * Helpers that only mandant's own SECURITY DEFINER functions and triggers
+ * call: nobody else needs them (README, "Public API", lists what every
+ * role may call).
+ */
+REVOKE ALL ON FUNCTION
+	mandant.plan_restore_builtin(), mandant.check_excluded_columns(regclass, text[]),
+	mandant.check_primary_key(regclass, text, text), mandant.check_state_names(text[], text),
+	mandant.text_array(jsonb), mandant.check_email(text), mandant.require_user(),
+	mandant.ttl_seconds(text), mandant.actor_role(uuid), mandant.check_role(uuid, text),
+	mandant.check_owner_change(uuid, text, text), mandant.keep_an_owner(uuid),
+	mandant.check_user_exists(uuid), mandant.check_tenant_enterable(uuid),
+	mandant.check_resource(text), mandant.effective_limit(uuid, text),
+	mandant.check_limit(uuid, text, bigint), mandant.tenant_payload(mandant.tenant),
+	mandant.tenant_tables(), mandant.random_bytes(integer), mandant.random_token(integer),
+	mandant.base32_encode(bytea)
+FROM PUBLIC;
