@@ -55,13 +55,18 @@ $(DATA_built): $(SQL_PARTS)
 
 $(OBJS): extension/mandant.h
 
-.PHONY: test run stop bench deps
+.PHONY: test run stop bench deps fuzz
 
 deps:
 	scripts/install-deps.sh
 
 test:
 	scripts/test.sh
+
+# The crash fuzzer alone, for longer (FUZZ_SECONDS, default 600), with
+# half-gigabyte inputs; make test runs it for 60 seconds.
+fuzz:
+	MANDANT_TEST_ONLY=fuzz FUZZ_SECONDS=$${FUZZ_SECONDS:-600} FUZZ_HUGE=1 scripts/test.sh
 
 run:
 	scripts/run.sh start

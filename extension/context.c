@@ -944,7 +944,11 @@ mandant_set_user(PG_FUNCTION_ARGS)
 
 	scopes = RoleScopes(tenant, role);
 	if (scopes < 0)
-		elog(ERROR, "role \"%s\" of user %s does not exist", role, UuidToText(user));
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("role \"%s\" of user %s does not exist", role, UuidToText(user)),
+				 errdetail("The membership names a role that mandant.role does not have."),
+				 errhint("Give the member an existing role with mandant.set_member_role().")));
 	MandantAssignContext(tenant, user, scopes);
 	PG_RETURN_VOID();
 }

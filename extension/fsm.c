@@ -476,7 +476,11 @@ GetFsmTable(TriggerData *trigdata)
 		return table;
 
 	if (trigger->tgnargs != 3)
-		elog(ERROR, "trigger %s must have three arguments", trigger->tgname);
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("trigger \"%s\" must have three arguments", trigger->tgname),
+				 errdetail("mandant.state_machine_trigger() takes the machine, the state column and log or nolog."),
+				 errhint("Use mandant.enable_state_machine(table, machine) to attach it.")));
 
 	old = MemoryContextSwitchTo(table->cache.cxt);
 	strlcpy(table->machine, trigger->tgargs[0], NAMEDATALEN);

@@ -1224,9 +1224,10 @@ Datum
 mandant_random_bytes(PG_FUNCTION_ARGS)
 {
 	int32		n = PG_GETARG_INT32(0);
+	unsigned char *bytes = RandomBytes(n, "mandant.random_bytes()");	/* checks n first */
 	bytea	   *result = palloc(VARHDRSZ + n);
 
-	memcpy(VARDATA(result), RandomBytes(n, "mandant.random_bytes()"), n);
+	memcpy(VARDATA(result), bytes, n);
 	SET_VARSIZE(result, VARHDRSZ + n);
 	PG_RETURN_BYTEA_P(result);
 }

@@ -379,7 +379,11 @@ GetOutboxTarget(TriggerData *trigdata)
 		return target;
 
 	if (trigger->tgnargs < 2)
-		elog(ERROR, "trigger %s needs at least two arguments", trigger->tgname);
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("trigger \"%s\" needs at least two arguments", trigger->tgname),
+				 errdetail("mandant.outbox_trigger() takes the domain, the entity and the excluded columns."),
+				 errhint("Use mandant.enable_outbox(table, domain) to attach it.")));
 
 	(void) MandantCheckRegistered(trigdata->tg_relation, "outbox_table", "mandant.enable_outbox()",
 								  0, NULL, NULL, NULL);

@@ -607,7 +607,11 @@ Datum
 mandant_consume(PG_FUNCTION_ARGS)
 {
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
-		elog(ERROR, "mandant.consume() needs tenant, resource and amount");
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("tenant, resource and amount must not be null"),
+				 errdetail("mandant.consume() was called with NULL."),
+				 errhint("It is internal to mandant's identity functions.")));
 	Consume(PG_GETARG_UUID_P(0), text_to_cstring(PG_GETARG_TEXT_PP(1)), PG_GETARG_INT64(2));
 	PG_RETURN_VOID();
 }

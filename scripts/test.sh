@@ -57,14 +57,20 @@ run_suite() {
 }
 
 : >"$out"
-run_suite "pg_regress (with pgTAP)" make -s installcheck ISOLATION=
-run_suite "isolation" make -s installcheck REGRESS=
+# MANDANT_TEST_ONLY=<shell test> runs that one alone (make fuzz).
+only=${MANDANT_TEST_ONLY:-}
+if [ -z "$only" ]; then
+	run_suite "pg_regress (with pgTAP)" make -s installcheck ISOLATION=
+	run_suite "isolation" make -s installcheck REGRESS=
+fi
 
 for t in test/shell/*.sh; do
 	[ -e "$t" ] || continue
 	name=$(basename "$t" .sh)
+	[ -z "$only" ] || [ "$name" = "$only" ] || continue
 	if sh "$t" >"$work/$name.log" 2>&1; then
 		echo "test $name ... ok" | tee -a "$out"
+		grep '^fuzz: [0-9]* calls\|^fuzz: half\|^base32' "$work/$name.log" | sed 's/^/    /' || true
 	else
 		echo "test $name ... FAILED" | tee -a "$out"
 		sed 's/^/    /' "$work/$name.log"
