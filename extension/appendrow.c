@@ -17,6 +17,12 @@
  * other than unique indexes are enforced: the callers are mandant's C
  * functions, which validate what they write.
  *
+ * The rows are formed from values in the order and of the types this
+ * library writes, so the table's layout is checked (names, types, no
+ * dropped columns) whenever its cache entry is (re)built: a database of
+ * another release gets a clear error naming the update to run, never a
+ * row of the wrong shape (MandantCheckTableShape).
+ *
  * What is needed to append to a table (its oid, the oids and IndexInfos of
  * its indexes) is cached per backend in a MandantAppendTarget and thrown
  * away by a relcache invalidation of the table, which every DDL on it or
@@ -43,6 +49,7 @@
 #include "catalog/namespace.h"
 #include "executor/executor.h"
 #include "nodes/execnodes.h"
+#include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -174,6 +181,33 @@ MandantOpenAppendTarget(const char *relname, MandantAppendTarget **target,
 		LoadAppendTarget(slot, rel);
 	*target = slot;
 	return rel;
+}
+
+/*
+ * MandantCheckTableShape raises unless rel has exactly the columns given,
+ * in that order, of those types.
+ */
+void
+MandantCheckTableShape(Relation rel, const MandantColumnSpec *columns, int ncolumns)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	for (int i = 0; i < Max(desc->natts, ncolumns); i++)
+	{
+		Form_pg_attribute att = i < desc->natts ? TupleDescAttr(desc, i) : NULL;
+
+		if (att == NULL || i >= ncolumns || att->attisdropped ||
+			strcmp(NameStr(att->attname), columns[i].name) != 0 || att->atttypid != columns[i].type)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("table mandant.%s does not have the columns this library writes",
+							RelationGetRelationName(rel)),
+					 i < ncolumns ?
+					 errdetail("Column %d should be \"%s\" of type %s.", i + 1, columns[i].name,
+							   format_type_be(columns[i].type)) :
+					 errdetail("It has %d columns; this library writes %d.", desc->natts, ncolumns),
+					 errhint("The library and the extension's SQL objects are of different versions; run ALTER EXTENSION mandant UPDATE.")));
+	}
 }
 
 /*

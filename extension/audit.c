@@ -94,9 +94,11 @@ enum
 	AE_NATTS
 };
 
-static const char *const audit_event_columns[AE_NATTS] = {
-	"id", "tenant_id", "occurred_at", "txid", "category", "action",
-	"entity_type", "entity_id", "actor_user_id", "request_id", "changes", "hash"
+static const MandantColumnSpec audit_event_columns[AE_NATTS] = {
+	{"id", INT8OID}, {"tenant_id", UUIDOID}, {"occurred_at", TIMESTAMPTZOID},
+	{"txid", INT8OID}, {"category", TEXTOID}, {"action", TEXTOID},
+	{"entity_type", TEXTOID}, {"entity_id", TEXTOID}, {"actor_user_id", UUIDOID},
+	{"request_id", TEXTOID}, {"changes", JSONBOID}, {"hash", BYTEAOID}
 };
 
 /* Longest category, action and entity type audit_log() accepts. */
@@ -428,27 +430,6 @@ AuditEventHash(const AuditEvent *ev)
 }
 
 /*
- * CheckAuditEventShape makes sure mandant.audit_event has the columns this
- * library writes, in this order.
- */
-static void
-CheckAuditEventShape(Relation rel)
-{
-	TupleDesc	desc = RelationGetDescr(rel);
-
-	for (int i = 0; i < AE_NATTS; i++)
-	{
-		if (desc->natts != AE_NATTS ||
-			strcmp(NameStr(TupleDescAttr(desc, i)->attname), audit_event_columns[i]) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("table mandant.audit_event does not have the expected columns"),
-					 errdetail("Column %d should be \"%s\".", i + 1, audit_event_columns[i]),
-					 errhint("The library and the extension's SQL objects are of different versions; run ALTER EXTENSION mandant UPDATE.")));
-	}
-}
-
-/*
  * NextAuditEventId returns the next value of mandant.audit_event_id_seq,
  * whose oid is cached along with the table's.
  */
@@ -504,7 +485,7 @@ WriteAuditEvent(AuditEvent *ev)
 	bool		nulls[AE_NATTS];
 
 	if (reloaded)
-		CheckAuditEventShape(rel);
+		MandantCheckTableShape(rel, audit_event_columns, AE_NATTS);
 	ev->id = NextAuditEventId(rel, reloaded);
 	ev->occurred_at = GetCurrentStatementStartTimestamp();
 	ev->txid = (int64) U64FromFullTransactionId(GetTopFullTransactionId());

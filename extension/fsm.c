@@ -134,6 +134,14 @@ enum
 	TL_NATTS
 };
 
+/* The layout of mandant.state_transition_log this library writes. */
+static const MandantColumnSpec transition_log_columns[TL_NATTS] = {
+	{"tenant_id", UUIDOID}, {"id", INT8OID}, {"occurred_at", TIMESTAMPTZOID},
+	{"machine", TEXTOID}, {"entity_type", TEXTOID}, {"entity_id", TEXTOID},
+	{"from_state", TEXTOID}, {"to_state", TEXTOID}, {"actor_user_id", UUIDOID},
+	{"request_id", TEXTOID}
+};
+
 static HTAB *MachineCache = NULL;
 static Oid	definitions_relid = InvalidOid;
 static HTAB *FsmTables = NULL;
@@ -723,13 +731,7 @@ LogTransition(const FsmTable *table, const FsmMachine *machine, const FsmTransit
 
 	if (reloaded || !OidIsValid(seqoid))
 	{
-		if (RelationGetDescr(rel)->natts != TL_NATTS)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("table mandant.state_transition_log does not have the expected columns"),
-					 errdetail("It has %d columns, this library writes %d.",
-							   RelationGetDescr(rel)->natts, TL_NATTS),
-					 errhint("The library and the extension's SQL objects are of different versions; run ALTER EXTENSION mandant UPDATE.")));
+		MandantCheckTableShape(rel, transition_log_columns, TL_NATTS);
 		seqoid = get_relname_relid("state_transition_log_id_seq", RelationGetNamespace(rel));
 	}
 

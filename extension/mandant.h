@@ -251,7 +251,15 @@ extern void MandantRestoreUser(const MandantSavedUser *saved);
 extern void MandantCheckTableTarget(Oid relid, const char *function_name);
 
 /* appendrow.c */
+typedef struct MandantColumnSpec
+{
+	const char *name;
+	Oid			type;
+} MandantColumnSpec;
+
 typedef struct MandantAppendTarget MandantAppendTarget;
+extern void MandantCheckTableShape(Relation rel, const MandantColumnSpec *columns,
+								   int ncolumns);
 extern Relation MandantOpenAppendTarget(const char *relname,
 										MandantAppendTarget **target,
 										bool *loaded);

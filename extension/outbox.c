@@ -276,21 +276,14 @@ HeadersOfContext(void)
 	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
 }
 
-/*
- * CheckOutboxShape makes sure mandant.outbox has the columns this library
- * writes.
- */
-static void
-CheckOutboxShape(Relation rel)
-{
-	if (RelationGetDescr(rel)->natts != OB_NATTS)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table mandant.outbox does not have the expected columns"),
-				 errdetail("It has %d columns, this library writes %d.",
-						   RelationGetDescr(rel)->natts, OB_NATTS),
-				 errhint("The library and the extension's SQL objects are of different versions; run ALTER EXTENSION mandant UPDATE.")));
-}
+/* The layout of mandant.outbox this library writes. */
+static const MandantColumnSpec outbox_columns[OB_NATTS] = {
+	{"id", INT8OID}, {"event_id", UUIDOID}, {"tenant_id", UUIDOID}, {"topic", TEXTOID},
+	{"aggregate_type", TEXTOID}, {"aggregate_id", TEXTOID}, {"payload", JSONBOID},
+	{"headers", JSONBOID}, {"created_at", TIMESTAMPTZOID}, {"available_at", TIMESTAMPTZOID},
+	{"attempts", INT4OID}, {"last_error", TEXTOID}, {"locked_until", TIMESTAMPTZOID},
+	{"locked_by", TEXTOID}, {"published_at", TIMESTAMPTZOID}, {"dead_at", TIMESTAMPTZOID}
+};
 
 /*
  * WriteOutboxEvent appends an event with the context of the transaction
@@ -310,7 +303,7 @@ WriteOutboxEvent(const OutboxEvent *ev)
 
 	if (reloaded || !OidIsValid(seqoid))
 	{
-		CheckOutboxShape(rel);
+		MandantCheckTableShape(rel, outbox_columns, OB_NATTS);
 		seqoid = get_relname_relid("outbox_id_seq", RelationGetNamespace(rel));
 	}
 

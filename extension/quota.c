@@ -217,8 +217,15 @@ CounterColumnsOf(TupleDesc desc)
 	columns.used = SPI_fnumber(desc, "used");
 	columns.limit_value = SPI_fnumber(desc, "limit_value");
 	columns.limit_until = SPI_fnumber(desc, "limit_until");
-	if (columns.used <= 0 || columns.limit_value <= 0 || columns.limit_until <= 0)
-		elog(ERROR, "mandant.tenant_usage lacks used, limit_value or limit_until");
+	if (columns.used <= 0 || columns.limit_value <= 0 || columns.limit_until <= 0 ||
+		SPI_gettypeid(desc, columns.used) != INT8OID ||
+		SPI_gettypeid(desc, columns.limit_value) != INT8OID ||
+		SPI_gettypeid(desc, columns.limit_until) != TIMESTAMPTZOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table mandant.tenant_usage does not have the columns this library writes"),
+				 errdetail("It needs used bigint, limit_value bigint and limit_until timestamptz."),
+				 errhint("The library and the extension's SQL objects are of different versions; run ALTER EXTENSION mandant UPDATE.")));
 	return columns;
 }
 
