@@ -180,6 +180,27 @@ LoadExclusions(AuditTarget *target, Trigger *trigger)
 }
 
 /*
+ * CheckAuditRegistration refuses a table that mandant.audit_table does not
+ * list, or lists with another category or other excluded columns than the
+ * trigger's arguments.
+ */
+static void
+CheckAuditRegistration(TriggerData *trigdata)
+{
+	const char *const columns[2] = {"category", "exclude_columns"};
+	Datum		values[2];
+	bool		isnull[2];
+	const char *category;
+
+	if (!MandantCheckRegistered(trigdata->tg_relation, "audit_table", "mandant.enable_audit()",
+								2, columns, values, isnull))
+		return;
+	category = isnull[0] ? NULL : TextDatumGetCString(values[0]);
+	MandantCheckTriggerArgs(trigdata->tg_trigger, trigdata->tg_relation, 1, &category,
+							values[1], isnull[1], "mandant.enable_audit()");
+}
+
+/*
  * GetAuditTarget returns the cached facts of the firing trigger, building
  * them when needed.
  */
@@ -195,8 +216,7 @@ GetAuditTarget(TriggerData *trigdata)
 	if (target->cache.valid)
 		return target;
 
-	(void) MandantCheckRegistered(trigdata->tg_relation, "audit_table", "mandant.enable_audit()",
-								  0, NULL, NULL, NULL);
+	CheckAuditRegistration(trigdata);
 	old = MemoryContextSwitchTo(target->cache.cxt);
 	MandantLoadRowShape(&target->shape, trigdata->tg_relation);
 	target->category = (trigger->tgnargs > 0 && trigger->tgargs[0][0] != '\0')

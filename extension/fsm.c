@@ -434,37 +434,28 @@ CheckStateColumnType(const FsmTable *table)
 }
 
 /*
- * CheckBinding refuses to run on a table that is not bound to the machine
- * through that column in mandant.state_machine_table (a partition through
- * its root): only mandant.enable_state_machine() attaches the trigger.
+ * CheckBinding refuses to run on a table that mandant.state_machine_table
+ * does not bind to the trigger's machine through its column (itself or
+ * one of its partitioned ancestors), and on temporary tables: only
+ * mandant.enable_state_machine() binds tables.
  */
 static void
-CheckBinding(const FsmTable *table, Relation rel)
+CheckBinding(Relation rel, const char *machine, const char *column)
 {
 	const char *const columns[2] = {"machine", "state_column"};
 	Datum		values[2];
 	bool		isnull[2];
-	MandantIndexKey key = {ObjectIdGetDatum(RelationGetRelid(rel)), F_OIDEQ, false};
-	bool		bound;
 
-	bound = MandantFetchByIndex("state_machine_table", "state_machine_table_pkey", 1, &key,
-								2, columns, values, isnull);
-	if (!bound && rel->rd_rel->relispartition)
-	{
-		key.value = ObjectIdGetDatum(MandantRootOf(rel));
-		bound = MandantFetchByIndex("state_machine_table", "state_machine_table_pkey", 1, &key,
-									2, columns, values, isnull);
-	}
-	bound = bound && !isnull[0] && !isnull[1] &&
-		strcmp(TextDatumGetCString(values[0]), table->machine) == 0 &&
-		strcmp(NameStr(*DatumGetName(values[1])), table->shape.columns[table->state_column].name) == 0;
-	if (rel->rd_rel->relpersistence == RELPERSISTENCE_TEMP || !bound)
+	if (MandantCheckRegistered(rel, "state_machine_table", "mandant.enable_state_machine()",
+							   2, columns, values, isnull) &&
+		(isnull[0] || isnull[1] || strcmp(TextDatumGetCString(values[0]), machine) != 0 ||
+		 strcmp(NameStr(*DatumGetName(values[1])), column) != 0))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table %s is not bound to state machine \"%s\"", table->shape.entity_type,
-						table->machine),
-				 errdetail("mandant.state_machine_trigger() runs only on tables bound with mandant.enable_state_machine()."),
-				 errhint("Call mandant.enable_state_machine() on the table as its owner.")));
+				 errmsg("table \"%s\" is not bound to state machine \"%s\" through column \"%s\"",
+						RelationGetRelationName(rel), machine, column),
+				 errdetail("mandant.state_machine_table binds it otherwise."),
+				 errhint("Call mandant.enable_state_machine() on the table again, as its owner.")));
 }
 
 /*
@@ -490,6 +481,8 @@ GetFsmTable(TriggerData *trigdata)
 				 errdetail("mandant.state_machine_trigger() takes the machine, the state column and log or nolog."),
 				 errhint("Use mandant.enable_state_machine(table, machine) to attach it.")));
 
+	CheckBinding(trigdata->tg_relation, trigger->tgargs[0], trigger->tgargs[1]);
+
 	old = MemoryContextSwitchTo(table->cache.cxt);
 	strlcpy(table->machine, trigger->tgargs[0], NAMEDATALEN);
 	MandantLoadRowShape(&table->shape, trigdata->tg_relation);
@@ -508,7 +501,6 @@ GetFsmTable(TriggerData *trigdata)
 						   table->machine),
 				 errhint("Call mandant.enable_state_machine() again with the current column name.")));
 	CheckStateColumnType(table);
-	CheckBinding(table, trigdata->tg_relation);
 	table->cache.valid = true;
 	return table;
 }

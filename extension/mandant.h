@@ -231,6 +231,10 @@ extern char *MandantRowEntityId(const MandantRowShape *shape, HeapTuple tuple,
 extern const pg_uuid_t *MandantRowTenant(const MandantRowShape *shape,
 										 HeapTuple tuple, TupleDesc desc);
 extern void MandantCheckRowTenant(const pg_uuid_t *tenant, const char *table);
+struct Trigger;
+extern void MandantCheckTriggerArgs(struct Trigger *trigger, Relation rel, int nfixed,
+									const char *const *fixed, Datum list, bool list_isnull,
+									const char *enable_function);
 extern bool MandantCheckRegistered(Relation rel, const char *registry,
 								   const char *enable_function, int ncolumns,
 								   const char *const *columns, Datum *values,

@@ -356,6 +356,28 @@ CamelCase(const char *name)
 }
 
 /*
+ * CheckOutboxRegistration refuses a table that mandant.outbox_table does
+ * not list, or lists with another domain, entity or excluded columns than
+ * the trigger's arguments (platform.* topics come from mandant only).
+ */
+static void
+CheckOutboxRegistration(TriggerData *trigdata)
+{
+	const char *const columns[3] = {"domain", "entity", "exclude_columns"};
+	Datum		values[3];
+	bool		isnull[3];
+	const char *fixed[2];
+
+	if (!MandantCheckRegistered(trigdata->tg_relation, "outbox_table", "mandant.enable_outbox()",
+								3, columns, values, isnull))
+		return;
+	fixed[0] = isnull[0] ? NULL : TextDatumGetCString(values[0]);
+	fixed[1] = isnull[1] ? NULL : TextDatumGetCString(values[1]);
+	MandantCheckTriggerArgs(trigdata->tg_trigger, trigdata->tg_relation, 2, fixed,
+							values[2], isnull[2], "mandant.enable_outbox()");
+}
+
+/*
  * GetOutboxTarget returns the cached facts of the firing trigger
  * (arguments: domain, entity, excluded columns...).
  */
@@ -378,8 +400,7 @@ GetOutboxTarget(TriggerData *trigdata)
 				 errdetail("mandant.outbox_trigger() takes the domain, the entity and the excluded columns."),
 				 errhint("Use mandant.enable_outbox(table, domain) to attach it.")));
 
-	(void) MandantCheckRegistered(trigdata->tg_relation, "outbox_table", "mandant.enable_outbox()",
-								  0, NULL, NULL, NULL);
+	CheckOutboxRegistration(trigdata);
 	old = MemoryContextSwitchTo(target->cache.cxt);
 	MandantLoadRowShape(&target->shape, trigdata->tg_relation);
 	target->aggregate_type = psprintf("%s.%s", trigger->tgargs[0], trigger->tgargs[1]);

@@ -48,6 +48,7 @@
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
@@ -327,9 +328,42 @@ MandantRowTenant(const MandantRowShape *shape, HeapTuple tuple, TupleDesc desc)
 }
 
 /*
+ * MandantCheckTriggerArgs raises unless a trigger's arguments are what its
+ * registry row says: the first nfixed equal fixed (a NULL registered value
+ * stands for ''), the others the elements of the text[] list.  Anyone may
+ * attach mandant's trigger functions (partitions inherit them), so the
+ * arguments prove nothing until they match the registration.
+ */
+void
+MandantCheckTriggerArgs(Trigger *trigger, Relation rel, int nfixed, const char *const *fixed,
+						Datum list, bool list_isnull, const char *enable_function)
+{
+	Datum	   *elems = NULL;
+	bool	   *nulls = NULL;
+	int			nelems = 0;
+	bool		match;
+
+	if (!list_isnull)
+		deconstruct_array(DatumGetArrayTypeP(list), TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &nulls, &nelems);
+	match = trigger->tgnargs == nfixed + nelems;
+	for (int i = 0; match && i < nfixed; i++)
+		match = strcmp(trigger->tgargs[i], fixed[i] ? fixed[i] : "") == 0;
+	for (int i = 0; match && i < nelems; i++)
+		match = !nulls[i] && strcmp(trigger->tgargs[nfixed + i], TextDatumGetCString(elems[i])) == 0;
+	if (!match)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("trigger \"%s\" of table \"%s\" does not match its registration",
+						trigger->tgname, RelationGetRelationName(rel)),
+				 errdetail("Its arguments differ from what %s registered.", enable_function),
+				 errhint("Call %s on the table again, as its owner.", enable_function)));
+}
+
+/*
  * MandantCheckRegistered refuses to run a row trigger on a table that the
  * registry mandant.<registry> (primary key relid) does not list, itself or
- * as its partitioned root, and on temporary tables.  A registry that does
+ * one of its partitioned ancestors, and on temporary tables.  A registry that does
  * not exist (a database of an older release) lists everything: then the
  * function returns false, else true with the registry's row in
  * values/isnull (ncolumns columns).
@@ -355,8 +389,17 @@ MandantCheckRegistered(Relation rel, const char *registry, const char *enable_fu
 	found = MandantFetchByIndex(registry, pkey, 1, &key, ncolumns, columns, values, isnull);
 	if (!found && rel->rd_rel->relispartition)
 	{
-		key.value = ObjectIdGetDatum(MandantRootOf(rel));
-		found = MandantFetchByIndex(registry, pkey, 1, &key, ncolumns, columns, values, isnull);
+		/* a partition inherits the trigger of whichever ancestor was registered */
+		List	   *ancestors = get_partition_ancestors(RelationGetRelid(rel));
+		ListCell   *lc;
+
+		foreach(lc, ancestors)
+		{
+			key.value = ObjectIdGetDatum(lfirst_oid(lc));
+			if ((found = MandantFetchByIndex(registry, pkey, 1, &key, ncolumns, columns, values, isnull)))
+				break;
+		}
+		list_free(ancestors);
 	}
 	if (!found)
 		ereport(ERROR,

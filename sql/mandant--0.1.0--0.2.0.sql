@@ -2056,15 +2056,13 @@ COMMENT ON FUNCTION mandant.charge(text, bigint) IS
 REVOKE ALL ON FUNCTION mandant.gate_caller_member_of(name) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.run_as_table_owner(regclass, uuid, text, jsonb),
 	mandant.tenant_row_count(regclass, name, uuid) FROM PUBLIC;
-REVOKE ALL ON FUNCTION mandant.audit_trigger(), mandant.audit_append_only() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.audit_append_only() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.attach_trigger(regclass, text, text), mandant.detach_trigger(regclass, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION mandant.state_machine_trigger(), mandant.state_machines_changed() FROM PUBLIC;
-REVOKE ALL ON FUNCTION mandant.outbox_trigger() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.state_machines_changed() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.login_address(inet), mandant.login_keys(text, inet),
 	mandant.login_guard_keys(text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.revoke_tokens_of(uuid, text), mandant.lock_tenant(uuid), mandant.join_owned_tenants(uuid) FROM PUBLIC;
-REVOKE ALL ON FUNCTION mandant.quota_trigger() FROM PUBLIC;
-REVOKE ALL ON FUNCTION mandant.quota_table_changed(), mandant.quota_truncated() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.quota_table_changed() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.forget_tables(oid[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.forget_missing_tables() FROM PUBLIC;
 REVOKE ALL ON FUNCTION

@@ -12,9 +12,10 @@
  * append to.
  *
  * Tables are audited through mandant.enable_audit(), which registers them
- * in mandant.audit_table and attaches the trigger through the gate: nobody
- * else may execute the trigger function, and it refuses tables the
- * registry does not list.
+ * in mandant.audit_table and attaches the trigger through the gate.  The
+ * trigger function stays executable by everyone (a new partition of an
+ * audited table inherits its trigger as its creator), and refuses tables
+ * the registry does not list, or lists with other arguments.
  *
  * Tamper evidence: mandant.audit_seal() chains each tenant's events into
  * mandant.audit_seal, chain_n = sha256(chain_(n-1) || hash_n), in the order
@@ -116,7 +117,7 @@ LANGUAGE C;
 COMMENT ON FUNCTION mandant.audit_trigger() IS
 'Row trigger attached by mandant.enable_audit(): one audit event per inserted, updated or deleted row.';
 
-REVOKE ALL ON FUNCTION mandant.audit_trigger(), mandant.audit_append_only() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.audit_append_only() FROM PUBLIC;
 
 CREATE TABLE mandant.audit_table (
 	relid			regclass PRIMARY KEY,

@@ -135,7 +135,7 @@ LANGUAGE C;
 COMMENT ON FUNCTION mandant.state_machine_trigger() IS
 'Row trigger attached by mandant.enable_state_machine(): checks states and transitions.';
 
-REVOKE ALL ON FUNCTION mandant.state_machine_trigger(), mandant.state_machines_changed() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.state_machines_changed() FROM PUBLIC;
 
 /*
  * check_state_names raises 22023 unless every name is a lower-case state

@@ -66,8 +66,6 @@ LANGUAGE C;
 COMMENT ON FUNCTION mandant.outbox_trigger() IS
 'Row trigger attached by mandant.enable_outbox(): one {domain}.{entity}.created|updated|deleted event per written row.';
 
-REVOKE ALL ON FUNCTION mandant.outbox_trigger() FROM PUBLIC;
-
 CREATE FUNCTION mandant.emit(topic text, aggregate_id text, payload jsonb)
 RETURNS uuid
 AS 'MODULE_PATHNAME', 'mandant_emit'

@@ -81,8 +81,6 @@ LANGUAGE C;
 COMMENT ON FUNCTION mandant.quota_trigger() IS
 'Trigger of mandant.enable_quota: counts inserted and deleted rows against the tenant''s limit (MD030), refuses moving rows between tenants.';
 
-REVOKE ALL ON FUNCTION mandant.quota_trigger() FROM PUBLIC;
-
 CREATE FUNCTION mandant.charge(resource text, amount bigint)
 RETURNS void
 AS 'MODULE_PATHNAME', 'mandant_charge'
@@ -225,7 +223,7 @@ $$;
 COMMENT ON FUNCTION mandant.quota_truncated() IS
 'Trigger of mandant.enable_quota: after TRUNCATE of a table under quota, forget the counters of its resource (recounted on next use).';
 
-REVOKE ALL ON FUNCTION mandant.quota_table_changed(), mandant.quota_truncated() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.quota_table_changed() FROM PUBLIC;
 
 /*
  * enable_quota makes the rows of a tenant table count against a resource

@@ -1,9 +1,9 @@
 -- Adversarial, class 3: nobody writes records into another tenant's audit
 -- chain, outbox or usage counters, and nobody emits the platform's
--- events.  Only mandant attaches its triggers (EXECUTE on them is
--- mandant's), the triggers run only on tables registered by their owner,
--- and a row of a tenant is recorded only from inside that tenant (or by a
--- trusted backend).
+-- events.  mandant's triggers run only on tables their owner registered
+-- with the same arguments (anyone may attach them, so that partitions
+-- inherit them, to no avail), and a row of a tenant is recorded only from
+-- inside that tenant (or by a trusted backend).
 \set SHOW_CONTEXT never
 \set ECHO none
 \set attack_db regress_mandant_attack_forgery
@@ -11,27 +11,33 @@
 \set ECHO all
 
 -- 3a. A login role attaches mandant's triggers to a temporary table whose
--- tenant_id names the victim.
+-- tenant_id names the victim: each trigger refuses to run there, and the
+-- table cannot be registered.
 SET SESSION AUTHORIZATION regress_attacker;
-CREATE TEMP TABLE invoices (id int PRIMARY KEY, tenant_id uuid, amount int);
-CREATE TRIGGER mandant_audit AFTER INSERT OR DELETE ON invoices
-	FOR EACH ROW EXECUTE FUNCTION mandant.audit_trigger('billing');
-\echo :LAST_ERROR_SQLSTATE
-CREATE TRIGGER mandant_outbox AFTER INSERT ON invoices
-	FOR EACH ROW EXECUTE FUNCTION mandant.outbox_trigger('platform', 'tenant');
-\echo :LAST_ERROR_SQLSTATE
-CREATE TRIGGER mandant_quota AFTER INSERT OR DELETE ON invoices
-	FOR EACH ROW EXECUTE FUNCTION mandant.quota_trigger('records', 'tenant_id');
-\echo :LAST_ERROR_SQLSTATE
-CREATE TRIGGER zz_mandant_state_machine BEFORE INSERT OR UPDATE ON invoices
-	FOR EACH ROW EXECUTE FUNCTION mandant.state_machine_trigger('mandant_tenant', 'status', 'log');
-\echo :LAST_ERROR_SQLSTATE
+CREATE TEMP TABLE invoices (id int PRIMARY KEY, tenant_id uuid, amount int, status text);
 SELECT mandant.enable_audit('invoices');
 \echo :LAST_ERROR_SQLSTATE
 SELECT mandant.gate_call('attach_outbox', NULL, jsonb_build_object('table', 'invoices'::regclass::oid, 'domain', 'billing'));
 \echo :LAST_ERROR_SQLSTATE
-INSERT INTO invoices VALUES (4711, :'victim', 1000000);
-DELETE FROM invoices;
+CREATE TRIGGER zz_mandant_state_machine BEFORE INSERT OR UPDATE ON invoices
+	FOR EACH ROW EXECUTE FUNCTION mandant.state_machine_trigger('mandant_tenant', 'status', 'log');
+INSERT INTO invoices VALUES (4711, :'victim', 1000000, 'active');
+\echo :LAST_ERROR_SQLSTATE
+DROP TRIGGER zz_mandant_state_machine ON invoices;
+CREATE TRIGGER mandant_audit AFTER INSERT OR DELETE ON invoices
+	FOR EACH ROW EXECUTE FUNCTION mandant.audit_trigger('billing');
+INSERT INTO invoices VALUES (4711, :'victim', 1000000, 'active');
+\echo :LAST_ERROR_SQLSTATE
+DROP TRIGGER mandant_audit ON invoices;
+CREATE TRIGGER mandant_outbox AFTER INSERT ON invoices
+	FOR EACH ROW EXECUTE FUNCTION mandant.outbox_trigger('platform', 'tenant');
+INSERT INTO invoices VALUES (4711, :'victim', 1000000, 'active');
+\echo :LAST_ERROR_SQLSTATE
+DROP TRIGGER mandant_outbox ON invoices;
+CREATE TRIGGER mandant_quota AFTER INSERT OR DELETE ON invoices
+	FOR EACH ROW EXECUTE FUNCTION mandant.quota_trigger('records', 'tenant_id');
+INSERT INTO invoices VALUES (4711, :'victim', 1000000, 'active');
+\echo :LAST_ERROR_SQLSTATE
 RESET SESSION AUTHORIZATION;
 SELECT attack.verdict('mandant''s triggers on a temporary table');
 
@@ -49,6 +55,25 @@ SELECT mandant.disable_audit('evil.ledger');
 INSERT INTO evil.ledger VALUES (:'victim', 1, 100);
 \echo :LAST_ERROR_SQLSTATE
 SELECT mandant.disable_outbox('evil.ledger');
+SELECT mandant.enable_outbox('evil.ledger', 'billing', 'invoice');
+-- the owner attaches mandant's trigger a second time, naming the
+-- platform's domain: its arguments are not its registration
+CREATE TRIGGER mandant_outbox_platform AFTER INSERT ON evil.ledger
+	FOR EACH ROW EXECUTE FUNCTION mandant.outbox_trigger('platform', 'tenant');
+ALTER TABLE evil.ledger FORCE ROW LEVEL SECURITY;
+GRANT INSERT ON evil.ledger TO regress_service;
+RESET SESSION AUTHORIZATION;
+SET ROLE regress_service;
+BEGIN;
+SELECT mandant.set_tenant(:'evil');
+INSERT INTO evil.ledger (id, amount) VALUES (2, 10);
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+RESET ROLE;
+SET SESSION AUTHORIZATION regress_evil_owner;
+DROP TRIGGER mandant_outbox_platform ON evil.ledger;
+SELECT mandant.disable_outbox('evil.ledger');
+ALTER TABLE evil.ledger NO FORCE ROW LEVEL SECURITY;
 SELECT mandant.enable_quota('evil.ledger', 'records');
 INSERT INTO evil.ledger VALUES (:'victim', 1, 100);
 \echo :LAST_ERROR_SQLSTATE
@@ -114,3 +139,32 @@ UPDATE victim_app.notes SET tenant_id = :'evil' WHERE id = 1;
 ROLLBACK;
 RESET ROLE;
 SELECT attack.verdict('moving the victim''s rows');
+
+-- 3f. Partitions inherit the registration of the table whose trigger they
+-- inherited, at any level; a partition's own rows of another tenant are
+-- refused like any other.
+SET SESSION AUTHORIZATION regress_evil_owner;
+CREATE TABLE evil.parts (tenant_id uuid, id int, kind text, PRIMARY KEY (tenant_id, id, kind)) PARTITION BY LIST (kind);
+CREATE TABLE evil.parts_a PARTITION OF evil.parts FOR VALUES IN ('a') PARTITION BY RANGE (id);
+CREATE TABLE evil.parts_a_low PARTITION OF evil.parts_a FOR VALUES FROM (0) TO (100);
+SELECT mandant.enable_tenancy('evil.parts');
+SELECT mandant.enable_audit('evil.parts_a');	-- the middle level only
+CREATE TABLE evil.parts_a_high PARTITION OF evil.parts_a FOR VALUES FROM (100) TO (200);
+RESET SESSION AUTHORIZATION;
+GRANT USAGE ON SCHEMA evil TO regress_service;
+SET SESSION AUTHORIZATION regress_evil_owner;
+GRANT SELECT, INSERT ON evil.parts TO regress_service;
+RESET SESSION AUTHORIZATION;
+SET ROLE regress_service;
+BEGIN;
+SELECT mandant.set_tenant(:'evil');
+INSERT INTO evil.parts (id, kind) VALUES (1, 'a'), (150, 'a');
+SELECT entity_type, count(*) FROM mandant.audit_event WHERE entity_type LIKE 'evil.parts%' GROUP BY 1;
+COMMIT;
+RESET ROLE;
+SET SESSION AUTHORIZATION regress_evil_owner;
+ALTER TABLE evil.parts_a_high NO FORCE ROW LEVEL SECURITY;
+INSERT INTO evil.parts_a_high VALUES (:'victim', 151, 'a');
+\echo :LAST_ERROR_SQLSTATE
+RESET SESSION AUTHORIZATION;
+SELECT attack.verdict('partitions');
