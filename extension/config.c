@@ -187,7 +187,8 @@ CheckConfigWriter(const pg_uuid_t *tenant)
 				 errdetail("No tenant is set and role \"%s\" is not a member of mandant_admin.", caller),
 				 errhint("Enter a tenant to change its values; global values are for platform administrators.")));
 	}
-	if (MandantCallerIsTrusted() || (MandantCurrentScopes() & MandantScopeBit("admin")) != 0)
+	if (MandantCallerIsTrusted() ||
+		((MandantCurrentScopes() & MandantScopeBit("admin")) != 0 && MandantContextIsCallers()))
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

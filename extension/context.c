@@ -23,6 +23,15 @@
  * only go back to a value that was accepted before, or to empty.  Superusers
  * are refused like everyone else: the functions are the only way in.
  *
+ * The settings belong to the transaction, so code of other roles that runs
+ * in it (a SECURITY DEFINER trigger of a table's owner) sees them too.
+ * Reading is fine; acting on them is not: mandant.context_role, hidden and
+ * protected like the others, records the role that established the
+ * context, and the authority a context grants (scope admin in the gate and
+ * for configuration, "the signed-in user himself", "inside the tenant")
+ * holds only for a current user with that role's privileges
+ * (MandantContextIsCallers).
+ *
  * The check hooks parse each value once into an "extra" struct; the assign
  * hooks keep a pointer to it.  The getters (mandant.current_tenant() sits in
  * every tenant table's row-level policy) thus only copy 16 bytes and never
@@ -90,11 +99,13 @@ static char *current_user_text = NULL;
 static char *current_scopes_text = NULL;
 static char *request_id_text = NULL;
 static char *trace_id_text = NULL;
+static char *context_role_text = NULL;
 
 /* Parsed values, set by the assign hooks. */
 static const UuidSetting *current_tenant_setting = NULL;
 static const UuidSetting *current_user_setting = NULL;
 static const ScopeSetting *current_scopes_setting = NULL;
+static const Oid *context_role_setting = NULL;
 
 /* > 0 while a function of this file assigns a protected setting. */
 static int	context_assignment_depth = 0;
@@ -243,6 +254,44 @@ AssignUserSetting(const char *newval, void *extra)
 }
 
 /*
+ * CheckContextRoleSetting accepts a role oid, or empty, from the functions
+ * of this file only.
+ */
+static bool
+CheckContextRoleSetting(char **newval, void **extra, GucSource source)
+{
+	Oid			role = InvalidOid;
+	Oid		   *copy;
+
+	if (!AssignmentAllowed(source))
+		return RefuseAssignment(MANDANT_GUC_CONTEXT_ROLE, *newval,
+								"mandant records the role that set the tenant context itself.");
+	if (*newval != NULL && (*newval)[0] != '\0')
+	{
+		char	   *end;
+		unsigned long value;
+
+		errno = 0;
+		value = strtoul(*newval, &end, 10);
+		if (errno != 0 || *end != '\0' || value > PG_UINT32_MAX)
+			return false;
+		role = (Oid) value;
+	}
+	copy = GucExtraAlloc(sizeof(Oid));
+	if (copy == NULL)
+		return false;
+	*copy = role;
+	*extra = copy;
+	return true;
+}
+
+static void
+AssignContextRoleSetting(const char *newval, void *extra)
+{
+	context_role_setting = (const Oid *) extra;
+}
+
+/*
  * ParseScopeList turns "read,write" into scope bits without allocating (it
  * runs in check hooks).  On an unknown name it returns false and points
  * *bad and *badlen at the offending element.
@@ -387,6 +436,15 @@ MandantDefineContextVariables(void)
 							   GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE,
 							   CheckScopesSetting, AssignScopesSetting, NULL);
 
+	DefineCustomStringVariable(MANDANT_GUC_CONTEXT_ROLE,
+							   gettext_noop("Role that set the tenant context (internal)."),
+							   NULL,
+							   &context_role_text,
+							   "",
+							   PGC_USERSET,
+							   GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE | GUC_NO_SHOW_ALL,
+							   CheckContextRoleSetting, AssignContextRoleSetting, NULL);
+
 	DefineCustomStringVariable(MANDANT_GUC_REQUEST_ID,
 							   gettext_noop("Request id recorded with audit events and outbox headers; free to set."),
 							   NULL,
@@ -447,6 +505,29 @@ MandantCallerIsTrusted(void)
 {
 	return MandantHasPrivilegesOfRole(MANDANT_ROLE_SERVICE) ||
 		MandantHasPrivilegesOfRole(MANDANT_ROLE_ADMIN);
+}
+
+/*
+ * RecordContextRole remembers the current user as the role that
+ * established the context.
+ */
+static void
+RecordContextRole(void)
+{
+	AssignContextVariable(MANDANT_GUC_CONTEXT_ROLE, psprintf("%u", GetUserId()));
+}
+
+/*
+ * MandantContextIsCallers says whether the current user has the privileges
+ * of the role that set the tenant context, i.e. may act on the scopes,
+ * user and tenant it holds (see the file header).
+ */
+bool
+MandantContextIsCallers(void)
+{
+	Oid			role = context_role_setting ? *context_role_setting : InvalidOid;
+
+	return OidIsValid(role) && (role == GetUserId() || has_privs_of_role(GetUserId(), role));
 }
 
 /*
@@ -539,6 +620,7 @@ mandant_set_tenant(PG_FUNCTION_ARGS)
 	AssignContextVariable(MANDANT_GUC_TENANT, UuidToText(tenant_id));
 	AssignContextVariable(MANDANT_GUC_USER, "");
 	AssignContextVariable(MANDANT_GUC_SCOPES, "");
+	RecordContextRole();
 
 	PG_RETURN_VOID();
 }
@@ -581,6 +663,10 @@ MandantAssignContext(const pg_uuid_t *tenant, const pg_uuid_t *user, int scopes)
 	AssignContextVariable(MANDANT_GUC_TENANT, tenant ? UuidToText(tenant) : "");
 	AssignContextVariable(MANDANT_GUC_USER, user ? UuidToText(user) : "");
 	AssignContextVariable(MANDANT_GUC_SCOPES, ScopeBitsToList(scopes));
+	if (tenant || user || scopes)
+		RecordContextRole();
+	else
+		AssignContextVariable(MANDANT_GUC_CONTEXT_ROLE, "");
 }
 
 /*
@@ -641,6 +727,7 @@ mandant_set_scopes(PG_FUNCTION_ARGS)
 	CheckTrustedCaller("mandant.set_scopes(text[])");
 	list = ScopeArrayToList(PG_GETARG_ARRAYTYPE_P(0));
 	AssignContextVariable(MANDANT_GUC_SCOPES, list);
+	RecordContextRole();
 
 	PG_RETURN_VOID();
 }

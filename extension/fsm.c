@@ -73,6 +73,7 @@
 
 PG_FUNCTION_INFO_V1(mandant_state_machine_trigger);
 PG_FUNCTION_INFO_V1(mandant_state_machines_changed);
+PG_FUNCTION_INFO_V1(mandant_check_guard);
 
 #define FSM_TRIGGER_NAME	"zz_mandant_state_machine"
 
@@ -242,12 +243,18 @@ RunDefinitionQuery(const char *sql, const char *name)
 }
 
 /*
- * CheckGuardDefinition refuses a guard that is not a plain function
- * (jsonb, jsonb) returning boolean, or that lives in a temporary schema
- * (another session's pg_temp function would otherwise run here).
+ * CheckGuardDefinition refuses a guard that may not run as the owner of
+ * the machine machine_name: it must be a plain function (jsonb, jsonb)
+ * returning boolean, not in a temporary schema (another session's pg_temp
+ * function would otherwise run here), written by a role that has the
+ * owner's privileges already (else whoever may edit the machine, e.g.
+ * mandant_admin for a machine a superuser's migration created, would run
+ * code as its owner), and executable by the owner.  Checked when a
+ * transition is declared and each time a guard is about to run, so that
+ * changes of owners and grants count at once.
  */
 static void
-CheckGuardDefinition(const FsmMachine *machine, Oid guard)
+CheckGuardDefinition(const char *machine_name, Oid owner, Oid guard)
 {
 	HeapTuple	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(guard));
 	Form_pg_proc proc;
@@ -256,7 +263,7 @@ CheckGuardDefinition(const FsmMachine *machine, Oid guard)
 	if (!HeapTupleIsValid(tuple))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("guard %u of state machine \"%s\" does not exist", guard, machine->name),
+				 errmsg("guard %u of state machine \"%s\" does not exist", guard, machine_name),
 				 errdetail("A transition names a function that was dropped."),
 				 errhint("Remove the transition with mandant.remove_transition() and add it again.")));
 	proc = (Form_pg_proc) GETSTRUCT(tuple);
@@ -266,10 +273,48 @@ CheckGuardDefinition(const FsmMachine *machine, Oid guard)
 	if (!ok || isAnyTempNamespace(proc->pronamespace))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
-				 errmsg("guard %s of state machine \"%s\" cannot be used", format_procedure(guard), machine->name),
+				 errmsg("guard %s of state machine \"%s\" cannot be used",
+						/* a temporary schema's name (pg_temp_3) says nothing */
+						isAnyTempNamespace(proc->pronamespace) ? quote_identifier(NameStr(proc->proname))
+						: format_procedure(guard), machine_name),
 				 errdetail(ok ? "It is a temporary function." : "It is not a function (jsonb, jsonb) returning boolean."),
-				 errhint("Remove the transition with mandant.remove_transition() and add it again with a permanent function (old_row jsonb, new_row jsonb) RETURNS boolean.")));
+				 errhint("A guard is a permanent function (old_row jsonb, new_row jsonb) RETURNS boolean; declare transitions with such guards only.")));
+	if (!OidIsValid(owner) || !has_privs_of_role(proc->proowner, owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("guard %s may not run as the owner of state machine \"%s\"",
+						format_procedure(guard), machine_name),
+				 errdetail("Guards run as the machine's owner, %s; the guard is owned by %s, who does not have that role's privileges.",
+						   OidIsValid(owner) ? GetUserNameFromId(owner, true) : "(none)",
+						   GetUserNameFromId(proc->proowner, true)),
+				 errhint("Let the machine's owner (or a member of its role) own the guard.")));
+	if (pg_proc_aclcheck(guard, owner, ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("owner of state machine \"%s\" may not execute guard %s", machine_name,
+						format_procedure(guard)),
+				 errdetail("Guards run as the machine's owner, %s.", GetUserNameFromId(owner, true)),
+				 errhint("GRANT EXECUTE on the guard to the machine's owner, or replace the transition.")));
 	ReleaseSysCache(tuple);
+}
+
+/*
+ * mandant.check_guard(machine text, owner regrole, guard regprocedure)
+ * returns void: CheckGuardDefinition for machine_add_transition.
+ * Internal.
+ */
+Datum
+mandant_check_guard(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("state machine and guard must not be null"),
+				 errdetail("mandant.check_guard() was called with NULL."),
+				 errhint("It is internal to mandant.add_transition().")));
+	CheckGuardDefinition(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+						 PG_ARGISNULL(1) ? InvalidOid : PG_GETARG_OID(1), PG_GETARG_OID(2));
+	PG_RETURN_VOID();
 }
 
 /*
@@ -350,8 +395,6 @@ LoadMachine(FsmMachine *machine)
 					 errmsg("state machine \"%s\" declares a transition between unknown states", machine->name),
 					 errdetail("The transition from \"%s\" to \"%s\" names a state the machine does not have.", from, to),
 					 errhint("Remove the transition with mandant.remove_transition().")));
-		if (OidIsValid(t->guard))
-			CheckGuardDefinition(machine, t->guard);
 	}
 	MemoryContextSwitchTo(old);
 
@@ -671,15 +714,7 @@ CheckGuard(FsmTable *table, const FsmMachine *machine, const FsmTransition *t,
 	Datum		result;
 	MandantSavedUser saved;
 
-	if (!OidIsValid(machine->owner) ||
-		pg_proc_aclcheck(t->guard, machine->owner, ACL_EXECUTE) != ACLCHECK_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("owner of state machine \"%s\" may not execute guard %s", machine->name,
-						format_procedure(t->guard)),
-				 errdetail("Guards run as the machine's owner, %s.",
-						   OidIsValid(machine->owner) ? GetUserNameFromId(machine->owner, true) : "(none)"),
-				 errhint("GRANT EXECUTE on the guard to the machine's owner, or replace the transition.")));
+	CheckGuardDefinition(machine->name, machine->owner, t->guard);
 
 	fmgr_info(t->guard, &flinfo);
 	InitFunctionCallInfoData(*fcinfo, &flinfo, 2, InvalidOid, NULL, NULL);
@@ -687,7 +722,7 @@ CheckGuard(FsmTable *table, const FsmMachine *machine, const FsmTransition *t,
 	fcinfo->args[0].isnull = false;
 	fcinfo->args[1].value = RowAsJsonb(table, rel, newtuple);
 	fcinfo->args[1].isnull = false;
-	MandantBecomeOwner(machine->owner, &saved);
+	MandantBecomeOwner(machine->owner, 0, &saved);
 	result = FunctionCallInvoke(fcinfo);
 	MandantRestoreUser(&saved);
 

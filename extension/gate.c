@@ -212,28 +212,29 @@ ArgTable(Jsonb *args)
 	return (Oid) value;
 }
 
-/* InTenantAsManager: inside tenant as a trusted backend or with scope admin. */
-static bool
-InTenantAsManager(const pg_uuid_t *tenant, bool service)
-{
-	const pg_uuid_t *current = MandantCurrentTenant();
-
-	return tenant != NULL && current != NULL &&
-		memcmp(current->data, tenant->data, UUID_LEN) == 0 &&
-		(service || (MandantCurrentScopes() & MANDANT_SCOPE_ADMIN) != 0);
-}
-
-/* IsCurrentTenant: tenant is the tenant of the transaction. */
+/*
+ * IsCurrentTenant: tenant is the tenant of the transaction, entered by a
+ * role whose privileges the caller has (a SECURITY DEFINER function of
+ * another role does not inherit the context's authority).
+ */
 static bool
 IsCurrentTenant(const pg_uuid_t *tenant)
 {
 	const pg_uuid_t *current = MandantCurrentTenant();
 
 	return tenant != NULL && current != NULL &&
-		memcmp(current->data, tenant->data, UUID_LEN) == 0;
+		memcmp(current->data, tenant->data, UUID_LEN) == 0 && MandantContextIsCallers();
 }
 
-/* IsSelf: args.userId is the signed-in user. */
+/* InTenantAsManager: inside tenant as a trusted backend or with scope admin. */
+static bool
+InTenantAsManager(const pg_uuid_t *tenant, bool service)
+{
+	return IsCurrentTenant(tenant) &&
+		(service || (MandantCurrentScopes() & MANDANT_SCOPE_ADMIN) != 0);
+}
+
+/* IsSelf: args.userId is the signed-in user, and the caller signed in. */
 static bool
 IsSelf(Jsonb *args)
 {
@@ -241,7 +242,7 @@ IsSelf(Jsonb *args)
 	char	   *user = ArgText(args, "userId");
 	char	   *mine;
 
-	if (me == NULL || user == NULL)
+	if (me == NULL || user == NULL || !MandantContextIsCallers())
 		return false;
 	mine = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum((pg_uuid_t *) me)));
 	return pg_strcasecmp(mine, user) == 0;

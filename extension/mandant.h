@@ -55,6 +55,7 @@
 #define MANDANT_GUC_SCOPES		"app.current_scopes"
 #define MANDANT_GUC_REQUEST_ID	"app.request_id"
 #define MANDANT_GUC_TRACE_ID	"app.trace_id"
+#define MANDANT_GUC_CONTEXT_ROLE "mandant.context_role"
 
 #define MANDANT_ROLE_ADMIN		"mandant_admin"
 #define MANDANT_ROLE_SERVICE	"mandant_service"
@@ -174,6 +175,7 @@ extern void MandantDefineSecretVariables(void);
 /* context.c */
 extern void MandantDefineContextVariables(void);
 extern bool MandantCallerIsTrusted(void);
+extern bool MandantContextIsCallers(void);
 extern bool MandantHasPrivilegesOfRole(const char *rolename);
 extern void MandantCheckTenantEnterable(const pg_uuid_t *tenant_id);
 extern char *MandantCurrentScopesText(void);
@@ -250,7 +252,8 @@ typedef struct MandantSavedUser
 	int			nestlevel;
 } MandantSavedUser;
 
-extern void MandantBecomeOwner(Oid owner, MandantSavedUser *saved);
+extern void MandantBecomeOwner(Oid owner, int flags, MandantSavedUser *saved);
+extern bool MandantErasingTenant(const pg_uuid_t *tenant);
 extern void MandantRestoreUser(const MandantSavedUser *saved);
 extern void MandantCheckTableTarget(Oid relid, const char *function_name);
 

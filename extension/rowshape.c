@@ -291,7 +291,7 @@ MandantCheckRowTenant(const pg_uuid_t *tenant, const char *table)
 
 	if (current != NULL && memcmp(current->data, tenant->data, UUID_LEN) == 0)
 		return;
-	if (superuser() || MandantCallerIsTrusted())
+	if (superuser() || MandantCallerIsTrusted() || MandantErasingTenant(tenant))
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -307,7 +307,8 @@ MandantCheckRowTenant(const pg_uuid_t *tenant, const char *table)
 /*
  * MandantRowTenant returns the tenant of a row (its tenant column, checked
  * by MandantCheckRowTenant), else the tenant of the transaction, else the
- * platform's nil uuid.
+ * platform's nil uuid: the platform's records are written by trusted
+ * backends and administrators only, as audit_log and emit allow.
  */
 const pg_uuid_t *
 MandantRowTenant(const MandantRowShape *shape, HeapTuple tuple, TupleDesc desc)
@@ -324,7 +325,16 @@ MandantRowTenant(const MandantRowShape *shape, HeapTuple tuple, TupleDesc desc)
 			return DatumGetUUIDP(value);
 		}
 	}
-	return MandantCurrentTenant() ? MandantCurrentTenant() : &MandantPlatformTenant;
+	if (MandantCurrentTenant() != NULL)
+		return MandantCurrentTenant();
+	if (!superuser() && !MandantCallerIsTrusted())
+		ereport(ERROR,
+				(errcode(ERRCODE_MANDANT_TENANT_REQUIRED),
+				 errmsg("no tenant is set"),
+				 errdetail("A row of %s without a tenant would be recorded as the platform's, which only trusted backends and platform administrators write.",
+						   shape->entity_type),
+				 errhint("Enter a tenant first (mandant.set_tenant or mandant.authenticate), or write the row as a member of mandant_service.")));
+	return &MandantPlatformTenant;
 }
 
 /*

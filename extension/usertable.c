@@ -15,9 +15,15 @@
  * ANALYZE and REFRESH MATERIALIZED VIEW, such a statement runs as the
  * table's owner inside a security-restricted operation, in a GUC nest
  * level of its own that is unwound afterwards
- * (mandant.run_as_table_owner).  It runs inside the tenant it concerns, so
- * the table's row level policy limits it to that tenant's rows, as for
- * any session of the tenant.
+ * (mandant.run_as_table_owner).  It runs outside any tenant (the context
+ * is cleared, so the owner's code cannot read mandant's records of the
+ * tenant or act in its name) and, like PostgreSQL's own foreign key
+ * checks, with the owner's forced row level security lifted
+ * (SECURITY_NOFORCE_RLS): the statement names the tenant's rows itself.
+ * While delete_tenant erases a tenant's rows (mandant.delete_tenant_rows),
+ * mandant's triggers accept rows of that tenant written outside it
+ * (MandantErasingTenant); the tenant's audit trail and outbox are erased
+ * right after.
  *
  * Counting a tenant's rows (the quota counters) needs no user code at
  * all: mandant.tenant_row_count scans the table directly, through a
@@ -71,20 +77,22 @@
 
 PG_FUNCTION_INFO_V1(mandant_check_table_target);
 PG_FUNCTION_INFO_V1(mandant_run_as_table_owner);
+PG_FUNCTION_INFO_V1(mandant_delete_tenant_rows);
 PG_FUNCTION_INFO_V1(mandant_tenant_row_count);
 
 /*
  * MandantBecomeOwner makes owner the current user inside a
- * security-restricted operation, with a GUC nest level of its own;
- * MandantRestoreUser undoes both.  An error in between is unwound by the
- * (sub)transaction abort, as for REFRESH MATERIALIZED VIEW.
+ * security-restricted operation (plus the security context flags in
+ * flags), with a GUC nest level of its own; MandantRestoreUser undoes both.
+ * An error in between is unwound by the (sub)transaction abort, as for
+ * REFRESH MATERIALIZED VIEW.
  */
 void
-MandantBecomeOwner(Oid owner, MandantSavedUser *saved)
+MandantBecomeOwner(Oid owner, int flags, MandantSavedUser *saved)
 {
 	GetUserIdAndSecContext(&saved->userid, &saved->sec_context);
 	SetUserIdAndSecContext(owner, saved->sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
+						   SECURITY_RESTRICTED_OPERATION | flags);
 	saved->nestlevel = NewGUCNestLevel();
 }
 
@@ -217,16 +225,31 @@ CheckTenantTable(Relation rel)
 				 errhint("It is internal to mandant's tenant lifecycle.")));
 }
 
+/* The tenant whose rows delete_tenant_rows is deleting, or NULL. */
+static const pg_uuid_t *erasing_tenant = NULL;
+
 /*
- * mandant.run_as_table_owner(tbl regclass, tenant uuid, query text, rows
- * jsonb) returns jsonb: runs query ($1 = tenant, $2 = rows) as the owner of
- * tbl, inside a security-restricted operation and inside tenant (user and
- * scopes cleared), and returns the first column of its first row (jsonb),
- * or the number of rows it processed when it returns none.  Internal: the
- * callers build query from the catalog only, for registered tenant tables.
+ * MandantErasingTenant says whether tenant's rows are being erased right
+ * now by delete_tenant, whose triggers may then record them outside the
+ * tenant (see the file header).
  */
-Datum
-mandant_run_as_table_owner(PG_FUNCTION_ARGS)
+bool
+MandantErasingTenant(const pg_uuid_t *tenant)
+{
+	return erasing_tenant != NULL && memcmp(erasing_tenant->data, tenant->data, UUID_LEN) == 0;
+}
+
+/*
+ * RunAsTableOwner runs query ($1 = tenant, $2 = rows, may be NULL) as the
+ * owner of the tenant table relid, in a security-restricted operation,
+ * outside any tenant, with the owner's forced row level security lifted,
+ * and returns the first column of its first row (jsonb), or the number of
+ * rows it processed when it returns none.  With erasing, mandant's
+ * triggers accept rows of tenant meanwhile.
+ */
+static Datum
+RunAsTableOwner(Oid relid, pg_uuid_t *tenant, const char *query, Datum rows, bool rows_null,
+				bool erasing, bool *isnull)
 {
 	Relation	rel;
 	Oid			owner;
@@ -234,9 +257,67 @@ mandant_run_as_table_owner(PG_FUNCTION_ARGS)
 	Datum		args[2];
 	char		nulls[2] = {' ', ' '};
 	MandantSavedUser saved;
-	Datum		result;
-	bool		result_null = false;
+	Datum		result = (Datum) 0;
 	int			rc;
+
+	rel = OpenUserTable(relid, AccessShareLock);
+	CheckTenantTable(rel);
+	owner = rel->rd_rel->relowner;
+	table_close(rel, NoLock);
+
+	args[0] = UUIDPGetDatum(tenant);
+	args[1] = rows_null ? (Datum) 0 : rows;
+	nulls[1] = rows_null ? 'n' : ' ';
+	*isnull = false;
+
+	MandantBecomeOwner(owner, SECURITY_NOFORCE_RLS, &saved);
+	MandantAssignContext(NULL, NULL, 0);
+	if (erasing)
+		erasing_tenant = tenant;
+	PG_TRY();
+	{
+		SPI_connect();
+		rc = SPI_execute_with_args(query, 2, argtypes, args, nulls, false, 0);
+		if (rc < 0)
+			elog(ERROR, "mandant.run_as_table_owner: %s", SPI_result_code_string(rc));
+		if (SPI_tuptable != NULL && SPI_processed > 0)
+		{
+			if (SPI_gettypeid(SPI_tuptable->tupdesc, 1) != JSONBOID)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATATYPE_MISMATCH),
+						 errmsg("query of mandant.run_as_table_owner() must return jsonb"),
+						 errdetail("Its first column is of type %s.",
+								   format_type_be(SPI_gettypeid(SPI_tuptable->tupdesc, 1))),
+						 errhint("It is internal to mandant's tenant lifecycle.")));
+			result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, isnull);
+			if (!*isnull)
+				result = SPI_datumTransfer(result, false, -1);
+		}
+		else
+			result = DirectFunctionCall1(jsonb_in,
+										 CStringGetDatum(psprintf(UINT64_FORMAT, SPI_processed)));
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		erasing_tenant = NULL;
+	}
+	PG_END_TRY();
+	MandantRestoreUser(&saved);
+	return result;
+}
+
+/*
+ * mandant.run_as_table_owner(tbl regclass, tenant uuid, query text, rows
+ * jsonb) returns jsonb: RunAsTableOwner for export and import.  Internal:
+ * the callers build query from the catalog only, for registered tenant
+ * tables.
+ */
+Datum
+mandant_run_as_table_owner(PG_FUNCTION_ARGS)
+{
+	Datum		result;
+	bool		isnull;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		ereport(ERROR,
@@ -244,44 +325,49 @@ mandant_run_as_table_owner(PG_FUNCTION_ARGS)
 				 errmsg("table, tenant and query must not be null"),
 				 errdetail("mandant.run_as_table_owner() was called with NULL."),
 				 errhint("It is internal to mandant's tenant lifecycle.")));
-	rel = OpenUserTable(PG_GETARG_OID(0), AccessShareLock);
-	CheckTenantTable(rel);
-	owner = rel->rd_rel->relowner;
-	table_close(rel, NoLock);
-
-	args[0] = PG_GETARG_DATUM(1);
-	args[1] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
-	nulls[1] = PG_ARGISNULL(3) ? 'n' : ' ';
-
-	MandantBecomeOwner(owner, &saved);
-	MandantAssignContext(PG_GETARG_UUID_P(1), NULL, 0);
-	SPI_connect();
-	rc = SPI_execute_with_args(text_to_cstring(PG_GETARG_TEXT_PP(2)), 2, argtypes, args, nulls,
-							   false, 0);
-	if (rc < 0)
-		elog(ERROR, "mandant.run_as_table_owner: %s", SPI_result_code_string(rc));
-	if (SPI_tuptable != NULL && SPI_processed > 0)
-	{
-		if (SPI_gettypeid(SPI_tuptable->tupdesc, 1) != JSONBOID)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATATYPE_MISMATCH),
-					 errmsg("query of mandant.run_as_table_owner() must return jsonb"),
-					 errdetail("Its first column is of type %s.",
-							   format_type_be(SPI_gettypeid(SPI_tuptable->tupdesc, 1))),
-					 errhint("It is internal to mandant's tenant lifecycle.")));
-		result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &result_null);
-		if (!result_null)
-			result = SPI_datumTransfer(result, false, -1);
-	}
-	else
-		result = DirectFunctionCall1(jsonb_in,
-									 CStringGetDatum(psprintf(UINT64_FORMAT, SPI_processed)));
-	SPI_finish();
-	MandantRestoreUser(&saved);
-
-	if (result_null)
+	result = RunAsTableOwner(PG_GETARG_OID(0), PG_GETARG_UUID_P(1),
+							 text_to_cstring(PG_GETARG_TEXT_PP(2)),
+							 PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3), PG_ARGISNULL(3),
+							 false, &isnull);
+	if (isnull)
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(result);
+}
+
+/*
+ * mandant.delete_tenant_rows(tbl regclass, tenant uuid) returns bigint:
+ * deletes tenant's rows of the tenant table tbl as its owner
+ * (RunAsTableOwner), with mandant's triggers accepting them.  Internal to
+ * delete_tenant.
+ */
+Datum
+mandant_delete_tenant_rows(PG_FUNCTION_ARGS)
+{
+	char	   *column;
+	char	   *query;
+	bool		isnull;
+	Datum		count;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("table and tenant must not be null"),
+				 errdetail("mandant.delete_tenant_rows() was called with NULL."),
+				 errhint("It is internal to mandant.delete_tenant().")));
+	column = MandantLookupTenantColumn(PG_GETARG_OID(0));
+	if (column == NULL || get_rel_name(PG_GETARG_OID(0)) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table with oid %u is not a tenant table", PG_GETARG_OID(0)),
+				 errdetail("mandant.delete_tenant_rows() deletes rows of registered tenant tables only."),
+				 errhint("It is internal to mandant.delete_tenant().")));
+	query = psprintf("DELETE FROM %s WHERE %s OPERATOR(pg_catalog.=) $1",
+					 quote_qualified_identifier(get_namespace_name(get_rel_namespace(PG_GETARG_OID(0))),
+												get_rel_name(PG_GETARG_OID(0))),
+					 quote_identifier(column));
+	count = RunAsTableOwner(PG_GETARG_OID(0), PG_GETARG_UUID_P(1), query, (Datum) 0, true, true,
+							&isnull);
+	PG_RETURN_INT64(DatumGetInt64(DirectFunctionCall1(jsonb_int8, count)));
 }
 
 /*

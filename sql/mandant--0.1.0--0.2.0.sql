@@ -91,6 +91,10 @@ CROSS JOIN LATERAL (SELECT (pg_catalog.string_to_array(pg_catalog.replace(pg_cat
 WHERE t.tgfoid = 'mandant.outbox_trigger()'::regprocedure AND t.tgname = 'mandant_outbox'
   AND t.tgparentid = 0 AND c.relpersistence <> 't' AND t.tgnargs >= 2 AND a.args[1] <> 'platform';
 
+/* ---- nobody but mandant references mandant.tenant ---- */
+
+REVOKE REFERENCES (id) ON mandant.tenant FROM PUBLIC;
+
 /* ---- users: the platform vouches for owner e-mails ---- */
 
 ALTER TABLE mandant.users ADD COLUMN email_confirmed_at timestamptz;
@@ -122,7 +126,15 @@ AS 'MODULE_PATHNAME', 'mandant_run_as_table_owner'
 LANGUAGE C VOLATILE;
 
 COMMENT ON FUNCTION mandant.run_as_table_owner(regclass, uuid, text, jsonb) IS
-'Internal: run query ($1 tenant, $2 rows) as the owner of tbl inside a security-restricted operation and inside tenant; returns its first jsonb value or the number of rows it processed.';
+'Internal: run query ($1 tenant, $2 rows) as the owner of tbl inside a security-restricted operation, outside any tenant, with the owner''s forced row level security lifted; returns its first jsonb value or the number of rows it processed.';
+
+CREATE OR REPLACE FUNCTION mandant.delete_tenant_rows(tbl regclass, tenant uuid)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'mandant_delete_tenant_rows'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION mandant.delete_tenant_rows(regclass, uuid) IS
+'Internal to delete_tenant: delete tenant''s rows of the tenant table tbl as run_as_table_owner does; mandant''s triggers accept rows of that tenant meanwhile.';
 
 CREATE OR REPLACE FUNCTION mandant.tenant_row_count(tbl regclass, tenant_column name, tenant uuid)
 RETURNS bigint
@@ -215,15 +227,6 @@ BEGIN
 	SELECT a.attnum INTO attnum FROM pg_attribute a
 	WHERE a.attrelid = tbl AND a.attname = tenant_column AND NOT a.attisdropped;
 
-	/* The foreign key to mandant.tenant. */
-	IF NOT EXISTS (SELECT 1 FROM pg_constraint k
-				   WHERE k.conrelid = tbl AND k.contype = 'f'
-					 AND k.confrelid = 'mandant.tenant'::regclass
-					 AND k.conkey = ARRAY[attnum]) THEN
-		EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I FOREIGN KEY (%I) REFERENCES mandant.tenant (id)',
-					   tbl, left(tenant_column, 40) || '_mandant_tenant_fkey', tenant_column);
-	END IF;
-
 	/* Row level security, forced so that the owner obeys it too. */
 	IF NOT (SELECT c.relrowsecurity FROM pg_class c WHERE c.oid = tbl) THEN
 		EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
@@ -252,6 +255,7 @@ BEGIN
 		EXECUTE format('CREATE INDEX ON %s (%I)', tbl, tenant_column);
 	END IF;
 
+	/* The registration adds the foreign key to mandant.tenant. */
 	PERFORM mandant.gate_call('register_tenant_table', NULL,
 							  jsonb_build_object('table', tbl::oid, 'tenantColumn', tenant_column));
 END
@@ -322,6 +326,15 @@ BEGIN
 			USING ERRCODE = 'object_not_in_prerequisite_state',
 				  DETAIL = 'Row level security must be enabled and forced, with mandant''s policy tenant_isolation.',
 				  HINT = 'Call mandant.enable_tenancy() on the table.';
+	END IF;
+	/* The foreign key: checks the existing rows with built-in uuid operators only. */
+	IF NOT EXISTS (SELECT 1 FROM pg_constraint k
+				   JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
+				   WHERE k.conrelid = tbl AND k.contype = 'f'
+					 AND k.confrelid = 'mandant.tenant'::regclass
+					 AND cardinality(k.conkey) = 1 AND a.attname = col) THEN
+		EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I FOREIGN KEY (%I) REFERENCES mandant.tenant (id)',
+					   tbl, left(col, 40) || '_mandant_tenant_fkey', col);
 	END IF;
 	PERFORM mandant.forget_missing_tables();
 	INSERT INTO mandant.tenant_table AS r (relid, tenant_column, enabled_by)
@@ -568,6 +581,14 @@ $$;
 COMMENT ON FUNCTION mandant.audit_verify(uuid) IS
 'Recompute the hashes and the chain of a tenant''s audit events (NULL: the platform''s): (ok, checked, first_bad_id). The current tenant, or any tenant for mandant_admin.';
 
+CREATE OR REPLACE FUNCTION mandant.check_guard(machine text, owner regrole, guard regprocedure)
+RETURNS void
+AS 'MODULE_PATHNAME', 'mandant_check_guard'
+LANGUAGE C STABLE;
+
+COMMENT ON FUNCTION mandant.check_guard(text, regrole, regprocedure) IS
+'Internal to add_transition: raise unless guard may run as owner for machine (a permanent function (jsonb, jsonb) returning boolean, owned by a role with owner''s privileges, executable by owner).';
+
 CREATE OR REPLACE FUNCTION mandant.create_state_machine(name text, initial_states text[],
 											 frozen_states text[] DEFAULT '{}',
 											 states text[] DEFAULT NULL,
@@ -704,7 +725,7 @@ AS $$
 $$;
 
 COMMENT ON FUNCTION mandant.add_transition(text, text, text, text, regprocedure) IS
-'Declare a transition; the caller must then hold required_scope, and guard(old jsonb, new jsonb) must return true. The guard runs as the machine''s owner, who must be allowed to execute it. Its owner or mandant_admin only.';
+'Declare a transition; the caller must then hold required_scope, and guard(old jsonb, new jsonb) must return true. The guard runs as the machine''s owner, who must be allowed to execute it, and must be owned by a role with the owner''s privileges. Its owner or mandant_admin only.';
 
 CREATE OR REPLACE FUNCTION mandant.machine_add_transition(tenant uuid, args jsonb, caller text)
 RETURNS jsonb
@@ -735,27 +756,8 @@ BEGIN
 				  DETAIL = format('required_scope is %L.', required_scope),
 				  HINT = 'Valid scopes are read, write, delete, admin and internal.';
 	END IF;
-	IF guard IS NOT NULL AND NOT EXISTS (
-		SELECT 1 FROM pg_proc p
-		WHERE p.oid = guard AND p.prorettype = 'boolean'::regtype AND NOT p.proretset
-		  AND p.proargtypes = '3802 3802'::oidvector AND p.prokind = 'f') THEN
-		RAISE EXCEPTION 'guard % must be a function (jsonb, jsonb) returning boolean', guard
-			USING ERRCODE = 'invalid_function_definition',
-				  DETAIL = format('%s is called with the old and the new row as jsonb.', guard),
-				  HINT = 'Declare it as FUNCTION ...(old_row jsonb, new_row jsonb) RETURNS boolean.';
-	END IF;
-	IF guard IS NOT NULL AND (SELECT n.nspname ~ '^pg_temp' FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-							  WHERE p.oid = guard) THEN
-		RAISE EXCEPTION 'guard % is a temporary function', (SELECT p.proname FROM pg_proc p WHERE p.oid = guard)
-			USING ERRCODE = 'invalid_function_definition',
-				  DETAIL = 'Temporary functions belong to one session and vanish with it.',
-				  HINT = 'Create the guard in a permanent schema.';
-	END IF;
-	IF guard IS NOT NULL AND NOT has_function_privilege(owner::oid, guard::oid, 'EXECUTE') THEN
-		RAISE EXCEPTION 'owner of state machine "%" may not execute guard %', machine, guard
-			USING ERRCODE = 'insufficient_privilege',
-				  DETAIL = format('Guards run as the machine''s owner, %s.', owner),
-				  HINT = format('GRANT EXECUTE ON FUNCTION %s TO %s first.', guard, owner);
+	IF guard IS NOT NULL THEN
+		PERFORM mandant.check_guard(machine, owner, guard);
 	END IF;
 	IF EXISTS (SELECT 1 FROM mandant.state_transition t
 			   WHERE t.machine = machine_add_transition.machine AND t.from_state = machine_add_transition.from_state
@@ -1783,6 +1785,42 @@ $$;
 COMMENT ON FUNCTION mandant.tenant_tables() IS
 'The registered tenant tables (partitions left out) with their depth in the foreign keys between them: delete by ascending depth, insert by descending.';
 
+CREATE OR REPLACE FUNCTION mandant.check_tenant_references()
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	fk		record;
+BEGIN
+	FOR fk IN
+		SELECT k.conname, k.conrelid::regclass AS tbl, k.confdeltype, r.tenant_column,
+			   (SELECT array_agg(a.attname ORDER BY a.attnum) FROM pg_attribute a
+				WHERE a.attrelid = k.conrelid AND a.attnum = ANY (k.conkey)) AS columns
+		FROM pg_constraint k
+		JOIN pg_class c ON c.oid = k.conrelid
+		LEFT JOIN mandant.tenant_table r ON r.relid = k.conrelid
+		WHERE k.contype = 'f' AND k.confrelid = 'mandant.tenant'::regclass AND k.conparentid = 0
+		  AND c.relnamespace <> 'mandant'::regnamespace
+		ORDER BY k.conrelid::regclass::text, k.conname
+	LOOP
+		IF fk.tenant_column IS NULL OR fk.columns IS DISTINCT FROM ARRAY[fk.tenant_column]
+			OR fk.confdeltype NOT IN ('a', 'r') THEN
+			RAISE EXCEPTION 'foreign key % of % references mandant.tenant', fk.conname, fk.tbl
+				USING ERRCODE = 'dependent_objects_still_exist',
+					  DETAIL = CASE
+						  WHEN fk.tenant_column IS NULL THEN format('%s is not a tenant table, so its rows would not be deleted with the tenant.', fk.tbl)
+						  WHEN fk.columns IS DISTINCT FROM ARRAY[fk.tenant_column] THEN format('The key is on %s, not on the tenant column %I.', array_to_string(fk.columns, ', '), fk.tenant_column)
+						  ELSE 'The key has an ON DELETE action; deleting a tenant would run it as the table''s owner.' END,
+					  HINT = format('Drop the constraint (ALTER TABLE %s DROP CONSTRAINT %I); mandant.enable_tenancy() adds the key a tenant table needs.', fk.tbl, fk.conname);
+		END IF;
+	END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.check_tenant_references() IS
+'Internal to delete_tenant: raise 2BP01 while a foreign key to mandant.tenant exists that is not a tenant table''s NO ACTION key on its tenant column.';
+
 CREATE OR REPLACE FUNCTION mandant.delete_tenant(tenant uuid, confirm_slug text)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -1815,11 +1853,11 @@ BEGIN
 				  DETAIL = 'The transaction has entered the tenant it is deleting.',
 				  HINT = 'Delete it from a transaction without a tenant, as a platform administrator.';
 	END IF;
+	PERFORM mandant.check_tenant_references();
 	UPDATE mandant.tenant x SET status = 'deleted', updated_at = now() WHERE x.id = tenant;
 
 	FOR tbl IN SELECT * FROM mandant.tenant_tables() ORDER BY depth, relid::text LOOP
-		n := mandant.run_as_table_owner(tbl.relid, tenant,
-										format('DELETE FROM %s WHERE %I = $1', tbl.relid, tbl.tenant_column));
+		n := mandant.delete_tenant_rows(tbl.relid, tenant);
 		counts := counts || jsonb_build_object(tbl.relid::text, n);
 	END LOOP;
 
@@ -1971,6 +2009,7 @@ BEGIN
 		JOIN pg_attribute ca ON ca.attrelid = c.conrelid AND ca.attnum = k.child
 		JOIN pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = k.parent
 		WHERE c.conrelid = tbl AND c.contype = 'f' AND c.conparentid = 0
+		  AND c.confrelid <> 'mandant.tenant'::regclass		-- the rows are the imported tenant's
 		GROUP BY c.oid, c.conname, c.confrelid
 		ORDER BY c.conname
 	LOOP
@@ -2055,14 +2094,16 @@ COMMENT ON FUNCTION mandant.charge(text, bigint) IS
 
 REVOKE ALL ON FUNCTION mandant.gate_caller_member_of(name) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.run_as_table_owner(regclass, uuid, text, jsonb),
-	mandant.tenant_row_count(regclass, name, uuid) FROM PUBLIC;
+	mandant.delete_tenant_rows(regclass, uuid), mandant.tenant_row_count(regclass, name, uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.audit_append_only() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.attach_trigger(regclass, text, text), mandant.detach_trigger(regclass, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.state_machines_changed() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.check_guard(text, regrole, regprocedure) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.login_address(inet), mandant.login_keys(text, inet),
 	mandant.login_guard_keys(text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.revoke_tokens_of(uuid, text), mandant.lock_tenant(uuid), mandant.join_owned_tenants(uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.quota_table_changed() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.check_tenant_references() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.forget_tables(oid[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.forget_missing_tables() FROM PUBLIC;
 REVOKE ALL ON FUNCTION

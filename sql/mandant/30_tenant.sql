@@ -5,7 +5,11 @@
  * mandant.tenant is a platform table: a session sees its own tenant's row,
  * mandant_admin and mandant_service see all rows, and rows are written only
  * through SECURITY DEFINER functions.  Every tenant table references
- * mandant.tenant(id), so REFERENCES on that column is granted to PUBLIC.
+ * mandant.tenant(id) through a foreign key that mandant adds when it
+ * registers the table (mandant.registry_tenant_table): nobody else holds
+ * REFERENCES on it, because a foreign key with an ON DELETE action or a
+ * deferred trigger behind it would run its owner's code when a tenant is
+ * deleted, and every foreign key tells whether a uuid is a tenant.
  * ------------------------------------------------------------------------- */
 
 CREATE TABLE mandant.plan (
@@ -116,7 +120,6 @@ CREATE POLICY tenant_platform ON mandant.tenant
 	FOR SELECT TO mandant_admin, mandant_service USING (true);
 
 GRANT SELECT ON mandant.tenant TO PUBLIC;
-GRANT REFERENCES (id) ON mandant.tenant TO PUBLIC;
 
 SELECT pg_catalog.pg_extension_config_dump('mandant.plan', '');
 SELECT pg_catalog.pg_extension_config_dump('mandant.reserved_slug', 'WHERE NOT builtin');

@@ -64,7 +64,15 @@ AS 'MODULE_PATHNAME', 'mandant_run_as_table_owner'
 LANGUAGE C VOLATILE;
 
 COMMENT ON FUNCTION mandant.run_as_table_owner(regclass, uuid, text, jsonb) IS
-'Internal: run query ($1 tenant, $2 rows) as the owner of tbl inside a security-restricted operation and inside tenant; returns its first jsonb value or the number of rows it processed.';
+'Internal: run query ($1 tenant, $2 rows) as the owner of tbl inside a security-restricted operation, outside any tenant, with the owner''s forced row level security lifted; returns its first jsonb value or the number of rows it processed.';
+
+CREATE FUNCTION mandant.delete_tenant_rows(tbl regclass, tenant uuid)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'mandant_delete_tenant_rows'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION mandant.delete_tenant_rows(regclass, uuid) IS
+'Internal to delete_tenant: delete tenant''s rows of the tenant table tbl as run_as_table_owner does; mandant''s triggers accept rows of that tenant meanwhile.';
 
 CREATE FUNCTION mandant.tenant_row_count(tbl regclass, tenant_column name, tenant uuid)
 RETURNS bigint
@@ -75,7 +83,7 @@ COMMENT ON FUNCTION mandant.tenant_row_count(regclass, name, uuid) IS
 'Internal: how many rows of tbl belong to tenant, counted without running any code of the table''s owner.';
 
 REVOKE ALL ON FUNCTION mandant.run_as_table_owner(regclass, uuid, text, jsonb),
-	mandant.tenant_row_count(regclass, name, uuid) FROM PUBLIC;
+	mandant.delete_tenant_rows(regclass, uuid), mandant.tenant_row_count(regclass, name, uuid) FROM PUBLIC;
 
 /*
  * check_table_target raises unless tbl is a permanent table of the
@@ -185,15 +193,6 @@ BEGIN
 	SELECT a.attnum INTO attnum FROM pg_attribute a
 	WHERE a.attrelid = tbl AND a.attname = tenant_column AND NOT a.attisdropped;
 
-	/* The foreign key to mandant.tenant. */
-	IF NOT EXISTS (SELECT 1 FROM pg_constraint k
-				   WHERE k.conrelid = tbl AND k.contype = 'f'
-					 AND k.confrelid = 'mandant.tenant'::regclass
-					 AND k.conkey = ARRAY[attnum]) THEN
-		EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I FOREIGN KEY (%I) REFERENCES mandant.tenant (id)',
-					   tbl, left(tenant_column, 40) || '_mandant_tenant_fkey', tenant_column);
-	END IF;
-
 	/* Row level security, forced so that the owner obeys it too. */
 	IF NOT (SELECT c.relrowsecurity FROM pg_class c WHERE c.oid = tbl) THEN
 		EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
@@ -222,6 +221,7 @@ BEGIN
 		EXECUTE format('CREATE INDEX ON %s (%I)', tbl, tenant_column);
 	END IF;
 
+	/* The registration adds the foreign key to mandant.tenant. */
 	PERFORM mandant.gate_call('register_tenant_table', NULL,
 							  jsonb_build_object('table', tbl::oid, 'tenantColumn', tenant_column));
 END
@@ -288,7 +288,9 @@ COMMENT ON FUNCTION mandant.disable_tenancy(regclass) IS
  * registry_tenant_table registers args.table as a tenant table through
  * args.tenantColumn, once enable_tenancy has set it up: the column is a
  * uuid, row level security is enabled and forced, the policy is
- * mandant's.  Run by the gate for the table's owner.
+ * mandant's.  It adds the foreign key from the column to mandant.tenant
+ * (NO ACTION: deleting a tenant deletes the rows first), which only the
+ * extension's owner may do.  Run by the gate for the table's owner.
  */
 CREATE FUNCTION mandant.registry_tenant_table(tenant uuid, args jsonb, caller text)
 RETURNS jsonb
@@ -315,6 +317,15 @@ BEGIN
 			USING ERRCODE = 'object_not_in_prerequisite_state',
 				  DETAIL = 'Row level security must be enabled and forced, with mandant''s policy tenant_isolation.',
 				  HINT = 'Call mandant.enable_tenancy() on the table.';
+	END IF;
+	/* The foreign key: checks the existing rows with built-in uuid operators only. */
+	IF NOT EXISTS (SELECT 1 FROM pg_constraint k
+				   JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
+				   WHERE k.conrelid = tbl AND k.contype = 'f'
+					 AND k.confrelid = 'mandant.tenant'::regclass
+					 AND cardinality(k.conkey) = 1 AND a.attname = col) THEN
+		EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I FOREIGN KEY (%I) REFERENCES mandant.tenant (id)',
+					   tbl, left(col, 40) || '_mandant_tenant_fkey', col);
 	END IF;
 	PERFORM mandant.forget_missing_tables();
 	INSERT INTO mandant.tenant_table AS r (relid, tenant_column, enabled_by)

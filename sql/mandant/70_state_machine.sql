@@ -137,6 +137,16 @@ COMMENT ON FUNCTION mandant.state_machine_trigger() IS
 
 REVOKE ALL ON FUNCTION mandant.state_machines_changed() FROM PUBLIC;
 
+CREATE FUNCTION mandant.check_guard(machine text, owner regrole, guard regprocedure)
+RETURNS void
+AS 'MODULE_PATHNAME', 'mandant_check_guard'
+LANGUAGE C STABLE;
+
+COMMENT ON FUNCTION mandant.check_guard(text, regrole, regprocedure) IS
+'Internal to add_transition: raise unless guard may run as owner for machine (a permanent function (jsonb, jsonb) returning boolean, owned by a role with owner''s privileges, executable by owner).';
+
+REVOKE ALL ON FUNCTION mandant.check_guard(text, regrole, regprocedure) FROM PUBLIC;
+
 /*
  * check_state_names raises 22023 unless every name is a lower-case state
  * name; what says which argument is checked.
@@ -337,7 +347,7 @@ AS $$
 $$;
 
 COMMENT ON FUNCTION mandant.add_transition(text, text, text, text, regprocedure) IS
-'Declare a transition; the caller must then hold required_scope, and guard(old jsonb, new jsonb) must return true. The guard runs as the machine''s owner, who must be allowed to execute it. Its owner or mandant_admin only.';
+'Declare a transition; the caller must then hold required_scope, and guard(old jsonb, new jsonb) must return true. The guard runs as the machine''s owner, who must be allowed to execute it, and must be owned by a role with the owner''s privileges. Its owner or mandant_admin only.';
 
 CREATE FUNCTION mandant.machine_add_transition(tenant uuid, args jsonb, caller text)
 RETURNS jsonb
@@ -368,27 +378,8 @@ BEGIN
 				  DETAIL = format('required_scope is %L.', required_scope),
 				  HINT = 'Valid scopes are read, write, delete, admin and internal.';
 	END IF;
-	IF guard IS NOT NULL AND NOT EXISTS (
-		SELECT 1 FROM pg_proc p
-		WHERE p.oid = guard AND p.prorettype = 'boolean'::regtype AND NOT p.proretset
-		  AND p.proargtypes = '3802 3802'::oidvector AND p.prokind = 'f') THEN
-		RAISE EXCEPTION 'guard % must be a function (jsonb, jsonb) returning boolean', guard
-			USING ERRCODE = 'invalid_function_definition',
-				  DETAIL = format('%s is called with the old and the new row as jsonb.', guard),
-				  HINT = 'Declare it as FUNCTION ...(old_row jsonb, new_row jsonb) RETURNS boolean.';
-	END IF;
-	IF guard IS NOT NULL AND (SELECT n.nspname ~ '^pg_temp' FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-							  WHERE p.oid = guard) THEN
-		RAISE EXCEPTION 'guard % is a temporary function', (SELECT p.proname FROM pg_proc p WHERE p.oid = guard)
-			USING ERRCODE = 'invalid_function_definition',
-				  DETAIL = 'Temporary functions belong to one session and vanish with it.',
-				  HINT = 'Create the guard in a permanent schema.';
-	END IF;
-	IF guard IS NOT NULL AND NOT has_function_privilege(owner::oid, guard::oid, 'EXECUTE') THEN
-		RAISE EXCEPTION 'owner of state machine "%" may not execute guard %', machine, guard
-			USING ERRCODE = 'insufficient_privilege',
-				  DETAIL = format('Guards run as the machine''s owner, %s.', owner),
-				  HINT = format('GRANT EXECUTE ON FUNCTION %s TO %s first.', guard, owner);
+	IF guard IS NOT NULL THEN
+		PERFORM mandant.check_guard(machine, owner, guard);
 	END IF;
 	IF EXISTS (SELECT 1 FROM mandant.state_transition t
 			   WHERE t.machine = machine_add_transition.machine AND t.from_state = machine_add_transition.from_state

@@ -9,9 +9,10 @@
  * suspended and failed tenants; transitions are what the machine guards.
  * Every step is announced in the outbox (platform.tenant.*) and recorded
  * in the audit trail.  Deletion, export and import touch the application's
- * tables as their owners, inside the tenant concerned and inside a
+ * tables as their owners, outside any tenant and inside a
  * security-restricted operation (mandant.run_as_table_owner): the owner's
- * triggers, casts and checks never run with the extension owner's rights.
+ * triggers, casts and checks never run with the extension owner's rights
+ * nor in the tenant's name.
  * ------------------------------------------------------------------------- */
 
 INSERT INTO mandant.state_machine (name, transition_columns) VALUES ('mandant_tenant', '{status_reason,updated_at}');
@@ -352,6 +353,55 @@ COMMENT ON FUNCTION mandant.tenant_tables() IS
 
 /* ---- deletion -------------------------------------------------------------- */
 
+/*
+ * check_tenant_references refuses to delete a tenant while a foreign key
+ * that mandant did not add references mandant.tenant: one from a table
+ * that is not a tenant table (its rows would block the deletion at the
+ * very end), from another column than a tenant table's tenant column, or
+ * with an ON DELETE action (the action would run as the table's owner
+ * outside any security-restricted operation, so its triggers could queue
+ * deferred work that runs as the administrator at commit).  mandant adds
+ * NO ACTION keys only; nobody else holds REFERENCES on mandant.tenant, but
+ * keys from 0.1.0 or from a superuser's migration may remain.
+ */
+CREATE FUNCTION mandant.check_tenant_references()
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	fk		record;
+BEGIN
+	FOR fk IN
+		SELECT k.conname, k.conrelid::regclass AS tbl, k.confdeltype, r.tenant_column,
+			   (SELECT array_agg(a.attname ORDER BY a.attnum) FROM pg_attribute a
+				WHERE a.attrelid = k.conrelid AND a.attnum = ANY (k.conkey)) AS columns
+		FROM pg_constraint k
+		JOIN pg_class c ON c.oid = k.conrelid
+		LEFT JOIN mandant.tenant_table r ON r.relid = k.conrelid
+		WHERE k.contype = 'f' AND k.confrelid = 'mandant.tenant'::regclass AND k.conparentid = 0
+		  AND c.relnamespace <> 'mandant'::regnamespace
+		ORDER BY k.conrelid::regclass::text, k.conname
+	LOOP
+		IF fk.tenant_column IS NULL OR fk.columns IS DISTINCT FROM ARRAY[fk.tenant_column]
+			OR fk.confdeltype NOT IN ('a', 'r') THEN
+			RAISE EXCEPTION 'foreign key % of % references mandant.tenant', fk.conname, fk.tbl
+				USING ERRCODE = 'dependent_objects_still_exist',
+					  DETAIL = CASE
+						  WHEN fk.tenant_column IS NULL THEN format('%s is not a tenant table, so its rows would not be deleted with the tenant.', fk.tbl)
+						  WHEN fk.columns IS DISTINCT FROM ARRAY[fk.tenant_column] THEN format('The key is on %s, not on the tenant column %I.', array_to_string(fk.columns, ', '), fk.tenant_column)
+						  ELSE 'The key has an ON DELETE action; deleting a tenant would run it as the table''s owner.' END,
+					  HINT = format('Drop the constraint (ALTER TABLE %s DROP CONSTRAINT %I); mandant.enable_tenancy() adds the key a tenant table needs.', fk.tbl, fk.conname);
+		END IF;
+	END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.check_tenant_references() IS
+'Internal to delete_tenant: raise 2BP01 while a foreign key to mandant.tenant exists that is not a tenant table''s NO ACTION key on its tenant column.';
+
+REVOKE ALL ON FUNCTION mandant.check_tenant_references() FROM PUBLIC;
+
 CREATE FUNCTION mandant.delete_tenant(tenant uuid, confirm_slug text)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -384,11 +434,11 @@ BEGIN
 				  DETAIL = 'The transaction has entered the tenant it is deleting.',
 				  HINT = 'Delete it from a transaction without a tenant, as a platform administrator.';
 	END IF;
+	PERFORM mandant.check_tenant_references();
 	UPDATE mandant.tenant x SET status = 'deleted', updated_at = now() WHERE x.id = tenant;
 
 	FOR tbl IN SELECT * FROM mandant.tenant_tables() ORDER BY depth, relid::text LOOP
-		n := mandant.run_as_table_owner(tbl.relid, tenant,
-										format('DELETE FROM %s WHERE %I = $1', tbl.relid, tbl.tenant_column));
+		n := mandant.delete_tenant_rows(tbl.relid, tenant);
 		counts := counts || jsonb_build_object(tbl.relid::text, n);
 	END LOOP;
 
@@ -550,6 +600,7 @@ BEGIN
 		JOIN pg_attribute ca ON ca.attrelid = c.conrelid AND ca.attnum = k.child
 		JOIN pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = k.parent
 		WHERE c.conrelid = tbl AND c.contype = 'f' AND c.conparentid = 0
+		  AND c.confrelid <> 'mandant.tenant'::regclass		-- the rows are the imported tenant's
 		GROUP BY c.oid, c.conname, c.confrelid
 		ORDER BY c.conname
 	LOOP

@@ -145,3 +145,52 @@ RESET SESSION AUTHORIZATION;
 UPDATE evil.cases SET status = 'done' WHERE id = 1;
 SELECT status FROM evil.cases;
 SELECT attack.verdict('guard run by a superuser''s transition');
+
+-- 1g. A foreign key to mandant.tenant with ON DELETE CASCADE and a
+-- deferred constraint trigger behind it would run the owner's code at the
+-- administrator's COMMIT, outside any security-restricted operation.
+-- Nobody but mandant may reference mandant.tenant; a key left from 0.1.0
+-- (made here by the superuser) makes delete_tenant refuse up front.
+SET SESSION AUTHORIZATION regress_evil_owner;
+CREATE TABLE evil.cascade (tenant_id uuid REFERENCES mandant.tenant (id) ON DELETE CASCADE);
+\echo :LAST_ERROR_SQLSTATE
+CREATE TABLE evil.cascade (tenant_id uuid);
+CREATE CONSTRAINT TRIGGER springs_trap AFTER DELETE ON evil.cascade
+	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION attack.trap_trigger();
+RESET SESSION AUTHORIZATION;
+ALTER TABLE evil.cascade ADD FOREIGN KEY (tenant_id) REFERENCES mandant.tenant (id) ON DELETE CASCADE;
+SET ROLE regress_admin;
+SELECT mandant.create_tenant('attack-doomed', 'Doomed', 'boss@doomed.test') AS doomed \gset
+RESET ROLE;
+INSERT INTO evil.cascade VALUES (:'doomed');
+SET ROLE regress_admin;
+SELECT mandant.delete_tenant(:'doomed', 'attack-doomed');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+DROP TABLE evil.cascade;
+SET ROLE regress_admin;
+SELECT mandant.delete_tenant(:'doomed', 'attack-doomed') ->> 'mandant.membership' AS deleted_members;
+RESET ROLE;
+SELECT attack.verdict('foreign key cascade into a deferred trigger');
+
+-- 1h. mandant_admin may edit any state machine, but a guard runs as the
+-- machine's owner: only a guard whose owner has that owner's privileges
+-- may be declared, and a guard planted some other way (as 0.1.0 allowed on
+-- mandant_tenant) is refused before it runs.
+CREATE FUNCTION attack.admin_guard(old_row jsonb, new_row jsonb) RETURNS boolean LANGUAGE sql AS 'SELECT attack.trap()';
+ALTER FUNCTION attack.admin_guard(jsonb, jsonb) OWNER TO regress_admin;
+SELECT mandant.create_state_machine('ops_flow', '{open}', states => '{open,done}');
+SET ROLE regress_admin;
+SELECT mandant.add_transition('ops_flow', 'open', 'done', guard => 'attack.admin_guard(jsonb,jsonb)');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+INSERT INTO mandant.state_transition (machine, from_state, to_state, guard)
+VALUES ('mandant_tenant', 'active', 'suspended', 'attack.admin_guard(jsonb,jsonb)')
+ON CONFLICT (machine, from_state, to_state) DO UPDATE SET guard = EXCLUDED.guard;
+SET ROLE regress_admin;
+SELECT mandant.suspend_tenant(:'evil', 'planted guard');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+UPDATE mandant.state_transition SET guard = NULL WHERE machine = 'mandant_tenant';
+SELECT mandant.drop_state_machine('ops_flow');
+SELECT attack.verdict('guard planted by mandant_admin on a superuser''s machine');

@@ -168,3 +168,88 @@ INSERT INTO evil.parts_a_high VALUES (:'victim', 151, 'a');
 \echo :LAST_ERROR_SQLSTATE
 RESET SESSION AUTHORIZATION;
 SELECT attack.verdict('partitions');
+
+-- 3g. While an administrator exports (or deletes) a tenant, the owner's
+-- code runs as the owner and outside that tenant: it cannot read the
+-- tenant's mandant records nor write audit or outbox events in its name.
+SET SESSION AUTHORIZATION regress_evil_owner;
+CREATE TABLE evil.loot (seen jsonb);
+CREATE TYPE evil.tag AS ENUM ('plain');
+CREATE FUNCTION evil.tag_json(t evil.tag) RETURNS json LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO evil.loot SELECT jsonb_build_object('tenant', mandant.current_tenant(),
+		'audit', (SELECT count(*) FROM mandant.audit_event), 'members', (SELECT count(*) FROM mandant.membership));
+	BEGIN
+		PERFORM mandant.audit_log('auth', 'login.succeeded', 'user', 'forged', '{}');
+	EXCEPTION WHEN OTHERS THEN
+		INSERT INTO evil.loot VALUES (jsonb_build_object('audit_log', SQLSTATE));
+	END;
+	RETURN to_json(t::text);
+END
+$$;
+CREATE CAST (evil.tag AS json) WITH FUNCTION evil.tag_json(evil.tag);
+CREATE TABLE evil.shared (tenant_id uuid, id int, tag evil.tag NOT NULL DEFAULT 'plain', PRIMARY KEY (tenant_id, id));
+SELECT mandant.enable_tenancy('evil.shared');
+GRANT SELECT, INSERT ON evil.shared TO regress_service;
+RESET SESSION AUTHORIZATION;
+SET ROLE regress_service;
+BEGIN;
+SELECT mandant.set_tenant(:'victim');
+INSERT INTO evil.shared (id) VALUES (1);
+COMMIT;
+RESET ROLE;
+SELECT attack.fingerprint() AS before_export \gset
+SET ROLE regress_admin;
+SELECT jsonb_array_length(mandant.export_tenant(:'victim') -> 'tables' -> 'evil.shared') AS exported_rows;
+RESET ROLE;
+SELECT seen FROM evil.loot ORDER BY seen::text;
+SELECT attack.fingerprint() = :'before_export'::jsonb AS victim_untouched_by_export;
+
+-- 3h. Rows written outside any tenant would be the platform's records:
+-- only trusted backends and administrators write those (MD001).
+SET SESSION AUTHORIZATION regress_evil_owner;
+CREATE TABLE evil.globals (id int PRIMARY KEY, note text);
+SELECT mandant.enable_audit('evil.globals', 'platform');
+SELECT mandant.enable_outbox('evil.globals', 'billing');
+INSERT INTO evil.globals VALUES (1, 'billing.tenant.deleted');
+\echo :LAST_ERROR_SQLSTATE
+RESET SESSION AUTHORIZATION;
+SELECT count(*) AS platform_events_by_owner FROM mandant.outbox WHERE topic LIKE 'billing.%';
+SELECT attack.verdict('platform records from a table owner');
+
+-- 3i. A SECURITY DEFINER trigger of the owner fires in a request of the
+-- victim's owner (scope admin): the context belongs to the role that
+-- authenticated, so the trigger cannot act as the tenant's admin.
+SET ROLE regress_service;
+SELECT mandant.create_user('accomplice@evil.test', 'the accomplice''s password', 'Accomplice') AS accomplice \gset
+RESET ROLE;
+SET SESSION AUTHORIZATION regress_evil_owner;
+CREATE FUNCTION evil.borrow() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+BEGIN
+	BEGIN
+		PERFORM mandant.add_member(mandant.current_tenant(), (SELECT u.id FROM mandant.users u
+			WHERE u.email = 'accomplice@evil.test'), 'admin');
+		INSERT INTO evil.loot VALUES (jsonb_build_object('add_member', 'ok'));
+	EXCEPTION WHEN OTHERS THEN
+		INSERT INTO evil.loot VALUES (jsonb_build_object('add_member', SQLSTATE));
+	END;
+	BEGIN
+		PERFORM mandant.config_set('mail', 'relay', '"mx.evil.test"', 'borrowed');
+		INSERT INTO evil.loot VALUES (jsonb_build_object('config_set', 'ok'));
+	EXCEPTION WHEN OTHERS THEN
+		INSERT INTO evil.loot VALUES (jsonb_build_object('config_set', SQLSTATE));
+	END;
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER borrow AFTER INSERT ON evil.shared FOR EACH ROW EXECUTE FUNCTION evil.borrow();
+TRUNCATE evil.loot;
+RESET SESSION AUTHORIZATION;
+SET ROLE regress_service;
+BEGIN;
+SELECT mandant.authenticate(token) ->> 'role' AS acting_as FROM attack.victim_session;
+INSERT INTO evil.shared (id) VALUES (2);
+COMMIT;
+RESET ROLE;
+SELECT seen FROM evil.loot ORDER BY seen::text;
+SELECT attack.verdict('owner''s trigger borrowing the victim''s context');
