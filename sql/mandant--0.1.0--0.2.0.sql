@@ -2166,3 +2166,37 @@ SELECT mandant.forget_tables(ARRAY(
 	WHERE c.relpersistence = 't'
 	  AND c.oid IN (SELECT relid FROM mandant.tenant_table UNION SELECT relid FROM mandant.quota_table
 					UNION SELECT relid FROM mandant.state_machine_table)));
+
+/* ---- registrations of relations that are not tables (0.1.0 took views) ---- */
+
+SELECT mandant.forget_tables(ARRAY(
+	SELECT c.oid FROM pg_catalog.pg_class c
+	WHERE c.relkind NOT IN ('r', 'p')
+	  AND c.oid IN (SELECT relid FROM mandant.tenant_table UNION SELECT relid FROM mandant.quota_table
+					UNION SELECT relid FROM mandant.state_machine_table)));
+
+/*
+ * The built-in machine of mandant.tenant as 0.2.0 defines it: 0.1.0 let
+ * any role change it, and a guard planted there would run as its owner
+ * at every suspension.
+ */
+UPDATE mandant.state_machine SET transition_columns = '{status_reason,updated_at}',
+	owner = CURRENT_USER::regrole
+WHERE name = 'mandant_tenant';
+DELETE FROM mandant.state_transition WHERE machine = 'mandant_tenant';
+DELETE FROM mandant.state_machine_state WHERE machine = 'mandant_tenant';
+INSERT INTO mandant.state_machine_state (machine, state, initial, frozen) VALUES
+	('mandant_tenant', 'pending', true, false),
+	('mandant_tenant', 'active', true, false),
+	('mandant_tenant', 'suspended', true, false),
+	('mandant_tenant', 'failed', true, false),
+	('mandant_tenant', 'deleted', false, true);
+INSERT INTO mandant.state_transition (machine, from_state, to_state) VALUES
+	('mandant_tenant', 'pending', 'active'),
+	('mandant_tenant', 'pending', 'failed'),
+	('mandant_tenant', 'active', 'suspended'),
+	('mandant_tenant', 'suspended', 'active'),
+	('mandant_tenant', 'pending', 'deleted'),
+	('mandant_tenant', 'active', 'deleted'),
+	('mandant_tenant', 'suspended', 'deleted'),
+	('mandant_tenant', 'failed', 'deleted');
