@@ -1305,6 +1305,90 @@ $$;
 COMMENT ON FUNCTION mandant.change_password(text, text) IS
 'Change the signed-in user''s password (the old one is required); revokes every token of the user.';
 
+CREATE OR REPLACE FUNCTION mandant.totp_attempt(me uuid, sealed bytea, code text, after_step bigint,
+									 detail text, hint text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	keys	text[] := ARRAY['mfa:' || me];
+	step	bigint;
+BEGIN
+	PERFORM mandant.login_guard(keys, current_setting('mandant.login_lockout_pair')::integer, '15 minutes');
+	step := mandant.totp_match(sealed, me, btrim(code), after_step);
+	IF step IS NULL THEN
+		PERFORM mandant.login_failed_count(keys, '15 minutes');
+		RAISE EXCEPTION 'wrong one-time code'
+			USING ERRCODE = 'MD054', DETAIL = detail, HINT = hint;
+	END IF;
+	RETURN step;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.totp_attempt(uuid, bytea, text, bigint, text, text) IS
+'Internal: the step a signed-in user''s one-time code matches, else MD054; wrong codes are counted and locked out like failed logins (MD040).';
+
+CREATE OR REPLACE FUNCTION mandant.totp_confirm(code text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	me		uuid := mandant.require_user();
+	account	mandant.users;
+	step	bigint;
+BEGIN
+	SELECT * INTO account FROM mandant.users u WHERE u.id = me FOR UPDATE;
+	IF account.totp_state <> 'pending' THEN
+		RAISE EXCEPTION 'no two-factor enrollment to confirm'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('Two-factor authentication is %s.', account.totp_state),
+				  HINT = 'Call mandant.totp_enroll() first.';
+	END IF;
+	step := mandant.totp_attempt(me, account.totp_secret, code, NULL,
+		'The code does not match the enrolled secret (the current 30-second step, or one either side).',
+		'Check the device''s clock and enter the current code.');
+	UPDATE mandant.users u SET totp_state = 'on', totp_last_step = step, updated_at = now() WHERE u.id = me;
+	PERFORM mandant.audit_log_for(mandant.current_tenant(), me, NULLIF(current_setting('app.request_id'), ''),
+								  'auth', 'mfa.enabled', 'user', me::text, '{}');
+END
+$$;
+
+COMMENT ON FUNCTION mandant.totp_confirm(text) IS
+'Turn two-factor authentication on with a code of the enrolled secret.';
+
+CREATE OR REPLACE FUNCTION mandant.totp_disable(code text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	me		uuid := mandant.require_user();
+	account	mandant.users;
+BEGIN
+	SELECT * INTO account FROM mandant.users u WHERE u.id = me FOR UPDATE;
+	IF account.totp_state <> 'on' THEN
+		RAISE EXCEPTION 'two-factor authentication is not on'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('It is %s.', account.totp_state),
+				  HINT = 'Nothing to disable.';
+	END IF;
+	PERFORM mandant.totp_attempt(me, account.totp_secret, code, account.totp_last_step,
+		'Disabling needs a current code that was not used before.',
+		'Enter the next code of the authenticator app.');
+	UPDATE mandant.users u SET totp_state = 'off', totp_secret = NULL, totp_last_step = NULL, updated_at = now()
+	WHERE u.id = me;
+	PERFORM mandant.audit_log_for(mandant.current_tenant(), me, NULLIF(current_setting('app.request_id'), ''),
+								  'auth', 'mfa.disabled', 'user', me::text, '{}');
+END
+$$;
+
+COMMENT ON FUNCTION mandant.totp_disable(text) IS
+'Turn two-factor authentication off; needs a current, unused code (wrong codes count like failed logins: MD040 after 10 within 15 minutes).';
+
 CREATE OR REPLACE FUNCTION mandant.service_token(client_id text, client_secret text)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
@@ -1632,6 +1716,7 @@ DECLARE
 	tbl				regclass := (args ->> 'table')::oid::regclass;
 	resource		text := args ->> 'resource';
 	tenant_column	name;
+	other			record;
 BEGIN
 	SELECT r.tenant_column INTO tenant_column FROM mandant.tenant_table r WHERE r.relid = tbl;
 	IF tenant_column IS NULL THEN
@@ -1647,6 +1732,19 @@ BEGIN
 			USING ERRCODE = 'object_not_in_prerequisite_state',
 				  DETAIL = format('Tenants were charged %s with mandant.charge(); counting rows would replace what they were charged.', resource),
 				  HINT = 'Count rows against a resource of their own: add one to mandant.plan.limits.';
+	END IF;
+	/* A counter is fed by its owners' tables only: rows another owner
+	   wrote (or pre-filled) would otherwise count against every tenant. */
+	SELECT q.relid, c.relowner::regrole AS owner INTO other
+	FROM mandant.quota_table q JOIN pg_class c ON c.oid = q.relid
+	WHERE q.resource = registry_attach_quota.resource AND q.relid <> tbl
+	  AND NOT mandant.gate_caller_member_of(c.relowner::regrole::name)
+	ORDER BY q.relid::text LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'resource "%" is counted by tables of another owner', resource
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('%s, owned by %s, counts rows against %s.', other.relid, other.owner, resource),
+				  HINT = 'Count your rows against a resource of your own: add one to mandant.plan.limits.';
 	END IF;
 	PERFORM mandant.forget_missing_tables();
 	INSERT INTO mandant.quota_table AS q (relid, resource, tenant_column)
@@ -2101,6 +2199,7 @@ REVOKE ALL ON FUNCTION mandant.state_machines_changed() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.check_guard(text, regrole, regprocedure) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.login_address(inet), mandant.login_keys(text, inet),
 	mandant.login_guard_keys(text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.totp_attempt(uuid, bytea, text, bigint, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.revoke_tokens_of(uuid, text), mandant.lock_tenant(uuid), mandant.join_owned_tenants(uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.quota_table_changed() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.check_tenant_references() FROM PUBLIC;

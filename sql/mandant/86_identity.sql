@@ -938,6 +938,39 @@ $$;
 COMMENT ON FUNCTION mandant.change_password(text, text) IS
 'Change the signed-in user''s password (the old one is required); revokes every token of the user.';
 
+/*
+ * totp_attempt checks a one-time code of a signed-in user outside login
+ * (confirming or disabling two-factor authentication): the step it
+ * matches, or MD054 with detail and hint.  Wrong codes count like failed
+ * logins, per user: after mandant.login_lockout_pair (10) within 15
+ * minutes MD040, so that a stolen access token cannot try all 10^6 codes.
+ */
+CREATE FUNCTION mandant.totp_attempt(me uuid, sealed bytea, code text, after_step bigint,
+									 detail text, hint text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	keys	text[] := ARRAY['mfa:' || me];
+	step	bigint;
+BEGIN
+	PERFORM mandant.login_guard(keys, current_setting('mandant.login_lockout_pair')::integer, '15 minutes');
+	step := mandant.totp_match(sealed, me, btrim(code), after_step);
+	IF step IS NULL THEN
+		PERFORM mandant.login_failed_count(keys, '15 minutes');
+		RAISE EXCEPTION 'wrong one-time code'
+			USING ERRCODE = 'MD054', DETAIL = detail, HINT = hint;
+	END IF;
+	RETURN step;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.totp_attempt(uuid, bytea, text, bigint, text, text) IS
+'Internal: the step a signed-in user''s one-time code matches, else MD054; wrong codes are counted and locked out like failed logins (MD040).';
+
+REVOKE ALL ON FUNCTION mandant.totp_attempt(uuid, bytea, text, bigint, text, text) FROM PUBLIC;
+
 CREATE FUNCTION mandant.totp_enroll()
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
@@ -991,13 +1024,9 @@ BEGIN
 				  DETAIL = format('Two-factor authentication is %s.', account.totp_state),
 				  HINT = 'Call mandant.totp_enroll() first.';
 	END IF;
-	step := mandant.totp_match(account.totp_secret, me, btrim(code), NULL);
-	IF step IS NULL THEN
-		RAISE EXCEPTION 'wrong one-time code'
-			USING ERRCODE = 'MD054',
-				  DETAIL = 'The code does not match the enrolled secret (the current 30-second step, or one either side).',
-				  HINT = 'Check the device''s clock and enter the current code.';
-	END IF;
+	step := mandant.totp_attempt(me, account.totp_secret, code, NULL,
+		'The code does not match the enrolled secret (the current 30-second step, or one either side).',
+		'Check the device''s clock and enter the current code.');
 	UPDATE mandant.users u SET totp_state = 'on', totp_last_step = step, updated_at = now() WHERE u.id = me;
 	PERFORM mandant.audit_log_for(mandant.current_tenant(), me, NULLIF(current_setting('app.request_id'), ''),
 								  'auth', 'mfa.enabled', 'user', me::text, '{}');
@@ -1024,12 +1053,9 @@ BEGIN
 				  DETAIL = format('It is %s.', account.totp_state),
 				  HINT = 'Nothing to disable.';
 	END IF;
-	IF mandant.totp_match(account.totp_secret, me, btrim(code), account.totp_last_step) IS NULL THEN
-		RAISE EXCEPTION 'wrong one-time code'
-			USING ERRCODE = 'MD054',
-				  DETAIL = 'Disabling needs a current code that was not used before.',
-				  HINT = 'Enter the next code of the authenticator app.';
-	END IF;
+	PERFORM mandant.totp_attempt(me, account.totp_secret, code, account.totp_last_step,
+		'Disabling needs a current code that was not used before.',
+		'Enter the next code of the authenticator app.');
 	UPDATE mandant.users u SET totp_state = 'off', totp_secret = NULL, totp_last_step = NULL, updated_at = now()
 	WHERE u.id = me;
 	PERFORM mandant.audit_log_for(mandant.current_tenant(), me, NULLIF(current_setting('app.request_id'), ''),
@@ -1038,7 +1064,7 @@ END
 $$;
 
 COMMENT ON FUNCTION mandant.totp_disable(text) IS
-'Turn two-factor authentication off; needs a current, unused code.';
+'Turn two-factor authentication off; needs a current, unused code (wrong codes count like failed logins: MD040 after 10 within 15 minutes).';
 
 /* ---- service accounts ---------------------------------------------------------- */
 

@@ -259,6 +259,7 @@ DECLARE
 	tbl				regclass := (args ->> 'table')::oid::regclass;
 	resource		text := args ->> 'resource';
 	tenant_column	name;
+	other			record;
 BEGIN
 	SELECT r.tenant_column INTO tenant_column FROM mandant.tenant_table r WHERE r.relid = tbl;
 	IF tenant_column IS NULL THEN
@@ -274,6 +275,19 @@ BEGIN
 			USING ERRCODE = 'object_not_in_prerequisite_state',
 				  DETAIL = format('Tenants were charged %s with mandant.charge(); counting rows would replace what they were charged.', resource),
 				  HINT = 'Count rows against a resource of their own: add one to mandant.plan.limits.';
+	END IF;
+	/* A counter is fed by its owners' tables only: rows another owner
+	   wrote (or pre-filled) would otherwise count against every tenant. */
+	SELECT q.relid, c.relowner::regrole AS owner INTO other
+	FROM mandant.quota_table q JOIN pg_class c ON c.oid = q.relid
+	WHERE q.resource = registry_attach_quota.resource AND q.relid <> tbl
+	  AND NOT mandant.gate_caller_member_of(c.relowner::regrole::name)
+	ORDER BY q.relid::text LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'resource "%" is counted by tables of another owner', resource
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('%s, owned by %s, counts rows against %s.', other.relid, other.owner, resource),
+				  HINT = 'Count your rows against a resource of your own: add one to mandant.plan.limits.';
 	END IF;
 	PERFORM mandant.forget_missing_tables();
 	INSERT INTO mandant.quota_table AS q (relid, resource, tenant_column)

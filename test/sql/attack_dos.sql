@@ -66,3 +66,15 @@ SELECT mandant.rate_limit('ip:198.51.100.7', 1, '1 minute');
 \echo :LAST_ERROR_SQLSTATE
 RESET SESSION AUTHORIZATION;
 SELECT attack.verdict('denial of service');
+
+-- 5d. Rows a table owner pre-filled for another tenant would count against
+-- a resource mandant or another owner counts: refused.
+SET SESSION AUTHORIZATION regress_evil_owner;
+CREATE TABLE evil.inflate (tenant_id uuid NOT NULL, id int);
+SELECT mandant.enable_tenancy('evil.inflate');
+SELECT mandant.enable_quota('evil.inflate', 'users');
+\echo :LAST_ERROR_SQLSTATE
+SELECT mandant.enable_quota('evil.inflate', 'records');
+\echo :LAST_ERROR_SQLSTATE
+RESET SESSION AUTHORIZATION;
+SELECT attack.verdict('quota inflation through a pre-filled table');

@@ -54,7 +54,7 @@ CREATE TABLE evil.tickets (tenant_id uuid, id int, note text DEFAULT (attack.tra
 SELECT mandant.enable_tenancy('evil.tickets');
 CREATE POLICY springs_trap ON evil.tickets AS RESTRICTIVE USING (attack.trap());
 CREATE TRIGGER springs_trap AFTER INSERT OR DELETE ON evil.tickets FOR EACH STATEMENT EXECUTE FUNCTION attack.trap_trigger();
-SELECT mandant.enable_quota('evil.tickets', 'records');
+SELECT mandant.enable_quota('evil.tickets', 'tickets');
 SELECT mandant.enable_audit('evil.tickets');
 GRANT SELECT, INSERT, UPDATE, DELETE ON evil.tickets TO regress_service;
 RESET SESSION AUTHORIZATION;
@@ -67,7 +67,7 @@ RESET ROLE;
 SET ROLE regress_admin;
 DELETE FROM mandant.tenant_usage;	-- refused: only mandant writes the counters
 \echo :LAST_ERROR_SQLSTATE
-SELECT resource, used FROM mandant.usage(:'evil') WHERE resource = 'records';
+SELECT resource, used FROM mandant.usage(:'evil') WHERE resource = 'tickets';
 SELECT count(*) AS drifted FROM mandant.usage_reconcile();
 RESET ROLE;
 SELECT attack.verdict('quota recount of a booby-trapped table');

@@ -74,7 +74,7 @@ SET SESSION AUTHORIZATION regress_evil_owner;
 DROP TRIGGER mandant_outbox_platform ON evil.ledger;
 SELECT mandant.disable_outbox('evil.ledger');
 ALTER TABLE evil.ledger NO FORCE ROW LEVEL SECURITY;
-SELECT mandant.enable_quota('evil.ledger', 'records');
+SELECT mandant.enable_quota('evil.ledger', 'tickets');
 INSERT INTO evil.ledger VALUES (:'victim', 1, 100);
 \echo :LAST_ERROR_SQLSTATE
 SELECT mandant.disable_quota('evil.ledger');
