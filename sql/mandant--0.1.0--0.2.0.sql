@@ -1108,6 +1108,34 @@ $$;
 COMMENT ON FUNCTION mandant.config_apply(uuid, text, text, jsonb, text, bigint, text) IS
 'Internal: applies a configuration change for mandant.config_write(), which checks the caller first.';
 
+CREATE OR REPLACE FUNCTION mandant.login_failed(keys text[], email text, account uuid, tenant uuid,
+									 client_ip inet, reason text, code text, action text DEFAULT 'login.failed')
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM mandant.login_failed_count(keys, '15 minutes');
+	PERFORM mandant.defer_write(jsonb_build_object(
+		'kind', 'login_failed', 'action', action, 'at', clock_timestamp(), 'email', left(email, 254),
+		'userId', account, 'tenantId', tenant, 'clientIp', client_ip, 'reason', reason,
+		'requestId', NULLIF(current_setting('app.request_id'), '')));
+	IF code = 'MD054' THEN
+		RAISE EXCEPTION 'a one-time code is required'
+			USING ERRCODE = 'MD054',
+				  DETAIL = 'The account has two-factor authentication on, and the code was missing or wrong.',
+				  HINT = 'Pass the 6-digit code of the authenticator app as totp_code.';
+	END IF;
+	RAISE EXCEPTION 'invalid credentials'
+		USING ERRCODE = 'MD050',
+			  DETAIL = 'The e-mail address or the password is wrong, or the account is disabled.',
+			  HINT = 'Check both and try again; repeated failures lock further attempts for 15 minutes.';
+END
+$$;
+
+COMMENT ON FUNCTION mandant.login_failed(text[], text, uuid, uuid, inet, text, text, text) IS
+'Internal: count and record a failed login (surviving the rollback), then raise MD050 or MD054.';
+
 CREATE OR REPLACE FUNCTION mandant.login_address(client_ip inet)
 RETURNS inet
 LANGUAGE sql STABLE
@@ -1127,12 +1155,13 @@ RETURNS text[]
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT ARRAY['pair:' || account || '|' || COALESCE(host(address), 'local'),
-				 'ip:' || COALESCE(host(address), 'local'), 'account:' || account]
+	SELECT ARRAY['pair:' || account || '|' || a.origin, 'ip:' || a.origin, 'account:' || account]
+	FROM (SELECT CASE WHEN family(address) = 6 THEN host(network(set_masklen(address, 64))) || '/64'
+					  ELSE host(address) END AS origin) a
 $$;
 
 COMMENT ON FUNCTION mandant.login_keys(text, inet) IS
-'Internal: the rate limit keys of a login attempt: (account, address), address, account.';
+'Internal: the rate limit keys of a login attempt: (account, address), address (IPv6: its /64), account; NULL address keys when the address is unknown.';
 
 CREATE OR REPLACE FUNCTION mandant.login_guard_keys(keys text[])
 RETURNS void

@@ -605,7 +605,7 @@ BEGIN
 	RAISE EXCEPTION 'invalid credentials'
 		USING ERRCODE = 'MD050',
 			  DETAIL = 'The e-mail address or the password is wrong, or the account is disabled.',
-			  HINT = 'Check both and try again; 10 failures within 15 minutes lock further attempts.';
+			  HINT = 'Check both and try again; repeated failures lock further attempts for 15 minutes.';
 END
 $$;
 
@@ -636,19 +636,25 @@ COMMENT ON FUNCTION mandant.login_address(inet) IS
 
 /*
  * login_keys returns the rate limit keys of a login attempt: the pair
- * (account, address), the address and the account.
+ * (account, address), the address and the account.  An IPv6 address
+ * counts as its /64 (one subscriber holds a whole /64).  Without an
+ * address (a Unix socket, a pooler, a backend that did not pass one) the
+ * pair and address keys are NULL: every such caller would share them, so
+ * one of them could lock out all the others; only the account's ceiling
+ * counts.
  */
 CREATE FUNCTION mandant.login_keys(account text, address inet)
 RETURNS text[]
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT ARRAY['pair:' || account || '|' || COALESCE(host(address), 'local'),
-				 'ip:' || COALESCE(host(address), 'local'), 'account:' || account]
+	SELECT ARRAY['pair:' || account || '|' || a.origin, 'ip:' || a.origin, 'account:' || account]
+	FROM (SELECT CASE WHEN family(address) = 6 THEN host(network(set_masklen(address, 64))) || '/64'
+					  ELSE host(address) END AS origin) a
 $$;
 
 COMMENT ON FUNCTION mandant.login_keys(text, inet) IS
-'Internal: the rate limit keys of a login attempt: (account, address), address, account.';
+'Internal: the rate limit keys of a login attempt: (account, address), address (IPv6: its /64), account; NULL address keys when the address is unknown.';
 
 /*
  * login_guard_keys raises MD040 when one of a login's keys has too many

@@ -78,3 +78,15 @@ SELECT mandant.enable_quota('evil.inflate', 'records');
 \echo :LAST_ERROR_SQLSTATE
 RESET SESSION AUTHORIZATION;
 SELECT attack.verdict('quota inflation through a pre-filled table');
+
+-- 5e. Failed logins over the Unix socket (no address) do not lock a shared
+-- "local" address: 51 failures for other accounts leave the victim's
+-- account answering normally (here: MD050 for a wrong password, not MD040).
+SET SESSION AUTHORIZATION regress_attacker;
+SELECT count(*) FILTER (WHERE attack_state = 'MD050') AS refused
+FROM generate_series(1, 51) i,
+	 LATERAL (SELECT attack.sqlstate_of(format('SELECT mandant.login(%L, %L)', 'nobody' || i || '@x.test', 'guess'))) s (attack_state);
+SELECT mandant.login('boss@victim.test', 'a wrong password');
+\echo :LAST_ERROR_SQLSTATE
+RESET SESSION AUTHORIZATION;
+SELECT attack.verdict('logins locked for every socket caller');

@@ -114,15 +114,6 @@ SELECT attack.verdict('guards and machines');
 -- 4d. A leaked access token is not enough to switch two-factor
 -- authentication on or off by trying every code: wrong codes count like
 -- failed logins (10 within 15 minutes, then MD040 even for the right one).
-CREATE FUNCTION attack.sqlstate_of(q text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE q;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE;
-END
-$$;
-GRANT EXECUTE ON FUNCTION attack.sqlstate_of(text) TO PUBLIC;
 SET SESSION AUTHORIZATION regress_attacker;
 BEGIN;
 SELECT mandant.authenticate(:'mallory_token') ->> 'role' AS acting_as;

@@ -293,7 +293,10 @@ SELECT mandant.login('carol@acme.test', 'carols long password', client_ip => '19
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 -- A caller that is not a trusted front end cannot choose its address: the
--- client_ip it passes is ignored and its failures count for its connection.
+-- client_ip it passes is ignored and its failures count for its connection,
+-- which over a Unix socket has no address: only the account's ceiling
+-- counts (every socket or pooler caller would share a "local" address, and
+-- one of them could lock out all the others).
 SET ROLE regress_user;
 SELECT sum(pg_temp.fail_logins(('198.18.0.' || i)::inet, 1, 'mallory@acme.test')) AS failed FROM generate_series(1, 10) i;
 SELECT mandant.login('mallory@acme.test', 'one more guess', client_ip => '198.18.0.99');
