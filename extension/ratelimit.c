@@ -32,7 +32,9 @@
  * own when a tenant is set (tenants never share a counter) and the
  * platform's otherwise, which only trusted backends and the gateway may
  * count.  When a table is full, its entries idle for a whole window are
- * dropped, then the oldest.
+ * dropped; if none is, the oldest entry of the namespace that holds the
+ * most entries goes, so that a tenant filling the table with keys evicts
+ * its own, never another tenant's live counters.
  *
  * Login keys are "pair:<account>|<address>" (10 failures per 15 minutes
  * lock that account from that address), "ip:<address>" (a higher ceiling
@@ -54,6 +56,7 @@
 
 #include <openssl/evp.h>
 
+#include "common/hashfn.h"
 #include "datatype/timestamp.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -82,6 +85,7 @@ typedef struct RateKey
 typedef struct RateEntry
 {
 	RateKey		key;			/* hash key: must be first */
+	uint32		owner;			/* hash of database and namespace */
 	int64		window_usec;
 	TimestampTz window_start;	/* start of the current window */
 	int32		current;
@@ -226,33 +230,79 @@ SecondsUntilRoom(const RateEntry *entry, TimestampTz now, int max)
 	return wait > 0 ? (int64) ceil(wait / USECS_PER_SEC) : 1;
 }
 
-/* MakeRoom drops idle entries, then the oldest, when a table is full. */
+/* OwnerOf identifies the database and namespace a key belongs to. */
+static uint32
+OwnerOf(const char *namespace)
+{
+	char	   *owner = psprintf("%u:%s", MyDatabaseId, namespace);
+
+	return hash_bytes((const unsigned char *) owner, strlen(owner));
+}
+
+/* How many live entries an owner holds, and its oldest, for MakeRoom. */
+typedef struct OwnerCount
+{
+	uint32		owner;			/* hash key: must be first */
+	int			entries;
+	RateEntry  *oldest;
+} OwnerCount;
+
+/*
+ * MakeRoom, when a table is full, drops the entries idle for a whole
+ * window; if there are none, the oldest entry of the owner holding the
+ * most entries.
+ */
 static void
 MakeRoom(HTAB *table, TimestampTz now)
 {
 	HASH_SEQ_STATUS scan;
 	RateEntry  *entry;
-	RateEntry  *oldest = NULL;
+	HASHCTL		info;
+	HTAB	   *owners;
+	OwnerCount *busiest = NULL;
 	int			dropped = 0;
 
+	info.keysize = sizeof(uint32);
+	info.entrysize = sizeof(OwnerCount);
+	info.hcxt = CurrentMemoryContext;
+	owners = hash_create("mandant rate limit owners", 256, &info,
+						 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	hash_seq_init(&scan, table);
 	while ((entry = hash_seq_search(&scan)) != NULL)
 	{
+		OwnerCount *count;
+		bool		found;
+
 		if (entry->window_start + 2 * entry->window_usec <= now)
 		{
 			hash_search(table, &entry->key, HASH_REMOVE, NULL);
 			dropped++;
+			continue;
 		}
-		else if (oldest == NULL || entry->window_start < oldest->window_start)
-			oldest = entry;
+		count = hash_search(owners, &entry->owner, HASH_ENTER, &found);
+		if (!found)
+		{
+			count->entries = 0;
+			count->oldest = entry;
+		}
+		count->entries++;
+		if (entry->window_start < count->oldest->window_start)
+			count->oldest = entry;
+		if (busiest == NULL || count->entries > busiest->entries)
+			busiest = count;
 	}
-	if (dropped == 0 && oldest != NULL)
-		hash_search(table, &oldest->key, HASH_REMOVE, NULL);
+	if (dropped == 0 && busiest != NULL)
+		hash_search(table, &busiest->oldest->key, HASH_REMOVE, NULL);
+	hash_destroy(owners);
 }
 
-/* Lookup finds or creates the entry of a key (caller holds the lock). */
+/*
+ * Lookup finds or creates the entry of a key of owner (caller holds the
+ * lock).
+ */
 static RateEntry *
-Lookup(HTAB *table, const RateKey *key, int64 window_usec, TimestampTz now, bool create)
+Lookup(HTAB *table, const RateKey *key, uint32 owner, int64 window_usec, TimestampTz now,
+	   bool create)
 {
 	bool		found;
 	RateEntry  *entry;
@@ -269,6 +319,7 @@ Lookup(HTAB *table, const RateKey *key, int64 window_usec, TimestampTz now, bool
 		return NULL;
 	if (!found)
 	{
+		entry->owner = owner;
 		entry->window_usec = window_usec;
 		entry->window_start = now - (now % window_usec);
 		entry->current = 0;
@@ -364,7 +415,9 @@ mandant_rate_limit(PG_FUNCTION_ARGS)
 	int32		max = PG_GETARG_INT32(1);
 	Interval   *per = PG_GETARG_INTERVAL_P(2);
 	int64		window = WindowOf(per);
-	RateKey		hashed = HashKey(AppNamespace(), key, window);
+	const char *namespace = AppNamespace();
+	RateKey		hashed = HashKey(namespace, key, window);
+	uint32		owner = OwnerOf(namespace);
 	TimestampTz now = GetCurrentTimestamp();
 	RateEntry  *entry;
 	double		used;
@@ -378,7 +431,7 @@ mandant_rate_limit(PG_FUNCTION_ARGS)
 				 errhint("Pass a positive max.")));
 
 	LWLockAcquire(RateLock(), LW_EXCLUSIVE);
-	entry = Lookup(rate_table, &hashed, window, now, true);
+	entry = Lookup(rate_table, &hashed, owner, window, now, true);
 	used = Estimate(entry, now);
 	if (used + 1 > max)
 		retry = SecondsUntilRoom(entry, now, max);
@@ -439,7 +492,7 @@ mandant_login_guard(PG_FUNCTION_ARGS)
 		key = TextDatumGetCString(elems[i]);
 		hashed = HashKey(NS_LOGIN, key, window);
 		LWLockAcquire(RateLock(), LW_EXCLUSIVE);
-		entry = Lookup(login_table, &hashed, window, now, false);
+		entry = Lookup(login_table, &hashed, 0, window, now, false);
 		if (entry)
 		{
 			used = Estimate(entry, now);
@@ -471,6 +524,7 @@ mandant_login_failed_count(PG_FUNCTION_ARGS)
 	Datum	   *elems;
 	bool	   *nulls;
 	int			n;
+	uint32		owner = OwnerOf(NS_LOGIN);
 
 	deconstruct_array(keys, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
 	for (int i = 0; i < n; i++)
@@ -481,7 +535,7 @@ mandant_login_failed_count(PG_FUNCTION_ARGS)
 			continue;
 		hashed = HashKey(NS_LOGIN, TextDatumGetCString(elems[i]), window);
 		LWLockAcquire(RateLock(), LW_EXCLUSIVE);
-		Lookup(login_table, &hashed, window, now, true)->current++;
+		Lookup(login_table, &hashed, owner, window, now, true)->current++;
 		LWLockRelease(RateLock());
 	}
 	PG_RETURN_VOID();

@@ -90,3 +90,18 @@ SELECT mandant.login('boss@victim.test', 'a wrong password');
 \echo :LAST_ERROR_SQLSTATE
 RESET SESSION AUTHORIZATION;
 SELECT attack.verdict('logins locked for every socket caller');
+
+-- 5f. One tenant filling the shared rate limit table (16,384 keys) evicts
+-- its own keys, not another tenant's live counters.
+SET ROLE regress_service;
+BEGIN;
+SELECT mandant.set_tenant(:'victim');
+SELECT mandant.rate_limit('exports', 3, '1 hour') AS victim_remaining;
+SELECT mandant.set_tenant(:'evil');
+SELECT count(*) AS evil_keys FROM generate_series(1, 17000) i, LATERAL mandant.rate_limit('flood-' || i, 1, '1 hour');
+SELECT mandant.set_tenant(:'victim');
+SELECT mandant.rate_limit('exports', 3, '1 hour') AS victim_remaining;
+SELECT mandant.rate_limit('exports', 3, '1 hour') AS victim_remaining;
+SELECT attack.sqlstate_of($$SELECT mandant.rate_limit('exports', 3, '1 hour')$$) AS fourth_export;
+ROLLBACK;
+RESET ROLE;
