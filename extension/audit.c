@@ -717,15 +717,7 @@ mandant_audit_log(PG_FUNCTION_ARGS)
 	AuditEvent	ev = {0};
 
 	ReadApplicationEvent(fcinfo, 0, &ev);
-	ev.tenant_id = MandantCurrentTenant();
-	if (ev.tenant_id == NULL && !MandantCallerIsTrusted())
-		ereport(ERROR,
-				(errcode(ERRCODE_MANDANT_TENANT_REQUIRED),
-				 errmsg("no tenant is set"),
-				 errdetail("Application events belong to a tenant; only trusted backends write platform events."),
-				 errhint("Call mandant.set_tenant(tenant_id) or mandant.authenticate(access_token) first, in the same transaction.")));
-	if (ev.tenant_id == NULL)
-		ev.tenant_id = &MandantPlatformTenant;
+	ev.tenant_id = MandantTenantOrPlatform("Application events belong to a tenant; only trusted backends write platform events.");
 
 	WriteAuditEvent(&ev);
 	PG_RETURN_INT64(ev.id);

@@ -531,6 +531,36 @@ MandantContextIsCallers(void)
 }
 
 /*
+ * MandantRaiseNoTenant raises MD001, "no tenant is set", with detail.
+ */
+void
+MandantRaiseNoTenant(const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_MANDANT_TENANT_REQUIRED),
+			 errmsg("no tenant is set"),
+			 errdetail_internal("%s", detail),
+			 errhint("Call mandant.set_tenant(tenant_id) or mandant.authenticate(access_token) first, in the same transaction.")));
+	pg_unreachable();
+}
+
+/*
+ * MandantTenantOrPlatform returns the tenant of the transaction, else the
+ * platform's nil uuid for trusted backends and platform administrators
+ * (superusers included), else raises MD001 with detail: the platform's
+ * records (audit events, outbox events) are theirs alone.
+ */
+const pg_uuid_t *
+MandantTenantOrPlatform(const char *detail)
+{
+	if (MandantCurrentTenant() != NULL)
+		return MandantCurrentTenant();
+	if (!MandantCallerIsTrusted())
+		MandantRaiseNoTenant(detail);
+	return &MandantPlatformTenant;
+}
+
+/*
  * CheckTrustedCaller refuses callers that are neither mandant_service nor
  * mandant_admin: only trusted backends choose their tenant.
  */
@@ -861,11 +891,7 @@ mandant_require_tenant(PG_FUNCTION_ARGS)
 	const pg_uuid_t *tenant_id = MandantCurrentTenant();
 
 	if (tenant_id == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_MANDANT_TENANT_REQUIRED),
-				 errmsg("no tenant is set"),
-				 errdetail("The setting \"%s\" is empty in this transaction.", MANDANT_GUC_TENANT),
-				 errhint("Call mandant.set_tenant(tenant_id) or mandant.authenticate(access_token) first, in the same transaction.")));
+		MandantRaiseNoTenant(psprintf("The setting \"%s\" is empty in this transaction.", MANDANT_GUC_TENANT));
 	return CopyUuid(tenant_id);
 }
 

@@ -176,6 +176,8 @@ extern void MandantDefineSecretVariables(void);
 extern void MandantDefineContextVariables(void);
 extern bool MandantCallerIsTrusted(void);
 extern bool MandantContextIsCallers(void);
+extern void MandantRaiseNoTenant(const char *detail) pg_attribute_noreturn();
+extern const pg_uuid_t *MandantTenantOrPlatform(const char *detail);
 extern bool MandantHasPrivilegesOfRole(const char *rolename);
 extern void MandantCheckTenantEnterable(const pg_uuid_t *tenant_id);
 extern char *MandantCurrentScopesText(void);

@@ -628,17 +628,7 @@ mandant_emit(PG_FUNCTION_ARGS)
 				 errmsg("topic \"%s\" is reserved", ev.topic),
 				 errdetail("Events of the domain \"platform\" come from mandant and trusted backends only."),
 				 errhint("Name your events after your own domain, e.g. 'billing.invoice.sent'.")));
-	ev.tenant_id = MandantCurrentTenant();
-	if (ev.tenant_id == NULL)
-	{
-		if (!MandantCallerIsTrusted())
-			ereport(ERROR,
-					(errcode(ERRCODE_MANDANT_TENANT_REQUIRED),
-					 errmsg("no tenant is set"),
-					 errdetail("Events belong to a tenant; only trusted backends emit platform events."),
-					 errhint("Call mandant.set_tenant(tenant_id) or mandant.authenticate(access_token) first, in the same transaction.")));
-		ev.tenant_id = &MandantPlatformTenant;
-	}
+	ev.tenant_id = MandantTenantOrPlatform("Events belong to a tenant; only trusted backends emit platform events.");
 	PG_RETURN_UUID_P(WriteOutboxEvent(&ev));
 }
 

@@ -592,11 +592,7 @@ mandant_charge(PG_FUNCTION_ARGS)
 				 errdetail("mandant.charge() was called with NULL."),
 				 errhint("Pass e.g. mandant.charge('storage_bytes', 1048576).")));
 	if (tenant == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_MANDANT_TENANT_REQUIRED),
-				 errmsg("no tenant is set"),
-				 errdetail("Usage is counted per tenant."),
-				 errhint("Call mandant.set_tenant(tenant_id) or mandant.authenticate(access_token) first, in the same transaction.")));
+		MandantRaiseNoTenant("Usage is counted per tenant.");
 	/* An unknown resource is refused where its counter would be created. */
 	resource = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	CheckChargeable(PG_GETARG_DATUM(0), resource);

@@ -395,11 +395,7 @@ AppNamespace(void)
 						DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum((pg_uuid_t *) tenant))));
 	if (MandantCallerIsTrusted() || MandantHasPrivilegesOfRole(MANDANT_ROLE_GATEWAY))
 		return NS_APP;
-	ereport(ERROR,
-			(errcode(ERRCODE_MANDANT_TENANT_REQUIRED),
-			 errmsg("no tenant is set"),
-			 errdetail("Rate limits count per tenant; platform-wide limits are for trusted backends and the gateway."),
-			 errhint("Call mandant.set_tenant(tenant_id) or mandant.authenticate(access_token) first, in the same transaction.")));
+	MandantRaiseNoTenant("Rate limits count per tenant; platform-wide limits are for trusted backends and the gateway.");
 	return NULL;				/* not reached */
 }
 

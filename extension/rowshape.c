@@ -327,14 +327,8 @@ MandantRowTenant(const MandantRowShape *shape, HeapTuple tuple, TupleDesc desc)
 	}
 	if (MandantCurrentTenant() != NULL)
 		return MandantCurrentTenant();
-	if (!superuser() && !MandantCallerIsTrusted())
-		ereport(ERROR,
-				(errcode(ERRCODE_MANDANT_TENANT_REQUIRED),
-				 errmsg("no tenant is set"),
-				 errdetail("A row of %s without a tenant would be recorded as the platform's, which only trusted backends and platform administrators write.",
-						   shape->entity_type),
-				 errhint("Enter a tenant first (mandant.set_tenant or mandant.authenticate), or write the row as a member of mandant_service.")));
-	return &MandantPlatformTenant;
+	return MandantTenantOrPlatform(psprintf("A row of %s without a tenant would be recorded as the platform's, which only trusted backends and platform administrators write.",
+											shape->entity_type));
 }
 
 /*
