@@ -25,6 +25,14 @@
  * (MandantErasingTenant); the tenant's audit trail and outbox are erased
  * right after.
  *
+ * Deleting the row of mandant.tenant itself makes PostgreSQL check the
+ * foreign key of every tenant table, as that table's owner, planning a
+ * query on it, which evaluates the owner's functions in index predicates
+ * and expressions.  PostgreSQL does not run that check in a
+ * security-restricted operation, so mandant does
+ * (mandant.delete_tenant_row): the owner's code can neither queue deferred
+ * work that would run as the administrator at commit nor keep settings.
+ *
  * Counting a tenant's rows (the quota counters) needs no user code at
  * all: mandant.tenant_row_count scans the table directly, through a
  * btree index on the tenant column with the built-in uuid operators if
@@ -78,6 +86,7 @@
 PG_FUNCTION_INFO_V1(mandant_check_table_target);
 PG_FUNCTION_INFO_V1(mandant_run_as_table_owner);
 PG_FUNCTION_INFO_V1(mandant_delete_tenant_rows);
+PG_FUNCTION_INFO_V1(mandant_delete_tenant_row);
 PG_FUNCTION_INFO_V1(mandant_tenant_row_count);
 
 /*
@@ -368,6 +377,39 @@ mandant_delete_tenant_rows(PG_FUNCTION_ARGS)
 	count = RunAsTableOwner(PG_GETARG_OID(0), PG_GETARG_UUID_P(1), query, (Datum) 0, true, true,
 							&isnull);
 	PG_RETURN_INT64(DatumGetInt64(DirectFunctionCall1(jsonb_int8, count)));
+}
+
+/*
+ * mandant.delete_tenant_row(tenant uuid) returns bigint: deletes the row of
+ * mandant.tenant (its members, roles and sessions cascade) inside a
+ * security-restricted operation, so that the foreign key checks of the
+ * tenant tables run their owners' code restricted too (see the file
+ * header).  Internal to delete_tenant.
+ */
+Datum
+mandant_delete_tenant_row(PG_FUNCTION_ARGS)
+{
+	Oid			argtypes[1] = {UUIDOID};
+	Datum		args[1];
+	MandantSavedUser saved;
+	uint64		deleted;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("tenant must not be null"),
+				 errdetail("mandant.delete_tenant_row() was called with NULL."),
+				 errhint("It is internal to mandant.delete_tenant().")));
+	args[0] = PG_GETARG_DATUM(0);
+	MandantBecomeOwner(GetUserId(), 0, &saved);
+	SPI_connect();
+	if (SPI_execute_with_args("DELETE FROM mandant.tenant WHERE id OPERATOR(pg_catalog.=) $1",
+							  1, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "mandant.delete_tenant_row: the DELETE failed");
+	deleted = SPI_processed;
+	SPI_finish();
+	MandantRestoreUser(&saved);
+	PG_RETURN_INT64((int64) deleted);
 }
 
 /*

@@ -144,6 +144,14 @@ LANGUAGE C STABLE;
 COMMENT ON FUNCTION mandant.tenant_row_count(regclass, name, uuid) IS
 'Internal: how many rows of tbl belong to tenant, counted without running any code of the table''s owner.';
 
+CREATE OR REPLACE FUNCTION mandant.delete_tenant_row(tenant uuid)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'mandant_delete_tenant_row'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION mandant.delete_tenant_row(uuid) IS
+'Internal to delete_tenant: delete the row of mandant.tenant inside a security-restricted operation, so that the tenant tables'' foreign key checks run their owners'' code restricted.';
+
 CREATE OR REPLACE FUNCTION mandant.check_table_target(tbl regclass, function_name text)
 RETURNS void
 AS 'MODULE_PATHNAME', 'mandant_check_table_target'
@@ -310,6 +318,7 @@ AS $$
 DECLARE
 	tbl			regclass := (args ->> 'table')::oid::regclass;
 	col			name := args ->> 'tenantColumn';
+	owner		regrole;
 BEGIN
 	IF col IS NULL OR NOT EXISTS (
 		SELECT 1 FROM pg_attribute a
@@ -327,21 +336,25 @@ BEGIN
 				  DETAIL = 'Row level security must be enabled and forced, with mandant''s policy tenant_isolation.',
 				  HINT = 'Call mandant.enable_tenancy() on the table.';
 	END IF;
-	/* The foreign key: checks the existing rows with built-in uuid operators only. */
-	IF NOT EXISTS (SELECT 1 FROM pg_constraint k
-				   JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
-				   WHERE k.conrelid = tbl AND k.contype = 'f'
-					 AND k.confrelid = 'mandant.tenant'::regclass
-					 AND cardinality(k.conkey) = 1 AND a.attname = col) THEN
-		EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I FOREIGN KEY (%I) REFERENCES mandant.tenant (id)',
-					   tbl, left(col, 40) || '_mandant_tenant_fkey', col);
-	END IF;
 	PERFORM mandant.forget_missing_tables();
 	INSERT INTO mandant.tenant_table AS r (relid, tenant_column, enabled_by)
 	VALUES (tbl, col, caller)
 	ON CONFLICT (relid) DO UPDATE SET tenant_column = EXCLUDED.tenant_column,
 		enabled_at = now(), enabled_by = EXCLUDED.enabled_by
 	WHERE r.tenant_column IS DISTINCT FROM EXCLUDED.tenant_column;
+	IF NOT EXISTS (SELECT 1 FROM pg_constraint k
+				   JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
+				   WHERE k.conrelid = tbl AND k.contype = 'f'
+					 AND k.confrelid = 'mandant.tenant'::regclass
+					 AND cardinality(k.conkey) = 1 AND a.attname = col) THEN
+		SELECT c.relowner::regrole INTO owner FROM pg_class c WHERE c.oid = tbl;
+		EXECUTE format('GRANT REFERENCES (id) ON mandant.tenant TO %s', owner);
+		/* $1, the tenant, is not used: the statement concerns the whole table */
+		PERFORM mandant.run_as_table_owner(tbl, '00000000-0000-0000-0000-000000000000',
+			format('ALTER TABLE %s ADD CONSTRAINT %I FOREIGN KEY (%I) REFERENCES mandant.tenant (id)',
+				   tbl, left(col, 40) || '_mandant_tenant_fkey', col));
+		EXECUTE format('REVOKE REFERENCES (id) ON mandant.tenant FROM %s', owner);
+	END IF;
 	RETURN NULL;
 END
 $$;
@@ -1921,7 +1934,7 @@ DECLARE
 	fk		record;
 BEGIN
 	FOR fk IN
-		SELECT k.conname, k.conrelid::regclass AS tbl, k.confdeltype, r.tenant_column,
+		SELECT k.conname, k.conrelid::regclass AS tbl, k.confdeltype, k.condeferrable, r.tenant_column,
 			   (SELECT array_agg(a.attname ORDER BY a.attnum) FROM pg_attribute a
 				WHERE a.attrelid = k.conrelid AND a.attnum = ANY (k.conkey)) AS columns
 		FROM pg_constraint k
@@ -1932,12 +1945,13 @@ BEGIN
 		ORDER BY k.conrelid::regclass::text, k.conname
 	LOOP
 		IF fk.tenant_column IS NULL OR fk.columns IS DISTINCT FROM ARRAY[fk.tenant_column]
-			OR fk.confdeltype NOT IN ('a', 'r') THEN
+			OR fk.confdeltype NOT IN ('a', 'r') OR fk.condeferrable THEN
 			RAISE EXCEPTION 'foreign key % of % references mandant.tenant', fk.conname, fk.tbl
 				USING ERRCODE = 'dependent_objects_still_exist',
 					  DETAIL = CASE
 						  WHEN fk.tenant_column IS NULL THEN format('%s is not a tenant table, so its rows would not be deleted with the tenant.', fk.tbl)
 						  WHEN fk.columns IS DISTINCT FROM ARRAY[fk.tenant_column] THEN format('The key is on %s, not on the tenant column %I.', array_to_string(fk.columns, ', '), fk.tenant_column)
+						  WHEN fk.condeferrable THEN 'The key is deferrable: its check could run at commit, after the deletion returned.'
 						  ELSE 'The key has an ON DELETE action; deleting a tenant would run it as the table''s owner.' END,
 					  HINT = format('Drop the constraint (ALTER TABLE %s DROP CONSTRAINT %I); mandant.enable_tenancy() adds the key a tenant table needs.', fk.tbl, fk.conname);
 		END IF;
@@ -1946,7 +1960,7 @@ END
 $$;
 
 COMMENT ON FUNCTION mandant.check_tenant_references() IS
-'Internal to delete_tenant: raise 2BP01 while a foreign key to mandant.tenant exists that is not a tenant table''s NO ACTION key on its tenant column.';
+'Internal to delete_tenant: raise 2BP01 while a foreign key to mandant.tenant exists that is not a tenant table''s NO ACTION, not deferrable key on its tenant column.';
 
 CREATE OR REPLACE FUNCTION mandant.delete_tenant(tenant uuid, confirm_slug text)
 RETURNS jsonb
@@ -2006,7 +2020,7 @@ BEGIN
 	SELECT jsonb_build_object('seq', a.seq, 'chain', encode(a.chain, 'hex')) INTO head
 	FROM mandant.audit_seal a WHERE a.tenant_id = tenant ORDER BY a.seq DESC LIMIT 1;
 	counts := counts || mandant.erase_tenant_history(tenant);
-	DELETE FROM mandant.tenant x WHERE x.id = tenant;		-- roles, service accounts, sessions cascade
+	PERFORM mandant.delete_tenant_row(tenant);		-- roles, service accounts, sessions cascade
 
 	INSERT INTO mandant.tenant_tombstone (tenant_id, slug_sha256, counts, deleted_by)
 	VALUES (tenant, sha256(convert_to(t.slug, 'UTF8')), counts, COALESCE(mandant.current_user_id()::text, session_user));
@@ -2221,7 +2235,7 @@ COMMENT ON FUNCTION mandant.charge(text, bigint) IS
 
 REVOKE ALL ON FUNCTION mandant.gate_caller_member_of(name) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.run_as_table_owner(regclass, uuid, text, jsonb),
-	mandant.delete_tenant_rows(regclass, uuid), mandant.tenant_row_count(regclass, name, uuid) FROM PUBLIC;
+	mandant.delete_tenant_rows(regclass, uuid), mandant.delete_tenant_row(uuid), mandant.tenant_row_count(regclass, name, uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.audit_append_only() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.attach_trigger(regclass, text, text), mandant.detach_trigger(regclass, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.state_machines_changed() FROM PUBLIC;

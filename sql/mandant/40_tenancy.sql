@@ -82,8 +82,16 @@ LANGUAGE C STABLE;
 COMMENT ON FUNCTION mandant.tenant_row_count(regclass, name, uuid) IS
 'Internal: how many rows of tbl belong to tenant, counted without running any code of the table''s owner.';
 
+CREATE FUNCTION mandant.delete_tenant_row(tenant uuid)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'mandant_delete_tenant_row'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION mandant.delete_tenant_row(uuid) IS
+'Internal to delete_tenant: delete the row of mandant.tenant inside a security-restricted operation, so that the tenant tables'' foreign key checks run their owners'' code restricted.';
+
 REVOKE ALL ON FUNCTION mandant.run_as_table_owner(regclass, uuid, text, jsonb),
-	mandant.delete_tenant_rows(regclass, uuid), mandant.tenant_row_count(regclass, name, uuid) FROM PUBLIC;
+	mandant.delete_tenant_rows(regclass, uuid), mandant.delete_tenant_row(uuid), mandant.tenant_row_count(regclass, name, uuid) FROM PUBLIC;
 
 /*
  * check_table_target raises unless tbl is a permanent table of the
@@ -289,8 +297,12 @@ COMMENT ON FUNCTION mandant.disable_tenancy(regclass) IS
  * args.tenantColumn, once enable_tenancy has set it up: the column is a
  * uuid, row level security is enabled and forced, the policy is
  * mandant's.  It adds the foreign key from the column to mandant.tenant
- * (NO ACTION: deleting a tenant deletes the rows first), which only the
- * extension's owner may do.  Run by the gate for the table's owner.
+ * (NO ACTION: deleting a tenant deletes the rows first): nobody holds
+ * REFERENCES on mandant.tenant, so the table's owner is granted it for the
+ * ALTER TABLE alone, which runs as the owner in a security-restricted
+ * operation (checking the existing rows plans queries on the table, which
+ * runs the owner's functions in index predicates).  Run by the gate for
+ * the table's owner.
  */
 CREATE FUNCTION mandant.registry_tenant_table(tenant uuid, args jsonb, caller text)
 RETURNS jsonb
@@ -301,6 +313,7 @@ AS $$
 DECLARE
 	tbl			regclass := (args ->> 'table')::oid::regclass;
 	col			name := args ->> 'tenantColumn';
+	owner		regrole;
 BEGIN
 	IF col IS NULL OR NOT EXISTS (
 		SELECT 1 FROM pg_attribute a
@@ -318,21 +331,25 @@ BEGIN
 				  DETAIL = 'Row level security must be enabled and forced, with mandant''s policy tenant_isolation.',
 				  HINT = 'Call mandant.enable_tenancy() on the table.';
 	END IF;
-	/* The foreign key: checks the existing rows with built-in uuid operators only. */
-	IF NOT EXISTS (SELECT 1 FROM pg_constraint k
-				   JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
-				   WHERE k.conrelid = tbl AND k.contype = 'f'
-					 AND k.confrelid = 'mandant.tenant'::regclass
-					 AND cardinality(k.conkey) = 1 AND a.attname = col) THEN
-		EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I FOREIGN KEY (%I) REFERENCES mandant.tenant (id)',
-					   tbl, left(col, 40) || '_mandant_tenant_fkey', col);
-	END IF;
 	PERFORM mandant.forget_missing_tables();
 	INSERT INTO mandant.tenant_table AS r (relid, tenant_column, enabled_by)
 	VALUES (tbl, col, caller)
 	ON CONFLICT (relid) DO UPDATE SET tenant_column = EXCLUDED.tenant_column,
 		enabled_at = now(), enabled_by = EXCLUDED.enabled_by
 	WHERE r.tenant_column IS DISTINCT FROM EXCLUDED.tenant_column;
+	IF NOT EXISTS (SELECT 1 FROM pg_constraint k
+				   JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
+				   WHERE k.conrelid = tbl AND k.contype = 'f'
+					 AND k.confrelid = 'mandant.tenant'::regclass
+					 AND cardinality(k.conkey) = 1 AND a.attname = col) THEN
+		SELECT c.relowner::regrole INTO owner FROM pg_class c WHERE c.oid = tbl;
+		EXECUTE format('GRANT REFERENCES (id) ON mandant.tenant TO %s', owner);
+		/* $1, the tenant, is not used: the statement concerns the whole table */
+		PERFORM mandant.run_as_table_owner(tbl, '00000000-0000-0000-0000-000000000000',
+			format('ALTER TABLE %s ADD CONSTRAINT %I FOREIGN KEY (%I) REFERENCES mandant.tenant (id)',
+				   tbl, left(col, 40) || '_mandant_tenant_fkey', col));
+		EXECUTE format('REVOKE REFERENCES (id) ON mandant.tenant FROM %s', owner);
+	END IF;
 	RETURN NULL;
 END
 $$;

@@ -362,7 +362,9 @@ COMMENT ON FUNCTION mandant.tenant_tables() IS
  * outside any security-restricted operation, so its triggers could queue
  * deferred work that runs as the administrator at commit).  mandant adds
  * NO ACTION keys only; nobody else holds REFERENCES on mandant.tenant, but
- * keys from 0.1.0 or from a superuser's migration may remain.
+ * keys from 0.1.0 or from a superuser's migration may remain.  A
+ * deferrable key is refused too (its check would run at commit, outside
+ * delete_tenant_row's restricted operation).
  */
 CREATE FUNCTION mandant.check_tenant_references()
 RETURNS void
@@ -373,7 +375,7 @@ DECLARE
 	fk		record;
 BEGIN
 	FOR fk IN
-		SELECT k.conname, k.conrelid::regclass AS tbl, k.confdeltype, r.tenant_column,
+		SELECT k.conname, k.conrelid::regclass AS tbl, k.confdeltype, k.condeferrable, r.tenant_column,
 			   (SELECT array_agg(a.attname ORDER BY a.attnum) FROM pg_attribute a
 				WHERE a.attrelid = k.conrelid AND a.attnum = ANY (k.conkey)) AS columns
 		FROM pg_constraint k
@@ -384,12 +386,13 @@ BEGIN
 		ORDER BY k.conrelid::regclass::text, k.conname
 	LOOP
 		IF fk.tenant_column IS NULL OR fk.columns IS DISTINCT FROM ARRAY[fk.tenant_column]
-			OR fk.confdeltype NOT IN ('a', 'r') THEN
+			OR fk.confdeltype NOT IN ('a', 'r') OR fk.condeferrable THEN
 			RAISE EXCEPTION 'foreign key % of % references mandant.tenant', fk.conname, fk.tbl
 				USING ERRCODE = 'dependent_objects_still_exist',
 					  DETAIL = CASE
 						  WHEN fk.tenant_column IS NULL THEN format('%s is not a tenant table, so its rows would not be deleted with the tenant.', fk.tbl)
 						  WHEN fk.columns IS DISTINCT FROM ARRAY[fk.tenant_column] THEN format('The key is on %s, not on the tenant column %I.', array_to_string(fk.columns, ', '), fk.tenant_column)
+						  WHEN fk.condeferrable THEN 'The key is deferrable: its check could run at commit, after the deletion returned.'
 						  ELSE 'The key has an ON DELETE action; deleting a tenant would run it as the table''s owner.' END,
 					  HINT = format('Drop the constraint (ALTER TABLE %s DROP CONSTRAINT %I); mandant.enable_tenancy() adds the key a tenant table needs.', fk.tbl, fk.conname);
 		END IF;
@@ -398,7 +401,7 @@ END
 $$;
 
 COMMENT ON FUNCTION mandant.check_tenant_references() IS
-'Internal to delete_tenant: raise 2BP01 while a foreign key to mandant.tenant exists that is not a tenant table''s NO ACTION key on its tenant column.';
+'Internal to delete_tenant: raise 2BP01 while a foreign key to mandant.tenant exists that is not a tenant table''s NO ACTION, not deferrable key on its tenant column.';
 
 REVOKE ALL ON FUNCTION mandant.check_tenant_references() FROM PUBLIC;
 
@@ -460,7 +463,7 @@ BEGIN
 	SELECT jsonb_build_object('seq', a.seq, 'chain', encode(a.chain, 'hex')) INTO head
 	FROM mandant.audit_seal a WHERE a.tenant_id = tenant ORDER BY a.seq DESC LIMIT 1;
 	counts := counts || mandant.erase_tenant_history(tenant);
-	DELETE FROM mandant.tenant x WHERE x.id = tenant;		-- roles, service accounts, sessions cascade
+	PERFORM mandant.delete_tenant_row(tenant);		-- roles, service accounts, sessions cascade
 
 	INSERT INTO mandant.tenant_tombstone (tenant_id, slug_sha256, counts, deleted_by)
 	VALUES (tenant, sha256(convert_to(t.slug, 'UTF8')), counts, COALESCE(mandant.current_user_id()::text, session_user));

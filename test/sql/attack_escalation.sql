@@ -194,3 +194,59 @@ RESET ROLE;
 UPDATE mandant.state_transition SET guard = NULL WHERE machine = 'mandant_tenant';
 SELECT mandant.drop_state_machine('ops_flow');
 SELECT attack.verdict('guard planted by mandant_admin on a superuser''s machine');
+
+-- 1i. Deleting a tenant's row makes PostgreSQL check every tenant table's
+-- key as the table's owner, planning a query that evaluates the owner's
+-- function in a partial index predicate; mandant deletes that row inside
+-- a security-restricted operation, so the function cannot queue deferred
+-- work that would run as the administrator at commit.  A deferrable key
+-- (whose check would run at commit) is refused up front.
+SET SESSION AUTHORIZATION regress_evil_owner;
+CREATE TABLE evil.queue (x int);
+CREATE CONSTRAINT TRIGGER springs_trap AFTER INSERT ON evil.queue
+	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION attack.trap_trigger();
+CREATE FUNCTION evil.act() RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+	IF session_user = 'regress_evil_owner' THEN
+		RETURN true;
+	END IF;
+	BEGIN
+		INSERT INTO evil.queue VALUES (1);
+	EXCEPTION WHEN OTHERS THEN
+		NULL;
+	END;
+	RETURN true;
+END
+$$;
+CREATE FUNCTION evil.fold() RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS 'BEGIN RETURN evil.act(); END';
+CREATE TABLE evil.folded (tenant_id uuid, id int);
+SELECT mandant.enable_tenancy('evil.folded');
+CREATE INDEX folded_trap ON evil.folded (tenant_id) WHERE evil.fold();
+RESET SESSION AUTHORIZATION;
+SET ROLE regress_admin;
+SELECT mandant.create_tenant('attack-folded', 'Folded', 'boss@folded.test') AS folded \gset
+SELECT mandant.delete_tenant(:'folded', 'attack-folded') ? 'evil.folded' AS deleted;
+RESET ROLE;
+SELECT count(*) AS queued_for_commit FROM evil.queue;
+SELECT attack.verdict('owner code in the foreign key check of a tenant deletion');
+SET SESSION AUTHORIZATION regress_evil_owner;
+DROP INDEX evil.folded_trap;
+ALTER TABLE evil.folded ALTER CONSTRAINT tenant_id_mandant_tenant_fkey DEFERRABLE INITIALLY DEFERRED;
+RESET SESSION AUTHORIZATION;
+SET ROLE regress_admin;
+SELECT mandant.create_tenant('attack-folded-2', 'Folded 2', 'boss@folded.test') AS folded \gset
+SELECT mandant.delete_tenant(:'folded', 'attack-folded-2');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SELECT attack.verdict('deferrable key to mandant.tenant');
+
+-- 1j. Registering a table checks its existing rows against mandant.tenant:
+-- that plans a query on the table too, so it runs as the table's owner in
+-- a security-restricted operation, never as the extension's owner.
+SET SESSION AUTHORIZATION regress_evil_owner;
+CREATE FUNCTION evil.fold_trap() RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS 'BEGIN RETURN attack.trap(); END';
+CREATE TABLE evil.prefolded (tenant_id uuid, id int);
+CREATE INDEX prefolded_trap ON evil.prefolded (tenant_id) WHERE evil.fold_trap();
+SELECT mandant.enable_tenancy('evil.prefolded');
+RESET SESSION AUTHORIZATION;
+SELECT attack.verdict('owner code in the registration of a tenant table');
