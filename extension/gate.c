@@ -38,6 +38,7 @@
  *					target: mandant_admin only)
  *	tenant reader	the tenant of the transaction, or mandant_admin for any
  *	self			the signed-in user for themselves, else as service
+ *	signed in		the signed-in user, in the role that signed in
  *	table owner		the owner of args.table (a permanent table of the
  *					application, see MandantCheckTableTarget)
  *	machine owner	the owner of the state machine args.machine, or
@@ -84,6 +85,7 @@ typedef enum GateRule
 	GATE_TENANT_ONLY,
 	GATE_TENANT_READER,
 	GATE_SELF,
+	GATE_SIGNED_IN,
 	GATE_TABLE_OWNER,
 	GATE_MACHINE_OWNER,
 	GATE_TABLE_AND_MACHINE_OWNER,
@@ -115,6 +117,9 @@ static const GateOp gate_ops[] = {
 	{"revoke_user_tokens", GATE_SELF, "identity_revoke_user_tokens", true},
 	{"purge_tokens", GATE_SERVICE, "identity_purge_tokens", true},
 	{"login", GATE_ANYONE, "identity_login", false},
+	{"totp_enroll", GATE_SIGNED_IN, "identity_totp_enroll", false},
+	{"totp_confirm", GATE_SIGNED_IN, "identity_totp_confirm", false},
+	{"totp_disable", GATE_SIGNED_IN, "identity_totp_disable", false},
 	/* reading a tenant's records (60_audit.sql, 87_quota.sql) */
 	{"audit_verify", GATE_TENANT_READER, "audit_verify_chain", false},
 	{"usage", GATE_TENANT_READER, "usage_of", false},
@@ -305,7 +310,8 @@ CheckGate(const GateOp *op, const pg_uuid_t *tenant, Jsonb *args)
 	bool		service = MandantHasPrivilegesOfRole(MANDANT_ROLE_SERVICE);
 	bool		ok = false;
 	const char *who = "members of mandant_admin";
-	bool		tenant_hint = false;
+	const char *hint = "Call from a trusted backend or as a platform administrator.";
+	const char *tenant_hint = "Enter the tenant with a token of one of its owners or admins (mandant.authenticate), or ask a platform administrator.";
 
 	switch (op->rule)
 	{
@@ -319,23 +325,28 @@ CheckGate(const GateOp *op, const pg_uuid_t *tenant, Jsonb *args)
 		case GATE_TENANT:
 			ok = admin || (tenant == NULL && service) || InTenantAsManager(tenant, service);
 			who = "the tenant's administrators (scope admin), trusted backends and mandant_admin";
-			tenant_hint = true;
+			hint = tenant_hint;
 			break;
 		case GATE_TENANT_ONLY:
 			ok = admin || InTenantAsManager(tenant, service);
 			who = tenant ? "the tenant's administrators (scope admin) inside the tenant, trusted backends there and mandant_admin"
 				: "members of mandant_admin (no tenant was given)";
-			tenant_hint = tenant != NULL;
+			hint = tenant != NULL ? tenant_hint : hint;
 			break;
 		case GATE_TENANT_READER:
 			ok = admin || IsCurrentTenant(tenant);
 			who = tenant ? "sessions inside that tenant and mandant_admin"
 				: "members of mandant_admin (the platform's records)";
-			tenant_hint = tenant != NULL;
+			hint = tenant != NULL ? tenant_hint : hint;
 			break;
 		case GATE_SELF:
 			ok = admin || service || IsSelf(args);
 			who = "the signed-in user for themselves, trusted backends and mandant_admin";
+			break;
+		case GATE_SIGNED_IN:
+			ok = MandantCurrentUserId() != NULL && MandantContextIsCallers();
+			who = "the signed-in user, in the role that called mandant.authenticate()";
+			hint = "Call mandant.authenticate(access_token) first, in the same transaction and as the same role.";
 			break;
 		case GATE_TABLE_OWNER:
 			MandantCheckTableTarget(ArgTable(args), psprintf("mandant.%s", op->name));
@@ -362,9 +373,7 @@ CheckGate(const GateOp *op, const pg_uuid_t *tenant, Jsonb *args)
 						   who, GetUserNameFromId(GetUserId(), false),
 						   MandantCurrentScopesText(),
 						   MandantCurrentTenant() ? "its tenant" : "no tenant"),
-				 tenant_hint ?
-				 errhint("Enter the tenant with a token of one of its owners or admins (mandant.authenticate), or ask a platform administrator.") :
-				 errhint("Call from a trusted backend or as a platform administrator.")));
+				 errhint("%s", hint)));
 }
 
 /*

@@ -977,7 +977,7 @@ COMMENT ON FUNCTION mandant.totp_attempt(uuid, bytea, text, bigint, text, text) 
 
 REVOKE ALL ON FUNCTION mandant.totp_attempt(uuid, bytea, text, bigint, text, text) FROM PUBLIC;
 
-CREATE FUNCTION mandant.totp_enroll()
+CREATE FUNCTION mandant.identity_totp_enroll(tenant uuid, args jsonb, caller text)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
@@ -1009,11 +1009,23 @@ BEGIN
 END
 $$;
 
+/*
+ * Two-factor authentication is changed by the signed-in user only, in the
+ * role that signed in (the gate's rule "signed in"): a SECURITY DEFINER
+ * trigger of a table's owner, fired by the user's request, cannot enroll
+ * the user with a secret of its own.
+ */
+CREATE FUNCTION mandant.totp_enroll()
+RETURNS jsonb
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT mandant.gate_call('totp_enroll', NULL, '{}'); $$;
+
 COMMENT ON FUNCTION mandant.totp_enroll() IS
 'Start two-factor authentication for the signed-in user: a new secret (base32) and its otpauth:// URI; confirm with mandant.totp_confirm(code).';
 
-CREATE FUNCTION mandant.totp_confirm(code text)
-RETURNS void
+CREATE FUNCTION mandant.identity_totp_confirm(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -1030,20 +1042,27 @@ BEGIN
 				  DETAIL = format('Two-factor authentication is %s.', account.totp_state),
 				  HINT = 'Call mandant.totp_enroll() first.';
 	END IF;
-	step := mandant.totp_attempt(me, account.totp_secret, code, NULL,
+	step := mandant.totp_attempt(me, account.totp_secret, args ->> 'code', NULL,
 		'The code does not match the enrolled secret (the current 30-second step, or one either side).',
 		'Check the device''s clock and enter the current code.');
 	UPDATE mandant.users u SET totp_state = 'on', totp_last_step = step, updated_at = now() WHERE u.id = me;
 	PERFORM mandant.audit_log_for(mandant.current_tenant(), me, NULLIF(current_setting('app.request_id'), ''),
 								  'auth', 'mfa.enabled', 'user', me::text, '{}');
+	RETURN NULL;
 END
 $$;
+
+CREATE FUNCTION mandant.totp_confirm(code text)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT mandant.gate_call('totp_confirm', NULL, jsonb_build_object('code', code)); $$;
 
 COMMENT ON FUNCTION mandant.totp_confirm(text) IS
 'Turn two-factor authentication on with a code of the enrolled secret.';
 
-CREATE FUNCTION mandant.totp_disable(code text)
-RETURNS void
+CREATE FUNCTION mandant.identity_totp_disable(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -1059,15 +1078,22 @@ BEGIN
 				  DETAIL = format('It is %s.', account.totp_state),
 				  HINT = 'Nothing to disable.';
 	END IF;
-	PERFORM mandant.totp_attempt(me, account.totp_secret, code, account.totp_last_step,
+	PERFORM mandant.totp_attempt(me, account.totp_secret, args ->> 'code', account.totp_last_step,
 		'Disabling needs a current code that was not used before.',
 		'Enter the next code of the authenticator app.');
 	UPDATE mandant.users u SET totp_state = 'off', totp_secret = NULL, totp_last_step = NULL, updated_at = now()
 	WHERE u.id = me;
 	PERFORM mandant.audit_log_for(mandant.current_tenant(), me, NULLIF(current_setting('app.request_id'), ''),
 								  'auth', 'mfa.disabled', 'user', me::text, '{}');
+	RETURN NULL;
 END
 $$;
+
+CREATE FUNCTION mandant.totp_disable(code text)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT mandant.gate_call('totp_disable', NULL, jsonb_build_object('code', code)); $$;
 
 COMMENT ON FUNCTION mandant.totp_disable(text) IS
 'Turn two-factor authentication off; needs a current, unused code (wrong codes count like failed logins: MD040 after 10 within 15 minutes).';

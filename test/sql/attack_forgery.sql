@@ -219,7 +219,9 @@ SELECT attack.verdict('platform records from a table owner');
 
 -- 3i. A SECURITY DEFINER trigger of the owner fires in a request of the
 -- victim's owner (scope admin): the context belongs to the role that
--- authenticated, so the trigger cannot act as the tenant's admin.
+-- authenticated, so the trigger can act neither as the tenant's admin nor
+-- as the signed-in user (enrolling them in two-factor authentication with
+-- a secret the attacker keeps).
 SET ROLE regress_service;
 SELECT mandant.create_user('accomplice@evil.test', 'the accomplice''s password', 'Accomplice') AS accomplice \gset
 RESET ROLE;
@@ -232,6 +234,12 @@ BEGIN
 		INSERT INTO evil.loot VALUES (jsonb_build_object('add_member', 'ok'));
 	EXCEPTION WHEN OTHERS THEN
 		INSERT INTO evil.loot VALUES (jsonb_build_object('add_member', SQLSTATE));
+	END;
+	BEGIN
+		PERFORM mandant.totp_enroll();
+		INSERT INTO evil.loot VALUES (jsonb_build_object('totp_enroll', 'ok'));
+	EXCEPTION WHEN OTHERS THEN
+		INSERT INTO evil.loot VALUES (jsonb_build_object('totp_enroll', SQLSTATE));
 	END;
 	BEGIN
 		PERFORM mandant.config_set('mail', 'relay', '"mx.evil.test"', 'borrowed');
