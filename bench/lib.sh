@@ -49,12 +49,14 @@ server_version() {
 # variants in $variants (a = baseline, b = mandant, c = the alternative)
 # interleaved, for every client count, and prints the median TPS of each
 # with b/a, c/a, b/c and, when $show_overhead is set, "ovh": mandant's
-# overhead as a fraction of the alternative's, (1 - b/a) / (1 - c/a).
+# overhead as a fraction of the alternative's, (1 - b/a) / (1 - c/a), and
+# "b/a rounds": the lowest and highest b/a of the single rounds (a and b
+# run back to back in each round), the spread behind the median.
 compare() {
 	workload=$1 role=$2
 	# shellcheck disable=SC2086
 	set -- $variants
-	printf '%-7s %-7s %11s %11s %11s %7s %7s %7s %7s\n' "$workload" clients "a $1" "b $2" "c $3" "b/a" "c/a" "b/c" "ovh"
+	printf '%-7s %-7s %11s %11s %11s %7s %7s %7s %7s  %s\n' "$workload" clients "a $1" "b $2" "c $3" "b/a" "c/a" "b/c" "ovh" "b/a rounds"
 	for c in $clients; do
 		for v in $variants; do
 			: >"$work/$v.tps"
@@ -69,9 +71,12 @@ compare() {
 		a=$(median <"$work/$1.tps")
 		b=$(median <"$work/$2.tps")
 		h=$(median <"$work/$3.tps")
-		awk -v w="$workload" -v c="$c" -v a="$a" -v b="$b" -v h="$h" -v show="${show_overhead:-}" 'BEGIN {
+		spread=$(paste "$work/$1.tps" "$work/$2.tps" | awk '$1 > 0 { r = $2 / $1
+			if (n++ == 0 || r < lo) lo = r; if (n == 1 || r > hi) hi = r }
+			END { if (n) printf "%.3f-%.3f", lo, hi; else print "-" }')
+		awk -v w="$workload" -v c="$c" -v a="$a" -v b="$b" -v h="$h" -v s="$spread" -v show="${show_overhead:-}" 'BEGIN {
 			ovh = (show != "" && h < a) ? sprintf("%7.2f", (1 - b / a) / (1 - h / a)) : "      -"
-			printf "%-7s %-7s %11.1f %11.1f %11.1f %7.3f %7.3f %7.3f %s\n", w, c, a, b, h, b / a, h / a, b / h, ovh
+			printf "%-7s %-7s %11.1f %11.1f %11.1f %7.3f %7.3f %7.3f %s  %s\n", w, c, a, b, h, b / a, h / a, b / h, ovh, s
 		}'
 	done
 }
