@@ -547,17 +547,35 @@ MandantRaiseNoTenant(const char *detail)
 /*
  * MandantTenantOrPlatform returns the tenant of the transaction, else the
  * platform's nil uuid for trusted backends and platform administrators
- * (superusers included), else raises MD001 with detail: the platform's
- * records (audit events, outbox events) are theirs alone.
+ * (superusers included), else raises MD001 with the detail detail_fmt
+ * formats: the platform's records (audit events, outbox events) are theirs
+ * alone.  Called per row by mandant's triggers, so nothing is formatted
+ * or looked up unless needed (superuser() is cached).
  */
 const pg_uuid_t *
-MandantTenantOrPlatform(const char *detail)
+MandantTenantOrPlatform(const char *detail_fmt,...)
 {
+	StringInfoData detail;
+
 	if (MandantCurrentTenant() != NULL)
 		return MandantCurrentTenant();
-	if (!MandantCallerIsTrusted())
-		MandantRaiseNoTenant(detail);
-	return &MandantPlatformTenant;
+	if (superuser() || MandantCallerIsTrusted())
+		return &MandantPlatformTenant;
+	initStringInfo(&detail);
+	for (;;)
+	{
+		va_list		args;
+		int			needed;
+
+		va_start(args, detail_fmt);
+		needed = appendStringInfoVA(&detail, detail_fmt, args);
+		va_end(args);
+		if (needed == 0)
+			break;
+		enlargeStringInfo(&detail, needed);
+	}
+	MandantRaiseNoTenant(detail.data);
+	return NULL;				/* not reached */
 }
 
 /*

@@ -177,7 +177,7 @@ extern void MandantDefineContextVariables(void);
 extern bool MandantCallerIsTrusted(void);
 extern bool MandantContextIsCallers(void);
 extern void MandantRaiseNoTenant(const char *detail) pg_attribute_noreturn();
-extern const pg_uuid_t *MandantTenantOrPlatform(const char *detail);
+extern const pg_uuid_t *MandantTenantOrPlatform(const char *detail_fmt,...) pg_attribute_printf(1, 2);
 extern bool MandantHasPrivilegesOfRole(const char *rolename);
 extern void MandantCheckTenantEnterable(const pg_uuid_t *tenant_id);
 extern char *MandantCurrentScopesText(void);

@@ -325,10 +325,8 @@ MandantRowTenant(const MandantRowShape *shape, HeapTuple tuple, TupleDesc desc)
 			return DatumGetUUIDP(value);
 		}
 	}
-	if (MandantCurrentTenant() != NULL)
-		return MandantCurrentTenant();
-	return MandantTenantOrPlatform(psprintf("A row of %s without a tenant would be recorded as the platform's, which only trusted backends and platform administrators write.",
-											shape->entity_type));
+	return MandantTenantOrPlatform("A row of %s without a tenant would be recorded as the platform's, which only trusted backends and platform administrators write.",
+								   shape->entity_type);
 }
 
 /*
