@@ -25,11 +25,12 @@
  *
  * The settings belong to the transaction, so code of other roles that runs
  * in it (a SECURITY DEFINER trigger of a table's owner) sees them too.
- * Reading is fine; acting on them is not: mandant.context_role, hidden and
- * protected like the others, records the role that established the
- * context, and the authority a context grants (scope admin in the gate and
- * for configuration, "the signed-in user himself", "inside the tenant")
- * holds only for a current user with that role's privileges
+ * Reading is fine; acting on them is not: each value remembers the role
+ * that assigned it (the current user of the function of this file that
+ * did, kept in the parsed value, so that it is restored with the value),
+ * and the authority a context grants (scope admin in the gate and for
+ * configuration, "the signed-in user himself", "inside the tenant") holds
+ * only for a current user with the privileges of those roles
  * (MandantContextIsCallers).
  *
  * The check hooks parse each value once into an "extra" struct; the assign
@@ -76,17 +77,23 @@ PG_FUNCTION_INFO_V1(mandant_set_user);
 /* Longest app.request_id accepted (request ids end up in logs). */
 #define MANDANT_REQUEST_ID_MAX_BYTES 200
 
-/* Parsed value of a uuid setting; empty means "not set". */
+/*
+ * Parsed value of a uuid setting; empty means "not set".  set_by: the role
+ * that assigned it (InvalidOid for values that no function of this file
+ * assigned: the boot value, a parallel worker's copy).
+ */
 typedef struct UuidSetting
 {
 	bool		isset;
 	pg_uuid_t	value;
+	Oid			set_by;
 } UuidSetting;
 
-/* Parsed value of app.current_scopes. */
+/* Parsed value of app.current_scopes, with the role that assigned it. */
 typedef struct ScopeSetting
 {
 	int			scopes;
+	Oid			set_by;
 } ScopeSetting;
 
 static const char *const scope_names[MANDANT_SCOPE_COUNT] = {
@@ -99,13 +106,11 @@ static char *current_user_text = NULL;
 static char *current_scopes_text = NULL;
 static char *request_id_text = NULL;
 static char *trace_id_text = NULL;
-static char *context_role_text = NULL;
 
 /* Parsed values, set by the assign hooks. */
 static const UuidSetting *current_tenant_setting = NULL;
 static const UuidSetting *current_user_setting = NULL;
 static const ScopeSetting *current_scopes_setting = NULL;
-static const Oid *context_role_setting = NULL;
 
 /* > 0 while a function of this file assigns a protected setting. */
 static int	context_assignment_depth = 0;
@@ -194,6 +199,16 @@ ParseCanonicalUuid(const char *text, pg_uuid_t *uuid)
 }
 
 /*
+ * AssigningRole is the role assigning a protected setting: the current
+ * user of the function of this file that does, else nobody.
+ */
+static Oid
+AssigningRole(void)
+{
+	return context_assignment_depth > 0 ? GetUserId() : InvalidOid;
+}
+
+/*
  * CheckUuidSetting is the body of the check hooks of the two uuid settings.
  */
 static bool
@@ -216,6 +231,7 @@ CheckUuidSetting(const char *name, const char *hint,
 		}
 		parsed.isset = true;
 	}
+	parsed.set_by = AssigningRole();
 
 	copy = GucExtraAlloc(sizeof(UuidSetting));
 	if (copy == NULL)
@@ -251,44 +267,6 @@ static void
 AssignUserSetting(const char *newval, void *extra)
 {
 	current_user_setting = (const UuidSetting *) extra;
-}
-
-/*
- * CheckContextRoleSetting accepts a role oid, or empty, from the functions
- * of this file only.
- */
-static bool
-CheckContextRoleSetting(char **newval, void **extra, GucSource source)
-{
-	Oid			role = InvalidOid;
-	Oid		   *copy;
-
-	if (!AssignmentAllowed(source))
-		return RefuseAssignment(MANDANT_GUC_CONTEXT_ROLE, *newval,
-								"mandant records the role that set the tenant context itself.");
-	if (*newval != NULL && (*newval)[0] != '\0')
-	{
-		char	   *end;
-		unsigned long value;
-
-		errno = 0;
-		value = strtoul(*newval, &end, 10);
-		if (errno != 0 || *end != '\0' || value > PG_UINT32_MAX)
-			return false;
-		role = (Oid) value;
-	}
-	copy = GucExtraAlloc(sizeof(Oid));
-	if (copy == NULL)
-		return false;
-	*copy = role;
-	*extra = copy;
-	return true;
-}
-
-static void
-AssignContextRoleSetting(const char *newval, void *extra)
-{
-	context_role_setting = (const Oid *) extra;
 }
 
 /*
@@ -353,6 +331,7 @@ CheckScopesSetting(char **newval, void **extra, GucSource source)
 	if (copy == NULL)
 		return false;
 	copy->scopes = scopes;
+	copy->set_by = AssigningRole();
 	*extra = copy;
 	return true;
 }
@@ -436,15 +415,6 @@ MandantDefineContextVariables(void)
 							   GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE,
 							   CheckScopesSetting, AssignScopesSetting, NULL);
 
-	DefineCustomStringVariable(MANDANT_GUC_CONTEXT_ROLE,
-							   gettext_noop("Role that set the tenant context (internal)."),
-							   NULL,
-							   &context_role_text,
-							   "",
-							   PGC_USERSET,
-							   GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE | GUC_NO_SHOW_ALL,
-							   CheckContextRoleSetting, AssignContextRoleSetting, NULL);
-
 	DefineCustomStringVariable(MANDANT_GUC_REQUEST_ID,
 							   gettext_noop("Request id recorded with audit events and outbox headers; free to set."),
 							   NULL,
@@ -507,27 +477,43 @@ MandantCallerIsTrusted(void)
 		MandantHasPrivilegesOfRole(MANDANT_ROLE_ADMIN);
 }
 
-/*
- * RecordContextRole remembers the current user as the role that
- * established the context.
- */
-static void
-RecordContextRole(void)
+/* HeldByCaller: the current user has the privileges of role. */
+static bool
+HeldByCaller(Oid role)
 {
-	AssignContextVariable(MANDANT_GUC_CONTEXT_ROLE, psprintf("%u", GetUserId()));
+	return OidIsValid(role) && (role == GetUserId() || has_privs_of_role(GetUserId(), role));
 }
 
 /*
  * MandantContextIsCallers says whether the current user has the privileges
- * of the role that set the tenant context, i.e. may act on the scopes,
- * user and tenant it holds (see the file header).
+ * of the roles that set the tenant, the user and the scopes of the
+ * transaction, i.e. may act on them (see the file header); false when
+ * nothing is set.
  */
 bool
 MandantContextIsCallers(void)
 {
-	Oid			role = context_role_setting ? *context_role_setting : InvalidOid;
+	bool		any = false;
 
-	return OidIsValid(role) && (role == GetUserId() || has_privs_of_role(GetUserId(), role));
+	if (current_tenant_setting != NULL && current_tenant_setting->isset)
+	{
+		if (!HeldByCaller(current_tenant_setting->set_by))
+			return false;
+		any = true;
+	}
+	if (current_user_setting != NULL && current_user_setting->isset)
+	{
+		if (!HeldByCaller(current_user_setting->set_by))
+			return false;
+		any = true;
+	}
+	if (current_scopes_setting != NULL && current_scopes_setting->scopes != 0)
+	{
+		if (!HeldByCaller(current_scopes_setting->set_by))
+			return false;
+		any = true;
+	}
+	return any;
 }
 
 /*
@@ -668,7 +654,6 @@ mandant_set_tenant(PG_FUNCTION_ARGS)
 	AssignContextVariable(MANDANT_GUC_TENANT, UuidToText(tenant_id));
 	AssignContextVariable(MANDANT_GUC_USER, "");
 	AssignContextVariable(MANDANT_GUC_SCOPES, "");
-	RecordContextRole();
 
 	PG_RETURN_VOID();
 }
@@ -711,10 +696,6 @@ MandantAssignContext(const pg_uuid_t *tenant, const pg_uuid_t *user, int scopes)
 	AssignContextVariable(MANDANT_GUC_TENANT, tenant ? UuidToText(tenant) : "");
 	AssignContextVariable(MANDANT_GUC_USER, user ? UuidToText(user) : "");
 	AssignContextVariable(MANDANT_GUC_SCOPES, ScopeBitsToList(scopes));
-	if (tenant || user || scopes)
-		RecordContextRole();
-	else
-		AssignContextVariable(MANDANT_GUC_CONTEXT_ROLE, "");
 }
 
 /*
@@ -775,7 +756,6 @@ mandant_set_scopes(PG_FUNCTION_ARGS)
 	CheckTrustedCaller("mandant.set_scopes(text[])");
 	list = ScopeArrayToList(PG_GETARG_ARRAYTYPE_P(0));
 	AssignContextVariable(MANDANT_GUC_SCOPES, list);
-	RecordContextRole();
 
 	PG_RETURN_VOID();
 }

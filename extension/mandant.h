@@ -55,7 +55,6 @@
 #define MANDANT_GUC_SCOPES		"app.current_scopes"
 #define MANDANT_GUC_REQUEST_ID	"app.request_id"
 #define MANDANT_GUC_TRACE_ID	"app.trace_id"
-#define MANDANT_GUC_CONTEXT_ROLE "mandant.context_role"
 
 #define MANDANT_ROLE_ADMIN		"mandant_admin"
 #define MANDANT_ROLE_SERVICE	"mandant_service"

@@ -90,11 +90,6 @@ WHERE array_to_string(setconfig, ',') LIKE '%app.current_%';
 -- The mandant.* prefix is reserved: no placeholder can be invented there.
 SET mandant.current_tenant = 'a0000000-0000-4000-8000-00000000000a';
 \echo :LAST_ERROR_SQLSTATE
--- The role that set the context is recorded by mandant alone, for superusers too.
-SET mandant.context_role = '10';
-\echo :LAST_ERROR_SQLSTATE
-SELECT set_config('mandant.context_role', '10', true);
-\echo :LAST_ERROR_SQLSTATE
 
 DROP TABLE public.spoof_secret;
 DROP SCHEMA spoof CASCADE;
