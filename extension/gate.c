@@ -101,7 +101,7 @@ typedef struct GateOp
 } GateOp;
 
 static const GateOp gate_ops[] = {
-	/* identity (sql/mandant/86_identity.sql) */
+	/* identity (sql/mandant/86*.sql) */
 	{"create_user", GATE_TENANT, "identity_create_user", true},
 	{"add_member", GATE_TENANT_ONLY, "identity_add_member", true},
 	{"set_member_role", GATE_TENANT_ONLY, "identity_set_member_role", true},

@@ -63,3 +63,11 @@ LANGUAGE C STABLE PARALLEL SAFE;
 
 COMMENT ON FUNCTION mandant.require_tenant() IS
 'The tenant of the current transaction; raises MD001 (TENANT_REQUIRED) when none is set.';
+
+CREATE FUNCTION mandant.set_user(user_id uuid)
+RETURNS void
+AS 'MODULE_PATHNAME', 'mandant_set_user'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION mandant.set_user(uuid) IS
+'For trusted backends (mandant_service, mandant_admin) acting for an end user: set the user and the scopes of their role in the current tenant (42501 if not a member).';

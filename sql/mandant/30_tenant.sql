@@ -320,3 +320,52 @@ COMMENT ON FUNCTION mandant.tenant_for_repeated_operation(mandant.tenant, text) 
 REVOKE ALL ON FUNCTION mandant.create_tenant(text, text, text, text, uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION mandant.create_tenant(text, text, text, text, uuid) TO mandant_admin;
 REVOKE ALL ON FUNCTION mandant.tenant_for_repeated_operation(mandant.tenant, text) FROM PUBLIC;
+
+CREATE FUNCTION mandant.check_tenant_enterable(tenant uuid)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	status text := (SELECT t.status FROM mandant.tenant t WHERE t.id = tenant);
+BEGIN
+	IF status IS NULL THEN
+		RAISE EXCEPTION 'tenant "%" does not exist', tenant
+			USING ERRCODE = 'MD002', DETAIL = 'No row of mandant.tenant has that id.',
+				  HINT = 'Check the tenant id.';
+	ELSIF status = 'suspended' THEN
+		RAISE EXCEPTION 'tenant "%" is suspended', tenant
+			USING ERRCODE = 'MD003', DETAIL = 'Its data is kept but nobody can enter it.',
+				  HINT = 'A platform administrator can resume the tenant.';
+	ELSIF status NOT IN ('active', 'pending') THEN
+		RAISE EXCEPTION 'tenant "%" is not available', tenant
+			USING ERRCODE = 'MD002', DETAIL = format('Its status is %s.', status),
+				  HINT = 'Only active tenants can be entered.';
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.check_tenant_enterable(uuid) IS
+'Internal: MD002 or MD003 unless the tenant can be entered.';
+
+CREATE FUNCTION mandant.lock_tenant(tenant uuid)
+RETURNS mandant.tenant
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t mandant.tenant;
+BEGIN
+	SELECT * INTO t FROM mandant.tenant x WHERE x.id = tenant FOR NO KEY UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'tenant "%" does not exist', tenant
+			USING ERRCODE = 'MD002', DETAIL = 'No row of mandant.tenant has that id.', HINT = 'Check the tenant id.';
+	END IF;
+	RETURN t;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.lock_tenant(uuid) IS
+'Internal: lock a tenant''s row (MD002 when there is none) so that changes of it and its members happen one at a time; returns the row. Inserts into its tables (key share) are not blocked.';
+
+REVOKE ALL ON FUNCTION mandant.lock_tenant(uuid) FROM PUBLIC;

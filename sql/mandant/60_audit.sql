@@ -503,3 +503,14 @@ COMMENT ON FUNCTION mandant.audit_events(uuid, timestamptz, text, text, integer)
 
 REVOKE ALL ON FUNCTION mandant.audit_events(uuid, timestamptz, text, text, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION mandant.audit_events(uuid, timestamptz, text, text, integer) TO mandant_admin;
+
+CREATE FUNCTION mandant.audit_log_for(tenant uuid, actor uuid, request_id text, category text,
+									  action text, entity_type text, entity_id text, payload jsonb)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'mandant_audit_log_for'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION mandant.audit_log_for(uuid, uuid, text, text, text, text, text, jsonb) IS
+'Internal: write an application event for an explicit tenant (NULL: platform), actor and request id.';
+
+REVOKE ALL ON FUNCTION mandant.audit_log_for(uuid, uuid, text, text, text, text, text, jsonb) FROM PUBLIC;
