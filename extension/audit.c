@@ -8,11 +8,10 @@
  * Every insert, update and delete of an audited table writes one row of
  * mandant.audit_event in the same transaction, so an event exists exactly
  * when its write committed.  The event is appended without SPI (see
- * appendrow.c): nobody, not even the table owner, holds INSERT on the audit
+ * heapwrite.c): nobody, not even the table owner, holds INSERT on the audit
  * table, and a statement-level guard refuses UPDATE, DELETE and TRUNCATE
  * for everyone (ENABLE ALWAYS, so session_replication_role does not turn it
- * off).  Only mandant.delete_tenant(), through erase_tenant_history(),
- * sets audit_deletion_allowed.  Events that belong to no tenant carry
+ * off; see history.c for the one exception, a tenant's deletion).  Events that belong to no tenant carry
  * the nil uuid (MandantPlatformTenant), so the primary key is
  * (tenant_id, id).  An update that changes the column of the table's state
  * machine is recorded with action "transition".
@@ -72,9 +71,7 @@
 PG_FUNCTION_INFO_V1(mandant_audit_trigger);
 PG_FUNCTION_INFO_V1(mandant_audit_log);
 PG_FUNCTION_INFO_V1(mandant_audit_log_for);
-PG_FUNCTION_INFO_V1(mandant_erase_tenant_history);
 PG_FUNCTION_INFO_V1(mandant_audit_event_hash);
-PG_FUNCTION_INFO_V1(mandant_audit_append_only);
 
 /* Layout of mandant.audit_event (checked when the table is opened). */
 enum
@@ -106,9 +103,6 @@ static const MandantColumnSpec audit_event_columns[AE_NATTS] = {
 
 /* mandant.audit_max_value_bytes */
 static int	audit_max_value_bytes = 2048;
-
-/* Set only while mandant deletes a tenant's events. */
-static bool audit_deletion_allowed = false;
 
 /* One event, as hashed and stored. */
 typedef struct AuditEvent
@@ -156,30 +150,6 @@ MandantDefineAuditVariables(void)
 }
 
 /*
- * LoadExclusions marks the excluded columns (trigger arguments after the
- * category); a missing one is an error.
- */
-static void
-LoadExclusions(AuditTarget *target, Trigger *trigger)
-{
-	target->excluded = palloc0(sizeof(bool) * Max(target->shape.ncolumns, 1));
-	for (int i = 1; i < trigger->tgnargs; i++)
-	{
-		int			c = MandantFindColumn(&target->shape, trigger->tgargs[i]);
-
-		if (c < 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_COLUMN),
-					 errmsg("excluded column \"%s\" of table %s no longer exists",
-							trigger->tgargs[i], target->shape.entity_type),
-					 errdetail("The audit trigger of %s excludes a column of that name; it was renamed or dropped, and the write is refused rather than recorded unfiltered.",
-							   target->shape.entity_type),
-					 errhint("Call mandant.enable_audit() again with the current column names.")));
-		target->excluded[c] = true;
-	}
-}
-
-/*
  * CheckAuditRegistration refuses a table that mandant.audit_table does not
  * list, or lists with another category or other excluded columns than the
  * trigger's arguments.
@@ -221,7 +191,8 @@ GetAuditTarget(TriggerData *trigdata)
 	MandantLoadRowShape(&target->shape, trigdata->tg_relation);
 	target->category = (trigger->tgnargs > 0 && trigger->tgargs[0][0] != '\0')
 		? pstrdup(trigger->tgargs[0]) : pstrdup(target->shape.schema);
-	LoadExclusions(target, trigger);
+	target->excluded = MandantLoadExclusions(&target->shape, trigger, 1, "audit", "recorded",
+											   "mandant.enable_audit()");
 	MemoryContextSwitchTo(old);
 
 	target->cache.valid = true;
@@ -258,8 +229,7 @@ Sha256Hex(const uint8 *data, size_t len)
 		elog(ERROR, "could not compute sha256: %s", pg_cryptohash_error(ctx));
 	pg_cryptohash_free(ctx);
 
-	for (int i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
-		sprintf(hex + 2 * i, "%02x", digest[i]);
+	hex[hex_encode((const char *) digest, PG_SHA256_DIGEST_LENGTH, hex)] = '\0';
 	return hex;
 }
 
@@ -450,28 +420,6 @@ AuditEventHash(const AuditEvent *ev)
 }
 
 /*
- * NextAuditEventId returns the next value of mandant.audit_event_id_seq,
- * whose oid is cached along with the table's.
- */
-static int64
-NextAuditEventId(Relation rel, bool reloaded)
-{
-	static Oid	seqoid = InvalidOid;
-
-	if (reloaded || !OidIsValid(seqoid))
-	{
-		seqoid = get_relname_relid("audit_event_id_seq", RelationGetNamespace(rel));
-		if (!OidIsValid(seqoid))
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_TABLE),
-					 errmsg("sequence mandant.audit_event_id_seq does not exist"),
-					 errdetail("The mandant library is loaded but the extension's audit objects are incomplete."),
-					 errhint("Run ALTER EXTENSION mandant UPDATE, or re-create the extension.")));
-	}
-	return nextval_internal(seqoid, false);
-}
-
-/*
  * TextOrNull returns a text datum for s, setting *isnull for NULL.
  */
 static inline Datum
@@ -499,14 +447,12 @@ static void
 WriteAuditEvent(AuditEvent *ev)
 {
 	MandantAppendTarget *target;
-	bool		reloaded;
-	Relation	rel = MandantOpenAppendTarget("audit_event", &target, &reloaded);
+	Relation	rel = MandantOpenAppendTarget("audit_event", audit_event_columns, AE_NATTS,
+												  &target, NULL);
 	Datum		values[AE_NATTS];
 	bool		nulls[AE_NATTS];
 
-	if (reloaded)
-		MandantCheckTableShape(rel, audit_event_columns, AE_NATTS);
-	ev->id = NextAuditEventId(rel, reloaded);
+	ev->id = MandantNextRowId(target, rel);
 	ev->occurred_at = GetCurrentStatementStartTimestamp();
 	ev->txid = (int64) U64FromFullTransactionId(GetTopFullTransactionId());
 	if (ev->actor_user_id == NULL)
@@ -534,25 +480,6 @@ WriteAuditEvent(AuditEvent *ev)
 }
 
 /*
- * CheckAuditTriggerCall refuses calls of the trigger function outside an
- * AFTER ... FOR EACH ROW trigger.
- */
-static void
-CheckAuditTriggerCall(FunctionCallInfo fcinfo)
-{
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-
-	if (!CALLED_AS_TRIGGER(fcinfo) ||
-		!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("mandant.audit_trigger() must be called as an AFTER ... FOR EACH ROW trigger"),
-				 errdetail("It was called in another way."),
-				 errhint("Use mandant.enable_audit(table) to attach it.")));
-}
-
-/*
  * mandant_audit_trigger writes one audit event per inserted, updated or
  * deleted row.  Trigger arguments: the category ('' for the schema name),
  * then the excluded columns.
@@ -570,7 +497,9 @@ mandant_audit_trigger(PG_FUNCTION_ARGS)
 	bool		changed = true;
 	bool		transition = false;
 
-	CheckAuditTriggerCall(fcinfo);
+	MandantCheckTriggerCall(fcinfo, MANDANT_TRIGGER_AFTER | MANDANT_TRIGGER_ROW, -1,
+							"mandant.audit_trigger()", "an AFTER ... FOR EACH ROW trigger",
+							"Use mandant.enable_audit(table) to attach it.");
 	target = GetAuditTarget(trigdata);
 	desc = RelationGetDescr(trigdata->tg_relation);
 
@@ -788,87 +717,4 @@ mandant_audit_event_hash(PG_FUNCTION_ARGS)
 	ev.changes = isnull ? NULL : DatumGetJsonbP(changes);
 
 	PG_RETURN_BYTEA_P(AuditEventHash(&ev));
-}
-
-/*
- * mandant_audit_append_only is the statement-level guard of the audit
- * tables: UPDATE, DELETE and TRUNCATE fail for every role, the owner
- * included.  Only mandant's tenant deletion may delete.
- */
-Datum
-mandant_audit_append_only(PG_FUNCTION_ARGS)
-{
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	const char *command;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("mandant.audit_append_only() must be called as a trigger"),
-				 errdetail("It was called in another way."),
-				 errhint("It guards mandant's audit tables; there is nothing to call.")));
-
-	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) && audit_deletion_allowed)
-		return PointerGetDatum(NULL);
-
-	command = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? "UPDATE" :
-		TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) ? "DELETE" : "TRUNCATE";
-	ereport(ERROR,
-			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("%s is append-only", RelationGetRelationName(trigdata->tg_relation)),
-			 errdetail("%s on mandant.%s was refused.", command,
-					   RelationGetRelationName(trigdata->tg_relation)),
-			 errhint("History and audit records are never changed; a tenant's records are removed only by mandant.delete_tenant().")));
-	PG_RETURN_NULL();
-}
-
-/*
- * mandant.erase_tenant_history(tenant uuid) returns jsonb: deletes a
- * tenant's rows from mandant's append-only tables (audit events and seals,
- * the transition log, configuration history, quota changes), which the
- * append-only guard allows only here, and returns how many per table.
- * Other tenants' chains do not include these events, so they still
- * verify.  Internal: for mandant.delete_tenant() (no EXECUTE for PUBLIC).
- */
-Datum
-mandant_erase_tenant_history(PG_FUNCTION_ARGS)
-{
-	static const char *const tables[] = {
-		"audit_seal", "audit_event", "state_transition_log", "config_history", "quota_change"
-	};
-	Oid			argtypes[1] = {UUIDOID};
-	Datum		args[1];
-	StringInfoData counts;
-
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("tenant must not be null"),
-				 errdetail("mandant.erase_tenant_history() was called with NULL."),
-				 errhint("Platform history is never erased.")));
-	args[0] = PG_GETARG_DATUM(0);
-	initStringInfo(&counts);
-	appendStringInfoChar(&counts, '{');
-	SPI_connect();
-	audit_deletion_allowed = true;
-	PG_TRY();
-	{
-		for (size_t i = 0; i < lengthof(tables); i++)
-		{
-			char	   *sql = psprintf("DELETE FROM mandant.%s WHERE tenant_id = $1", tables[i]);
-
-			if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
-				elog(ERROR, "could not delete from mandant.%s", tables[i]);
-			appendStringInfo(&counts, "%s\"mandant.%s\": " UINT64_FORMAT,
-							 i > 0 ? ", " : "", tables[i], SPI_processed);
-		}
-	}
-	PG_FINALLY();
-	{
-		audit_deletion_allowed = false;
-	}
-	PG_END_TRY();
-	SPI_finish();
-	appendStringInfoChar(&counts, '}');
-	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(counts.data)));
 }

@@ -27,9 +27,11 @@
  * owner, and the session's role is not necessarily the caller either (a
  * SECURITY DEFINER function of another role may be in between).  So
  * mandant.config_write() is an ordinary C function: it checks the current
- * user, the real caller, and then calls config_apply through fmgr, which
- * switches to the owner as for any SECURITY DEFINER function but does not
- * check EXECUTE, which no one else holds on config_apply.
+ * user, the real caller, with the gate's rule for "config_write" (gate.c:
+ * global values for mandant_admin, a tenant's for its administrators and
+ * trusted backends inside it), and then calls config_apply through fmgr,
+ * which switches to the owner as for any SECURITY DEFINER function but does
+ * not check EXECUTE, which no one else holds on config_apply.
  *
  * Copyright (c) 2026, the mandant developers
  *
@@ -166,39 +168,6 @@ mandant_config_get(PG_FUNCTION_ARGS)
 	PG_RETURN_JSONB_P(value);
 }
 
-/*
- * CheckConfigWriter refuses a caller that may not change the configuration
- * of tenant (NULL: the global values): global values are for members of
- * mandant_admin outside any tenant, a tenant's for trusted backends and
- * platform administrators in it and for end users holding scope admin.
- */
-static void
-CheckConfigWriter(const pg_uuid_t *tenant)
-{
-	const char *caller = GetUserNameFromId(GetUserId(), false);
-
-	if (tenant == NULL)
-	{
-		if (MandantHasPrivilegesOfRole(MANDANT_ROLE_ADMIN))
-			return;
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to change global configuration"),
-				 errdetail("No tenant is set and role \"%s\" is not a member of mandant_admin.", caller),
-				 errhint("Enter a tenant to change its values; global values are for platform administrators.")));
-	}
-	if (MandantCallerIsTrusted() ||
-		((MandantCurrentScopes() & MandantScopeBit("admin")) != 0 && MandantContextIsCallers()))
-		return;
-	ereport(ERROR,
-			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("permission denied to change the configuration of tenant %s",
-					DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(tenant)))),
-			 errdetail("Role \"%s\" holds scopes %s in this transaction.", caller,
-					   MandantCurrentScopesText()),
-			 errhint("Changing configuration needs scope admin (or a trusted backend).")));
-}
-
 /* The oid of mandant.config_apply(uuid, text, text, jsonb, text, bigint, text). */
 static Oid
 ConfigApplyOid(void)
@@ -225,7 +194,7 @@ mandant_config_write(PG_FUNCTION_ARGS)
 
 	LOCAL_FCINFO(apply, APPLY_NARGS);
 
-	CheckConfigWriter(tenant);
+	MandantCheckGateFor("config_write", tenant);
 
 	fmgr_info(ConfigApplyOid(), &flinfo);
 	InitFunctionCallInfoData(*apply, &flinfo, APPLY_NARGS, InvalidOid, NULL, NULL);

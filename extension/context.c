@@ -72,7 +72,6 @@ PG_FUNCTION_INFO_V1(mandant_current_scopes);
 PG_FUNCTION_INFO_V1(mandant_require_tenant);
 PG_FUNCTION_INFO_V1(mandant_has_scope);
 PG_FUNCTION_INFO_V1(mandant_check_tenant_access);
-PG_FUNCTION_INFO_V1(mandant_set_user);
 
 /* Longest app.request_id accepted (request ids end up in logs). */
 #define MANDANT_REQUEST_ID_MAX_BYTES 200
@@ -95,10 +94,6 @@ typedef struct ScopeSetting
 	int			scopes;
 	Oid			set_by;
 } ScopeSetting;
-
-static const char *const scope_names[MANDANT_SCOPE_COUNT] = {
-	"read", "write", "delete", "admin", "internal"
-};
 
 /* Text values, owned by the GUC machinery. */
 static char *current_tenant_text = NULL;
@@ -150,55 +145,6 @@ RefuseAssignment(const char *name, const char *value, const char *hint)
 }
 
 /*
- * HexDigitValue returns the value of one hexadecimal digit, or -1.
- */
-static inline int
-HexDigitValue(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/*
- * ParseCanonicalUuid reads the 36-character form that uuid_out writes.
- * Only mandant's functions assign these settings, and they always write
- * that form, so nothing else needs to be accepted.
- */
-static bool
-ParseCanonicalUuid(const char *text, pg_uuid_t *uuid)
-{
-	int			byte = 0;
-
-	if (strlen(text) != 36)
-		return false;
-
-	for (int i = 0; i < 36;)
-	{
-		int			hi,
-					lo;
-
-		if (i == 8 || i == 13 || i == 18 || i == 23)
-		{
-			if (text[i++] != '-')
-				return false;
-			continue;
-		}
-		hi = HexDigitValue(text[i]);
-		lo = HexDigitValue(text[i + 1]);
-		if (hi < 0 || lo < 0)
-			return false;
-		uuid->data[byte++] = (unsigned char) ((hi << 4) | lo);
-		i += 2;
-	}
-	return byte == UUID_LEN;
-}
-
-/*
  * AssigningRole is the role assigning a protected setting: the current
  * user of the function of this file that does, else nobody.
  */
@@ -223,7 +169,7 @@ CheckUuidSetting(const char *name, const char *hint,
 
 	if (*newval != NULL && (*newval)[0] != '\0')
 	{
-		if (!ParseCanonicalUuid(*newval, &parsed.value))
+		if (!MandantParseUuid(*newval, &parsed.value))
 		{
 			GUC_check_errcode(ERRCODE_INVALID_TEXT_REPRESENTATION);
 			GUC_check_errdetail("\"%s\" is not a uuid.", *newval);
@@ -269,45 +215,6 @@ AssignUserSetting(const char *newval, void *extra)
 	current_user_setting = (const UuidSetting *) extra;
 }
 
-/*
- * ParseScopeList turns "read,write" into scope bits without allocating (it
- * runs in check hooks).  On an unknown name it returns false and points
- * *bad and *badlen at the offending element.
- */
-static bool
-ParseScopeList(const char *list, int *scopes, const char **bad, int *badlen)
-{
-	const char *start = list;
-
-	*scopes = 0;
-	while (*start != '\0')
-	{
-		const char *end = start;
-		int			len;
-		int			bit = 0;
-
-		while (*end != '\0' && *end != ',')
-			end++;
-		len = (int) (end - start);
-
-		for (int i = 0; i < MANDANT_SCOPE_COUNT && bit == 0; i++)
-		{
-			if (strncmp(start, scope_names[i], len) == 0 &&
-				scope_names[i][len] == '\0')
-				bit = 1 << i;
-		}
-		if (bit == 0)
-		{
-			*bad = start;
-			*badlen = len;
-			return false;
-		}
-		*scopes |= bit;
-		start = (*end == ',') ? end + 1 : end;
-	}
-	return true;
-}
-
 static bool
 CheckScopesSetting(char **newval, void **extra, GucSource source)
 {
@@ -320,7 +227,7 @@ CheckScopesSetting(char **newval, void **extra, GucSource source)
 		return RefuseAssignment(MANDANT_GUC_SCOPES, *newval,
 								"Call mandant.set_scopes(scopes) from a role granted mandant_service, or mandant.authenticate(access_token).");
 
-	if (*newval != NULL && !ParseScopeList(*newval, &scopes, &bad, &badlen))
+	if (*newval != NULL && !MandantParseScopeList(*newval, &scopes, &bad, &badlen))
 	{
 		GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
 		GUC_check_errdetail("\"%.*s\" is not a scope.", badlen, bad);
@@ -565,11 +472,12 @@ MandantTenantOrPlatform(const char *detail_fmt,...)
 }
 
 /*
- * CheckTrustedCaller refuses callers that are neither mandant_service nor
- * mandant_admin: only trusted backends choose their tenant.
+ * MandantCheckTrustedCaller refuses callers that are neither
+ * mandant_service nor mandant_admin: only trusted backends choose their
+ * tenant.
  */
-static void
-CheckTrustedCaller(const char *function_name)
+void
+MandantCheckTrustedCaller(const char *function_name)
 {
 	if (MandantCallerIsTrusted())
 		return;
@@ -580,54 +488,6 @@ CheckTrustedCaller(const char *function_name)
 			 errdetail("Role \"%s\" is not a member of mandant_service or mandant_admin.",
 					   GetUserNameFromId(GetUserId(), false)),
 			 errhint("Trusted backends need GRANT mandant_service TO their role; end-user sessions call mandant.authenticate(access_token) instead.")));
-}
-
-/*
- * UuidToText formats a uuid the way uuid_out does.
- */
-static char *
-UuidToText(const pg_uuid_t *uuid)
-{
-	return DatumGetCString(DirectFunctionCall1(uuid_out,
-											   UUIDPGetDatum((pg_uuid_t *) uuid)));
-}
-
-/*
- * MandantCheckTenantEnterable refuses unknown, suspended, failed and
- * deleted tenants.
- */
-void
-MandantCheckTenantEnterable(const pg_uuid_t *tenant_id)
-{
-	char	   *status = NULL;
-
-	switch (MandantLookupTenant(tenant_id, &status))
-	{
-		case MANDANT_TENANT_ENTERABLE:
-			return;
-		case MANDANT_TENANT_MISSING:
-			ereport(ERROR,
-					(errcode(ERRCODE_MANDANT_TENANT_NOT_FOUND),
-					 errmsg("tenant \"%s\" does not exist", UuidToText(tenant_id)),
-					 errdetail("No row of mandant.tenant has id %s.", UuidToText(tenant_id)),
-					 errhint("Check the tenant id; mandant.create_tenant() creates tenants.")));
-			break;
-		case MANDANT_TENANT_SUSPENDED:
-			ereport(ERROR,
-					(errcode(ERRCODE_MANDANT_TENANT_SUSPENDED),
-					 errmsg("tenant \"%s\" is suspended", UuidToText(tenant_id)),
-					 errdetail("Tenant %s has status \"%s\"; its data is kept but nobody can enter it.",
-							   UuidToText(tenant_id), status),
-					 errhint("A platform administrator can resume the tenant.")));
-			break;
-		case MANDANT_TENANT_GONE:
-			ereport(ERROR,
-					(errcode(ERRCODE_MANDANT_TENANT_NOT_FOUND),
-					 errmsg("tenant \"%s\" is not available", UuidToText(tenant_id)),
-					 errdetail("Tenant %s has status \"%s\".", UuidToText(tenant_id), status),
-					 errhint("Only active tenants, and pending ones during provisioning, can be entered.")));
-			break;
-	}
 }
 
 /*
@@ -648,31 +508,14 @@ mandant_set_tenant(PG_FUNCTION_ARGS)
 				 errhint("Pass the id of an existing tenant; the context ends with the transaction, so it never needs clearing.")));
 	tenant_id = PG_GETARG_UUID_P(0);
 
-	CheckTrustedCaller("mandant.set_tenant(uuid)");
+	MandantCheckTrustedCaller("mandant.set_tenant(uuid)");
 	MandantCheckTenantEnterable(tenant_id);
 
-	AssignContextVariable(MANDANT_GUC_TENANT, UuidToText(tenant_id));
+	AssignContextVariable(MANDANT_GUC_TENANT, MandantUuidText(tenant_id));
 	AssignContextVariable(MANDANT_GUC_USER, "");
 	AssignContextVariable(MANDANT_GUC_SCOPES, "");
 
 	PG_RETURN_VOID();
-}
-
-/*
- * ScopeBitsToList formats scope bits as the canonical comma list.
- */
-static char *
-ScopeBitsToList(int scopes)
-{
-	StringInfoData list;
-
-	initStringInfo(&list);
-	for (int i = 0; i < MANDANT_SCOPE_COUNT; i++)
-	{
-		if (scopes & (1 << i))
-			appendStringInfo(&list, "%s%s", list.len > 0 ? "," : "", scope_names[i]);
-	}
-	return list.data;
 }
 
 /*
@@ -682,7 +525,7 @@ ScopeBitsToList(int scopes)
 char *
 MandantCurrentScopesText(void)
 {
-	return psprintf("{%s}", ScopeBitsToList(MandantCurrentScopes()));
+	return psprintf("{%s}", MandantScopeList(MandantCurrentScopes()));
 }
 
 /*
@@ -693,48 +536,9 @@ MandantCurrentScopesText(void)
 void
 MandantAssignContext(const pg_uuid_t *tenant, const pg_uuid_t *user, int scopes)
 {
-	AssignContextVariable(MANDANT_GUC_TENANT, tenant ? UuidToText(tenant) : "");
-	AssignContextVariable(MANDANT_GUC_USER, user ? UuidToText(user) : "");
-	AssignContextVariable(MANDANT_GUC_SCOPES, ScopeBitsToList(scopes));
-}
-
-/*
- * ScopeArrayToList validates a text[] of scope names and returns them as
- * the canonical comma list (known order, no duplicates).
- */
-static char *
-ScopeArrayToList(ArrayType *array)
-{
-	Datum	   *elems;
-	bool	   *nulls;
-	int			nelems;
-	int			scopes = 0;
-
-	deconstruct_array(array, TEXTOID, -1, false, TYPALIGN_INT,
-					  &elems, &nulls, &nelems);
-
-	for (int i = 0; i < nelems; i++)
-	{
-		char	   *name;
-		int			bit;
-
-		if (nulls[i])
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("scope must not be null"),
-					 errdetail("Element %d of the scope array is NULL.", i + 1),
-					 errhint("Valid scopes are read, write, delete, admin and internal.")));
-		name = TextDatumGetCString(elems[i]);
-		bit = MandantScopeBit(name);
-		if (bit == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("unknown scope \"%s\"", name),
-					 errdetail("Element %d of the scope array is \"%s\".", i + 1, name),
-					 errhint("Valid scopes are read, write, delete, admin and internal.")));
-		scopes |= bit;
-	}
-	return ScopeBitsToList(scopes);
+	AssignContextVariable(MANDANT_GUC_TENANT, tenant ? MandantUuidText(tenant) : "");
+	AssignContextVariable(MANDANT_GUC_USER, user ? MandantUuidText(user) : "");
+	AssignContextVariable(MANDANT_GUC_SCOPES, MandantScopeList(scopes));
 }
 
 /*
@@ -753,8 +557,8 @@ mandant_set_scopes(PG_FUNCTION_ARGS)
 				 errdetail("mandant.set_scopes() was called with NULL."),
 				 errhint("Pass an array such as '{read,write}', or '{}' for no scopes.")));
 
-	CheckTrustedCaller("mandant.set_scopes(text[])");
-	list = ScopeArrayToList(PG_GETARG_ARRAYTYPE_P(0));
+	MandantCheckTrustedCaller("mandant.set_scopes(text[])");
+	list = MandantScopeList(MandantScopeArrayBits(PG_GETARG_ARRAYTYPE_P(0), true));
 	AssignContextVariable(MANDANT_GUC_SCOPES, list);
 
 	PG_RETURN_VOID();
@@ -811,34 +615,6 @@ int
 MandantCurrentScopes(void)
 {
 	return current_scopes_setting == NULL ? 0 : current_scopes_setting->scopes;
-}
-
-/*
- * MandantScopeName returns the name of a single scope bit, or NULL.
- */
-const char *
-MandantScopeName(int scope_bit)
-{
-	for (int i = 0; i < MANDANT_SCOPE_COUNT; i++)
-	{
-		if (scope_bit == (1 << i))
-			return scope_names[i];
-	}
-	return NULL;
-}
-
-/*
- * MandantScopeBit returns the bit of a scope name, or 0 if unknown.
- */
-int
-MandantScopeBit(const char *name)
-{
-	for (int i = 0; i < MANDANT_SCOPE_COUNT; i++)
-	{
-		if (strcmp(name, scope_names[i]) == 0)
-			return 1 << i;
-	}
-	return 0;
 }
 
 /*
@@ -900,17 +676,7 @@ mandant_require_tenant(PG_FUNCTION_ARGS)
 Datum
 mandant_current_scopes(PG_FUNCTION_ARGS)
 {
-	int			scopes = MandantCurrentScopes();
-	Datum		elems[MANDANT_SCOPE_COUNT];
-	int			nelems = 0;
-
-	for (int i = 0; i < MANDANT_SCOPE_COUNT; i++)
-	{
-		if (scopes & (1 << i))
-			elems[nelems++] = CStringGetTextDatum(scope_names[i]);
-	}
-	PG_RETURN_ARRAYTYPE_P(construct_array(elems, nelems, TEXTOID, -1, false,
-										  TYPALIGN_INT));
+	PG_RETURN_ARRAYTYPE_P(MandantScopeArray(MandantCurrentScopes()));
 }
 
 /*
@@ -924,11 +690,7 @@ mandant_has_scope(PG_FUNCTION_ARGS)
 	int			bit = MandantScopeBit(name);
 
 	if (bit == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown scope \"%s\"", name),
-				 errdetail("mandant.has_scope() was called with \"%s\".", name),
-				 errhint("Valid scopes are read, write, delete, admin and internal.")));
+		MandantRaiseUnknownScope(name, psprintf("mandant.has_scope() was called with \"%s\".", name));
 	PG_RETURN_BOOL((MandantCurrentScopes() & bit) != 0);
 }
 
@@ -958,108 +720,8 @@ mandant_check_tenant_access(PG_FUNCTION_ARGS)
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 			 errmsg("permission denied for %s of another tenant", what),
 			 errdetail("The request was for tenant %s; the tenant of this transaction is %s.",
-					   tenant ? UuidToText(tenant) : "(none: platform)",
-					   current ? UuidToText(current) : "(none)"),
+					   tenant ? MandantUuidText(tenant) : "(none: platform)",
+					   current ? MandantUuidText(current) : "(none)"),
 			 errhint("Enter that tenant first, or call as a member of mandant_admin.")));
-	PG_RETURN_VOID();
-}
-
-/*
- * RoleScopes returns the scope bits of a role in a tenant: the tenant's
- * own role of that name, else the system role; -1 when neither exists.
- */
-static int
-RoleScopes(const pg_uuid_t *tenant, const char *role)
-{
-	MandantIndexKey keys[2] = {
-		{UUIDPGetDatum((pg_uuid_t *) tenant), F_UUID_EQ, false},
-		{CStringGetTextDatum(role), F_TEXTEQ, false}
-	};
-	const char *column = "scopes";
-	Datum		scopes;
-	bool		isnull;
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n;
-	int			bits = 0;
-
-	if (!MandantFetchByIndex("role", "role_key", 2, keys, 1, &column, &scopes, &isnull))
-	{
-		keys[0].isnull = true;
-		if (!MandantFetchByIndex("role", "role_key", 2, keys, 1, &column, &scopes, &isnull))
-			return -1;
-	}
-	deconstruct_array(DatumGetArrayTypeP(scopes), TEXTOID, -1, false, TYPALIGN_INT,
-					  &elems, &nulls, &n);
-	for (int i = 0; i < n; i++)
-	{
-		if (!nulls[i])
-			bits |= MandantScopeBit(TextDatumGetCString(elems[i]));
-	}
-	return bits;
-}
-
-/*
- * mandant_set_user lets a trusted backend act for an end user: it sets the
- * user and the scopes of the user's role in the current tenant for the
- * rest of the transaction.
- */
-Datum
-mandant_set_user(PG_FUNCTION_ARGS)
-{
-	const pg_uuid_t *tenant = MandantCurrentTenant();
-	pg_uuid_t  *user;
-	MandantIndexKey member_key[2];
-	MandantIndexKey user_key;
-	const char *role_column = "role";
-	const char *status_column = "status";
-	Datum		value;
-	bool		isnull;
-	char	   *role;
-	int			scopes;
-
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("user id must not be null"),
-				 errdetail("mandant.set_user() was called with NULL."),
-				 errhint("Pass the id of a member of the current tenant.")));
-	user = PG_GETARG_UUID_P(0);
-	CheckTrustedCaller("mandant.set_user(uuid)");
-	if (tenant == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_MANDANT_TENANT_REQUIRED),
-				 errmsg("no tenant is set"),
-				 errdetail("A user acts in a tenant, with the scopes of their role there."),
-				 errhint("Call mandant.set_tenant(tenant_id) first, in the same transaction.")));
-
-	member_key[0] = (MandantIndexKey) {UUIDPGetDatum((pg_uuid_t *) tenant), F_UUID_EQ, false};
-	member_key[1] = (MandantIndexKey) {UUIDPGetDatum(user), F_UUID_EQ, false};
-	if (!MandantFetchByIndex("membership", "membership_pkey", 2, member_key, 1,
-							 &role_column, &value, &isnull))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("user %s is not a member of tenant %s", UuidToText(user), UuidToText(tenant)),
-				 errdetail("mandant.membership has no row for them."),
-				 errhint("Add the user with mandant.add_member() first.")));
-	role = TextDatumGetCString(value);
-
-	user_key = (MandantIndexKey) {UUIDPGetDatum(user), F_UUID_EQ, false};
-	if (!MandantFetchByIndex("users", "users_pkey", 1, &user_key, 1, &status_column, &value, &isnull) ||
-		strcmp(TextDatumGetCString(value), "active") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("user %s is disabled", UuidToText(user)),
-				 errdetail("A disabled user cannot act, not even through a trusted backend."),
-				 errhint("A platform administrator can enable the user again.")));
-
-	scopes = RoleScopes(tenant, role);
-	if (scopes < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("role \"%s\" of user %s does not exist", role, UuidToText(user)),
-				 errdetail("The membership names a role that mandant.role does not have."),
-				 errhint("Give the member an existing role with mandant.set_member_role().")));
-	MandantAssignContext(tenant, user, scopes);
 	PG_RETURN_VOID();
 }

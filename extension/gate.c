@@ -96,7 +96,8 @@ typedef struct GateOp
 {
 	const char *name;
 	GateRule	rule;
-	const char *function;		/* mandant.<function>(uuid, jsonb, text) */
+	const char *function;		/* mandant.<function>(uuid, jsonb, text), or
+								 * NULL: not callable through gate_call */
 	bool		identity;		/* also reachable through identity_call */
 } GateOp;
 
@@ -140,6 +141,8 @@ static const GateOp gate_ops[] = {
 	{"add_transition", GATE_MACHINE_OWNER, "machine_add_transition", false},
 	{"remove_transition", GATE_MACHINE_OWNER, "machine_remove_transition", false},
 	{"drop_state_machine", GATE_MACHINE_OWNER, "machine_drop", false},
+	/* checked here, run by their own C function (MandantCheckGateFor) */
+	{"config_write", GATE_TENANT_ONLY, NULL, false},
 };
 
 /* The role that passed the gate, while its operation runs. */
@@ -249,7 +252,7 @@ IsSelf(Jsonb *args)
 
 	if (me == NULL || user == NULL || !MandantContextIsCallers())
 		return false;
-	mine = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum((pg_uuid_t *) me)));
+	mine = MandantUuidText(me);
 	return pg_strcasecmp(mine, user) == 0;
 }
 
@@ -331,7 +334,8 @@ CheckGate(const GateOp *op, const pg_uuid_t *tenant, Jsonb *args)
 			ok = admin || InTenantAsManager(tenant, service);
 			who = tenant ? "the tenant's administrators (scope admin) inside the tenant, trusted backends there and mandant_admin"
 				: "members of mandant_admin (no tenant was given)";
-			hint = tenant != NULL ? tenant_hint : hint;
+			hint = tenant != NULL ? tenant_hint
+				: "Enter a tenant to act on it; without one, only platform administrators may.";
 			break;
 		case GATE_TENANT_READER:
 			ok = admin || IsCurrentTenant(tenant);
@@ -377,6 +381,17 @@ CheckGate(const GateOp *op, const pg_uuid_t *tenant, Jsonb *args)
 }
 
 /*
+ * MandantCheckGateFor refuses a caller that the rule of operation opname
+ * does not let through, for the operations that a C function of their own
+ * runs after the check (mandant.config_write()).
+ */
+void
+MandantCheckGateFor(const char *opname, const pg_uuid_t *tenant)
+{
+	CheckGate(FindOp(opname, false), tenant, NULL);
+}
+
+/*
  * GateCall checks the caller against op's rule, then runs
  * mandant.<function>(tenant, args, caller) with its owner's rights,
  * remembering the caller in gate_caller meanwhile.
@@ -402,6 +417,12 @@ GateCall(FunctionCallInfo fcinfo, bool identity_only)
 				 errdetail("mandant.gate_call() was called without an operation."),
 				 errhint("Call the public function, e.g. mandant.add_member().")));
 	op = FindOp(text_to_cstring(PG_GETARG_TEXT_PP(0)), identity_only);
+	if (op->function == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("mandant operation \"%s\" is not run through mandant.gate_call()", op->name),
+				 errdetail("Its own function checks the caller with the same rule and runs it."),
+				 errhint("Call mandant.%s() instead.", op->name)));
 	if (args != NULL && !JB_ROOT_IS_OBJECT(args))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -23,6 +23,7 @@
 #include "access/tupdesc.h"
 #include "fmgr.h"
 #include "storage/lwlock.h"
+#include "utils/array.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/relcache.h"
@@ -178,7 +179,7 @@ extern bool MandantContextIsCallers(void);
 extern void MandantRaiseNoTenant(const char *detail) pg_attribute_noreturn();
 extern const pg_uuid_t *MandantTenantOrPlatform(const char *detail_fmt,...) pg_attribute_printf(1, 2);
 extern bool MandantHasPrivilegesOfRole(const char *rolename);
-extern void MandantCheckTenantEnterable(const pg_uuid_t *tenant_id);
+extern void MandantCheckTrustedCaller(const char *function_name);
 extern char *MandantCurrentScopesText(void);
 extern void MandantAssignContext(const pg_uuid_t *tenant, const pg_uuid_t *user,
 								 int scopes);
@@ -187,11 +188,32 @@ extern const pg_uuid_t *MandantCurrentUserId(void);
 extern const char *MandantCurrentRequestId(void);
 extern const char *MandantCurrentTraceId(void);
 extern int	MandantCurrentScopes(void);
+
+/* scope.c */
 extern const char *MandantScopeName(int scope_bit);
 extern int	MandantScopeBit(const char *name);
+extern void MandantRaiseUnknownScope(const char *name, const char *detail) pg_attribute_noreturn();
+extern bool MandantParseScopeList(const char *list, int *scopes, const char **bad,
+								  int *badlen);
+extern char *MandantScopeList(int scopes);
+extern ArrayType *MandantScopeArray(int scopes);
+extern int	MandantScopeArrayBits(ArrayType *array, bool strict);
 
-/* tenancy.c */
+/* uuid.c */
+extern bool MandantParseUuid(const char *text, pg_uuid_t *uuid);
+extern char *MandantUuidText(const pg_uuid_t *uuid);
+
+/* tenant.c */
 extern void MandantDefineTenantVariables(void);
+extern void MandantCheckTenantEnterable(const pg_uuid_t *tenant_id);
+
+/* member.c */
+extern bool MandantFetchUser(const pg_uuid_t *user, char **status,
+							 int64 *token_version);
+extern char *MandantMemberRole(const pg_uuid_t *tenant, const pg_uuid_t *user);
+extern int	MandantRoleScopes(const pg_uuid_t *tenant, const char *role);
+
+/* lookup.c */
 
 /* One equality of an index lookup (MandantFetchByIndex). */
 typedef struct MandantIndexKey
@@ -207,10 +229,11 @@ extern bool MandantFetchByIndex(const char *table, const char *index, int nkeys,
 								bool *isnull);
 extern void MandantLookupTable(const char *table, const char *index,
 							   Oid *relid, Oid *indexid);
-extern MandantTenantStatus MandantLookupTenant(const pg_uuid_t *tenant_id,
-											   char **status_out);
-extern char *MandantLookupTenantColumn(Oid relid);
-extern char *MandantLookupStateColumn(Oid relid);
+extern Datum MandantFetchColumn(const char *table, const char *pkey,
+								RegProcedure eqproc, Datum key,
+								const char *column, bool *found);
+extern char *MandantRegisteredColumn(const char *registry, const char *column,
+									 Oid relid);
 
 /* rowjson.c */
 extern void MandantInitColumnJson(MandantColumnJson *col,
@@ -229,21 +252,39 @@ extern MandantTriggerCacheEntry *MandantTriggerCacheLookup(HTAB **cache,
 														   struct TriggerData *trigdata);
 extern void MandantLoadRowShape(MandantRowShape *shape, Relation rel);
 extern int	MandantFindColumn(const MandantRowShape *shape, const char *name);
+struct Trigger;
+extern bool *MandantLoadExclusions(const MandantRowShape *shape, struct Trigger *trigger,
+								   int first, const char *kind, const char *written,
+								   const char *enable_function);
 extern char *MandantRowEntityId(const MandantRowShape *shape, HeapTuple tuple,
 								TupleDesc desc);
 extern const pg_uuid_t *MandantRowTenant(const MandantRowShape *shape,
 										 HeapTuple tuple, TupleDesc desc);
 extern void MandantCheckRowTenant(const pg_uuid_t *tenant, const char *table);
-struct Trigger;
 extern void MandantCheckTriggerArgs(struct Trigger *trigger, Relation rel, int nfixed,
 									const char *const *fixed, Datum list, bool list_isnull,
 									const char *enable_function);
+/* what MandantCheckTriggerCall requires */
+#define MANDANT_TRIGGER_ROW			0x01
+#define MANDANT_TRIGGER_AFTER		0x02
+#define MANDANT_TRIGGER_BEFORE		0x04
+#define MANDANT_TRIGGER_NO_DELETE	0x08
+extern void MandantCheckTriggerCall(FunctionCallInfo fcinfo, int events, int nargs,
+									const char *function, const char *how,
+									const char *hint);
+extern void MandantCheckRegisteredPair(Relation rel, const char *registry,
+									   const char *enable_function,
+									   const char *const columns[2],
+									   const char *first, const char *second);
 extern bool MandantCheckRegistered(Relation rel, const char *registry,
 								   const char *enable_function, int ncolumns,
 								   const char *const *columns, Datum *values,
 								   bool *isnull);
 extern bool MandantColumnChanged(const MandantColumn *col, Datum oldvalue,
 								 bool oldnull, Datum newvalue, bool newnull);
+
+/* gate.c */
+extern void MandantCheckGateFor(const char *opname, const pg_uuid_t *tenant);
 
 /* usertable.c */
 typedef struct MandantSavedUser
@@ -258,7 +299,7 @@ extern bool MandantErasingTenant(const pg_uuid_t *tenant);
 extern void MandantRestoreUser(const MandantSavedUser *saved);
 extern void MandantCheckTableTarget(Oid relid, const char *function_name);
 
-/* appendrow.c */
+/* heapwrite.c */
 typedef struct MandantColumnSpec
 {
 	const char *name;
@@ -266,11 +307,12 @@ typedef struct MandantColumnSpec
 } MandantColumnSpec;
 
 typedef struct MandantAppendTarget MandantAppendTarget;
-extern void MandantCheckTableShape(Relation rel, const MandantColumnSpec *columns,
-								   int ncolumns);
 extern Relation MandantOpenAppendTarget(const char *relname,
+										const MandantColumnSpec *columns,
+										int ncolumns,
 										MandantAppendTarget **target,
 										bool *loaded);
+extern int64 MandantNextRowId(MandantAppendTarget *target, Relation rel);
 extern void MandantAppendRow(MandantAppendTarget *target, Relation rel,
 							 Datum *values, bool *nulls);
 extern TM_Result MandantUpdateRow(MandantAppendTarget *target, Relation rel,

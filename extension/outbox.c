@@ -7,7 +7,7 @@
  * Events are rows of mandant.outbox written in the writer's transaction,
  * so a rolled-back write leaves no event and a committed one always has
  * its events.  Like the audit trail they are appended without SPI
- * (appendrow.c).  The consumer side (claim, ack, nack, replay, purge) is SQL
+ * (heapwrite.c).  The consumer side (claim, ack, nack, replay, purge) is SQL
  * in sql/mandant/80_outbox.sql: it runs per batch, not per row.
  *
  * Ordering: ids come from a sequence without a per-backend cache, so an
@@ -292,23 +292,16 @@ static const MandantColumnSpec outbox_columns[OB_NATTS] = {
 static pg_uuid_t *
 WriteOutboxEvent(const OutboxEvent *ev)
 {
-	static Oid	seqoid = InvalidOid;
 	MandantAppendTarget *target;
-	bool		reloaded;
-	Relation	rel = MandantOpenAppendTarget("outbox", &target, &reloaded);
+	Relation	rel = MandantOpenAppendTarget("outbox", outbox_columns, OB_NATTS,
+											  &target, NULL);
 	Datum		values[OB_NATTS];
 	bool		nulls[OB_NATTS];
 	TimestampTz now = GetCurrentStatementStartTimestamp();
 	pg_uuid_t  *event_id = NewEventId();
 
-	if (reloaded || !OidIsValid(seqoid))
-	{
-		MandantCheckTableShape(rel, outbox_columns, OB_NATTS);
-		seqoid = get_relname_relid("outbox_id_seq", RelationGetNamespace(rel));
-	}
-
 	memset(nulls, true, sizeof(nulls));
-	values[OB_ID] = Int64GetDatum(nextval_internal(seqoid, false));
+	values[OB_ID] = Int64GetDatum(MandantNextRowId(target, rel));
 	values[OB_EVENT_ID] = UUIDPGetDatum(event_id);
 	values[OB_TENANT_ID] = UUIDPGetDatum((pg_uuid_t *) ev->tenant_id);
 	values[OB_TOPIC] = CStringGetTextDatum(ev->topic);
@@ -404,24 +397,11 @@ GetOutboxTarget(TriggerData *trigdata)
 	old = MemoryContextSwitchTo(target->cache.cxt);
 	MandantLoadRowShape(&target->shape, trigdata->tg_relation);
 	target->aggregate_type = psprintf("%s.%s", trigger->tgargs[0], trigger->tgargs[1]);
-	target->excluded = palloc0(sizeof(bool) * Max(target->shape.ncolumns, 1));
 	target->keys = palloc(sizeof(char *) * Max(target->shape.ncolumns, 1));
 	for (int i = 0; i < target->shape.ncolumns; i++)
 		target->keys[i] = CamelCase(target->shape.columns[i].name);
-	for (int i = 2; i < trigger->tgnargs; i++)
-	{
-		int			c = MandantFindColumn(&target->shape, trigger->tgargs[i]);
-
-		if (c < 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_COLUMN),
-					 errmsg("excluded column \"%s\" of table %s no longer exists",
-							trigger->tgargs[i], target->shape.entity_type),
-					 errdetail("The outbox trigger of %s excludes a column of that name; it was renamed or dropped, and the write is refused rather than published unfiltered.",
-							   target->shape.entity_type),
-					 errhint("Call mandant.enable_outbox() again with the current column names.")));
-		target->excluded[c] = true;
-	}
+	target->excluded = MandantLoadExclusions(&target->shape, trigger, 2, "outbox", "published",
+											 "mandant.enable_outbox()");
 	MemoryContextSwitchTo(old);
 
 	target->cache.valid = true;
@@ -497,13 +477,9 @@ mandant_outbox_trigger(PG_FUNCTION_ARGS)
 	MemoryContext rowcxt;
 	MemoryContext old;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("mandant.outbox_trigger() must be called as an AFTER ... FOR EACH ROW trigger"),
-				 errdetail("It was called in another way."),
-				 errhint("Use mandant.enable_outbox(table, domain) to attach it.")));
+	MandantCheckTriggerCall(fcinfo, MANDANT_TRIGGER_AFTER | MANDANT_TRIGGER_ROW, -1,
+							"mandant.outbox_trigger()", "an AFTER ... FOR EACH ROW trigger",
+							"Use mandant.enable_outbox(table, domain) to attach it.");
 
 	target = GetOutboxTarget(trigdata);
 	desc = RelationGetDescr(trigdata->tg_relation);

@@ -16,7 +16,7 @@
  *
  * done without an executor (ApplyToCounter): the row is found through the
  * primary key with a fresh snapshot, checked, and replaced through
- * MandantUpdateRow (appendrow.c), which waits for a concurrent writer of
+ * MandantUpdateRow (heapwrite.c), which waits for a concurrent writer of
  * the row; if that
  * writer committed, the row is read again and checked again (READ
  * COMMITTED; under REPEATABLE READ and SERIALIZABLE it is a serialization
@@ -284,7 +284,7 @@ ApplyToCounter(const pg_uuid_t *tenant, Datum resource, int64 delta, UsageState 
 	PreventCommandIfReadOnly("UPDATE");
 	PreventCommandIfParallelMode("UPDATE");
 
-	rel = MandantOpenAppendTarget("tenant_usage", &target, &loaded);
+	rel = MandantOpenAppendTarget("tenant_usage", NULL, 0, &target, &loaded);
 	desc = RelationGetDescr(rel);
 	if (loaded || !OidIsValid(counter_index))
 	{
@@ -449,8 +449,6 @@ GetQuotaTarget(TriggerData *trigdata)
 	const char *resource = trigdata->tg_trigger->tgargs[0];
 	const char *column = trigdata->tg_trigger->tgargs[1];
 	const char *const registered[2] = {"resource", "tenant_column"};
-	Datum		values[2];
-	bool		isnull[2];
 	QuotaTarget *target;
 	AttrNumber	attnum;
 
@@ -459,16 +457,8 @@ GetQuotaTarget(TriggerData *trigdata)
 	if (target->cache.valid)
 		return target;
 
-	if (MandantCheckRegistered(rel, "quota_table", "mandant.enable_quota()", 2, registered,
-							   values, isnull) &&
-		(isnull[0] || isnull[1] || strcmp(TextDatumGetCString(values[0]), resource) != 0 ||
-		 strcmp(NameStr(*DatumGetName(values[1])), column) != 0))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table \"%s\" is not registered for resource \"%s\" through column \"%s\"",
-						RelationGetRelationName(rel), resource, column),
-				 errdetail("mandant.quota_table registers it otherwise."),
-				 errhint("Call mandant.enable_quota() on the table again.")));
+	MandantCheckRegisteredPair(rel, "quota_table", "mandant.enable_quota()", registered,
+							   resource, column);
 	attnum = get_attnum(RelationGetRelid(rel), column);
 	if (attnum <= 0 || TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid != UUIDOID)
 		ereport(ERROR,
@@ -511,13 +501,9 @@ mandant_quota_trigger(PG_FUNCTION_ARGS)
 	TupleDesc	desc;
 	QuotaTarget *target;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
-		!TRIGGER_FIRED_AFTER(trigdata->tg_event) || trigdata->tg_trigger->tgnargs != 2)
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("mandant.quota_trigger() must be called as a row trigger with two arguments"),
-				 errdetail("It was called in another way."),
-				 errhint("Use mandant.enable_quota(table, resource) to attach it.")));
+	MandantCheckTriggerCall(fcinfo, MANDANT_TRIGGER_AFTER | MANDANT_TRIGGER_ROW, 2,
+							"mandant.quota_trigger()", "a row trigger with two arguments",
+							"Use mandant.enable_quota(table, resource) to attach it.");
 	resource = trigdata->tg_trigger->tgargs[0];
 	column = trigdata->tg_trigger->tgargs[1];
 	target = GetQuotaTarget(trigdata);

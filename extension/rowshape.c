@@ -168,6 +168,38 @@ MandantFindColumn(const MandantRowShape *shape, const char *name)
 }
 
 /*
+ * MandantLoadExclusions returns, per column of the shape, whether the
+ * trigger excludes it: its arguments from "first" on name the excluded
+ * columns.  A name that is no longer a column (renamed or dropped) is an
+ * error, so that a secret is never written under its new name: kind is
+ * the trigger's name in the message ("audit"), written what the trigger
+ * would have done ("recorded"), enable_function the function to call again.
+ * Allocates in the current memory context.
+ */
+bool *
+MandantLoadExclusions(const MandantRowShape *shape, Trigger *trigger, int first,
+					  const char *kind, const char *written, const char *enable_function)
+{
+	bool	   *excluded = palloc0(sizeof(bool) * Max(shape->ncolumns, 1));
+
+	for (int i = first; i < trigger->tgnargs; i++)
+	{
+		int			c = MandantFindColumn(shape, trigger->tgargs[i]);
+
+		if (c < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("excluded column \"%s\" of table %s no longer exists",
+							trigger->tgargs[i], shape->entity_type),
+					 errdetail("The %s trigger of %s excludes a column of that name; it was renamed or dropped, and the write is refused rather than %s unfiltered.",
+							   kind, shape->entity_type, written),
+					 errhint("Call %s again with the current column names.", enable_function)));
+		excluded[c] = true;
+	}
+	return excluded;
+}
+
+/*
  * LoadKeys fills shape->keys from the primary key, leaving out the tenant
  * column (every event carries the tenant itself).
  */
@@ -227,11 +259,11 @@ MandantLoadRowShape(MandantRowShape *shape, Relation rel)
 		MandantInitColumnJson(&col->json, att, CurrentMemoryContext);
 	}
 
-	c = MandantFindColumn(shape, MandantLookupTenantColumn(root));
+	c = MandantFindColumn(shape, MandantRegisteredColumn("tenant_table", "tenant_column", root));
 	if (c < 0)
 		c = MandantFindColumn(shape, "tenant_id");
 	shape->tenant_column = (c >= 0 && shape->columns[c].json.typid == UUIDOID) ? c : -1;
-	shape->state_column = MandantFindColumn(shape, MandantLookupStateColumn(root));
+	shape->state_column = MandantFindColumn(shape, MandantRegisteredColumn("state_machine_table", "state_column", root));
 	LoadKeys(shape, rel);
 }
 
@@ -363,6 +395,38 @@ MandantCheckTriggerArgs(Trigger *trigger, Relation rel, int nfixed, const char *
 }
 
 /*
+ * MandantCheckTriggerCall refuses a call of one of mandant's trigger
+ * functions that is not the kind of trigger it was written for: events
+ * holds MANDANT_TRIGGER_* flags, nargs the number of arguments (-1: any);
+ * how completes "must be called as ..." and hint names the function that
+ * attaches it.
+ */
+void
+MandantCheckTriggerCall(FunctionCallInfo fcinfo, int events, int nargs,
+						const char *function, const char *how, const char *hint)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	bool		ok = CALLED_AS_TRIGGER(fcinfo);
+
+	if (ok && (events & MANDANT_TRIGGER_ROW))
+		ok = TRIGGER_FIRED_FOR_ROW(trigdata->tg_event);
+	if (ok && (events & MANDANT_TRIGGER_AFTER))
+		ok = TRIGGER_FIRED_AFTER(trigdata->tg_event);
+	if (ok && (events & MANDANT_TRIGGER_BEFORE))
+		ok = TRIGGER_FIRED_BEFORE(trigdata->tg_event);
+	if (ok && (events & MANDANT_TRIGGER_NO_DELETE))
+		ok = !TRIGGER_FIRED_BY_DELETE(trigdata->tg_event);
+	if (ok && nargs >= 0)
+		ok = trigdata->tg_trigger->tgnargs == nargs;
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s must be called as %s", function, how),
+				 errdetail("It was called in another way."),
+				 errhint("%s", hint)));
+}
+
+/*
  * MandantCheckRegistered refuses to run a row trigger on a table that the
  * registry mandant.<registry> (primary key relid) does not list, itself or
  * one of its partitioned ancestors, and on temporary tables.  A registry that does
@@ -410,6 +474,31 @@ MandantCheckRegistered(Relation rel, const char *registry, const char *enable_fu
 				 errdetail("mandant's trigger runs only on tables set up with %s.", enable_function),
 				 errhint("Call %s on the table as its owner.", enable_function)));
 	return true;
+}
+
+/*
+ * MandantCheckRegisteredPair refuses to run a row trigger on a table that
+ * mandant.<registry> does not list (see MandantCheckRegistered) with the
+ * trigger's first two arguments in its two columns (text, then name): the
+ * state machine's (machine, state column) and quota's (resource, tenant
+ * column) registrations.
+ */
+void
+MandantCheckRegisteredPair(Relation rel, const char *registry, const char *enable_function,
+						   const char *const columns[2], const char *first, const char *second)
+{
+	Datum		values[2];
+	bool		isnull[2];
+
+	if (MandantCheckRegistered(rel, registry, enable_function, 2, columns, values, isnull) &&
+		(isnull[0] || isnull[1] || strcmp(TextDatumGetCString(values[0]), first) != 0 ||
+		 strcmp(NameStr(*DatumGetName(values[1])), second) != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" is not registered with %s \"%s\" and %s \"%s\"",
+						RelationGetRelationName(rel), columns[0], first, columns[1], second),
+				 errdetail("mandant.%s registers it otherwise.", registry),
+				 errhint("Call %s on the table again, as its owner.", enable_function)));
 }
 
 /*

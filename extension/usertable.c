@@ -226,7 +226,7 @@ OpenUserTable(Oid relid, LOCKMODE lockmode)
 static void
 CheckTenantTable(Relation rel)
 {
-	if (MandantLookupTenantColumn(RelationGetRelid(rel)) == NULL)
+	if (MandantRegisteredColumn("tenant_table", "tenant_column", RelationGetRelid(rel)) == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("table \"%s\" is not a tenant table", RelationGetRelationName(rel)),
@@ -363,7 +363,7 @@ mandant_delete_tenant_rows(PG_FUNCTION_ARGS)
 				 errmsg("table and tenant must not be null"),
 				 errdetail("mandant.delete_tenant_rows() was called with NULL."),
 				 errhint("It is internal to mandant.delete_tenant().")));
-	column = MandantLookupTenantColumn(PG_GETARG_OID(0));
+	column = MandantRegisteredColumn("tenant_table", "tenant_column", PG_GETARG_OID(0));
 	if (column == NULL || get_rel_name(PG_GETARG_OID(0)) == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -120,6 +120,14 @@ LANGUAGE C STABLE;
 COMMENT ON FUNCTION mandant.gate_caller_member_of(name) IS
 'Internal: whether the role that passed the gate for the running operation has the privileges of role.';
 
+CREATE OR REPLACE FUNCTION mandant.check_tenant_enterable(tenant uuid)
+RETURNS void
+AS 'MODULE_PATHNAME', 'mandant_check_tenant_enterable'
+LANGUAGE C STABLE;
+
+COMMENT ON FUNCTION mandant.check_tenant_enterable(uuid) IS
+'Internal: MD002 or MD003 unless the tenant can be entered.';
+
 CREATE OR REPLACE FUNCTION mandant.run_as_table_owner(tbl regclass, tenant uuid, query text, rows jsonb DEFAULT NULL)
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'mandant_run_as_table_owner'
@@ -1014,7 +1022,7 @@ BEGIN
 	END IF;
 	IF domain = 'platform' THEN
 		RAISE EXCEPTION 'event domain "platform" is reserved'
-			USING ERRCODE = 'insufficient_privilege',
+			USING ERRCODE = 'invalid_parameter_value',
 				  DETAIL = 'platform.* events come from mandant and trusted backends only.',
 				  HINT = 'Name the domain after your application, e.g. ''risk''.';
 	END IF;
@@ -1121,6 +1129,47 @@ $$;
 COMMENT ON FUNCTION mandant.config_apply(uuid, text, text, jsonb, text, bigint, text) IS
 'Internal: applies a configuration change for mandant.config_write(), which checks the caller first.';
 
+CREATE OR REPLACE FUNCTION mandant.identity_revoke_user_tokens(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	account uuid := (args ->> 'userId')::uuid;
+BEGIN
+	PERFORM mandant.check_user_exists(account);
+	IF account = mandant.current_user_id() THEN
+		PERFORM mandant.revoke_tokens_of(account, 'signed out everywhere');
+		PERFORM mandant.audit_log_for(mandant.current_tenant(), account, NULLIF(current_setting('app.request_id'), ''),
+									  'identity', 'tokens.revoked', 'user', account::text, '{}');
+	ELSE
+		PERFORM mandant.revoke_tokens_of(account, 'revoked');
+		PERFORM mandant.record_event(NULL, 'identity', 'tokens.revoked', 'user', account::text,
+									 jsonb_build_object('by', caller));
+	END IF;
+	RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mandant.revoke_user_tokens(user_id uuid)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT mandant.gate_call('revoke_user_tokens', NULL, jsonb_build_object('userId', user_id)); $$;
+
+COMMENT ON FUNCTION mandant.revoke_user_tokens(uuid) IS
+'Revoke every token of a user: the signed-in user for themselves, trusted backends and mandant_admin for anyone.';
+
+CREATE OR REPLACE FUNCTION mandant.purge_tokens()
+RETURNS jsonb
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT mandant.gate_call('purge_tokens', NULL, '{}'); $$;
+
+COMMENT ON FUNCTION mandant.purge_tokens() IS
+'Delete expired denylist entries, refresh tokens and empty sessions; schedule it daily.';
+
 CREATE OR REPLACE FUNCTION mandant.login_failed(keys text[], email text, account uuid, tenant uuid,
 									 client_ip inet, reason text, code text, action text DEFAULT 'login.failed')
 RETURNS void
@@ -1221,7 +1270,6 @@ DECLARE
 	matches		boolean;
 	step		bigint;
 	chosen		uuid;
-	status		text;
 	tenants		jsonb;
 	family		uuid;
 	answer		jsonb;
@@ -1273,7 +1321,7 @@ BEGIN
 	WHERE m.user_id = account.id AND t.status IN ('active', 'pending', 'suspended');
 
 	IF tenant_slug IS NOT NULL THEN
-		SELECT t.id, t.status INTO chosen, status
+		SELECT t.id INTO chosen
 		FROM mandant.membership m JOIN mandant.tenant t ON t.id = m.tenant_id
 		WHERE m.user_id = account.id AND t.slug = lower(tenant_slug);
 		IF chosen IS NULL THEN
@@ -1283,21 +1331,13 @@ BEGIN
 					  HINT = 'Log in without a tenant to see the tenants of the account.';
 		END IF;
 	ELSE
-		SELECT t.id, t.status INTO chosen, status
+		SELECT t.id INTO chosen
 		FROM mandant.membership m JOIN mandant.tenant t ON t.id = m.tenant_id
 		WHERE m.user_id = account.id AND t.status IN ('active', 'pending')
 		ORDER BY t.name, t.slug LIMIT 1;
 	END IF;
-	IF status = 'suspended' THEN
-		RAISE EXCEPTION 'tenant "%" is suspended', tenant_slug
-			USING ERRCODE = 'MD003',
-				  DETAIL = 'Its data is kept but nobody can enter it.',
-				  HINT = 'A platform administrator can resume the tenant.';
-	ELSIF status NOT IN ('active', 'pending') THEN
-		RAISE EXCEPTION 'tenant "%" is not available', tenant_slug
-			USING ERRCODE = 'MD002',
-				  DETAIL = format('Its status is %s.', status),
-				  HINT = 'Only active tenants can be entered.';
+	IF chosen IS NOT NULL THEN
+		PERFORM mandant.check_tenant_enterable(chosen);
 	END IF;
 
 	INSERT INTO mandant.refresh_family (user_id, tenant_id) VALUES (account.id, chosen) RETURNING id INTO family;
@@ -1527,6 +1567,27 @@ $$;
 COMMENT ON FUNCTION mandant.service_token(text, text) IS
 'Client credentials: an access token of type m2m with the service account''s scopes (MD050 for a wrong id or secret, MD040 after 10 failures per client in 15 minutes).';
 
+CREATE OR REPLACE FUNCTION mandant.create_service_account(name text, scopes text[], tenant uuid DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_call('create_service_account', tenant,
+		jsonb_build_object('name', name, 'scopes', to_jsonb(scopes)));
+$$;
+
+COMMENT ON FUNCTION mandant.create_service_account(text, text[], uuid) IS
+'Create a service account: {id, clientId, clientSecret, scopes}. The secret is shown once (stored as SHA-256). Tenant accounts by the tenant''s administrators; platform accounts (scope internal allowed) by mandant_admin.';
+
+CREATE OR REPLACE FUNCTION mandant.disable_service_account(id uuid, tenant uuid DEFAULT NULL)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT mandant.gate_call('disable_service_account', tenant, jsonb_build_object('id', id)); $$;
+
+COMMENT ON FUNCTION mandant.disable_service_account(uuid, uuid) IS
+'Disable a service account; its tokens stop working at once.';
+
 CREATE OR REPLACE FUNCTION mandant.identity_create_user(tenant uuid, args jsonb, caller text)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
@@ -1612,29 +1673,6 @@ BEGIN
 									 jsonb_build_object('by', caller));
 	END IF;
 	PERFORM mandant.join_owned_tenants(account);
-	RETURN NULL;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION mandant.identity_revoke_user_tokens(tenant uuid, args jsonb, caller text)
-RETURNS jsonb
-LANGUAGE plpgsql VOLATILE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	account uuid := (args ->> 'userId')::uuid;
-BEGIN
-	PERFORM mandant.check_user_exists(account);
-	IF account = mandant.current_user_id() THEN
-		PERFORM mandant.revoke_tokens_of(account, 'signed out everywhere');
-		PERFORM mandant.audit_log_for(mandant.current_tenant(), account, NULLIF(current_setting('app.request_id'), ''),
-									  'identity', 'tokens.revoked', 'user', account::text, '{}');
-	ELSE
-		PERFORM mandant.revoke_tokens_of(account, 'revoked');
-		PERFORM mandant.record_event(NULL, 'identity', 'tokens.revoked', 'user', account::text,
-									 jsonb_build_object('by', caller));
-	END IF;
 	RETURN NULL;
 END
 $$;
@@ -1726,15 +1764,6 @@ AS $$ SELECT mandant.gate_call('reset_password', NULL, jsonb_build_object('userI
 COMMENT ON FUNCTION mandant.reset_password(uuid, text) IS
 'Set a user''s password (the reset flow of a trusted backend, or mandant_admin); revokes all their tokens.';
 
-CREATE OR REPLACE FUNCTION mandant.revoke_user_tokens(user_id uuid)
-RETURNS void
-LANGUAGE sql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT mandant.gate_call('revoke_user_tokens', NULL, jsonb_build_object('userId', user_id)); $$;
-
-COMMENT ON FUNCTION mandant.revoke_user_tokens(uuid) IS
-'Revoke every token of a user: the signed-in user for themselves, trusted backends and mandant_admin for anyone.';
-
 CREATE OR REPLACE FUNCTION mandant.confirm_user_email(user_id uuid)
 RETURNS void
 LANGUAGE sql VOLATILE
@@ -1743,36 +1772,6 @@ AS $$ SELECT mandant.gate_call('confirm_user_email', NULL, jsonb_build_object('u
 
 COMMENT ON FUNCTION mandant.confirm_user_email(uuid) IS
 'Vouch for a user''s e-mail address (after the trusted backend verified it): the user becomes owner of the tenants that name the address as owner_email and have no owner. Trusted backends and mandant_admin only; users created by them are confirmed already.';
-
-CREATE OR REPLACE FUNCTION mandant.create_service_account(name text, scopes text[], tenant uuid DEFAULT NULL)
-RETURNS jsonb
-LANGUAGE sql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-	SELECT mandant.gate_call('create_service_account', tenant,
-		jsonb_build_object('name', name, 'scopes', to_jsonb(scopes)));
-$$;
-
-COMMENT ON FUNCTION mandant.create_service_account(text, text[], uuid) IS
-'Create a service account: {id, clientId, clientSecret, scopes}. The secret is shown once (stored as SHA-256). Tenant accounts by the tenant''s administrators; platform accounts (scope internal allowed) by mandant_admin.';
-
-CREATE OR REPLACE FUNCTION mandant.disable_service_account(id uuid, tenant uuid DEFAULT NULL)
-RETURNS void
-LANGUAGE sql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT mandant.gate_call('disable_service_account', tenant, jsonb_build_object('id', id)); $$;
-
-COMMENT ON FUNCTION mandant.disable_service_account(uuid, uuid) IS
-'Disable a service account; its tokens stop working at once.';
-
-CREATE OR REPLACE FUNCTION mandant.purge_tokens()
-RETURNS jsonb
-LANGUAGE sql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT mandant.gate_call('purge_tokens', NULL, '{}'); $$;
-
-COMMENT ON FUNCTION mandant.purge_tokens() IS
-'Delete expired denylist entries, refresh tokens and empty sessions; schedule it daily.';
 
 CREATE OR REPLACE FUNCTION mandant.count_rows(tenant uuid, resource text)
 RETURNS bigint
@@ -2289,16 +2288,24 @@ COMMENT ON FUNCTION mandant.charge(text, bigint) IS
 /* ---- rights of functions ---- */
 
 REVOKE ALL ON FUNCTION mandant.gate_caller_member_of(name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.lock_tenant(uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.run_as_table_owner(regclass, uuid, text, jsonb),
 	mandant.delete_tenant_rows(regclass, uuid), mandant.delete_tenant_row(uuid), mandant.tenant_row_count(regclass, name, uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.audit_append_only() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.attach_trigger(regclass, text, text), mandant.detach_trigger(regclass, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.audit_log_for(uuid, uuid, text, text, text, text, text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.state_machines_changed() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.check_guard(text, regrole, regprocedure) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.jwt_sign(jsonb), mandant.jwt_verify(text),
+	mandant.issue_tokens(mandant.users, uuid, uuid), mandant.revoke_tokens_of(uuid, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.login_address(inet), mandant.login_keys(text, inet),
 	mandant.login_guard_keys(text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.login_guard(text[], integer, interval),
+	mandant.login_failed_count(text[], interval), mandant.login_reset(text, interval),
+	mandant.defer_write(jsonb), mandant.deferred_apply(jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.totp_attempt(uuid, bytea, text, bigint, text, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION mandant.revoke_tokens_of(uuid, text), mandant.lock_tenant(uuid), mandant.join_owned_tenants(uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.secret_seal(bytea, uuid), mandant.totp_match(bytea, uuid, text, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.join_owned_tenants(uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.quota_table_changed() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.check_tenant_references() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.forget_tables(oid[]) FROM PUBLIC;

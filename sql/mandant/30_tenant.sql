@@ -323,27 +323,8 @@ REVOKE ALL ON FUNCTION mandant.tenant_for_repeated_operation(mandant.tenant, tex
 
 CREATE FUNCTION mandant.check_tenant_enterable(tenant uuid)
 RETURNS void
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	status text := (SELECT t.status FROM mandant.tenant t WHERE t.id = tenant);
-BEGIN
-	IF status IS NULL THEN
-		RAISE EXCEPTION 'tenant "%" does not exist', tenant
-			USING ERRCODE = 'MD002', DETAIL = 'No row of mandant.tenant has that id.',
-				  HINT = 'Check the tenant id.';
-	ELSIF status = 'suspended' THEN
-		RAISE EXCEPTION 'tenant "%" is suspended', tenant
-			USING ERRCODE = 'MD003', DETAIL = 'Its data is kept but nobody can enter it.',
-				  HINT = 'A platform administrator can resume the tenant.';
-	ELSIF status NOT IN ('active', 'pending') THEN
-		RAISE EXCEPTION 'tenant "%" is not available', tenant
-			USING ERRCODE = 'MD002', DETAIL = format('Its status is %s.', status),
-				  HINT = 'Only active tenants can be entered.';
-	END IF;
-END
-$$;
+AS 'MODULE_PATHNAME', 'mandant_check_tenant_enterable'
+LANGUAGE C STABLE;
 
 COMMENT ON FUNCTION mandant.check_tenant_enterable(uuid) IS
 'Internal: MD002 or MD003 unless the tenant can be entered.';

@@ -36,26 +36,6 @@ GRANT SELECT ON mandant.tenant_table TO PUBLIC;
 
 SELECT pg_catalog.pg_extension_config_dump('mandant.tenant_table', '');
 
-/* ---- the gate: privileged operations behind a check of the real caller (extension/gate.c) */
-
-CREATE FUNCTION mandant.gate_call(op text, tenant uuid, args jsonb)
-RETURNS jsonb
-AS 'MODULE_PATHNAME', 'mandant_gate_call'
-LANGUAGE C VOLATILE;
-
-COMMENT ON FUNCTION mandant.gate_call(text, uuid, jsonb) IS
-'The gate of mandant''s privileged operations (what mandant.add_member(), mandant.enable_audit() and the other public functions call): checks that the calling role may run op, then runs it. Executable by everyone; it decides.';
-
-CREATE FUNCTION mandant.gate_caller_member_of(role name)
-RETURNS boolean
-AS 'MODULE_PATHNAME', 'mandant_gate_caller_member_of'
-LANGUAGE C STABLE;
-
-COMMENT ON FUNCTION mandant.gate_caller_member_of(name) IS
-'Internal: whether the role that passed the gate for the running operation has the privileges of role.';
-
-REVOKE ALL ON FUNCTION mandant.gate_caller_member_of(name) FROM PUBLIC;
-
 /* ---- touching the application's tables (extension/usertable.c) */
 
 CREATE FUNCTION mandant.run_as_table_owner(tbl regclass, tenant uuid, query text, rows jsonb DEFAULT NULL)

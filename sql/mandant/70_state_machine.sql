@@ -1,13 +1,13 @@
 
 /* ---------------------------------------------------------------------------
- * Status machines (extension/fsm.c)
+ * Status machines (extension/statemachine.c)
  *
  * A machine is owned by the role that created it (members of that role and
  * of mandant_admin may change it, and only they may bind tables to it);
  * everyone may read the definitions.  The definition tables are written
  * only through the functions below, which go through the gate
  * (mandant.gate_call, extension/gate.c) and check everything first.
- * Guards run as the machine's owner (fsm.c).  The built-in machine of
+ * Guards run as the machine's owner (statemachine.c).  The built-in machine of
  * mandant.tenant changes only with the extension.  Any change makes every
  * backend reload the machine (statement trigger -> relcache invalidation
  * of mandant.state_machine).

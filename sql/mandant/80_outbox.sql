@@ -146,7 +146,7 @@ BEGIN
 	END IF;
 	IF domain = 'platform' THEN
 		RAISE EXCEPTION 'event domain "platform" is reserved'
-			USING ERRCODE = 'insufficient_privilege',
+			USING ERRCODE = 'invalid_parameter_value',
 				  DETAIL = 'platform.* events come from mandant and trusted backends only.',
 				  HINT = 'Name the domain after your application, e.g. ''risk''.';
 	END IF;

@@ -284,7 +284,6 @@ DECLARE
 	matches		boolean;
 	step		bigint;
 	chosen		uuid;
-	status		text;
 	tenants		jsonb;
 	family		uuid;
 	answer		jsonb;
@@ -336,7 +335,7 @@ BEGIN
 	WHERE m.user_id = account.id AND t.status IN ('active', 'pending', 'suspended');
 
 	IF tenant_slug IS NOT NULL THEN
-		SELECT t.id, t.status INTO chosen, status
+		SELECT t.id INTO chosen
 		FROM mandant.membership m JOIN mandant.tenant t ON t.id = m.tenant_id
 		WHERE m.user_id = account.id AND t.slug = lower(tenant_slug);
 		IF chosen IS NULL THEN
@@ -346,21 +345,13 @@ BEGIN
 					  HINT = 'Log in without a tenant to see the tenants of the account.';
 		END IF;
 	ELSE
-		SELECT t.id, t.status INTO chosen, status
+		SELECT t.id INTO chosen
 		FROM mandant.membership m JOIN mandant.tenant t ON t.id = m.tenant_id
 		WHERE m.user_id = account.id AND t.status IN ('active', 'pending')
 		ORDER BY t.name, t.slug LIMIT 1;
 	END IF;
-	IF status = 'suspended' THEN
-		RAISE EXCEPTION 'tenant "%" is suspended', tenant_slug
-			USING ERRCODE = 'MD003',
-				  DETAIL = 'Its data is kept but nobody can enter it.',
-				  HINT = 'A platform administrator can resume the tenant.';
-	ELSIF status NOT IN ('active', 'pending') THEN
-		RAISE EXCEPTION 'tenant "%" is not available', tenant_slug
-			USING ERRCODE = 'MD002',
-				  DETAIL = format('Its status is %s.', status),
-				  HINT = 'Only active tenants can be entered.';
+	IF chosen IS NOT NULL THEN
+		PERFORM mandant.check_tenant_enterable(chosen);
 	END IF;
 
 	INSERT INTO mandant.refresh_family (user_id, tenant_id) VALUES (account.id, chosen) RETURNING id INTO family;

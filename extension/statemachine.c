@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * fsm.c
+ * statemachine.c
  *		Status machines: the BEFORE row trigger behind
  *		mandant.enable_state_machine() and its caches.
  *
@@ -39,7 +39,7 @@
  * Copyright (c) 2026, the mandant developers
  *
  * IDENTIFICATION
- *		extension/fsm.c
+ *		extension/statemachine.c
  *
  *-------------------------------------------------------------------------
  */
@@ -158,7 +158,11 @@ DefinitionsRelid(void)
 	Oid			relid = get_relname_relid("state_machine", nsp);
 
 	if (!OidIsValid(relid))
-		elog(ERROR, "table mandant.state_machine does not exist");
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table mandant.state_machine does not exist"),
+				 errdetail("The mandant library is loaded but the extension's objects are missing in this database."),
+				 errhint("Run CREATE EXTENSION mandant CASCADE, or ALTER EXTENSION mandant UPDATE.")));
 	return relid;
 }
 
@@ -186,12 +190,8 @@ InvalidateMachines(Datum arg, Oid relid)
 Datum
 mandant_state_machines_changed(PG_FUNCTION_ARGS)
 {
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("mandant.state_machines_changed() must be called as a trigger"),
-				 errdetail("It was called in another way."),
-				 errhint("It is attached to mandant's state machine tables; there is nothing to call.")));
+	MandantCheckTriggerCall(fcinfo, 0, -1, "mandant.state_machines_changed()", "a trigger",
+							"It is attached to mandant's state machine tables; there is nothing to call.");
 	CacheInvalidateRelcacheByRelid(DefinitionsRelid());
 	return PointerGetDatum(NULL);
 }
@@ -318,6 +318,74 @@ mandant_check_guard(PG_FUNCTION_ARGS)
 }
 
 /*
+ * LoadStates reads the states of a machine (inside LoadMachine's SPI
+ * connection) into machine->cxt.
+ */
+static void
+LoadStates(FsmMachine *machine)
+{
+	MemoryContext old;
+	bool		isnull;
+
+	RunDefinitionQuery("SELECT state, initial, frozen FROM mandant.state_machine_state "
+					   "WHERE machine = $1 ORDER BY state", machine->name);
+	old = MemoryContextSwitchTo(machine->cxt);
+	machine->nstates = SPI_processed;
+	machine->states = palloc0(sizeof(FsmState) * Max(machine->nstates, 1));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+
+		machine->states[i].name = TextDatumGetCString(SPI_getbinval(tuple, desc, 1, &isnull));
+		machine->states[i].len = strlen(machine->states[i].name);
+		machine->states[i].initial = DatumGetBool(SPI_getbinval(tuple, desc, 2, &isnull));
+		machine->states[i].frozen = DatumGetBool(SPI_getbinval(tuple, desc, 3, &isnull));
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * LoadTransitions reads the transitions of a machine, with their scopes and
+ * guards (inside LoadMachine's SPI connection), into machine->cxt.
+ */
+static void
+LoadTransitions(FsmMachine *machine)
+{
+	MemoryContext old;
+	bool		isnull;
+
+	RunDefinitionQuery("SELECT from_state, to_state, required_scope, guard::oid "
+					   "FROM mandant.state_transition WHERE machine = $1 "
+					   "ORDER BY from_state, to_state", machine->name);
+	old = MemoryContextSwitchTo(machine->cxt);
+	machine->ntransitions = SPI_processed;
+	machine->transitions = palloc0(sizeof(FsmTransition) * Max(machine->ntransitions, 1));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		FsmTransition *t = &machine->transitions[i];
+		char	   *from = SPI_getvalue(tuple, desc, 1);
+		char	   *to = SPI_getvalue(tuple, desc, 2);
+		char	   *scope = SPI_getvalue(tuple, desc, 3);
+		Datum		guard = SPI_getbinval(tuple, desc, 4, &isnull);
+
+		t->from = FindState(machine, from, strlen(from));
+		t->to = FindState(machine, to, strlen(to));
+		t->scope = scope ? MandantScopeBit(scope) : 0;
+		t->guard = isnull ? InvalidOid : DatumGetObjectId(guard);
+		if (t->from < 0 || t->to < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("state machine \"%s\" declares a transition between unknown states", machine->name),
+					 errdetail("The transition from \"%s\" to \"%s\" names a state the machine does not have.", from, to),
+					 errhint("Remove the transition with mandant.remove_transition().")));
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/*
  * LoadMachine reads a machine's definition with SPI into machine->cxt.
  */
 static void
@@ -352,51 +420,8 @@ LoadMachine(FsmMachine *machine)
 		machine->owner = InvalidOid;
 	MemoryContextSwitchTo(old);
 
-	RunDefinitionQuery("SELECT state, initial, frozen FROM mandant.state_machine_state "
-					   "WHERE machine = $1 ORDER BY state", machine->name);
-	old = MemoryContextSwitchTo(machine->cxt);
-	machine->nstates = SPI_processed;
-	machine->states = palloc0(sizeof(FsmState) * Max(machine->nstates, 1));
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tuple = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-
-		machine->states[i].name = TextDatumGetCString(SPI_getbinval(tuple, desc, 1, &isnull));
-		machine->states[i].len = strlen(machine->states[i].name);
-		machine->states[i].initial = DatumGetBool(SPI_getbinval(tuple, desc, 2, &isnull));
-		machine->states[i].frozen = DatumGetBool(SPI_getbinval(tuple, desc, 3, &isnull));
-	}
-	MemoryContextSwitchTo(old);
-
-	RunDefinitionQuery("SELECT from_state, to_state, required_scope, guard::oid "
-					   "FROM mandant.state_transition WHERE machine = $1 "
-					   "ORDER BY from_state, to_state", machine->name);
-	old = MemoryContextSwitchTo(machine->cxt);
-	machine->ntransitions = SPI_processed;
-	machine->transitions = palloc0(sizeof(FsmTransition) * Max(machine->ntransitions, 1));
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tuple = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		FsmTransition *t = &machine->transitions[i];
-		char	   *from = SPI_getvalue(tuple, desc, 1);
-		char	   *to = SPI_getvalue(tuple, desc, 2);
-		char	   *scope = SPI_getvalue(tuple, desc, 3);
-		Datum		guard = SPI_getbinval(tuple, desc, 4, &isnull);
-
-		t->from = FindState(machine, from, strlen(from));
-		t->to = FindState(machine, to, strlen(to));
-		t->scope = scope ? MandantScopeBit(scope) : 0;
-		t->guard = isnull ? InvalidOid : DatumGetObjectId(guard);
-		if (t->from < 0 || t->to < 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("state machine \"%s\" declares a transition between unknown states", machine->name),
-					 errdetail("The transition from \"%s\" to \"%s\" names a state the machine does not have.", from, to),
-					 errhint("Remove the transition with mandant.remove_transition().")));
-	}
-	MemoryContextSwitchTo(old);
+	LoadStates(machine);
+	LoadTransitions(machine);
 
 	SPI_finish();
 	machine->valid = true;
@@ -477,37 +502,13 @@ CheckStateColumnType(const FsmTable *table)
 }
 
 /*
- * CheckBinding refuses to run on a table that mandant.state_machine_table
- * does not bind to the trigger's machine through its column (itself or
- * one of its partitioned ancestors), and on temporary tables: only
- * mandant.enable_state_machine() binds tables.
- */
-static void
-CheckBinding(Relation rel, const char *machine, const char *column)
-{
-	const char *const columns[2] = {"machine", "state_column"};
-	Datum		values[2];
-	bool		isnull[2];
-
-	if (MandantCheckRegistered(rel, "state_machine_table", "mandant.enable_state_machine()",
-							   2, columns, values, isnull) &&
-		(isnull[0] || isnull[1] || strcmp(TextDatumGetCString(values[0]), machine) != 0 ||
-		 strcmp(NameStr(*DatumGetName(values[1])), column) != 0))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table \"%s\" is not bound to state machine \"%s\" through column \"%s\"",
-						RelationGetRelationName(rel), machine, column),
-				 errdetail("mandant.state_machine_table binds it otherwise."),
-				 errhint("Call mandant.enable_state_machine() on the table again, as its owner.")));
-}
-
-/*
  * GetFsmTable returns the cached facts of the firing trigger (arguments:
  * machine, state column).
  */
 static FsmTable *
 GetFsmTable(TriggerData *trigdata)
 {
+	static const char *const binding[2] = {"machine", "state_column"};
 	Trigger    *trigger = trigdata->tg_trigger;
 	FsmTable   *table;
 	MemoryContext old;
@@ -524,7 +525,9 @@ GetFsmTable(TriggerData *trigdata)
 				 errdetail("mandant.state_machine_trigger() takes the machine, the state column and log or nolog."),
 				 errhint("Use mandant.enable_state_machine(table, machine) to attach it.")));
 
-	CheckBinding(trigdata->tg_relation, trigger->tgargs[0], trigger->tgargs[1]);
+	MandantCheckRegisteredPair(trigdata->tg_relation, "state_machine_table",
+							   "mandant.enable_state_machine()", binding,
+							   trigger->tgargs[0], trigger->tgargs[1]);
 
 	old = MemoryContextSwitchTo(table->cache.cxt);
 	strlcpy(table->machine, trigger->tgargs[0], NAMEDATALEN);
@@ -746,25 +749,18 @@ static void
 LogTransition(const FsmTable *table, const FsmMachine *machine, const FsmTransition *t,
 			  HeapTuple newtuple, TupleDesc desc)
 {
-	static Oid	seqoid = InvalidOid;
 	MandantAppendTarget *target;
-	bool		reloaded;
-	Relation	rel = MandantOpenAppendTarget("state_transition_log", &target, &reloaded);
+	Relation	rel = MandantOpenAppendTarget("state_transition_log", transition_log_columns,
+											  TL_NATTS, &target, NULL);
 	Datum		values[TL_NATTS];
 	bool		nulls[TL_NATTS];
 	const pg_uuid_t *actor = MandantCurrentUserId();
 	const char *request_id = MandantCurrentRequestId();
 	char	   *entity_id = MandantRowEntityId(&table->shape, newtuple, desc);
 
-	if (reloaded || !OidIsValid(seqoid))
-	{
-		MandantCheckTableShape(rel, transition_log_columns, TL_NATTS);
-		seqoid = get_relname_relid("state_transition_log_id_seq", RelationGetNamespace(rel));
-	}
-
 	memset(nulls, false, sizeof(nulls));
 	values[TL_TENANT_ID] = UUIDPGetDatum((pg_uuid_t *) MandantRowTenant(&table->shape, newtuple, desc));
-	values[TL_ID] = Int64GetDatum(nextval_internal(seqoid, false));
+	values[TL_ID] = Int64GetDatum(MandantNextRowId(target, rel));
 	values[TL_OCCURRED_AT] = TimestampTzGetDatum(GetCurrentStatementStartTimestamp());
 	values[TL_MACHINE] = CStringGetTextDatum(machine->name);
 	values[TL_ENTITY_TYPE] = CStringGetTextDatum(table->shape.entity_type);
@@ -892,13 +888,10 @@ mandant_state_machine_trigger(PG_FUNCTION_ARGS)
 	FsmMachine	machine;
 	HeapTuple	result;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) || TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("mandant.state_machine_trigger() must be called as a BEFORE INSERT OR UPDATE ... FOR EACH ROW trigger"),
-				 errdetail("It was called in another way."),
-				 errhint("Use mandant.enable_state_machine(table, machine) to attach it.")));
+	MandantCheckTriggerCall(fcinfo, MANDANT_TRIGGER_BEFORE | MANDANT_TRIGGER_ROW | MANDANT_TRIGGER_NO_DELETE,
+							-1, "mandant.state_machine_trigger()",
+							"a BEFORE INSERT OR UPDATE ... FOR EACH ROW trigger",
+							"Use mandant.enable_state_machine(table, machine) to attach it.");
 
 	table = GetFsmTable(trigdata);
 	/* a copy: a guard may change the machine, which reloads the cache */

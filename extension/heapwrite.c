@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * appendrow.c
+ * heapwrite.c
  *		Append a row to one of mandant's own tables without SPI, or
  *		replace one (the usage counters).
  *
@@ -34,7 +34,7 @@
  * Copyright (c) 2026, the mandant developers
  *
  * IDENTIFICATION
- *		extension/appendrow.c
+ *		extension/heapwrite.c
  *
  *-------------------------------------------------------------------------
  */
@@ -47,6 +47,7 @@
 #include "access/xact.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
+#include "commands/sequence.h"
 #include "executor/executor.h"
 #include "nodes/execnodes.h"
 #include "utils/builtins.h"
@@ -67,6 +68,7 @@ struct MandantAppendTarget
 	int			nindexes;
 	Oid		   *indexoids;
 	IndexInfo **indexinfos;
+	Oid			idseq;			/* <relname>_id_seq, once looked up */
 	MemoryContext cxt;			/* owns the arrays and IndexInfos */
 };
 
@@ -144,18 +146,50 @@ LoadAppendTarget(MandantAppendTarget *target, Relation rel)
 	}
 	MemoryContextSwitchTo(old);
 	list_free(indexes);
+	target->idseq = InvalidOid;
 	target->relid = RelationGetRelid(rel);
 }
 
 /*
+ * CheckTableShape raises unless rel has exactly the columns given,
+ * in that order, of those types.
+ */
+static void
+CheckTableShape(Relation rel, const MandantColumnSpec *columns, int ncolumns)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	for (int i = 0; i < Max(desc->natts, ncolumns); i++)
+	{
+		Form_pg_attribute att = i < desc->natts ? TupleDescAttr(desc, i) : NULL;
+
+		if (att == NULL || i >= ncolumns || att->attisdropped ||
+			strcmp(NameStr(att->attname), columns[i].name) != 0 || att->atttypid != columns[i].type)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("table mandant.%s does not have the columns this library writes",
+							RelationGetRelationName(rel)),
+					 i < ncolumns ?
+					 errdetail("Column %d should be \"%s\" of type %s.", i + 1, columns[i].name,
+							   format_type_be(columns[i].type)) :
+					 errdetail("It has %d columns; this library writes %d.", desc->natts, ncolumns),
+					 errhint("The library and the extension's SQL objects are of different versions; run ALTER EXTENSION mandant UPDATE.")));
+	}
+}
+
+/*
  * MandantOpenAppendTarget opens mandant.<relname> with RowExclusiveLock and
- * returns it with its cache slot in *target; *loaded tells the caller that
- * the slot was (re)built, so that it can check the table's shape again.
+ * returns it with its cache slot in *target.  Whenever the slot is
+ * (re)built, the table must have exactly the columns given (unless columns
+ * is NULL), so that a database of another release gets a clear error
+ * instead of a row of the wrong shape; *loaded (unless loaded is NULL)
+ * tells the caller that the slot was rebuilt, so that it can refresh what
+ * it caches about the table.
  * Close the relation with table_close(rel, NoLock).
  */
 Relation
-MandantOpenAppendTarget(const char *relname, MandantAppendTarget **target,
-						bool *loaded)
+MandantOpenAppendTarget(const char *relname, const MandantColumnSpec *columns,
+						int ncolumns, MandantAppendTarget **target, bool *loaded)
 {
 	MandantAppendTarget *slot = FindAppendTarget(relname);
 	Oid			relid = slot->relid;
@@ -176,38 +210,39 @@ MandantOpenAppendTarget(const char *relname, MandantAppendTarget **target,
 
 	rel = table_open(relid, RowExclusiveLock);
 	/* Opening may have processed an invalidation of this very table. */
-	*loaded = !OidIsValid(slot->relid);
-	if (*loaded)
+	if (loaded != NULL)
+		*loaded = !OidIsValid(slot->relid);
+	if (!OidIsValid(slot->relid))
+	{
+		/* checked before the slot counts as loaded, so a refusal repeats */
+		if (columns != NULL)
+			CheckTableShape(rel, columns, ncolumns);
 		LoadAppendTarget(slot, rel);
+	}
 	*target = slot;
 	return rel;
 }
 
 /*
- * MandantCheckTableShape raises unless rel has exactly the columns given,
- * in that order, of those types.
+ * MandantNextRowId returns the next value of the table's id sequence,
+ * mandant.<relname>_id_seq, looked up once per load of the slot.
  */
-void
-MandantCheckTableShape(Relation rel, const MandantColumnSpec *columns, int ncolumns)
+int64
+MandantNextRowId(MandantAppendTarget *target, Relation rel)
 {
-	TupleDesc	desc = RelationGetDescr(rel);
-
-	for (int i = 0; i < Max(desc->natts, ncolumns); i++)
+	if (!OidIsValid(target->idseq))
 	{
-		Form_pg_attribute att = i < desc->natts ? TupleDescAttr(desc, i) : NULL;
+		char	   *seqname = psprintf("%s_id_seq", target->relname);
 
-		if (att == NULL || i >= ncolumns || att->attisdropped ||
-			strcmp(NameStr(att->attname), columns[i].name) != 0 || att->atttypid != columns[i].type)
+		target->idseq = get_relname_relid(seqname, RelationGetNamespace(rel));
+		if (!OidIsValid(target->idseq))
 			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("table mandant.%s does not have the columns this library writes",
-							RelationGetRelationName(rel)),
-					 i < ncolumns ?
-					 errdetail("Column %d should be \"%s\" of type %s.", i + 1, columns[i].name,
-							   format_type_be(columns[i].type)) :
-					 errdetail("It has %d columns; this library writes %d.", desc->natts, ncolumns),
-					 errhint("The library and the extension's SQL objects are of different versions; run ALTER EXTENSION mandant UPDATE.")));
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("sequence mandant.%s does not exist", seqname),
+					 errdetail("The mandant library is loaded but the extension's objects are incomplete."),
+					 errhint("Run ALTER EXTENSION mandant UPDATE, or re-create the extension.")));
 	}
+	return nextval_internal(target->idseq, false);
 }
 
 /*

@@ -1,0 +1,129 @@
+/*-------------------------------------------------------------------------
+ *
+ * history.c
+ *		mandant's append-only history tables: the guard that refuses every
+ *		change, and the one deletion it lets through (a tenant's erasure).
+ *
+ * The audit trail (audit_event, audit_seal), the transition log, the
+ * configuration history and the quota changes are records: nobody changes
+ * them, not even their owner.  A statement-level trigger on each
+ * (mandant.audit_append_only, ENABLE ALWAYS so that session_replication_role
+ * does not turn it off) refuses UPDATE, DELETE and TRUNCATE.  A tenant's
+ * deletion must still remove the tenant's records (personal data must not
+ * outlive the tenant): mandant.delete_tenant() calls erase_tenant_history(),
+ * which sets history_deletion_allowed around its own DELETEs, and the guard
+ * lets DELETE (only) through while it is set.  The flag is reset in
+ * PG_FINALLY, so an error cannot leave the door open.
+ *
+ * Copyright (c) 2026, the mandant developers
+ *
+ * IDENTIFICATION
+ *		extension/history.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <string.h>
+
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+#include "utils/rel.h"
+
+#include "mandant.h"
+
+PG_FUNCTION_INFO_V1(mandant_audit_append_only);
+PG_FUNCTION_INFO_V1(mandant_erase_tenant_history);
+
+/* Set only while erase_tenant_history deletes a tenant's records. */
+static bool history_deletion_allowed = false;
+
+/*
+ * mandant_audit_append_only is the statement-level guard of the audit
+ * tables: UPDATE, DELETE and TRUNCATE fail for every role, the owner
+ * included.  Only mandant's tenant deletion may delete.
+ */
+Datum
+mandant_audit_append_only(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	const char *command;
+
+	MandantCheckTriggerCall(fcinfo, 0, -1, "mandant.audit_append_only()", "a trigger",
+							"It guards mandant's audit tables; there is nothing to call.");
+
+	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) && history_deletion_allowed)
+		return PointerGetDatum(NULL);
+
+	command = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? "UPDATE" :
+		TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) ? "DELETE" : "TRUNCATE";
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("%s is append-only", RelationGetRelationName(trigdata->tg_relation)),
+			 errdetail("%s on mandant.%s was refused.", command,
+					   RelationGetRelationName(trigdata->tg_relation)),
+			 errhint("History and audit records are never changed; a tenant's records are removed only by mandant.delete_tenant().")));
+	PG_RETURN_NULL();
+}
+
+/*
+ * mandant_erase_tenant_history (mandant.erase_tenant_history(tenant uuid)
+ * returns jsonb) deletes a tenant's rows from mandant's append-only tables
+ * (audit events and seals, the transition log, configuration history,
+ * quota changes), which the append-only guard allows only here, and
+ * returns how many per table.  Other tenants' chains do not include these
+ * events, so they still verify.  Internal: for mandant.delete_tenant() (no
+ * EXECUTE for PUBLIC).
+ */
+Datum
+mandant_erase_tenant_history(PG_FUNCTION_ARGS)
+{
+	static const char *const tables[] = {
+		"audit_seal", "audit_event", "state_transition_log", "config_history", "quota_change"
+	};
+	Oid			argtypes[1] = {UUIDOID};
+	Datum		args[1];
+	JsonbParseState *state = NULL;
+	JsonbValue *counts;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("tenant must not be null"),
+				 errdetail("mandant.erase_tenant_history() was called with NULL."),
+				 errhint("Platform history is never erased.")));
+	args[0] = PG_GETARG_DATUM(0);
+
+	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	SPI_connect();
+	history_deletion_allowed = true;
+	PG_TRY();
+	{
+		for (size_t i = 0; i < lengthof(tables); i++)
+		{
+			char	   *sql = psprintf("DELETE FROM mandant.%s WHERE tenant_id = $1", tables[i]);
+			char	   *key = psprintf("mandant.%s", tables[i]);
+			JsonbValue	count;
+
+			if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
+				elog(ERROR, "could not delete from mandant.%s", tables[i]);
+			MandantPushKey(&state, key, strlen(key));
+			count.type = jbvNumeric;
+			count.val.numeric = int64_to_numeric((int64) SPI_processed);
+			(void) pushJsonbValue(&state, WJB_VALUE, &count);
+		}
+	}
+	PG_FINALLY();
+	{
+		history_deletion_allowed = false;
+	}
+	PG_END_TRY();
+	SPI_finish();
+	counts = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	PG_RETURN_JSONB_P(JsonbValueToJsonb(counts));
+}
