@@ -38,18 +38,23 @@
  * test/shell/error_codes.sh).  Keep names and numbers stable.
  */
 #define MANDANT_ERROR_CODES(X) \
+	/* entering a tenant */ \
 	X(TENANT_REQUIRED,		'M','D','0','0','1', 400, "TENANT_REQUIRED") \
 	X(TENANT_NOT_FOUND,		'M','D','0','0','2', 404, "TENANT_NOT_FOUND") \
 	X(TENANT_SUSPENDED,		'M','D','0','0','3', 403, "TENANT_SUSPENDED") \
+	/* conflicting changes: state machines, configuration versions */ \
 	X(INVALID_TRANSITION,	'M','D','0','1','0', 409, "INVALID_TRANSITION") \
 	X(VERSION_CONFLICT,		'M','D','0','2','0', 409, "VERSION_CONFLICT") \
+	/* limits: plans, rates */ \
 	X(PLAN_LIMIT,			'M','D','0','3','0', 403, "PLAN_LIMIT_REACHED") \
 	X(RATE_LIMITED,			'M','D','0','4','0', 429, "RATE_LIMITED") \
+	/* identity: logins, tokens, second factor */ \
 	X(INVALID_CREDENTIALS,	'M','D','0','5','0', 401, "INVALID_CREDENTIALS") \
 	X(TOKEN_INVALID,		'M','D','0','5','1', 401, "TOKEN_INVALID") \
 	X(TOKEN_EXPIRED,		'M','D','0','5','2', 401, "TOKEN_EXPIRED") \
 	X(TOKEN_REVOKED,		'M','D','0','5','3', 401, "TOKEN_REVOKED") \
 	X(MFA_REQUIRED,			'M','D','0','5','4', 401, "MFA_REQUIRED") \
+	/* configuration: values that must be secret references */ \
 	X(SECRET_NOT_ALLOWED,	'M','D','0','6','0', 400, "SECRET_NOT_ALLOWED")
 
 /* ERRCODE_MANDANT_<name>, for errcode() like PostgreSQL's ERRCODE_*. */

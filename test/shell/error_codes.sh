@@ -26,13 +26,14 @@ fail() {
 
 # The table of mandant.h, one "MD001 TENANT_REQUIRED 400 TENANT_REQUIRED"
 # (code, C name, HTTP status, HTTP code) a line: the X(...) rows of the
-# backslash-continued #define MANDANT_ERROR_CODES(X).
+# backslash-continued #define MANDANT_ERROR_CODES(X), between comments.
 awk -v q="'" '
 	BEGIN { ch = q "[A-Z0-9]" q ","; row = "^X\\([A-Z0-9_]+," ch ch ch ch ch "[0-9]+,\"[A-Z0-9_]+\"\\)$" }
 	/^#define MANDANT_ERROR_CODES\(X\)/ { inside = 1; next }
 	inside {
 		line = $0
 		more = line ~ /\\[ \t]*$/
+		gsub(/\/\*.*\*\//, "", line)
 		gsub(/[ \t\\]/, "", line)
 		if (line != "") {
 			if (line !~ row) {
