@@ -288,7 +288,11 @@ RunAsTableOwner(Oid relid, pg_uuid_t *tenant, const char *query, Datum rows, boo
 		SPI_connect();
 		rc = SPI_execute_with_args(query, 2, argtypes, args, nulls, false, 0);
 		if (rc < 0)
-			elog(ERROR, "mandant.run_as_table_owner: %s", SPI_result_code_string(rc));
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("mandant.run_as_table_owner() cannot run this query"),
+					 errdetail("SPI refused it with %s.", SPI_result_code_string(rc)),
+					 errhint("Pass one statement without transaction control or COPY; mandant.run_as_table_owner() is internal to mandant's tenant lifecycle.")));
 		if (SPI_tuptable != NULL && SPI_processed > 0)
 		{
 			if (SPI_gettypeid(SPI_tuptable->tupdesc, 1) != JSONBOID)
