@@ -389,6 +389,64 @@ ScopeNamesToBits(List *names)
 }
 
 /*
+ * ReadClaims reads the payload of a token whose signature checked out and
+ * checks issuer and times; raises MD051 or MD052.
+ */
+static MandantJwtClaims *
+ReadClaims(const char *part, size_t len)
+{
+	enum
+	{
+		SUB, TID, TSLUG, ROLE, JTI, TYP, SID, ISS, EXP, IAT, NBF, VER, SCOPES
+	};
+	JwtField	fields[] = {
+		[SUB] = FIELD("sub", JWT_STRING), [TID] = FIELD("tid", JWT_STRING),
+		[TSLUG] = FIELD("tslug", JWT_STRING), [ROLE] = FIELD("role", JWT_STRING),
+		[JTI] = FIELD("jti", JWT_STRING), [TYP] = FIELD("typ", JWT_STRING),
+		[SID] = FIELD("sid", JWT_STRING), [ISS] = FIELD("iss", JWT_STRING),
+		[EXP] = FIELD("exp", JWT_NUMBER), [IAT] = FIELD("iat", JWT_NUMBER),
+		[NBF] = FIELD("nbf", JWT_NUMBER), [VER] = FIELD("ver", JWT_NUMBER),
+		[SCOPES] = FIELD("scopes", JWT_STRING_ARRAY)
+	};
+	MandantJwtClaims *claims = palloc0(sizeof(MandantJwtClaims));
+	const char *why = ReadTokenPart(part, len, fields, lengthof(fields), &claims->payload);
+	int64		now = UnixNow();
+
+	if (why)
+		MandantInvalidToken(psprintf("The payload is unreadable: %s.", why));
+	if (!fields[ISS].present || strcmp(fields[ISS].string, jwt_issuer) != 0)
+		MandantInvalidToken(psprintf("The issuer is \"%s\", not \"%s\".",
+									 fields[ISS].present ? fields[ISS].string : "(none)", jwt_issuer));
+	if (!fields[SUB].present || !fields[JTI].present || !fields[EXP].present || !fields[IAT].present)
+		MandantInvalidToken("The token lacks one of the claims sub, jti, exp and iat.");
+	if (fields[IAT].number > now + JWT_LEEWAY)
+		MandantInvalidToken("The token was issued in the future.");
+	if (fields[NBF].present && fields[NBF].number > now + JWT_LEEWAY)
+		MandantInvalidToken("The token is not valid yet (nbf).");
+	if (fields[EXP].number + JWT_LEEWAY < now)
+		ereport(ERROR,
+				(errcode(ERRCODE_MANDANT_TOKEN_EXPIRED),
+				 errmsg("access token expired"),
+				 errdetail("It expired at %s.", MandantIsoUtc(fields[EXP].number)),
+				 errhint("Refresh it with mandant.refresh(refresh_token), or log in again.")));
+
+	claims->sub = fields[SUB].string;
+	claims->tid = fields[TID].present ? fields[TID].string : NULL;
+	claims->tslug = fields[TSLUG].present ? fields[TSLUG].string : NULL;
+	claims->role = fields[ROLE].present ? fields[ROLE].string : NULL;
+	claims->jti = fields[JTI].string;
+	claims->typ = fields[TYP].present ? fields[TYP].string : "access";
+	claims->sid = fields[SID].present ? fields[SID].string : NULL;
+	claims->exp = fields[EXP].number;
+	claims->iat = fields[IAT].number;
+	claims->has_ver = fields[VER].present;
+	claims->ver = (int64) fields[VER].number;
+	claims->scope_names = fields[SCOPES].strings;
+	claims->scopes = ScopeNamesToBits(fields[SCOPES].strings);
+	return claims;
+}
+
+/*
  * MandantVerifyToken checks a token's form, signature, issuer and times
  * and returns its claims; raises MD051 or MD052.  What the database knows
  * about revocation is checked by the callers (authenticate.c, logout).
@@ -403,16 +461,6 @@ MandantVerifyToken(text *token_text)
 	EVP_PKEY   *pkey;
 	unsigned char *signature;
 	size_t		signature_len;
-	JwtField	fields[] = {
-		FIELD("sub", JWT_STRING), FIELD("tid", JWT_STRING), FIELD("tslug", JWT_STRING),
-		FIELD("role", JWT_STRING), FIELD("jti", JWT_STRING), FIELD("typ", JWT_STRING),
-		FIELD("sid", JWT_STRING), FIELD("iss", JWT_STRING), FIELD("exp", JWT_NUMBER),
-		FIELD("iat", JWT_NUMBER), FIELD("nbf", JWT_NUMBER), FIELD("ver", JWT_NUMBER),
-		FIELD("scopes", JWT_STRING_ARRAY)
-	};
-	MandantJwtClaims *claims = palloc0(sizeof(MandantJwtClaims));
-	const char *why;
-	int64		now = UnixNow();
 
 	if (len > JWT_MAX_BYTES)
 		MandantInvalidToken(psprintf("The token has %zu bytes; at most %d are accepted.", len, JWT_MAX_BYTES));
@@ -429,43 +477,10 @@ MandantVerifyToken(text *token_text)
 		MandantInvalidToken("The signature is not base64url.");
 	if (!VerifySignature(pkey, token, dot2 - token, signature, signature_len))
 		MandantInvalidToken("The signature does not match the token.");
-
-	why = ReadTokenPart(dot1 + 1, dot2 - dot1 - 1, fields, lengthof(fields), &claims->payload);
-	if (why)
-		MandantInvalidToken(psprintf("The payload is unreadable: %s.", why));
-	if (!fields[7].present || strcmp(fields[7].string, jwt_issuer) != 0)
-		MandantInvalidToken(psprintf("The issuer is \"%s\", not \"%s\".",
-									 fields[7].present ? fields[7].string : "(none)", jwt_issuer));
-	if (!fields[0].present || !fields[4].present || !fields[8].present || !fields[9].present)
-		MandantInvalidToken("The token lacks one of the claims sub, jti, exp and iat.");
-	if (fields[9].number > now + JWT_LEEWAY)
-		MandantInvalidToken("The token was issued in the future.");
-	if (fields[10].present && fields[10].number > now + JWT_LEEWAY)
-		MandantInvalidToken("The token is not valid yet (nbf).");
-	if (fields[8].number + JWT_LEEWAY < now)
-		ereport(ERROR,
-				(errcode(ERRCODE_MANDANT_TOKEN_EXPIRED),
-				 errmsg("access token expired"),
-				 errdetail("It expired at %s.", MandantIsoUtc(fields[8].number)),
-				 errhint("Refresh it with mandant.refresh(refresh_token), or log in again.")));
-
-	claims->sub = fields[0].string;
-	claims->tid = fields[1].present ? fields[1].string : NULL;
-	claims->tslug = fields[2].present ? fields[2].string : NULL;
-	claims->role = fields[3].present ? fields[3].string : NULL;
-	claims->jti = fields[4].string;
-	claims->typ = fields[5].present ? fields[5].string : "access";
-	claims->sid = fields[6].present ? fields[6].string : NULL;
-	claims->exp = fields[8].number;
-	claims->iat = fields[9].number;
-	claims->has_ver = fields[11].present;
-	claims->ver = (int64) fields[11].number;
-	claims->scope_names = fields[12].strings;
-	claims->scopes = ScopeNamesToBits(fields[12].strings);
-	return claims;
+	return ReadClaims(dot1 + 1, dot2 - dot1 - 1);
 }
 
-/* ---- signing and SQL functions -------------------------------------------------------- */
+/* ---- signing and SQL functions ------------------------------------------ */
 
 /*
  * SignRs256 signs len bytes with key (RSASSA-PKCS1-v1_5 SHA-256) and
