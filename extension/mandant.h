@@ -186,11 +186,65 @@ typedef struct MandantShared
 	pg_atomic_uint64 outbox_last_notify;	/* TimestampTz of the last wake-up */
 } MandantShared;
 
-/* jwt.c */
-extern void MandantDefineTokenVariables(void);
+/* crypto.c: hashes, MACs and random bytes through PostgreSQL's own APIs */
+extern void MandantSha256(const void *data, size_t len, uint8 *digest);
+extern void MandantHmacSha1(const uint8 *key, size_t key_len, const uint8 *data,
+							size_t len, uint8 *digest);
+extern void MandantStrongRandom(void *buf, size_t len);
+extern char *MandantOpenSslError(void);
+
+/* encode.c */
 extern char *MandantBase64UrlEncode(const unsigned char *data, size_t len);
 extern unsigned char *MandantBase64UrlDecode(const char *text, size_t len,
 											 size_t *outlen);
+
+/* keyfile.c */
+struct stat;
+extern void MandantStatKeyFile(const char *path, const char *setting,
+							   const char *what, struct stat *st);
+extern void MandantCheckKeyFileMode(const char *path, const struct stat *st,
+									const char *what);
+extern char *MandantReadKeyFile(const char *path, const char *setting,
+								const char *what, const struct stat *st,
+								size_t max, size_t *len);
+
+/*
+ * Access tokens: jwtkeys.c loads the keys, jwt.c reads, verifies and signs
+ * tokens, authenticate.c checks them against the database.
+ */
+#define MANDANT_JWT_KID_LEN		43	/* base64url SHA-256 thumbprint */
+
+typedef struct MandantJwtKey
+{
+	struct evp_pkey_st *pkey;	/* OpenSSL's EVP_PKEY */
+	char		kid[MANDANT_JWT_KID_LEN + 1];
+} MandantJwtKey;
+
+typedef struct MandantJwtClaims
+{
+	char	   *payload;		/* the JSON text */
+	const char *sub;
+	const char *tid;
+	const char *tslug;
+	const char *role;
+	const char *jti;
+	const char *typ;
+	const char *sid;
+	double		exp;
+	double		iat;
+	int64		ver;
+	bool		has_ver;
+	int			scopes;
+	List	   *scope_names;
+} MandantJwtClaims;
+
+extern void MandantDefineTokenKeyVariables(void);
+extern MandantJwtKey *MandantJwtSigningKey(void);
+extern MandantJwtKey **MandantJwtVerificationKeys(int *nkeys);
+extern void MandantDefineTokenVariables(void);
+extern MandantJwtClaims *MandantVerifyToken(text *token);
+extern void MandantInvalidToken(const char *why) pg_attribute_noreturn();
+extern char *MandantIsoUtc(double unix_seconds);
 
 /* mandant.c */
 extern MandantShared *MandantShmem;

@@ -23,10 +23,11 @@
  * means for logins.  GCRA would be as small, but it refills one event at
  * a time, so a locked-out attacker could keep trying at the refill rate.
  *
- * Keys are hashed (SHA-256 of database, namespace, key and window) to
- * fixed 32-byte entries, so databases never share a counter.  The login
- * failure counters and mandant.rate_limit()'s keys live in two separate
- * tables (mandant.login_limit_slots and mandant.rate_limit_slots entries):
+ * Keys are hashed (SHA-256 of database, namespace, key and window, with
+ * PostgreSQL's cryptohash through crypto.c) to fixed 32-byte entries, so
+ * databases never share a counter.  The login failure counters and
+ * mandant.rate_limit()'s keys live in two separate tables
+ * (mandant.login_limit_slots and mandant.rate_limit_slots entries):
  * whatever a caller of the public rate_limit() does, it can neither read,
  * count nor evict a login counter.  rate_limit()'s keys are the tenant's
  * own when a tenant is set (tenants never share a counter) and the
@@ -54,11 +55,11 @@
 
 #include <math.h>
 
-#include <openssl/evp.h>
-
 #include "common/hashfn.h"
+#include "common/sha2.h"
 #include "datatype/timestamp.h"
 #include "fmgr.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
@@ -160,27 +161,24 @@ RateLock(void)
 	return &MandantLocks[MANDANT_LOCK_RATE_LIMIT].lock;
 }
 
-/* HashKey turns database, namespace, key and window into the table key. */
+/*
+ * HashKey turns database, namespace, key and window into the table key:
+ * the SHA-256 of "namespace\0database:window\0key".
+ */
 static RateKey
 HashKey(const char *namespace, const char *key, int64 window_usec)
 {
 	RateKey		result;
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	unsigned int len = 0;
-	char		window[48];
+	StringInfoData input;
 
-	snprintf(window, sizeof(window), "%u:%lld", MyDatabaseId, (long long) window_usec);
-	if (ctx == NULL ||
-		EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
-		EVP_DigestUpdate(ctx, namespace, strlen(namespace) + 1) != 1 ||
-		EVP_DigestUpdate(ctx, window, strlen(window) + 1) != 1 ||
-		EVP_DigestUpdate(ctx, key, strlen(key)) != 1 ||
-		EVP_DigestFinal_ex(ctx, result.hash, &len) != 1)
-	{
-		EVP_MD_CTX_free(ctx);
-		elog(ERROR, "SHA-256 failed");
-	}
-	EVP_MD_CTX_free(ctx);
+	StaticAssertStmt(RATE_KEY_LEN == PG_SHA256_DIGEST_LENGTH, "a rate key is a SHA-256");
+	initStringInfo(&input);
+	appendBinaryStringInfo(&input, namespace, strlen(namespace) + 1);
+	appendStringInfo(&input, "%u:%lld", MyDatabaseId, (long long) window_usec);
+	appendStringInfoChar(&input, '\0');
+	appendStringInfoString(&input, key);
+	MandantSha256(input.data, input.len, result.hash);
+	pfree(input.data);
 	return result;
 }
 

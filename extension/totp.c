@@ -11,10 +11,17 @@
  *
  * A TOTP secret must be kept to check codes, so it cannot be hashed like a
  * password.  It is sealed instead: AES-256-GCM under a key derived
- * (SHA-256) from the file named by mandant.secret_key_file (superuser-only,
- * not readable by others), with a fresh 12-byte nonce per seal and the
- * user id as associated data, so a sealed secret copied to another user's
- * row does not open.  The table holds only nonce, ciphertext and tag.
+ * (SHA-256 of its first 4096 bytes) from the file named by
+ * mandant.secret_key_file (superuser-only, not readable by others, see
+ * keyfile.c), with a fresh 12-byte nonce per seal and the user id as
+ * associated data, so a sealed secret copied to another user's row does
+ * not open.  The table holds only nonce, ciphertext and tag.  The file is
+ * read at every seal and open, nothing is cached, and key bytes are zeroed
+ * after use.
+ *
+ * HMAC-SHA1, SHA-256 and the nonces come from crypto.c (PostgreSQL's own
+ * implementations); OpenSSL is used here for AES-256-GCM only.  The base32
+ * form authenticator apps take secrets in is encode.c's.
  *
  * Copyright (c) 2026, the mandant developers
  *
@@ -27,17 +34,14 @@
 
 #include <sys/stat.h>
 
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/rand.h>
 
+#include "common/sha1.h"
+#include "common/sha2.h"
 #include "datatype/timestamp.h"
 #include "fmgr.h"
-#include "storage/fd.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -48,10 +52,12 @@
 #define SEAL_NONCE_LEN		12
 #define SEAL_TAG_LEN		16
 #define SEAL_VERSION		1
+#define SEAL_KEY_LEN		32	/* AES-256, the SHA-256 of the key file */
+/* Bytes of the key file that make the key. */
+#define SEAL_KEY_FILE_MAX	4096
 
 PG_FUNCTION_INFO_V1(mandant_totp_code);
 PG_FUNCTION_INFO_V1(mandant_totp_match);
-PG_FUNCTION_INFO_V1(mandant_base32_encode);
 PG_FUNCTION_INFO_V1(mandant_secret_seal);
 PG_FUNCTION_INFO_V1(mandant_secret_open);
 
@@ -79,8 +85,7 @@ static uint32
 HotpCode(const unsigned char *secret, size_t secret_len, uint64 counter, int digits)
 {
 	unsigned char message[8];
-	unsigned char digest[EVP_MAX_MD_SIZE];
-	unsigned int digest_len = 0;
+	uint8		digest[SHA1_DIGEST_LENGTH];
 	int			offset;
 	uint32		binary;
 	uint32		modulus = 1;
@@ -90,10 +95,8 @@ HotpCode(const unsigned char *secret, size_t secret_len, uint64 counter, int dig
 		message[i] = counter & 0xFF;
 		counter >>= 8;
 	}
-	if (HMAC(EVP_sha1(), secret, (int) secret_len, message, sizeof(message),
-			 digest, &digest_len) == NULL)
-		elog(ERROR, "HMAC-SHA1 failed");
-	offset = digest[digest_len - 1] & 0x0F;
+	MandantHmacSha1(secret, secret_len, message, sizeof(message), digest);
+	offset = digest[sizeof(digest) - 1] & 0x0F;
 	binary = ((uint32) (digest[offset] & 0x7F) << 24) |
 		((uint32) digest[offset + 1] << 16) |
 		((uint32) digest[offset + 2] << 8) |
@@ -103,6 +106,7 @@ HotpCode(const unsigned char *secret, size_t secret_len, uint64 counter, int dig
 	return binary % modulus;
 }
 
+/* StepAt returns the 30-second step of a time, or -1 before 1970. */
 static int64
 StepAt(TimestampTz at)
 {
@@ -148,13 +152,11 @@ mandant_totp_code(PG_FUNCTION_ARGS)
  * it.  The file must hold at least 32 bytes and not be readable by others.
  */
 static void
-SealingKey(unsigned char *key)
+SealingKey(uint8 *key)
 {
 	struct stat st;
-	FILE	   *file;
-	char		content[4096];
+	char	   *content;
 	size_t		len;
-	unsigned int key_len = 0;
 
 	if (secret_key_file == NULL || secret_key_file[0] == '\0')
 		ereport(ERROR,
@@ -162,34 +164,22 @@ SealingKey(unsigned char *key)
 				 errmsg("no secret key is configured"),
 				 errdetail("mandant.secret_key_file is not set; it seals TOTP secrets."),
 				 errhint("Create one with: openssl rand -hex 32 > secret.key; chmod 600 secret.key; then set mandant.secret_key_file (superuser) and reload.")));
-	if (stat(secret_key_file, &st) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("could not read secret key file \"%s\": %m", secret_key_file),
-				 errdetail("The file is named by mandant.secret_key_file."),
-				 errhint("Point mandant.secret_key_file at a readable file and reload.")));
-	if ((st.st_mode & S_IRWXO) != 0 || ((st.st_mode & S_IRWXG) != 0 && st.st_uid != 0))
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("secret key file \"%s\" has group or world access", secret_key_file),
-				 errdetail("Its mode is %04o.", (unsigned int) (st.st_mode & 07777)),
-				 errhint("chmod 600 the file (or 640 when it belongs to root).")));
-	file = AllocateFile(secret_key_file, "r");
-	if (file == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("could not open secret key file \"%s\": %m", secret_key_file)));
-	len = fread(content, 1, sizeof(content), file);
-	FreeFile(file);
+	MandantStatKeyFile(secret_key_file, "mandant.secret_key_file", "secret key file", &st);
+	MandantCheckKeyFileMode(secret_key_file, &st, "secret key file");
+	content = MandantReadKeyFile(secret_key_file, "mandant.secret_key_file", "secret key file",
+								 &st, SEAL_KEY_FILE_MAX, &len);
 	if (len < 32)
+	{
+		explicit_bzero(content, len);
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
 				 errmsg("secret key file \"%s\" is too short", secret_key_file),
 				 errdetail("It has %zu bytes; at least 32 are needed.", len),
 				 errhint("Create it with: openssl rand -hex 32")));
-	if (!EVP_Digest(content, len, key, &key_len, EVP_sha256(), NULL))
-		elog(ERROR, "SHA-256 failed");
-	OPENSSL_cleanse(content, sizeof(content));
+	}
+	MandantSha256(content, len, key);
+	explicit_bzero(content, len);
+	pfree(content);
 }
 
 /*
@@ -202,7 +192,7 @@ mandant_secret_seal(PG_FUNCTION_ARGS)
 	bytea	   *secret = PG_GETARG_BYTEA_PP(0);
 	pg_uuid_t  *owner = PG_GETARG_UUID_P(1);
 	int			len = VARSIZE_ANY_EXHDR(secret);
-	unsigned char key[32];
+	uint8		key[SEAL_KEY_LEN];
 	bytea	   *sealed = palloc(VARHDRSZ + 1 + SEAL_NONCE_LEN + len + SEAL_TAG_LEN);
 	unsigned char *out = (unsigned char *) VARDATA(sealed);
 	EVP_CIPHER_CTX *ctx;
@@ -212,8 +202,7 @@ mandant_secret_seal(PG_FUNCTION_ARGS)
 
 	SealingKey(key);
 	out[0] = SEAL_VERSION;
-	if (RAND_bytes(out + 1, SEAL_NONCE_LEN) != 1)
-		elog(ERROR, "could not generate a nonce");
+	MandantStrongRandom(out + 1, SEAL_NONCE_LEN);
 	ctx = EVP_CIPHER_CTX_new();
 	ok = ctx != NULL &&
 		EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, out + 1) == 1 &&
@@ -224,9 +213,12 @@ mandant_secret_seal(PG_FUNCTION_ARGS)
 		EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, SEAL_TAG_LEN,
 							out + 1 + SEAL_NONCE_LEN + len) == 1;
 	EVP_CIPHER_CTX_free(ctx);
-	OPENSSL_cleanse(key, sizeof(key));
+	explicit_bzero(key, sizeof(key));
 	if (!ok)
-		elog(ERROR, "AES-256-GCM sealing failed");
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not seal a secret"),
+				 errdetail("AES-256-GCM failed: %s.", MandantOpenSslError())));
 	SET_VARSIZE(sealed, VARHDRSZ + 1 + SEAL_NONCE_LEN + len + SEAL_TAG_LEN);
 	PG_RETURN_BYTEA_P(sealed);
 }
@@ -241,7 +233,7 @@ OpenSealed(bytea *sealed, pg_uuid_t *owner)
 	int			total = VARSIZE_ANY_EXHDR(sealed);
 	unsigned char *in = (unsigned char *) VARDATA_ANY(sealed);
 	int			len = total - 1 - SEAL_NONCE_LEN - SEAL_TAG_LEN;
-	unsigned char key[32];
+	uint8		key[SEAL_KEY_LEN];
 	bytea	   *secret;
 	EVP_CIPHER_CTX *ctx;
 	int			n = 0;
@@ -266,7 +258,7 @@ OpenSealed(bytea *sealed, pg_uuid_t *owner)
 							in + 1 + SEAL_NONCE_LEN + len) == 1 &&
 		EVP_DecryptFinal_ex(ctx, (unsigned char *) VARDATA(secret) + n, &final) == 1;
 	EVP_CIPHER_CTX_free(ctx);
-	OPENSSL_cleanse(key, sizeof(key));
+	explicit_bzero(key, sizeof(key));
 	if (!ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
@@ -313,61 +305,11 @@ mandant_totp_match(PG_FUNCTION_ARGS)
 				 HotpCode((unsigned char *) VARDATA(secret), VARSIZE(secret) - VARHDRSZ,
 						  step, TOTP_DIGITS));
 		/* compare every candidate in constant time; keep the first match */
-		if (CRYPTO_memcmp(expected, code, TOTP_DIGITS) == 0 && step > after && matched < 0)
+		if (timingsafe_bcmp(expected, code, TOTP_DIGITS) == 0 && step > after && matched < 0)
 			matched = step;
 	}
-	OPENSSL_cleanse(VARDATA(secret), VARSIZE(secret) - VARHDRSZ);
+	explicit_bzero(VARDATA(secret), VARSIZE(secret) - VARHDRSZ);
 	if (matched < 0)
 		PG_RETURN_NULL();
 	PG_RETURN_INT64(matched);
-}
-
-/* ---- base32 --------------------------------------------------------------- */
-
-/*
- * mandant.base32_encode(bytea) returns text: RFC 4648 base32 without
- * padding, the form authenticator apps take secrets in.
- */
-Datum
-mandant_base32_encode(PG_FUNCTION_ARGS)
-{
-	static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-	bytea	   *data;
-	unsigned char *in;
-	size_t		len;
-	size_t		outlen;
-	char	   *out;
-	size_t		n = 0;
-	uint32		acc = 0;
-	int			bits = 0;
-
-	if (PG_ARGISNULL(0))
-		PG_RETURN_NULL();
-	data = PG_GETARG_BYTEA_PP(0);
-	in = (unsigned char *) VARDATA_ANY(data);
-	len = VARSIZE_ANY_EXHDR(data);
-	/* 8 characters per 5 bytes, rounded up; computed without overflow */
-	outlen = (len / 5) * 8 + ((len % 5) * 8 + 4) / 5 + 1;
-	if (outlen > MaxAllocSize - VARHDRSZ)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("input of mandant.base32_encode() is too long"),
-				 errdetail("It has %zu bytes; its base32 form would not fit a text value.", len),
-				 errhint("Encode secrets of a few dozen bytes.")));
-	out = palloc(outlen);
-
-	for (size_t i = 0; i < len; i++)
-	{
-		acc = (acc << 8) | in[i];
-		bits += 8;
-		while (bits >= 5)
-		{
-			bits -= 5;
-			out[n++] = alphabet[(acc >> bits) & 31];
-		}
-	}
-	if (bits > 0)
-		out[n++] = alphabet[(acc << (5 - bits)) & 31];
-	out[n] = '\0';
-	PG_RETURN_TEXT_P(cstring_to_text(out));
 }
