@@ -219,16 +219,10 @@ ValueIsOversized(const MandantColumn *col, Datum value, Size *size)
 static char *
 Sha256Hex(const uint8 *data, size_t len)
 {
-	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
 	uint8		digest[PG_SHA256_DIGEST_LENGTH];
 	char	   *hex = palloc(PG_SHA256_DIGEST_LENGTH * 2 + 1);
 
-	if (pg_cryptohash_init(ctx) < 0 ||
-		pg_cryptohash_update(ctx, data, len) < 0 ||
-		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
-		elog(ERROR, "could not compute sha256: %s", pg_cryptohash_error(ctx));
-	pg_cryptohash_free(ctx);
-
+	MandantSha256(data, len, digest);
 	hex[hex_encode((const char *) digest, PG_SHA256_DIGEST_LENGTH, hex)] = '\0';
 	return hex;
 }

@@ -40,15 +40,6 @@
 
 PG_FUNCTION_INFO_V1(mandant_authenticate);
 
-/* HexDigit returns the value of a hexadecimal digit (checked by the caller). */
-static int
-HexDigit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	return tolower((unsigned char) c) - 'a' + 10;
-}
-
 /*
  * ClaimUuid reads a uuid claim in canonical form; raises MD051 when it is
  * not one.
@@ -57,26 +48,9 @@ static pg_uuid_t *
 ClaimUuid(const char *value, const char *claim)
 {
 	pg_uuid_t  *uuid = palloc(sizeof(pg_uuid_t));
-	int			n = 0;
 
-	/* canonical form only: 8-4-4-4-12 lower or upper hex */
-	if (value == NULL || strlen(value) != 36)
+	if (value == NULL || !MandantParseUuid(value, uuid))
 		MandantInvalidToken(psprintf("Claim %s is not a uuid.", claim));
-	for (int i = 0; i < 36; i++)
-	{
-		char		c = value[i];
-
-		if (i == 8 || i == 13 || i == 18 || i == 23)
-		{
-			if (c != '-')
-				MandantInvalidToken(psprintf("Claim %s is not a uuid.", claim));
-			continue;
-		}
-		if (!isxdigit((unsigned char) c))
-			MandantInvalidToken(psprintf("Claim %s is not a uuid.", claim));
-		uuid->data[n / 2] = (n % 2 == 0) ? (HexDigit(c) << 4) : (uuid->data[n / 2] | HexDigit(c));
-		n++;
-	}
 	return uuid;
 }
 
@@ -91,27 +65,15 @@ RevokedToken(const char *why)
 			 errhint("Log in again.")));
 }
 
-/*
- * FetchById reads one column of the row of a table whose primary key is
- * the uuid id; returns false when there is no such row.
- */
-static bool
-FetchById(const char *table, const char *pkey, pg_uuid_t *id, const char *column,
-		  Datum *value)
-{
-	MandantIndexKey key = {UUIDPGetDatum(id), F_UUID_EQ, false};
-	bool		isnull;
-
-	return MandantFetchByIndex(table, pkey, 1, &key, 1, &column, value, &isnull);
-}
-
 /* CheckNotDenied refuses a jti on the denylist (logout). */
 static void
 CheckNotDenied(pg_uuid_t *jti)
 {
-	Datum		value;
+	bool		found;
 
-	if (FetchById("revoked_jti", "revoked_jti_pkey", jti, "jti", &value))
+	(void) MandantFetchColumn("revoked_jti", "revoked_jti_pkey", F_UUID_EQ, UUIDPGetDatum(jti),
+							  "jti", &found);
+	if (found)
 		RevokedToken("The token was revoked (logout).");
 }
 
@@ -122,34 +84,25 @@ CheckNotDenied(pg_uuid_t *jti)
 static void
 CheckUserToken(MandantJwtClaims *claims, pg_uuid_t *user, pg_uuid_t *tenant)
 {
-	MandantIndexKey user_key = {UUIDPGetDatum(user), F_UUID_EQ, false};
-	const char *user_columns[] = {"status", "token_version"};
-	Datum		values[2];
-	bool		isnull[2];
+	char	   *status;
+	int64		token_version;
 
 	if (!claims->has_ver)
 		MandantInvalidToken("The token lacks the claim ver.");
-	if (!MandantFetchByIndex("users", "users_pkey", 1, &user_key, 2, user_columns, values, isnull))
+	if (!MandantFetchUser(user, &status, &token_version))
 		RevokedToken("The user no longer exists.");
-	if (strcmp(TextDatumGetCString(values[0]), "active") != 0)
+	if (strcmp(status, "active") != 0)
 		RevokedToken("The user is disabled.");
-	if (DatumGetInt64(values[1]) != claims->ver)
+	if (token_version != claims->ver)
 		RevokedToken("The user's tokens were revoked (password change, reset or sign-out everywhere).");
 
 	if (tenant)
 	{
-		MandantIndexKey member_key[2] = {
-			{UUIDPGetDatum(tenant), F_UUID_EQ, false},
-			{UUIDPGetDatum(user), F_UUID_EQ, false}
-		};
-		const char *role_column = "role";
-		Datum		role;
-		bool		role_isnull;
+		char	   *role = MandantMemberRole(tenant, user);
 
-		if (!MandantFetchByIndex("membership", "membership_pkey", 2, member_key, 1,
-								 &role_column, &role, &role_isnull))
+		if (role == NULL)
 			RevokedToken("The user is no longer a member of the token's tenant.");
-		if (claims->role == NULL || strcmp(TextDatumGetCString(role), claims->role) != 0)
+		if (claims->role == NULL || strcmp(role, claims->role) != 0)
 			RevokedToken("The user's role in the tenant changed.");
 	}
 }
@@ -158,9 +111,11 @@ CheckUserToken(MandantJwtClaims *claims, pg_uuid_t *user, pg_uuid_t *tenant)
 static void
 CheckServiceToken(pg_uuid_t *account)
 {
-	Datum		status;
+	bool		found;
+	Datum		status = MandantFetchColumn("service_account", "service_account_pkey", F_UUID_EQ,
+											UUIDPGetDatum(account), "status", &found);
 
-	if (!FetchById("service_account", "service_account_pkey", account, "status", &status))
+	if (!found)
 		RevokedToken("The service account no longer exists.");
 	if (strcmp(TextDatumGetCString(status), "active") != 0)
 		RevokedToken("The service account is disabled.");
@@ -170,39 +125,35 @@ CheckServiceToken(pg_uuid_t *account)
 static Datum
 AuthenticationAnswer(MandantJwtClaims *claims, bool m2m)
 {
-	StringInfoData json;
-	bool		first = true;
+	JsonbParseState *state = NULL;
+	JsonbValue *answer;
 
-	initStringInfo(&json);
-	appendStringInfo(&json, "{\"type\": \"%s\", ", m2m ? "m2m" : "user");
+	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	MandantPushTextPair(&state, "type", m2m ? "m2m" : "user");
 	if (m2m)
-		appendStringInfo(&json, "\"serviceAccountId\": \"%s\", \"userId\": null, ", claims->sub);
-	else
-		appendStringInfo(&json, "\"userId\": \"%s\", ", claims->sub);
-	if (claims->tid)
-		appendStringInfo(&json, "\"tenantId\": \"%s\", ", claims->tid);
-	else
-		appendStringInfoString(&json, "\"tenantId\": null, ");
-	appendStringInfoString(&json, "\"tenantSlug\": ");
-	if (claims->tslug)
-		escape_json(&json, claims->tslug);
-	else
-		appendStringInfoString(&json, "null");
-	appendStringInfoString(&json, ", \"role\": ");
-	if (claims->role)
-		escape_json(&json, claims->role);
-	else
-		appendStringInfoString(&json, "null");
-	appendStringInfoString(&json, ", \"scopes\": [");
+		MandantPushTextPair(&state, "serviceAccountId", claims->sub);
+	MandantPushTextPair(&state, "userId", m2m ? NULL : claims->sub);
+	MandantPushTextPair(&state, "tenantId", claims->tid);
+	MandantPushTextPair(&state, "tenantSlug", claims->tslug);
+	MandantPushTextPair(&state, "role", claims->role);
+	MandantPushKey(&state, "scopes", strlen("scopes"));
+	(void) pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
 	for (int i = 0; i < MANDANT_SCOPE_COUNT; i++)
 	{
+		JsonbValue	scope;
+		const char *name = MandantScopeName(1 << i);
+
 		if ((claims->scopes & (1 << i)) == 0)
 			continue;
-		appendStringInfo(&json, "%s\"%s\"", first ? "" : ", ", MandantScopeName(1 << i));
-		first = false;
+		scope.type = jbvString;
+		scope.val.string.val = (char *) name;
+		scope.val.string.len = strlen(name);
+		(void) pushJsonbValue(&state, WJB_ELEM, &scope);
 	}
-	appendStringInfo(&json, "], \"expiresAt\": \"%s\"}", MandantIsoUtc(claims->exp));
-	return DirectFunctionCall1(jsonb_in, CStringGetDatum(json.data));
+	(void) pushJsonbValue(&state, WJB_END_ARRAY, NULL);
+	MandantPushTextPair(&state, "expiresAt", MandantIsoUtc(claims->exp));
+	answer = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	return JsonbPGetDatum(JsonbValueToJsonb(answer));
 }
 
 /*
@@ -235,6 +186,7 @@ mandant_authenticate(PG_FUNCTION_ARGS)
 		CheckUserToken(claims, subject, tenant);
 	if (tenant)
 		MandantCheckTenantEnterable(tenant);
+	MandantWarnContextMistakes("mandant.authenticate()");
 
 	MandantAssignContext(tenant, m2m ? NULL : subject, claims->scopes);
 	PG_RETURN_DATUM(AuthenticationAnswer(claims, m2m));

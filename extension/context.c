@@ -51,15 +51,18 @@
 #include <string.h>
 
 #include "access/parallel.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/uuid.h"
 
 #include "mandant.h"
@@ -70,6 +73,7 @@ PG_FUNCTION_INFO_V1(mandant_current_tenant);
 PG_FUNCTION_INFO_V1(mandant_current_user_id);
 PG_FUNCTION_INFO_V1(mandant_current_scopes);
 PG_FUNCTION_INFO_V1(mandant_require_tenant);
+PG_FUNCTION_INFO_V1(mandant_row_in_tenant);
 PG_FUNCTION_INFO_V1(mandant_has_scope);
 PG_FUNCTION_INFO_V1(mandant_check_tenant_access);
 
@@ -106,6 +110,15 @@ static char *trace_id_text = NULL;
 static const UuidSetting *current_tenant_setting = NULL;
 static const UuidSetting *current_user_setting = NULL;
 static const ScopeSetting *current_scopes_setting = NULL;
+
+/* mandant.strict_context: no tenant set is an error where one is read. */
+static bool strict_context = false;
+
+/* The last transaction warned about a context that ends with its statement. */
+static LocalTransactionId warned_statement_lxid = InvalidLocalTransactionId;
+
+/* The last role warned that it bypasses row level security. */
+static Oid	warned_bypass_role = InvalidOid;
 
 /* > 0 while a function of this file assigns a protected setting. */
 static int	context_assignment_depth = 0;
@@ -339,6 +352,15 @@ MandantDefineContextVariables(void)
 							   PGC_USERSET,
 							   GUC_NOT_IN_SAMPLE,
 							   CheckRequestIdSetting, NULL, NULL);
+
+	DefineCustomBoolVariable("mandant.strict_context",
+							 gettext_noop("Raise MD001 where a tenant table is read with no tenant set, instead of showing no rows (for development and CI)."),
+							 NULL,
+							 &strict_context,
+							 false,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
 }
 
 /*
@@ -472,6 +494,39 @@ MandantTenantOrPlatform(const char *detail_fmt,...)
 }
 
 /*
+ * MandantWarnContextMistakes warns about the two ways a context that was
+ * set without error still protects nothing: set outside a transaction
+ * block it ends with the statement that set it (once per transaction, so a
+ * statement calling it per row warns once), and a role that bypasses row
+ * level security (superusers, BYPASSRLS) is not restricted by it (once per
+ * role and session).  function names the caller for the message.
+ */
+void
+MandantWarnContextMistakes(const char *function)
+{
+	Oid			role = GetUserId();
+
+	if (!IsTransactionBlock() && warned_statement_lxid != MyProc->lxid)
+	{
+		warned_statement_lxid = MyProc->lxid;
+		ereport(WARNING,
+				(errcode(ERRCODE_WARNING),
+				 errmsg("the tenant context set by %s ends with this statement", function),
+				 errdetail("It was called outside a transaction block; the context lasts as long as the transaction, which here is the statement."),
+				 errhint("Call it after BEGIN, then run the queries of the tenant and COMMIT.")));
+	}
+	if (role != warned_bypass_role && (superuser() || has_bypassrls_privilege(role)))
+	{
+		warned_bypass_role = role;
+		ereport(WARNING,
+				(errcode(ERRCODE_WARNING),
+				 errmsg("role \"%s\" bypasses row level security", GetUserNameFromId(role, false)),
+				 errdetail("Superusers and roles with BYPASSRLS read and write every tenant's rows; the tenant context does not restrict them."),
+				 errhint("Connect as an application role without BYPASSRLS (README, \"Roles and rights\").")));
+	}
+}
+
+/*
  * MandantCheckTrustedCaller refuses callers that are neither
  * mandant_service nor mandant_admin: only trusted backends choose their
  * tenant.
@@ -510,6 +565,15 @@ mandant_set_tenant(PG_FUNCTION_ARGS)
 
 	MandantCheckTrustedCaller("mandant.set_tenant(uuid)");
 	MandantCheckTenantEnterable(tenant_id);
+	MandantWarnContextMistakes("mandant.set_tenant()");
+	if (MandantCurrentScopes() != 0 || MandantCurrentUserId() != NULL)
+		ereport(WARNING,
+				(errcode(ERRCODE_WARNING),
+				 errmsg("mandant.set_tenant() cleared the user and scopes of this transaction"),
+				 errdetail("The transaction held scopes %s%s, which belonged to the tenant entered before.",
+						   MandantCurrentScopesText(),
+						   MandantCurrentUserId() != NULL ? " and a signed-in user" : ""),
+				 errhint("Enter the tenant first, then call mandant.set_scopes() or mandant.set_user().")));
 
 	AssignContextVariable(MANDANT_GUC_TENANT, MandantUuidText(tenant_id));
 	AssignContextVariable(MANDANT_GUC_USER, "");
@@ -638,7 +702,12 @@ mandant_current_tenant(PG_FUNCTION_ARGS)
 	const pg_uuid_t *tenant_id = MandantCurrentTenant();
 
 	if (tenant_id == NULL)
+	{
+		/* strict mode: trusted roles and mandant's own functions still may */
+		if (strict_context && !superuser() && !MandantCallerIsTrusted())
+			MandantRaiseNoTenant("mandant.strict_context is on: a tenant's rows were read with no tenant set.");
 		PG_RETURN_NULL();
+	}
 	return CopyUuid(tenant_id);
 }
 
@@ -667,6 +736,55 @@ mandant_require_tenant(PG_FUNCTION_ARGS)
 	if (tenant_id == NULL)
 		MandantRaiseNoTenant(psprintf("The setting \"%s\" is empty in this transaction.", MANDANT_GUC_TENANT));
 	return CopyUuid(tenant_id);
+}
+
+/*
+ * TableName returns a table's schema-qualified, quoted name for messages.
+ */
+static char *
+TableName(Oid relid)
+{
+	char	   *name = get_rel_name(relid);
+
+	if (name == NULL)
+		return psprintf("%u", relid);
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), name);
+}
+
+/*
+ * mandant_row_in_tenant is the WITH CHECK of every tenant table's policy
+ * (mandant.row_in_tenant(tenant, tbl)): true when a written row belongs to
+ * the tenant of the transaction.  Otherwise it raises rather than
+ * answering false, so that the refusal names the table and both tenants
+ * (PostgreSQL's own "new row violates row-level security policy" says
+ * neither): MD001 with no tenant set, 42501 for another tenant's row.
+ */
+Datum
+mandant_row_in_tenant(PG_FUNCTION_ARGS)
+{
+	const pg_uuid_t *current = MandantCurrentTenant();
+	Oid			relid = PG_ARGISNULL(1) ? InvalidOid : PG_GETARG_OID(1);
+	pg_uuid_t  *row;
+
+	if (current == NULL)
+		MandantRaiseNoTenant(psprintf("A row of %s was written with no tenant set.", TableName(relid)));
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("new row of table %s has no tenant", TableName(relid)),
+				 errdetail("Its tenant column is NULL; this transaction is in tenant %s.",
+						   MandantUuidText(current)),
+				 errhint("Leave the tenant column to its default, mandant.current_tenant().")));
+	row = PG_GETARG_UUID_P(0);
+	if (memcmp(row->data, current->data, UUID_LEN) == 0)
+		PG_RETURN_BOOL(true);
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("new row of table %s belongs to another tenant", TableName(relid)),
+			 errdetail("The row's tenant is %s; this transaction is in tenant %s.",
+					   MandantUuidText(row), MandantUuidText(current)),
+			 errhint("Leave the tenant column to its default, mandant.current_tenant(), or enter the row's tenant first.")));
+	PG_RETURN_BOOL(false);
 }
 
 /*

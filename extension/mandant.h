@@ -55,6 +55,7 @@
 	X(TOKEN_EXPIRED,		'M','D','0','5','2', 401, "TOKEN_EXPIRED") \
 	X(TOKEN_REVOKED,		'M','D','0','5','3', 401, "TOKEN_REVOKED") \
 	X(MFA_REQUIRED,			'M','D','0','5','4', 401, "MFA_REQUIRED") \
+	X(NOT_A_MEMBER,			'M','D','0','5','5', 403, "NOT_A_MEMBER") \
 	/* configuration: values that must be secret references */ \
 	X(SECRET_NOT_ALLOWED,	'M','D','0','6','0', 400, "SECRET_NOT_ALLOWED")
 
@@ -276,6 +277,7 @@ extern void MandantRaiseNoTenant(const char *detail) pg_attribute_noreturn();
 extern const pg_uuid_t *MandantTenantOrPlatform(const char *detail_fmt,...) pg_attribute_printf(1, 2);
 extern bool MandantHasPrivilegesOfRole(const char *rolename);
 extern void MandantCheckTrustedCaller(const char *function_name);
+extern void MandantWarnContextMistakes(const char *function);
 extern char *MandantCurrentScopesText(void);
 extern void MandantAssignContext(const pg_uuid_t *tenant, const pg_uuid_t *user,
 								 int scopes);
@@ -338,6 +340,8 @@ extern void MandantColumnToJsonbValue(const MandantColumnJson *col,
 									  Datum value, bool isnull,
 									  JsonbValue *out);
 extern void MandantPushKey(JsonbParseState **state, const char *key, int len);
+extern void MandantPushTextPair(JsonbParseState **state, const char *key,
+								const char *value);
 
 /* rowshape.c */
 extern const pg_uuid_t MandantPlatformTenant;

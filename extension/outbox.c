@@ -245,34 +245,12 @@ static Jsonb *
 HeadersOfContext(void)
 {
 	JsonbParseState *state = NULL;
-	JsonbValue	v;
-	const char *request_id = MandantCurrentRequestId();
-	const char *trace_id = MandantCurrentTraceId();
 	const pg_uuid_t *actor = MandantCurrentUserId();
 
 	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	MandantPushKey(&state, "actor", 5);
-	if (actor)
-	{
-		char	   *s = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum((pg_uuid_t *) actor)));
-
-		v.type = jbvString;
-		v.val.string.val = s;
-		v.val.string.len = strlen(s);
-	}
-	else
-		v.type = jbvNull;
-	(void) pushJsonbValue(&state, WJB_VALUE, &v);
-	MandantPushKey(&state, "traceId", 7);
-	v.type = trace_id ? jbvString : jbvNull;
-	v.val.string.val = (char *) trace_id;
-	v.val.string.len = trace_id ? strlen(trace_id) : 0;
-	(void) pushJsonbValue(&state, WJB_VALUE, &v);
-	MandantPushKey(&state, "requestId", 9);
-	v.type = request_id ? jbvString : jbvNull;
-	v.val.string.val = (char *) request_id;
-	v.val.string.len = request_id ? strlen(request_id) : 0;
-	(void) pushJsonbValue(&state, WJB_VALUE, &v);
+	MandantPushTextPair(&state, "actor", actor ? MandantUuidText(actor) : NULL);
+	MandantPushTextPair(&state, "traceId", MandantCurrentTraceId());
+	MandantPushTextPair(&state, "requestId", MandantCurrentRequestId());
 	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
 }
 

@@ -390,7 +390,7 @@ AppNamespace(void)
 
 	if (tenant != NULL)
 		return psprintf("%s:%s", NS_APP,
-						DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum((pg_uuid_t *) tenant))));
+						MandantUuidText(tenant));
 	if (MandantCallerIsTrusted() || MandantHasPrivilegesOfRole(MANDANT_ROLE_GATEWAY))
 		return NS_APP;
 	MandantRaiseNoTenant("Rate limits count per tenant; platform-wide limits are for trusted backends and the gateway.");

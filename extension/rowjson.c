@@ -209,3 +209,20 @@ MandantPushKey(JsonbParseState **state, const char *key, int len)
 	SetJsonbString(&k, (char *) key, len);
 	(void) pushJsonbValue(state, WJB_KEY, &k);
 }
+
+/*
+ * MandantPushTextPair pushes the key and a string value, or JSON null for
+ * a NULL value, into an object being built.
+ */
+void
+MandantPushTextPair(JsonbParseState **state, const char *key, const char *value)
+{
+	JsonbValue	v;
+
+	MandantPushKey(state, key, strlen(key));
+	if (value != NULL)
+		SetJsonbString(&v, (char *) value, strlen(value));
+	else
+		v.type = jbvNull;
+	(void) pushJsonbValue(state, WJB_VALUE, &v);
+}

@@ -328,10 +328,10 @@ MandantCheckRowTenant(const pg_uuid_t *tenant, const char *table)
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 			 errmsg("row of tenant %s written outside that tenant",
-					DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum((pg_uuid_t *) tenant)))),
+					MandantUuidText(tenant)),
 			 errdetail("The row of %s belongs to tenant %s; the transaction is in %s.", table,
-					   DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum((pg_uuid_t *) tenant))),
-					   current ? DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum((pg_uuid_t *) current)))
+					   MandantUuidText(tenant),
+					   current ? MandantUuidText(current)
 					   : "no tenant"),
 			 errhint("Enter the tenant first (mandant.set_tenant or mandant.authenticate); only trusted backends write rows of other tenants.")));
 }

@@ -104,6 +104,14 @@ GRANT SELECT (email_confirmed_at) ON mandant.users TO mandant_admin;
 
 /* ---- functions: new and changed (as in the install script) ---- */
 
+CREATE OR REPLACE FUNCTION mandant.row_in_tenant(tenant uuid, tbl regclass)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'mandant_row_in_tenant'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION mandant.row_in_tenant(uuid, regclass) IS
+'The WITH CHECK of tenant tables'' policies: true for a row of the transaction''s tenant; MD001 with no tenant, 42501 naming the table and both tenants for another tenant''s row.';
+
 CREATE OR REPLACE FUNCTION mandant.gate_call(op text, tenant uuid, args jsonb)
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'mandant_gate_call'
@@ -168,7 +176,26 @@ LANGUAGE C STABLE;
 COMMENT ON FUNCTION mandant.check_table_target(regclass, text) IS
 'Raise unless tbl is a permanent application table the current user owns (22004, 42809, 0A000 or 42501, naming function_name).';
 
-CREATE OR REPLACE FUNCTION mandant.enable_tenancy(tbl regclass, tenant_column name DEFAULT 'tenant_id')
+CREATE OR REPLACE FUNCTION mandant.tenant_policy_is_current(tbl regclass, tenant_column name)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT EXISTS (
+		SELECT 1 FROM pg_policy p
+		WHERE p.polrelid = tbl AND p.polname = 'tenant_isolation'
+		  AND p.polcmd = '*' AND p.polpermissive AND p.polroles = '{0}'
+		  AND pg_get_expr(p.polqual, p.polrelid)
+			  = format('(%I = mandant.current_tenant())', tenant_column)
+		  AND pg_get_expr(p.polwithcheck, p.polrelid)
+			  = format('mandant.row_in_tenant(%I, %L::regclass)', tenant_column, tbl::text))
+$$;
+
+COMMENT ON FUNCTION mandant.tenant_policy_is_current(regclass, name) IS
+'True when tbl has the tenant_isolation policy that mandant.enable_tenancy() creates for tenant_column.';
+
+CREATE OR REPLACE FUNCTION mandant.enable_tenancy(tbl regclass, tenant_column name DEFAULT 'tenant_id',
+									   add_column boolean DEFAULT false)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -178,6 +205,7 @@ DECLARE
 	has_column		boolean;
 	has_rows		boolean;
 	attnum			smallint;
+	other			name;
 BEGIN
 	/* Validate everything before changing anything. */
 	PERFORM mandant.check_table_target(tbl, 'mandant.enable_tenancy');
@@ -217,6 +245,25 @@ BEGIN
 			END IF;
 		END IF;
 	ELSE
+		/* Never invent a column the table may already have under another name. */
+		SELECT a.attname INTO other
+		FROM pg_constraint k JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
+		WHERE k.conrelid = tbl AND k.contype = 'f' AND k.confrelid = 'mandant.tenant'::regclass
+		  AND cardinality(k.conkey) = 1
+		ORDER BY a.attnum LIMIT 1;
+		IF other IS NOT NULL AND NOT add_column THEN
+			RAISE EXCEPTION 'table % has no column "%", but its column "%" references mandant.tenant', tbl, tenant_column, other
+				USING ERRCODE = 'undefined_column',
+					  DETAIL = format('Column %I already holds the tenant of each row.', other),
+					  HINT = format('Name it: SELECT mandant.enable_tenancy(%L, %L).', tbl::text, other);
+		END IF;
+		IF NOT add_column THEN
+			RAISE EXCEPTION 'table % has no column "%"', tbl, tenant_column
+				USING ERRCODE = 'undefined_column',
+					  DETAIL = 'A tenant table keeps the tenant of each row in a uuid column; mandant does not add one unasked.',
+					  HINT = format('Add it (ALTER TABLE %s ADD COLUMN %I uuid NOT NULL), name another uuid column in the second argument, or pass add_column => true.',
+									tbl, tenant_column);
+		END IF;
 		EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', tbl) INTO has_rows;
 		IF has_rows THEN
 			RAISE EXCEPTION 'table % has rows but no column "%"', tbl, tenant_column
@@ -261,8 +308,8 @@ BEGIN
 		END IF;
 		EXECUTE format('CREATE POLICY tenant_isolation ON %s AS PERMISSIVE FOR ALL TO PUBLIC '
 					   'USING (%I = mandant.current_tenant()) '
-					   'WITH CHECK (%I = mandant.require_tenant())',
-					   tbl, tenant_column, tenant_column);
+					   'WITH CHECK (mandant.row_in_tenant(%I, %L::regclass))',
+					   tbl, tenant_column, tenant_column, tbl::text);
 	END IF;
 
 	/* An index led by the tenant column (a primary key on it counts). */
@@ -277,8 +324,8 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION mandant.enable_tenancy(regclass, name) IS
-'Make tbl a tenant table: uuid tenant column (NOT NULL, DEFAULT mandant.current_tenant(), FK to mandant.tenant), ENABLE + FORCE row level security, policy tenant_isolation, index led by the tenant column, registry row. Idempotent; the table owner only.';
+COMMENT ON FUNCTION mandant.enable_tenancy(regclass, name, boolean) IS
+'Make tbl a tenant table: its uuid tenant column (NOT NULL, DEFAULT mandant.current_tenant(), FK to mandant.tenant; added only with add_column => true), ENABLE + FORCE row level security, policy tenant_isolation, index led by the tenant column, registry row. Idempotent; the table owner only.';
 
 CREATE OR REPLACE FUNCTION mandant.disable_tenancy(tbl regclass)
 RETURNS void
@@ -1129,6 +1176,111 @@ $$;
 COMMENT ON FUNCTION mandant.config_apply(uuid, text, text, jsonb, text, bigint, text) IS
 'Internal: applies a configuration change for mandant.config_write(), which checks the caller first.';
 
+CREATE OR REPLACE FUNCTION mandant.refresh(refresh_token text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET log_min_error_statement = panic
+AS $$
+DECLARE
+	hash	bytea := sha256(convert_to(COALESCE(refresh_token, ''), 'UTF8'));
+	token	mandant.refresh_token;
+	family	mandant.refresh_family;
+	account	mandant.users;
+BEGIN
+	SELECT * INTO token FROM mandant.refresh_token r WHERE r.token_hash = hash;
+	IF token.token_hash IS NULL THEN
+		RAISE EXCEPTION 'invalid refresh token'
+			USING ERRCODE = 'MD051',
+				  DETAIL = 'No such refresh token.',
+				  HINT = 'Log in again.';
+	END IF;
+	SELECT * INTO family FROM mandant.refresh_family f WHERE f.id = token.family_id;
+	IF family.revoked_at IS NOT NULL THEN
+		RAISE EXCEPTION 'refresh token revoked'
+			USING ERRCODE = 'MD053',
+				  DETAIL = format('Its session was revoked (%s).', COALESCE(family.revoked_reason, 'revoked')),
+				  HINT = 'Log in again.';
+	END IF;
+	IF token.consumed_at IS NOT NULL THEN
+		-- Presented again after rotation: someone else has a copy. Revoke
+		-- the session where the rollback of this error cannot undo it.
+		PERFORM mandant.defer_write(jsonb_build_object(
+			'kind', 'family_revoked', 'familyId', family.id, 'userId', family.user_id,
+			'tenantId', family.tenant_id, 'reason', 'refresh token reused',
+			'requestId', NULLIF(current_setting('app.request_id'), '')));
+		RAISE EXCEPTION 'refresh token reused'
+			USING ERRCODE = 'MD053',
+				  DETAIL = 'The token was already rotated; its whole session is revoked.',
+				  HINT = 'Log in again.';
+	END IF;
+	IF token.expires_at <= now() THEN
+		RAISE EXCEPTION 'refresh token expired'
+			USING ERRCODE = 'MD052',
+				  DETAIL = format('It expired at %s.', token.expires_at),
+				  HINT = 'Log in again.';
+	END IF;
+	SELECT * INTO account FROM mandant.users u WHERE u.id = family.user_id;
+	IF account.status <> 'active' THEN
+		RAISE EXCEPTION 'refresh token revoked'
+			USING ERRCODE = 'MD053',
+				  DETAIL = 'The user is disabled.',
+				  HINT = 'Ask an administrator.';
+	END IF;
+	IF family.tenant_id IS NOT NULL THEN
+		PERFORM 1 FROM mandant.membership m WHERE m.tenant_id = family.tenant_id AND m.user_id = account.id;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'refresh token revoked'
+				USING ERRCODE = 'MD053',
+					  DETAIL = 'The user is no longer a member of the session''s tenant.',
+					  HINT = 'Log in again.';
+		END IF;
+		PERFORM mandant.check_tenant_enterable(family.tenant_id);
+	END IF;
+
+	UPDATE mandant.refresh_token r SET consumed_at = now()
+	WHERE r.token_hash = hash AND r.consumed_at IS NULL;
+	IF NOT FOUND THEN
+		-- a concurrent refresh with the same token won
+		RAISE EXCEPTION 'refresh token reused'
+			USING ERRCODE = 'MD053',
+				  DETAIL = 'The token was rotated by a concurrent request.',
+				  HINT = 'Use the tokens that request received, or log in again.';
+	END IF;
+	RETURN mandant.issue_tokens(account, family.tenant_id, family.id);
+END
+$$;
+
+COMMENT ON FUNCTION mandant.refresh(text) IS
+'Rotate a refresh token: a new pair, the old refresh token consumed. Presenting a rotated token again revokes its whole session (MD053).';
+
+CREATE OR REPLACE FUNCTION mandant.logout(access_token text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET log_min_error_statement = panic
+AS $$
+DECLARE
+	claims jsonb := mandant.jwt_verify(access_token);
+BEGIN
+	INSERT INTO mandant.revoked_jti (jti, expires_at)
+	VALUES ((claims ->> 'jti')::uuid, to_timestamp((claims ->> 'exp')::double precision))
+	ON CONFLICT (jti) DO NOTHING;
+	IF claims ? 'sid' THEN
+		UPDATE mandant.refresh_family f SET revoked_at = now(), revoked_reason = 'logout'
+		WHERE f.id = (claims ->> 'sid')::uuid AND f.revoked_at IS NULL;
+	END IF;
+	PERFORM mandant.audit_log_for((claims ->> 'tid')::uuid, (claims ->> 'sub')::uuid,
+								  NULLIF(current_setting('app.request_id'), ''), 'auth', 'logout',
+								  'user', claims ->> 'sub', '{}');
+END
+$$;
+
+COMMENT ON FUNCTION mandant.logout(text) IS
+'Revoke an access token until it expires (its jti goes on the denylist) and end its session (refresh family).';
+
 CREATE OR REPLACE FUNCTION mandant.identity_revoke_user_tokens(tenant uuid, args jsonb, caller text)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
@@ -1187,6 +1339,12 @@ BEGIN
 			USING ERRCODE = 'MD054',
 				  DETAIL = 'The account has two-factor authentication on, and the code was missing or wrong.',
 				  HINT = 'Pass the 6-digit code of the authenticator app as totp_code.';
+	END IF;
+	IF action = 'service_token.failed' THEN
+		RAISE EXCEPTION 'invalid client credentials'
+			USING ERRCODE = 'MD050',
+				  DETAIL = 'The client id or the client secret is wrong, or the service account is disabled.',
+				  HINT = 'Check both and try again; repeated failures lock further attempts for 15 minutes.';
 	END IF;
 	RAISE EXCEPTION 'invalid credentials'
 		USING ERRCODE = 'MD050',
@@ -1257,6 +1415,7 @@ RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET log_min_error_statement = panic
 AS $$
 DECLARE
 	email		text := args ->> 'email';
@@ -1326,9 +1485,9 @@ BEGIN
 		WHERE m.user_id = account.id AND t.slug = lower(tenant_slug);
 		IF chosen IS NULL THEN
 			RAISE EXCEPTION 'not a member of tenant "%"', tenant_slug
-				USING ERRCODE = 'insufficient_privilege',
-					  DETAIL = 'The account exists but has no membership in that tenant.',
-					  HINT = 'Log in without a tenant to see the tenants of the account.';
+				USING ERRCODE = 'MD055',
+					  DETAIL = 'The account has no membership in a tenant of that slug, or no tenant has it.',
+					  HINT = 'Check the slug for typos, or log in without tenant_slug: the answer lists the tenants of the account.';
 		END IF;
 	ELSE
 		SELECT t.id INTO chosen
@@ -1359,6 +1518,7 @@ RETURNS void
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET log_min_error_statement = panic
 AS $$
 DECLARE
 	me		uuid := mandant.require_user();
@@ -1531,6 +1691,7 @@ RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET log_min_error_statement = panic
 AS $$
 DECLARE
 	account	mandant.service_account;
@@ -1593,6 +1754,7 @@ RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET log_min_error_statement = panic
 AS $$
 DECLARE
 	address	text := mandant.check_email(args ->> 'email');
@@ -1673,6 +1835,28 @@ BEGIN
 									 jsonb_build_object('by', caller));
 	END IF;
 	PERFORM mandant.join_owned_tenants(account);
+	RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mandant.identity_reset_password(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET log_min_error_statement = panic
+AS $$
+DECLARE
+	account uuid := (args ->> 'userId')::uuid;
+	address text;
+BEGIN
+	PERFORM mandant.check_user_exists(account);
+	SELECT u.email INTO address FROM mandant.users u WHERE u.id = account;
+	PERFORM mandant.check_password(args ->> 'password', address);
+	UPDATE mandant.users u SET password_hash = mandant.password_hash(args ->> 'password'), updated_at = now()
+	WHERE u.id = account;
+	PERFORM mandant.revoke_tokens_of(account, 'password reset');
+	PERFORM mandant.record_event(NULL, 'identity', 'password.reset', 'user', account::text, jsonb_build_object('by', caller));
 	RETURN NULL;
 END
 $$;
@@ -2329,6 +2513,7 @@ FROM PUBLIC;
 DROP FUNCTION mandant.identity_call(text, uuid, jsonb);
 DROP FUNCTION mandant.check_tenant_access(uuid, text);
 DROP FUNCTION mandant.machine_for_change(text);
+DROP FUNCTION mandant.enable_tenancy(regclass, name);
 
 /* ---- rights and comments given in bulk by the install script ---- */
 
@@ -2404,3 +2589,28 @@ INSERT INTO mandant.state_transition (machine, from_state, to_state) VALUES
 	('mandant_tenant', 'active', 'deleted'),
 	('mandant_tenant', 'suspended', 'deleted'),
 	('mandant_tenant', 'failed', 'deleted');
+
+/*
+ * Tenant tables' policies check written rows with mandant.row_in_tenant(),
+ * whose refusal names the table and both tenants; a policy still in
+ * 0.1.0's form (tenant = mandant.require_tenant()) gets the new check.
+ * Policies that drifted otherwise are left alone: tenancy_lint reports
+ * them.
+ */
+DO $policies$
+DECLARE
+	t record;
+BEGIN
+	/* deparsed names are qualified as the comparison expects */
+	PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+	FOR t IN SELECT r.relid::regclass AS tbl, r.tenant_column
+			 FROM mandant.tenant_table r
+			 JOIN pg_catalog.pg_policy p ON p.polrelid = r.relid AND p.polname = 'tenant_isolation'
+			 WHERE pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid)
+				   = pg_catalog.format('(%I = mandant.require_tenant())', r.tenant_column)
+	LOOP
+		EXECUTE pg_catalog.format('ALTER POLICY tenant_isolation ON %s WITH CHECK (mandant.row_in_tenant(%I, %L::regclass))',
+								  t.tbl, t.tenant_column, t.tbl::text);
+	END LOOP;
+END
+$policies$;

@@ -64,6 +64,14 @@ LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION mandant.require_tenant() IS
 'The tenant of the current transaction; raises MD001 (TENANT_REQUIRED) when none is set.';
 
+CREATE FUNCTION mandant.row_in_tenant(tenant uuid, tbl regclass)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'mandant_row_in_tenant'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION mandant.row_in_tenant(uuid, regclass) IS
+'The WITH CHECK of tenant tables'' policies: true for a row of the transaction''s tenant; MD001 with no tenant, 42501 naming the table and both tenants for another tenant''s row.';
+
 CREATE FUNCTION mandant.set_user(user_id uuid)
 RETURNS void
 AS 'MODULE_PATHNAME', 'mandant_set_user'

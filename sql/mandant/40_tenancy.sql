@@ -5,9 +5,10 @@
  * enable_tenancy() turns a table into a tenant table: a uuid tenant column
  * (NOT NULL, DEFAULT mandant.current_tenant(), FK to mandant.tenant), ENABLE
  * and FORCE row level security, one policy tenant_isolation (USING
- * tenant_id = mandant.current_tenant(), WITH CHECK tenant_id =
- * mandant.require_tenant(), which is the same test but raises MD001 rather
- * than a bare policy violation when no tenant is set), an index led by the
+ * tenant_id = mandant.current_tenant(), WITH CHECK
+ * mandant.row_in_tenant(tenant_id, tbl), which is the same test but raises
+ * MD001 when no tenant is set and a 42501 naming the table and both tenants
+ * rather than a bare policy violation), an index led by the
  * tenant column, and a row in the registry mandant.tenant_table.
  * It runs with the caller's rights: only the table's owner can do it, as
  * with ALTER TABLE itself.  The registry is written only through the gate
@@ -100,13 +101,14 @@ AS $$
 		  AND pg_get_expr(p.polqual, p.polrelid)
 			  = format('(%I = mandant.current_tenant())', tenant_column)
 		  AND pg_get_expr(p.polwithcheck, p.polrelid)
-			  = format('(%I = mandant.require_tenant())', tenant_column))
+			  = format('mandant.row_in_tenant(%I, %L::regclass)', tenant_column, tbl::text))
 $$;
 
 COMMENT ON FUNCTION mandant.tenant_policy_is_current(regclass, name) IS
 'True when tbl has the tenant_isolation policy that mandant.enable_tenancy() creates for tenant_column.';
 
-CREATE FUNCTION mandant.enable_tenancy(tbl regclass, tenant_column name DEFAULT 'tenant_id')
+CREATE FUNCTION mandant.enable_tenancy(tbl regclass, tenant_column name DEFAULT 'tenant_id',
+									   add_column boolean DEFAULT false)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -116,6 +118,7 @@ DECLARE
 	has_column		boolean;
 	has_rows		boolean;
 	attnum			smallint;
+	other			name;
 BEGIN
 	/* Validate everything before changing anything. */
 	PERFORM mandant.check_table_target(tbl, 'mandant.enable_tenancy');
@@ -155,6 +158,25 @@ BEGIN
 			END IF;
 		END IF;
 	ELSE
+		/* Never invent a column the table may already have under another name. */
+		SELECT a.attname INTO other
+		FROM pg_constraint k JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
+		WHERE k.conrelid = tbl AND k.contype = 'f' AND k.confrelid = 'mandant.tenant'::regclass
+		  AND cardinality(k.conkey) = 1
+		ORDER BY a.attnum LIMIT 1;
+		IF other IS NOT NULL AND NOT add_column THEN
+			RAISE EXCEPTION 'table % has no column "%", but its column "%" references mandant.tenant', tbl, tenant_column, other
+				USING ERRCODE = 'undefined_column',
+					  DETAIL = format('Column %I already holds the tenant of each row.', other),
+					  HINT = format('Name it: SELECT mandant.enable_tenancy(%L, %L).', tbl::text, other);
+		END IF;
+		IF NOT add_column THEN
+			RAISE EXCEPTION 'table % has no column "%"', tbl, tenant_column
+				USING ERRCODE = 'undefined_column',
+					  DETAIL = 'A tenant table keeps the tenant of each row in a uuid column; mandant does not add one unasked.',
+					  HINT = format('Add it (ALTER TABLE %s ADD COLUMN %I uuid NOT NULL), name another uuid column in the second argument, or pass add_column => true.',
+									tbl, tenant_column);
+		END IF;
 		EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', tbl) INTO has_rows;
 		IF has_rows THEN
 			RAISE EXCEPTION 'table % has rows but no column "%"', tbl, tenant_column
@@ -199,8 +221,8 @@ BEGIN
 		END IF;
 		EXECUTE format('CREATE POLICY tenant_isolation ON %s AS PERMISSIVE FOR ALL TO PUBLIC '
 					   'USING (%I = mandant.current_tenant()) '
-					   'WITH CHECK (%I = mandant.require_tenant())',
-					   tbl, tenant_column, tenant_column);
+					   'WITH CHECK (mandant.row_in_tenant(%I, %L::regclass))',
+					   tbl, tenant_column, tenant_column, tbl::text);
 	END IF;
 
 	/* An index led by the tenant column (a primary key on it counts). */
@@ -215,8 +237,8 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION mandant.enable_tenancy(regclass, name) IS
-'Make tbl a tenant table: uuid tenant column (NOT NULL, DEFAULT mandant.current_tenant(), FK to mandant.tenant), ENABLE + FORCE row level security, policy tenant_isolation, index led by the tenant column, registry row. Idempotent; the table owner only.';
+COMMENT ON FUNCTION mandant.enable_tenancy(regclass, name, boolean) IS
+'Make tbl a tenant table: its uuid tenant column (NOT NULL, DEFAULT mandant.current_tenant(), FK to mandant.tenant; added only with add_column => true), ENABLE + FORCE row level security, policy tenant_isolation, index led by the tenant column, registry row. Idempotent; the table owner only.';
 
 /*
  * tenant_column_default returns the deparsed default of a column, or NULL.

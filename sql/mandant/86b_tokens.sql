@@ -131,6 +131,7 @@ RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET log_min_error_statement = panic
 AS $$
 DECLARE
 	hash	bytea := sha256(convert_to(COALESCE(refresh_token, ''), 'UTF8'));
@@ -209,6 +210,7 @@ RETURNS void
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET log_min_error_statement = panic
 AS $$
 DECLARE
 	claims jsonb := mandant.jwt_verify(access_token);

@@ -178,6 +178,12 @@ BEGIN
 				  DETAIL = 'The account has two-factor authentication on, and the code was missing or wrong.',
 				  HINT = 'Pass the 6-digit code of the authenticator app as totp_code.';
 	END IF;
+	IF action = 'service_token.failed' THEN
+		RAISE EXCEPTION 'invalid client credentials'
+			USING ERRCODE = 'MD050',
+				  DETAIL = 'The client id or the client secret is wrong, or the service account is disabled.',
+				  HINT = 'Check both and try again; repeated failures lock further attempts for 15 minutes.';
+	END IF;
 	RAISE EXCEPTION 'invalid credentials'
 		USING ERRCODE = 'MD050',
 			  DETAIL = 'The e-mail address or the password is wrong, or the account is disabled.',
@@ -271,6 +277,7 @@ RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET log_min_error_statement = panic
 AS $$
 DECLARE
 	email		text := args ->> 'email';
@@ -340,9 +347,9 @@ BEGIN
 		WHERE m.user_id = account.id AND t.slug = lower(tenant_slug);
 		IF chosen IS NULL THEN
 			RAISE EXCEPTION 'not a member of tenant "%"', tenant_slug
-				USING ERRCODE = 'insufficient_privilege',
-					  DETAIL = 'The account exists but has no membership in that tenant.',
-					  HINT = 'Log in without a tenant to see the tenants of the account.';
+				USING ERRCODE = 'MD055',
+					  DETAIL = 'The account has no membership in a tenant of that slug, or no tenant has it.',
+					  HINT = 'Check the slug for typos, or log in without tenant_slug: the answer lists the tenants of the account.';
 		END IF;
 	ELSE
 		SELECT t.id INTO chosen
@@ -376,6 +383,7 @@ RETURNS void
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET log_min_error_statement = panic
 AS $$
 DECLARE
 	me		uuid := mandant.require_user();

@@ -12,6 +12,7 @@ RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET log_min_error_statement = panic
 AS $$
 DECLARE
 	account	mandant.service_account;

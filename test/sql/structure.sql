@@ -7,7 +7,7 @@ SET client_min_messages = warning;
 
 CREATE SCHEMA tap;
 CREATE TABLE tap.doc (id int NOT NULL, body text);
-SELECT mandant.enable_tenancy('tap.doc');
+SELECT mandant.enable_tenancy('tap.doc', add_column => true);
 
 SELECT plan(191);
 
@@ -42,7 +42,7 @@ SELECT has_function('mandant', 'current_scopes', '{}'::name[]);
 SELECT has_function('mandant', 'has_scope', ARRAY['text']);
 SELECT has_function('mandant', 'require_tenant', '{}'::name[]);
 SELECT has_function('mandant', 'create_tenant', ARRAY['text', 'text', 'text', 'text', 'uuid']);
-SELECT has_function('mandant', 'enable_tenancy', ARRAY['regclass', 'name']);
+SELECT has_function('mandant', 'enable_tenancy', ARRAY['regclass', 'name', 'boolean']);
 SELECT has_function('mandant', 'disable_tenancy', ARRAY['regclass']);
 SELECT has_function('mandant', 'tenancy_lint', '{}'::name[]);
 SELECT function_returns('mandant', 'create_tenant', ARRAY['text', 'text', 'text', 'text', 'uuid'], 'uuid');
@@ -61,7 +61,7 @@ ORDER BY proname;
 
 -- SECURITY DEFINER functions pin search_path; every function has a comment
 SELECT is_definer('mandant', 'create_tenant', ARRAY['text', 'text', 'text', 'text', 'uuid']);
-SELECT isnt_definer('mandant', 'enable_tenancy', ARRAY['regclass', 'name']);
+SELECT isnt_definer('mandant', 'enable_tenancy', ARRAY['regclass', 'name', 'boolean']);
 SELECT is_empty($$SELECT oid::regprocedure FROM pg_proc
 				  WHERE pronamespace = 'mandant'::regnamespace AND prosecdef
 					AND NOT coalesce(proconfig, '{}') @> ARRAY['search_path=pg_catalog, pg_temp']$$,

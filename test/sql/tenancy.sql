@@ -11,9 +11,13 @@ GRANT USAGE ON SCHEMA tnc TO regress_user;
 -- The table owner (not a superuser) enables tenancy in its migration.
 SET ROLE regress_owner;
 
--- 1. A new, empty table without the column: the column is added.
+-- 1. A new, empty table without the column: refused unless the caller
+-- asks for the column to be added.
 CREATE TABLE tnc.site (id int NOT NULL, name text);
 SELECT mandant.enable_tenancy('tnc.site');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS columns_added FROM pg_attribute WHERE attrelid = 'tnc.site'::regclass AND attname = 'tenant_id';
+SELECT mandant.enable_tenancy('tnc.site', add_column => true);
 \d tnc.site
 SELECT relid, tenant_column, enabled_by FROM mandant.tenant_table WHERE relid = 'tnc.site'::regclass;
 
@@ -109,11 +113,21 @@ SELECT mandant.enable_tenancy('tnc.wrong_type', 'id');
 CREATE TABLE tnc.generated (id int, tenant_id uuid GENERATED ALWAYS AS ('a0000000-0000-4000-8000-00000000000a'::uuid) STORED);
 SELECT mandant.enable_tenancy('tnc.generated');
 \echo :LAST_ERROR_SQLSTATE
--- Invalid input: rows but no tenant column
+-- Invalid input: rows but no tenant column (even when asked to add one)
 CREATE TABLE tnc.legacy (id int);
 INSERT INTO tnc.legacy VALUES (1);
 SELECT mandant.enable_tenancy('tnc.legacy');
 \echo :LAST_ERROR_SQLSTATE
+SELECT mandant.enable_tenancy('tnc.legacy', add_column => true);
+\echo :LAST_ERROR_SQLSTATE
+-- Invalid input: the default column name for a table whose tenant is in
+-- another column that already references mandant.tenant (a second
+-- tenant_id would appear, outside the primary key)
+CREATE TABLE tnc.renamed (tenant uuid NOT NULL, id int NOT NULL, PRIMARY KEY (tenant, id));
+SELECT mandant.enable_tenancy('tnc.renamed', 'tenant');
+SELECT mandant.enable_tenancy('tnc.renamed');
+\echo :LAST_ERROR_SQLSTATE
+SELECT array_agg(attname ORDER BY attnum) AS columns FROM pg_attribute WHERE attrelid = 'tnc.renamed'::regclass AND attnum > 0;
 -- Invalid input: rows without a tenant
 CREATE TABLE tnc.orphans (tenant_id uuid, id int);
 INSERT INTO tnc.orphans VALUES (NULL, 1);
