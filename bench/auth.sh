@@ -2,8 +2,9 @@
 # auth.sh: what verifying an access token costs per request, and how many
 # logins per second bcrypt allows, on one server in one run.
 #
-# Requests: pgbench, one statement per transaction, as a plain role:
-#   (a) select   SELECT 1: the round trip alone
+# Requests: pgbench, one transaction (BEGIN; statement; COMMIT) per
+# request, as a plain role:
+#   (a) select   SELECT 1: the round trips alone
 #   (b) mandant  SELECT mandant.authenticate(:token): RS256 signature,
 #                claims, denylist, user, membership, tenant, context set
 #   (c) context  SELECT mandant.set_tenant(:tenant) as a trusted backend:
@@ -42,14 +43,22 @@ SELECT mandant.add_member('$tenant', :'id', 'owner');
 SQL
 token=$(su_psql -d "$bench_db" -Atc "SELECT mandant.login('bench@bench.test', 'a long bench password') ->> 'accessToken'")
 
+# Each variant is one transaction, as an application runs it: a context set
+# outside a transaction block would end with its statement (and warn).
 cat >"$work/auth-select.sql" <<'SQL'
+BEGIN;
 SELECT 1;
+COMMIT;
 SQL
 cat >"$work/auth-mandant.sql" <<'SQL'
+BEGIN;
 SELECT mandant.authenticate(:token);
+COMMIT;
 SQL
 cat >"$work/auth-context.sql" <<'SQL'
+BEGIN;
 SELECT mandant.set_tenant(:tenant);
+COMMIT;
 SQL
 cat >"$work/login.sql" <<'SQL'
 SELECT mandant.login('bench@bench.test', 'a long bench password') IS NOT NULL;
@@ -88,11 +97,13 @@ r=0
 while [ "$r" -lt "$rounds" ]; do
 	psql -X -q -At -h "$sockdir" -p "$port" -U mandant_bench_user -d "$bench_db" -v token="$token" >>"$work/server" <<'SQL'
 CREATE TEMP TABLE t AS SELECT :'token'::text AS token;
+BEGIN;
 SELECT clock_timestamp() AS t0 \gset
 SELECT count(length(token)) FROM t, generate_series(1, 20000) \g /dev/null
 SELECT clock_timestamp() AS t1 \gset
 SELECT count(mandant.authenticate(token)) FROM t, generate_series(1, 20000) \g /dev/null
 SELECT clock_timestamp() AS t2 \gset
+COMMIT;
 SELECT round(extract(epoch FROM (:'t2'::timestamptz - :'t1'::timestamptz) - (:'t1'::timestamptz - :'t0'::timestamptz)) * 1e6 / 20000, 1);
 SQL
 	r=$((r + 1))

@@ -117,8 +117,8 @@ static bool strict_context = false;
 /* The last transaction warned about a context that ends with its statement. */
 static LocalTransactionId warned_statement_lxid = InvalidLocalTransactionId;
 
-/* The last role warned that it bypasses row level security. */
-static Oid	warned_bypass_role = InvalidOid;
+/* The last role checked for bypassing row level security (and warned). */
+static Oid	checked_bypass_role = InvalidOid;
 
 /* > 0 while a function of this file assigns a protected setting. */
 static int	context_assignment_depth = 0;
@@ -515,9 +515,11 @@ MandantWarnContextMistakes(const char *function)
 				 errdetail("It was called outside a transaction block; the context lasts as long as the transaction, which here is the statement."),
 				 errhint("Call it after BEGIN, then run the queries of the tenant and COMMIT.")));
 	}
-	if (role != warned_bypass_role && (superuser() || has_bypassrls_privilege(role)))
+	if (role != checked_bypass_role)
 	{
-		warned_bypass_role = role;
+		checked_bypass_role = role;
+		if (!superuser() && !has_bypassrls_privilege(role))
+			return;
 		ereport(WARNING,
 				(errcode(ERRCODE_WARNING),
 				 errmsg("role \"%s\" bypasses row level security", GetUserNameFromId(role, false)),

@@ -75,9 +75,11 @@ SET ROLE regress_service;
 \set VERBOSITY sqlstate
 SELECT mandant.set_tenant(:'initech');
 \echo :LAST_ERROR_SQLSTATE
-\set VERBOSITY default
+-- (the detail names the tenant's generated id)
+\set VERBOSITY terse
 SELECT mandant.login('olga@initech.test', 'olgas long password', tenant_slug => 'lc-initech');
 \echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY default
 SET ROLE regress_admin;
 SELECT mandant.resume_tenant(:'initech');
 -- Invalid input: no reason, an unknown tenant, a failed tenant (neither suspended

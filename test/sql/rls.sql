@@ -99,6 +99,23 @@ COPY rls.site (id, name) FROM stdin;
 \.
 \echo :LAST_ERROR_SQLSTATE
 
+-- Strict mode (development, CI): reading a tenant table with no tenant set
+-- is MD001 for an application role instead of no rows; trusted backends
+-- (and mandant's own functions) still read the platform's view.
+RESET ROLE;
+GRANT USAGE ON SCHEMA rls TO regress_user;
+GRANT SELECT ON rls.site TO regress_user;
+SET ROLE regress_user;
+SET mandant.strict_context = on;
+SELECT count(*) AS strict_without_tenant FROM rls.site;
+\echo :LAST_ERROR_SQLSTATE
+RESET mandant.strict_context;
+SELECT count(*) AS relaxed_without_tenant FROM rls.site;
+SET ROLE regress_service;
+SET mandant.strict_context = on;
+SELECT count(*) AS trusted_without_tenant FROM rls.site;
+RESET mandant.strict_context;
+
 -- The owner is subject to its own policy (FORCE ROW LEVEL SECURITY).
 SET ROLE regress_owner;
 SELECT count(*) AS owner_sees FROM rls.site;

@@ -292,6 +292,9 @@ SELECT mandant.authenticate(:'login3'::jsonb ->> 'accessToken');
 \echo :LAST_ERROR_SQLSTATE
 SELECT mandant.login('tara@acme.test', 'taras long password', tenant_slug => 'tok-acme');
 \echo :LAST_ERROR_SQLSTATE
+-- a slug the account is not a member of (or a typo): its own code
+SELECT mandant.login('tara@acme.test', 'taras long password', tenant_slug => 'tok-acm');
+\echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 UPDATE mandant.tenant SET status = 'active' WHERE id = :'acme';
 DELETE FROM mandant.users WHERE id = :'tara';
