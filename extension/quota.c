@@ -264,6 +264,73 @@ ReadCounter(HeapTuple tuple, TupleDesc desc, CounterColumns columns, UsageState 
 }
 
 /*
+ * OpenCounters opens mandant.tenant_usage and its primary key for an
+ * update of a counter, refreshing the cached column numbers and index
+ * whenever the table was reloaded (any DDL on it).
+ */
+static Relation
+OpenCounters(MandantAppendTarget **target, Relation *index)
+{
+	bool		loaded;
+	Relation	rel;
+
+	/* The checks the executor would make for the UPDATE. */
+	PreventCommandIfReadOnly("UPDATE");
+	PreventCommandIfParallelMode("UPDATE");
+
+	rel = MandantOpenAppendTarget("tenant_usage", NULL, 0, target, &loaded);
+	if (loaded || !OidIsValid(counter_index))
+	{
+		Oid			pkey;
+
+		counter_index = InvalidOid;		/* stays so if what follows fails */
+		counter_columns = CounterColumnsOf(RelationGetDescr(rel));
+		pkey = RelationGetPrimaryKeyIndex(rel);
+		if (!OidIsValid(pkey))
+			elog(ERROR, "mandant.tenant_usage has no primary key");
+		counter_index = pkey;
+	}
+	*index = index_open(counter_index, RowExclusiveLock);
+	return rel;
+}
+
+/*
+ * AddUsage returns the usage after adding delta, refusing what does not
+ * fit a bigint.
+ */
+static inline int64
+AddUsage(int64 used, int64 delta)
+{
+	int64		sum;
+
+	if (pg_add_s64_overflow(used, delta, &sum))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("usage out of range"),
+				 errdetail("Adding %lld to %lld does not fit a bigint.", (long long) delta, (long long) used),
+				 errhint("Charge smaller amounts.")));
+	return sum;
+}
+
+/*
+ * CheckCounterConflict handles a counter row that a concurrent transaction
+ * updated or deleted first: REPEATABLE READ and SERIALIZABLE fail as an
+ * UPDATE would (40001); READ COMMITTED returns to read the row again.
+ */
+static void
+CheckCounterConflict(TM_Result updated, Datum resource)
+{
+	if (updated != TM_Updated && updated != TM_Deleted)
+		elog(ERROR, "unexpected result %d updating mandant.tenant_usage", (int) updated);
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to concurrent update"),
+				 errdetail("Another transaction changed the usage counter of %s.", TextDatumGetCString(resource)),
+				 errhint("Retry the transaction.")));
+}
+
+/*
  * ApplyToCounter adds delta to the counter of a tenant and resource if
  * the row exists, its limit is current and allows it; otherwise says why
  * not (state holds what the row said).
@@ -272,33 +339,13 @@ static CounterResult
 ApplyToCounter(const pg_uuid_t *tenant, Datum resource, int64 delta, UsageState *state)
 {
 	MandantAppendTarget *target;
-	bool		loaded;
-	Relation	rel;
 	Relation	index;
-	TupleDesc	desc;
-	CounterColumns columns;
+	Relation	rel = OpenCounters(&target, &index);
+	TupleDesc	desc = RelationGetDescr(rel);
+	CounterColumns columns = counter_columns;
 	ScanKeyData keys[2];
 	CounterResult result;
 
-	/* The checks the executor would make for the UPDATE. */
-	PreventCommandIfReadOnly("UPDATE");
-	PreventCommandIfParallelMode("UPDATE");
-
-	rel = MandantOpenAppendTarget("tenant_usage", NULL, 0, &target, &loaded);
-	desc = RelationGetDescr(rel);
-	if (loaded || !OidIsValid(counter_index))
-	{
-		Oid			pkey;
-
-		counter_index = InvalidOid;		/* stays so if what follows fails */
-		counter_columns = CounterColumnsOf(desc);
-		pkey = RelationGetPrimaryKeyIndex(rel);
-		if (!OidIsValid(pkey))
-			elog(ERROR, "mandant.tenant_usage has no primary key");
-		counter_index = pkey;
-	}
-	columns = counter_columns;
-	index = index_open(counter_index, RowExclusiveLock);
 	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   index->rd_indcollation[0], F_UUID_EQ, UUIDPGetDatum((pg_uuid_t *) tenant));
 	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
@@ -333,12 +380,7 @@ ApplyToCounter(const pg_uuid_t *tenant, Datum resource, int64 delta, UsageState 
 			result = COUNTER_STALE;
 			break;
 		}
-		if (pg_add_s64_overflow(state->used, delta, &used))
-			ereport(ERROR,
-					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-					 errmsg("usage out of range"),
-					 errdetail("Adding %lld to %lld does not fit a bigint.", (long long) delta, (long long) state->used),
-					 errhint("Charge smaller amounts.")));
+		used = AddUsage(state->used, delta);
 		if (delta > 0 && state->limited && used > state->limit)
 		{
 			result = COUNTER_REFUSED;
@@ -353,14 +395,7 @@ ApplyToCounter(const pg_uuid_t *tenant, Datum resource, int64 delta, UsageState 
 			result = COUNTER_APPLIED;
 			break;
 		}
-		if (updated != TM_Updated && updated != TM_Deleted)
-			elog(ERROR, "unexpected result %d updating mandant.tenant_usage", (int) updated);
-		if (IsolationUsesXactSnapshot())
-			ereport(ERROR,
-					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-					 errmsg("could not serialize access due to concurrent update"),
-					 errdetail("Another transaction changed the usage counter of %s.", TextDatumGetCString(resource)),
-					 errhint("Retry the transaction.")));
+		CheckCounterConflict(updated, resource);
 		/* READ COMMITTED: read the committed row again and check it again. */
 	}
 
