@@ -127,4 +127,13 @@ for f in "$work"/readme/*; do
 	run_session "$f" "$role" "README.md:${name##*.}"
 done
 
+# Both tours promise a clean schema: tenancy_lint finds nothing in what
+# they created.
+lint=$(su_psql -d "$db" -Atc "SELECT code || ' ' || object FROM mandant.tenancy_lint()")
+if [ -n "$lint" ]; then
+	echo "tenancy_lint after the tours:"
+	echo "$lint" | sed 's/^/    /'
+	status=1
+fi
+
 exit $status
