@@ -231,13 +231,15 @@ if [ ! -f "$rundir/keys/jwt.key" ]; then
 	as_server_user pg_ctl -D "$datadir" status >/dev/null 2>&1 &&
 		as_server_user pg_ctl -D "$datadir" reload >/dev/null
 fi
-# A mandant.so installed after the server started needs a restart: the
-# server preloads the library once.
+# The server preloads mandant.so once: when the installed library is not
+# the one it started with (make install rewrites the file every time, so
+# its content is compared, not its time), restart it.
 library=$("$PG_CONFIG" --pkglibdir)/mandant.so
+library_sum=$(cksum <"$library")
 if as_server_user pg_ctl -D "$datadir" status >/dev/null 2>&1; then
-	server_started=$(su_psql -d postgres -Atc "SELECT extract(epoch FROM pg_postmaster_start_time())::bigint")
-	if [ "$(stat -c %Y "$library")" -gt "$server_started" ]; then
-		phase "cluster: restarting the server: $library was installed at $(date -r "$library" +%T), after the server started ($(date -d "@$server_started" +%T))"
+	if [ "$(cat "$rundir/library.sum" 2>/dev/null)" != "$library_sum" ]; then
+		server_started=$(su_psql -d postgres -Atc "SELECT to_char(pg_postmaster_start_time(), 'HH24:MI:SS')")
+		phase "cluster: restarting the server (up since $server_started): $library changed at $(date -r "$library" +%T)"
 		as_server_user pg_ctl -D "$datadir" -l "$logfile" -w -m fast restart >/dev/null
 	else
 		phase "cluster: running on port $port"
@@ -246,6 +248,7 @@ else
 	phase "cluster: starting PostgreSQL on port $port ($datadir)"
 	cluster_start "$datadir" "$logfile"
 fi
+echo "$library_sum" >"$rundir/library.sum"
 
 load_demo
 phase "ready"
