@@ -36,9 +36,16 @@ fi
 
 echo "install-deps: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
+# Another apt or dpkg (unattended-upgrades, a second make) may hold the
+# dpkg lock: wait up to two minutes for it rather than fail at once.
+lock_wait="-o DPkg::Lock::Timeout=120"
+if command -v fuser >/dev/null 2>&1 && fuser /var/lib/dpkg/lock-frontend >/dev/null 2>&1; then
+	echo "install-deps: another apt or dpkg holds the dpkg lock; waiting up to 2 minutes"
+fi
 # shellcheck disable=SC2086
-if ! $sudo apt-get install -y -q --no-install-recommends $missing; then
-	$sudo apt-get update -q
+if ! $sudo apt-get install $lock_wait -y -q --no-install-recommends $missing; then
 	# shellcheck disable=SC2086
-	$sudo apt-get install -y -q --no-install-recommends $missing
+	$sudo apt-get update $lock_wait -q
+	# shellcheck disable=SC2086
+	$sudo apt-get install $lock_wait -y -q --no-install-recommends $missing
 fi
