@@ -3,25 +3,25 @@
 # installs the extension with warnings as errors, runs every suite with
 # PostgreSQL's own test tools, checks that no server log shows a crashed
 # backend, and prints "N passed, N failed".  Exits non-zero if anything
-# failed.  The suites, each on servers of its own:
+# failed.  The suites:
 #
-#   regress     pg_regress on a temporary instance (--temp-instance, as
-#               `make check` does for contrib); pgTAP assertions run inside
-#   isolation   the isolation specs, the same way
+#   regress     pg_regress (pgTAP assertions run inside), make installcheck
+#               on a throwaway cluster (port 54329)
+#   isolation   the isolation specs, on a temporary instance of their own
+#               (pg_regress --temp-instance, as `make check` does for contrib)
 #   test/t      TAP tests (prove, PostgreSQL::Test::Cluster), each test
 #               with clusters it creates
-#   test/shell  shell tests, on one throwaway cluster (port 54329) that
-#               they share
+#   test/shell  shell tests, on the throwaway cluster of the regress suite
 #
 # Every server gets the settings of one file, $work/conf/postgresql.conf
 # (mandant preloaded, the token keys): pg_regress --temp-config and
 # PostgreSQL::Test::Cluster (TEMP_CONFIG) append it to the configuration
-# of the instances they create, and the shell tests' cluster gets it too.
+# of the instances they create, and the throwaway cluster gets it too.
 #
 # PostgreSQL refuses to run as root: as root, the tools that create
 # instances run as the server's OS user (scripts/cluster.sh), in $work,
-# which that user owns.  pg_regress's output is copied back to where
-# `make installcheck` leaves it (results/, regression.diffs, output_iso/).
+# which that user owns.  The isolation output is copied back to where
+# `make installcheck` leaves it (output_iso/).
 #
 #   MANDANT_TEST_ONLY=NAME   one suite alone: regress, isolation, a TAP test
 #                            (001_preload or preload) or a shell test (fuzz)
@@ -115,15 +115,30 @@ pg_regress_temp() {
 	shift 2
 	as_server_user mkdir "$work/$name"
 	rc=0
-	as_server_user env PATH="$PATH" make -s installcheck "$@" ENCODING=UTF8 NOLOCALE=1 \
+	as_server_user env PATH="$PATH" make -s installcheck "$@" ENCODING=UTF8 NO_LOCALE=1 \
 		EXTRA_REGRESS_OPTS="--temp-instance=$work/${name}_instance --temp-config=$conf --outputdir=$work/$name" || rc=$?
 	mkdir -p "$copy_to"
 	cp -R "$work/$name/." "$copy_to"
-	return $rc
+	return "$rc"
 }
 
+# shared_cluster: start the cluster of the regress suite and the shell
+# tests, once.
+shared_cluster() {
+	[ ! -f "$logfile" ] || return 0
+	cluster_init "$datadir" "$sockdir" "$port"
+	as_server_user sh -c "cat '$conf' >> '$datadir/postgresql.conf'"
+	as_server_user touch "$logfile"
+	cluster_start "$datadir" "$logfile"
+	export PGHOST="$sockdir" PGPORT="$port" PGUSER=postgres PGDATABASE=postgres
+}
+
+# The regress suite stays on the shared cluster: test/sql/tokens.sql reads
+# the test keys as ../keys/ from the data directory, and pg_regress
+# --temp-instance recreates the directory that would hold them.
 if wanted regress; then
-	run_suite "pg_regress (with pgTAP)" pg_regress_temp regress . ISOLATION=
+	shared_cluster
+	run_suite "pg_regress (with pgTAP)" make -s installcheck ISOLATION=
 fi
 if wanted isolation; then
 	run_suite "isolation" pg_regress_temp isolation output_iso REGRESS=
@@ -163,14 +178,8 @@ for t in test/shell/*.sh; do
 	[ -e "$t" ] || continue
 	name=$(basename "$t" .sh)
 	wanted "$name" || continue
-	if [ ! -f "$logfile" ]; then
-		echo "== shell tests"
-		cluster_init "$datadir" "$sockdir" "$port"
-		as_server_user sh -c "cat '$conf' >> '$datadir/postgresql.conf'"
-		as_server_user touch "$logfile"
-		cluster_start "$datadir" "$logfile"
-		export PGHOST="$sockdir" PGPORT="$port" PGUSER=postgres PGDATABASE=postgres
-	fi
+	[ -n "${shell_begun:-}" ] || { echo "== shell tests"; shell_begun=1; }
+	shared_cluster
 	t0=$(date +%s)
 	if sh "$t" >"$work/$name.log" 2>&1; then
 		echo "test $name ... ok  $(since "$t0") s" | tee -a "$out"
@@ -181,13 +190,14 @@ for t in test/shell/*.sh; do
 		status=1
 	fi
 done
-[ ! -f "$logfile" ] || echo "== shell tests: $(since "$shell_started") s"
+[ -z "${shell_begun:-}" ] || echo "== shell tests: $(since "$shell_started") s"
 
 # No input may crash the server: a backend killed by a signal restarts
-# every session, so any such line in a server log fails the run.  (A
-# temporary instance is removed when all its tests passed.)
+# every session, so any such line in a server log fails the run: the
+# shell tests' cluster, pg_regress's instances (log/ of their output) and
+# the TAP tests' clusters.
 logs=$(find "$work" -path "$work/tap/tmp_check/log/*.log" ! -name 'regress_log_*' -o \
-	-path "$work/*_instance/log/postmaster.log" -o -path "$logfile")
+	-path "$work/*/log/postmaster.log" -o -path "$logfile")
 # shellcheck disable=SC2086
 if [ -n "$logs" ] && grep -HE 'terminated by signal|was terminated by exception' $logs >"$work/crashes.txt"; then
 	echo "test server_log_has_no_crash ... FAILED" | tee -a "$out"
