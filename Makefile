@@ -28,9 +28,10 @@ TESTS = $(sort $(wildcard test/sql/*.sql))
 REGRESS = $(patsubst test/sql/%.sql,%,$(TESTS))
 REGRESS_OPTS = --inputdir=test --load-extension=pgcrypto --load-extension=mandant --load-extension=pgtap
 
-# isolation specs (concurrency)
+# isolation specs (concurrency); PGXS writes their output to output_iso/
+# unless EXTRA_REGRESS_OPTS names another --outputdir (scripts/test.sh).
 ISOLATION = $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isolation/specs/*.spec)))
-ISOLATION_OPTS = --inputdir=test/isolation --outputdir=output_iso --load-extension=pgcrypto --load-extension=mandant
+ISOLATION_OPTS = --inputdir=test/isolation --load-extension=pgcrypto --load-extension=mandant
 
 EXTRA_CLEAN = $(DATA_built) output_iso
 

@@ -8,6 +8,7 @@ set -eu
 PG_MAJOR=${PG_MAJOR:-15}
 
 packages="make gcc libc6-dev libpq-dev libssl-dev openssl
+perl libipc-run-perl
 postgresql-$PG_MAJOR
 postgresql-client-$PG_MAJOR
 postgresql-server-dev-$PG_MAJOR

@@ -1,13 +1,40 @@
 #!/bin/sh
 # test.sh: what `make test` does.  Installs missing packages, builds and
-# installs the extension with warnings as errors, starts a throwaway cluster
-# with mandant preloaded, runs the pg_regress suite (pgTAP assertions run
-# inside it), the isolation specs and the shell tests, stops the cluster and
-# prints "N passed, N failed".  Exits non-zero if anything failed.
+# installs the extension with warnings as errors, runs every suite with
+# PostgreSQL's own test tools, checks that no server log shows a crashed
+# backend, and prints "N passed, N failed".  Exits non-zero if anything
+# failed.  The suites:
+#
+#   regress     pg_regress (pgTAP assertions run inside), make installcheck
+#               on a throwaway cluster (port 54329)
+#   isolation   the isolation specs, on a temporary instance of their own
+#               (pg_regress --temp-instance, as `make check` does for contrib)
+#   test/t      TAP tests (prove, PostgreSQL::Test::Cluster), each test
+#               with clusters it creates
+#   test/shell  shell tests, on the throwaway cluster of the regress suite
+#
+# Every server gets the settings of one file, $work/conf/postgresql.conf
+# (mandant preloaded, the token keys): pg_regress --temp-config and
+# PostgreSQL::Test::Cluster (TEMP_CONFIG) append it to the configuration
+# of the instances they create, and the throwaway cluster gets it too.
+#
+# PostgreSQL refuses to run as root: as root, the tools that create
+# instances run as the server's OS user (scripts/cluster.sh), in $work,
+# which that user owns.  The isolation output is copied back to where
+# `make installcheck` leaves it (output_iso/).
+#
+#   MANDANT_TEST_ONLY=NAME   one suite alone: regress, isolation, a TAP test
+#                            (001_preload or preload) or a shell test (fuzz)
+#   PROVE_FLAGS=--verbose    passed to prove
 set -eu
 
 cd "$(dirname "$0")/.."
-top=$(pwd)
+started=$(date +%s)
+
+# since START: seconds elapsed since START (date +%s).
+since() {
+	echo $(($(date +%s) - $1))
+}
 
 scripts/install-deps.sh
 . scripts/cluster.sh
@@ -20,67 +47,159 @@ if [ "$(id -u)" = 0 ]; then
 else
 	sudo -n make -s install >/dev/null
 fi
+echo "== build and install: $(since "$started") s"
 
 work=$(mktemp -d /tmp/mandant-test.XXXXXX)
 chmod 755 "$work"
 give_to_server_user "$work"
+
+cleanup() {
+	for d in "${datadir:-}" "$work/regress_instance/data" "$work/isolation_instance/data"; do
+		[ -z "$d" ] || [ ! -d "$d" ] || cluster_stop "$d"
+	done
+	rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+# The settings of every test server, followed by the key settings that
+# cluster_keys appends to "$work/conf/postgresql.conf".
+conf=$work/conf/postgresql.conf
+mkdir "$work/conf"
+cat >"$conf" <<-EOF
+	# mandant: test servers (scripts/test.sh)
+	shared_preload_libraries = 'mandant'
+	max_connections = 60
+	password_encryption = 'scram-sha-256'
+EOF
+give_to_server_user "$work/conf"
+cluster_keys "$work/conf" "$work/keys" test
+
+# The shell tests' cluster (set after cluster_keys, which assigns datadir).
 datadir=$work/data
 sockdir=$work/sock
 port=${MANDANT_TEST_PORT:-54329}
 logfile=$work/server.log
 
-cleanup() {
-	cluster_stop "$datadir"
-	rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-cluster_init "$datadir" "$sockdir" "$port"
-cluster_keys "$datadir" "$work/keys" test
-as_server_user touch "$logfile"
-cluster_start "$datadir" "$logfile"
-
-export PGHOST=$sockdir PGPORT=$port PGUSER=postgres PGDATABASE=postgres
-
 out=$work/out.txt
 status=0
+: >"$out"
+only=${MANDANT_TEST_ONLY:-}
+
+# wanted NAME...: whether the suite known by any of these names runs.
+wanted() {
+	[ -z "$only" ] && return 0
+	for n in "$@"; do
+		[ "$n" = "$only" ] && return 0
+	done
+	return 1
+}
 
 # run_suite LABEL COMMAND...: run one suite, keep its output, note failure.
 run_suite() {
 	label=$1
 	shift
 	echo "== $label"
+	suite_started=$(date +%s)
 	if ! { "$@" 2>&1; echo "exit $?" >"$work/rc"; } | tee -a "$out"; then
 		status=1
 	fi
 	[ "$(cat "$work/rc")" = "exit 0" ] || status=1
+	echo "== $label: $(since "$suite_started") s"
 }
 
-: >"$out"
-# MANDANT_TEST_ONLY=<shell test> runs that one alone (make fuzz).
-only=${MANDANT_TEST_ONLY:-}
-if [ -z "$only" ]; then
+# pg_regress_temp NAME COPY_TO MAKE_ARGUMENT...: make installcheck as the
+# server's OS user with pg_regress on a temporary instance in
+# $work/NAME_instance, its output in $work/NAME, copied to COPY_TO.
+pg_regress_temp() {
+	name=$1 copy_to=$2
+	shift 2
+	as_server_user mkdir "$work/$name"
+	rc=0
+	as_server_user env PATH="$PATH" make -s installcheck "$@" ENCODING=UTF8 NO_LOCALE=1 \
+		EXTRA_REGRESS_OPTS="--temp-instance=$work/${name}_instance --temp-config=$conf --outputdir=$work/$name" || rc=$?
+	mkdir -p "$copy_to"
+	cp -R "$work/$name/." "$copy_to"
+	return "$rc"
+}
+
+# shared_cluster: start the cluster of the regress suite and the shell
+# tests, once.
+shared_cluster() {
+	[ ! -f "$logfile" ] || return 0
+	cluster_init "$datadir" "$sockdir" "$port"
+	as_server_user sh -c "cat '$conf' >> '$datadir/postgresql.conf'"
+	as_server_user touch "$logfile"
+	cluster_start "$datadir" "$logfile"
+	export PGHOST="$sockdir" PGPORT="$port" PGUSER=postgres PGDATABASE=postgres
+}
+
+# The regress suite stays on the shared cluster: test/sql/tokens.sql reads
+# the test keys as ../keys/ from the data directory, and pg_regress
+# --temp-instance recreates the directory that would hold them.
+if wanted regress; then
+	shared_cluster
 	run_suite "pg_regress (with pgTAP)" make -s installcheck ISOLATION=
-	run_suite "isolation" make -s installcheck REGRESS=
+fi
+if wanted isolation; then
+	run_suite "isolation" pg_regress_temp isolation output_iso REGRESS=
 fi
 
+# TAP tests: prove with the modules and pg_regress of postgresql-server-dev
+# (PGXS's prove_installcheck, with TESTDIR in $work), as the server's OS
+# user: PostgreSQL::Test::Cluster runs initdb and pg_ctl as the invoking
+# user.  Their logs go to $work/tap/tmp_check/log.
+pgxs_src=$(dirname "$(dirname "$(pg_config --pgxs)")")
+tap=$work/tap
+as_server_user mkdir "$tap"
+tap_started=$(date +%s)
+for t in test/t/*.pl; do
+	[ -e "$t" ] || continue
+	name=$(basename "$t" .pl)
+	wanted "$name" "${name#*_}" || continue
+	[ -n "${tap_begun:-}" ] || { echo "== TAP (prove)"; tap_begun=1; }
+	t0=$(date +%s)
+	# shellcheck disable=SC2086
+	if as_server_user env TESTDIR="$tap" PATH="$PATH" TEMP_CONFIG="$conf" \
+		PG_REGRESS="$pgxs_src/test/regress/pg_regress" \
+		prove -I "$pgxs_src/test/perl" ${PROVE_FLAGS:-} "$t" >"$work/$name.log" 2>&1; then
+		echo "test $name ... ok  $(since "$t0") s" | tee -a "$out"
+		[ -z "${PROVE_FLAGS:-}" ] || sed 's/^/    /' "$work/$name.log"
+	else
+		echo "test $name ... FAILED  $(since "$t0") s" | tee -a "$out"
+		sed 's/^/    /' "$work/$name.log" "$tap/tmp_check/log/regress_log_$name"
+		status=1
+	fi
+done
+[ -z "${tap_begun:-}" ] || echo "== TAP (prove): $(since "$tap_started") s"
+
+# Shell tests: on the shared cluster, started for them.
+shell_started=$(date +%s)
 for t in test/shell/*.sh; do
 	[ -e "$t" ] || continue
 	name=$(basename "$t" .sh)
-	[ -z "$only" ] || [ "$name" = "$only" ] || continue
+	wanted "$name" || continue
+	[ -n "${shell_begun:-}" ] || { echo "== shell tests"; shell_begun=1; }
+	shared_cluster
+	t0=$(date +%s)
 	if sh "$t" >"$work/$name.log" 2>&1; then
-		echo "test $name ... ok" | tee -a "$out"
+		echo "test $name ... ok  $(since "$t0") s" | tee -a "$out"
 		grep '^fuzz: [0-9]* calls\|^fuzz: half\|^base32' "$work/$name.log" | sed 's/^/    /' || true
 	else
-		echo "test $name ... FAILED" | tee -a "$out"
+		echo "test $name ... FAILED  $(since "$t0") s" | tee -a "$out"
 		sed 's/^/    /' "$work/$name.log"
 		status=1
 	fi
 done
+[ -z "${shell_begun:-}" ] || echo "== shell tests: $(since "$shell_started") s"
 
 # No input may crash the server: a backend killed by a signal restarts
-# every session, so any such line in the server log fails the run.
-if grep -E 'terminated by signal|was terminated by exception' "$logfile" >"$work/crashes.txt"; then
+# every session, so any such line in a server log fails the run: the
+# shell tests' cluster, pg_regress's instances (log/ of their output) and
+# the TAP tests' clusters.
+logs=$(find "$work" -path "$work/tap/tmp_check/log/*.log" ! -name 'regress_log_*' -o \
+	-path "$work/*/log/postmaster.log" -o -path "$logfile")
+# shellcheck disable=SC2086
+if [ -n "$logs" ] && grep -HE 'terminated by signal|was terminated by exception' $logs >"$work/crashes.txt"; then
 	echo "test server_log_has_no_crash ... FAILED" | tee -a "$out"
 	sed 's/^/    /' "$work/crashes.txt"
 	status=1
@@ -105,5 +224,6 @@ if [ "$passed" -eq 0 ]; then
 	echo "no test ran" >&2
 	status=1
 fi
+echo "== total: $(since "$started") s"
 echo "$passed passed, $failed failed"
 exit $status
