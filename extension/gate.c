@@ -67,6 +67,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
@@ -99,50 +100,51 @@ typedef struct GateOp
 	const char *function;		/* mandant.<function>(uuid, jsonb, text), or
 								 * NULL: not callable through gate_call */
 	bool		identity;		/* also reachable through identity_call */
+	bool		secret;			/* its arguments carry a password */
 } GateOp;
 
 static const GateOp gate_ops[] = {
 	/* identity (sql/mandant/86*.sql) */
-	{"create_user", GATE_TENANT, "identity_create_user", true},
-	{"add_member", GATE_TENANT_ONLY, "identity_add_member", true},
-	{"set_member_role", GATE_TENANT_ONLY, "identity_set_member_role", true},
-	{"remove_member", GATE_TENANT_ONLY, "identity_remove_member", true},
-	{"create_role", GATE_TENANT_ONLY, "identity_create_role", true},
-	{"drop_role", GATE_TENANT_ONLY, "identity_drop_role", true},
-	{"create_service_account", GATE_TENANT_ONLY, "identity_create_service_account", true},
-	{"disable_service_account", GATE_TENANT_ONLY, "identity_disable_service_account", true},
-	{"disable_user", GATE_SERVICE, "identity_disable_user", true},
-	{"enable_user", GATE_SERVICE, "identity_enable_user", true},
-	{"reset_password", GATE_SERVICE, "identity_reset_password", true},
-	{"confirm_user_email", GATE_SERVICE, "identity_confirm_user_email", true},
-	{"revoke_user_tokens", GATE_SELF, "identity_revoke_user_tokens", true},
-	{"purge_tokens", GATE_SERVICE, "identity_purge_tokens", true},
-	{"login", GATE_ANYONE, "identity_login", false},
-	{"totp_enroll", GATE_SIGNED_IN, "identity_totp_enroll", false},
-	{"totp_confirm", GATE_SIGNED_IN, "identity_totp_confirm", false},
-	{"totp_disable", GATE_SIGNED_IN, "identity_totp_disable", false},
+	{"create_user", GATE_TENANT, "identity_create_user", true, true},
+	{"add_member", GATE_TENANT_ONLY, "identity_add_member", true, false},
+	{"set_member_role", GATE_TENANT_ONLY, "identity_set_member_role", true, false},
+	{"remove_member", GATE_TENANT_ONLY, "identity_remove_member", true, false},
+	{"create_role", GATE_TENANT_ONLY, "identity_create_role", true, false},
+	{"drop_role", GATE_TENANT_ONLY, "identity_drop_role", true, false},
+	{"create_service_account", GATE_TENANT_ONLY, "identity_create_service_account", true, false},
+	{"disable_service_account", GATE_TENANT_ONLY, "identity_disable_service_account", true, false},
+	{"disable_user", GATE_SERVICE, "identity_disable_user", true, false},
+	{"enable_user", GATE_SERVICE, "identity_enable_user", true, false},
+	{"reset_password", GATE_SERVICE, "identity_reset_password", true, true},
+	{"confirm_user_email", GATE_SERVICE, "identity_confirm_user_email", true, false},
+	{"revoke_user_tokens", GATE_SELF, "identity_revoke_user_tokens", true, false},
+	{"purge_tokens", GATE_SERVICE, "identity_purge_tokens", true, false},
+	{"login", GATE_ANYONE, "identity_login", false, true},
+	{"totp_enroll", GATE_SIGNED_IN, "identity_totp_enroll", false, false},
+	{"totp_confirm", GATE_SIGNED_IN, "identity_totp_confirm", false, false},
+	{"totp_disable", GATE_SIGNED_IN, "identity_totp_disable", false, false},
 	/* reading a tenant's records (60_audit.sql, 87_quota.sql) */
-	{"audit_verify", GATE_TENANT_READER, "audit_verify_chain", false},
-	{"usage", GATE_TENANT_READER, "usage_of", false},
+	{"audit_verify", GATE_TENANT_READER, "audit_verify_chain", false, false},
+	{"usage", GATE_TENANT_READER, "usage_of", false, false},
 	/* registering tables (40_tenancy, 60_audit, 70_state_machine, 80_outbox, 87_quota) */
-	{"register_tenant_table", GATE_TABLE_OWNER, "registry_tenant_table", false},
-	{"unregister_tenant_table", GATE_TABLE_OWNER, "registry_forget_tenant_table", false},
-	{"attach_audit", GATE_TABLE_OWNER, "registry_attach_audit", false},
-	{"detach_audit", GATE_TABLE_OWNER, "registry_detach_audit", false},
-	{"attach_outbox", GATE_TABLE_OWNER, "registry_attach_outbox", false},
-	{"detach_outbox", GATE_TABLE_OWNER, "registry_detach_outbox", false},
-	{"attach_quota", GATE_TABLE_OWNER, "registry_attach_quota", false},
-	{"detach_quota", GATE_TABLE_OWNER, "registry_detach_quota", false},
-	{"bind_state_machine", GATE_TABLE_AND_MACHINE_OWNER, "registry_bind_state_machine", false},
-	{"unbind_state_machine", GATE_TABLE_OWNER, "registry_unbind_state_machine", false},
+	{"register_tenant_table", GATE_TABLE_OWNER, "registry_tenant_table", false, false},
+	{"unregister_tenant_table", GATE_TABLE_OWNER, "registry_forget_tenant_table", false, false},
+	{"attach_audit", GATE_TABLE_OWNER, "registry_attach_audit", false, false},
+	{"detach_audit", GATE_TABLE_OWNER, "registry_detach_audit", false, false},
+	{"attach_outbox", GATE_TABLE_OWNER, "registry_attach_outbox", false, false},
+	{"detach_outbox", GATE_TABLE_OWNER, "registry_detach_outbox", false, false},
+	{"attach_quota", GATE_TABLE_OWNER, "registry_attach_quota", false, false},
+	{"detach_quota", GATE_TABLE_OWNER, "registry_detach_quota", false, false},
+	{"bind_state_machine", GATE_TABLE_AND_MACHINE_OWNER, "registry_bind_state_machine", false, false},
+	{"unbind_state_machine", GATE_TABLE_OWNER, "registry_unbind_state_machine", false, false},
 	/* defining state machines (70_state_machine.sql) */
-	{"create_state_machine", GATE_ANYONE, "machine_create", false},
-	{"add_state", GATE_MACHINE_OWNER, "machine_add_state", false},
-	{"add_transition", GATE_MACHINE_OWNER, "machine_add_transition", false},
-	{"remove_transition", GATE_MACHINE_OWNER, "machine_remove_transition", false},
-	{"drop_state_machine", GATE_MACHINE_OWNER, "machine_drop", false},
+	{"create_state_machine", GATE_ANYONE, "machine_create", false, false},
+	{"add_state", GATE_MACHINE_OWNER, "machine_add_state", false, false},
+	{"add_transition", GATE_MACHINE_OWNER, "machine_add_transition", false, false},
+	{"remove_transition", GATE_MACHINE_OWNER, "machine_remove_transition", false, false},
+	{"drop_state_machine", GATE_MACHINE_OWNER, "machine_drop", false, false},
 	/* checked here, run by their own C function (MandantCheckGateFor) */
-	{"config_write", GATE_TENANT_ONLY, NULL, false},
+	{"config_write", GATE_TENANT_ONLY, NULL, false, false},
 };
 
 /* The role that passed the gate, while its operation runs. */
@@ -407,6 +409,7 @@ GateCall(FunctionCallInfo fcinfo, bool identity_only)
 	FmgrInfo	flinfo;
 	Datum		result;
 	Oid			saved_caller = gate_caller;
+	int			secret_nestlevel = 0;
 
 	LOCAL_FCINFO(call, 3);
 
@@ -430,6 +433,18 @@ GateCall(FunctionCallInfo fcinfo, bool identity_only)
 				 errdetail("They were %s.", JsonbToCString(NULL, &args->root, VARSIZE(args))),
 				 errhint("Call the public function, e.g. mandant.add_member().")));
 
+	/*
+	 * An operation whose arguments carry a password runs, from its check
+	 * on, with log_min_error_statement = panic, as a function's SET clause
+	 * would: the server log keeps no STATEMENT line (with the password) of
+	 * its refusal.  An error restores the setting when it aborts.
+	 */
+	if (op->secret)
+	{
+		secret_nestlevel = NewGUCNestLevel();
+		(void) set_config_option("log_min_error_statement", "panic", PGC_SUSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	}
 	CheckGate(op, tenant, args);
 
 	fn = LookupFuncName(list_make2(makeString(pstrdup("mandant")),
@@ -454,6 +469,8 @@ GateCall(FunctionCallInfo fcinfo, bool identity_only)
 		gate_caller = saved_caller;
 	}
 	PG_END_TRY();
+	if (secret_nestlevel > 0)
+		AtEOXact_GUC(true, secret_nestlevel);
 	if (call->isnull)
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(result);

@@ -1415,7 +1415,6 @@ RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-SET log_min_error_statement = panic
 AS $$
 DECLARE
 	email		text := args ->> 'email';
@@ -1754,7 +1753,6 @@ RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-SET log_min_error_statement = panic
 AS $$
 DECLARE
 	address	text := mandant.check_email(args ->> 'email');
@@ -1835,28 +1833,6 @@ BEGIN
 									 jsonb_build_object('by', caller));
 	END IF;
 	PERFORM mandant.join_owned_tenants(account);
-	RETURN NULL;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION mandant.identity_reset_password(tenant uuid, args jsonb, caller text)
-RETURNS jsonb
-LANGUAGE plpgsql VOLATILE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-SET log_min_error_statement = panic
-AS $$
-DECLARE
-	account uuid := (args ->> 'userId')::uuid;
-	address text;
-BEGIN
-	PERFORM mandant.check_user_exists(account);
-	SELECT u.email INTO address FROM mandant.users u WHERE u.id = account;
-	PERFORM mandant.check_password(args ->> 'password', address);
-	UPDATE mandant.users u SET password_hash = mandant.password_hash(args ->> 'password'), updated_at = now()
-	WHERE u.id = account;
-	PERFORM mandant.revoke_tokens_of(account, 'password reset');
-	PERFORM mandant.record_event(NULL, 'identity', 'password.reset', 'user', account::text, jsonb_build_object('by', caller));
 	RETURN NULL;
 END
 $$;

@@ -9,6 +9,12 @@
  * address is the client_ip a trusted front end passes (mandant_gateway,
  * mandant_service, mandant_admin), else the address of the connection.
  * rate_limit() is the same sliding window, for the application.
+ *
+ * Functions whose arguments carry a secret (passwords, client secrets,
+ * tokens) run with log_min_error_statement = panic, so that the server log
+ * keeps no STATEMENT line of their failures: a SET clause on the SECURITY
+ * DEFINER functions called directly, the gate for login, create_user and
+ * reset_password (gate.c), whose refusals come before any SET clause.
  * ------------------------------------------------------------------------- */
 
 CREATE FUNCTION mandant.rate_limit(key text, max integer, per interval)
@@ -277,7 +283,6 @@ RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-SET log_min_error_statement = panic
 AS $$
 DECLARE
 	email		text := args ->> 'email';

@@ -98,7 +98,6 @@ RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-SET log_min_error_statement = panic
 AS $$
 DECLARE
 	address	text := mandant.check_email(args ->> 'email');
@@ -401,7 +400,6 @@ RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-SET log_min_error_statement = panic
 AS $$
 DECLARE
 	account uuid := (args ->> 'userId')::uuid;
