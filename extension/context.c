@@ -74,6 +74,7 @@ PG_FUNCTION_INFO_V1(mandant_current_user_id);
 PG_FUNCTION_INFO_V1(mandant_current_scopes);
 PG_FUNCTION_INFO_V1(mandant_require_tenant);
 PG_FUNCTION_INFO_V1(mandant_row_in_tenant);
+PG_FUNCTION_INFO_V1(mandant_tenant_filter);
 PG_FUNCTION_INFO_V1(mandant_has_scope);
 PG_FUNCTION_INFO_V1(mandant_check_tenant_access);
 
@@ -704,10 +705,28 @@ mandant_current_tenant(PG_FUNCTION_ARGS)
 	const pg_uuid_t *tenant_id = MandantCurrentTenant();
 
 	if (tenant_id == NULL)
+		PG_RETURN_NULL();
+	return CopyUuid(tenant_id);
+}
+
+/*
+ * mandant_tenant_filter is the USING side of every tenant table's policy
+ * (mandant.tenant_filter()): the tenant whose rows a query sees, NULL (no
+ * rows) without one.  With mandant.strict_context on, no tenant is MD001
+ * instead, for every role but trusted backends and superusers (mandant's
+ * own functions), so that a forgotten set_tenant fails loudly in
+ * development; current_tenant() itself never raises, since code that
+ * reads global rows asks it too.
+ */
+Datum
+mandant_tenant_filter(PG_FUNCTION_ARGS)
+{
+	const pg_uuid_t *tenant_id = MandantCurrentTenant();
+
+	if (tenant_id == NULL)
 	{
-		/* strict mode: trusted roles and mandant's own functions still may */
 		if (strict_context && !superuser() && !MandantCallerIsTrusted())
-			MandantRaiseNoTenant("mandant.strict_context is on: a tenant's rows were read with no tenant set.");
+			MandantRaiseNoTenant("mandant.strict_context is on: a tenant table was read with no tenant set.");
 		PG_RETURN_NULL();
 	}
 	return CopyUuid(tenant_id);

@@ -420,6 +420,19 @@ GateCall(FunctionCallInfo fcinfo, bool identity_only)
 				 errdetail("mandant.gate_call() was called without an operation."),
 				 errhint("Call the public function, e.g. mandant.add_member().")));
 	op = FindOp(text_to_cstring(PG_GETARG_TEXT_PP(0)), identity_only);
+
+	/*
+	 * An operation whose arguments carry a password runs, from here on,
+	 * with log_min_error_statement = panic, as a function's SET clause
+	 * would: the server log keeps no STATEMENT line (with the password) of
+	 * its refusal.  An error restores the setting when it aborts.
+	 */
+	if (op->secret)
+	{
+		secret_nestlevel = NewGUCNestLevel();
+		(void) set_config_option("log_min_error_statement", "panic", PGC_SUSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	}
 	if (op->function == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -430,21 +443,9 @@ GateCall(FunctionCallInfo fcinfo, bool identity_only)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("arguments of mandant.%s must be a JSON object", op->name),
-				 errdetail("They were %s.", JsonbToCString(NULL, &args->root, VARSIZE(args))),
+				 errdetail("They were a JSON %s.", JB_ROOT_IS_SCALAR(args) ? "scalar" : "array"),
 				 errhint("Call the public function, e.g. mandant.add_member().")));
 
-	/*
-	 * An operation whose arguments carry a password runs, from its check
-	 * on, with log_min_error_statement = panic, as a function's SET clause
-	 * would: the server log keeps no STATEMENT line (with the password) of
-	 * its refusal.  An error restores the setting when it aborts.
-	 */
-	if (op->secret)
-	{
-		secret_nestlevel = NewGUCNestLevel();
-		(void) set_config_option("log_min_error_statement", "panic", PGC_SUSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
-	}
 	CheckGate(op, tenant, args);
 
 	fn = LookupFuncName(list_make2(makeString(pstrdup("mandant")),

@@ -88,6 +88,7 @@ mandant_erase_tenant_history(PG_FUNCTION_ARGS)
 	};
 	Oid			argtypes[1] = {UUIDOID};
 	Datum		args[1];
+	uint64		deleted[lengthof(tables)];
 	JsonbParseState *state = NULL;
 	JsonbValue *counts;
 
@@ -99,7 +100,6 @@ mandant_erase_tenant_history(PG_FUNCTION_ARGS)
 				 errhint("Platform history is never erased.")));
 	args[0] = PG_GETARG_DATUM(0);
 
-	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	SPI_connect();
 	history_deletion_allowed = true;
 	PG_TRY();
@@ -107,15 +107,10 @@ mandant_erase_tenant_history(PG_FUNCTION_ARGS)
 		for (size_t i = 0; i < lengthof(tables); i++)
 		{
 			char	   *sql = psprintf("DELETE FROM mandant.%s WHERE tenant_id = $1", tables[i]);
-			char	   *key = psprintf("mandant.%s", tables[i]);
-			JsonbValue	count;
 
 			if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
 				elog(ERROR, "could not delete from mandant.%s", tables[i]);
-			MandantPushKey(&state, key, strlen(key));
-			count.type = jbvNumeric;
-			count.val.numeric = int64_to_numeric((int64) SPI_processed);
-			(void) pushJsonbValue(&state, WJB_VALUE, &count);
+			deleted[i] = SPI_processed;
 		}
 	}
 	PG_FINALLY();
@@ -124,6 +119,19 @@ mandant_erase_tenant_history(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 	SPI_finish();
+
+	/* The answer, built in the caller's memory (SPI's is gone). */
+	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	for (size_t i = 0; i < lengthof(tables); i++)
+	{
+		char	   *key = psprintf("mandant.%s", tables[i]);
+		JsonbValue	count;
+
+		MandantPushKey(&state, key, strlen(key));
+		count.type = jbvNumeric;
+		count.val.numeric = int64_to_numeric((int64) deleted[i]);
+		(void) pushJsonbValue(&state, WJB_VALUE, &count);
+	}
 	counts = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	PG_RETURN_JSONB_P(JsonbValueToJsonb(counts));
 }

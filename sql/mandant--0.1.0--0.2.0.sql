@@ -104,6 +104,14 @@ GRANT SELECT (email_confirmed_at) ON mandant.users TO mandant_admin;
 
 /* ---- functions: new and changed (as in the install script) ---- */
 
+CREATE OR REPLACE FUNCTION mandant.tenant_filter()
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'mandant_tenant_filter'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION mandant.tenant_filter() IS
+'The USING side of tenant tables'' policies: the tenant of the transaction, NULL (no rows) without one; MD001 instead with mandant.strict_context on, except for trusted backends.';
+
 CREATE OR REPLACE FUNCTION mandant.row_in_tenant(tenant uuid, tbl regclass)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'mandant_row_in_tenant'
@@ -186,7 +194,7 @@ AS $$
 		WHERE p.polrelid = tbl AND p.polname = 'tenant_isolation'
 		  AND p.polcmd = '*' AND p.polpermissive AND p.polroles = '{0}'
 		  AND pg_get_expr(p.polqual, p.polrelid)
-			  = format('(%I = mandant.current_tenant())', tenant_column)
+			  = format('(%I = mandant.tenant_filter())', tenant_column)
 		  AND pg_get_expr(p.polwithcheck, p.polrelid)
 			  = format('mandant.row_in_tenant(%I, %L::regclass)', tenant_column, tbl::text))
 $$;
@@ -307,7 +315,7 @@ BEGIN
 			EXECUTE format('DROP POLICY tenant_isolation ON %s', tbl);
 		END IF;
 		EXECUTE format('CREATE POLICY tenant_isolation ON %s AS PERMISSIVE FOR ALL TO PUBLIC '
-					   'USING (%I = mandant.current_tenant()) '
+					   'USING (%I = mandant.tenant_filter()) '
 					   'WITH CHECK (mandant.row_in_tenant(%I, %L::regclass))',
 					   tbl, tenant_column, tenant_column, tbl::text);
 	END IF;
@@ -2567,9 +2575,10 @@ INSERT INTO mandant.state_transition (machine, from_state, to_state) VALUES
 	('mandant_tenant', 'failed', 'deleted');
 
 /*
- * Tenant tables' policies check written rows with mandant.row_in_tenant(),
- * whose refusal names the table and both tenants; a policy still in
- * 0.1.0's form (tenant = mandant.require_tenant()) gets the new check.
+ * Tenant tables' policies read through mandant.tenant_filter() (strict
+ * mode) and check written rows with mandant.row_in_tenant(), whose
+ * refusal names the table and both tenants; a policy still in 0.1.0's
+ * form gets both.
  * Policies that drifted otherwise are left alone: tenancy_lint reports
  * them.
  */
@@ -2582,11 +2591,14 @@ BEGIN
 	FOR t IN SELECT r.relid::regclass AS tbl, r.tenant_column
 			 FROM mandant.tenant_table r
 			 JOIN pg_catalog.pg_policy p ON p.polrelid = r.relid AND p.polname = 'tenant_isolation'
-			 WHERE pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid)
+			 WHERE pg_catalog.pg_get_expr(p.polqual, p.polrelid)
+				   = pg_catalog.format('(%I = mandant.current_tenant())', r.tenant_column)
+			   AND pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid)
 				   = pg_catalog.format('(%I = mandant.require_tenant())', r.tenant_column)
 	LOOP
-		EXECUTE pg_catalog.format('ALTER POLICY tenant_isolation ON %s WITH CHECK (mandant.row_in_tenant(%I, %L::regclass))',
-								  t.tbl, t.tenant_column, t.tbl::text);
+		EXECUTE pg_catalog.format('ALTER POLICY tenant_isolation ON %s USING (%I = mandant.tenant_filter()) '
+								  'WITH CHECK (mandant.row_in_tenant(%I, %L::regclass))',
+								  t.tbl, t.tenant_column, t.tenant_column, t.tbl::text);
 	END LOOP;
 END
 $policies$;

@@ -64,6 +64,14 @@ LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION mandant.require_tenant() IS
 'The tenant of the current transaction; raises MD001 (TENANT_REQUIRED) when none is set.';
 
+CREATE FUNCTION mandant.tenant_filter()
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'mandant_tenant_filter'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION mandant.tenant_filter() IS
+'The USING side of tenant tables'' policies: the tenant of the transaction, NULL (no rows) without one; MD001 instead with mandant.strict_context on, except for trusted backends.';
+
 CREATE FUNCTION mandant.row_in_tenant(tenant uuid, tbl regclass)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'mandant_row_in_tenant'

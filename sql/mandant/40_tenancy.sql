@@ -5,7 +5,8 @@
  * enable_tenancy() turns a table into a tenant table: a uuid tenant column
  * (NOT NULL, DEFAULT mandant.current_tenant(), FK to mandant.tenant), ENABLE
  * and FORCE row level security, one policy tenant_isolation (USING
- * tenant_id = mandant.current_tenant(), WITH CHECK
+ * tenant_id = mandant.tenant_filter(): the transaction's tenant, or MD001
+ * with mandant.strict_context on and no tenant; WITH CHECK
  * mandant.row_in_tenant(tenant_id, tbl), which is the same test but raises
  * MD001 when no tenant is set and a 42501 naming the table and both tenants
  * rather than a bare policy violation), an index led by the
@@ -99,7 +100,7 @@ AS $$
 		WHERE p.polrelid = tbl AND p.polname = 'tenant_isolation'
 		  AND p.polcmd = '*' AND p.polpermissive AND p.polroles = '{0}'
 		  AND pg_get_expr(p.polqual, p.polrelid)
-			  = format('(%I = mandant.current_tenant())', tenant_column)
+			  = format('(%I = mandant.tenant_filter())', tenant_column)
 		  AND pg_get_expr(p.polwithcheck, p.polrelid)
 			  = format('mandant.row_in_tenant(%I, %L::regclass)', tenant_column, tbl::text))
 $$;
@@ -220,7 +221,7 @@ BEGIN
 			EXECUTE format('DROP POLICY tenant_isolation ON %s', tbl);
 		END IF;
 		EXECUTE format('CREATE POLICY tenant_isolation ON %s AS PERMISSIVE FOR ALL TO PUBLIC '
-					   'USING (%I = mandant.current_tenant()) '
+					   'USING (%I = mandant.tenant_filter()) '
 					   'WITH CHECK (mandant.row_in_tenant(%I, %L::regclass))',
 					   tbl, tenant_column, tenant_column, tbl::text);
 	END IF;
