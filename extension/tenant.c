@@ -92,22 +92,35 @@ ClassifyTenantStatus(const char *status)
 
 /*
  * LookupTenant finds a tenant by id and classifies its status; when the
- * row exists, its status and slug are returned (palloc'd) for messages.
+ * row exists, its status is returned (palloc'd).
  */
 static MandantTenantStatus
-LookupTenant(const pg_uuid_t *tenant_id, char **status, char **slug)
+LookupTenant(const pg_uuid_t *tenant_id, char **status)
 {
-	MandantIndexKey key = {UUIDPGetDatum((pg_uuid_t *) tenant_id), F_UUID_EQ, false};
-	const char *const columns[2] = {"status", "slug"};
-	Datum		values[2];
-	bool		isnull[2];
+	bool		found;
+	Datum		value = MandantFetchColumn(TENANT_TABLE, TENANT_PKEY, F_UUID_EQ,
+										   UUIDPGetDatum((pg_uuid_t *) tenant_id),
+										   "status", &found);
 
-	if (!MandantFetchByIndex(TENANT_TABLE, TENANT_PKEY, 1, &key, 2, columns, values, isnull) ||
-		isnull[0])
+	if (!found)
 		return MANDANT_TENANT_MISSING;
-	*status = TextDatumGetCString(values[0]);
-	*slug = isnull[1] ? MandantUuidText(tenant_id) : TextDatumGetCString(values[1]);
+	*status = TextDatumGetCString(value);
 	return ClassifyTenantStatus(*status);
+}
+
+/*
+ * TenantSlug returns a tenant's slug for a message (read only when one is
+ * raised, never on the way in), or its id when the slug is missing.
+ */
+static char *
+TenantSlug(const pg_uuid_t *tenant_id)
+{
+	bool		found;
+	Datum		value = MandantFetchColumn(TENANT_TABLE, TENANT_PKEY, F_UUID_EQ,
+										   UUIDPGetDatum((pg_uuid_t *) tenant_id),
+										   "slug", &found);
+
+	return found ? TextDatumGetCString(value) : MandantUuidText(tenant_id);
 }
 
 /*
@@ -118,9 +131,8 @@ void
 MandantCheckTenantEnterable(const pg_uuid_t *tenant_id)
 {
 	char	   *status = NULL;
-	char	   *slug = NULL;
 
-	switch (LookupTenant(tenant_id, &status, &slug))
+	switch (LookupTenant(tenant_id, &status))
 	{
 		case MANDANT_TENANT_ENTERABLE:
 			return;
@@ -134,16 +146,17 @@ MandantCheckTenantEnterable(const pg_uuid_t *tenant_id)
 		case MANDANT_TENANT_SUSPENDED:
 			ereport(ERROR,
 					(errcode(ERRCODE_MANDANT_TENANT_SUSPENDED),
-					 errmsg("tenant \"%s\" is suspended", slug),
+					 errmsg("tenant \"%s\" is suspended", TenantSlug(tenant_id)),
 					 errdetail("Tenant %s (%s) has status \"%s\"; its data is kept but nobody can enter it.",
-							   slug, MandantUuidText(tenant_id), status),
+							   TenantSlug(tenant_id), MandantUuidText(tenant_id), status),
 					 errhint("A platform administrator can resume the tenant.")));
 			break;
 		case MANDANT_TENANT_GONE:
 			ereport(ERROR,
 					(errcode(ERRCODE_MANDANT_TENANT_NOT_FOUND),
-					 errmsg("tenant \"%s\" is not available", slug),
-					 errdetail("Tenant %s (%s) has status \"%s\".", slug, MandantUuidText(tenant_id), status),
+					 errmsg("tenant \"%s\" is not available", TenantSlug(tenant_id)),
+					 errdetail("Tenant %s (%s) has status \"%s\".", TenantSlug(tenant_id),
+							   MandantUuidText(tenant_id), status),
 					 errhint("Only active tenants, and pending ones during provisioning, can be entered.")));
 			break;
 	}
