@@ -41,6 +41,7 @@
  *	signed in		the signed-in user, in the role that signed in
  *	table owner		the owner of args.table (a permanent table of the
  *					application, see MandantCheckTableTarget)
+ *	function owner	the owner of args.function, or mandant_admin
  *	machine owner	the owner of the state machine args.machine, or
  *					mandant_admin; never the built-in machine
  *	anyone			every role (the operation checks credentials itself)
@@ -66,6 +67,8 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -78,6 +81,8 @@
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
+#include "utils/regproc.h"
+#include "utils/syscache.h"
 #include "utils/uuid.h"
 
 #include "mandant.h"
@@ -100,6 +105,7 @@ typedef enum GateRule
 	GATE_TABLE_OWNER,
 	GATE_MACHINE_OWNER,
 	GATE_TABLE_AND_MACHINE_OWNER,
+	GATE_FUNCTION_OWNER,
 	GATE_ANYONE
 } GateRule;
 
@@ -147,6 +153,9 @@ static const GateOp gate_ops[] = {
 	{"detach_quota", GATE_TABLE_OWNER, "registry_detach_quota", false, false},
 	{"bind_state_machine", GATE_TABLE_AND_MACHINE_OWNER, "registry_bind_state_machine", false, false},
 	{"unbind_state_machine", GATE_TABLE_OWNER, "registry_unbind_state_machine", false, false},
+	/* routing HTTP requests to functions (95_http.sql) */
+	{"http_route", GATE_FUNCTION_OWNER, "registry_http_route", false, false},
+	{"drop_http_route", GATE_FUNCTION_OWNER, "registry_drop_http_route", false, false},
 	/* defining state machines (70_state_machine.sql) */
 	{"create_state_machine", GATE_ANYONE, "machine_create", false, false},
 	{"add_state", GATE_MACHINE_OWNER, "machine_add_state", false, false},
@@ -367,6 +376,37 @@ GrantHint(const char *role)
 }
 
 /*
+ * CheckFunctionOwner refuses callers who neither own the function
+ * args.function (through their roles) nor are members of mandant_admin.
+ */
+static void
+CheckFunctionOwner(const GateOp *op, Jsonb *args, bool admin)
+{
+	char	   *text = ArgText(args, "function");
+	Oid			fn = text ? DatumGetObjectId(DirectFunctionCall1(oidin, CStringGetDatum(text))) : InvalidOid;
+	HeapTuple	tuple;
+	Oid			owner;
+
+	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+	if (!HeapTupleIsValid(tuple))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("function %s does not exist", text ? text : "null"),
+				 errdetail("mandant.%s() was called without an existing function.", op->name),
+				 errhint("Pass the function as a regprocedure, e.g. 'app.note_get(uuid)'.")));
+	owner = ((Form_pg_proc) GETSTRUCT(tuple))->proowner;
+	ReleaseSysCache(tuple);
+	if (admin || has_privs_of_role(GetUserId(), owner))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("must be owner of function %s", format_procedure(fn)),
+			 errdetail("Function %s is owned by %s, not by %s.", format_procedure(fn),
+					   GetUserNameFromId(owner, true), GetUserNameFromId(GetUserId(), false)),
+			 errhint("Route it as a member of its owner's role, or as a member of mandant_admin.")));
+}
+
+/*
  * CheckGate refuses a caller that op's rule does not let through.
  */
 static void
@@ -430,6 +470,10 @@ CheckGate(const GateOp *op, const pg_uuid_t *tenant, Jsonb *args)
 		case GATE_TABLE_AND_MACHINE_OWNER:
 			MandantCheckTableTarget(ArgTable(args), psprintf("mandant.%s", op->name));
 			CheckMachineOwner(op, args, admin);
+			ok = true;
+			break;
+		case GATE_FUNCTION_OWNER:
+			CheckFunctionOwner(op, args, admin);
 			ok = true;
 			break;
 		case GATE_ANYONE:
