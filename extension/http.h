@@ -63,6 +63,7 @@ typedef struct MandantHttpRoute
 	int			scope;			/* the scope bit it requires, or 0 */
 	bool		public;
 	bool		paginated;
+	bool		envelope;		/* false: the result is the body (JWKS, OpenAPI) */
 	char	   *broken;			/* why it cannot be served, or NULL */
 	char	   *qualified_name;
 	bool		retset;

@@ -103,7 +103,8 @@ IsRowLevel(int depth, bool root_is_array)
 /*
  * MandantCamelizeResult returns data with the keys of its rows in
  * camelCase; a string refresh_token of a top-level object is taken out
- * and returned in *refresh_token (else NULL).
+ * and returned in *refresh_token, a null one as "" (the cookie is to be
+ * cleared); else *refresh_token is NULL.
  */
 Jsonb *
 MandantCamelizeResult(Jsonb *data, char **refresh_token)
@@ -155,9 +156,10 @@ MandantCamelizeResult(Jsonb *data, char **refresh_token)
 				result = pushJsonbValue(&state, token, &v);
 				break;
 			case WJB_VALUE:
-				if (skip_value && v.type == jbvString)
+				if (skip_value && (v.type == jbvString || v.type == jbvNull))
 				{
-					*refresh_token = pnstrdup(v.val.string.val, v.val.string.len);
+					*refresh_token = v.type == jbvNull ? pstrdup("")
+						: pnstrdup(v.val.string.val, v.val.string.len);
 					skip_value = false;
 					break;
 				}

@@ -66,10 +66,14 @@
 
 PG_FUNCTION_INFO_V1(mandant_http_call);
 
-/* Name of the cookie that carries the refresh token. */
+/* The cookie that carries the refresh token, and where it is sent. */
 #define HTTP_REFRESH_COOKIE		"mandant_refresh"
+#define HTTP_REFRESH_COOKIE_ATTRIBUTES	"Path=/api/v1/auth; HttpOnly; Secure; SameSite=Strict"
 
 static char *http_base_domain = NULL;
+static int	http_per_address = 600;
+static int	http_per_tenant = 6000;
+static int	http_sign_ups = 5;
 static int	http_call_depth = 0;
 
 /* The request, as the front end describes it. */
@@ -85,6 +89,7 @@ typedef struct HttpRequest
 	char	   *request_id;
 	char	   *trace_id;
 	char	   *client_ip;
+	char	   *if_match;
 	text	   *body;
 } HttpRequest;
 
@@ -115,6 +120,17 @@ MandantDefineHttpVariables(void)
 							   "Domain under which the HTTP gateway finds tenants by subdomain.",
 							   "With example.com, a request to acme.example.com addresses tenant acme.",
 							   &http_base_domain, "", PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("mandant.http_requests_per_address",
+							"Requests per minute the HTTP gateway answers for one client address (0: no limit).",
+							"Past it the gateway answers 429 RATE_LIMITED with Retry-After.",
+							&http_per_address, 600, 0, INT_MAX, PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("mandant.http_requests_per_tenant",
+							"Requests per minute the HTTP gateway answers for one tenant (0: no limit).",
+							"Past it the gateway answers 429 RATE_LIMITED with Retry-After.",
+							&http_per_tenant, 6000, 0, INT_MAX, PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("mandant.sign_ups_per_address",
+							"Self-service sign-ups (POST /api/v1/tenants) per hour from one client address.",
+							NULL, &http_sign_ups, 5, 1, INT_MAX, PGC_SUSET, 0, NULL, NULL, NULL);
 }
 
 /* AddHeader adds a response header (lower-case name). */
@@ -132,6 +148,28 @@ Refuse(HttpAnswer *answer, const HttpRequest *req, int status, const char *code,
 	answer->status = status;
 	answer->body = MandantHttpEnvelope(false, NULL, code, message, field_errors, NULL, hint,
 									   req->request_id, 0, 0, 0);
+}
+
+/*
+ * OverRateLimit counts the request against max per minute for key and,
+ * past it, answers 429 with Retry-After; returns whether it did.
+ */
+static bool
+OverRateLimit(HttpAnswer *answer, const HttpRequest *req, const char *key, int max,
+			  const char *what)
+{
+	int64		retry;
+
+	if (max <= 0)
+		return false;
+	retry = MandantHttpRateLimit(key, max);
+	if (retry == 0)
+		return false;
+	AddHeader(answer, "retry-after", psprintf(INT64_FORMAT, retry));
+	Refuse(answer, req, 429, "RATE_LIMITED", psprintf("too many requests %s", what), NIL,
+		   psprintf("At most %d requests per minute; retry after " INT64_FORMAT " seconds.",
+					max, retry));
+	return true;
 }
 
 /*
@@ -188,6 +226,7 @@ ParseRequest(Jsonb *request, text *body, HttpRequest *req)
 	req->request_id = RequestText(request, "requestId");
 	req->trace_id = RequestText(request, "traceId");
 	req->client_ip = RequestText(request, "clientIp");
+	req->if_match = RequestText(request, "ifMatch");
 	req->body = body;
 	if (req->request_id == NULL || req->request_id[0] == '\0')
 	{
@@ -549,6 +588,27 @@ CollectArgs(const MandantHttpRoute *route, const HttpRequest *req, char **params
 		}
 	}
 
+	/* If-Match: the version a conditional write expects */
+	if (req->if_match != NULL)
+	{
+		int			i = FindArg(route, "expected_version");
+
+		if (i >= 0 && route->args[i].source == HTTP_ARG_CLIENT && args->given[i] == NULL)
+		{
+			char	   *tag = req->if_match;
+			size_t		len;
+
+			if (strncmp(tag, "W/", 2) == 0)
+				tag += 2;
+			len = strlen(tag);
+			if (len >= 2 && tag[0] == '"' && tag[len - 1] == '"')
+				tag = pnstrdup(tag + 1, len - 2);
+			args->given[i] = StringValue(tag);
+			args->from_text[i] = true;
+			args->key[i] = "If-Match";
+		}
+	}
+
 	/* what the gateway fills in */
 	for (int i = 0; i < route->nargs; i++)
 	{
@@ -748,6 +808,10 @@ Dispatch(const HttpRequest *req, HttpAnswer *answer)
 	int64		total;
 	char	   *refresh = NULL;
 
+	if (req->client_ip != NULL &&
+		OverRateLimit(answer, req, psprintf("address:%s", req->client_ip), http_per_address,
+					  "from this address"))
+		return;
 	if (!SplitPath(req->path, &segments, &nsegments))
 	{
 		Refuse(answer, req, 400, "VALIDATION_ERROR", "the path is malformed",
@@ -829,6 +893,11 @@ Dispatch(const HttpRequest *req, HttpAnswer *answer)
 		}
 	}
 
+	if (answer->tenant != NULL &&
+		OverRateLimit(answer, req, psprintf("tenant:%s", MandantUuidText(answer->tenant)),
+					  http_per_tenant, "for this tenant"))
+		return;
+
 	/* the arguments */
 	args = palloc0(sizeof(CallArgs));
 	CollectArgs(route, req, params, has_tenant ? &tenant : NULL, args);
@@ -841,12 +910,21 @@ Dispatch(const HttpRequest *req, HttpAnswer *answer)
 
 	/* the call */
 	data = CallRoute(route, args, &total);
+	answer->status = 200;
+	if (!route->envelope)
+	{
+		/* a document of its own (JWKS, OpenAPI): the result as it is */
+		answer->body = data ? JsonbToCString(NULL, &data->root, VARSIZE(data)) : pstrdup("null");
+		return;
+	}
 	if (data != NULL)
 		data = MandantCamelizeResult(data, &refresh);
-	if (refresh != NULL)
+	if (refresh != NULL && refresh[0] != '\0')
 		AddHeader(answer, "set-cookie",
-				  psprintf(HTTP_REFRESH_COOKIE "=%s; Path=/; HttpOnly; Secure; SameSite=Strict", refresh));
-	answer->status = 200;
+				  psprintf(HTTP_REFRESH_COOKIE "=%s; " HTTP_REFRESH_COOKIE_ATTRIBUTES, refresh));
+	else if (refresh != NULL)
+		AddHeader(answer, "set-cookie",
+				  HTTP_REFRESH_COOKIE "=; Max-Age=0; " HTTP_REFRESH_COOKIE_ATTRIBUTES);
 	answer->body = MandantHttpEnvelope(true, data, NULL, NULL, NIL, NULL, NULL, req->request_id,
 									   args->page, args->page_size, total);
 }
@@ -939,6 +1017,13 @@ mandant_http_call(PG_FUNCTION_ARGS)
 	ErrorData  *volatile edata;
 	int			nestlevel;
 
+	/*
+	 * Settings for the request, first of all (a refusal below must not log
+	 * the statement either): no statement in the log, UTC, its ids.
+	 */
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("log_min_error_statement", "panic", PGC_SUSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -950,10 +1035,6 @@ mandant_http_call(PG_FUNCTION_ARGS)
 	CheckCaller();
 	ParseRequest(PG_GETARG_JSONB_P(0), PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1), &req);
 
-	/* settings for the request: no statement in the log, UTC, its ids */
-	nestlevel = NewGUCNestLevel();
-	(void) set_config_option("log_min_error_statement", "panic", PGC_SUSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
 	(void) set_config_option("TimeZone", "UTC", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	(void) set_config_option(MANDANT_GUC_REQUEST_ID, req.request_id, PGC_USERSET, PGC_S_SESSION,

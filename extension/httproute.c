@@ -307,8 +307,8 @@ LoadRoutes(void)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT method, path, function::pg_catalog.oid, required_scope, public, paginated"
-					" FROM mandant.http_route ORDER BY method, path", true, 0) != SPI_OK_SELECT)
+	if (SPI_execute("SELECT method, path, function::pg_catalog.oid, required_scope, public, paginated,"
+					" envelope FROM mandant.http_route ORDER BY method, path", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read mandant.http_route");
 	n = SPI_processed;
 	old = MemoryContextSwitchTo(RouteContext);
@@ -328,6 +328,7 @@ LoadRoutes(void)
 		scope = SPI_getvalue(row, desc, 4);
 		route->public = DatumGetBool(SPI_getbinval(row, desc, 5, &isnull));
 		route->paginated = DatumGetBool(SPI_getbinval(row, desc, 6, &isnull));
+		route->envelope = DatumGetBool(SPI_getbinval(row, desc, 7, &isnull));
 		route->scope = 0;
 		if (scope != NULL)
 		{

@@ -263,6 +263,7 @@ extern LWLockPadded *MandantLocks;
 
 /* ratelimit.c */
 extern void MandantDefineRateLimitVariables(void);
+extern int64 MandantHttpRateLimit(const char *key, int max);
 extern Size MandantRateLimitShmemSize(void);
 extern void MandantRateLimitShmemInit(void);
 

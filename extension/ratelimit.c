@@ -104,6 +104,7 @@ static HTAB *login_table = NULL;	/* failed logins */
 /* Namespaces of keys. */
 #define NS_APP		"app"
 #define NS_LOGIN	"login"
+#define NS_HTTP		"http"
 
 /*
  * MandantDefineRateLimitVariables defines mandant.rate_limit_slots.
@@ -398,6 +399,47 @@ AppNamespace(void)
 }
 
 /*
+ * CountEvent counts one event for key of namespace in table unless max are
+ * used already; returns the estimate of events used before it, and sets
+ * *retry_after to the seconds until there is room (0: counted).
+ */
+static double
+CountEvent(const char *namespace, const char *key, int max, int64 window, int64 *retry_after)
+{
+	RateKey		hashed = HashKey(namespace, key, window);
+	uint32		owner = OwnerOf(namespace);
+	TimestampTz now = GetCurrentTimestamp();
+	RateEntry  *entry;
+	double		used;
+
+	*retry_after = 0;
+	LWLockAcquire(RateLock(), LW_EXCLUSIVE);
+	entry = Lookup(rate_table, &hashed, owner, window, now, true);
+	used = Estimate(entry, now);
+	if (used + 1 > max)
+		*retry_after = SecondsUntilRoom(entry, now, max);
+	else
+		entry->current++;
+	LWLockRelease(RateLock());
+	return used;
+}
+
+/*
+ * MandantHttpRateLimit counts one request of the HTTP gateway for key
+ * (an address or a tenant) against max per minute; returns 0, or the
+ * seconds until the key has room again (the request is then not counted).
+ * Its counters are the gateway's own, apart from mandant.rate_limit()'s.
+ */
+int64
+MandantHttpRateLimit(const char *key, int max)
+{
+	int64		retry;
+
+	(void) CountEvent(NS_HTTP, key, max, USECS_PER_MINUTE, &retry);
+	return retry;
+}
+
+/*
  * mandant.rate_limit(key text, max int, per interval) returns int: counts
  * one event for key and returns how many remain in the window; raises
  * MD040 (and counts nothing) when max are already used.
@@ -410,12 +452,8 @@ mandant_rate_limit(PG_FUNCTION_ARGS)
 	Interval   *per = PG_GETARG_INTERVAL_P(2);
 	int64		window = WindowOf(per);
 	const char *namespace = AppNamespace();
-	RateKey		hashed = HashKey(namespace, key, window);
-	uint32		owner = OwnerOf(namespace);
-	TimestampTz now = GetCurrentTimestamp();
-	RateEntry  *entry;
 	double		used;
-	int64		retry = 0;
+	int64		retry;
 
 	if (max < 1)
 		ereport(ERROR,
@@ -424,15 +462,7 @@ mandant_rate_limit(PG_FUNCTION_ARGS)
 				 errdetail("mandant.rate_limit() was called with max %d.", max),
 				 errhint("Pass a positive max.")));
 
-	LWLockAcquire(RateLock(), LW_EXCLUSIVE);
-	entry = Lookup(rate_table, &hashed, owner, window, now, true);
-	used = Estimate(entry, now);
-	if (used + 1 > max)
-		retry = SecondsUntilRoom(entry, now, max);
-	else
-		entry->current++;
-	LWLockRelease(RateLock());
-
+	used = CountEvent(namespace, key, max, window, &retry);
 	if (retry > 0)
 		RateLimited(psprintf("\"%s\"", key), used, max, window, retry);
 	PG_RETURN_INT32((int32) Max(0, floor(max - used - 1)));

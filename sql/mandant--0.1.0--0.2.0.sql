@@ -147,6 +147,8 @@ CREATE TABLE mandant.http_route (
 	public			boolean NOT NULL DEFAULT false,
 	paginated		boolean NOT NULL DEFAULT false,
 	summary			text,
+	envelope		boolean NOT NULL DEFAULT true,
+	builtin			boolean NOT NULL DEFAULT false,
 	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	created_by		name NOT NULL,
 	PRIMARY KEY (method, path),
@@ -154,12 +156,12 @@ CREATE TABLE mandant.http_route (
 );
 
 COMMENT ON TABLE mandant.http_route IS
-'Routes of the HTTP gateway: method and path template ({param} segments) to a function, with the scope it requires, whether it is public and paginated (written by mandant.http_route() through the gate).';
+'Routes of the HTTP gateway: method and path template ({param} segments) to a function, with the scope it requires, whether it is public and paginated, and whether its answer is the envelope or the function''s JSON as it is (written by mandant.http_route() through the gate; builtin rows come with the extension).';
 
 ALTER TABLE mandant.http_route ENABLE ROW LEVEL SECURITY;
 CREATE POLICY http_route_read ON mandant.http_route FOR SELECT USING (true);
 GRANT SELECT ON mandant.http_route TO PUBLIC;
-SELECT pg_catalog.pg_extension_config_dump('mandant.http_route', '');
+SELECT pg_catalog.pg_extension_config_dump('mandant.http_route', 'WHERE NOT builtin');
 
 CREATE TABLE mandant.http_route_grant (
 	kind		text NOT NULL CONSTRAINT http_route_grant_kind CHECK (kind IN ('function', 'schema')),
@@ -3491,7 +3493,8 @@ COMMENT ON FUNCTION mandant.http_routes_changed() IS
 
 CREATE OR REPLACE FUNCTION mandant.http_route(method text, path text, function regprocedure,
 								   required_scope text DEFAULT NULL, public boolean DEFAULT false,
-								   paginated boolean DEFAULT false, summary text DEFAULT NULL)
+								   paginated boolean DEFAULT false, summary text DEFAULT NULL,
+								   envelope boolean DEFAULT true)
 RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
@@ -3499,11 +3502,11 @@ AS $$
 	SELECT mandant.gate_call('http_route', NULL, jsonb_build_object(
 		'function', function::oid, 'method', method, 'path', path,
 		'requiredScope', required_scope, 'public', public, 'paginated', paginated,
-		'summary', summary));
+		'summary', summary, 'envelope', envelope));
 $$;
 
-COMMENT ON FUNCTION mandant.http_route(text, text, regprocedure, text, boolean, boolean, text) IS
-'Route method and path (e.g. ''/v1/notes/{noteId}'') of the HTTP gateway to function: its arguments come by camelCase name from path, query and JSON body; the call needs a token with required_scope unless public; a paginated function returns a set. Replaces the route of the same method and path. Grants EXECUTE on the function to mandant_gateway. The function''s owner or mandant_admin.';
+COMMENT ON FUNCTION mandant.http_route(text, text, regprocedure, text, boolean, boolean, text, boolean) IS
+'Route method and path (e.g. ''/v1/notes/{noteId}'') of the HTTP gateway to function: its arguments come by camelCase name from path, query and JSON body; the call needs a token with required_scope unless public; a paginated function returns a set; without envelope the answer is the function''s JSON as it is. Replaces the route of the same method and path. Grants EXECUTE on the function to mandant_gateway. The function''s owner or mandant_admin.';
 
 CREATE OR REPLACE FUNCTION mandant.drop_http_route(method text, path text)
 RETURNS boolean
@@ -3534,6 +3537,7 @@ DECLARE
 	scope		text := args ->> 'requiredScope';
 	is_public	boolean := COALESCE((args ->> 'public')::boolean, false);
 	paginated	boolean := COALESCE((args ->> 'paginated')::boolean, false);
+	envelope	boolean := COALESCE((args ->> 'envelope')::boolean, true);
 	p			pg_proc;
 	in_names	text[];
 	param		text;
@@ -3605,12 +3609,14 @@ BEGIN
 				  HINT = 'Name every parameter once.';
 	END IF;
 
+	/* a builtin route that is replaced becomes the database's own (pg_dump keeps it) */
 	INSERT INTO mandant.http_route AS r (method, path, function, required_scope, public, paginated,
-										 summary, created_by)
-	VALUES (method, path, fn, scope, is_public, paginated, args ->> 'summary', caller)
+										 summary, envelope, created_by)
+	VALUES (method, path, fn, scope, is_public, paginated, args ->> 'summary', envelope, caller)
 	ON CONFLICT ON CONSTRAINT http_route_pkey DO UPDATE
 	SET function = EXCLUDED.function, required_scope = EXCLUDED.required_scope,
 		public = EXCLUDED.public, paginated = EXCLUDED.paginated, summary = EXCLUDED.summary,
+		envelope = EXCLUDED.envelope, builtin = false,
 		created_at = EXCLUDED.created_at, created_by = EXCLUDED.created_by;
 	PERFORM mandant.http_route_grants();
 	RETURN NULL;
@@ -3686,6 +3692,372 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION mandant.http_call(jsonb, text) IS
 'Answer one HTTP request (method, path, query, host, tenant, token, cookie, requestId, traceId, clientIp; body as text) in one statement: route, tenant, token, scope, arguments, call, envelope. Outside a transaction block; not as a trusted role. mandant_gateway only.';
 
+CREATE OR REPLACE FUNCTION mandant.api_logout(access_token text)
+RETURNS jsonb
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.logout(access_token);
+	SELECT jsonb_build_object('loggedOut', true, 'refreshToken', NULL::text);
+$$;
+
+COMMENT ON FUNCTION mandant.api_logout(text) IS
+'POST /api/v1/auth/logout: revoke the access token and its session (mandant.logout); the gateway clears the refresh cookie.';
+
+CREATE OR REPLACE FUNCTION mandant.api_me()
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	me		uuid := mandant.current_user_id();
+	here	uuid := mandant.current_tenant();
+	u		mandant.users;
+	t		mandant.tenant;
+BEGIN
+	IF me IS NULL AND here IS NULL THEN
+		RAISE EXCEPTION 'nobody is signed in'
+			USING ERRCODE = 'MD051',
+				  DETAIL = 'The transaction has neither a user nor a tenant.',
+				  HINT = 'Call mandant.authenticate(access_token) first.';
+	END IF;
+	SELECT * INTO u FROM mandant.users x WHERE x.id = me;
+	SELECT * INTO t FROM mandant.tenant x WHERE x.id = here;
+	RETURN jsonb_build_object(
+		'user', CASE WHEN me IS NULL THEN NULL
+					 ELSE jsonb_build_object('id', u.id, 'email', u.email, 'displayName', u.display_name,
+											 'mfa', u.totp_state = 'on') END,
+		'tenant', CASE WHEN here IS NULL THEN NULL
+					   ELSE jsonb_build_object('id', t.id, 'slug', t.slug, 'name', t.name, 'status', t.status) END,
+		'role', (SELECT m.role FROM mandant.membership m WHERE m.tenant_id = here AND m.user_id = me),
+		'scopes', to_jsonb(mandant.current_scopes()));
+END
+$$;
+
+COMMENT ON FUNCTION mandant.api_me() IS
+'GET /api/v1/auth/me: the signed-in user (none for a service account), the tenant, the role and the scopes of the transaction''s context.';
+
+CREATE OR REPLACE FUNCTION mandant.api_sign_up(slug text, name text, email text, password text,
+									display_name text, client_ip inet DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET log_min_error_statement = panic
+AS $$
+DECLARE
+	account	uuid;
+	tenant	uuid;
+	t		mandant.tenant;
+BEGIN
+	PERFORM mandant.rate_limit('sign_up:' || COALESCE(host(client_ip), 'unknown'),
+							   COALESCE(current_setting('mandant.sign_ups_per_address', true), '5')::integer,
+							   '1 hour');
+	PERFORM mandant.check_tenant_slug(slug);
+	/* not through the gate: nobody vouches for the address */
+	account := mandant.identity_create_user(NULL, jsonb_build_object(
+		'email', email, 'password', password, 'displayName', display_name), 'sign_up') #>> '{}';
+	tenant := mandant.op_create_tenant(slug, name, email);
+	PERFORM mandant.consume(tenant, 'users', 1);
+	INSERT INTO mandant.membership (tenant_id, user_id, role, created_by)
+	VALUES (tenant, account, 'owner', 'sign_up');
+	PERFORM mandant.record_event(tenant, 'identity', 'member.added', 'user', account::text,
+								 jsonb_build_object('role', 'owner', 'by', 'sign_up'));
+	SELECT * INTO t FROM mandant.tenant x WHERE x.id = tenant;
+	RETURN jsonb_build_object(
+		'tenant', jsonb_build_object('id', t.id, 'slug', t.slug, 'name', t.name, 'status', t.status),
+		'user', jsonb_build_object('id', account, 'email', email));
+END
+$$;
+
+COMMENT ON FUNCTION mandant.api_sign_up(text, text, text, text, text, inet) IS
+'POST /api/v1/tenants: self-service sign-up, a new account that owns a new tenant (through the provisioning saga; the address stays unconfirmed); at most mandant.sign_ups_per_address (default 5) per hour from one address (MD040). Anyone.';
+
+CREATE OR REPLACE FUNCTION mandant.api_add_member(user_id uuid, role text)
+RETURNS jsonb
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.add_member(mandant.require_tenant(), user_id, role);
+	SELECT jsonb_build_object('userId', user_id, 'role', role);
+$$;
+
+COMMENT ON FUNCTION mandant.api_add_member(uuid, text) IS
+'POST /api/v1/members: make a user a member of the current tenant (mandant.add_member).';
+
+CREATE OR REPLACE FUNCTION mandant.api_set_member_role(user_id uuid, role text)
+RETURNS jsonb
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.set_member_role(mandant.require_tenant(), user_id, role);
+	SELECT jsonb_build_object('userId', user_id, 'role', role);
+$$;
+
+COMMENT ON FUNCTION mandant.api_set_member_role(uuid, text) IS
+'PATCH /api/v1/members/{userId}: change a member''s role in the current tenant (mandant.set_member_role).';
+
+CREATE OR REPLACE FUNCTION mandant.api_remove_member(user_id uuid)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT mandant.remove_member(mandant.require_tenant(), user_id); $$;
+
+COMMENT ON FUNCTION mandant.api_remove_member(uuid) IS
+'DELETE /api/v1/members/{userId}: remove a member from the current tenant (mandant.remove_member).';
+
+CREATE OR REPLACE FUNCTION mandant.api_config_get(service text, key text,
+									   OUT value jsonb, OUT version bigint, OUT scope text)
+RETURNS record
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	SELECT c.value, c.version, c.scope INTO value, version, scope
+	FROM mandant.config_get_all(service) c WHERE c.key = api_config_get.key;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'configuration key %.% is not set', service, key
+			USING ERRCODE = 'no_data_found',
+				  DETAIL = 'Neither the tenant nor the platform set it.',
+				  HINT = 'Set it with PUT, or use the default of your service.';
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.api_config_get(text, text) IS
+'GET /api/v1/config/{service}/{key}: the value the current tenant sees, its version (for If-Match) and whether it is the tenant''s or global; 404 when unset.';
+
+CREATE OR REPLACE FUNCTION mandant.api_config_put(service text, key text, value jsonb, reason text,
+									   expected_version bigint DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT jsonb_build_object('version', mandant.config_set(service, key, value, reason, expected_version));
+$$;
+
+COMMENT ON FUNCTION mandant.api_config_put(text, text, jsonb, text, bigint) IS
+'PUT /api/v1/config/{service}/{key}: set the current tenant''s value (mandant.config_set); If-Match gives expected_version, a stale one is 409 VERSION_CONFLICT.';
+
+CREATE OR REPLACE FUNCTION mandant.api_audit(since timestamptz DEFAULT '-infinity', entity_type text DEFAULT NULL,
+								  entity_id text DEFAULT NULL, action text DEFAULT NULL)
+RETURNS TABLE (id bigint, occurred_at timestamptz, category text, action text, entity_type text,
+			   entity_id text, actor_user_id uuid, request_id text, changes jsonb)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT a.id, a.occurred_at, a.category, a.action, a.entity_type, a.entity_id, a.actor_user_id,
+		   a.request_id, a.changes
+	FROM mandant.audit_event a
+	WHERE a.tenant_id = mandant.require_tenant()
+	  AND a.occurred_at >= api_audit.since
+	  AND (api_audit.entity_type IS NULL OR a.entity_type = api_audit.entity_type)
+	  AND (api_audit.entity_id IS NULL OR a.entity_id = api_audit.entity_id)
+	  AND (api_audit.action IS NULL OR a.action = api_audit.action)
+	ORDER BY a.id DESC
+$$;
+
+COMMENT ON FUNCTION mandant.api_audit(timestamptz, text, text, text) IS
+'GET /api/v1/audit: the current tenant''s audit events, newest first, filtered by time, entity and action (row level security keeps them the tenant''s own).';
+
+CREATE OR REPLACE FUNCTION mandant.api_require_platform_worker()
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF mandant.current_tenant() IS NOT NULL OR mandant.current_user_id() IS NOT NULL
+		OR NOT mandant.has_scope('internal') THEN
+		RAISE EXCEPTION 'permission denied for the outbox'
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('The token is for %s with scopes %s.',
+								  CASE WHEN mandant.current_user_id() IS NOT NULL THEN 'a user'
+									   WHEN mandant.current_tenant() IS NOT NULL THEN 'a tenant''s service account'
+									   ELSE 'a platform service account' END,
+								  mandant.current_scopes()),
+				  HINT = 'Use the token of a service account of no tenant with scope internal (mandant.create_service_account(name, ''{internal}'')).';
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.api_require_platform_worker() IS
+'Internal: refuse unless the context is a platform service account''s token with scope internal.';
+
+CREATE OR REPLACE FUNCTION mandant.api_outbox_claim(consumer text, max integer DEFAULT 100,
+										 lease interval DEFAULT '30 seconds')
+RETURNS TABLE (id bigint, event_id uuid, topic text, tenant_id uuid, aggregate_id text,
+			   attempts integer, envelope jsonb, headers jsonb)
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM mandant.api_require_platform_worker();
+	RETURN QUERY SELECT * FROM mandant.op_outbox_claim(consumer, max, lease);
+END
+$$;
+
+COMMENT ON FUNCTION mandant.api_outbox_claim(text, integer, interval) IS
+'POST /internal/v1/outbox/claim: lease pending events for a consumer (mandant.outbox_claim); a platform service account with scope internal only.';
+
+CREATE OR REPLACE FUNCTION mandant.api_outbox_ack(ids bigint[])
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM mandant.api_require_platform_worker();
+	RETURN jsonb_build_object('acknowledged', mandant.op_outbox_ack(ids));
+END
+$$;
+
+COMMENT ON FUNCTION mandant.api_outbox_ack(bigint[]) IS
+'POST /internal/v1/outbox/ack: mark claimed events delivered (mandant.outbox_ack); a platform service account with scope internal only.';
+
+CREATE OR REPLACE FUNCTION mandant.openapi_type(t regtype)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE
+		WHEN y.typcategory = 'A' THEN jsonb_build_object('type', 'array', 'items', mandant.openapi_type(y.typelem))
+		WHEN b.oid IN ('int2'::regtype, 'int4'::regtype) THEN '{"type": "integer", "format": "int32"}'
+		WHEN b.oid = 'int8'::regtype THEN '{"type": "integer", "format": "int64"}'
+		WHEN b.typcategory = 'N' THEN '{"type": "number"}'
+		WHEN b.oid = 'bool'::regtype THEN '{"type": "boolean"}'
+		WHEN b.oid IN ('json'::regtype, 'jsonb'::regtype) THEN '{}'
+		WHEN b.oid = 'uuid'::regtype THEN '{"type": "string", "format": "uuid"}'
+		WHEN b.oid IN ('timestamptz'::regtype, 'timestamp'::regtype) THEN '{"type": "string", "format": "date-time"}'
+		WHEN b.oid = 'date'::regtype THEN '{"type": "string", "format": "date"}'
+		WHEN b.oid = 'interval'::regtype THEN '{"type": "string", "format": "duration"}'
+		ELSE '{"type": "string"}'
+	END::jsonb
+	FROM pg_type y JOIN pg_type b ON b.oid = CASE WHEN y.typtype = 'd' THEN y.typbasetype ELSE y.oid END
+	WHERE y.oid = t
+$$;
+
+COMMENT ON FUNCTION mandant.openapi_type(regtype) IS
+'Internal: the JSON schema of a type''s values in the gateway''s requests and answers.';
+
+CREATE OR REPLACE FUNCTION mandant.camel_case(name text)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT string_agg(CASE WHEN i = 1 THEN w ELSE upper(left(w, 1)) || substr(w, 2) END, '' ORDER BY i)
+	FROM unnest(string_to_array(name, '_')) WITH ORDINALITY AS u(w, i)
+	WHERE w <> '' OR i = 1
+$$;
+
+COMMENT ON FUNCTION mandant.camel_case(text) IS
+'Internal: the camelCase JSON name of an argument or column (note_id: noteId).';
+
+CREATE OR REPLACE FUNCTION mandant.openapi()
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	paths		jsonb := '{}';
+	r			record;
+	op			jsonb;
+	params		jsonb;
+	props		jsonb;
+	required	text[];
+	a			record;
+	in_path		text[];
+	is_write	boolean;
+BEGIN
+	FOR r IN
+		SELECT h.*, p.proname, p.pronargs, p.pronargdefaults,
+			   ARRAY(SELECT t FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY AS x(t, i) ORDER BY i) AS types,
+			   COALESCE(p.proargnames, '{}') AS names, p.proargmodes AS modes,
+			   obj_description(p.oid, 'pg_proc') AS comment
+		FROM mandant.http_route h JOIN pg_proc p ON p.oid = h.function
+		ORDER BY h.path, h.method
+	LOOP
+		in_path := ARRAY(SELECT m[1] FROM regexp_matches(r.path, '\{([A-Za-z0-9]+)\}', 'g') AS m);
+		is_write := r.method IN ('POST', 'PUT', 'PATCH');
+		params := '[]';
+		props := '{}';
+		required := '{}';
+		FOR a IN
+			SELECT q.n AS name, mandant.camel_case(q.n) AS camel, r.types[q.k]::regtype AS type,
+				   q.k > r.pronargs - r.pronargdefaults AS has_default
+			FROM (SELECT u.n, row_number() OVER (ORDER BY u.i) AS k
+				  FROM unnest(r.names, COALESCE(r.modes, array_fill('i'::"char", ARRAY[cardinality(r.names)])))
+					   WITH ORDINALITY AS u(n, m, i)
+				  WHERE u.m IN ('i', 'b')) q
+			WHERE q.n NOT IN ('client_ip', 'tenant_slug', 'access_token', 'refresh_token')
+		LOOP
+			IF a.camel = ANY (in_path) THEN
+				params := params || jsonb_build_object('name', a.camel, 'in', 'path', 'required', true,
+													   'schema', mandant.openapi_type(a.type));
+			ELSIF is_write THEN
+				props := props || jsonb_build_object(a.camel, mandant.openapi_type(a.type));
+				IF NOT a.has_default THEN
+					required := required || a.camel;
+				END IF;
+			ELSE
+				params := params || jsonb_build_object('name', a.camel, 'in', 'query', 'required', NOT a.has_default,
+													   'schema', mandant.openapi_type(a.type));
+			END IF;
+		END LOOP;
+		IF r.paginated THEN
+			params := params
+				|| '{"name": "page", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1}}'
+				|| '{"name": "pageSize", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 100}}';
+		END IF;
+		op := jsonb_build_object(
+			'operationId', lower(r.method) || regexp_replace(r.path, '[^A-Za-z0-9]+', '_', 'g'),
+			'summary', COALESCE(r.summary, substring(r.comment FROM '^[^.]*'), r.proname),
+			'parameters', params,
+			'responses', jsonb_build_object(
+				'200', jsonb_build_object('description', 'Success',
+					'content', jsonb_build_object('application/json', jsonb_build_object('schema',
+						CASE WHEN NOT r.envelope THEN '{"type": "object"}'::jsonb
+							 WHEN r.paginated THEN '{"$ref": "#/components/schemas/Page"}'::jsonb
+							 ELSE '{"$ref": "#/components/schemas/Success"}'::jsonb END))),
+				'default', '{"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}'::jsonb));
+		IF is_write THEN
+			op := op || jsonb_build_object('requestBody', jsonb_build_object('required', cardinality(required) > 0,
+				'content', jsonb_build_object('application/json', jsonb_build_object('schema',
+					jsonb_build_object('type', 'object', 'additionalProperties', false, 'properties', props)
+					|| CASE WHEN cardinality(required) > 0 THEN jsonb_build_object('required', to_jsonb(required))
+							ELSE '{}' END))));
+		END IF;
+		IF r.public THEN
+			op := op || '{"security": []}';
+		ELSE
+			op := op || jsonb_build_object('security', jsonb_build_array(jsonb_build_object('bearer', '[]'::jsonb)))
+				|| CASE WHEN r.required_scope IS NULL THEN '{}'
+						ELSE jsonb_build_object('x-required-scope', r.required_scope) END;
+		END IF;
+		paths := jsonb_set(paths, ARRAY[r.path], COALESCE(paths -> r.path, '{}') || jsonb_build_object(lower(r.method), op));
+	END LOOP;
+	RETURN jsonb_build_object(
+		'openapi', '3.1.0',
+		'info', jsonb_build_object('title', 'mandant', 'version',
+								   (SELECT e.extversion FROM pg_extension e WHERE e.extname = 'mandant'),
+								   'description', 'The HTTP API of mandant and of the application routes registered with mandant.http_route.'),
+		'servers', '[{"url": "/"}]'::jsonb,
+		'paths', paths,
+		'components', jsonb_build_object(
+			'securitySchemes', '{"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}'::jsonb,
+			'schemas', jsonb_build_object(
+				'Meta', '{"type": "object", "required": ["timestamp", "requestId"], "properties": {"timestamp": {"type": "string", "format": "date-time"}, "requestId": {"type": "string"}}}'::jsonb,
+				'Success', '{"type": "object", "required": ["success", "data", "meta"], "properties": {"success": {"const": true}, "data": {}, "meta": {"$ref": "#/components/schemas/Meta"}}}'::jsonb,
+				'Page', '{"type": "object", "required": ["success", "data", "pagination", "meta"], "properties": {"success": {"const": true}, "data": {"type": "array"}, "pagination": {"type": "object", "required": ["page", "pageSize", "total", "totalPages"], "properties": {"page": {"type": "integer"}, "pageSize": {"type": "integer"}, "total": {"type": "integer"}, "totalPages": {"type": "integer"}}}, "meta": {"$ref": "#/components/schemas/Meta"}}}'::jsonb,
+				'Error', '{"type": "object", "required": ["success", "error", "meta"], "properties": {"success": {"const": false}, "error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {"type": "array", "items": {"type": "object", "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}}, "hint": {"type": "string"}}}, "meta": {"$ref": "#/components/schemas/Meta"}}}'::jsonb)));
+END
+$$;
+
+COMMENT ON FUNCTION mandant.openapi() IS
+'GET /api/v1/openapi.json: the OpenAPI 3.1 document of every route of mandant.http_route (parameters and bodies with their types, scopes, summaries, envelope and error schemas).';
+
 /* ---- comments of functions that changed ---- */
 
 COMMENT ON FUNCTION mandant.emit(text, text, jsonb) IS
@@ -3757,7 +4129,8 @@ REVOKE ALL ON FUNCTION
 	mandant.check_resource(text), mandant.effective_limit(uuid, text),
 	mandant.check_limit(uuid, text, bigint), mandant.tenant_payload(mandant.tenant),
 	mandant.tenant_tables(), mandant.random_bytes(integer), mandant.random_token(integer),
-	mandant.base32_encode(bytea)
+	mandant.base32_encode(bytea), mandant.api_require_platform_worker(),
+	mandant.openapi_type(regtype), mandant.camel_case(text)
 FROM PUBLIC;
 
 
@@ -3895,3 +4268,45 @@ $policies$;
 CREATE TRIGGER http_routes_changed
 AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON mandant.http_route
 FOR EACH STATEMENT EXECUTE FUNCTION mandant.http_routes_changed();
+
+/* The routes that come with the extension (builtin: pg_dump leaves them out). */
+INSERT INTO mandant.http_route (method, path, function, required_scope, public, paginated, summary,
+								envelope, builtin, created_by) VALUES
+	('POST', '/api/v1/auth/login', 'mandant.login(text,text,text,inet,text)', NULL, true, false,
+	 'Sign in with e-mail and password (and a one-time code); the refresh token comes as a cookie', true, true, 'mandant'),
+	('POST', '/api/v1/auth/refresh', 'mandant.refresh(text)', NULL, true, false,
+	 'New tokens for the refresh cookie, which is rotated', true, true, 'mandant'),
+	('POST', '/api/v1/auth/token', 'mandant.service_token(text,text)', NULL, true, false,
+	 'A service account''s access token for its client id and secret', true, true, 'mandant'),
+	('POST', '/api/v1/auth/logout', 'mandant.api_logout(text)', NULL, false, false,
+	 'Sign out: the token and its session stop working, the cookie is cleared', true, true, 'mandant'),
+	('GET', '/api/v1/auth/me', 'mandant.api_me()', NULL, false, false,
+	 'The signed-in user, tenant, role and scopes', true, true, 'mandant'),
+	('POST', '/api/v1/auth/totp/enroll', 'mandant.totp_enroll()', NULL, false, false,
+	 'Start enrolling a second factor (TOTP)', true, true, 'mandant'),
+	('POST', '/api/v1/auth/totp/confirm', 'mandant.totp_confirm(text)', NULL, false, false,
+	 'Confirm the second factor with a one-time code', true, true, 'mandant'),
+	('POST', '/api/v1/tenants', 'mandant.api_sign_up(text,text,text,text,text,inet)', NULL, true, false,
+	 'Sign up: a new account that owns a new tenant', true, true, 'mandant'),
+	('GET', '/api/v1/members', 'mandant.list_members()', 'read', false, true,
+	 'The members of the tenant', true, true, 'mandant'),
+	('POST', '/api/v1/members', 'mandant.api_add_member(uuid,text)', 'admin', false, false,
+	 'Add a member', true, true, 'mandant'),
+	('PATCH', '/api/v1/members/{userId}', 'mandant.api_set_member_role(uuid,text)', 'admin', false, false,
+	 'Change a member''s role', true, true, 'mandant'),
+	('DELETE', '/api/v1/members/{userId}', 'mandant.api_remove_member(uuid)', 'admin', false, false,
+	 'Remove a member', true, true, 'mandant'),
+	('GET', '/api/v1/config/{service}/{key}', 'mandant.api_config_get(text,text)', 'read', false, false,
+	 'A configuration value, its version and scope', true, true, 'mandant'),
+	('PUT', '/api/v1/config/{service}/{key}', 'mandant.api_config_put(text,text,jsonb,text,bigint)', 'admin', false, false,
+	 'Set a configuration value (If-Match: the version it replaces)', true, true, 'mandant'),
+	('GET', '/api/v1/audit', 'mandant.api_audit(timestamptz,text,text,text)', 'admin', false, true,
+	 'The tenant''s audit events, newest first', true, true, 'mandant'),
+	('POST', '/internal/v1/outbox/claim', 'mandant.api_outbox_claim(text,integer,interval)', 'internal', false, false,
+	 'Lease pending outbox events (platform workers)', true, true, 'mandant'),
+	('POST', '/internal/v1/outbox/ack', 'mandant.api_outbox_ack(bigint[])', 'internal', false, false,
+	 'Mark leased events delivered (platform workers)', true, true, 'mandant'),
+	('GET', '/.well-known/jwks.json', 'mandant.jwks()', NULL, true, false,
+	 'The public keys that verify access tokens (JWKS)', false, true, 'mandant'),
+	('GET', '/api/v1/openapi.json', 'mandant.openapi()', NULL, true, false,
+	 'This document', false, true, 'mandant');

@@ -24,6 +24,8 @@ CREATE TABLE mandant.http_route (
 	public			boolean NOT NULL DEFAULT false,
 	paginated		boolean NOT NULL DEFAULT false,
 	summary			text,
+	envelope		boolean NOT NULL DEFAULT true,
+	builtin			boolean NOT NULL DEFAULT false,
 	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	created_by		name NOT NULL,
 	PRIMARY KEY (method, path),
@@ -31,12 +33,12 @@ CREATE TABLE mandant.http_route (
 );
 
 COMMENT ON TABLE mandant.http_route IS
-'Routes of the HTTP gateway: method and path template ({param} segments) to a function, with the scope it requires, whether it is public and paginated (written by mandant.http_route() through the gate).';
+'Routes of the HTTP gateway: method and path template ({param} segments) to a function, with the scope it requires, whether it is public and paginated, and whether its answer is the envelope or the function''s JSON as it is (written by mandant.http_route() through the gate; builtin rows come with the extension).';
 
 ALTER TABLE mandant.http_route ENABLE ROW LEVEL SECURITY;
 CREATE POLICY http_route_read ON mandant.http_route FOR SELECT USING (true);
 GRANT SELECT ON mandant.http_route TO PUBLIC;
-SELECT pg_catalog.pg_extension_config_dump('mandant.http_route', '');
+SELECT pg_catalog.pg_extension_config_dump('mandant.http_route', 'WHERE NOT builtin');
 
 CREATE FUNCTION mandant.http_routes_changed()
 RETURNS trigger
@@ -54,7 +56,8 @@ FOR EACH STATEMENT EXECUTE FUNCTION mandant.http_routes_changed();
 
 CREATE FUNCTION mandant.http_route(method text, path text, function regprocedure,
 								   required_scope text DEFAULT NULL, public boolean DEFAULT false,
-								   paginated boolean DEFAULT false, summary text DEFAULT NULL)
+								   paginated boolean DEFAULT false, summary text DEFAULT NULL,
+								   envelope boolean DEFAULT true)
 RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
@@ -62,11 +65,11 @@ AS $$
 	SELECT mandant.gate_call('http_route', NULL, jsonb_build_object(
 		'function', function::oid, 'method', method, 'path', path,
 		'requiredScope', required_scope, 'public', public, 'paginated', paginated,
-		'summary', summary));
+		'summary', summary, 'envelope', envelope));
 $$;
 
-COMMENT ON FUNCTION mandant.http_route(text, text, regprocedure, text, boolean, boolean, text) IS
-'Route method and path (e.g. ''/v1/notes/{noteId}'') of the HTTP gateway to function: its arguments come by camelCase name from path, query and JSON body; the call needs a token with required_scope unless public; a paginated function returns a set. Replaces the route of the same method and path. Grants EXECUTE on the function to mandant_gateway. The function''s owner or mandant_admin.';
+COMMENT ON FUNCTION mandant.http_route(text, text, regprocedure, text, boolean, boolean, text, boolean) IS
+'Route method and path (e.g. ''/v1/notes/{noteId}'') of the HTTP gateway to function: its arguments come by camelCase name from path, query and JSON body; the call needs a token with required_scope unless public; a paginated function returns a set; without envelope the answer is the function''s JSON as it is. Replaces the route of the same method and path. Grants EXECUTE on the function to mandant_gateway. The function''s owner or mandant_admin.';
 
 CREATE FUNCTION mandant.drop_http_route(method text, path text)
 RETURNS boolean
@@ -102,6 +105,7 @@ DECLARE
 	scope		text := args ->> 'requiredScope';
 	is_public	boolean := COALESCE((args ->> 'public')::boolean, false);
 	paginated	boolean := COALESCE((args ->> 'paginated')::boolean, false);
+	envelope	boolean := COALESCE((args ->> 'envelope')::boolean, true);
 	p			pg_proc;
 	in_names	text[];
 	param		text;
@@ -173,12 +177,14 @@ BEGIN
 				  HINT = 'Name every parameter once.';
 	END IF;
 
+	/* a builtin route that is replaced becomes the database's own (pg_dump keeps it) */
 	INSERT INTO mandant.http_route AS r (method, path, function, required_scope, public, paginated,
-										 summary, created_by)
-	VALUES (method, path, fn, scope, is_public, paginated, args ->> 'summary', caller)
+										 summary, envelope, created_by)
+	VALUES (method, path, fn, scope, is_public, paginated, args ->> 'summary', envelope, caller)
 	ON CONFLICT ON CONSTRAINT http_route_pkey DO UPDATE
 	SET function = EXCLUDED.function, required_scope = EXCLUDED.required_scope,
 		public = EXCLUDED.public, paginated = EXCLUDED.paginated, summary = EXCLUDED.summary,
+		envelope = EXCLUDED.envelope, builtin = false,
 		created_at = EXCLUDED.created_at, created_by = EXCLUDED.created_by;
 	PERFORM mandant.http_route_grants();
 	RETURN NULL;

@@ -59,5 +59,6 @@ REVOKE ALL ON FUNCTION
 	mandant.check_resource(text), mandant.effective_limit(uuid, text),
 	mandant.check_limit(uuid, text, bigint), mandant.tenant_payload(mandant.tenant),
 	mandant.tenant_tables(), mandant.random_bytes(integer), mandant.random_token(integer),
-	mandant.base32_encode(bytea)
+	mandant.base32_encode(bytea), mandant.api_require_platform_worker(),
+	mandant.openapi_type(regtype), mandant.camel_case(text)
 FROM PUBLIC;
