@@ -28,6 +28,7 @@
 #include <openssl/evp.h>
 
 #include "common/jsonapi.h"
+#include "common/sha2.h"
 #include "datatype/timestamp.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
@@ -338,7 +339,7 @@ VerifySignature(EVP_PKEY *pkey, const char *signed_part, size_t signed_len,
  * CheckTokenHeader reads the header and returns the key that must verify
  * the signature.
  */
-static EVP_PKEY *
+static MandantJwtKey *
 CheckTokenHeader(const char *header, size_t len)
 {
 	JwtField	fields[] = {
@@ -364,7 +365,7 @@ CheckTokenHeader(const char *header, size_t len)
 	for (int i = 0; i < nkeys; i++)
 	{
 		if (strcmp(keys[i]->kid, fields[1].string) == 0)
-			return keys[i]->pkey;
+			return keys[i];
 	}
 	MandantInvalidToken(psprintf("Key \"%s\" is not one of this server's keys.", fields[1].string));
 	return NULL;				/* not reached */
@@ -448,8 +449,10 @@ ReadClaims(const char *part, size_t len)
 
 /*
  * MandantVerifyToken checks a token's form, signature, issuer and times
- * and returns its claims; raises MD051 or MD052.  What the database knows
- * about revocation is checked by the callers (authenticate.c, logout).
+ * and returns its claims; raises MD051 or MD052.  The signature of a token
+ * this backend verified already with the same key is not checked again
+ * (tokencache.c).  What the database knows about revocation is checked by
+ * the callers (authenticate.c, logout).
  */
 MandantJwtClaims *
 MandantVerifyToken(text *token_text)
@@ -458,9 +461,11 @@ MandantVerifyToken(text *token_text)
 	size_t		len = strlen(token);
 	char	   *dot1;
 	char	   *dot2;
-	EVP_PKEY   *pkey;
+	MandantJwtKey *key;
 	unsigned char *signature;
 	size_t		signature_len;
+	uint8		digest[PG_SHA256_DIGEST_LENGTH];
+	MandantJwtClaims *claims;
 
 	if (len > JWT_MAX_BYTES)
 		MandantInvalidToken(psprintf("The token has %zu bytes; at most %d are accepted.", len, JWT_MAX_BYTES));
@@ -471,13 +476,19 @@ MandantVerifyToken(text *token_text)
 	if (dot1 == token || dot2 == dot1 + 1 || dot2[1] == '\0')
 		MandantInvalidToken("A part of the token is empty.");
 
-	pkey = CheckTokenHeader(token, dot1 - token);
+	key = CheckTokenHeader(token, dot1 - token);
+	MandantSha256(token, len, digest);
+	if (MandantTokenVerified(digest, key->kid, (double) UnixNow()))
+		return ReadClaims(dot1 + 1, dot2 - dot1 - 1);
+
 	signature = MandantBase64UrlDecode(dot2 + 1, strlen(dot2 + 1), &signature_len);
 	if (signature == NULL)
 		MandantInvalidToken("The signature is not base64url.");
-	if (!VerifySignature(pkey, token, dot2 - token, signature, signature_len))
+	if (!VerifySignature(key->pkey, token, dot2 - token, signature, signature_len))
 		MandantInvalidToken("The signature does not match the token.");
-	return ReadClaims(dot1 + 1, dot2 - dot1 - 1);
+	claims = ReadClaims(dot1 + 1, dot2 - dot1 - 1);
+	MandantRememberVerified(digest, key->kid, claims->exp);
+	return claims;
 }
 
 /* ---- signing and SQL functions ------------------------------------------ */

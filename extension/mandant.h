@@ -245,6 +245,10 @@ extern MandantJwtKey *MandantJwtSigningKey(void);
 extern MandantJwtKey **MandantJwtVerificationKeys(int *nkeys);
 extern void MandantDefineTokenVariables(void);
 extern MandantJwtClaims *MandantVerifyToken(text *token);
+
+/* tokencache.c */
+extern bool MandantTokenVerified(const uint8 *digest, const char *kid, double now);
+extern void MandantRememberVerified(const uint8 *digest, const char *kid, double exp);
 extern void MandantInvalidToken(const char *why) pg_attribute_noreturn();
 extern Datum MandantAuthenticate(text *token, const char *warn_as);
 
