@@ -279,8 +279,12 @@ MandantJsonToDatum(const JsonbValue *value, Oid type, bool from_text,
 		return true;
 	}
 
+	/*
+	 * Arrays; int2vector and oidvector look like arrays but take no nulls
+	 * and count from 0: they are read as text (the next case).
+	 */
 	elemtype = get_element_type(base);
-	if (OidIsValid(elemtype) && get_typlen(base) == -1)
+	if (OidIsValid(elemtype) && get_array_type(elemtype) == base)
 	{
 		Datum		array;
 

@@ -21,6 +21,9 @@
  *	   (httpargs.c; 400 with one entry per field);
  *	5. the call, through SPI as the calling role (so EXECUTE and row level
  *	   security apply), with a plan kept per route and set of arguments;
+ *	   the settings the function changes are undone when it returns, and
+ *	   a call that creates the session's schema of temporary objects fails:
+ *	   the gateway's session serves the next tenant's request;
  *	6. the envelope (httpanswer.c), with the rows' keys in camelCase and
  *	   page, pageSize and total for paginated routes.
  *
@@ -31,6 +34,9 @@
  * the context it sets ends with the request, and it refuses trusted roles
  * (mandant_service, mandant_admin, superusers): tenant, user and scopes
  * come only from the token, never from the gateway's own rights.
+ *
+ * A request or trace id that mandant's settings refuse (control
+ * characters, too long) is replaced by a new id, resp. dropped.
  *
  * Requests carry credentials (tokens, passwords in a login's body), so the
  * call runs with log_min_error_statement = panic: no STATEMENT line of it
@@ -48,6 +54,7 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -198,6 +205,18 @@ RequestText(Jsonb *request, const char *key)
 	return pnstrdup(v->val.string.val, v->val.string.len);
 }
 
+/* NewRequestId returns a random (version 4) uuid as text. */
+static char *
+NewRequestId(void)
+{
+	pg_uuid_t	id;
+
+	MandantStrongRandom(id.data, UUID_LEN);
+	id.data[6] = (id.data[6] & 0x0f) | 0x40;
+	id.data[8] = (id.data[8] & 0x3f) | 0x80;
+	return MandantUuidText(&id);
+}
+
 /* ParseRequest reads the request object. */
 static void
 ParseRequest(Jsonb *request, text *body, HttpRequest *req)
@@ -229,14 +248,7 @@ ParseRequest(Jsonb *request, text *body, HttpRequest *req)
 	req->if_match = RequestText(request, "ifMatch");
 	req->body = body;
 	if (req->request_id == NULL || req->request_id[0] == '\0')
-	{
-		pg_uuid_t	id;
-
-		MandantStrongRandom(id.data, UUID_LEN);
-		id.data[6] = (id.data[6] & 0x0f) | 0x40;
-		id.data[8] = (id.data[8] & 0x3f) | 0x80;
-		req->request_id = MandantUuidText(&id);
-	}
+		req->request_id = NewRequestId();
 }
 
 /*
@@ -743,6 +755,30 @@ CallPlan(MandantHttpRoute *route, CallArgs *args)
 }
 
 /*
+ * CheckSessionUntouched undoes the settings the route's function changed
+ * (SET, set_config(), SET ROLE: they would outlive the request in the
+ * gateway's session and reach the next tenant's requests), and refuses a
+ * call that gave the session a schema of temporary objects, which the
+ * unqualified names of later calls would find first.
+ */
+static void
+CheckSessionUntouched(const MandantHttpRoute *route, Oid temp_namespace, int guc_level)
+{
+	Oid			now_namespace;
+	Oid			now_toast;
+
+	AtEOXact_GUC(false, guc_level);
+	GetTempNamespaceState(&now_namespace, &now_toast);
+	if (now_namespace != temp_namespace)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("route %s created temporary objects", route->label),
+				 errdetail("Function %s created a temporary object in the gateway's session, where it would outlive the request.",
+						   route->qualified_name),
+				 errhint("Keep the function's data in permanent tables: a route's function runs in the gateway's shared session.")));
+}
+
+/*
  * CallRoute runs the route's function and returns its result as jsonb
  * (NULL for nothing), with the number of rows in *total.
  */
@@ -755,6 +791,9 @@ CallRoute(MandantHttpRoute *route, CallArgs *args, int64 *total)
 	bool		isnull;
 	Datum		value;
 	int			ret;
+	Oid			temp_namespace;
+	Oid			temp_toast;
+	int			guc_level;
 
 	if (route->paginated)
 	{
@@ -771,7 +810,10 @@ CallRoute(MandantHttpRoute *route, CallArgs *args, int64 *total)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	plan = CallPlan(route, args);
+	GetTempNamespaceState(&temp_namespace, &temp_toast);
+	guc_level = NewGUCNestLevel();
 	ret = SPI_execute_plan(plan, args->values, args->nulls, false, 1);
+	CheckSessionUntouched(route, temp_namespace, guc_level);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "the call of route %s answered %s", route->label, SPI_result_code_string(ret));
 	value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -1037,11 +1079,17 @@ mandant_http_call(PG_FUNCTION_ARGS)
 
 	(void) set_config_option("TimeZone", "UTC", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
-	(void) set_config_option(MANDANT_GUC_REQUEST_ID, req.request_id, PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_LOCAL, true, 0, false);
-	if (req.trace_id != NULL)
-		(void) set_config_option(MANDANT_GUC_TRACE_ID, req.trace_id, PGC_USERSET, PGC_S_SESSION,
+	if (set_config_option(MANDANT_GUC_REQUEST_ID, req.request_id, PGC_USERSET, PGC_S_SESSION,
+						  GUC_ACTION_LOCAL, true, DEBUG5, false) <= 0)
+	{
+		/* an id the setting refuses (control characters, too long): a new one */
+		req.request_id = NewRequestId();
+		(void) set_config_option(MANDANT_GUC_REQUEST_ID, req.request_id, PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_LOCAL, true, 0, false);
+	}
+	if (req.trace_id != NULL)				/* a refused trace id is dropped */
+		(void) set_config_option(MANDANT_GUC_TRACE_ID, req.trace_id, PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, DEBUG5, false);
 	MandantAssignContext(NULL, NULL, 0);
 
 	(void) pushJsonbValue(&answer.headers, WJB_BEGIN_OBJECT, NULL);

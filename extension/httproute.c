@@ -17,10 +17,12 @@
  * a request gave), which go with the cache.
  *
  * What a catalog row says is checked again here, not trusted: a route
- * whose function is gone, takes unnamed, variadic or polymorphic
- * arguments, or returns no set although it is paginated is loaded as
- * broken, and the dispatcher answers 500 for it (mandant.http_route()
- * refuses all of these when a route is registered).
+ * whose function is gone, is no plain function, returns record without
+ * OUT parameters, takes unnamed, variadic or polymorphic arguments, or
+ * returns no set although it is paginated is loaded as broken, and the
+ * dispatcher answers 500 for it (mandant.http_route() refuses all of
+ * these when a route is registered).  A load that fails leaves no routes
+ * and the cache invalid, so that the next request loads them again.
  *
  * Matching compares segment by segment; a literal segment beats a
  * parameter, so "/v1/notes/recent" wins over "/v1/notes/{noteId}".
@@ -177,7 +179,12 @@ LoadFunction(MandantHttpRoute *route)
 													   NameStr(proc->proname));
 	route->retset = proc->proretset;
 	route->returns_void = proc->prorettype == VOIDOID;
-	if (proc->provariadic != InvalidOid)
+	if (proc->prokind != PROKIND_FUNCTION)
+		route->broken = "it is not a plain function";
+	else if (proc->prorettype == RECORDOID &&
+			 heap_attisnull(tuple, Anum_pg_proc_proallargtypes, NULL))
+		route->broken = "it returns record without naming its columns";
+	else if (proc->provariadic != InvalidOid)
 		route->broken = "it is variadic";
 	else if (route->paginated && !proc->proretset)
 		route->broken = "it is paginated but does not return a set";
@@ -348,6 +355,27 @@ LoadRoutes(void)
 }
 
 /*
+ * EnsureRoutes loads the routes; a load that fails (a statement timeout,
+ * say) leaves no routes and the cache invalid, not half loaded.
+ */
+static void
+EnsureRoutes(void)
+{
+	PG_TRY();
+	{
+		LoadRoutes();
+	}
+	PG_CATCH();
+	{
+		RoutesValid = false;
+		Routes = NULL;
+		NumRoutes = 0;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+/*
  * MandantHttpRouteContext returns the context the routes and their plans
  * live in.
  */
@@ -372,7 +400,7 @@ MandantHttpMatch(const char *method, char **segments, int nsegments,
 	StringInfoData methods;
 
 	if (!RoutesValid)
-		LoadRoutes();
+		EnsureRoutes();
 	initStringInfo(&methods);
 	for (int i = 0; i < NumRoutes; i++)
 	{

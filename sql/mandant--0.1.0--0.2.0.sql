@@ -3541,6 +3541,8 @@ DECLARE
 	p			pg_proc;
 	in_names	text[];
 	param		text;
+	other		text;
+	other_owner	text;
 BEGIN
 	SELECT * INTO p FROM pg_proc WHERE oid = fn;
 	IF p.pronamespace IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
@@ -3573,6 +3575,20 @@ BEGIN
 			USING ERRCODE = 'invalid_function_definition',
 				  DETAIL = 'Every argument must have a name and a concrete type (no polymorphic or pseudo-types).',
 				  HINT = 'Name the arguments: the gateway maps camelCase keys to them.';
+	END IF;
+	IF p.prokind <> 'f' OR (p.prorettype = 'record'::regtype
+		AND NOT COALESCE(p.proargmodes && ARRAY['o', 'b', 't']::"char"[], false)) THEN
+		RAISE EXCEPTION 'function % cannot be routed', fn
+			USING ERRCODE = 'invalid_function_definition',
+				  DETAIL = 'It is a procedure, an aggregate or a window function, or it returns record without naming its columns.',
+				  HINT = 'Route a plain function; give a function returning record OUT parameters or RETURNS TABLE.';
+	END IF;
+	IF ARRAY['access_token', 'refresh_token'] && in_names
+		AND NOT pg_has_role(caller, 'mandant_admin', 'USAGE') THEN
+		RAISE EXCEPTION 'function % takes the request''s credentials', fn
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'The gateway fills access_token and refresh_token with the bearer token and the refresh cookie of whoever calls the route.',
+				  HINT = 'Only a platform administrator (mandant_admin) routes such a function.';
 	END IF;
 	IF paginated AND NOT p.proretset THEN
 		RAISE EXCEPTION 'function % returns no set', fn
@@ -3607,6 +3623,34 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  DETAIL = 'Each {parameter} fills one argument.',
 				  HINT = 'Name every parameter once.';
+	END IF;
+
+	/*
+	 * Another role's route: a route of the same method that matches a path
+	 * this one matches (the same path, or one that differs only where
+	 * either has a {parameter}) belongs to the owner of its function (or,
+	 * if that is gone, to the role that created it); only that owner and
+	 * mandant_admin may replace or shadow it.
+	 */
+	SELECT r.method || ' ' || r.path, COALESCE(o.rolname, r.created_by) INTO other, other_owner
+	FROM mandant.http_route r
+	LEFT JOIN pg_proc f ON f.oid = r.function
+	LEFT JOIN pg_roles o ON o.oid = f.proowner
+	WHERE r.method = upper(args ->> 'method')
+	  AND NOT pg_has_role(caller, 'mandant_admin', 'USAGE')
+	  AND NOT COALESCE((SELECT pg_has_role(caller, x.oid, 'USAGE') FROM pg_roles x
+						WHERE x.rolname = COALESCE(o.rolname, r.created_by)), false)
+	  AND array_length(string_to_array(r.path, '/'), 1)
+		  = array_length(string_to_array(args ->> 'path', '/'), 1)
+	  AND NOT EXISTS (SELECT 1 FROM unnest(string_to_array(r.path, '/'),
+										   string_to_array(args ->> 'path', '/')) AS s(a, b)
+					  WHERE a <> b AND a NOT LIKE '{%}' AND b NOT LIKE '{%}')
+	LIMIT 1;
+	IF other IS NOT NULL THEN
+		RAISE EXCEPTION 'route % belongs to role "%"', other, other_owner
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('%s %s would replace it or take requests meant for it.', method, path),
+				  HINT = 'Choose another path, or ask its owner or a platform administrator.';
 	END IF;
 
 	/* a builtin route that is replaced becomes the database's own (pg_dump keeps it) */
