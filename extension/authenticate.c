@@ -157,21 +157,23 @@ AuthenticationAnswer(MandantJwtClaims *claims, bool m2m)
 }
 
 /*
- * mandant.authenticate(token text) returns jsonb: verifies an access token
- * and sets tenant, user and scopes for the rest of the transaction.  For
- * anyone: the token is the credential.
+ * MandantAuthenticate verifies an access token and sets tenant, user and
+ * scopes for the rest of the transaction; returns the answer of
+ * mandant.authenticate().  warn_as names the caller in the warnings about
+ * context mistakes, or is NULL when the caller knows the context's extent
+ * (mandant.http_call(): one request, one statement).
  */
 Datum
-mandant_authenticate(PG_FUNCTION_ARGS)
+MandantAuthenticate(text *token, const char *warn_as)
 {
 	MandantJwtClaims  *claims;
 	pg_uuid_t  *subject;
 	pg_uuid_t  *tenant = NULL;
 	bool		m2m;
 
-	if (PG_ARGISNULL(0))
+	if (token == NULL)
 		MandantInvalidToken("No token was given.");
-	claims = MandantVerifyToken(PG_GETARG_TEXT_PP(0));
+	claims = MandantVerifyToken(token);
 	m2m = strcmp(claims->typ, "m2m") == 0;
 	if (!m2m && strcmp(claims->typ, "access") != 0)
 		MandantInvalidToken(psprintf("A token of type \"%s\" is not an access token.", claims->typ));
@@ -186,8 +188,21 @@ mandant_authenticate(PG_FUNCTION_ARGS)
 		CheckUserToken(claims, subject, tenant);
 	if (tenant)
 		MandantCheckTenantEnterable(tenant);
-	MandantWarnContextMistakes("mandant.authenticate()");
+	if (warn_as != NULL)
+		MandantWarnContextMistakes(warn_as);
 
 	MandantAssignContext(tenant, m2m ? NULL : subject, claims->scopes);
-	PG_RETURN_DATUM(AuthenticationAnswer(claims, m2m));
+	return AuthenticationAnswer(claims, m2m);
+}
+
+/*
+ * mandant.authenticate(token text) returns jsonb: verifies an access token
+ * and sets tenant, user and scopes for the rest of the transaction.  For
+ * anyone: the token is the credential.
+ */
+Datum
+mandant_authenticate(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATUM(MandantAuthenticate(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0),
+										"mandant.authenticate()"));
 }

@@ -31,6 +31,21 @@ PG_FUNCTION_INFO_V1(mandant_base32_encode);
 static const char b64url_alphabet[] =
 "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
+/*
+ * MandantHexDigitValue returns the value of one hexadecimal digit, or -1.
+ */
+int
+MandantHexDigitValue(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 /* MandantBase64UrlEncode encodes len bytes without padding. */
 char *
 MandantBase64UrlEncode(const unsigned char *data, size_t len)

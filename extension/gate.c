@@ -41,12 +41,22 @@
  *	signed in		the signed-in user, in the role that signed in
  *	table owner		the owner of args.table (a permanent table of the
  *					application, see MandantCheckTableTarget)
+ *	function owner	the owner of args.function, or mandant_admin
  *	machine owner	the owner of the state machine args.machine, or
  *					mandant_admin; never the built-in machine
  *	anyone			every role (the operation checks credentials itself)
  *
  * mandant.identity_call(op, tenant, args) is the same gate as the 0.1.0
  * schema declares it: identity operations only.
+ *
+ * Operations without a function here run in a function of their own, which
+ * checks its caller first: mandant.config_write() and mandant.charge() in C
+ * (MandantCheckGateFor), and the platform's operations (create_tenant,
+ * audit_seal, outbox_claim, set_quota, ...) through mandant.gate_check(op),
+ * whose public SECURITY INVOKER function then calls mandant.op_<name>().
+ * Those are granted to mandant_admin (and mandant_service) as well, so a
+ * direct call by anyone else is refused by PostgreSQL too; the gate's
+ * refusal says which role to grant.
  *
  * Copyright (c) 2026, the mandant developers
  *
@@ -57,6 +67,8 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -69,12 +81,15 @@
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
+#include "utils/regproc.h"
+#include "utils/syscache.h"
 #include "utils/uuid.h"
 
 #include "mandant.h"
 
 PG_FUNCTION_INFO_V1(mandant_gate_call);
 PG_FUNCTION_INFO_V1(mandant_identity_call);
+PG_FUNCTION_INFO_V1(mandant_gate_check);
 PG_FUNCTION_INFO_V1(mandant_gate_caller_member_of);
 
 /* Who may pass the gate for an operation. */
@@ -90,6 +105,7 @@ typedef enum GateRule
 	GATE_TABLE_OWNER,
 	GATE_MACHINE_OWNER,
 	GATE_TABLE_AND_MACHINE_OWNER,
+	GATE_FUNCTION_OWNER,
 	GATE_ANYONE
 } GateRule;
 
@@ -137,6 +153,9 @@ static const GateOp gate_ops[] = {
 	{"detach_quota", GATE_TABLE_OWNER, "registry_detach_quota", false, false},
 	{"bind_state_machine", GATE_TABLE_AND_MACHINE_OWNER, "registry_bind_state_machine", false, false},
 	{"unbind_state_machine", GATE_TABLE_OWNER, "registry_unbind_state_machine", false, false},
+	/* routing HTTP requests to functions (95_http.sql) */
+	{"http_route", GATE_FUNCTION_OWNER, "registry_http_route", false, false},
+	{"drop_http_route", GATE_FUNCTION_OWNER, "registry_drop_http_route", false, false},
 	/* defining state machines (70_state_machine.sql) */
 	{"create_state_machine", GATE_ANYONE, "machine_create", false, false},
 	{"add_state", GATE_MACHINE_OWNER, "machine_add_state", false, false},
@@ -145,23 +164,59 @@ static const GateOp gate_ops[] = {
 	{"drop_state_machine", GATE_MACHINE_OWNER, "machine_drop", false, false},
 	/* checked here, run by their own C function (MandantCheckGateFor) */
 	{"config_write", GATE_TENANT_ONLY, NULL, false, false},
+	{"charge", GATE_SERVICE, NULL, false, false},
+	/* checked by mandant.gate_check(), run by mandant.op_<name>() */
+	{"create_tenant", GATE_ADMIN, NULL, false, false},
+	{"complete_tenant_provisioning", GATE_SERVICE, NULL, false, false},
+	{"fail_tenant_provisioning", GATE_SERVICE, NULL, false, false},
+	{"suspend_tenant", GATE_ADMIN, NULL, false, false},
+	{"resume_tenant", GATE_ADMIN, NULL, false, false},
+	{"delete_tenant", GATE_ADMIN, NULL, false, false},
+	{"export_tenant", GATE_ADMIN, NULL, false, false},
+	{"import_tenant", GATE_ADMIN, NULL, false, false},
+	{"audit_seal", GATE_ADMIN, NULL, false, false},
+	{"audit_events", GATE_ADMIN, NULL, false, false},
+	{"outbox_claim", GATE_SERVICE, NULL, false, false},
+	{"outbox_ack", GATE_SERVICE, NULL, false, false},
+	{"outbox_nack", GATE_SERVICE, NULL, false, false},
+	{"outbox_replay", GATE_SERVICE, NULL, false, false},
+	{"outbox_skip", GATE_SERVICE, NULL, false, false},
+	{"outbox_purge", GATE_SERVICE, NULL, false, false},
+	{"outbox_stats", GATE_SERVICE, NULL, false, false},
+	{"set_quota", GATE_ADMIN, NULL, false, false},
+	{"change_plan", GATE_ADMIN, NULL, false, false},
+	{"usage_reconcile", GATE_ADMIN, NULL, false, false},
 };
 
 /* The role that passed the gate, while its operation runs. */
 static Oid	gate_caller = InvalidOid;
 
 /*
- * FindOp returns the operation called name; identity_only limits the search
- * to the operations of mandant.identity_call().
+ * LookupOp returns the operation called name, or NULL; identity_only limits
+ * the search to the operations of mandant.identity_call().
  */
 static const GateOp *
-FindOp(const char *name, bool identity_only)
+LookupOp(const char *name, bool identity_only)
 {
 	for (size_t i = 0; i < lengthof(gate_ops); i++)
 	{
 		if (strcmp(gate_ops[i].name, name) == 0 && (gate_ops[i].identity || !identity_only))
 			return &gate_ops[i];
 	}
+	return NULL;
+}
+
+/*
+ * FindOp returns the operation called name, as LookupOp, and refuses a name
+ * that is none of mandant.gate_call()'s.
+ */
+static const GateOp *
+FindOp(const char *name, bool identity_only)
+{
+	const GateOp *op = LookupOp(name, identity_only);
+
+	if (op != NULL)
+		return op;
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("unknown mandant operation \"%s\"", name),
@@ -306,6 +361,52 @@ CheckMachineOwner(const GateOp *op, Jsonb *args, bool admin)
 }
 
 /*
+ * GrantHint returns the hint of a refusal that a grant of role would have
+ * let through: the GRANT statement a platform administrator runs for the
+ * current user.
+ */
+static const char *
+GrantHint(const char *role)
+{
+	const char *me = quote_identifier(GetUserNameFromId(GetUserId(), false));
+
+	if (strcmp(role, MANDANT_ROLE_ADMIN) == 0)
+		return psprintf("A platform administrator grants it: GRANT %s TO %s;", role, me);
+	return psprintf("A platform administrator grants it to trusted backends: GRANT %s TO %s;", role, me);
+}
+
+/*
+ * CheckFunctionOwner refuses callers who neither own the function
+ * args.function (through their roles) nor are members of mandant_admin.
+ */
+static void
+CheckFunctionOwner(const GateOp *op, Jsonb *args, bool admin)
+{
+	char	   *text = ArgText(args, "function");
+	Oid			fn = text ? DatumGetObjectId(DirectFunctionCall1(oidin, CStringGetDatum(text))) : InvalidOid;
+	HeapTuple	tuple;
+	Oid			owner;
+
+	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+	if (!HeapTupleIsValid(tuple))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("function %s does not exist", text ? text : "null"),
+				 errdetail("mandant.%s() was called without an existing function.", op->name),
+				 errhint("Pass the function as a regprocedure, e.g. 'app.note_get(uuid)'.")));
+	owner = ((Form_pg_proc) GETSTRUCT(tuple))->proowner;
+	ReleaseSysCache(tuple);
+	if (admin || has_privs_of_role(GetUserId(), owner))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("must be owner of function %s", format_procedure(fn)),
+			 errdetail("Function %s is owned by %s, not by %s.", format_procedure(fn),
+					   GetUserNameFromId(owner, true), GetUserNameFromId(GetUserId(), false)),
+			 errhint("Route it as a member of its owner's role, or as a member of mandant_admin.")));
+}
+
+/*
  * CheckGate refuses a caller that op's rule does not let through.
  */
 static void
@@ -322,10 +423,14 @@ CheckGate(const GateOp *op, const pg_uuid_t *tenant, Jsonb *args)
 	{
 		case GATE_ADMIN:
 			ok = admin;
+			if (!ok)
+				hint = GrantHint(MANDANT_ROLE_ADMIN);
 			break;
 		case GATE_SERVICE:
 			ok = admin || service;
 			who = "trusted backends (mandant_service) and mandant_admin";
+			if (!ok)
+				hint = GrantHint(MANDANT_ROLE_SERVICE);
 			break;
 		case GATE_TENANT:
 			ok = admin || (tenant == NULL && service) || InTenantAsManager(tenant, service);
@@ -367,6 +472,10 @@ CheckGate(const GateOp *op, const pg_uuid_t *tenant, Jsonb *args)
 			CheckMachineOwner(op, args, admin);
 			ok = true;
 			break;
+		case GATE_FUNCTION_OWNER:
+			CheckFunctionOwner(op, args, admin);
+			ok = true;
+			break;
 		case GATE_ANYONE:
 			ok = true;
 			break;
@@ -385,7 +494,7 @@ CheckGate(const GateOp *op, const pg_uuid_t *tenant, Jsonb *args)
 /*
  * MandantCheckGateFor refuses a caller that the rule of operation opname
  * does not let through, for the operations that a C function of their own
- * runs after the check (mandant.config_write()).
+ * runs after the check (mandant.config_write(), mandant.charge()).
  */
 void
 MandantCheckGateFor(const char *opname, const pg_uuid_t *tenant)
@@ -495,6 +604,38 @@ Datum
 mandant_identity_call(PG_FUNCTION_ARGS)
 {
 	return GateCall(fcinfo, true);
+}
+
+/*
+ * mandant.gate_check(op text) returns void: refuses a caller that the rule
+ * of op does not let through.  The public functions whose operation runs in
+ * a SECURITY DEFINER function of its own (mandant.op_<name>(), granted to
+ * mandant_admin or mandant_service) call it first, so that a refusal says
+ * which role to grant instead of PostgreSQL's bare "permission denied for
+ * function".  Operations that run through mandant.gate_call() are refused:
+ * their rule may depend on a tenant and arguments that only gate_call()
+ * sees.
+ */
+Datum
+mandant_gate_check(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	const GateOp *op = LookupOp(name, false);
+
+	if (op == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown mandant operation \"%s\"", name),
+				 errdetail("mandant.gate_check() checks mandant's own privileged operations only."),
+				 errhint("Call the public function, e.g. mandant.audit_seal().")));
+	if (op->function != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("mandant operation \"%s\" is checked by mandant.gate_call()", op->name),
+				 errdetail("Its rule may depend on the tenant and arguments that mandant.gate_call() checks when it runs the operation."),
+				 errhint("Call mandant.%s() instead.", op->name)));
+	CheckGate(op, NULL, NULL);
+	PG_RETURN_VOID();
 }
 
 /*

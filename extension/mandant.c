@@ -107,6 +107,7 @@ _PG_init(void)
 	MandantDefineSecretVariables();
 	MandantDefineRateLimitVariables();
 	MandantDefineDeferredVariables();
+	MandantDefineHttpVariables();
 
 	MarkGUCPrefixReserved("mandant");
 

@@ -195,6 +195,7 @@ extern void MandantStrongRandom(void *buf, size_t len);
 extern char *MandantOpenSslError(void);
 
 /* encode.c */
+extern int	MandantHexDigitValue(char c);
 extern char *MandantBase64UrlEncode(const unsigned char *data, size_t len);
 extern unsigned char *MandantBase64UrlDecode(const char *text, size_t len,
 											 size_t *outlen);
@@ -245,6 +246,10 @@ extern MandantJwtKey **MandantJwtVerificationKeys(int *nkeys);
 extern void MandantDefineTokenVariables(void);
 extern MandantJwtClaims *MandantVerifyToken(text *token);
 extern void MandantInvalidToken(const char *why) pg_attribute_noreturn();
+extern Datum MandantAuthenticate(text *token, const char *warn_as);
+
+/* httpcall.c */
+extern void MandantDefineHttpVariables(void);
 extern char *MandantIsoUtc(double unix_seconds);
 
 /* mandant.c */

@@ -598,7 +598,9 @@ CheckChargeable(Datum resource_text, const char *resource)
 /*
  * mandant.charge(resource text, amount bigint) returns void: counts amount
  * of a resource that is not rows (storage bytes) against the current
- * tenant's limit; a negative amount gives back.
+ * tenant's limit; a negative amount gives back.  Trusted backends and
+ * platform administrators only (the gate's rule "service"): a negative
+ * charge frees quota.
  */
 Datum
 mandant_charge(PG_FUNCTION_ARGS)
@@ -606,6 +608,7 @@ mandant_charge(PG_FUNCTION_ARGS)
 	const pg_uuid_t *tenant = MandantCurrentTenant();
 	char	   *resource;
 
+	MandantCheckGateFor("charge", NULL);
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

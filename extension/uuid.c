@@ -29,21 +29,6 @@
 #include "mandant.h"
 
 /*
- * HexDigitValue returns the value of one hexadecimal digit, or -1.
- */
-static inline int
-HexDigitValue(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/*
  * MandantParseUuid reads the 36-character form that uuid_out writes
  * (either case), and nothing else: the context settings and the claims of
  * mandant's own tokens always carry that form.  Returns false for any
@@ -68,8 +53,8 @@ MandantParseUuid(const char *text, pg_uuid_t *uuid)
 				return false;
 			continue;
 		}
-		hi = HexDigitValue(text[i]);
-		lo = HexDigitValue(text[i + 1]);
+		hi = MandantHexDigitValue(text[i]);
+		lo = MandantHexDigitValue(text[i + 1]);
 		if (hi < 0 || lo < 0)
 			return false;
 		uuid->data[byte++] = (unsigned char) ((hi << 4) | lo);

@@ -211,7 +211,7 @@ fi
 # and the password functions with literal (wrong) secrets, and mandant keeps
 # the STATEMENT line of their failures out of the log.
 # shellcheck disable=SC2086
-if [ -n "$logs" ] && grep -HE 'STATEMENT: .*mandant\.(login|identity_login|service_token|change_password|reset_password|create_user|refresh|logout)\(' $logs >"$work/secrets.txt"; then
+if [ -n "$logs" ] && grep -HE 'STATEMENT: .*mandant\.(login|identity_login|service_token|change_password|reset_password|create_user|refresh|logout|http_call)\(' $logs >"$work/secrets.txt"; then
 	echo "test server_log_has_no_secret ... FAILED" | tee -a "$out"
 	sed 's/^/    /' "$work/secrets.txt" | head -20
 	status=1

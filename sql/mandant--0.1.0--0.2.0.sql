@@ -102,6 +102,77 @@ COMMENT ON TABLE mandant.users IS
 'People who log in. E-mail unique case-insensitively; password_hash is bcrypt, totp_secret sealed (AES-256-GCM); token_version invalidates every token when it grows; email_confirmed_at is set when the platform vouches for the address.';
 GRANT SELECT (email_confirmed_at) ON mandant.users TO mandant_admin;
 
+/*
+ * ---- the platform's operations pass the gate's check first ----
+ *
+ * Each keeps its body, its rights (mandant_admin, mandant_service) and its
+ * data as mandant.op_<name>; the public name becomes a SECURITY INVOKER
+ * function, executable by everyone, that calls mandant.gate_check() and
+ * then op_<name> (created below), so a refusal names the role to grant.
+ */
+ALTER FUNCTION mandant.create_tenant(text, text, text, text, uuid) RENAME TO op_create_tenant;
+ALTER FUNCTION mandant.audit_seal() RENAME TO op_audit_seal;
+ALTER FUNCTION mandant.audit_events(uuid, timestamptz, text, text, integer) RENAME TO op_audit_events;
+ALTER FUNCTION mandant.outbox_claim(text, integer, interval) RENAME TO op_outbox_claim;
+ALTER FUNCTION mandant.outbox_ack(bigint[]) RENAME TO op_outbox_ack;
+ALTER FUNCTION mandant.outbox_nack(bigint, text, text) RENAME TO op_outbox_nack;
+ALTER FUNCTION mandant.outbox_replay(bigint) RENAME TO op_outbox_replay;
+ALTER FUNCTION mandant.outbox_skip(bigint, text) RENAME TO op_outbox_skip;
+ALTER FUNCTION mandant.outbox_purge(interval) RENAME TO op_outbox_purge;
+ALTER FUNCTION mandant.outbox_stats() RENAME TO op_outbox_stats;
+ALTER FUNCTION mandant.set_quota(uuid, text, bigint, timestamptz, text) RENAME TO op_set_quota;
+ALTER FUNCTION mandant.change_plan(uuid, text, text) RENAME TO op_change_plan;
+ALTER FUNCTION mandant.usage_reconcile() RENAME TO op_usage_reconcile;
+ALTER FUNCTION mandant.complete_tenant_provisioning(uuid) RENAME TO op_complete_tenant_provisioning;
+ALTER FUNCTION mandant.fail_tenant_provisioning(uuid, text) RENAME TO op_fail_tenant_provisioning;
+ALTER FUNCTION mandant.suspend_tenant(uuid, text) RENAME TO op_suspend_tenant;
+ALTER FUNCTION mandant.resume_tenant(uuid) RENAME TO op_resume_tenant;
+ALTER FUNCTION mandant.delete_tenant(uuid, text) RENAME TO op_delete_tenant;
+ALTER FUNCTION mandant.export_tenant(uuid) RENAME TO op_export_tenant;
+ALTER FUNCTION mandant.import_tenant(jsonb) RENAME TO op_import_tenant;
+
+/* ---- routes of the HTTP gateway ---- */
+
+CREATE TABLE mandant.http_route (
+	method			text NOT NULL
+					CONSTRAINT http_route_method
+						CHECK (method IN ('GET', 'POST', 'PUT', 'PATCH', 'DELETE')),
+	path			text NOT NULL
+					CONSTRAINT http_route_path
+						CHECK (path ~ '^(/([A-Za-z0-9._~-]+|\{[a-z][A-Za-z0-9]*\}))+$'),
+	function		regprocedure NOT NULL,
+	required_scope	text
+					CONSTRAINT http_route_scope
+						CHECK (required_scope IN ('read', 'write', 'delete', 'admin', 'internal')),
+	public			boolean NOT NULL DEFAULT false,
+	paginated		boolean NOT NULL DEFAULT false,
+	summary			text,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	created_by		name NOT NULL,
+	PRIMARY KEY (method, path),
+	CONSTRAINT http_route_public_scope CHECK (NOT (public AND required_scope IS NOT NULL))
+);
+
+COMMENT ON TABLE mandant.http_route IS
+'Routes of the HTTP gateway: method and path template ({param} segments) to a function, with the scope it requires, whether it is public and paginated (written by mandant.http_route() through the gate).';
+
+ALTER TABLE mandant.http_route ENABLE ROW LEVEL SECURITY;
+CREATE POLICY http_route_read ON mandant.http_route FOR SELECT USING (true);
+GRANT SELECT ON mandant.http_route TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('mandant.http_route', '');
+
+CREATE TABLE mandant.http_route_grant (
+	kind		text NOT NULL CONSTRAINT http_route_grant_kind CHECK (kind IN ('function', 'schema')),
+	object		oid NOT NULL,
+	PRIMARY KEY (kind, object)
+);
+
+COMMENT ON TABLE mandant.http_route_grant IS
+'Rights mandant.http_route() granted to mandant_gateway: EXECUTE on routed functions, USAGE on their schemas (revoked when no route needs them).';
+
+ALTER TABLE mandant.http_route_grant ENABLE ROW LEVEL SECURITY;
+SELECT pg_catalog.pg_extension_config_dump('mandant.http_route_grant', '');
+
 /* ---- functions: new and changed (as in the install script) ---- */
 
 CREATE OR REPLACE FUNCTION mandant.tenant_filter()
@@ -128,6 +199,14 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION mandant.gate_call(text, uuid, jsonb) IS
 'The gate of mandant''s privileged operations (what mandant.add_member(), mandant.enable_audit() and the other public functions call): checks that the calling role may run op, then runs it. Executable by everyone; it decides.';
 
+CREATE OR REPLACE FUNCTION mandant.gate_check(op text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'mandant_gate_check'
+LANGUAGE C STRICT;
+
+COMMENT ON FUNCTION mandant.gate_check(text) IS
+'The gate''s check alone, for the operations that run in a function of their own (mandant.create_tenant(), mandant.audit_seal(), mandant.outbox_claim(), ...): raises 42501, naming the role to grant, unless the calling role may run op. Executable by everyone; it decides.';
+
 CREATE OR REPLACE FUNCTION mandant.gate_caller_member_of(role name)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'mandant_gate_caller_member_of'
@@ -135,6 +214,111 @@ LANGUAGE C STABLE;
 
 COMMENT ON FUNCTION mandant.gate_caller_member_of(name) IS
 'Internal: whether the role that passed the gate for the running operation has the privileges of role.';
+
+CREATE OR REPLACE FUNCTION mandant.op_create_tenant(
+	slug text,
+	name text,
+	owner_email text,
+	plan_key text DEFAULT 'free',
+	operation_id uuid DEFAULT NULL)
+RETURNS uuid
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	existing	mandant.tenant;
+	new_id		uuid;
+BEGIN
+	/* Validate everything before writing anything. */
+	PERFORM mandant.check_tenant_slug(slug);
+	IF name IS NULL OR length(btrim(name)) NOT BETWEEN 1 AND 200 THEN
+		RAISE EXCEPTION 'tenant name must have 1 to 200 characters'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('The name was %L.', name),
+				  HINT = 'Pass the display name of the organisation.';
+	END IF;
+	IF owner_email IS NULL OR length(owner_email) > 254
+		OR owner_email !~ '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$' THEN
+		RAISE EXCEPTION 'owner e-mail address is not valid'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('The owner e-mail was %L.', owner_email),
+				  HINT = 'Pass an address such as ''owner@example.com''.';
+	END IF;
+	IF plan_key IS NULL OR NOT EXISTS (SELECT 1 FROM mandant.plan p WHERE p.key = op_create_tenant.plan_key) THEN
+		RAISE EXCEPTION 'plan "%" does not exist', plan_key
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('No row of mandant.plan has key %L.', plan_key),
+				  HINT = format('Use one of: %s.',
+								(SELECT string_agg(p.key, ', ' ORDER BY p.created_at, p.key) FROM mandant.plan p));
+	END IF;
+
+	/* A repeated operation returns what the first one created. */
+	IF operation_id IS NOT NULL THEN
+		SELECT t.* INTO existing FROM mandant.tenant t
+		WHERE t.operation_id = op_create_tenant.operation_id;
+		IF FOUND THEN
+			RETURN mandant.tenant_for_repeated_operation(existing, slug);
+		END IF;
+	END IF;
+
+	IF EXISTS (SELECT 1 FROM mandant.tenant t WHERE t.slug = op_create_tenant.slug) THEN
+		RAISE EXCEPTION 'tenant slug "%" is already taken', slug
+			USING ERRCODE = 'unique_violation',
+				  DETAIL = format('A tenant with slug %L already exists.', slug),
+				  HINT = 'Pick another slug.';
+	END IF;
+	PERFORM mandant.check_slug_quarantine(slug);
+
+	BEGIN
+		INSERT INTO mandant.tenant AS t (slug, name, owner_email, plan_key, operation_id, status)
+		VALUES (op_create_tenant.slug, btrim(op_create_tenant.name), op_create_tenant.owner_email,
+				op_create_tenant.plan_key, op_create_tenant.operation_id,
+				CASE current_setting('mandant.provisioning') WHEN 'external' THEN 'pending' ELSE 'active' END)
+		RETURNING t.id INTO new_id;
+	EXCEPTION WHEN unique_violation THEN
+		/*
+		 * A concurrent call committed first.  If it was this operation,
+		 * answer as a repeat; otherwise it took the slug.
+		 */
+		IF operation_id IS NOT NULL THEN
+			SELECT t.* INTO existing FROM mandant.tenant t
+			WHERE t.operation_id = op_create_tenant.operation_id;
+			IF FOUND THEN
+				RETURN mandant.tenant_for_repeated_operation(existing, slug);
+			END IF;
+		END IF;
+		RAISE EXCEPTION 'tenant slug "%" is already taken', slug
+			USING ERRCODE = 'unique_violation',
+				  DETAIL = format('A tenant with slug %L was created concurrently.', slug),
+				  HINT = 'Pick another slug.';
+	END;
+
+	/* The owner becomes a member if they have an account; the tenant is announced (88_lifecycle.sql). */
+	PERFORM mandant.after_tenant_created(new_id);
+	RETURN new_id;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.op_create_tenant(text, text, text, text, uuid) IS
+'Internal: the body of mandant.create_tenant(), which checks its caller first (mandant.gate_check).';
+
+CREATE OR REPLACE FUNCTION mandant.create_tenant(
+	slug text,
+	name text,
+	owner_email text,
+	plan_key text DEFAULT 'free',
+	operation_id uuid DEFAULT NULL)
+RETURNS uuid
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('create_tenant');
+	SELECT mandant.op_create_tenant(slug, name, owner_email, plan_key, operation_id)
+$$;
+
+COMMENT ON FUNCTION mandant.create_tenant(text, text, text, text, uuid) IS
+'Create a tenant (active; pending when mandant.provisioning = ''external'') and return its id; emits platform.tenant.created (or provisioning_requested) and makes the owner a member when they have an account. Idempotent by operation_id: the same id returns the same tenant. mandant_admin only.';
 
 CREATE OR REPLACE FUNCTION mandant.check_tenant_enterable(tenant uuid)
 RETURNS void
@@ -603,6 +787,75 @@ $$;
 COMMENT ON FUNCTION mandant.disable_audit(regclass) IS
 'Stop auditing tbl (its past events stay). The table owner only.';
 
+CREATE OR REPLACE FUNCTION mandant.op_audit_seal()
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	horizon		bigint;
+	previous	bigint;
+	e			record;
+	last_tenant	uuid;
+	chain		bytea;
+	seq			bigint;
+	sealed		bigint := 0;
+BEGIN
+	LOCK TABLE mandant.audit_seal IN SHARE ROW EXCLUSIVE MODE;
+	horizon := pg_snapshot_xmin(pg_current_snapshot())::text::bigint;
+	SELECT r.horizon INTO previous FROM mandant.audit_seal_run r ORDER BY r.run_id DESC LIMIT 1;
+	/* Restored into another cluster, whose transaction ids are lower: look at everything. */
+	IF previous IS NULL OR previous > horizon THEN
+		previous := 0;
+	END IF;
+
+	FOR e IN
+		SELECT a.id, a.tenant_id, a.hash
+		FROM mandant.audit_event a
+		WHERE a.txid >= previous AND a.txid < horizon
+		  AND NOT EXISTS (SELECT 1 FROM mandant.audit_seal s WHERE s.tenant_id = a.tenant_id AND s.event_id = a.id)
+		ORDER BY a.tenant_id, a.id
+	LOOP
+		IF last_tenant IS DISTINCT FROM e.tenant_id THEN
+			SELECT s.chain, s.seq INTO chain, seq
+			FROM mandant.audit_seal s
+			WHERE s.tenant_id = e.tenant_id
+			ORDER BY s.seq DESC
+			LIMIT 1;
+			IF NOT FOUND THEN
+				chain := ''::bytea;
+				seq := 0;
+			END IF;
+			last_tenant := e.tenant_id;
+		END IF;
+		chain := sha256(chain || e.hash);
+		seq := seq + 1;
+		INSERT INTO mandant.audit_seal (tenant_id, seq, event_id, chain)
+		VALUES (e.tenant_id, seq, e.id, chain);
+		sealed := sealed + 1;
+	END LOOP;
+
+	INSERT INTO mandant.audit_seal_run (horizon, events) VALUES (horizon, sealed);
+	RETURN sealed;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.op_audit_seal() IS
+'Internal: the body of mandant.audit_seal(), which checks its caller first (mandant.gate_check).';
+
+CREATE OR REPLACE FUNCTION mandant.audit_seal()
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('audit_seal');
+	SELECT mandant.op_audit_seal()
+$$;
+
+COMMENT ON FUNCTION mandant.audit_seal() IS
+'Chain the events of every transaction that has ended since the last run into mandant.audit_seal, per tenant; returns how many. Does not block writers. mandant_admin only; run it periodically.';
+
 CREATE OR REPLACE FUNCTION mandant.audit_verify_chain(tenant uuid, args jsonb, caller text)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
@@ -656,6 +909,40 @@ $$;
 
 COMMENT ON FUNCTION mandant.audit_verify(uuid) IS
 'Recompute the hashes and the chain of a tenant''s audit events (NULL: the platform''s): (ok, checked, first_bad_id). The current tenant, or any tenant for mandant_admin.';
+
+CREATE OR REPLACE FUNCTION mandant.op_audit_events(tenant uuid, since timestamptz DEFAULT '-infinity',
+										entity_type text DEFAULT NULL, entity_id text DEFAULT NULL,
+										max_rows integer DEFAULT 1000)
+RETURNS SETOF mandant.audit_event
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT a.* FROM mandant.audit_event a
+	WHERE a.tenant_id = COALESCE(op_audit_events.tenant, '00000000-0000-0000-0000-000000000000')
+	  AND a.occurred_at >= op_audit_events.since
+	  AND (op_audit_events.entity_type IS NULL OR a.entity_type = op_audit_events.entity_type)
+	  AND (op_audit_events.entity_id IS NULL OR a.entity_id = op_audit_events.entity_id)
+	ORDER BY a.id DESC
+	LIMIT LEAST(GREATEST(op_audit_events.max_rows, 0), 10000)
+$$;
+
+COMMENT ON FUNCTION mandant.op_audit_events(uuid, timestamptz, text, text, integer) IS
+'Internal: the body of mandant.audit_events(), which checks its caller first (mandant.gate_check).';
+
+CREATE OR REPLACE FUNCTION mandant.audit_events(tenant uuid, since timestamptz DEFAULT '-infinity',
+									 entity_type text DEFAULT NULL, entity_id text DEFAULT NULL,
+									 max_rows integer DEFAULT 1000)
+RETURNS SETOF mandant.audit_event
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('audit_events');
+	SELECT * FROM mandant.op_audit_events(tenant, since, entity_type, entity_id, max_rows)
+$$;
+
+COMMENT ON FUNCTION mandant.audit_events(uuid, timestamptz, text, text, integer) IS
+'A tenant''s audit events (NULL: platform events), newest first, at most 10000. mandant_admin only.';
 
 CREATE OR REPLACE FUNCTION mandant.check_guard(machine text, owner regrole, guard regprocedure)
 RETURNS void
@@ -1128,6 +1415,303 @@ BEGIN
 	RETURN NULL;
 END
 $$;
+
+CREATE OR REPLACE FUNCTION mandant.op_outbox_claim(consumer text, max integer DEFAULT 100,
+										lease interval DEFAULT '30 seconds')
+RETURNS TABLE (id bigint, event_id uuid, topic text, tenant_id uuid, aggregate_id text,
+			   attempts integer, envelope jsonb, headers jsonb)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+	max_attempts constant integer := current_setting('mandant.outbox_max_attempts')::integer;
+BEGIN
+	IF consumer IS NULL OR length(consumer) NOT BETWEEN 1 AND 200 THEN
+		RAISE EXCEPTION 'consumer name must have 1 to 200 characters'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('mandant.outbox_claim() was called with consumer %L.', consumer),
+				  HINT = 'Name the consumer, e.g. ''mailer-1''; leases record it.';
+	END IF;
+	IF max IS NULL OR max NOT BETWEEN 1 AND 10000 OR lease IS NULL OR lease < interval '1 second' THEN
+		RAISE EXCEPTION 'invalid claim size or lease'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('max is %s and lease is %s.', COALESCE(max::text, 'NULL'), COALESCE(lease::text, 'NULL')),
+				  HINT = 'Claim 1 to 10000 events with a lease of at least one second.';
+	END IF;
+
+	RETURN QUERY
+	WITH candidate AS (
+		SELECT c.id FROM mandant.outbox c
+		WHERE c.published_at IS NULL AND c.dead_at IS NULL
+		  AND c.available_at <= now()
+		  AND (c.locked_until IS NULL OR c.locked_until <= now())
+		  AND NOT EXISTS (SELECT 1 FROM mandant.outbox p
+						  WHERE p.tenant_id = c.tenant_id AND p.aggregate_type = c.aggregate_type
+							AND p.aggregate_id = c.aggregate_id AND p.id < c.id
+							AND p.published_at IS NULL)
+		ORDER BY c.id
+		LIMIT max
+		FOR UPDATE SKIP LOCKED
+	),
+	expired AS (
+		/* leased after their last allowed attempt, and never acknowledged */
+		UPDATE mandant.outbox o
+		SET dead_at = now(), locked_until = NULL,
+			last_error = format('the lease of %s expired after attempt %s', o.locked_by, o.attempts)
+		FROM candidate
+		WHERE o.id = candidate.id AND o.attempts >= max_attempts
+	)
+	UPDATE mandant.outbox o
+	SET locked_until = now() + lease, locked_by = consumer, attempts = o.attempts + 1
+	FROM candidate
+	WHERE o.id = candidate.id AND o.attempts < max_attempts
+	RETURNING o.id, o.event_id, o.topic, o.tenant_id, o.aggregate_id, o.attempts,
+			  jsonb_build_object('eventId', o.event_id, 'type', o.topic, 'tenantId', o.tenant_id,
+								 'timestamp', to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+								 'payload', o.payload),
+			  o.headers;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.op_outbox_claim(text, integer, interval) IS
+'Internal: the body of mandant.outbox_claim(), which checks its caller first (mandant.gate_check).';
+
+CREATE OR REPLACE FUNCTION mandant.outbox_claim(consumer text, max integer DEFAULT 100,
+									 lease interval DEFAULT '30 seconds')
+RETURNS TABLE (id bigint, event_id uuid, topic text, tenant_id uuid, aggregate_id text,
+			   attempts integer, envelope jsonb, headers jsonb)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('outbox_claim');
+	SELECT * FROM mandant.op_outbox_claim(consumer, max, lease)
+$$;
+
+COMMENT ON FUNCTION mandant.outbox_claim(text, integer, interval) IS
+'Lease up to max pending events (oldest first, FOR UPDATE SKIP LOCKED, never past an older unpublished event of the same aggregate) to consumer for lease. Returns each with its envelope {eventId, type, tenantId, timestamp, payload}. mandant_service and mandant_admin only.';
+
+CREATE OR REPLACE FUNCTION mandant.op_outbox_ack(ids bigint[])
+RETURNS bigint
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+	WITH acked AS (
+		UPDATE mandant.outbox o
+		SET published_at = now(), locked_until = NULL
+		WHERE o.id = ANY (ids) AND o.published_at IS NULL AND o.dead_at IS NULL
+		  AND o.locked_until IS NOT NULL
+		RETURNING 1
+	)
+	SELECT count(*) FROM acked
+$$;
+
+COMMENT ON FUNCTION mandant.op_outbox_ack(bigint[]) IS
+'Internal: the body of mandant.outbox_ack(), which checks its caller first (mandant.gate_check).';
+
+CREATE OR REPLACE FUNCTION mandant.outbox_ack(ids bigint[])
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('outbox_ack');
+	SELECT mandant.op_outbox_ack(ids)
+$$;
+
+COMMENT ON FUNCTION mandant.outbox_ack(bigint[]) IS
+'Mark leased events published; returns how many were (unknown, unleased or already published ids are ignored). mandant_service and mandant_admin only.';
+
+CREATE OR REPLACE FUNCTION mandant.op_outbox_nack(id bigint, error text, consumer text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	e			mandant.outbox;
+	max_attempts constant integer := current_setting('mandant.outbox_max_attempts')::integer;
+BEGIN
+	SELECT * INTO e FROM mandant.outbox o WHERE o.id = op_outbox_nack.id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'outbox event % does not exist', id
+			USING ERRCODE = 'no_data_found',
+				  DETAIL = format('No row of mandant.outbox has id %s.', id),
+				  HINT = 'Pass the id that mandant.outbox_claim() returned.';
+	END IF;
+	IF e.published_at IS NOT NULL OR e.dead_at IS NOT NULL OR e.locked_until IS NULL
+		OR e.locked_until <= now() OR (consumer IS NOT NULL AND e.locked_by IS DISTINCT FROM consumer) THEN
+		RAISE EXCEPTION 'outbox event % is not leased%', id, COALESCE(' by ' || consumer, '')
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('Event %s is %s.', id,
+								  CASE WHEN e.published_at IS NOT NULL THEN 'published'
+									   WHEN e.dead_at IS NOT NULL THEN 'dead'
+									   WHEN e.locked_until IS NULL THEN 'not claimed'
+									   WHEN e.locked_until <= now() THEN format('no longer leased (the lease of %s expired)', e.locked_by)
+									   ELSE format('leased by %s', e.locked_by) END),
+				  HINT = 'Only the consumer holding a lease can reject the event; claim it again.';
+	END IF;
+	UPDATE mandant.outbox o
+	SET locked_until = NULL, last_error = left(COALESCE(error, '(no error given)'), 2000),
+		available_at = now() + make_interval(secs => LEAST(60, 2 ^ LEAST(e.attempts - 1, 6))),
+		dead_at = CASE WHEN e.attempts >= max_attempts THEN now() END
+	WHERE o.id = op_outbox_nack.id;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.op_outbox_nack(bigint, text, text) IS
+'Internal: the body of mandant.outbox_nack(), which checks its caller first (mandant.gate_check).';
+
+CREATE OR REPLACE FUNCTION mandant.outbox_nack(id bigint, error text, consumer text DEFAULT NULL)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('outbox_nack');
+	SELECT mandant.op_outbox_nack(id, error, consumer)
+$$;
+
+COMMENT ON FUNCTION mandant.outbox_nack(bigint, text, text) IS
+'Reject a leased event: it is retried after 1, 2, 4 ... 60 seconds, and dead after mandant.outbox_max_attempts attempts. With consumer, the lease must be that consumer''s. mandant_service and mandant_admin only.';
+
+CREATE OR REPLACE FUNCTION mandant.op_outbox_replay(id bigint)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	UPDATE mandant.outbox o
+	SET published_at = NULL, dead_at = NULL, locked_until = NULL, locked_by = NULL,
+		attempts = 0, available_at = now()
+	WHERE o.id = op_outbox_replay.id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'outbox event % does not exist', id
+			USING ERRCODE = 'no_data_found',
+				  DETAIL = format('No row of mandant.outbox has id %s (published events may have been purged).', id),
+				  HINT = 'Look the event up in mandant.outbox first.';
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.op_outbox_replay(bigint) IS
+'Internal: the body of mandant.outbox_replay(), which checks its caller first (mandant.gate_check).';
+
+CREATE OR REPLACE FUNCTION mandant.outbox_replay(id bigint)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('outbox_replay');
+	SELECT mandant.op_outbox_replay(id)
+$$;
+
+COMMENT ON FUNCTION mandant.outbox_replay(bigint) IS
+'Deliver an event again (a dead one, or a published one): pending now, attempts reset. mandant_service and mandant_admin only.';
+
+CREATE OR REPLACE FUNCTION mandant.op_outbox_skip(id bigint, reason text)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM mandant.require_reason(reason, 'skip an event',
+								   format('mandant.outbox_skip(%s) was called without a reason.', id),
+								   'Say why the event is given up; the reason is kept with it.');
+	UPDATE mandant.outbox o
+	SET published_at = now(), locked_until = NULL,
+		last_error = format('skipped by %s: %s (last error: %s)', session_user, reason, o.last_error)
+	WHERE o.id = op_outbox_skip.id AND o.dead_at IS NOT NULL;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'outbox event % is not dead', id
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('Only dead events can be skipped; event %s is missing or still deliverable.', id),
+				  HINT = 'Dead events have dead_at set; see mandant.outbox_stats().';
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.op_outbox_skip(bigint, text) IS
+'Internal: the body of mandant.outbox_skip(), which checks its caller first (mandant.gate_check).';
+
+CREATE OR REPLACE FUNCTION mandant.outbox_skip(id bigint, reason text)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('outbox_skip');
+	SELECT mandant.op_outbox_skip(id, reason)
+$$;
+
+COMMENT ON FUNCTION mandant.outbox_skip(bigint, text) IS
+'Give up a dead event (it counts as published, with the reason recorded), releasing the later events of its aggregate. mandant_service and mandant_admin only.';
+
+CREATE OR REPLACE FUNCTION mandant.op_outbox_purge(older_than interval)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	purged bigint;
+BEGIN
+	IF older_than IS NULL OR older_than < interval '0' THEN
+		RAISE EXCEPTION 'invalid purge age'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('older_than is %s.', COALESCE(older_than::text, 'NULL')),
+				  HINT = 'Pass how long published events are kept, e.g. ''7 days''.';
+	END IF;
+	DELETE FROM mandant.outbox o WHERE o.published_at < now() - older_than;
+	GET DIAGNOSTICS purged = ROW_COUNT;
+	RETURN purged;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.op_outbox_purge(interval) IS
+'Internal: the body of mandant.outbox_purge(), which checks its caller first (mandant.gate_check).';
+
+CREATE OR REPLACE FUNCTION mandant.outbox_purge(older_than interval)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('outbox_purge');
+	SELECT mandant.op_outbox_purge(older_than)
+$$;
+
+COMMENT ON FUNCTION mandant.outbox_purge(interval) IS
+'Delete events published longer ago than older_than; returns how many. mandant_service and mandant_admin only.';
+
+CREATE OR REPLACE FUNCTION mandant.op_outbox_stats()
+RETURNS TABLE (pending bigint, leased bigint, dead bigint, oldest_pending_age interval)
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT count(*) FILTER (WHERE o.dead_at IS NULL AND (o.locked_until IS NULL OR o.locked_until <= now())),
+		   count(*) FILTER (WHERE o.dead_at IS NULL AND o.locked_until > now()),
+		   count(*) FILTER (WHERE o.dead_at IS NOT NULL),
+		   now() - min(o.created_at) FILTER (WHERE o.dead_at IS NULL)
+	FROM mandant.outbox o
+	WHERE o.published_at IS NULL
+$$;
+
+COMMENT ON FUNCTION mandant.op_outbox_stats() IS
+'Internal: the body of mandant.outbox_stats(), which checks its caller first (mandant.gate_check).';
+
+CREATE OR REPLACE FUNCTION mandant.outbox_stats()
+RETURNS TABLE (pending bigint, leased bigint, dead bigint, oldest_pending_age interval)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('outbox_stats');
+	SELECT * FROM mandant.op_outbox_stats()
+$$;
+
+COMMENT ON FUNCTION mandant.outbox_stats() IS
+'Unpublished events: pending (including backing off), leased, dead, and the age of the oldest one not dead. mandant_service and mandant_admin only.';
 
 CREATE OR REPLACE FUNCTION mandant.config_apply(tenant uuid, service text, key text, value jsonb,
 									 reason text, expected_version bigint, changed_by text)
@@ -2056,6 +2640,92 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION mandant.op_set_quota(tenant uuid, resource text, "limit" bigint,
+									 effective_at timestamptz DEFAULT now(), reason text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	change_id bigint;
+BEGIN
+	PERFORM mandant.check_limit(tenant, resource, "limit");
+	PERFORM mandant.require_reason(reason, 'change a quota',
+								   'Quota changes are kept in mandant.quota_change with their reason.',
+								   'Say why, e.g. ''contract amendment 2026-11''.');
+	INSERT INTO mandant.quota_change (tenant_id, resource, "limit", effective_at, reason, actor)
+	VALUES (tenant, resource, "limit", COALESCE(effective_at, now()), reason,
+			COALESCE(mandant.current_user_id()::text, session_user))
+	RETURNING id INTO change_id;
+	UPDATE mandant.tenant_usage u SET limit_until = '-infinity'
+	WHERE u.tenant_id = tenant AND u.resource = op_set_quota.resource;
+	PERFORM mandant.audit_log_for(tenant, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
+								  'platform', 'quota.changed', 'tenant', tenant::text,
+								  jsonb_build_object('resource', resource, 'limit', "limit",
+													 'effectiveAt', COALESCE(effective_at, now()), 'reason', reason));
+	RETURN change_id;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.op_set_quota(uuid, text, bigint, timestamptz, text) IS
+'Internal: the body of mandant.set_quota(), which checks its caller first (mandant.gate_check).';
+
+CREATE OR REPLACE FUNCTION mandant.set_quota(tenant uuid, resource text, "limit" bigint,
+								  effective_at timestamptz DEFAULT now(), reason text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('set_quota');
+	SELECT mandant.op_set_quota(tenant, resource, "limit", effective_at, reason)
+$$;
+
+COMMENT ON FUNCTION mandant.set_quota(uuid, text, bigint, timestamptz, text) IS
+'Override a tenant''s limit of a resource from effective_at on (NULL limit: unlimited); kept in mandant.quota_change. mandant_admin only.';
+
+CREATE OR REPLACE FUNCTION mandant.op_change_plan(tenant uuid, plan_key text, reason text)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	old_plan text := (mandant.lock_tenant(tenant)).plan_key;
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM mandant.plan p WHERE p.key = op_change_plan.plan_key) THEN
+		RAISE EXCEPTION 'plan "%" does not exist', plan_key
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('No row of mandant.plan has key %L.', plan_key),
+				  HINT = format('Use one of: %s.', (SELECT string_agg(p.key, ', ' ORDER BY p.key) FROM mandant.plan p));
+	END IF;
+	PERFORM mandant.require_reason(reason, 'change a plan', 'The reason is recorded in the audit trail.',
+								   'Say why, e.g. ''upgrade ordered by the customer''.');
+	UPDATE mandant.tenant t SET plan_key = op_change_plan.plan_key, updated_at = now() WHERE t.id = tenant;
+	UPDATE mandant.tenant_usage u SET limit_until = '-infinity' WHERE u.tenant_id = tenant;
+	PERFORM mandant.audit_log_for(tenant, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
+								  'platform', 'plan.changed', 'tenant', tenant::text,
+								  jsonb_build_object('from', old_plan, 'to', plan_key, 'reason', reason));
+	PERFORM mandant.emit_for(NULL, 'platform.tenant.plan_changed', tenant::text,
+							 jsonb_build_object('tenantId', tenant, 'from', old_plan, 'to', plan_key));
+END
+$$;
+
+COMMENT ON FUNCTION mandant.op_change_plan(uuid, text, text) IS
+'Internal: the body of mandant.change_plan(), which checks its caller first (mandant.gate_check).';
+
+CREATE OR REPLACE FUNCTION mandant.change_plan(tenant uuid, plan_key text, reason text)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('change_plan');
+	SELECT mandant.op_change_plan(tenant, plan_key, reason)
+$$;
+
+COMMENT ON FUNCTION mandant.change_plan(uuid, text, text) IS
+'Move a tenant to another plan; its limits change at once (usage above a lower limit stays, new rows are refused). mandant_admin only.';
+
 CREATE OR REPLACE FUNCTION mandant.usage_of(tenant uuid, args jsonb, caller text)
 RETURNS jsonb
 LANGUAGE sql STABLE
@@ -2085,6 +2755,48 @@ $$;
 COMMENT ON FUNCTION mandant.usage(uuid) IS
 'What a tenant uses of each resource and its limit (NULL: unlimited). The current tenant, or any for mandant_admin.';
 
+CREATE OR REPLACE FUNCTION mandant.op_usage_reconcile()
+RETURNS TABLE (tenant_id uuid, resource text, recorded bigint, actual bigint)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	u record;
+	n bigint;
+BEGIN
+	FOR u IN SELECT x.tenant_id, x.resource, x.used FROM mandant.tenant_usage x
+			 WHERE EXISTS (SELECT 1 FROM mandant.quota_table q WHERE q.resource = x.resource)
+			 ORDER BY x.tenant_id, x.resource FOR UPDATE
+	LOOP
+		n := mandant.count_rows(u.tenant_id, u.resource);
+		IF n <> u.used THEN
+			UPDATE mandant.tenant_usage x SET used = n WHERE x.tenant_id = u.tenant_id AND x.resource = u.resource;
+			tenant_id := u.tenant_id;
+			resource := u.resource;
+			recorded := u.used;
+			actual := n;
+			RETURN NEXT;
+		END IF;
+	END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.op_usage_reconcile() IS
+'Internal: the body of mandant.usage_reconcile(), which checks its caller first (mandant.gate_check).';
+
+CREATE OR REPLACE FUNCTION mandant.usage_reconcile()
+RETURNS TABLE (tenant_id uuid, resource text, recorded bigint, actual bigint)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('usage_reconcile');
+	SELECT * FROM mandant.op_usage_reconcile()
+$$;
+
+COMMENT ON FUNCTION mandant.usage_reconcile() IS
+'Recount the rows behind every usage counter, fix the counters that drifted and report them. mandant_admin only.';
+
 CREATE OR REPLACE FUNCTION mandant.after_tenant_created(tenant uuid)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
@@ -2113,6 +2825,157 @@ $$;
 
 COMMENT ON FUNCTION mandant.after_tenant_created(uuid) IS
 'Internal: make the owner a member when the user exists, and announce the new tenant.';
+
+CREATE OR REPLACE FUNCTION mandant.op_complete_tenant_provisioning(operation_id uuid)
+RETURNS uuid
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t mandant.tenant := mandant.tenant_by_operation(operation_id);
+BEGIN
+	IF t.status = 'failed' THEN
+		RAISE EXCEPTION 'provisioning of tenant "%" has failed', t.slug
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('Operation %s failed: %s.', operation_id, COALESCE(t.status_reason, 'no reason given')),
+				  HINT = 'Create the tenant again with a new operation id.';
+	END IF;
+	IF t.status = 'pending' THEN
+		UPDATE mandant.tenant x SET status = 'active', status_reason = NULL, updated_at = now() WHERE x.id = t.id;
+		PERFORM mandant.announce(t.id, 'platform.tenant.created', 'tenant.created');
+	END IF;
+	RETURN t.id;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.op_complete_tenant_provisioning(uuid) IS
+'Internal: the body of mandant.complete_tenant_provisioning(), which checks its caller first (mandant.gate_check).';
+
+CREATE OR REPLACE FUNCTION mandant.complete_tenant_provisioning(operation_id uuid)
+RETURNS uuid
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('complete_tenant_provisioning');
+	SELECT mandant.op_complete_tenant_provisioning(operation_id)
+$$;
+
+COMMENT ON FUNCTION mandant.complete_tenant_provisioning(uuid) IS
+'End the provisioning saga of a pending tenant: it becomes active and platform.tenant.created is emitted. Repeating it changes nothing and returns the same id. For mandant_admin and trusted backends.';
+
+CREATE OR REPLACE FUNCTION mandant.op_fail_tenant_provisioning(operation_id uuid, reason text)
+RETURNS uuid
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t mandant.tenant := mandant.tenant_by_operation(operation_id);
+BEGIN
+	PERFORM mandant.require_reason(reason, 'fail provisioning', 'The reason goes into the compensation event.',
+								   'Say what failed, e.g. ''DNS zone could not be created''.');
+	IF t.status NOT IN ('pending', 'failed') THEN
+		RAISE EXCEPTION 'provisioning of tenant "%" is complete', t.slug
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('The tenant is %s.', t.status),
+				  HINT = 'Suspend or delete the tenant instead.';
+	END IF;
+	IF t.status = 'pending' THEN
+		UPDATE mandant.tenant x SET status = 'failed', status_reason = reason, updated_at = now() WHERE x.id = t.id;
+		PERFORM mandant.announce(t.id, 'platform.tenant.provisioning_failed', 'tenant.provisioning_failed');
+	END IF;
+	RETURN t.id;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.op_fail_tenant_provisioning(uuid, text) IS
+'Internal: the body of mandant.fail_tenant_provisioning(), which checks its caller first (mandant.gate_check).';
+
+CREATE OR REPLACE FUNCTION mandant.fail_tenant_provisioning(operation_id uuid, reason text)
+RETURNS uuid
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('fail_tenant_provisioning');
+	SELECT mandant.op_fail_tenant_provisioning(operation_id, reason)
+$$;
+
+COMMENT ON FUNCTION mandant.fail_tenant_provisioning(uuid, text) IS
+'End the provisioning saga of a pending tenant as failed and emit the compensation event platform.tenant.provisioning_failed. Repeating it changes nothing. For mandant_admin and trusted backends.';
+
+CREATE OR REPLACE FUNCTION mandant.op_suspend_tenant(tenant uuid, reason text)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	status text := (mandant.lock_tenant(tenant)).status;
+BEGIN
+	PERFORM mandant.require_reason(reason, 'suspend a tenant', 'The reason is kept with the tenant and in the audit trail.',
+								   'Say why, e.g. ''invoice 2026-11 unpaid''.');
+	IF status = 'suspended' THEN
+		RETURN;
+	END IF;
+	UPDATE mandant.tenant t SET status = 'suspended', status_reason = reason, updated_at = now() WHERE t.id = tenant;
+	PERFORM mandant.announce(tenant, 'platform.tenant.suspended', 'tenant.suspended');
+END
+$$;
+
+COMMENT ON FUNCTION mandant.op_suspend_tenant(uuid, text) IS
+'Internal: the body of mandant.suspend_tenant(), which checks its caller first (mandant.gate_check).';
+
+CREATE OR REPLACE FUNCTION mandant.suspend_tenant(tenant uuid, reason text)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('suspend_tenant');
+	SELECT mandant.op_suspend_tenant(tenant, reason)
+$$;
+
+COMMENT ON FUNCTION mandant.suspend_tenant(uuid, text) IS
+'Suspend an active tenant: nobody can enter it (set_tenant and authenticate answer MD003), its data stays. mandant_admin only.';
+
+CREATE OR REPLACE FUNCTION mandant.op_resume_tenant(tenant uuid)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	locked mandant.tenant := mandant.lock_tenant(tenant);
+BEGIN
+	IF locked.status = 'active' THEN
+		RETURN;
+	END IF;
+	IF locked.status <> 'suspended' THEN
+		RAISE EXCEPTION 'tenant "%" is not suspended', locked.slug
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('The tenant is %s; only a suspended tenant can be resumed.', locked.status),
+				  HINT = CASE locked.status WHEN 'pending' THEN 'Finish provisioning with mandant.complete_tenant_provisioning(operation_id).'
+									 ELSE 'Create the tenant again with a new operation id.' END;
+	END IF;
+	UPDATE mandant.tenant t SET status = 'active', status_reason = NULL, updated_at = now() WHERE t.id = tenant;
+	PERFORM mandant.announce(tenant, 'platform.tenant.resumed', 'tenant.resumed');
+END
+$$;
+
+COMMENT ON FUNCTION mandant.op_resume_tenant(uuid) IS
+'Internal: the body of mandant.resume_tenant(), which checks its caller first (mandant.gate_check).';
+
+CREATE OR REPLACE FUNCTION mandant.resume_tenant(tenant uuid)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('resume_tenant');
+	SELECT mandant.op_resume_tenant(tenant)
+$$;
+
+COMMENT ON FUNCTION mandant.resume_tenant(uuid) IS
+'Resume a suspended tenant (55000 for pending and failed ones: provisioning decides those). Repeating it changes nothing. mandant_admin only.';
 
 CREATE OR REPLACE FUNCTION mandant.tenant_tables()
 RETURNS TABLE (relid regclass, tenant_column name, depth integer)
@@ -2184,7 +3047,7 @@ $$;
 COMMENT ON FUNCTION mandant.check_tenant_references() IS
 'Internal to delete_tenant: raise 2BP01 while a foreign key to mandant.tenant exists that is not a tenant table''s NO ACTION, not deferrable key on its tenant column.';
 
-CREATE OR REPLACE FUNCTION mandant.delete_tenant(tenant uuid, confirm_slug text)
+CREATE OR REPLACE FUNCTION mandant.op_delete_tenant(tenant uuid, confirm_slug text)
 RETURNS jsonb
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -2256,10 +3119,22 @@ BEGIN
 END
 $$;
 
+COMMENT ON FUNCTION mandant.op_delete_tenant(uuid, text) IS
+'Internal: the body of mandant.delete_tenant(), which checks its caller first (mandant.gate_check).';
+
+CREATE OR REPLACE FUNCTION mandant.delete_tenant(tenant uuid, confirm_slug text)
+RETURNS jsonb
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('delete_tenant');
+	SELECT mandant.op_delete_tenant(tenant, confirm_slug)
+$$;
+
 COMMENT ON FUNCTION mandant.delete_tenant(uuid, text) IS
 'Delete a tenant for good: every row of every tenant table (children first), its outbox events, configuration, members, usage, audit trail and history; leaves a tombstone (id, slug SHA-256, counts) and returns the counts. confirm_slug must be the tenant''s slug. mandant_admin only.';
 
-CREATE OR REPLACE FUNCTION mandant.export_tenant(tenant uuid)
+CREATE OR REPLACE FUNCTION mandant.op_export_tenant(tenant uuid)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
@@ -2312,6 +3187,18 @@ BEGIN
 			'seals', (SELECT COALESCE(jsonb_agg(to_jsonb(s) - 'tenant_id' ORDER BY s.seq), '[]')
 					  FROM mandant.audit_seal s WHERE s.tenant_id = tenant)));
 END
+$$;
+
+COMMENT ON FUNCTION mandant.op_export_tenant(uuid) IS
+'Internal: the body of mandant.export_tenant(), which checks its caller first (mandant.gate_check).';
+
+CREATE OR REPLACE FUNCTION mandant.export_tenant(tenant uuid)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('export_tenant');
+	SELECT mandant.op_export_tenant(tenant)
 $$;
 
 COMMENT ON FUNCTION mandant.export_tenant(uuid) IS
@@ -2392,6 +3279,158 @@ $$;
 COMMENT ON FUNCTION mandant.check_imported_references(regclass, name, uuid) IS
 'Internal: raise 23503 when a tenant''s imported rows of a table reference rows that do not exist (import runs in replica mode, which skips foreign key triggers).';
 
+CREATE OR REPLACE FUNCTION mandant.op_import_tenant(export jsonb)
+RETURNS uuid
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET session_replication_role = replica
+AS $$
+DECLARE
+	t		mandant.tenant;
+	tbl		record;
+	rows	jsonb;
+	name	text;
+	h		record;
+	rev		bigint;
+	skipped	text[] := '{}';
+BEGIN
+	IF export IS NULL OR jsonb_typeof(export) <> 'object' OR export ->> 'format' IS DISTINCT FROM 'mandant.tenant-export' THEN
+		RAISE EXCEPTION 'not a mandant tenant export'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'The document has no "format": "mandant.tenant-export".',
+				  HINT = 'Pass what mandant.export_tenant() returned.';
+	END IF;
+	IF export -> 'version' IS DISTINCT FROM '1'::jsonb THEN
+		RAISE EXCEPTION 'unsupported export version %', COALESCE(export ->> 'version', 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'This mandant reads exports of version 1.',
+				  HINT = 'Export again with this version of mandant.';
+	END IF;
+	t := jsonb_populate_record(NULL::mandant.tenant, export -> 'tenant');
+	IF t.id IS NULL OR t.slug IS NULL THEN
+		RAISE EXCEPTION 'export names no tenant'
+			USING ERRCODE = 'invalid_parameter_value', DETAIL = 'The "tenant" object lacks id or slug.',
+				  HINT = 'Pass what mandant.export_tenant() returned.';
+	END IF;
+	IF EXISTS (SELECT 1 FROM mandant.tenant x WHERE x.slug = t.slug OR x.id = t.id) THEN
+		RAISE EXCEPTION 'tenant "%" already exists', t.slug
+			USING ERRCODE = 'unique_violation',
+				  DETAIL = 'A tenant with this slug or id is in this database.',
+				  HINT = 'Delete it first, or import into another database.';
+	END IF;
+	SELECT x.slug INTO name FROM mandant.tenant x WHERE x.operation_id = t.operation_id;
+	IF FOUND THEN
+		RAISE EXCEPTION 'operation % of tenant "%" created tenant "%" here', t.operation_id, t.slug, name
+			USING ERRCODE = 'unique_violation',
+				  DETAIL = 'Operation ids make tenant creation idempotent, so one operation creates one tenant.',
+				  HINT = 'Import into another database, or set "operation_id" of the export''s tenant to null.';
+	END IF;
+	PERFORM mandant.check_slug_quarantine(t.slug, t.id);
+	IF NOT EXISTS (SELECT 1 FROM mandant.plan p WHERE p.key = t.plan_key) THEN
+		RAISE EXCEPTION 'plan "%" of the export does not exist here', t.plan_key
+			USING ERRCODE = 'invalid_parameter_value', DETAIL = 'mandant.plan has no such key.',
+				  HINT = 'Create the plan first.';
+	END IF;
+	FOR name IN SELECT jsonb_object_keys(COALESCE(export -> 'tables', '{}')) LOOP
+		IF NOT EXISTS (SELECT 1 FROM mandant.tenant_tables() x WHERE x.relid::text = name) THEN
+			RAISE EXCEPTION 'table % of the export is not a tenant table here', name
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'Every table of the export must exist and be registered with mandant.enable_tenancy.',
+					  HINT = 'Create the schema (migrations) first.';
+		END IF;
+	END LOOP;
+
+	INSERT INTO mandant.tenant SELECT (t).*;
+	FOR tbl IN SELECT * FROM mandant.tenant_tables() ORDER BY depth DESC, relid::text LOOP
+		rows := export -> 'tables' -> tbl.relid::text;
+		IF rows IS NOT NULL THEN
+			PERFORM mandant.import_rows(tbl.relid, tbl.tenant_column, t.id, rows);
+		END IF;
+	END LOOP;
+	FOR tbl IN SELECT * FROM mandant.tenant_tables() ORDER BY depth DESC, relid::text LOOP
+		IF export -> 'tables' ? tbl.relid::text THEN
+			PERFORM mandant.check_imported_references(tbl.relid, tbl.tenant_column, t.id);
+		END IF;
+	END LOOP;
+
+	INSERT INTO mandant.role (tenant_id, name, scopes, description)
+	SELECT t.id, r.name, r.scopes, r.description
+	FROM jsonb_to_recordset(COALESCE(export -> 'roles', '[]')) AS r (name text, scopes text[], description text);
+	INSERT INTO mandant.membership (tenant_id, user_id, role, created_at, created_by)
+	SELECT t.id, u.id, m.role, m."createdAt", m."createdBy"
+	FROM jsonb_to_recordset(COALESCE(export -> 'memberships', '[]'))
+		 AS m (email text, role text, "createdAt" timestamptz, "createdBy" text)
+	JOIN mandant.users u ON lower(u.email) = lower(m.email);
+	SELECT COALESCE(array_agg(m.email ORDER BY m.email), '{}') INTO skipped
+	FROM jsonb_to_recordset(COALESCE(export -> 'memberships', '[]')) AS m (email text)
+	WHERE NOT EXISTS (SELECT 1 FROM mandant.users u WHERE lower(u.email) = lower(m.email));
+
+	/* Configuration: revisions are this database's, so they are taken anew in order. */
+	FOR h IN SELECT * FROM jsonb_populate_recordset(NULL::mandant.config_history, COALESCE(export -> 'configHistory', '[]'))
+			 ORDER BY revision LOOP
+		INSERT INTO mandant.config_clock AS c (id, revision) VALUES (1, 1)
+		ON CONFLICT (id) DO UPDATE SET revision = c.revision + 1 RETURNING c.revision INTO rev;
+		INSERT INTO mandant.config_history (revision, tenant_id, service, key, version, old_value, new_value,
+											reason, changed_by, actor_user_id, request_id, changed_at)
+		VALUES (rev, t.id, h.service, h.key, h.version, h.old_value, h.new_value, h.reason, h.changed_by,
+				h.actor_user_id, h.request_id, h.changed_at);
+	END LOOP;
+	FOR h IN SELECT * FROM jsonb_populate_recordset(NULL::mandant.config_entry, COALESCE(export -> 'config', '[]')) LOOP
+		INSERT INTO mandant.config_clock AS c (id, revision) VALUES (1, 1)
+		ON CONFLICT (id) DO UPDATE SET revision = c.revision + 1 RETURNING c.revision INTO rev;
+		INSERT INTO mandant.config_entry (tenant_id, service, key, value, version, revision, updated_at, updated_by, deleted_at)
+		VALUES (t.id, h.service, h.key, h.value, h.version, rev, h.updated_at, h.updated_by, h.deleted_at);
+	END LOOP;
+
+	INSERT INTO mandant.quota_change (tenant_id, resource, "limit", effective_at, reason, actor, created_at)
+	SELECT t.id, q.resource, q."limit", q.effective_at, q.reason, q.actor, q.created_at
+	FROM jsonb_populate_recordset(NULL::mandant.quota_change, COALESCE(export -> 'quotaChanges', '[]')) q;
+	INSERT INTO mandant.tenant_usage (tenant_id, resource, used)
+	SELECT t.id, c.key, (c.value #>> '{}')::bigint FROM jsonb_each(COALESCE(export -> 'charged', '{}')) c;
+
+	INSERT INTO mandant.audit_event
+	SELECT (jsonb_populate_record(NULL::mandant.audit_event, e || jsonb_build_object('tenant_id', t.id))).*
+	FROM jsonb_array_elements(COALESCE(export #> '{audit,events}', '[]')) e;
+	INSERT INTO mandant.audit_seal
+	SELECT (jsonb_populate_record(NULL::mandant.audit_seal, s || jsonb_build_object('tenant_id', t.id))).*
+	FROM jsonb_array_elements(COALESCE(export #> '{audit,seals}', '[]')) s;
+	PERFORM setval('mandant.audit_event_id_seq', GREATEST(
+		(SELECT max(e.id) FROM mandant.audit_event e), (SELECT last_value FROM mandant.audit_event_id_seq)));
+
+	PERFORM mandant.emit_for(NULL, 'platform.tenant.imported', t.id::text,
+							 mandant.tenant_payload(t) || jsonb_build_object('membersSkipped', skipped));
+	PERFORM mandant.audit_log_for(NULL, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
+								  'platform', 'tenant.imported', 'tenant', t.id::text,
+								  jsonb_build_object('slugSha256', encode(sha256(convert_to(t.slug, 'UTF8')), 'hex'),
+													 'membersSkipped', cardinality(skipped),
+													 'auditEvents', (SELECT count(*) FROM mandant.audit_event e WHERE e.tenant_id = t.id),
+													 'chainHead', (SELECT jsonb_build_object('seq', a.seq, 'chain', encode(a.chain, 'hex'))
+																   FROM mandant.audit_seal a WHERE a.tenant_id = t.id
+																   ORDER BY a.seq DESC LIMIT 1)));
+	IF cardinality(skipped) > 0 THEN
+		RAISE WARNING 'members without an account here were not imported: %', array_to_string(skipped, ', ')
+			USING HINT = 'Create the users, then add them with mandant.add_member().';
+	END IF;
+	RETURN t.id;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.op_import_tenant(jsonb) IS
+'Internal: the body of mandant.import_tenant(), which checks its caller first (mandant.gate_check).';
+
+CREATE OR REPLACE FUNCTION mandant.import_tenant(export jsonb)
+RETURNS uuid
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('import_tenant');
+	SELECT mandant.op_import_tenant(export)
+$$;
+
+COMMENT ON FUNCTION mandant.import_tenant(jsonb) IS
+'Restore a tenant from mandant.export_tenant() (version 1) into this database: rows with their ids, members whose e-mail has an account here, configuration (new revisions), quota changes, audit trail and seals (audit_verify still passes; the platform''s tenant.imported record keeps the imported chain head). Refuses other versions and existing slugs; all or nothing. mandant_admin only.';
+
 CREATE OR REPLACE FUNCTION mandant.forget_tables(tables oid[])
 RETURNS void
 LANGUAGE plpgsql VOLATILE
@@ -2442,6 +3481,211 @@ $$;
 COMMENT ON FUNCTION mandant.forget_dropped_tables() IS
 'Event trigger: unregister dropped tables from every registry of mandant (tenant tables, audited, outbox, state machine and quota tables).';
 
+CREATE OR REPLACE FUNCTION mandant.http_routes_changed()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'mandant_http_routes_changed'
+LANGUAGE C;
+
+COMMENT ON FUNCTION mandant.http_routes_changed() IS
+'Internal: statement trigger of mandant.http_route; every backend reloads its routes after commit.';
+
+CREATE OR REPLACE FUNCTION mandant.http_route(method text, path text, function regprocedure,
+								   required_scope text DEFAULT NULL, public boolean DEFAULT false,
+								   paginated boolean DEFAULT false, summary text DEFAULT NULL)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_call('http_route', NULL, jsonb_build_object(
+		'function', function::oid, 'method', method, 'path', path,
+		'requiredScope', required_scope, 'public', public, 'paginated', paginated,
+		'summary', summary));
+$$;
+
+COMMENT ON FUNCTION mandant.http_route(text, text, regprocedure, text, boolean, boolean, text) IS
+'Route method and path (e.g. ''/v1/notes/{noteId}'') of the HTTP gateway to function: its arguments come by camelCase name from path, query and JSON body; the call needs a token with required_scope unless public; a paginated function returns a set. Replaces the route of the same method and path. Grants EXECUTE on the function to mandant_gateway. The function''s owner or mandant_admin.';
+
+CREATE OR REPLACE FUNCTION mandant.drop_http_route(method text, path text)
+RETURNS boolean
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN r.function IS NULL THEN false
+				ELSE (mandant.gate_call('drop_http_route', NULL, jsonb_build_object(
+						  'function', r.function::oid, 'method', r.method, 'path', r.path)) ->> 'dropped')::boolean
+		   END
+	FROM (SELECT NULL) n
+	LEFT JOIN mandant.http_route r ON r.method = drop_http_route.method AND r.path = drop_http_route.path;
+$$;
+
+COMMENT ON FUNCTION mandant.drop_http_route(text, text) IS
+'Remove the route of method and path; returns whether there was one. Revokes EXECUTE on its function from mandant_gateway when no other route calls it. The function''s owner or mandant_admin.';
+
+CREATE OR REPLACE FUNCTION mandant.registry_http_route(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	fn			regprocedure := (args ->> 'function')::oid::regprocedure;
+	method		text := upper(args ->> 'method');
+	path		text := args ->> 'path';
+	scope		text := args ->> 'requiredScope';
+	is_public	boolean := COALESCE((args ->> 'public')::boolean, false);
+	paginated	boolean := COALESCE((args ->> 'paginated')::boolean, false);
+	p			pg_proc;
+	in_names	text[];
+	param		text;
+BEGIN
+	SELECT * INTO p FROM pg_proc WHERE oid = fn;
+	IF p.pronamespace IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+		OR (p.pronamespace = 'mandant'::regnamespace AND NOT has_function_privilege('public', fn, 'EXECUTE')) THEN
+		RAISE EXCEPTION 'function % cannot be routed', fn
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'System functions and mandant''s internal functions are not served over HTTP.',
+				  HINT = 'Route a function of your application, or one of mandant''s public functions.';
+	END IF;
+	IF NOT has_function_privilege(caller, fn, 'EXECUTE') THEN
+		RAISE EXCEPTION 'role "%" may not execute function %', caller, fn
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'A route lets the gateway call the function; you may route only what you may call.',
+				  HINT = format('Ask the owner of %s to grant you EXECUTE, or to route it.', fn);
+	END IF;
+	IF p.provariadic <> 0 OR p.pronargs > 64 THEN
+		RAISE EXCEPTION 'function % cannot be routed', fn
+			USING ERRCODE = 'invalid_function_definition',
+				  DETAIL = 'It is variadic or takes more than 64 arguments.',
+				  HINT = 'Route a function with at most 64 named arguments.';
+	END IF;
+	SELECT array_agg(n ORDER BY i) INTO in_names
+	FROM unnest(COALESCE(p.proargnames, array_fill(''::text, ARRAY[p.pronargs])),
+				COALESCE(p.proargmodes, array_fill('i'::"char", ARRAY[p.pronargs]))) WITH ORDINALITY AS a(n, m, i)
+	WHERE m IN ('i', 'b');
+	IF p.pronargs > 0 AND (in_names IS NULL OR '' = ANY (in_names)
+		OR EXISTS (SELECT 1 FROM unnest(p.proargtypes::oid[]) t(oid) JOIN pg_type y ON y.oid = t.oid
+				   WHERE y.typtype = 'p')) THEN
+		RAISE EXCEPTION 'function % cannot be routed', fn
+			USING ERRCODE = 'invalid_function_definition',
+				  DETAIL = 'Every argument must have a name and a concrete type (no polymorphic or pseudo-types).',
+				  HINT = 'Name the arguments: the gateway maps camelCase keys to them.';
+	END IF;
+	IF paginated AND NOT p.proretset THEN
+		RAISE EXCEPTION 'function % returns no set', fn
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A paginated route pages through the rows its function returns.',
+				  HINT = 'Route a set-returning function, or pass paginated => false.';
+	END IF;
+	IF is_public AND scope IS NOT NULL THEN
+		RAISE EXCEPTION 'a public route requires no scope'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('The route was given public => true and required_scope => %L.', scope),
+				  HINT = 'Drop one of them: public routes are called without a token.';
+	END IF;
+	IF path !~ '^(/([A-Za-z0-9._~-]+|\{[a-z][A-Za-z0-9]*\}))+$' THEN
+		RAISE EXCEPTION 'invalid route path "%"', path
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A path is one or more /segments of letters, digits and ._~- or {parameter} in camelCase.',
+				  HINT = 'Write e.g. ''/v1/notes/{noteId}''.';
+	END IF;
+	FOR param IN SELECT m[1] FROM regexp_matches(path, '\{([A-Za-z0-9]+)\}', 'g') AS m
+	LOOP
+		IF NOT lower(regexp_replace(param, '([A-Z])', '_\1', 'g')) = ANY (COALESCE(in_names, '{}')) THEN
+			RAISE EXCEPTION 'path parameter "%" is not an argument of function %', param, fn
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = format('The function''s arguments are %s.', COALESCE(array_to_string(in_names, ', '), 'none')),
+					  HINT = 'Name each {parameter} after an argument, in camelCase (note_id: {noteId}).';
+		END IF;
+	END LOOP;
+	IF (SELECT count(*) FROM regexp_matches(path, '\{([A-Za-z0-9]+)\}', 'g'))
+		<> (SELECT count(DISTINCT m[1]) FROM regexp_matches(path, '\{([A-Za-z0-9]+)\}', 'g') AS m) THEN
+		RAISE EXCEPTION 'path "%" names a parameter twice', path
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'Each {parameter} fills one argument.',
+				  HINT = 'Name every parameter once.';
+	END IF;
+
+	INSERT INTO mandant.http_route AS r (method, path, function, required_scope, public, paginated,
+										 summary, created_by)
+	VALUES (method, path, fn, scope, is_public, paginated, args ->> 'summary', caller)
+	ON CONFLICT ON CONSTRAINT http_route_pkey DO UPDATE
+	SET function = EXCLUDED.function, required_scope = EXCLUDED.required_scope,
+		public = EXCLUDED.public, paginated = EXCLUDED.paginated, summary = EXCLUDED.summary,
+		created_at = EXCLUDED.created_at, created_by = EXCLUDED.created_by;
+	PERFORM mandant.http_route_grants();
+	RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mandant.registry_drop_http_route(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	dropped	boolean;
+BEGIN
+	DELETE FROM mandant.http_route r
+	WHERE r.method = args ->> 'method' AND r.path = args ->> 'path'
+	  AND r.function = (args ->> 'function')::oid::regprocedure;
+	dropped := FOUND;
+	PERFORM mandant.http_route_grants();
+	RETURN jsonb_build_object('dropped', dropped);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION mandant.http_route_grants()
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	g	record;
+BEGIN
+	FOR g IN
+		SELECT DISTINCT 'function' AS kind, r.function::oid AS object FROM mandant.http_route r
+		UNION
+		SELECT DISTINCT 'schema', p.pronamespace FROM mandant.http_route r JOIN pg_proc p ON p.oid = r.function
+	LOOP
+		CONTINUE WHEN EXISTS (SELECT 1 FROM mandant.http_route_grant x WHERE (x.kind, x.object) = (g.kind, g.object));
+		IF g.kind = 'function' AND NOT has_function_privilege('mandant_gateway', g.object, 'EXECUTE') THEN
+			EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO mandant_gateway', g.object::regprocedure);
+			INSERT INTO mandant.http_route_grant (kind, object) VALUES (g.kind, g.object);
+		ELSIF g.kind = 'schema' AND NOT has_schema_privilege('mandant_gateway', g.object, 'USAGE') THEN
+			EXECUTE format('GRANT USAGE ON SCHEMA %s TO mandant_gateway', g.object::regnamespace);
+			INSERT INTO mandant.http_route_grant (kind, object) VALUES (g.kind, g.object);
+		END IF;
+	END LOOP;
+	FOR g IN
+		DELETE FROM mandant.http_route_grant x
+		WHERE NOT EXISTS (SELECT 1 FROM mandant.http_route r JOIN pg_proc p ON p.oid = r.function
+						  WHERE CASE x.kind WHEN 'function' THEN r.function::oid ELSE p.pronamespace END = x.object)
+		RETURNING x.kind, x.object
+	LOOP
+		IF g.kind = 'function' AND EXISTS (SELECT 1 FROM pg_proc WHERE oid = g.object) THEN
+			EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM mandant_gateway', g.object::regprocedure);
+		ELSIF g.kind = 'schema' AND EXISTS (SELECT 1 FROM pg_namespace WHERE oid = g.object) THEN
+			EXECUTE format('REVOKE USAGE ON SCHEMA %s FROM mandant_gateway', g.object::regnamespace);
+		END IF;
+	END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.http_route_grants() IS
+'Internal: grant mandant_gateway EXECUTE on routed functions and USAGE on their schemas; revoke what only dropped routes needed.';
+
+CREATE OR REPLACE FUNCTION mandant.http_call(request jsonb, request_body text DEFAULT NULL,
+								  OUT status integer, OUT headers jsonb, OUT body text,
+								  OUT route text, OUT tenant_id uuid)
+RETURNS record
+AS 'MODULE_PATHNAME', 'mandant_http_call'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION mandant.http_call(jsonb, text) IS
+'Answer one HTTP request (method, path, query, host, tenant, token, cookie, requestId, traceId, clientIp; body as text) in one statement: route, tenant, token, scope, arguments, call, envelope. Outside a transaction block; not as a trusted role. mandant_gateway only.';
+
 /* ---- comments of functions that changed ---- */
 
 COMMENT ON FUNCTION mandant.emit(text, text, jsonb) IS
@@ -2456,11 +3700,17 @@ COMMENT ON FUNCTION mandant.charge(text, bigint) IS
 /* ---- rights of functions ---- */
 
 REVOKE ALL ON FUNCTION mandant.gate_caller_member_of(name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.op_create_tenant(text, text, text, text, uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION mandant.op_create_tenant(text, text, text, text, uuid) TO mandant_admin;
 REVOKE ALL ON FUNCTION mandant.lock_tenant(uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.run_as_table_owner(regclass, uuid, text, jsonb),
 	mandant.delete_tenant_rows(regclass, uuid), mandant.delete_tenant_row(uuid), mandant.tenant_row_count(regclass, name, uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.audit_append_only() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.attach_trigger(regclass, text, text), mandant.detach_trigger(regclass, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.op_audit_seal() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION mandant.op_audit_seal() TO mandant_admin;
+REVOKE ALL ON FUNCTION mandant.op_audit_events(uuid, timestamptz, text, text, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION mandant.op_audit_events(uuid, timestamptz, text, text, integer) TO mandant_admin;
 REVOKE ALL ON FUNCTION mandant.audit_log_for(uuid, uuid, text, text, text, text, text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.state_machines_changed() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.check_guard(text, regrole, regprocedure) FROM PUBLIC;
@@ -2475,9 +3725,28 @@ REVOKE ALL ON FUNCTION mandant.totp_attempt(uuid, bytea, text, bigint, text, tex
 REVOKE ALL ON FUNCTION mandant.secret_seal(bytea, uuid), mandant.totp_match(bytea, uuid, text, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.join_owned_tenants(uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.quota_table_changed() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.op_set_quota(uuid, text, bigint, timestamptz, text), mandant.op_change_plan(uuid, text, text),
+	mandant.op_usage_reconcile() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION mandant.op_set_quota(uuid, text, bigint, timestamptz, text), mandant.op_change_plan(uuid, text, text),
+	mandant.op_usage_reconcile() TO mandant_admin;
 REVOKE ALL ON FUNCTION mandant.check_tenant_references() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.op_delete_tenant(uuid, text), mandant.op_export_tenant(uuid), mandant.op_import_tenant(jsonb),
+	mandant.op_suspend_tenant(uuid, text), mandant.op_resume_tenant(uuid),
+	mandant.op_complete_tenant_provisioning(uuid), mandant.op_fail_tenant_provisioning(uuid, text),
+	mandant.import_rows(regclass, name, uuid, jsonb), mandant.check_imported_references(regclass, name, uuid),
+	mandant.announce(uuid, text, text), mandant.check_slug_quarantine(text, uuid),
+	mandant.after_tenant_created(uuid), mandant.tenant_by_operation(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION mandant.op_delete_tenant(uuid, text), mandant.op_export_tenant(uuid), mandant.op_import_tenant(jsonb),
+	mandant.op_suspend_tenant(uuid, text), mandant.op_resume_tenant(uuid),
+	mandant.op_complete_tenant_provisioning(uuid), mandant.op_fail_tenant_provisioning(uuid, text) TO mandant_admin;
+GRANT EXECUTE ON FUNCTION mandant.op_complete_tenant_provisioning(uuid), mandant.op_fail_tenant_provisioning(uuid, text)
+	TO mandant_service;
 REVOKE ALL ON FUNCTION mandant.forget_tables(oid[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.forget_missing_tables() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.http_routes_changed() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.http_route_grants() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.http_call(jsonb, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION mandant.http_call(jsonb, text) TO mandant_gateway;
 REVOKE ALL ON FUNCTION
 	mandant.plan_restore_builtin(), mandant.check_excluded_columns(regclass, text[]),
 	mandant.check_primary_key(regclass, text, text), mandant.check_state_names(text[], text),
@@ -2498,6 +3767,24 @@ DROP FUNCTION mandant.identity_call(text, uuid, jsonb);
 DROP FUNCTION mandant.check_tenant_access(uuid, text);
 DROP FUNCTION mandant.machine_for_change(text);
 DROP FUNCTION mandant.enable_tenancy(regclass, name);
+
+/*
+ * ---- mandant.charge checks its caller itself (the gate's rule service) ----
+ *
+ * It is executable by everyone with the default rights, as in a fresh
+ * installation; 0.1.0 granted it to mandant_service and mandant_admin.
+ * Nothing of mandant depends on it; an application's function whose body
+ * depends on it (BEGIN ATOMIC) stops the update here, without CASCADE.
+ */
+DROP FUNCTION mandant.charge(text, bigint);
+
+CREATE FUNCTION mandant.charge(resource text, amount bigint)
+RETURNS void
+AS 'MODULE_PATHNAME', 'mandant_charge'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION mandant.charge(text, bigint) IS
+'Count amount of a resource that is not rows (e.g. storage_bytes) against the current tenant''s limit (MD030 past it); a negative amount gives back; resources that tables count are refused (22023). Trusted backends (mandant_service) and mandant_admin only: a negative charge frees quota.';
 
 /* ---- rights and comments given in bulk by the install script ---- */
 
@@ -2602,3 +3889,9 @@ BEGIN
 	END LOOP;
 END
 $policies$;
+
+/* ---- routes of the HTTP gateway: every backend reloads them after a change ---- */
+
+CREATE TRIGGER http_routes_changed
+AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON mandant.http_route
+FOR EACH STATEMENT EXECUTE FUNCTION mandant.http_routes_changed();

@@ -205,7 +205,7 @@ COMMENT ON FUNCTION mandant.check_tenant_slug(text) IS
  * 'external'.  With an operation_id it is idempotent: repeating the call (also concurrently)
  * returns the tenant the first call created.
  */
-CREATE FUNCTION mandant.create_tenant(
+CREATE FUNCTION mandant.op_create_tenant(
 	slug text,
 	name text,
 	owner_email text,
@@ -235,7 +235,7 @@ BEGIN
 				  DETAIL = format('The owner e-mail was %L.', owner_email),
 				  HINT = 'Pass an address such as ''owner@example.com''.';
 	END IF;
-	IF plan_key IS NULL OR NOT EXISTS (SELECT 1 FROM mandant.plan p WHERE p.key = create_tenant.plan_key) THEN
+	IF plan_key IS NULL OR NOT EXISTS (SELECT 1 FROM mandant.plan p WHERE p.key = op_create_tenant.plan_key) THEN
 		RAISE EXCEPTION 'plan "%" does not exist', plan_key
 			USING ERRCODE = 'invalid_parameter_value',
 				  DETAIL = format('No row of mandant.plan has key %L.', plan_key),
@@ -246,13 +246,13 @@ BEGIN
 	/* A repeated operation returns what the first one created. */
 	IF operation_id IS NOT NULL THEN
 		SELECT t.* INTO existing FROM mandant.tenant t
-		WHERE t.operation_id = create_tenant.operation_id;
+		WHERE t.operation_id = op_create_tenant.operation_id;
 		IF FOUND THEN
 			RETURN mandant.tenant_for_repeated_operation(existing, slug);
 		END IF;
 	END IF;
 
-	IF EXISTS (SELECT 1 FROM mandant.tenant t WHERE t.slug = create_tenant.slug) THEN
+	IF EXISTS (SELECT 1 FROM mandant.tenant t WHERE t.slug = op_create_tenant.slug) THEN
 		RAISE EXCEPTION 'tenant slug "%" is already taken', slug
 			USING ERRCODE = 'unique_violation',
 				  DETAIL = format('A tenant with slug %L already exists.', slug),
@@ -262,8 +262,8 @@ BEGIN
 
 	BEGIN
 		INSERT INTO mandant.tenant AS t (slug, name, owner_email, plan_key, operation_id, status)
-		VALUES (create_tenant.slug, btrim(create_tenant.name), create_tenant.owner_email,
-				create_tenant.plan_key, create_tenant.operation_id,
+		VALUES (op_create_tenant.slug, btrim(op_create_tenant.name), op_create_tenant.owner_email,
+				op_create_tenant.plan_key, op_create_tenant.operation_id,
 				CASE current_setting('mandant.provisioning') WHEN 'external' THEN 'pending' ELSE 'active' END)
 		RETURNING t.id INTO new_id;
 	EXCEPTION WHEN unique_violation THEN
@@ -273,7 +273,7 @@ BEGIN
 		 */
 		IF operation_id IS NOT NULL THEN
 			SELECT t.* INTO existing FROM mandant.tenant t
-			WHERE t.operation_id = create_tenant.operation_id;
+			WHERE t.operation_id = op_create_tenant.operation_id;
 			IF FOUND THEN
 				RETURN mandant.tenant_for_repeated_operation(existing, slug);
 			END IF;
@@ -288,6 +288,23 @@ BEGIN
 	PERFORM mandant.after_tenant_created(new_id);
 	RETURN new_id;
 END
+$$;
+
+COMMENT ON FUNCTION mandant.op_create_tenant(text, text, text, text, uuid) IS
+'Internal: the body of mandant.create_tenant(), which checks its caller first (mandant.gate_check).';
+
+CREATE FUNCTION mandant.create_tenant(
+	slug text,
+	name text,
+	owner_email text,
+	plan_key text DEFAULT 'free',
+	operation_id uuid DEFAULT NULL)
+RETURNS uuid
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('create_tenant');
+	SELECT mandant.op_create_tenant(slug, name, owner_email, plan_key, operation_id)
 $$;
 
 COMMENT ON FUNCTION mandant.create_tenant(text, text, text, text, uuid) IS
@@ -317,8 +334,8 @@ $$;
 COMMENT ON FUNCTION mandant.tenant_for_repeated_operation(mandant.tenant, text) IS
 'Internal to mandant.create_tenant: resolve a repeated operation id.';
 
-REVOKE ALL ON FUNCTION mandant.create_tenant(text, text, text, text, uuid) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION mandant.create_tenant(text, text, text, text, uuid) TO mandant_admin;
+REVOKE ALL ON FUNCTION mandant.op_create_tenant(text, text, text, text, uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION mandant.op_create_tenant(text, text, text, text, uuid) TO mandant_admin;
 REVOKE ALL ON FUNCTION mandant.tenant_for_repeated_operation(mandant.tenant, text) FROM PUBLIC;
 
 CREATE FUNCTION mandant.check_tenant_enterable(tenant uuid)

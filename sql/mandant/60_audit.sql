@@ -356,7 +356,7 @@ COMMENT ON FUNCTION mandant.disable_audit(regclass) IS
  * Events of transactions still open are left for the next run: the window
  * is [xmin of the previous run, xmin of this run).
  */
-CREATE FUNCTION mandant.audit_seal()
+CREATE FUNCTION mandant.op_audit_seal()
 RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -410,11 +410,23 @@ BEGIN
 END
 $$;
 
+COMMENT ON FUNCTION mandant.op_audit_seal() IS
+'Internal: the body of mandant.audit_seal(), which checks its caller first (mandant.gate_check).';
+
+CREATE FUNCTION mandant.audit_seal()
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('audit_seal');
+	SELECT mandant.op_audit_seal()
+$$;
+
 COMMENT ON FUNCTION mandant.audit_seal() IS
 'Chain the events of every transaction that has ended since the last run into mandant.audit_seal, per tenant; returns how many. Does not block writers. mandant_admin only; run it periodically.';
 
-REVOKE ALL ON FUNCTION mandant.audit_seal() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION mandant.audit_seal() TO mandant_admin;
+REVOKE ALL ON FUNCTION mandant.op_audit_seal() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION mandant.op_audit_seal() TO mandant_admin;
 
 /*
  * audit_verify_chain walks a tenant's chain in seal order, recomputing each
@@ -478,31 +490,46 @@ COMMENT ON FUNCTION mandant.audit_verify(uuid) IS
 
 /*
  * audit_events is how platform administrators read across tenants: a
- * function granted to mandant_admin, not a role that bypasses row level
- * security.
+ * function for mandant_admin (the gate checks the caller, and
+ * op_audit_events is granted to mandant_admin only), not a role that
+ * bypasses row level security.
  */
-CREATE FUNCTION mandant.audit_events(tenant uuid, since timestamptz DEFAULT '-infinity',
-									 entity_type text DEFAULT NULL, entity_id text DEFAULT NULL,
-									 max_rows integer DEFAULT 1000)
+CREATE FUNCTION mandant.op_audit_events(tenant uuid, since timestamptz DEFAULT '-infinity',
+										entity_type text DEFAULT NULL, entity_id text DEFAULT NULL,
+										max_rows integer DEFAULT 1000)
 RETURNS SETOF mandant.audit_event
 LANGUAGE sql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT a.* FROM mandant.audit_event a
-	WHERE a.tenant_id = COALESCE(audit_events.tenant, '00000000-0000-0000-0000-000000000000')
-	  AND a.occurred_at >= audit_events.since
-	  AND (audit_events.entity_type IS NULL OR a.entity_type = audit_events.entity_type)
-	  AND (audit_events.entity_id IS NULL OR a.entity_id = audit_events.entity_id)
+	WHERE a.tenant_id = COALESCE(op_audit_events.tenant, '00000000-0000-0000-0000-000000000000')
+	  AND a.occurred_at >= op_audit_events.since
+	  AND (op_audit_events.entity_type IS NULL OR a.entity_type = op_audit_events.entity_type)
+	  AND (op_audit_events.entity_id IS NULL OR a.entity_id = op_audit_events.entity_id)
 	ORDER BY a.id DESC
-	LIMIT LEAST(GREATEST(audit_events.max_rows, 0), 10000)
+	LIMIT LEAST(GREATEST(op_audit_events.max_rows, 0), 10000)
+$$;
+
+COMMENT ON FUNCTION mandant.op_audit_events(uuid, timestamptz, text, text, integer) IS
+'Internal: the body of mandant.audit_events(), which checks its caller first (mandant.gate_check).';
+
+CREATE FUNCTION mandant.audit_events(tenant uuid, since timestamptz DEFAULT '-infinity',
+									 entity_type text DEFAULT NULL, entity_id text DEFAULT NULL,
+									 max_rows integer DEFAULT 1000)
+RETURNS SETOF mandant.audit_event
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('audit_events');
+	SELECT * FROM mandant.op_audit_events(tenant, since, entity_type, entity_id, max_rows)
 $$;
 
 COMMENT ON FUNCTION mandant.audit_events(uuid, timestamptz, text, text, integer) IS
 'A tenant''s audit events (NULL: platform events), newest first, at most 10000. mandant_admin only.';
 
-REVOKE ALL ON FUNCTION mandant.audit_events(uuid, timestamptz, text, text, integer) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION mandant.audit_events(uuid, timestamptz, text, text, integer) TO mandant_admin;
+REVOKE ALL ON FUNCTION mandant.op_audit_events(uuid, timestamptz, text, text, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION mandant.op_audit_events(uuid, timestamptz, text, text, integer) TO mandant_admin;
 
 CREATE FUNCTION mandant.audit_log_for(tenant uuid, actor uuid, request_id text, category text,
 									  action text, entity_type text, entity_id text, payload jsonb)

@@ -203,8 +203,8 @@ $$;
  * lease expired after their last allowed attempt are dead-lettered instead
  * of delivered (the batch is then smaller).
  */
-CREATE FUNCTION mandant.outbox_claim(consumer text, max integer DEFAULT 100,
-									 lease interval DEFAULT '30 seconds')
+CREATE FUNCTION mandant.op_outbox_claim(consumer text, max integer DEFAULT 100,
+										lease interval DEFAULT '30 seconds')
 RETURNS TABLE (id bigint, event_id uuid, topic text, tenant_id uuid, aggregate_id text,
 			   attempts integer, envelope jsonb, headers jsonb)
 LANGUAGE plpgsql
@@ -262,10 +262,24 @@ BEGIN
 END
 $$;
 
+COMMENT ON FUNCTION mandant.op_outbox_claim(text, integer, interval) IS
+'Internal: the body of mandant.outbox_claim(), which checks its caller first (mandant.gate_check).';
+
+CREATE FUNCTION mandant.outbox_claim(consumer text, max integer DEFAULT 100,
+									 lease interval DEFAULT '30 seconds')
+RETURNS TABLE (id bigint, event_id uuid, topic text, tenant_id uuid, aggregate_id text,
+			   attempts integer, envelope jsonb, headers jsonb)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('outbox_claim');
+	SELECT * FROM mandant.op_outbox_claim(consumer, max, lease)
+$$;
+
 COMMENT ON FUNCTION mandant.outbox_claim(text, integer, interval) IS
 'Lease up to max pending events (oldest first, FOR UPDATE SKIP LOCKED, never past an older unpublished event of the same aggregate) to consumer for lease. Returns each with its envelope {eventId, type, tenantId, timestamp, payload}. mandant_service and mandant_admin only.';
 
-CREATE FUNCTION mandant.outbox_ack(ids bigint[])
+CREATE FUNCTION mandant.op_outbox_ack(ids bigint[])
 RETURNS bigint
 LANGUAGE sql
 SECURITY DEFINER
@@ -281,10 +295,22 @@ AS $$
 	SELECT count(*) FROM acked
 $$;
 
+COMMENT ON FUNCTION mandant.op_outbox_ack(bigint[]) IS
+'Internal: the body of mandant.outbox_ack(), which checks its caller first (mandant.gate_check).';
+
+CREATE FUNCTION mandant.outbox_ack(ids bigint[])
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('outbox_ack');
+	SELECT mandant.op_outbox_ack(ids)
+$$;
+
 COMMENT ON FUNCTION mandant.outbox_ack(bigint[]) IS
 'Mark leased events published; returns how many were (unknown, unleased or already published ids are ignored). mandant_service and mandant_admin only.';
 
-CREATE FUNCTION mandant.outbox_nack(id bigint, error text, consumer text DEFAULT NULL)
+CREATE FUNCTION mandant.op_outbox_nack(id bigint, error text, consumer text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -294,7 +320,7 @@ DECLARE
 	e			mandant.outbox;
 	max_attempts constant integer := current_setting('mandant.outbox_max_attempts')::integer;
 BEGIN
-	SELECT * INTO e FROM mandant.outbox o WHERE o.id = outbox_nack.id FOR UPDATE;
+	SELECT * INTO e FROM mandant.outbox o WHERE o.id = op_outbox_nack.id FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'outbox event % does not exist', id
 			USING ERRCODE = 'no_data_found',
@@ -317,14 +343,26 @@ BEGIN
 	SET locked_until = NULL, last_error = left(COALESCE(error, '(no error given)'), 2000),
 		available_at = now() + make_interval(secs => LEAST(60, 2 ^ LEAST(e.attempts - 1, 6))),
 		dead_at = CASE WHEN e.attempts >= max_attempts THEN now() END
-	WHERE o.id = outbox_nack.id;
+	WHERE o.id = op_outbox_nack.id;
 END
+$$;
+
+COMMENT ON FUNCTION mandant.op_outbox_nack(bigint, text, text) IS
+'Internal: the body of mandant.outbox_nack(), which checks its caller first (mandant.gate_check).';
+
+CREATE FUNCTION mandant.outbox_nack(id bigint, error text, consumer text DEFAULT NULL)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('outbox_nack');
+	SELECT mandant.op_outbox_nack(id, error, consumer)
 $$;
 
 COMMENT ON FUNCTION mandant.outbox_nack(bigint, text, text) IS
 'Reject a leased event: it is retried after 1, 2, 4 ... 60 seconds, and dead after mandant.outbox_max_attempts attempts. With consumer, the lease must be that consumer''s. mandant_service and mandant_admin only.';
 
-CREATE FUNCTION mandant.outbox_replay(id bigint)
+CREATE FUNCTION mandant.op_outbox_replay(id bigint)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -334,7 +372,7 @@ BEGIN
 	UPDATE mandant.outbox o
 	SET published_at = NULL, dead_at = NULL, locked_until = NULL, locked_by = NULL,
 		attempts = 0, available_at = now()
-	WHERE o.id = outbox_replay.id;
+	WHERE o.id = op_outbox_replay.id;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'outbox event % does not exist', id
 			USING ERRCODE = 'no_data_found',
@@ -344,10 +382,22 @@ BEGIN
 END
 $$;
 
+COMMENT ON FUNCTION mandant.op_outbox_replay(bigint) IS
+'Internal: the body of mandant.outbox_replay(), which checks its caller first (mandant.gate_check).';
+
+CREATE FUNCTION mandant.outbox_replay(id bigint)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('outbox_replay');
+	SELECT mandant.op_outbox_replay(id)
+$$;
+
 COMMENT ON FUNCTION mandant.outbox_replay(bigint) IS
 'Deliver an event again (a dead one, or a published one): pending now, attempts reset. mandant_service and mandant_admin only.';
 
-CREATE FUNCTION mandant.outbox_skip(id bigint, reason text)
+CREATE FUNCTION mandant.op_outbox_skip(id bigint, reason text)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -360,7 +410,7 @@ BEGIN
 	UPDATE mandant.outbox o
 	SET published_at = now(), locked_until = NULL,
 		last_error = format('skipped by %s: %s (last error: %s)', session_user, reason, o.last_error)
-	WHERE o.id = outbox_skip.id AND o.dead_at IS NOT NULL;
+	WHERE o.id = op_outbox_skip.id AND o.dead_at IS NOT NULL;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'outbox event % is not dead', id
 			USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -370,10 +420,22 @@ BEGIN
 END
 $$;
 
+COMMENT ON FUNCTION mandant.op_outbox_skip(bigint, text) IS
+'Internal: the body of mandant.outbox_skip(), which checks its caller first (mandant.gate_check).';
+
+CREATE FUNCTION mandant.outbox_skip(id bigint, reason text)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('outbox_skip');
+	SELECT mandant.op_outbox_skip(id, reason)
+$$;
+
 COMMENT ON FUNCTION mandant.outbox_skip(bigint, text) IS
 'Give up a dead event (it counts as published, with the reason recorded), releasing the later events of its aggregate. mandant_service and mandant_admin only.';
 
-CREATE FUNCTION mandant.outbox_purge(older_than interval)
+CREATE FUNCTION mandant.op_outbox_purge(older_than interval)
 RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -394,10 +456,22 @@ BEGIN
 END
 $$;
 
+COMMENT ON FUNCTION mandant.op_outbox_purge(interval) IS
+'Internal: the body of mandant.outbox_purge(), which checks its caller first (mandant.gate_check).';
+
+CREATE FUNCTION mandant.outbox_purge(older_than interval)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('outbox_purge');
+	SELECT mandant.op_outbox_purge(older_than)
+$$;
+
 COMMENT ON FUNCTION mandant.outbox_purge(interval) IS
 'Delete events published longer ago than older_than; returns how many. mandant_service and mandant_admin only.';
 
-CREATE FUNCTION mandant.outbox_stats()
+CREATE FUNCTION mandant.op_outbox_stats()
 RETURNS TABLE (pending bigint, leased bigint, dead bigint, oldest_pending_age interval)
 LANGUAGE sql STABLE
 SECURITY DEFINER
@@ -411,6 +485,18 @@ AS $$
 	WHERE o.published_at IS NULL
 $$;
 
+COMMENT ON FUNCTION mandant.op_outbox_stats() IS
+'Internal: the body of mandant.outbox_stats(), which checks its caller first (mandant.gate_check).';
+
+CREATE FUNCTION mandant.outbox_stats()
+RETURNS TABLE (pending bigint, leased bigint, dead bigint, oldest_pending_age interval)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('outbox_stats');
+	SELECT * FROM mandant.op_outbox_stats()
+$$;
+
 COMMENT ON FUNCTION mandant.outbox_stats() IS
 'Unpublished events: pending (including backing off), leased, dead, and the age of the oldest one not dead. mandant_service and mandant_admin only.';
 
@@ -419,10 +505,10 @@ DECLARE
 	f text;
 BEGIN
 	FOREACH f IN ARRAY ARRAY[
-		'mandant.outbox_claim(text, integer, interval)', 'mandant.outbox_ack(bigint[])',
-		'mandant.outbox_nack(bigint, text, text)', 'mandant.outbox_replay(bigint)',
-		'mandant.outbox_skip(bigint, text)', 'mandant.outbox_purge(interval)',
-		'mandant.outbox_stats()']
+		'mandant.op_outbox_claim(text, integer, interval)', 'mandant.op_outbox_ack(bigint[])',
+		'mandant.op_outbox_nack(bigint, text, text)', 'mandant.op_outbox_replay(bigint)',
+		'mandant.op_outbox_skip(bigint, text)', 'mandant.op_outbox_purge(interval)',
+		'mandant.op_outbox_stats()']
 	LOOP
 		EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
 		EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO mandant_service, mandant_admin', f);

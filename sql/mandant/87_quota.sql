@@ -89,9 +89,6 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION mandant.charge(text, bigint) IS
 'Count amount of a resource that is not rows (e.g. storage_bytes) against the current tenant''s limit (MD030 past it); a negative amount gives back; resources that tables count are refused (22023). Trusted backends (mandant_service) and mandant_admin only: a negative charge frees quota.';
 
-REVOKE ALL ON FUNCTION mandant.charge(text, bigint) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION mandant.charge(text, bigint) TO mandant_service, mandant_admin;
-
 CREATE FUNCTION mandant.check_resource(resource text)
 RETURNS void
 LANGUAGE plpgsql STABLE
@@ -375,8 +372,8 @@ $$;
 COMMENT ON FUNCTION mandant.check_limit(uuid, text, bigint) IS
 'Internal: raise unless the tenant exists, the resource is known and the limit is not negative.';
 
-CREATE FUNCTION mandant.set_quota(tenant uuid, resource text, "limit" bigint,
-								  effective_at timestamptz DEFAULT now(), reason text DEFAULT NULL)
+CREATE FUNCTION mandant.op_set_quota(tenant uuid, resource text, "limit" bigint,
+									 effective_at timestamptz DEFAULT now(), reason text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -394,7 +391,7 @@ BEGIN
 			COALESCE(mandant.current_user_id()::text, session_user))
 	RETURNING id INTO change_id;
 	UPDATE mandant.tenant_usage u SET limit_until = '-infinity'
-	WHERE u.tenant_id = tenant AND u.resource = set_quota.resource;
+	WHERE u.tenant_id = tenant AND u.resource = op_set_quota.resource;
 	PERFORM mandant.audit_log_for(tenant, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
 								  'platform', 'quota.changed', 'tenant', tenant::text,
 								  jsonb_build_object('resource', resource, 'limit', "limit",
@@ -403,10 +400,23 @@ BEGIN
 END
 $$;
 
+COMMENT ON FUNCTION mandant.op_set_quota(uuid, text, bigint, timestamptz, text) IS
+'Internal: the body of mandant.set_quota(), which checks its caller first (mandant.gate_check).';
+
+CREATE FUNCTION mandant.set_quota(tenant uuid, resource text, "limit" bigint,
+								  effective_at timestamptz DEFAULT now(), reason text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('set_quota');
+	SELECT mandant.op_set_quota(tenant, resource, "limit", effective_at, reason)
+$$;
+
 COMMENT ON FUNCTION mandant.set_quota(uuid, text, bigint, timestamptz, text) IS
 'Override a tenant''s limit of a resource from effective_at on (NULL limit: unlimited); kept in mandant.quota_change. mandant_admin only.';
 
-CREATE FUNCTION mandant.change_plan(tenant uuid, plan_key text, reason text)
+CREATE FUNCTION mandant.op_change_plan(tenant uuid, plan_key text, reason text)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -415,7 +425,7 @@ AS $$
 DECLARE
 	old_plan text := (mandant.lock_tenant(tenant)).plan_key;
 BEGIN
-	IF NOT EXISTS (SELECT 1 FROM mandant.plan p WHERE p.key = change_plan.plan_key) THEN
+	IF NOT EXISTS (SELECT 1 FROM mandant.plan p WHERE p.key = op_change_plan.plan_key) THEN
 		RAISE EXCEPTION 'plan "%" does not exist', plan_key
 			USING ERRCODE = 'invalid_parameter_value',
 				  DETAIL = format('No row of mandant.plan has key %L.', plan_key),
@@ -423,7 +433,7 @@ BEGIN
 	END IF;
 	PERFORM mandant.require_reason(reason, 'change a plan', 'The reason is recorded in the audit trail.',
 								   'Say why, e.g. ''upgrade ordered by the customer''.');
-	UPDATE mandant.tenant t SET plan_key = change_plan.plan_key, updated_at = now() WHERE t.id = tenant;
+	UPDATE mandant.tenant t SET plan_key = op_change_plan.plan_key, updated_at = now() WHERE t.id = tenant;
 	UPDATE mandant.tenant_usage u SET limit_until = '-infinity' WHERE u.tenant_id = tenant;
 	PERFORM mandant.audit_log_for(tenant, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
 								  'platform', 'plan.changed', 'tenant', tenant::text,
@@ -431,6 +441,18 @@ BEGIN
 	PERFORM mandant.emit_for(NULL, 'platform.tenant.plan_changed', tenant::text,
 							 jsonb_build_object('tenantId', tenant, 'from', old_plan, 'to', plan_key));
 END
+$$;
+
+COMMENT ON FUNCTION mandant.op_change_plan(uuid, text, text) IS
+'Internal: the body of mandant.change_plan(), which checks its caller first (mandant.gate_check).';
+
+CREATE FUNCTION mandant.change_plan(tenant uuid, plan_key text, reason text)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('change_plan');
+	SELECT mandant.op_change_plan(tenant, plan_key, reason)
 $$;
 
 COMMENT ON FUNCTION mandant.change_plan(uuid, text, text) IS
@@ -470,7 +492,7 @@ $$;
 COMMENT ON FUNCTION mandant.usage(uuid) IS
 'What a tenant uses of each resource and its limit (NULL: unlimited). The current tenant, or any for mandant_admin.';
 
-CREATE FUNCTION mandant.usage_reconcile()
+CREATE FUNCTION mandant.op_usage_reconcile()
 RETURNS TABLE (tenant_id uuid, resource text, recorded bigint, actual bigint)
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -497,10 +519,22 @@ BEGIN
 END
 $$;
 
+COMMENT ON FUNCTION mandant.op_usage_reconcile() IS
+'Internal: the body of mandant.usage_reconcile(), which checks its caller first (mandant.gate_check).';
+
+CREATE FUNCTION mandant.usage_reconcile()
+RETURNS TABLE (tenant_id uuid, resource text, recorded bigint, actual bigint)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('usage_reconcile');
+	SELECT * FROM mandant.op_usage_reconcile()
+$$;
+
 COMMENT ON FUNCTION mandant.usage_reconcile() IS
 'Recount the rows behind every usage counter, fix the counters that drifted and report them. mandant_admin only.';
 
-REVOKE ALL ON FUNCTION mandant.set_quota(uuid, text, bigint, timestamptz, text), mandant.change_plan(uuid, text, text),
-	mandant.usage_reconcile() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION mandant.set_quota(uuid, text, bigint, timestamptz, text), mandant.change_plan(uuid, text, text),
-	mandant.usage_reconcile() TO mandant_admin;
+REVOKE ALL ON FUNCTION mandant.op_set_quota(uuid, text, bigint, timestamptz, text), mandant.op_change_plan(uuid, text, text),
+	mandant.op_usage_reconcile() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION mandant.op_set_quota(uuid, text, bigint, timestamptz, text), mandant.op_change_plan(uuid, text, text),
+	mandant.op_usage_reconcile() TO mandant_admin;

@@ -204,7 +204,7 @@ $$;
 COMMENT ON FUNCTION mandant.tenant_by_operation(uuid) IS
 'Internal: the tenant an operation created, locked; P0002 when there is none.';
 
-CREATE FUNCTION mandant.complete_tenant_provisioning(operation_id uuid)
+CREATE FUNCTION mandant.op_complete_tenant_provisioning(operation_id uuid)
 RETURNS uuid
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -227,10 +227,22 @@ BEGIN
 END
 $$;
 
+COMMENT ON FUNCTION mandant.op_complete_tenant_provisioning(uuid) IS
+'Internal: the body of mandant.complete_tenant_provisioning(), which checks its caller first (mandant.gate_check).';
+
+CREATE FUNCTION mandant.complete_tenant_provisioning(operation_id uuid)
+RETURNS uuid
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('complete_tenant_provisioning');
+	SELECT mandant.op_complete_tenant_provisioning(operation_id)
+$$;
+
 COMMENT ON FUNCTION mandant.complete_tenant_provisioning(uuid) IS
 'End the provisioning saga of a pending tenant: it becomes active and platform.tenant.created is emitted. Repeating it changes nothing and returns the same id. For mandant_admin and trusted backends.';
 
-CREATE FUNCTION mandant.fail_tenant_provisioning(operation_id uuid, reason text)
+CREATE FUNCTION mandant.op_fail_tenant_provisioning(operation_id uuid, reason text)
 RETURNS uuid
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -255,12 +267,24 @@ BEGIN
 END
 $$;
 
+COMMENT ON FUNCTION mandant.op_fail_tenant_provisioning(uuid, text) IS
+'Internal: the body of mandant.fail_tenant_provisioning(), which checks its caller first (mandant.gate_check).';
+
+CREATE FUNCTION mandant.fail_tenant_provisioning(operation_id uuid, reason text)
+RETURNS uuid
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('fail_tenant_provisioning');
+	SELECT mandant.op_fail_tenant_provisioning(operation_id, reason)
+$$;
+
 COMMENT ON FUNCTION mandant.fail_tenant_provisioning(uuid, text) IS
 'End the provisioning saga of a pending tenant as failed and emit the compensation event platform.tenant.provisioning_failed. Repeating it changes nothing. For mandant_admin and trusted backends.';
 
 /* ---- suspension ------------------------------------------------------------ */
 
-CREATE FUNCTION mandant.suspend_tenant(tenant uuid, reason text)
+CREATE FUNCTION mandant.op_suspend_tenant(tenant uuid, reason text)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -279,10 +303,22 @@ BEGIN
 END
 $$;
 
+COMMENT ON FUNCTION mandant.op_suspend_tenant(uuid, text) IS
+'Internal: the body of mandant.suspend_tenant(), which checks its caller first (mandant.gate_check).';
+
+CREATE FUNCTION mandant.suspend_tenant(tenant uuid, reason text)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('suspend_tenant');
+	SELECT mandant.op_suspend_tenant(tenant, reason)
+$$;
+
 COMMENT ON FUNCTION mandant.suspend_tenant(uuid, text) IS
 'Suspend an active tenant: nobody can enter it (set_tenant and authenticate answer MD003), its data stays. mandant_admin only.';
 
-CREATE FUNCTION mandant.resume_tenant(tenant uuid)
+CREATE FUNCTION mandant.op_resume_tenant(tenant uuid)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -304,6 +340,18 @@ BEGIN
 	UPDATE mandant.tenant t SET status = 'active', status_reason = NULL, updated_at = now() WHERE t.id = tenant;
 	PERFORM mandant.announce(tenant, 'platform.tenant.resumed', 'tenant.resumed');
 END
+$$;
+
+COMMENT ON FUNCTION mandant.op_resume_tenant(uuid) IS
+'Internal: the body of mandant.resume_tenant(), which checks its caller first (mandant.gate_check).';
+
+CREATE FUNCTION mandant.resume_tenant(tenant uuid)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('resume_tenant');
+	SELECT mandant.op_resume_tenant(tenant)
 $$;
 
 COMMENT ON FUNCTION mandant.resume_tenant(uuid) IS
@@ -405,7 +453,7 @@ COMMENT ON FUNCTION mandant.check_tenant_references() IS
 
 REVOKE ALL ON FUNCTION mandant.check_tenant_references() FROM PUBLIC;
 
-CREATE FUNCTION mandant.delete_tenant(tenant uuid, confirm_slug text)
+CREATE FUNCTION mandant.op_delete_tenant(tenant uuid, confirm_slug text)
 RETURNS jsonb
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -477,12 +525,24 @@ BEGIN
 END
 $$;
 
+COMMENT ON FUNCTION mandant.op_delete_tenant(uuid, text) IS
+'Internal: the body of mandant.delete_tenant(), which checks its caller first (mandant.gate_check).';
+
+CREATE FUNCTION mandant.delete_tenant(tenant uuid, confirm_slug text)
+RETURNS jsonb
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('delete_tenant');
+	SELECT mandant.op_delete_tenant(tenant, confirm_slug)
+$$;
+
 COMMENT ON FUNCTION mandant.delete_tenant(uuid, text) IS
 'Delete a tenant for good: every row of every tenant table (children first), its outbox events, configuration, members, usage, audit trail and history; leaves a tombstone (id, slug SHA-256, counts) and returns the counts. confirm_slug must be the tenant''s slug. mandant_admin only.';
 
 /* ---- export and import ------------------------------------------------------ */
 
-CREATE FUNCTION mandant.export_tenant(tenant uuid)
+CREATE FUNCTION mandant.op_export_tenant(tenant uuid)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
@@ -535,6 +595,18 @@ BEGIN
 			'seals', (SELECT COALESCE(jsonb_agg(to_jsonb(s) - 'tenant_id' ORDER BY s.seq), '[]')
 					  FROM mandant.audit_seal s WHERE s.tenant_id = tenant)));
 END
+$$;
+
+COMMENT ON FUNCTION mandant.op_export_tenant(uuid) IS
+'Internal: the body of mandant.export_tenant(), which checks its caller first (mandant.gate_check).';
+
+CREATE FUNCTION mandant.export_tenant(tenant uuid)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('export_tenant');
+	SELECT mandant.op_export_tenant(tenant)
 $$;
 
 COMMENT ON FUNCTION mandant.export_tenant(uuid) IS
@@ -623,7 +695,7 @@ $$;
 COMMENT ON FUNCTION mandant.check_imported_references(regclass, name, uuid) IS
 'Internal: raise 23503 when a tenant''s imported rows of a table reference rows that do not exist (import runs in replica mode, which skips foreign key triggers).';
 
-CREATE FUNCTION mandant.import_tenant(export jsonb)
+CREATE FUNCTION mandant.op_import_tenant(export jsonb)
 RETURNS uuid
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -760,18 +832,30 @@ BEGIN
 END
 $$;
 
+COMMENT ON FUNCTION mandant.op_import_tenant(jsonb) IS
+'Internal: the body of mandant.import_tenant(), which checks its caller first (mandant.gate_check).';
+
+CREATE FUNCTION mandant.import_tenant(export jsonb)
+RETURNS uuid
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT mandant.gate_check('import_tenant');
+	SELECT mandant.op_import_tenant(export)
+$$;
+
 COMMENT ON FUNCTION mandant.import_tenant(jsonb) IS
 'Restore a tenant from mandant.export_tenant() (version 1) into this database: rows with their ids, members whose e-mail has an account here, configuration (new revisions), quota changes, audit trail and seals (audit_verify still passes; the platform''s tenant.imported record keeps the imported chain head). Refuses other versions and existing slugs; all or nothing. mandant_admin only.';
 
-REVOKE ALL ON FUNCTION mandant.delete_tenant(uuid, text), mandant.export_tenant(uuid), mandant.import_tenant(jsonb),
-	mandant.suspend_tenant(uuid, text), mandant.resume_tenant(uuid),
-	mandant.complete_tenant_provisioning(uuid), mandant.fail_tenant_provisioning(uuid, text),
+REVOKE ALL ON FUNCTION mandant.op_delete_tenant(uuid, text), mandant.op_export_tenant(uuid), mandant.op_import_tenant(jsonb),
+	mandant.op_suspend_tenant(uuid, text), mandant.op_resume_tenant(uuid),
+	mandant.op_complete_tenant_provisioning(uuid), mandant.op_fail_tenant_provisioning(uuid, text),
 	mandant.import_rows(regclass, name, uuid, jsonb), mandant.check_imported_references(regclass, name, uuid),
 	mandant.announce(uuid, text, text), mandant.check_slug_quarantine(text, uuid),
 	mandant.after_tenant_created(uuid), mandant.tenant_by_operation(uuid) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION mandant.delete_tenant(uuid, text), mandant.export_tenant(uuid), mandant.import_tenant(jsonb),
-	mandant.suspend_tenant(uuid, text), mandant.resume_tenant(uuid),
-	mandant.complete_tenant_provisioning(uuid), mandant.fail_tenant_provisioning(uuid, text) TO mandant_admin;
-GRANT EXECUTE ON FUNCTION mandant.complete_tenant_provisioning(uuid), mandant.fail_tenant_provisioning(uuid, text)
+GRANT EXECUTE ON FUNCTION mandant.op_delete_tenant(uuid, text), mandant.op_export_tenant(uuid), mandant.op_import_tenant(jsonb),
+	mandant.op_suspend_tenant(uuid, text), mandant.op_resume_tenant(uuid),
+	mandant.op_complete_tenant_provisioning(uuid), mandant.op_fail_tenant_provisioning(uuid, text) TO mandant_admin;
+GRANT EXECUTE ON FUNCTION mandant.op_complete_tenant_provisioning(uuid), mandant.op_fail_tenant_provisioning(uuid, text)
 	TO mandant_service;
 GRANT SET ON PARAMETER mandant.slug_quarantine_days TO mandant_admin;

@@ -60,7 +60,7 @@ FROM pg_proc WHERE pronamespace = 'mandant'::regnamespace AND proname IN ('set_t
 ORDER BY proname;
 
 -- SECURITY DEFINER functions pin search_path; every function has a comment
-SELECT is_definer('mandant', 'create_tenant', ARRAY['text', 'text', 'text', 'text', 'uuid']);
+SELECT is_definer('mandant', 'op_create_tenant', ARRAY['text', 'text', 'text', 'text', 'uuid']);
 SELECT isnt_definer('mandant', 'enable_tenancy', ARRAY['regclass', 'name', 'boolean']);
 SELECT is_empty($$SELECT oid::regprocedure FROM pg_proc
 				  WHERE pronamespace = 'mandant'::regnamespace AND prosecdef
@@ -71,9 +71,9 @@ SELECT is_empty($$SELECT oid::regprocedure FROM pg_proc
 				'every function in schema mandant has a comment');
 
 -- Rights
-SELECT function_privs_are('mandant', 'create_tenant', ARRAY['text', 'text', 'text', 'text', 'uuid'],
+SELECT function_privs_are('mandant', 'op_create_tenant', ARRAY['text', 'text', 'text', 'text', 'uuid'],
 						  'mandant_admin', ARRAY['EXECUTE']);
-SELECT function_privs_are('mandant', 'create_tenant', ARRAY['text', 'text', 'text', 'text', 'uuid'],
+SELECT function_privs_are('mandant', 'op_create_tenant', ARRAY['text', 'text', 'text', 'text', 'uuid'],
 						  'mandant_service', '{}'::text[]);
 SELECT function_privs_are('mandant', 'forget_dropped_tables', '{}'::name[], 'mandant_service', '{}'::text[]);
 SELECT table_privs_are('mandant', 'tenant', 'mandant_admin', ARRAY['SELECT']);
@@ -108,8 +108,8 @@ SELECT has_function('mandant', 'audit_seal', '{}'::name[]);
 SELECT has_function('mandant', 'audit_verify', ARRAY['uuid']);
 SELECT function_lang_is('mandant', 'audit_trigger', '{}'::name[], 'c');
 SELECT function_lang_is('mandant', 'audit_log', ARRAY['text', 'text', 'text', 'text', 'jsonb'], 'c');
-SELECT function_privs_are('mandant', 'audit_seal', '{}'::name[], 'mandant_admin', ARRAY['EXECUTE']);
-SELECT function_privs_are('mandant', 'audit_events', ARRAY['uuid', 'timestamp with time zone', 'text', 'text', 'integer'],
+SELECT function_privs_are('mandant', 'op_audit_seal', '{}'::name[], 'mandant_admin', ARRAY['EXECUTE']);
+SELECT function_privs_are('mandant', 'op_audit_events', ARRAY['uuid', 'timestamp with time zone', 'text', 'text', 'integer'],
 						  'mandant_service', '{}'::text[]);
 SELECT table_privs_are('mandant', 'audit_event', 'mandant_admin', ARRAY['SELECT']);
 SELECT policies_are('mandant', 'audit_event', ARRAY['tenant_isolation']);
@@ -134,8 +134,8 @@ SELECT has_function('mandant', 'enable_outbox', ARRAY['regclass', 'text', 'text'
 SELECT has_function('mandant', 'emit', ARRAY['text', 'text', 'jsonb']);
 SELECT has_function('mandant', 'outbox_claim', ARRAY['text', 'integer', 'interval']);
 SELECT function_lang_is('mandant', 'outbox_trigger', '{}'::name[], 'c');
-SELECT function_privs_are('mandant', 'outbox_claim', ARRAY['text', 'integer', 'interval'], 'mandant_service', ARRAY['EXECUTE']);
-SELECT function_privs_are('mandant', 'outbox_claim', ARRAY['text', 'integer', 'interval'], 'mandant_gateway', '{}'::text[]);
+SELECT function_privs_are('mandant', 'op_outbox_claim', ARRAY['text', 'integer', 'interval'], 'mandant_service', ARRAY['EXECUTE']);
+SELECT function_privs_are('mandant', 'op_outbox_claim', ARRAY['text', 'integer', 'interval'], 'mandant_gateway', '{}'::text[]);
 SELECT policies_are('mandant', 'outbox', ARRAY['tenant_isolation']);
 
 -- Configuration
@@ -218,10 +218,10 @@ SELECT has_function('mandant', 'usage', ARRAY['uuid']);
 SELECT has_function('mandant', 'usage_reconcile', '{}'::name[]);
 SELECT function_lang_is('mandant', 'quota_trigger', '{}'::name[], 'c');
 SELECT function_lang_is('mandant', 'charge', ARRAY['text', 'bigint'], 'c');
-SELECT function_privs_are('mandant', 'delete_tenant', ARRAY['uuid', 'text'], 'mandant_admin', ARRAY['EXECUTE']);
+SELECT function_privs_are('mandant', 'op_delete_tenant', ARRAY['uuid', 'text'], 'mandant_admin', ARRAY['EXECUTE']);
 SELECT function_privs_are('mandant', f, a, 'mandant_service', '{}'::text[])
-FROM (VALUES ('delete_tenant', ARRAY['uuid', 'text']), ('export_tenant', ARRAY['uuid']), ('import_tenant', ARRAY['jsonb']),
-			 ('set_quota', ARRAY['uuid', 'text', 'bigint', 'timestamp with time zone', 'text'])) v (f, a) ORDER BY f;
+FROM (VALUES ('op_delete_tenant', ARRAY['uuid', 'text']), ('op_export_tenant', ARRAY['uuid']), ('op_import_tenant', ARRAY['jsonb']),
+			 ('op_set_quota', ARRAY['uuid', 'text', 'bigint', 'timestamp with time zone', 'text'])) v (f, a) ORDER BY f;
 SELECT trigger_is('mandant', 'tenant', 'zz_mandant_state_machine', 'mandant', 'state_machine_trigger');
 SELECT hasnt_trigger('mandant', 'membership', 'mandant_quota', 'no trigger on mandant''s own tables fires during pg_restore');
 SELECT results_eq($$SELECT key, limits ->> 'users', limits ->> 'records', limits ->> 'storage_bytes'
