@@ -78,7 +78,7 @@ http_cluster() {
 			-c "CREATE DATABASE mandant_http" >/dev/null
 		psql -X -q -v ON_ERROR_STOP=1 -h "$sock" -p "$port" -U postgres -d mandant_http \
 			-f test/http/fixture.sql >/dev/null
-		db_url="host=$sock port=$port user=postgres dbname=mandant_http"
+		db_url="host=$sock port=$port user=mandant_http_test_gateway dbname=mandant_http"
 	fi
 }
 
@@ -131,6 +131,9 @@ http_cleanup() {
 	elif [ -n "${datadir:-}" ]; then
 		cluster_start "$datadir" "$pglog" 2>/dev/null || true
 	fi
+	# scripts/test.sh checks the server logs of every suite for crashes.
+	[ -z "${MANDANT_TEST_WORK:-}" ] || [ -z "${own_cluster:-}" ] ||
+		cp "$pglog" "$MANDANT_TEST_WORK/http_$(basename "$0" .sh).server.log" 2>/dev/null || true
 	rm -rf "$http_work"
 }
 trap http_cleanup EXIT INT TERM

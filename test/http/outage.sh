@@ -54,7 +54,8 @@ ok "$([ "$codes" = " 200 200 200 200 200 200" ]; echo $?)" "after a restart betw
 
 curl -s "$gw/metrics" >"$http_work/metrics.txt"
 check "database errors are counted by kind" grep -Eq '^mandant_gateway_db_errors_total\{kind="unavailable"\} [1-9]' "$http_work/metrics.txt"
-check "timeouts are counted" grep -q '^mandant_gateway_db_errors_total{kind="timeout"} 1$' "$http_work/metrics.txt"
+check "the timeout is counted as its route's 503" \
+	grep -q '^mandant_gateway_requests_total{route="GET /test/v1/sleep",status="503"} 1$' "$http_work/metrics.txt"
 
 # SIGTERM with a request in flight: the gateway exits 0.
 curl -s -o /dev/null "$gw/test/v1/sleep" &
