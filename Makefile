@@ -33,7 +33,7 @@ REGRESS_OPTS = --inputdir=test --load-extension=pgcrypto --load-extension=mandan
 ISOLATION = $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isolation/specs/*.spec)))
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=pgcrypto --load-extension=mandant
 
-EXTRA_CLEAN = $(DATA_built) output_iso
+EXTRA_CLEAN = $(DATA_built) output_iso shim/shim.so
 
 PG_CPPFLAGS = -Iextension
 SHLIB_LINK = -lcrypto
@@ -51,12 +51,29 @@ all install installcheck:
 	@exit 1
 endif
 
+# The HTTP gateway (shim/shim.so, run by shim/run), compiled with cc
+# directly rather than kodev: no certificates are generated and nothing is
+# fetched.  `make` builds it too when Kore is installed.
+KORE_FEATURES = /usr/share/kore/features
+SHIM_SRCS = $(sort $(wildcard shim/src/*.c))
+SHIM_CFLAGS = -O2 -fPIC -Wall -Wextra -Wmissing-prototypes -Wstrict-prototypes $(MANDANT_CFLAGS)
+
+shim/shim.so: $(SHIM_SRCS) shim/src/shim.h
+	@test -f $(KORE_FEATURES) || { echo "Kore is not installed: run scripts/install-deps.sh" >&2; exit 1; }
+	$(CC) $(SHIM_CFLAGS) -shared $$(cat $(KORE_FEATURES)) -o $@ $(SHIM_SRCS) -lpq
+
+shim: shim/shim.so
+
+ifneq ($(wildcard $(KORE_FEATURES)),)
+all: shim/shim.so
+endif
+
 $(DATA_built): $(SQL_PARTS)
 	cat $^ > $@
 
 $(OBJS): extension/mandant.h
 
-.PHONY: test run stop bench deps fuzz
+.PHONY: test run stop bench deps fuzz shim
 
 deps:
 	scripts/install-deps.sh

@@ -1,6 +1,7 @@
 #!/bin/sh
 # install-deps.sh: install the Debian packages mandant needs to build, test
-# and run.  Installs only what is missing; needs root or password-less sudo.
+# and run (kore for the HTTP gateway; curl and prometheus, for promtool,
+# for its tests).  Installs only what is missing; needs root or password-less sudo.
 #
 #   PG_MAJOR=16 scripts/install-deps.sh    build against another major
 set -eu
@@ -12,7 +13,8 @@ perl libipc-run-perl
 postgresql-$PG_MAJOR
 postgresql-client-$PG_MAJOR
 postgresql-server-dev-$PG_MAJOR
-postgresql-$PG_MAJOR-pgtap"
+postgresql-$PG_MAJOR-pgtap
+kore curl prometheus"
 
 missing=""
 for p in $packages; do

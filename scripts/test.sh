@@ -12,6 +12,8 @@
 #   test/t      TAP tests (prove, PostgreSQL::Test::Cluster), each test
 #               with clusters it creates
 #   test/shell  shell tests, on the throwaway cluster of the regress suite
+#   test/http   the HTTP gateway end to end (curl, promtool), each test
+#               with a cluster and a gateway of its own
 #
 # Every server gets the settings of one file, $work/conf/postgresql.conf
 # (mandant preloaded, the token keys): pg_regress --temp-config and
@@ -24,7 +26,8 @@
 # `make installcheck` leaves it (output_iso/).
 #
 #   MANDANT_TEST_ONLY=NAME   one suite alone: regress, isolation, a TAP test
-#                            (001_preload or preload) or a shell test (fuzz)
+#                            (001_preload or preload), a shell test (fuzz),
+#                            http (all HTTP tests) or one (http_outage)
 #   PROVE_FLAGS=--verbose    passed to prove
 set -eu
 
@@ -192,12 +195,37 @@ for t in test/shell/*.sh; do
 done
 [ -z "${shell_begun:-}" ] || echo "== shell tests: $(since "$shell_started") s"
 
+# HTTP tests: the gateway (shim/run, Kore) end to end, each test file with
+# a cluster and a gateway of its own (test/http/lib.sh); their TAP lines
+# are counted one by one.
+http_started=$(date +%s)
+for t in test/http/*.sh; do
+	[ -e "$t" ] || continue
+	name=$(basename "$t" .sh)
+	[ "$name" != lib ] || continue
+	wanted http "http_$name" || continue
+	[ -n "${http_begun:-}" ] || { echo "== http (gateway)"; http_begun=1; }
+	t0=$(date +%s)
+	rc=0
+	MANDANT_TEST_CONF=$conf MANDANT_TEST_WORK=$work sh "$t" >"$work/http_$name.log" 2>&1 || rc=$?
+	grep -E '^(not )?ok [0-9]+ ' "$work/http_$name.log" >>"$out" || true
+	npass=$(grep -cE '^ok [0-9]+ ' "$work/http_$name.log" || true)
+	nfail=$(grep -cE '^not ok [0-9]+ ' "$work/http_$name.log" || true)
+	echo "http/$name: $npass passed, $nfail failed  $(since "$t0") s"
+	if [ "$rc" -ne 0 ] || [ "$nfail" -gt 0 ]; then
+		[ "$nfail" -gt 0 ] || echo "test http_$name ... FAILED" | tee -a "$out"
+		sed 's/^/    /' "$work/http_$name.log"
+		status=1
+	fi
+done
+[ -z "${http_begun:-}" ] || echo "== http (gateway): $(since "$http_started") s"
+
 # No input may crash the server: a backend killed by a signal restarts
 # every session, so any such line in a server log fails the run: the
 # shell tests' cluster, pg_regress's instances (log/ of their output) and
 # the TAP tests' clusters.
 logs=$(find "$work" -path "$work/tap/tmp_check/log/*.log" ! -name 'regress_log_*' -o \
-	-path "$work/*/log/postmaster.log" -o -path "$logfile")
+	-path "$work/*/log/postmaster.log" -o -path "$work/http_*.server.log" -o -path "$logfile")
 # shellcheck disable=SC2086
 if [ -n "$logs" ] && grep -HE 'terminated by signal|was terminated by exception' $logs >"$work/crashes.txt"; then
 	echo "test server_log_has_no_crash ... FAILED" | tee -a "$out"

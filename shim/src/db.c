@@ -1,0 +1,312 @@
+/*
+ * Copyright (c) 2026, the mandant developers
+ *
+ * Permission to use, copy, modify, and distribute this software for any
+ * purpose with or without fee is hereby granted, provided that the above
+ * copyright notice and this permission notice appear in all copies.
+ *
+ * THE SOFTWARE IS PROVIDED "AS IS" AND THE AUTHOR DISCLAIMS ALL WARRANTIES
+ * WITH REGARD TO THIS SOFTWARE INCLUDING ALL IMPLIED WARRANTIES OF
+ * MERCHANTABILITY AND FITNESS. IN NO EVENT SHALL THE AUTHOR BE LIABLE FOR
+ * ANY SPECIAL, DIRECT, INDIRECT, OR CONSEQUENTIAL DAMAGES OR ANY DAMAGES
+ * WHATSOEVER RESULTING FROM LOSS OF USE, DATA OR PROFITS, WHETHER IN AN
+ * ACTION OF CONTRACT, NEGLIGENCE OR OTHER TORTIOUS ACTION, ARISING OUT OF
+ * OR IN CONNECTION WITH THE USE OR PERFORMANCE OF THIS SOFTWARE.
+ */
+
+/*
+ * shim/src/db.c: one statement over Kore's asynchronous pool.
+ *
+ * The dispatcher and /ready run their statement through the same few
+ * steps, called from their state machines (never KORE_PGSQL_SYNC, which
+ * would block the worker):
+ *
+ *	shim_db_start	take a pool connection: ready, queued (all busy:
+ *			Kore wakes the request when one is released) or
+ *			failed (the server cannot be reached)
+ *	shim_db_send	send the parameterized statement
+ *	shim_db_poll	collect the first row, then hand the connection
+ *			back to the pool; say whether the statement failed
+ *
+ * Every error result is read to its end and the connection returned with
+ * kore_pgsql_continue(), so that Kore never has to cancel (PQcancel) a
+ * statement that has already finished.
+ *
+ * A pooled connection may be dead without Kore knowing: idle connections
+ * are not watched, so after a server restart the next statement on one
+ * would fail.  So a connection taken from the pool is checked first (an
+ * idle connection has nothing to read; the server's FATAL message and the
+ * end of the stream are something) and a dead one is dropped from the
+ * pool (kore_pgsql_handle with an error) before anything is sent, and the
+ * next one taken.  A statement that fails because its connection died
+ * with the server's answer (57P01 and friends) certainly did not commit,
+ * so it is sent again on a fresh connection, up to SHIM_DB_ATTEMPTS times;
+ * a connection lost without any answer is dropped too, but the statement
+ * is not repeated: it may have committed.
+ */
+
+#include <sys/types.h>
+
+#include <poll.h>
+#include <string.h>
+
+#include "shim.h"
+
+#define SHIM_DB_ATTEMPTS	3
+
+static int	shim_db_stale(struct shim_db *);
+static void	shim_db_drop(struct shim_db *);
+static void	shim_db_reset(struct shim_db *);
+static void	shim_db_classify(struct shim_db *);
+
+/*
+ * shim_db_start takes a pool connection for DB, binding it to REQ the
+ * first time.
+ */
+int
+shim_db_start(struct shim_db *db, struct http_request *req)
+{
+	int	tries;
+
+	if (!db->bound) {
+		kore_pgsql_init(&db->sql);
+		kore_pgsql_bind_request(&db->sql, req);
+		db->bound = 1;
+	}
+
+	for (tries = 0;; tries++) {
+		if (!kore_pgsql_setup(&db->sql, SHIM_DB, KORE_PGSQL_ASYNC)) {
+			if (db->sql.state == KORE_PGSQL_STATE_INIT)
+				return (SHIM_DB_QUEUED);
+			db->failure = SHIM_DB_UNAVAILABLE;
+			return (SHIM_DB_FAILED);
+		}
+		if (!shim_db_stale(db))
+			break;
+		shim_db_drop(db);
+		shim_db_reset(db);
+		if (tries == pgsql_conn_max) {
+			db->failure = SHIM_DB_UNAVAILABLE;
+			return (SHIM_DB_FAILED);
+		}
+	}
+
+	db->held = 1;
+	shim_metrics_pool(1);
+
+	return (SHIM_DB_READY);
+}
+
+/*
+ * shim_db_send sends QUERY with N text parameters (NULL values are SQL
+ * NULL).  SHIM_DB_RETRY means the connection was dead and dropped: start
+ * again.
+ */
+int
+shim_db_send(struct shim_db *db, const char *query, int n,
+    const char **values)
+{
+	int	lengths[8], formats[8], i;
+
+	for (i = 0; i < n && i < 8; i++) {
+		lengths[i] = values[i] != NULL ? (int)strlen(values[i]) : 0;
+		formats[i] = 0;
+	}
+
+	db->attempts++;
+	if (kore_pgsql_query_param_fields(&db->sql, query, 0, n, values,
+	    lengths, formats))
+		return (SHIM_DB_SENT);
+
+	if (PQstatus(db->sql.conn->db) == CONNECTION_OK) {
+		db->failure = SHIM_DB_OTHER;
+		return (SHIM_DB_FAILED);
+	}
+
+	/* A dead connection: nothing reached the server, so repeat. */
+	db->failure = SHIM_DB_UNAVAILABLE;
+	shim_db_drop(db);
+	if (db->attempts < SHIM_DB_ATTEMPTS) {
+		shim_db_reset(db);
+		return (SHIM_DB_RETRY);
+	}
+
+	return (SHIM_DB_FAILED);
+}
+
+/*
+ * shim_db_poll advances the statement: SHIM_DB_WAIT while it runs,
+ * SHIM_DB_COMPLETE when the connection is back in the pool and the first
+ * row (if any) copied, SHIM_DB_FAILED when it failed (db->failure says
+ * how), SHIM_DB_RETRY when it must be sent again from shim_db_start.
+ */
+int
+shim_db_poll(struct shim_db *db)
+{
+	int	i, answered;
+
+	for (;;) {
+		switch (db->sql.state) {
+		case KORE_PGSQL_STATE_WAIT:
+			return (SHIM_DB_WAIT);
+		case KORE_PGSQL_STATE_RESULT:
+			if (db->ntuples == 0 &&
+			    (db->ntuples = kore_pgsql_ntuples(&db->sql)) > 0) {
+				db->nfields = kore_pgsql_nfields(&db->sql);
+				if (db->nfields > SHIM_DB_FIELDS)
+					db->nfields = SHIM_DB_FIELDS;
+				for (i = 0; i < db->nfields; i++) {
+					if (PQgetisnull(db->sql.result, 0, i))
+						continue;
+					db->row[i] = kore_strdup(
+					    kore_pgsql_getvalue(&db->sql, 0, i));
+				}
+			}
+			kore_pgsql_continue(&db->sql);
+			break;
+		case KORE_PGSQL_STATE_ERROR:
+			answered = db->sql.result != NULL;
+			shim_db_classify(db);
+			if (db->sql.conn != NULL &&
+			    PQstatus(db->sql.conn->db) == CONNECTION_OK &&
+			    answered) {
+				/* Read to the end; the connection stays. */
+				db->errored = 1;
+				kore_pgsql_continue(&db->sql);
+				break;
+			}
+			shim_db_drop(db);
+			if (answered && db->failure == SHIM_DB_UNAVAILABLE &&
+			    db->attempts < SHIM_DB_ATTEMPTS) {
+				shim_db_reset(db);
+				return (SHIM_DB_RETRY);
+			}
+			return (SHIM_DB_FAILED);
+		case KORE_PGSQL_STATE_DONE:
+			kore_pgsql_continue(&db->sql);
+			break;
+		case KORE_PGSQL_STATE_COMPLETE:
+			if (db->held) {
+				db->held = 0;
+				shim_metrics_pool(-1);
+			}
+			return (db->errored ? SHIM_DB_FAILED :
+			    SHIM_DB_COMPLETE);
+		default:
+			/* INIT or NOTIFY: not expected on a request. */
+			db->failure = SHIM_DB_OTHER;
+			return (SHIM_DB_FAILED);
+		}
+	}
+}
+
+/*
+ * shim_db_classify records the SQLSTATE of a failed statement and what
+ * kind of failure it is: the server unreachable or going away
+ * (unavailable), the statement timeout, or anything else.
+ */
+static void
+shim_db_classify(struct shim_db *db)
+{
+	const char	*code;
+	size_t		 i;
+
+	db->sqlstate[0] = '\0';
+	db->failure = SHIM_DB_UNAVAILABLE;
+	if (db->sql.result == NULL)
+		return;
+	code = PQresultErrorField(db->sql.result, PG_DIAG_SQLSTATE);
+	if (code == NULL || strlen(code) != 5)
+		return;
+	for (i = 0; i < 5; i++) {
+		if (!((code[i] >= '0' && code[i] <= '9') ||
+		    (code[i] >= 'A' && code[i] <= 'Z')))
+			return;
+	}
+	memcpy(db->sqlstate, code, 6);
+
+	if (!strcmp(code, "57014"))
+		db->failure = SHIM_DB_TIMEOUT;
+	else if (!strncmp(code, "08", 2) || !strncmp(code, "57P", 3) ||
+	    !strcmp(code, "53300"))
+		db->failure = SHIM_DB_UNAVAILABLE;
+	else
+		db->failure = SHIM_DB_OTHER;
+}
+
+/*
+ * shim_db_stale says whether the idle connection just taken from the pool
+ * is dead or in doubt: an idle connection has nothing to read, so any
+ * input (typically the FATAL message of a server that shut down, and the
+ * end of the stream) means it must not carry a statement.
+ */
+static int
+shim_db_stale(struct shim_db *db)
+{
+	struct pollfd	pfd;
+	PGconn		*conn = db->sql.conn->db;
+
+	if (PQstatus(conn) != CONNECTION_OK || PQsocket(conn) == -1)
+		return (1);
+
+	pfd.fd = PQsocket(conn);
+	pfd.events = POLLIN;
+	pfd.revents = 0;
+
+	return (poll(&pfd, 1, 0) != 0);
+}
+
+/*
+ * shim_db_drop takes a dead connection out of the pool for good: Kore's
+ * error path of kore_pgsql_handle closes it and detaches it from the
+ * statement.
+ */
+static void
+shim_db_drop(struct shim_db *db)
+{
+	if (db->held) {
+		db->held = 0;
+		shim_metrics_pool(-1);
+	}
+	if (db->sql.conn != NULL)
+		kore_pgsql_handle(db->sql.conn, 1);
+}
+
+/*
+ * shim_db_reset makes the statement object ready for another
+ * kore_pgsql_setup after its connection was dropped.
+ */
+static void
+shim_db_reset(struct shim_db *db)
+{
+	if (db->sql.result != NULL) {
+		PQclear(db->sql.result);
+		db->sql.result = NULL;
+	}
+	if (db->sql.error != NULL) {
+		kore_free(db->sql.error);
+		db->sql.error = NULL;
+	}
+	db->sql.flags &= ~KORE_PGSQL_SCHEDULED;
+	db->sql.state = KORE_PGSQL_STATE_INIT;
+	db->sqlstate[0] = '\0';
+}
+
+/*
+ * shim_db_free releases what DB holds when its request is freed; Kore
+ * cleans up the statement object itself afterwards.
+ */
+void
+shim_db_free(struct shim_db *db)
+{
+	int	i;
+
+	if (db->held) {
+		db->held = 0;
+		shim_metrics_pool(-1);
+	}
+	for (i = 0; i < SHIM_DB_FIELDS; i++) {
+		kore_free(db->row[i]);
+		db->row[i] = NULL;
+	}
+}
