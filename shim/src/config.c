@@ -53,6 +53,7 @@ static int	shim_config_number(const char *, long long, long long,
 static int	shim_config_origins(const char *);
 static void	shim_config_pair(struct kore_buf *, const char *, const char *);
 static int	shim_config_conninfo(const char *);
+static int	shim_config_base_domain(const char *);
 
 struct shim_config	shim_config;
 
@@ -83,6 +84,9 @@ shim_config_load(void)
 
 	shim_config.tls = getenv("MANDANT_TLS_CERT") != NULL &&
 	    *getenv("MANDANT_TLS_CERT") != '\0';
+
+	if (!shim_config_base_domain(getenv("MANDANT_BASE_DOMAIN")))
+		goto fail;
 
 	if ((url = getenv("MANDANT_DATABASE_URL")) == NULL)
 		url = "";
@@ -118,6 +122,28 @@ shim_config_number(const char *name, long long def, long long min,
 		return (KORE_RESULT_ERROR);
 	}
 
+	return (KORE_RESULT_OK);
+}
+
+/*
+ * shim_config_base_domain keeps MANDANT_BASE_DOMAIN ("example.com": tenant
+ * acme is acme.example.com), which becomes mandant.http_base_domain of the
+ * gateway's sessions; a name of letters, digits, dots and hyphens only,
+ * since it travels in the conninfo's options.
+ */
+static int
+shim_config_base_domain(const char *domain)
+{
+	if (domain == NULL || *domain == '\0')
+		return (KORE_RESULT_OK);
+	if (strspn(domain, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") != strlen(domain) ||
+	    strlen(domain) > 253) {
+		kore_log(LOG_ERR, "MANDANT_BASE_DOMAIN: \"%s\" is not a domain "
+		    "name such as example.com", domain);
+		return (KORE_RESULT_ERROR);
+	}
+	shim_config.base_domain = kore_strdup(domain);
 	return (KORE_RESULT_OK);
 }
 
@@ -236,6 +262,9 @@ shim_config_conninfo(const char *url)
 		kore_buf_appendf(&opt, "%s ", options);
 	kore_buf_appendf(&opt, "-c statement_timeout=%d",
 	    shim_config.statement_timeout_ms);
+	if (shim_config.base_domain != NULL)
+		kore_buf_appendf(&opt, " -c mandant.http_base_domain=%s",
+		    shim_config.base_domain);
 	shim_config_pair(&buf, "options", kore_buf_stringify(&opt, NULL));
 	kore_buf_cleanup(&opt);
 

@@ -173,13 +173,15 @@ char *
 shim_request_build(struct http_request *req, const struct shim_request *sr)
 {
 	struct kore_buf	 buf;
-	const char	*tenant, *auth, *cookie, *token;
+	const char	*tenant, *auth, *cookie, *token, *if_match;
 	char		*out;
 
 	if (!http_request_header(req, "x-tenant", &tenant))
 		tenant = NULL;
 	if (!http_request_header(req, "cookie", &cookie))
 		cookie = NULL;
+	if (!http_request_header(req, "if-match", &if_match))
+		if_match = NULL;
 
 	/* Only a bearer token is passed on; other schemes mean none. */
 	token = NULL;
@@ -201,6 +203,7 @@ shim_request_build(struct http_request *req, const struct shim_request *sr)
 	shim_request_member(&buf, "tenant", tenant);
 	shim_request_member(&buf, "token", token);
 	shim_request_member(&buf, "cookie", cookie);
+	shim_request_member(&buf, "ifMatch", if_match);
 	shim_request_member(&buf, "requestId", sr->request_id);
 	shim_request_member(&buf, "traceId", sr->trace_id);
 	shim_request_member(&buf, "clientIp", sr->client_ip);

@@ -57,6 +57,7 @@ struct shim_config {
 	char		*conninfo;
 	size_t		 max_body;
 	int		 statement_timeout_ms;
+	char		*base_domain;	/* mandant.http_base_domain, or NULL */
 	int		 tls;
 	size_t		 cors_count;
 	char		*cors_origins[SHIM_CORS_MAX];
