@@ -6,10 +6,12 @@ SET client_min_messages = warning;
 
 CREATE EXTENSION IF NOT EXISTS mandant CASCADE;
 
--- Login roles of the demo: a trusted backend, a platform administrator and
--- the owner of the application schema (who runs its migrations).
+-- Login roles of the demo: a trusted backend, a platform administrator,
+-- the owner of the application schema (who runs its migrations) and the
+-- HTTP gateway (a member of mandant_gateway and nothing else; it connects
+-- over the private socket, so it has no password).
 SELECT format('CREATE ROLE %I LOGIN', r)
-FROM unnest(ARRAY['mandant_demo_app', 'mandant_demo_admin', 'mandant_demo_owner']) r
+FROM unnest(ARRAY['mandant_demo_app', 'mandant_demo_admin', 'mandant_demo_owner', 'mandant_demo_gateway']) r
 WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r)
 \gexec
 ALTER ROLE mandant_demo_app PASSWORD :'app_password';
@@ -17,6 +19,7 @@ ALTER ROLE mandant_demo_admin PASSWORD :'admin_password';
 ALTER ROLE mandant_demo_owner PASSWORD :'owner_password';
 GRANT mandant_service TO mandant_demo_app;
 GRANT mandant_admin TO mandant_demo_admin;
+GRANT mandant_gateway TO mandant_demo_gateway;
 
 -- The application schema, created by its owner like a migration would.
 CREATE SCHEMA IF NOT EXISTS demo AUTHORIZATION mandant_demo_owner;
@@ -40,6 +43,47 @@ SELECT mandant.enable_state_machine('demo.note', 'note');
 SELECT mandant.enable_quota('demo.note', 'records');		-- free: 5 notes, pro: 100
 GRANT USAGE ON SCHEMA demo TO mandant_demo_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON demo.note TO mandant_demo_app;
+
+-- The notes over HTTP: functions of the owner, called by the gateway with
+-- the context of the request's token (row level security applies to the
+-- owner too: enable_tenancy forces it), and their routes.
+CREATE OR REPLACE FUNCTION demo.note_list(status text DEFAULT NULL)
+RETURNS TABLE (id bigint, title text, body text, status text, created_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT n.id, n.title, n.body, n.status, n.created_at FROM demo.note n
+	WHERE n.tenant_id = mandant.require_tenant()
+	  AND (note_list.status IS NULL OR n.status = note_list.status)
+	ORDER BY n.id
+$$;
+CREATE OR REPLACE FUNCTION demo.note_create(title text, body text DEFAULT NULL)
+RETURNS demo.note
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	INSERT INTO demo.note (tenant_id, title, body)
+	VALUES (mandant.require_tenant(), note_create.title, note_create.body) RETURNING *
+$$;
+CREATE OR REPLACE FUNCTION demo.note_set_status(note_id bigint, status text)
+RETURNS demo.note
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	n demo.note;
+BEGIN
+	UPDATE demo.note SET status = note_set_status.status
+	WHERE tenant_id = mandant.require_tenant() AND id = note_id RETURNING * INTO n;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'note % does not exist', note_id USING ERRCODE = 'no_data_found',
+			DETAIL = 'The tenant has no note with this id.', HINT = 'List the notes with GET /api/v1/notes.';
+	END IF;
+	RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION demo.note_list(text), demo.note_create(text, text),
+	demo.note_set_status(bigint, text) FROM PUBLIC;
+SELECT mandant.http_route('GET', '/api/v1/notes', 'demo.note_list(text)', 'read', paginated => true,
+						  summary => 'The notes of the tenant');
+SELECT mandant.http_route('POST', '/api/v1/notes', 'demo.note_create(text,text)', 'write',
+						  summary => 'Write a note');
+SELECT mandant.http_route('PUT', '/api/v1/notes/{noteId}/status', 'demo.note_set_status(bigint,text)', 'write',
+						  summary => 'Move a note to another status (its state machine decides)');
 RESET ROLE;
 
 -- Two tenants, created the way a platform administrator would; the

@@ -4,10 +4,12 @@
 #   scripts/run.sh start    install what is missing, build, start the private
 #                           cluster under .run/ (port $PGPORT, default 5433),
 #                           create database "mandant" with the extension and
-#                           the demo, print how to connect and what to try;
-#                           each phase is announced with the seconds elapsed
+#                           the demo, start the HTTP gateway (shim/run, port
+#                           $MANDANT_HTTP_PORT, default 8888), print how to
+#                           connect and what to try; each phase is announced
+#                           with the seconds elapsed
 #   scripts/run.sh ensure   the same, quietly (used by make bench)
-#   scripts/run.sh stop     stop the cluster
+#   scripts/run.sh stop     stop the gateway and the cluster
 #   scripts/run.sh demo     load the demo into database "mandant" of the
 #                           server that PGHOST and PGPORT name, as PGUSER (a
 #                           superuser), with its passwords in
@@ -27,7 +29,10 @@ rundir=${MANDANT_RUN_DIR:-$top/.run}
 datadir=$rundir/data
 logfile=$rundir/server.log
 port=${PGPORT:-5433}
+http_port=${MANDANT_HTTP_PORT:-8888}
 db=mandant
+gateway_pid=$rundir/gateway.pid
+gateway_log=$rundir/gateway.log
 
 # Unix socket paths are limited to about 100 bytes.
 sockdir=$rundir
@@ -35,7 +40,22 @@ if [ ${#sockdir} -gt 80 ]; then
 	sockdir=/tmp/mandant-run-$(id -u)-$port
 fi
 
+# stop_gateway stops the gateway `make run` started, if it runs.
+stop_gateway() {
+	if [ -f "$gateway_pid" ] && kill -0 "$(cat "$gateway_pid")" 2>/dev/null; then
+		kill -TERM "$(cat "$gateway_pid")"
+		i=0
+		while kill -0 "$(cat "$gateway_pid")" 2>/dev/null && [ $i -lt 50 ]; do
+			sleep 0.1
+			i=$((i + 1))
+		done
+		echo "mandant: gateway stopped"
+	fi
+	rm -f "$gateway_pid"
+}
+
 stop() {
+	stop_gateway
 	if [ -f "$datadir/PG_VERSION" ]; then
 		. scripts/cluster.sh
 		cluster_stop "$datadir"
@@ -80,6 +100,12 @@ load_demo() {
 	if [ ! -f "$demo_login" ]; then
 		umask 077
 		echo "ada@acme.example $(od -An -tx1 -N12 /dev/urandom | tr -d ' \n')" >"$demo_login"
+		umask 022
+	fi
+	# The same, as the JSON body of the HTTP login.
+	if [ ! -f "$demo_login.json" ]; then
+		umask 077
+		awk '{ printf "{\"email\": \"%s\", \"password\": \"%s\"}\n", $1, $2 }' "$demo_login" >"$demo_login.json"
 		umask 022
 	fi
 
@@ -158,6 +184,28 @@ the text of a failed statement (README, "Identity").
   COMMIT;
   SELECT mandant.login(email, password || '!') FROM credentials;  -- refused: MD050, and recorded
   SELECT mandant.jwks();                         -- the public keys (.run/keys)
+
+Over HTTP, through the gateway on 127.0.0.1:$http_port (log: $gateway_log): Ada
+signs in (her password comes from a file), and her token is all a request
+needs. Each answer is the JSON envelope; the lines marked "refused"
+answer an error on purpose. The refresh token comes only as a cookie
+(HttpOnly, Secure: a browser sends it back over HTTPS only), so here it is
+taken from the login's headers and sent by hand.
+
+  curl -s http://127.0.0.1:$http_port/health
+  curl -s -X POST http://127.0.0.1:$http_port/api/v1/auth/login -H 'X-Tenant: acme' -H 'Content-Type: application/json' -d @$demo_login.json -D $rundir/login.headers -o $rundir/login.json
+  TOKEN=\$(sed 's/.*"accessToken": *"\([^"]*\)".*/\1/' $rundir/login.json)
+  curl -s http://127.0.0.1:$http_port/api/v1/auth/me -H "Authorization: Bearer \$TOKEN"
+  curl -s 'http://127.0.0.1:$http_port/api/v1/notes?pageSize=2' -H "Authorization: Bearer \$TOKEN"
+  NOTE=\$(curl -s -X POST http://127.0.0.1:$http_port/api/v1/notes -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' -d '{"title": "Check fire exits"}' | sed 's/.*"id": *\([0-9]*\).*/\1/')
+  curl -s -X PUT http://127.0.0.1:$http_port/api/v1/notes/\$NOTE/status -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' -d '{"status": "done"}'
+  curl -s -X PUT http://127.0.0.1:$http_port/api/v1/notes/\$NOTE/status -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' -d '{"status": "open"}'   # refused: INVALID_TRANSITION
+  curl -s http://acme.localhost:$http_port/api/v1/notes -H "Authorization: Bearer \$TOKEN"     # the tenant by subdomain
+  curl -s http://globex.localhost:$http_port/api/v1/notes -H "Authorization: Bearer \$TOKEN"   # refused: FORBIDDEN
+  curl -s http://127.0.0.1:$http_port/api/v1/notes   # refused: TOKEN_INVALID
+  REFRESH=\$(sed -n 's/^set-cookie: mandant_refresh=\([^;]*\);.*/\1/p' $rundir/login.headers)
+  curl -s -X POST http://127.0.0.1:$http_port/api/v1/auth/refresh -H "Cookie: mandant_refresh=\$REFRESH" -H 'Content-Type: application/json' -d '{}'
+  curl -s http://127.0.0.1:$http_port/api/v1/openapi.json -o $rundir/openapi.json   # the OpenAPI 3.1 document
 
 Platform administration: create a tenant (the operation id makes a retry
 return the same tenant), seal the audit trail, verify a tenant's chain:
@@ -251,11 +299,30 @@ fi
 echo "$library_sum" >"$rundir/library.sum"
 
 load_demo
+
+# The gateway: restarted on every make run, so it serves the shim just built.
+stop_gateway >/dev/null
+phase "gateway: shim/run on 127.0.0.1:$http_port (log $gateway_log)"
+MANDANT_DATABASE_URL="host=$sockdir port=$port dbname=$db user=mandant_demo_gateway" \
+	MANDANT_HTTP_PORT=$http_port MANDANT_BASE_DOMAIN=localhost MANDANT_GATEWAY_DIR=$rundir/gateway \
+	nohup shim/run >"$gateway_log" 2>&1 &
+echo $! >"$gateway_pid"
+i=0
+until curl -s -o /dev/null "http://127.0.0.1:$http_port/health"; do
+	i=$((i + 1))
+	if [ $i -gt 100 ] || ! kill -0 "$(cat "$gateway_pid")" 2>/dev/null; then
+		echo "run: the gateway did not start; its log:" >&2
+		tail -20 "$gateway_log" >&2
+		exit 1
+	fi
+	sleep 0.1
+done
 phase "ready"
 
 [ "$action" = ensure ] && exit 0
 
 echo
-echo "mandant is running: PostgreSQL $(su_psql -d "$db" -Atc 'SHOW server_version' | cut -d' ' -f1) on 127.0.0.1:$port, database \"$db\"."
+echo "mandant is running: PostgreSQL $(su_psql -d "$db" -Atc 'SHOW server_version' | cut -d' ' -f1) on 127.0.0.1:$port, database \"$db\";"
+echo "the HTTP gateway on http://127.0.0.1:$http_port."
 echo
 print_tour

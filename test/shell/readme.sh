@@ -11,7 +11,10 @@
 #   -- excerpt ...    shown only (placeholders, another server), not run
 # and a block that starts with neither fails the test.  In the printed
 # tour, an indented "psql ... -U ROLE" line opens a session as ROLE and the
-# indented paragraphs that follow it are typed into that session.
+# indented paragraphs that follow it are typed into that session; indented
+# "curl ..." and "NAME=$(...)" lines are shell, run in order against a
+# gateway of the test's own (shim/run): each curl answers the envelope of
+# a success, or of the error "# refused: CODE" names, or writes its -o file.
 #
 # Needs the test cluster of scripts/test.sh (PGHOST, PGPORT, PGUSER a
 # superuser); drops the database and the demo's roles afterwards.
@@ -30,7 +33,8 @@ su_psql() {
 # cleanup removes what the tours created: roles are cluster-wide.
 cleanup() {
 	su_psql -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true
-	for role in mandant_demo_app mandant_demo_admin mandant_demo_owner; do
+	[ -z "${gw_pid:-}" ] || { kill -TERM "$gw_pid" 2>/dev/null; wait "$gw_pid" 2>/dev/null; } || true
+	for role in mandant_demo_app mandant_demo_admin mandant_demo_owner mandant_demo_gateway; do
 		su_psql -d postgres -c "DROP ROLE IF EXISTS $role" || true
 	done
 	rm -rf "$work"
@@ -66,10 +70,18 @@ run_session() {
 	fi
 }
 
-# The printed tour: one file per psql session, named N.ROLE.
+# The printed tour: one file per psql session, named N.ROLE, and its
+# shell lines in http.sh.
 mkdir "$work/tour"
-MANDANT_RUN_DIR=$work/run scripts/run.sh tour >"$work/tour.txt"
+http_port=$(perl -MIO::Socket::INET -e 'print IO::Socket::INET->new(Listen => 1,
+	LocalAddr => "127.0.0.1", LocalPort => 0, ReuseAddr => 1)->sockport')
+MANDANT_RUN_DIR=$work/run MANDANT_HTTP_PORT=$http_port scripts/run.sh tour >"$work/tour.txt"
 awk -v dir="$work/tour" '
+	/^  (curl |[A-Z]+=)/ {
+		sub(/^  /, "")
+		print >> (dir "/http.sh")
+		next
+	}
 	/^  psql .* -U [a-z_]+ / {
 		n++
 		for (i = 1; i <= NF; i++)
@@ -91,9 +103,52 @@ awk -v dir="$work/tour" '
 ' "$work/tour.txt"
 for f in "$work"/tour/*; do
 	[ -e "$f" ] || { echo "tour: no psql session found"; status=1; break; }
-	case $f in *.out | *.err) continue ;; esac
+	case $f in *.out | *.err | */http.sh) continue ;; esac
 	run_session "$f" "${f##*.}" "tour session $(basename "$f" | cut -d. -f1)"
 done
+
+# The tour's HTTP lines, through a gateway on the test cluster.
+if [ ! -f "$work/tour/http.sh" ]; then
+	echo "tour: no HTTP lines found"
+	status=1
+else
+	MANDANT_DATABASE_URL="host=$PGHOST port=$PGPORT dbname=$db user=mandant_demo_gateway" \
+		MANDANT_HTTP_PORT=$http_port MANDANT_BASE_DOMAIN=localhost MANDANT_GATEWAY_DIR=$work/gateway \
+		shim/run >"$work/gateway.log" 2>&1 &
+	gw_pid=$!
+	i=0
+	until curl -s -o /dev/null "http://127.0.0.1:$http_port/health" || [ $i -gt 100 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	n=0
+	while IFS= read -r line; do
+		n=$((n + 1))
+		code=$(echo "$line" | sed -n 's/.*# refused: \([A-Z_]*\)$/\1/p')
+		case $line in
+		[A-Z]*=*)
+			eval "$line"
+			name=${line%%=*}
+			eval "value=\${$name}"
+			if [ -n "$value" ]; then result=ok; else result="FAILED: $name is empty"; fi
+			;;
+		*" -o "*)
+			file=$(echo "$line" | sed 's/.* -o \([^ ]*\).*/\1/')
+			if eval "$line" && [ -s "$file" ]; then result=ok; else result="FAILED: no $file"; fi
+			;;
+		*)
+			out=$(eval "$line") || out="curl failed: $?"
+			if [ -n "$code" ]; then
+				echo "$out" | grep -q "\"code\": *\"$code\"" && result="ok (refused: $code)" || result="FAILED: $out"
+			else
+				echo "$out" | grep -q '"success": *true' && result=ok || result="FAILED: $out"
+			fi
+			;;
+		esac
+		echo "tour HTTP line $n: $result"
+		case $result in FAILED*) echo "    | $line"; status=1 ;; esac
+	done <"$work/tour/http.sh"
+fi
 
 # README.md's blocks: NNN.ROLE.LINE for those to run.
 mkdir "$work/readme"

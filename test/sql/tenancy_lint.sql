@@ -64,6 +64,10 @@ CREATE VIEW lint.risk_report_2 AS SELECT * FROM lint.risk_report;
 -- a SECURITY DEFINER function reading a tenant table
 CREATE FUNCTION lint.all_sites() RETURNS SETOF lint.site LANGUAGE sql SECURITY DEFINER
 	AS 'SELECT * FROM lint.site';
+-- ... which is fine when its owner is held to the table's policy (FORCE,
+-- as enable_tenancy sets it) and it insists on a tenant (a gateway route)
+CREATE FUNCTION lint.my_sites() RETURNS SETOF lint.site LANGUAGE sql SECURITY DEFINER
+	AS 'SELECT * FROM lint.site WHERE tenant_id = mandant.require_tenant()';
 RESET ROLE;
 -- a superuser-owned view, which bypasses row level security entirely
 CREATE VIEW lint.everything AS SELECT * FROM lint.site;
