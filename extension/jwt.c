@@ -336,6 +336,22 @@ VerifySignature(EVP_PKEY *pkey, const char *signed_part, size_t signed_len,
 }
 
 /*
+ * FindVerificationKey returns the current verification key kid names, or
+ * NULL.
+ */
+static MandantJwtKey *
+FindVerificationKey(const char *kid)
+{
+	int			nkeys;
+	MandantJwtKey **keys = MandantJwtVerificationKeys(&nkeys);
+
+	for (int i = 0; i < nkeys; i++)
+		if (strcmp(keys[i]->kid, kid) == 0)
+			return keys[i];
+	return NULL;
+}
+
+/*
  * CheckTokenHeader reads the header and returns the key that must verify
  * the signature.
  */
@@ -346,8 +362,7 @@ CheckTokenHeader(const char *header, size_t len)
 		FIELD("alg", JWT_STRING), FIELD("kid", JWT_STRING), FIELD("typ", JWT_STRING), FIELD("crit", JWT_STRING_ARRAY)
 	};
 	const char *why = ReadTokenPart(header, len, fields, lengthof(fields), NULL);
-	MandantJwtKey **keys;
-	int			nkeys;
+	MandantJwtKey *key;
 
 	if (why)
 		MandantInvalidToken(psprintf("The header is unreadable: %s.", why));
@@ -361,14 +376,10 @@ CheckTokenHeader(const char *header, size_t len)
 	if (!fields[1].present)
 		MandantInvalidToken("The header names no key (kid).");
 
-	keys = MandantJwtVerificationKeys(&nkeys);
-	for (int i = 0; i < nkeys; i++)
-	{
-		if (strcmp(keys[i]->kid, fields[1].string) == 0)
-			return keys[i];
-	}
-	MandantInvalidToken(psprintf("Key \"%s\" is not one of this server's keys.", fields[1].string));
-	return NULL;				/* not reached */
+	key = FindVerificationKey(fields[1].string);
+	if (key == NULL)
+		MandantInvalidToken(psprintf("Key \"%s\" is not one of this server's keys.", fields[1].string));
+	return key;
 }
 
 /* ScopeNamesToBits maps the scopes claim to scope bits. */
@@ -387,6 +398,21 @@ ScopeNamesToBits(List *names)
 		bits |= bit;
 	}
 	return bits;
+}
+
+/*
+ * CheckNotExpired raises MD052 when a token that expires at exp has
+ * expired at now (Unix seconds), allowing for JWT_LEEWAY.
+ */
+static void
+CheckNotExpired(double exp, int64 now)
+{
+	if (exp + JWT_LEEWAY < now)
+		ereport(ERROR,
+				(errcode(ERRCODE_MANDANT_TOKEN_EXPIRED),
+				 errmsg("access token expired"),
+				 errdetail("It expired at %s.", MandantIsoUtc(exp)),
+				 errhint("Refresh it with mandant.refresh(refresh_token), or log in again.")));
 }
 
 /*
@@ -424,12 +450,7 @@ ReadClaims(const char *part, size_t len)
 		MandantInvalidToken("The token was issued in the future.");
 	if (fields[NBF].present && fields[NBF].number > now + JWT_LEEWAY)
 		MandantInvalidToken("The token is not valid yet (nbf).");
-	if (fields[EXP].number + JWT_LEEWAY < now)
-		ereport(ERROR,
-				(errcode(ERRCODE_MANDANT_TOKEN_EXPIRED),
-				 errmsg("access token expired"),
-				 errdetail("It expired at %s.", MandantIsoUtc(fields[EXP].number)),
-				 errhint("Refresh it with mandant.refresh(refresh_token), or log in again.")));
+	CheckNotExpired(fields[EXP].number, now);
 
 	claims->sub = fields[SUB].string;
 	claims->tid = fields[TID].present ? fields[TID].string : NULL;
@@ -449,10 +470,12 @@ ReadClaims(const char *part, size_t len)
 
 /*
  * MandantVerifyToken checks a token's form, signature, issuer and times
- * and returns its claims; raises MD051 or MD052.  The signature of a token
- * this backend verified already with the same key is not checked again
- * (tokencache.c).  What the database knows about revocation is checked by
- * the callers (authenticate.c, logout).
+ * and returns its claims; raises MD051 or MD052.  A token this backend
+ * verified already is not decoded and checked again while its key is
+ * still a verification key and the issuer setting is the same: its claims
+ * come from tokencache.c, and only its expiry is checked.  What the
+ * database knows about revocation is checked by the callers
+ * (authenticate.c, logout).
  */
 MandantJwtClaims *
 MandantVerifyToken(text *token_text)
@@ -466,9 +489,19 @@ MandantVerifyToken(text *token_text)
 	size_t		signature_len;
 	uint8		digest[PG_SHA256_DIGEST_LENGTH];
 	MandantJwtClaims *claims;
+	const char *kid;
 
 	if (len > JWT_MAX_BYTES)
 		MandantInvalidToken(psprintf("The token has %zu bytes; at most %d are accepted.", len, JWT_MAX_BYTES));
+
+	MandantSha256(token, len, digest);
+	claims = MandantCachedClaims(digest, jwt_issuer, &kid);
+	if (claims != NULL && FindVerificationKey(kid) != NULL)
+	{
+		CheckNotExpired(claims->exp, UnixNow());
+		return claims;
+	}
+
 	dot1 = strchr(token, '.');
 	dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
 	if (dot1 == NULL || dot2 == NULL || strchr(dot2 + 1, '.') != NULL)
@@ -477,17 +510,13 @@ MandantVerifyToken(text *token_text)
 		MandantInvalidToken("A part of the token is empty.");
 
 	key = CheckTokenHeader(token, dot1 - token);
-	MandantSha256(token, len, digest);
-	if (MandantTokenVerified(digest, key->kid, (double) UnixNow()))
-		return ReadClaims(dot1 + 1, dot2 - dot1 - 1);
-
 	signature = MandantBase64UrlDecode(dot2 + 1, strlen(dot2 + 1), &signature_len);
 	if (signature == NULL)
 		MandantInvalidToken("The signature is not base64url.");
 	if (!VerifySignature(key->pkey, token, dot2 - token, signature, signature_len))
 		MandantInvalidToken("The signature does not match the token.");
 	claims = ReadClaims(dot1 + 1, dot2 - dot1 - 1);
-	MandantRememberVerified(digest, key->kid, claims->exp);
+	MandantRememberClaims(digest, key->kid, jwt_issuer, claims);
 	return claims;
 }
 

@@ -16,9 +16,12 @@
  *
  * Keys are loaded on first use and kept in backend-local statics (the
  * EVP_PKEYs are OpenSSL's, the paths of the stamps in TopMemoryContext).
- * Each use stats the files: they are loaded again whenever the setting or
- * the file (device, inode, size, mtime) changes, so rotating is: write the
- * new files, reload the configuration.
+ * They are loaded again whenever the setting or the file (device, inode,
+ * size, mtime) changes, so rotating is: write the new files, reload the
+ * configuration.  A changed setting counts at once; the files are looked
+ * at (stat) at most once per KEY_FILE_CHECK_INTERVAL, since every
+ * authenticate() asks for the keys and a stat of each file would be a
+ * fifth of its cost.
  *
  * Copyright (c) 2026, the mandant developers
  *
@@ -38,12 +41,14 @@
 #include <openssl/pem.h>
 
 #include "common/sha2.h"
+#include "datatype/timestamp.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "mandant.h"
 
@@ -66,7 +71,11 @@ typedef struct KeyFileStamp
 	ino_t		ino;
 	off_t		size;
 	struct timespec mtime;
+	TimestampTz checked_at;		/* when the file was last found unchanged */
 } KeyFileStamp;
+
+/* How long a key file found unchanged is not looked at again. */
+#define KEY_FILE_CHECK_INTERVAL	USECS_PER_SEC
 
 static KeyFileStamp signing_stamp;
 static MandantJwtKey signing_key;
@@ -166,6 +175,17 @@ StampMatches(const KeyFileStamp *stamp, const char *path, const struct stat *st)
 		stamp->mtime.tv_nsec == st->st_mtim.tv_nsec;
 }
 
+/*
+ * StampIsFresh: the keys were loaded from path, whose file was found
+ * unchanged less than KEY_FILE_CHECK_INTERVAL ago.
+ */
+static bool
+StampIsFresh(const KeyFileStamp *stamp, const char *path)
+{
+	return stamp->path != NULL && strcmp(stamp->path, path) == 0 &&
+		GetCurrentTimestamp() - stamp->checked_at < KEY_FILE_CHECK_INTERVAL;
+}
+
 /* SetStamp records what the file was when its keys were loaded. */
 static void
 SetStamp(KeyFileStamp *stamp, const char *path, const struct stat *st)
@@ -177,6 +197,7 @@ SetStamp(KeyFileStamp *stamp, const char *path, const struct stat *st)
 	stamp->ino = st->st_ino;
 	stamp->size = st->st_size;
 	stamp->mtime = st->st_mtim;
+	stamp->checked_at = GetCurrentTimestamp();
 }
 
 /* ClearStamp forgets what was loaded from a file. */
@@ -235,9 +256,14 @@ MandantJwtSigningKey(void)
 				 errmsg("no token signing key is configured"),
 				 errdetail("mandant.jwt_private_key_file is not set."),
 				 errhint("Set mandant.jwt_private_key_file to a PEM RSA private key (superuser) and reload; `make run` generates a development key.")));
+	if (StampIsFresh(&signing_stamp, private_key_file))
+		return &signing_key;
 	MandantStatKeyFile(private_key_file, "mandant.jwt_private_key_file", "token key file", &st);
 	if (StampMatches(&signing_stamp, private_key_file, &st))
+	{
+		signing_stamp.checked_at = GetCurrentTimestamp();
 		return &signing_key;
+	}
 	MandantCheckKeyFileMode(private_key_file, &st, "token signing key file");
 
 	bio = OpenKeyBio(private_key_file, "mandant.jwt_private_key_file", &st, &content, &len);
@@ -323,9 +349,14 @@ LoadPublicKeys(void)
 		ClearStamp(&public_stamp);
 		return;
 	}
+	if (StampIsFresh(&public_stamp, public_key_file))
+		return;
 	MandantStatKeyFile(public_key_file, "mandant.jwt_public_key_file", "token key file", &st);
 	if (StampMatches(&public_stamp, public_key_file, &st))
+	{
+		public_stamp.checked_at = GetCurrentTimestamp();
 		return;
+	}
 
 	FreePublicKeys();
 	ClearStamp(&public_stamp);

@@ -247,8 +247,10 @@ extern void MandantDefineTokenVariables(void);
 extern MandantJwtClaims *MandantVerifyToken(text *token);
 
 /* tokencache.c */
-extern bool MandantTokenVerified(const uint8 *digest, const char *kid, double now);
-extern void MandantRememberVerified(const uint8 *digest, const char *kid, double exp);
+extern MandantJwtClaims *MandantCachedClaims(const uint8 *digest, const char *issuer,
+											 const char **kid);
+extern void MandantRememberClaims(const uint8 *digest, const char *kid, const char *issuer,
+								  const MandantJwtClaims *claims);
 extern void MandantInvalidToken(const char *why) pg_attribute_noreturn();
 extern Datum MandantAuthenticate(text *token, const char *warn_as);
 

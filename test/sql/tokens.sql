@@ -136,6 +136,30 @@ SELECT jsonb_array_length(mandant.jwks() -> 'keys') AS published_keys,
 	   mandant.jwks() #>> '{keys,0,alg}' AS alg, mandant.jwks() #>> '{keys,0,e}' AS e;
 RESET ROLE;
 
+-- The backend remembers the tokens it verified (tokencache.c), but a
+-- remembered token fails as soon as its key is no longer listed or the
+-- issuer changed (its expiry is checked on every call, like its revocation).
+SET mandant.jwt_public_key_file = '';
+SET ROLE regress_user;
+\set VERBOSITY terse
+SELECT mandant.authenticate(:'previous_token');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+RESET mandant.jwt_public_key_file;
+SET mandant.jwt_issuer = 'another-issuer';
+SET ROLE regress_user;
+SELECT mandant.authenticate(:'token');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+RESET mandant.jwt_issuer;
+SET ROLE regress_user;
+BEGIN;
+SELECT mandant.authenticate(:'previous_token') ->> 'role' AS previous_key_listed_again,
+	   mandant.authenticate(:'token') ->> 'role' AS issuer_back;
+COMMIT;
+\set VERBOSITY default
+RESET ROLE;
+
 -- Times, issuer, claims (signed with the right key; 30 s leeway).
 SELECT extract(epoch FROM now())::bigint AS now \gset
 SELECT pg_temp.resign(:'claims', jsonb_build_object('exp', :now - 60)) AS expired,
