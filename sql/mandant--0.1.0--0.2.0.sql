@@ -312,11 +312,12 @@ CREATE OR REPLACE FUNCTION mandant.create_tenant(
 	plan_key text DEFAULT 'free',
 	operation_id uuid DEFAULT NULL)
 RETURNS uuid
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('create_tenant');
-	SELECT mandant.op_create_tenant(slug, name, owner_email, plan_key, operation_id)
+BEGIN
+	PERFORM mandant.gate_check('create_tenant');
+	RETURN mandant.op_create_tenant(slug, name, owner_email, plan_key, operation_id);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.create_tenant(text, text, text, text, uuid) IS
@@ -1097,11 +1098,12 @@ COMMENT ON FUNCTION mandant.op_audit_seal() IS
 
 CREATE OR REPLACE FUNCTION mandant.audit_seal()
 RETURNS bigint
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('audit_seal');
-	SELECT mandant.op_audit_seal()
+BEGIN
+	PERFORM mandant.gate_check('audit_seal');
+	RETURN mandant.op_audit_seal();
+END
 $$;
 
 COMMENT ON FUNCTION mandant.audit_seal() IS
@@ -1185,11 +1187,12 @@ CREATE OR REPLACE FUNCTION mandant.audit_events(tenant uuid, since timestamptz D
 									 entity_type text DEFAULT NULL, entity_id text DEFAULT NULL,
 									 max_rows integer DEFAULT 1000)
 RETURNS SETOF mandant.audit_event
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE
 AS $$
-	SELECT mandant.gate_check('audit_events');
-	SELECT * FROM mandant.op_audit_events(tenant, since, entity_type, entity_id, max_rows)
+BEGIN
+	PERFORM mandant.gate_check('audit_events');
+	RETURN QUERY SELECT * FROM mandant.op_audit_events(tenant, since, entity_type, entity_id, max_rows);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.audit_events(uuid, timestamptz, text, text, integer) IS
@@ -1733,11 +1736,12 @@ CREATE OR REPLACE FUNCTION mandant.outbox_claim(consumer text, max integer DEFAU
 									 lease interval DEFAULT '30 seconds')
 RETURNS TABLE (id bigint, event_id uuid, topic text, tenant_id uuid, aggregate_id text,
 			   attempts integer, envelope jsonb, headers jsonb)
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('outbox_claim');
-	SELECT * FROM mandant.op_outbox_claim(consumer, max, lease)
+BEGIN
+	PERFORM mandant.gate_check('outbox_claim');
+	RETURN QUERY SELECT * FROM mandant.op_outbox_claim(consumer, max, lease);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.outbox_claim(text, integer, interval) IS
@@ -1764,11 +1768,12 @@ COMMENT ON FUNCTION mandant.op_outbox_ack(bigint[]) IS
 
 CREATE OR REPLACE FUNCTION mandant.outbox_ack(ids bigint[])
 RETURNS bigint
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('outbox_ack');
-	SELECT mandant.op_outbox_ack(ids)
+BEGIN
+	PERFORM mandant.gate_check('outbox_ack');
+	RETURN mandant.op_outbox_ack(ids);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.outbox_ack(bigint[]) IS
@@ -1816,11 +1821,12 @@ COMMENT ON FUNCTION mandant.op_outbox_nack(bigint, text, text) IS
 
 CREATE OR REPLACE FUNCTION mandant.outbox_nack(id bigint, error text, consumer text DEFAULT NULL)
 RETURNS void
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('outbox_nack');
-	SELECT mandant.op_outbox_nack(id, error, consumer)
+BEGIN
+	PERFORM mandant.gate_check('outbox_nack');
+	PERFORM mandant.op_outbox_nack(id, error, consumer);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.outbox_nack(bigint, text, text) IS
@@ -1851,11 +1857,12 @@ COMMENT ON FUNCTION mandant.op_outbox_replay(bigint) IS
 
 CREATE OR REPLACE FUNCTION mandant.outbox_replay(id bigint)
 RETURNS void
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('outbox_replay');
-	SELECT mandant.op_outbox_replay(id)
+BEGIN
+	PERFORM mandant.gate_check('outbox_replay');
+	PERFORM mandant.op_outbox_replay(id);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.outbox_replay(bigint) IS
@@ -1889,11 +1896,12 @@ COMMENT ON FUNCTION mandant.op_outbox_skip(bigint, text) IS
 
 CREATE OR REPLACE FUNCTION mandant.outbox_skip(id bigint, reason text)
 RETURNS void
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('outbox_skip');
-	SELECT mandant.op_outbox_skip(id, reason)
+BEGIN
+	PERFORM mandant.gate_check('outbox_skip');
+	PERFORM mandant.op_outbox_skip(id, reason);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.outbox_skip(bigint, text) IS
@@ -1925,11 +1933,12 @@ COMMENT ON FUNCTION mandant.op_outbox_purge(interval) IS
 
 CREATE OR REPLACE FUNCTION mandant.outbox_purge(older_than interval)
 RETURNS bigint
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('outbox_purge');
-	SELECT mandant.op_outbox_purge(older_than)
+BEGIN
+	PERFORM mandant.gate_check('outbox_purge');
+	RETURN mandant.op_outbox_purge(older_than);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.outbox_purge(interval) IS
@@ -1954,11 +1963,12 @@ COMMENT ON FUNCTION mandant.op_outbox_stats() IS
 
 CREATE OR REPLACE FUNCTION mandant.outbox_stats()
 RETURNS TABLE (pending bigint, leased bigint, dead bigint, oldest_pending_age interval)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE
 AS $$
-	SELECT mandant.gate_check('outbox_stats');
-	SELECT * FROM mandant.op_outbox_stats()
+BEGIN
+	PERFORM mandant.gate_check('outbox_stats');
+	RETURN QUERY SELECT * FROM mandant.op_outbox_stats();
+END
 $$;
 
 COMMENT ON FUNCTION mandant.outbox_stats() IS
@@ -2925,11 +2935,12 @@ COMMENT ON FUNCTION mandant.op_set_quota(uuid, text, bigint, timestamptz, text) 
 CREATE OR REPLACE FUNCTION mandant.set_quota(tenant uuid, resource text, "limit" bigint,
 								  effective_at timestamptz DEFAULT now(), reason text DEFAULT NULL)
 RETURNS bigint
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('set_quota');
-	SELECT mandant.op_set_quota(tenant, resource, "limit", effective_at, reason)
+BEGIN
+	PERFORM mandant.gate_check('set_quota');
+	RETURN mandant.op_set_quota(tenant, resource, "limit", effective_at, reason);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.set_quota(uuid, text, bigint, timestamptz, text) IS
@@ -2967,11 +2978,12 @@ COMMENT ON FUNCTION mandant.op_change_plan(uuid, text, text) IS
 
 CREATE OR REPLACE FUNCTION mandant.change_plan(tenant uuid, plan_key text, reason text)
 RETURNS void
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('change_plan');
-	SELECT mandant.op_change_plan(tenant, plan_key, reason)
+BEGIN
+	PERFORM mandant.gate_check('change_plan');
+	PERFORM mandant.op_change_plan(tenant, plan_key, reason);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.change_plan(uuid, text, text) IS
@@ -3038,11 +3050,12 @@ COMMENT ON FUNCTION mandant.op_usage_reconcile() IS
 
 CREATE OR REPLACE FUNCTION mandant.usage_reconcile()
 RETURNS TABLE (tenant_id uuid, resource text, recorded bigint, actual bigint)
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('usage_reconcile');
-	SELECT * FROM mandant.op_usage_reconcile()
+BEGIN
+	PERFORM mandant.gate_check('usage_reconcile');
+	RETURN QUERY SELECT * FROM mandant.op_usage_reconcile();
+END
 $$;
 
 COMMENT ON FUNCTION mandant.usage_reconcile() IS
@@ -3105,11 +3118,12 @@ COMMENT ON FUNCTION mandant.op_complete_tenant_provisioning(uuid) IS
 
 CREATE OR REPLACE FUNCTION mandant.complete_tenant_provisioning(operation_id uuid)
 RETURNS uuid
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('complete_tenant_provisioning');
-	SELECT mandant.op_complete_tenant_provisioning(operation_id)
+BEGIN
+	PERFORM mandant.gate_check('complete_tenant_provisioning');
+	RETURN mandant.op_complete_tenant_provisioning(operation_id);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.complete_tenant_provisioning(uuid) IS
@@ -3145,11 +3159,12 @@ COMMENT ON FUNCTION mandant.op_fail_tenant_provisioning(uuid, text) IS
 
 CREATE OR REPLACE FUNCTION mandant.fail_tenant_provisioning(operation_id uuid, reason text)
 RETURNS uuid
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('fail_tenant_provisioning');
-	SELECT mandant.op_fail_tenant_provisioning(operation_id, reason)
+BEGIN
+	PERFORM mandant.gate_check('fail_tenant_provisioning');
+	RETURN mandant.op_fail_tenant_provisioning(operation_id, reason);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.fail_tenant_provisioning(uuid, text) IS
@@ -3179,11 +3194,12 @@ COMMENT ON FUNCTION mandant.op_suspend_tenant(uuid, text) IS
 
 CREATE OR REPLACE FUNCTION mandant.suspend_tenant(tenant uuid, reason text)
 RETURNS void
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('suspend_tenant');
-	SELECT mandant.op_suspend_tenant(tenant, reason)
+BEGIN
+	PERFORM mandant.gate_check('suspend_tenant');
+	PERFORM mandant.op_suspend_tenant(tenant, reason);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.suspend_tenant(uuid, text) IS
@@ -3218,11 +3234,12 @@ COMMENT ON FUNCTION mandant.op_resume_tenant(uuid) IS
 
 CREATE OR REPLACE FUNCTION mandant.resume_tenant(tenant uuid)
 RETURNS void
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('resume_tenant');
-	SELECT mandant.op_resume_tenant(tenant)
+BEGIN
+	PERFORM mandant.gate_check('resume_tenant');
+	PERFORM mandant.op_resume_tenant(tenant);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.resume_tenant(uuid) IS
@@ -3375,11 +3392,12 @@ COMMENT ON FUNCTION mandant.op_delete_tenant(uuid, text) IS
 
 CREATE OR REPLACE FUNCTION mandant.delete_tenant(tenant uuid, confirm_slug text)
 RETURNS jsonb
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('delete_tenant');
-	SELECT mandant.op_delete_tenant(tenant, confirm_slug)
+BEGIN
+	PERFORM mandant.gate_check('delete_tenant');
+	RETURN mandant.op_delete_tenant(tenant, confirm_slug);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.delete_tenant(uuid, text) IS
@@ -3445,11 +3463,12 @@ COMMENT ON FUNCTION mandant.op_export_tenant(uuid) IS
 
 CREATE OR REPLACE FUNCTION mandant.export_tenant(tenant uuid)
 RETURNS jsonb
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE
 AS $$
-	SELECT mandant.gate_check('export_tenant');
-	SELECT mandant.op_export_tenant(tenant)
+BEGIN
+	PERFORM mandant.gate_check('export_tenant');
+	RETURN mandant.op_export_tenant(tenant);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.export_tenant(uuid) IS
@@ -3672,11 +3691,12 @@ COMMENT ON FUNCTION mandant.op_import_tenant(jsonb) IS
 
 CREATE OR REPLACE FUNCTION mandant.import_tenant(export jsonb)
 RETURNS uuid
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('import_tenant');
-	SELECT mandant.op_import_tenant(export)
+BEGIN
+	PERFORM mandant.gate_check('import_tenant');
+	RETURN mandant.op_import_tenant(export);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.import_tenant(jsonb) IS

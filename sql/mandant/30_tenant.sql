@@ -300,11 +300,12 @@ CREATE FUNCTION mandant.create_tenant(
 	plan_key text DEFAULT 'free',
 	operation_id uuid DEFAULT NULL)
 RETURNS uuid
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('create_tenant');
-	SELECT mandant.op_create_tenant(slug, name, owner_email, plan_key, operation_id)
+BEGIN
+	PERFORM mandant.gate_check('create_tenant');
+	RETURN mandant.op_create_tenant(slug, name, owner_email, plan_key, operation_id);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.create_tenant(text, text, text, text, uuid) IS

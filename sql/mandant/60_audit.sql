@@ -415,11 +415,12 @@ COMMENT ON FUNCTION mandant.op_audit_seal() IS
 
 CREATE FUNCTION mandant.audit_seal()
 RETURNS bigint
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('audit_seal');
-	SELECT mandant.op_audit_seal()
+BEGIN
+	PERFORM mandant.gate_check('audit_seal');
+	RETURN mandant.op_audit_seal();
+END
 $$;
 
 COMMENT ON FUNCTION mandant.audit_seal() IS
@@ -518,11 +519,12 @@ CREATE FUNCTION mandant.audit_events(tenant uuid, since timestamptz DEFAULT '-in
 									 entity_type text DEFAULT NULL, entity_id text DEFAULT NULL,
 									 max_rows integer DEFAULT 1000)
 RETURNS SETOF mandant.audit_event
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE
 AS $$
-	SELECT mandant.gate_check('audit_events');
-	SELECT * FROM mandant.op_audit_events(tenant, since, entity_type, entity_id, max_rows)
+BEGIN
+	PERFORM mandant.gate_check('audit_events');
+	RETURN QUERY SELECT * FROM mandant.op_audit_events(tenant, since, entity_type, entity_id, max_rows);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.audit_events(uuid, timestamptz, text, text, integer) IS

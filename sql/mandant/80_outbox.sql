@@ -269,11 +269,12 @@ CREATE FUNCTION mandant.outbox_claim(consumer text, max integer DEFAULT 100,
 									 lease interval DEFAULT '30 seconds')
 RETURNS TABLE (id bigint, event_id uuid, topic text, tenant_id uuid, aggregate_id text,
 			   attempts integer, envelope jsonb, headers jsonb)
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('outbox_claim');
-	SELECT * FROM mandant.op_outbox_claim(consumer, max, lease)
+BEGIN
+	PERFORM mandant.gate_check('outbox_claim');
+	RETURN QUERY SELECT * FROM mandant.op_outbox_claim(consumer, max, lease);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.outbox_claim(text, integer, interval) IS
@@ -300,11 +301,12 @@ COMMENT ON FUNCTION mandant.op_outbox_ack(bigint[]) IS
 
 CREATE FUNCTION mandant.outbox_ack(ids bigint[])
 RETURNS bigint
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('outbox_ack');
-	SELECT mandant.op_outbox_ack(ids)
+BEGIN
+	PERFORM mandant.gate_check('outbox_ack');
+	RETURN mandant.op_outbox_ack(ids);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.outbox_ack(bigint[]) IS
@@ -352,11 +354,12 @@ COMMENT ON FUNCTION mandant.op_outbox_nack(bigint, text, text) IS
 
 CREATE FUNCTION mandant.outbox_nack(id bigint, error text, consumer text DEFAULT NULL)
 RETURNS void
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('outbox_nack');
-	SELECT mandant.op_outbox_nack(id, error, consumer)
+BEGIN
+	PERFORM mandant.gate_check('outbox_nack');
+	PERFORM mandant.op_outbox_nack(id, error, consumer);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.outbox_nack(bigint, text, text) IS
@@ -387,11 +390,12 @@ COMMENT ON FUNCTION mandant.op_outbox_replay(bigint) IS
 
 CREATE FUNCTION mandant.outbox_replay(id bigint)
 RETURNS void
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('outbox_replay');
-	SELECT mandant.op_outbox_replay(id)
+BEGIN
+	PERFORM mandant.gate_check('outbox_replay');
+	PERFORM mandant.op_outbox_replay(id);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.outbox_replay(bigint) IS
@@ -425,11 +429,12 @@ COMMENT ON FUNCTION mandant.op_outbox_skip(bigint, text) IS
 
 CREATE FUNCTION mandant.outbox_skip(id bigint, reason text)
 RETURNS void
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('outbox_skip');
-	SELECT mandant.op_outbox_skip(id, reason)
+BEGIN
+	PERFORM mandant.gate_check('outbox_skip');
+	PERFORM mandant.op_outbox_skip(id, reason);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.outbox_skip(bigint, text) IS
@@ -461,11 +466,12 @@ COMMENT ON FUNCTION mandant.op_outbox_purge(interval) IS
 
 CREATE FUNCTION mandant.outbox_purge(older_than interval)
 RETURNS bigint
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('outbox_purge');
-	SELECT mandant.op_outbox_purge(older_than)
+BEGIN
+	PERFORM mandant.gate_check('outbox_purge');
+	RETURN mandant.op_outbox_purge(older_than);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.outbox_purge(interval) IS
@@ -490,11 +496,12 @@ COMMENT ON FUNCTION mandant.op_outbox_stats() IS
 
 CREATE FUNCTION mandant.outbox_stats()
 RETURNS TABLE (pending bigint, leased bigint, dead bigint, oldest_pending_age interval)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE
 AS $$
-	SELECT mandant.gate_check('outbox_stats');
-	SELECT * FROM mandant.op_outbox_stats()
+BEGIN
+	PERFORM mandant.gate_check('outbox_stats');
+	RETURN QUERY SELECT * FROM mandant.op_outbox_stats();
+END
 $$;
 
 COMMENT ON FUNCTION mandant.outbox_stats() IS

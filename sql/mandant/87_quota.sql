@@ -406,11 +406,12 @@ COMMENT ON FUNCTION mandant.op_set_quota(uuid, text, bigint, timestamptz, text) 
 CREATE FUNCTION mandant.set_quota(tenant uuid, resource text, "limit" bigint,
 								  effective_at timestamptz DEFAULT now(), reason text DEFAULT NULL)
 RETURNS bigint
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('set_quota');
-	SELECT mandant.op_set_quota(tenant, resource, "limit", effective_at, reason)
+BEGIN
+	PERFORM mandant.gate_check('set_quota');
+	RETURN mandant.op_set_quota(tenant, resource, "limit", effective_at, reason);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.set_quota(uuid, text, bigint, timestamptz, text) IS
@@ -448,11 +449,12 @@ COMMENT ON FUNCTION mandant.op_change_plan(uuid, text, text) IS
 
 CREATE FUNCTION mandant.change_plan(tenant uuid, plan_key text, reason text)
 RETURNS void
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('change_plan');
-	SELECT mandant.op_change_plan(tenant, plan_key, reason)
+BEGIN
+	PERFORM mandant.gate_check('change_plan');
+	PERFORM mandant.op_change_plan(tenant, plan_key, reason);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.change_plan(uuid, text, text) IS
@@ -524,11 +526,12 @@ COMMENT ON FUNCTION mandant.op_usage_reconcile() IS
 
 CREATE FUNCTION mandant.usage_reconcile()
 RETURNS TABLE (tenant_id uuid, resource text, recorded bigint, actual bigint)
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('usage_reconcile');
-	SELECT * FROM mandant.op_usage_reconcile()
+BEGIN
+	PERFORM mandant.gate_check('usage_reconcile');
+	RETURN QUERY SELECT * FROM mandant.op_usage_reconcile();
+END
 $$;
 
 COMMENT ON FUNCTION mandant.usage_reconcile() IS

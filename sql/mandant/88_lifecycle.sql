@@ -232,11 +232,12 @@ COMMENT ON FUNCTION mandant.op_complete_tenant_provisioning(uuid) IS
 
 CREATE FUNCTION mandant.complete_tenant_provisioning(operation_id uuid)
 RETURNS uuid
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('complete_tenant_provisioning');
-	SELECT mandant.op_complete_tenant_provisioning(operation_id)
+BEGIN
+	PERFORM mandant.gate_check('complete_tenant_provisioning');
+	RETURN mandant.op_complete_tenant_provisioning(operation_id);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.complete_tenant_provisioning(uuid) IS
@@ -272,11 +273,12 @@ COMMENT ON FUNCTION mandant.op_fail_tenant_provisioning(uuid, text) IS
 
 CREATE FUNCTION mandant.fail_tenant_provisioning(operation_id uuid, reason text)
 RETURNS uuid
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('fail_tenant_provisioning');
-	SELECT mandant.op_fail_tenant_provisioning(operation_id, reason)
+BEGIN
+	PERFORM mandant.gate_check('fail_tenant_provisioning');
+	RETURN mandant.op_fail_tenant_provisioning(operation_id, reason);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.fail_tenant_provisioning(uuid, text) IS
@@ -308,11 +310,12 @@ COMMENT ON FUNCTION mandant.op_suspend_tenant(uuid, text) IS
 
 CREATE FUNCTION mandant.suspend_tenant(tenant uuid, reason text)
 RETURNS void
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('suspend_tenant');
-	SELECT mandant.op_suspend_tenant(tenant, reason)
+BEGIN
+	PERFORM mandant.gate_check('suspend_tenant');
+	PERFORM mandant.op_suspend_tenant(tenant, reason);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.suspend_tenant(uuid, text) IS
@@ -347,11 +350,12 @@ COMMENT ON FUNCTION mandant.op_resume_tenant(uuid) IS
 
 CREATE FUNCTION mandant.resume_tenant(tenant uuid)
 RETURNS void
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('resume_tenant');
-	SELECT mandant.op_resume_tenant(tenant)
+BEGIN
+	PERFORM mandant.gate_check('resume_tenant');
+	PERFORM mandant.op_resume_tenant(tenant);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.resume_tenant(uuid) IS
@@ -530,11 +534,12 @@ COMMENT ON FUNCTION mandant.op_delete_tenant(uuid, text) IS
 
 CREATE FUNCTION mandant.delete_tenant(tenant uuid, confirm_slug text)
 RETURNS jsonb
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('delete_tenant');
-	SELECT mandant.op_delete_tenant(tenant, confirm_slug)
+BEGIN
+	PERFORM mandant.gate_check('delete_tenant');
+	RETURN mandant.op_delete_tenant(tenant, confirm_slug);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.delete_tenant(uuid, text) IS
@@ -602,11 +607,12 @@ COMMENT ON FUNCTION mandant.op_export_tenant(uuid) IS
 
 CREATE FUNCTION mandant.export_tenant(tenant uuid)
 RETURNS jsonb
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE
 AS $$
-	SELECT mandant.gate_check('export_tenant');
-	SELECT mandant.op_export_tenant(tenant)
+BEGIN
+	PERFORM mandant.gate_check('export_tenant');
+	RETURN mandant.op_export_tenant(tenant);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.export_tenant(uuid) IS
@@ -837,11 +843,12 @@ COMMENT ON FUNCTION mandant.op_import_tenant(jsonb) IS
 
 CREATE FUNCTION mandant.import_tenant(export jsonb)
 RETURNS uuid
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
 AS $$
-	SELECT mandant.gate_check('import_tenant');
-	SELECT mandant.op_import_tenant(export)
+BEGIN
+	PERFORM mandant.gate_check('import_tenant');
+	RETURN mandant.op_import_tenant(export);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.import_tenant(jsonb) IS
