@@ -46,20 +46,31 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON demo.note TO mandant_demo_app;
 
 -- The notes over HTTP: functions of the owner, called by the gateway with
 -- the context of the request's token (row level security applies to the
--- owner too: enable_tenancy forces it), and their routes.
+-- owner too: enable_tenancy forces it), and their routes.  PL/pgSQL keeps
+-- its plans per session; a SECURITY DEFINER function in LANGUAGE sql would
+-- be parsed again on every request.
 CREATE OR REPLACE FUNCTION demo.note_list(status text DEFAULT NULL)
 RETURNS TABLE (id bigint, title text, body text, status text, created_at timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+	RETURN QUERY
 	SELECT n.id, n.title, n.body, n.status, n.created_at FROM demo.note n
 	WHERE n.tenant_id = mandant.require_tenant()
 	  AND (note_list.status IS NULL OR n.status = note_list.status)
-	ORDER BY n.id
+	ORDER BY n.id;
+END
 $$;
 CREATE OR REPLACE FUNCTION demo.note_create(title text, body text DEFAULT NULL)
 RETURNS demo.note
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	n demo.note;
+BEGIN
 	INSERT INTO demo.note (tenant_id, title, body)
-	VALUES (mandant.require_tenant(), note_create.title, note_create.body) RETURNING *
+	VALUES (mandant.require_tenant(), note_create.title, note_create.body) RETURNING * INTO n;
+	RETURN n;
+END
 $$;
 CREATE OR REPLACE FUNCTION demo.note_set_status(note_id bigint, status text)
 RETURNS demo.note
