@@ -49,7 +49,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON demo.note TO mandant_demo_app;
 -- owner too: enable_tenancy forces it), and their routes.  PL/pgSQL keeps
 -- its plans per session; a SECURITY DEFINER function in LANGUAGE sql would
 -- be parsed again on every request.
-CREATE OR REPLACE FUNCTION demo.note_list(status text DEFAULT NULL)
+CREATE OR REPLACE FUNCTION demo.note_list(only_status text DEFAULT NULL)
 RETURNS TABLE (id bigint, title text, body text, status text, created_at timestamptz)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
@@ -57,7 +57,7 @@ BEGIN
 	RETURN QUERY
 	SELECT n.id, n.title, n.body, n.status, n.created_at FROM demo.note n
 	WHERE n.tenant_id = mandant.require_tenant()
-	  AND (note_list.status IS NULL OR n.status = note_list.status)
+	  AND (only_status IS NULL OR n.status = only_status)
 	ORDER BY n.id;
 END
 $$;
