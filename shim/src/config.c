@@ -42,6 +42,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+
 #include "shim.h"
 
 #define SHIM_BODY_DEFAULT	(1024 * 1024)
@@ -54,6 +56,7 @@ static int	shim_config_origins(const char *);
 static void	shim_config_pair(struct kore_buf *, const char *, const char *);
 static int	shim_config_conninfo(const char *);
 static int	shim_config_base_domain(const char *);
+static int	shim_config_proxies(const char *);
 
 struct shim_config	shim_config;
 
@@ -86,6 +89,9 @@ shim_config_load(void)
 	    *getenv("MANDANT_TLS_CERT") != '\0';
 
 	if (!shim_config_base_domain(getenv("MANDANT_BASE_DOMAIN")))
+		goto fail;
+
+	if (!shim_config_proxies(getenv("MANDANT_TRUSTED_PROXIES")))
 		goto fail;
 
 	if ((url = getenv("MANDANT_DATABASE_URL")) == NULL)
@@ -145,6 +151,57 @@ shim_config_base_domain(const char *domain)
 	}
 	shim_config.base_domain = kore_strdup(domain);
 	return (KORE_RESULT_OK);
+}
+
+/*
+ * shim_config_proxies reads MANDANT_TRUSTED_PROXIES, a comma-separated list
+ * of the addresses of proxies in front of the gateway whose
+ * X-Forwarded-For is believed; each is kept in the form inet_ntop writes
+ * (so "::0001" matches a peer of "::1").
+ */
+static int
+shim_config_proxies(const char *list)
+{
+	char		*copy, *item, *next, *end;
+	char		 text[INET6_ADDRSTRLEN];
+	u_int8_t	 bin[sizeof(struct in6_addr)];
+	int		 family;
+
+	if (list == NULL)
+		return (KORE_RESULT_OK);
+
+	copy = kore_strdup(list);
+	for (item = copy; item != NULL; item = next) {
+		if ((next = strchr(item, ',')) != NULL)
+			*next++ = '\0';
+		while (*item == ' ' || *item == '\t')
+			item++;
+		end = item + strlen(item);
+		while (end > item && (end[-1] == ' ' || end[-1] == '\t'))
+			*--end = '\0';
+		if (*item == '\0')
+			continue;
+		family = inet_pton(AF_INET, item, bin) == 1 ? AF_INET :
+		    inet_pton(AF_INET6, item, bin) == 1 ? AF_INET6 : 0;
+		if (family == 0 || inet_ntop(family, bin, text, sizeof(text)) == NULL) {
+			kore_log(LOG_ERR, "MANDANT_TRUSTED_PROXIES: \"%s\" is not "
+			    "an IP address", item);
+			goto fail;
+		}
+		if (shim_config.proxy_count == SHIM_PROXY_MAX) {
+			kore_log(LOG_ERR, "MANDANT_TRUSTED_PROXIES: more than %d "
+			    "addresses", SHIM_PROXY_MAX);
+			goto fail;
+		}
+		shim_config.proxies[shim_config.proxy_count++] = kore_strdup(text);
+	}
+
+	kore_free(copy);
+	return (KORE_RESULT_OK);
+
+fail:
+	kore_free(copy);
+	return (KORE_RESULT_ERROR);
 }
 
 /*

@@ -24,10 +24,13 @@
  * for the trace.  Random bytes come from getrandom(2), which Kore's worker
  * sandbox allows.
  *
- * The client address is the peer of the TCP connection.  X-Forwarded-For
- * is not read: a client could write anything there, and the gateway is
- * meant to be reached directly or through a proxy that the database side
- * does not need to trust.
+ * The client address is the peer of the TCP connection, unless that peer
+ * is one of the proxies of MANDANT_TRUSTED_PROXIES: then it is the last
+ * address of X-Forwarded-For that is not itself a trusted proxy (each
+ * proxy appends the address it saw; what a client wrote itself stands
+ * further left and is never taken).  Behind a load balancer the per
+ * address limits of mandant.http_call() would otherwise count every
+ * client as the balancer.
  */
 
 #include <sys/types.h>
@@ -160,14 +163,12 @@ shim_ids_random(u_int8_t *buf, size_t len)
 }
 
 /*
- * shim_ids_client_ip writes the connection's peer address into OUT
- * ("unix" for a unix socket).
+ * shim_ids_peer writes the connection's peer address into OUT ("unix"
+ * for a unix socket).
  */
-void
-shim_ids_client_ip(struct http_request *req, char *out, size_t len)
+static void
+shim_ids_peer(struct connection *c, char *out, size_t len)
 {
-	struct connection	*c = req->owner;
-
 	switch (c->family) {
 	case AF_INET:
 		if (inet_ntop(AF_INET, &c->addr.ipv4.sin_addr, out, len) == NULL)
@@ -185,4 +186,77 @@ shim_ids_client_ip(struct http_request *req, char *out, size_t len)
 
 fail:
 	kore_strlcpy(out, "unknown", len);
+}
+
+/*
+ * shim_ids_trusted says whether ADDR (text) is one of the trusted proxies.
+ */
+static int
+shim_ids_trusted(const char *addr)
+{
+	size_t		i;
+
+	for (i = 0; i < shim_config.proxy_count; i++) {
+		if (!strcmp(shim_config.proxies[i], addr))
+			return (1);
+	}
+	return (0);
+}
+
+/*
+ * shim_ids_forwarded writes into OUT the rightmost address of the
+ * X-Forwarded-For list XFF that is not a trusted proxy, if it is an IP
+ * address; returns 0 (OUT untouched) otherwise.
+ */
+static int
+shim_ids_forwarded(const char *xff, char *out, size_t len)
+{
+	char		 item[INET6_ADDRSTRLEN];
+	const char	*end, *start;
+	size_t		 n;
+	u_int8_t	 bin[sizeof(struct in6_addr)];
+
+	end = xff + strlen(xff);
+	while (end > xff) {
+		start = end;
+		while (start > xff && start[-1] != ',')
+			start--;
+		while (start < end && (*start == ' ' || *start == '\t'))
+			start++;
+		n = (size_t)(end - start);
+		while (n > 0 && (start[n - 1] == ' ' || start[n - 1] == '\t'))
+			n--;
+		if (n == 0 || n >= sizeof(item))
+			return (0);
+		memcpy(item, start, n);
+		item[n] = '\0';
+		if (inet_pton(AF_INET, item, bin) != 1 &&
+		    inet_pton(AF_INET6, item, bin) != 1)
+			return (0);
+		if (!shim_ids_trusted(item)) {
+			kore_strlcpy(out, item, len);
+			return (1);
+		}
+		end = start;
+		while (end > xff && end[-1] != ',')
+			end--;
+		if (end > xff)
+			end--;		/* the comma */
+	}
+	return (0);
+}
+
+/*
+ * shim_ids_client_ip writes the request's client address into OUT: the
+ * peer, or, behind a trusted proxy, the address it forwarded.
+ */
+void
+shim_ids_client_ip(struct http_request *req, char *out, size_t len)
+{
+	const char	*xff;
+
+	shim_ids_peer(req->owner, out, len);
+	if (shim_config.proxy_count > 0 && shim_ids_trusted(out) &&
+	    http_request_header(req, "x-forwarded-for", &xff))
+		(void)shim_ids_forwarded(xff, out, len);
 }

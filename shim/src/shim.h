@@ -50,6 +50,7 @@
 #define SHIM_ID_MAX		64	/* longest request or trace id kept */
 #define SHIM_ROUTE_MAX		120	/* longest route label in metrics */
 #define SHIM_CORS_MAX		16	/* allowed origins */
+#define SHIM_PROXY_MAX		16	/* trusted proxies */
 #define SHIM_DB_FIELDS		8	/* columns kept of a statement's row */
 
 /* Settings, read once in the parent before the workers fork. */
@@ -61,6 +62,8 @@ struct shim_config {
 	int		 tls;
 	size_t		 cors_count;
 	char		*cors_origins[SHIM_CORS_MAX];
+	size_t		 proxy_count;
+	char		*proxies[SHIM_PROXY_MAX];	/* addresses, as inet_ntop writes them */
 };
 
 extern struct shim_config	shim_config;

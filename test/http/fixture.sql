@@ -20,3 +20,11 @@ AS $$ SELECT pg_sleep(30); SELECT '{}'::jsonb $$;
 SELECT mandant.http_route('GET', '/test/v1/echo', 'http_test.echo(text)', public => true);
 SELECT mandant.http_route('POST', '/test/v1/echo', 'http_test.echo(text)', public => true);
 SELECT mandant.http_route('GET', '/test/v1/sleep', 'http_test.sleep()', public => true);
+
+-- The client address the gateway passes on (test/http/ids.sh).
+CREATE FUNCTION http_test.address(client_ip inet DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql
+AS $$ SELECT jsonb_build_object('clientIp', host(client_ip)) $$;
+
+SELECT mandant.http_route('GET', '/test/v1/address', 'http_test.address(inet)', public => true);

@@ -48,4 +48,17 @@ check "the log line names request, trace, method, route and status" perl -MJSON:
 	exit 1;
 ' <"$gw_log"
 
+# The client address: the peer; behind a trusted proxy, the last address
+# it forwarded that is not itself a proxy; a client's own X-Forwarded-For
+# is not believed.
+gateway_start
+req -H 'X-Forwarded-For: 203.0.113.9' "$gw/test/v1/address" >/dev/null
+ok "$(body_has '"clientIp": *"127.0.0.1"'; echo $?)" "X-Forwarded-For from an untrusted peer is ignored"
+gateway_stop
+gateway_start MANDANT_TRUSTED_PROXIES="10.0.0.1, 127.0.0.1"
+req -H 'X-Forwarded-For: 198.51.100.1, 203.0.113.9, 10.0.0.1' "$gw/test/v1/address" >/dev/null
+ok "$(body_has '"clientIp": *"203.0.113.9"'; echo $?)" "behind trusted proxies, the last forwarded address that is no proxy"
+req -H 'X-Forwarded-For: not-an-address' "$gw/test/v1/address" >/dev/null
+ok "$(body_has '"clientIp": *"127.0.0.1"'; echo $?)" "a forwarded value that is no address leaves the peer"
+
 done_testing
