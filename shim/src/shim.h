@@ -77,6 +77,21 @@ struct shim_request {
 	int		 preflight;	/* CORS headers already written */
 };
 
+/* The fields of a request object, as plain C strings (NULL: absent). */
+struct shim_request_fields {
+	const char	*method;
+	const char	*path;
+	const char	*query;
+	const char	*host;
+	const char	*tenant;	/* X-Tenant */
+	const char	*authorization;	/* the whole header value */
+	const char	*cookie;
+	const char	*if_match;
+	const char	*request_id;
+	const char	*trace_id;
+	const char	*client_ip;
+};
+
 /* How a statement failed (metrics label them). */
 enum shim_db_error {
 	SHIM_DB_UNAVAILABLE = 0,
@@ -118,6 +133,8 @@ void		 shim_ids_client_ip(struct http_request *, char *, size_t);
 /* request.c */
 int		 shim_request_utf8(const void *, size_t);
 void		 shim_json_string(struct kore_buf *, const char *);
+const char	*shim_request_token(const char *);
+char		*shim_request_json(const struct shim_request_fields *);
 char		*shim_request_build(struct http_request *,
 		    const struct shim_request *);
 
