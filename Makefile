@@ -60,7 +60,7 @@ SHIM_CFLAGS = -O2 -fPIC -Wall -Wextra -Wmissing-prototypes -Wstrict-prototypes $
 
 shim/shim.so: $(SHIM_SRCS) shim/src/shim.h
 	@test -f $(KORE_FEATURES) || { echo "Kore is not installed: run scripts/install-deps.sh" >&2; exit 1; }
-	$(CC) $(SHIM_CFLAGS) -shared $$(cat $(KORE_FEATURES)) -o $@ $(SHIM_SRCS) -lpq
+	$(CC) $(SHIM_CFLAGS) -shared $$(cat $(KORE_FEATURES)) -o $@ $(SHIM_SRCS) -lpq -lssl -lcrypto
 
 shim: shim/shim.so
 

@@ -33,6 +33,7 @@
  *	ids.c		X-Request-Id / X-Trace-Id, the client address
  *	metrics.c	counters shared by all workers, Prometheus text
  *	log.c		clocks and one JSON line per request on stderr
+ *	tls.c		the TLS private key in the workers (OpenSSL 3)
  */
 
 #ifndef SHIM_H
@@ -125,6 +126,9 @@ struct shim_db {
 
 /* config.c */
 int		 shim_config_load(void);
+
+/* tls.c */
+int		 shim_tls_init(void);
 
 /* ids.c */
 void		 shim_ids_assign(struct http_request *, struct shim_request *);
