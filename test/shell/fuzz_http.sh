@@ -15,12 +15,18 @@
 set -eu
 cd "$(dirname "$0")/../.."
 
-db=mandant_fuzz_http
-seconds=${FUZZ_SECONDS:-60}
-batch=${FUZZ_HTTP_BATCH:-400}
-seed=${FUZZ_SEED:-$(date +%s)}
+seconds=${FUZZ_SECONDS:-60}	# how long to draw batches
+batch=${FUZZ_HTTP_BATCH:-400}	# requests per batch
+seed=${FUZZ_SEED:-$(date +%s)}	# batch n draws with seed + n
+db=mandant_fuzz_http		# the scratch database, dropped at the end
 work=$(mktemp -d /tmp/mandant-fuzz-http.XXXXXX)
-trap 'psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+
+# cleanup: drop the scratch database and the work directory.
+cleanup() {
+	psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
 
 psql -X -q -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
 # No rate limits: past the first minute they would answer nearly every
