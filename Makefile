@@ -60,7 +60,7 @@ SHIM_CFLAGS = -O2 -fPIC -Wall -Wextra -Wmissing-prototypes -Wstrict-prototypes $
 
 shim/shim.so: $(SHIM_SRCS) shim/src/shim.h
 	@test -f $(KORE_FEATURES) || { echo "Kore is not installed: run scripts/install-deps.sh" >&2; exit 1; }
-	$(CC) $(SHIM_CFLAGS) -shared $$(cat $(KORE_FEATURES)) -o $@ $(SHIM_SRCS) -lpq
+	$(CC) $(SHIM_CFLAGS) -shared $$(cat $(KORE_FEATURES)) -o $@ $(SHIM_SRCS) -lpq -lssl -lcrypto
 
 shim: shim/shim.so
 
@@ -73,7 +73,7 @@ $(DATA_built): $(SQL_PARTS)
 
 $(OBJS): extension/mandant.h
 
-.PHONY: test run stop bench deps fuzz shim
+.PHONY: test run stop bench deps fuzz fuzz-request fuzz-sql shim
 
 deps:
 	scripts/install-deps.sh
@@ -81,10 +81,26 @@ deps:
 test:
 	scripts/test.sh
 
-# The crash fuzzer alone, for longer (FUZZ_SECONDS, default 600), with
-# half-gigabyte inputs; make test runs it for 60 seconds.
-fuzz:
-	MANDANT_TEST_ONLY=fuzz FUZZ_SECONDS=$${FUZZ_SECONDS:-600} FUZZ_HUGE=1 scripts/test.sh
+# The fuzzers, for FUZZ_SECONDS in total (default 600), a third each:
+#   fuzz-request  the libFuzzer target of the gateway's request object
+#                 (shim/fuzz/run.sh; installs clang; no database)
+#   fuzz-sql      the crash fuzzer of every function (test/shell/fuzz.sh,
+#                 with half-gigabyte inputs) and random requests to
+#                 http_call (test/shell/fuzz_http.sh), on the throwaway
+#                 cluster of scripts/test.sh, which installs the extension
+# make test runs the crash fuzzer for 60 s, the libFuzzer target for 20 s
+# (when clang is there) and http_call's random test with its fixed seed.
+FUZZ_SECONDS ?= 600
+FUZZ_PART = $(shell expr $(FUZZ_SECONDS) / 3)
+
+fuzz: fuzz-request fuzz-sql
+
+fuzz-request:
+	scripts/install-deps.sh fuzz
+	FUZZ_SECONDS=$(FUZZ_PART) shim/fuzz/run.sh
+
+fuzz-sql:
+	MANDANT_TEST_ONLY=fuzz FUZZ_SECONDS=$(FUZZ_PART) FUZZ_HUGE=1 scripts/test.sh
 
 run:
 	scripts/run.sh start

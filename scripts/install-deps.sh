@@ -4,6 +4,8 @@
 # for its tests).  Installs only what is missing; needs root or password-less sudo.
 #
 #   PG_MAJOR=16 scripts/install-deps.sh    build against another major
+#   scripts/install-deps.sh fuzz            also clang and its libFuzzer
+#                                           and sanitizer runtimes (make fuzz)
 set -eu
 
 PG_MAJOR=${PG_MAJOR:-15}
@@ -15,6 +17,9 @@ postgresql-client-$PG_MAJOR
 postgresql-server-dev-$PG_MAJOR
 postgresql-$PG_MAJOR-pgtap
 kore curl prometheus"
+if [ "${1:-}" = fuzz ]; then
+	packages="$packages clang libclang-rt-dev"
+fi
 
 missing=""
 for p in $packages; do

@@ -26,8 +26,12 @@
 # `make installcheck` leaves it (output_iso/).
 #
 #   MANDANT_TEST_ONLY=NAME   one suite alone: regress, isolation, a TAP test
-#                            (001_preload or preload), a shell test (fuzz),
+#                            (001_preload or preload), a shell test
+#                            (readme; fuzz: fuzz.sh and fuzz_http.sh),
+#                            request_fuzz (the libFuzzer target),
 #                            http (all HTTP tests) or one (http_outage)
+#   FUZZ_SECONDS=N           how long fuzz.sh and fuzz_http.sh run
+#   FUZZ_REQUEST_SECONDS=N   how long request_fuzz runs (default 20)
 #   PROVE_FLAGS=--verbose    passed to prove
 set -eu
 
@@ -175,18 +179,38 @@ for t in test/t/*.pl; do
 done
 [ -z "${tap_begun:-}" ] || echo "== TAP (prove): $(since "$tap_started") s"
 
-# Shell tests: on the shared cluster, started for them.
+# The libFuzzer target of the gateway's request object (shim/fuzz/run.sh),
+# when clang is installed (make fuzz installs it and runs it longer).
+if wanted request_fuzz; then
+	t0=$(date +%s)
+	if ! command -v clang >/dev/null 2>&1; then
+		echo "test request_fuzz ... skipped: clang is not installed (make fuzz installs it)"
+	elif FUZZ_SECONDS=${FUZZ_REQUEST_SECONDS:-20} shim/fuzz/run.sh >"$work/request_fuzz.log" 2>&1; then
+		echo "test request_fuzz ... ok  $(since "$t0") s" | tee -a "$out"
+		grep '^request_fuzz: [0-9]* inputs' "$work/request_fuzz.log" | sed 's/^/    /' || true
+	else
+		echo "test request_fuzz ... FAILED  $(since "$t0") s" | tee -a "$out"
+		sed 's/^/    /' "$work/request_fuzz.log"
+		status=1
+	fi
+fi
+
+# Shell tests: on the shared cluster, started for them.  fuzz_http.sh,
+# http_call's random requests at length, runs only when asked
+# (MANDANT_TEST_ONLY=fuzz, make fuzz): make test has test/sql/http_random.sql.
 shell_started=$(date +%s)
 for t in test/shell/*.sh; do
 	[ -e "$t" ] || continue
 	name=$(basename "$t" .sh)
-	wanted "$name" || continue
+	wanted "$name" "${name%%_*}" || continue
+	[ "$name" != fuzz_http ] || [ -n "$only" ] || continue
 	[ -n "${shell_begun:-}" ] || { echo "== shell tests"; shell_begun=1; }
 	shared_cluster
 	t0=$(date +%s)
 	if sh "$t" >"$work/$name.log" 2>&1; then
 		echo "test $name ... ok  $(since "$t0") s" | tee -a "$out"
-		grep '^fuzz: [0-9]* calls\|^fuzz: half\|^base32' "$work/$name.log" | sed 's/^/    /' || true
+		grep '^fuzz: [0-9]* calls\|^fuzz: half\|^base32\|^fuzz_http: [0-9]* requests\|^fuzz_http: answers' \
+			"$work/$name.log" | sed 's/^/    /' || true
 	else
 		echo "test $name ... FAILED  $(since "$t0") s" | tee -a "$out"
 		sed 's/^/    /' "$work/$name.log"

@@ -56,6 +56,8 @@ kore_parent_configure(int argc, char **argv)
 
 	if (!shim_config_load())
 		fatalx("mandant gateway: wrong setting, see above");
+	if (!shim_tls_init())
+		fatalx("mandant gateway: cannot load the TLS key, see above");
 	if (!shim_metrics_init())
 		fatalx("mandant gateway: cannot map the shared metrics");
 }

@@ -28,6 +28,11 @@
  * raw, and the database parses it (400 VALIDATION_ERROR when it is not
  * JSON).  shim_request_utf8 lets the dispatcher refuse a body the server
  * could not even receive as text.
+ *
+ * Only shim_request_build touches the Kore request: it collects the fields
+ * as plain C strings, and shim_request_json, the token rule and the
+ * escaper work on those alone (and on kore_buf), so that the libFuzzer
+ * target in shim/fuzz/ links this file without a running Kore.
  */
 
 #include <sys/types.h>
@@ -166,47 +171,54 @@ shim_request_member(struct kore_buf *buf, const char *key, const char *value)
 }
 
 /*
- * shim_request_build returns the request object of REQ as a NUL-terminated
- * JSON text, allocated with kore_malloc (the caller frees it).
+ * shim_request_token returns the bearer token of an Authorization header
+ * value, or NULL: only the scheme "Bearer" (any case) followed by a space
+ * counts, blanks before the token are skipped, and an empty token is none.
+ * The result points into AUTHORIZATION.
+ */
+const char *
+shim_request_token(const char *authorization)
+{
+	const char	*token;
+
+	if (authorization == NULL || strncasecmp(authorization, "bearer ", 7))
+		return (NULL);
+
+	token = authorization + 7;
+	while (*token == ' ')
+		token++;
+	if (*token == '\0')
+		return (NULL);
+
+	return (token);
+}
+
+/*
+ * shim_request_json returns the request object of the fields F as a
+ * NUL-terminated JSON text, allocated with kore_malloc (the caller frees
+ * it).  It needs no request and no worker, only plain strings, which is
+ * what the fuzz target (shim/fuzz/) calls.
  */
 char *
-shim_request_build(struct http_request *req, const struct shim_request *sr)
+shim_request_json(const struct shim_request_fields *f)
 {
 	struct kore_buf	 buf;
-	const char	*tenant, *auth, *cookie, *token, *if_match;
 	char		*out;
-
-	if (!http_request_header(req, "x-tenant", &tenant))
-		tenant = NULL;
-	if (!http_request_header(req, "cookie", &cookie))
-		cookie = NULL;
-	if (!http_request_header(req, "if-match", &if_match))
-		if_match = NULL;
-
-	/* Only a bearer token is passed on; other schemes mean none. */
-	token = NULL;
-	if (http_request_header(req, "authorization", &auth) &&
-	    !strncasecmp(auth, "bearer ", 7)) {
-		token = auth + 7;
-		while (*token == ' ')
-			token++;
-		if (*token == '\0')
-			token = NULL;
-	}
 
 	kore_buf_init(&buf, 512);
 	kore_buf_append(&buf, "{", 1);
-	shim_request_member(&buf, "method", http_method_text(req->method));
-	shim_request_member(&buf, "path", req->path);
-	shim_request_member(&buf, "query", req->query_string);
-	shim_request_member(&buf, "host", req->host);
-	shim_request_member(&buf, "tenant", tenant);
-	shim_request_member(&buf, "token", token);
-	shim_request_member(&buf, "cookie", cookie);
-	shim_request_member(&buf, "ifMatch", if_match);
-	shim_request_member(&buf, "requestId", sr->request_id);
-	shim_request_member(&buf, "traceId", sr->trace_id);
-	shim_request_member(&buf, "clientIp", sr->client_ip);
+	shim_request_member(&buf, "method", f->method);
+	shim_request_member(&buf, "path", f->path);
+	shim_request_member(&buf, "query", f->query);
+	shim_request_member(&buf, "host", f->host);
+	shim_request_member(&buf, "tenant", f->tenant);
+	shim_request_member(&buf, "token",
+	    shim_request_token(f->authorization));
+	shim_request_member(&buf, "cookie", f->cookie);
+	shim_request_member(&buf, "ifMatch", f->if_match);
+	shim_request_member(&buf, "requestId", f->request_id);
+	shim_request_member(&buf, "traceId", f->trace_id);
+	shim_request_member(&buf, "clientIp", f->client_ip);
 	kore_buf_append(&buf, "}", 1);
 
 	out = kore_strdup(kore_buf_stringify(&buf, NULL));
@@ -214,4 +226,33 @@ shim_request_build(struct http_request *req, const struct shim_request *sr)
 	kore_buf_cleanup(&buf);
 
 	return (out);
+}
+
+/*
+ * shim_request_build returns the request object of REQ as a NUL-terminated
+ * JSON text, allocated with kore_malloc (the caller frees it).
+ */
+char *
+shim_request_build(struct http_request *req, const struct shim_request *sr)
+{
+	struct shim_request_fields	f;
+
+	memset(&f, 0, sizeof(f));
+	f.method = http_method_text(req->method);
+	f.path = req->path;
+	f.query = req->query_string;
+	f.host = req->host;
+	if (!http_request_header(req, "x-tenant", &f.tenant))
+		f.tenant = NULL;
+	if (!http_request_header(req, "authorization", &f.authorization))
+		f.authorization = NULL;
+	if (!http_request_header(req, "cookie", &f.cookie))
+		f.cookie = NULL;
+	if (!http_request_header(req, "if-match", &f.if_match))
+		f.if_match = NULL;
+	f.request_id = sr->request_id;
+	f.trace_id = sr->trace_id;
+	f.client_ip = sr->client_ip;
+
+	return (shim_request_json(&f));
 }

@@ -33,6 +33,7 @@
  *	ids.c		X-Request-Id / X-Trace-Id, the client address
  *	metrics.c	counters shared by all workers, Prometheus text
  *	log.c		clocks and one JSON line per request on stderr
+ *	tls.c		the TLS private key in the workers (OpenSSL 3)
  */
 
 #ifndef SHIM_H
@@ -80,6 +81,21 @@ struct shim_request {
 	int		 preflight;	/* CORS headers already written */
 };
 
+/* The fields of a request object, as plain C strings (NULL: absent). */
+struct shim_request_fields {
+	const char	*method;
+	const char	*path;
+	const char	*query;
+	const char	*host;
+	const char	*tenant;	/* X-Tenant */
+	const char	*authorization;	/* the whole header value */
+	const char	*cookie;
+	const char	*if_match;
+	const char	*request_id;
+	const char	*trace_id;
+	const char	*client_ip;
+};
+
 /* How a statement failed (metrics label them). */
 enum shim_db_error {
 	SHIM_DB_UNAVAILABLE = 0,
@@ -114,6 +130,9 @@ struct shim_db {
 /* config.c */
 int		 shim_config_load(void);
 
+/* tls.c */
+int		 shim_tls_init(void);
+
 /* ids.c */
 void		 shim_ids_assign(struct http_request *, struct shim_request *);
 void		 shim_ids_client_ip(struct http_request *, char *, size_t);
@@ -121,6 +140,8 @@ void		 shim_ids_client_ip(struct http_request *, char *, size_t);
 /* request.c */
 int		 shim_request_utf8(const void *, size_t);
 void		 shim_json_string(struct kore_buf *, const char *);
+const char	*shim_request_token(const char *);
+char		*shim_request_json(const struct shim_request_fields *);
 char		*shim_request_build(struct http_request *,
 		    const struct shim_request *);
 

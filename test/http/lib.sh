@@ -91,10 +91,12 @@ db_start() {
 }
 
 # gateway_start [VAR=VALUE...]: start shim/run on a free port with the
-# test settings (and VAR=VALUE), and wait until /health answers.
+# test settings (and VAR=VALUE), and wait until /health answers.  With
+# gw_cacert set (a CA file for curl), the gateway is addressed over https.
 gateway_start() {
 	gw_port=$(free_port)
 	gw=http://127.0.0.1:$gw_port
+	[ -z "${gw_cacert:-}" ] || gw=https://127.0.0.1:$gw_port
 	gw_log=$http_work/gateway.err
 	env MANDANT_DATABASE_URL="$db_url" MANDANT_HTTP_PORT="$gw_port" \
 		MANDANT_GATEWAY_DIR="$http_work/gateway" MANDANT_HTTP_WORKERS=2 \
@@ -103,7 +105,7 @@ gateway_start() {
 		"$@" shim/run >"$http_work/gateway.out" 2>"$gw_log" &
 	gw_pid=$!
 	i=0
-	until curl -s -o /dev/null "$gw/health"; do
+	until curl -s -o /dev/null ${gw_cacert:+--cacert "$gw_cacert"} "$gw/health"; do
 		i=$((i + 1))
 		if [ $i -gt 100 ] || ! kill -0 "$gw_pid" 2>/dev/null; then
 			echo "Bail out! the gateway did not start"
