@@ -93,8 +93,7 @@ if [ -n "$keyfile" ] && [ -f "$foreign" ]; then
 	other=$(su_sql "SET mandant.jwt_private_key_file = '$foreign'; SELECT mandant.jwt_sign('$claims')")
 	ok "$(invalid "$other")" "a token signed by a key the server does not know: 401 TOKEN_INVALID"
 else
-	echo "ok $((tap_n + 1)) # SKIP no foreign key in MANDANT_TEST_CONF"
-	tap_n=$((tap_n + 1))
+	skip "no foreign key beside the signing key of MANDANT_TEST_CONF"
 fi
 # revoked by logout
 vic=$(login vic@acme.test acme)
