@@ -15,6 +15,9 @@ postgresql-client-$PG_MAJOR
 postgresql-server-dev-$PG_MAJOR
 postgresql-$PG_MAJOR-pgtap
 kore curl prometheus"
+# npm for test/http/openapi.sh (Redocly CLI), unless one is on the PATH
+# already (NodeSource's nodejs package brings its own npm).
+command -v npm >/dev/null 2>&1 || packages="$packages nodejs npm"
 
 missing=""
 for p in $packages; do
