@@ -4,10 +4,7 @@
 # headers that go with it (www-authenticate, allow, retry-after).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/accounts.inc"
-http_cluster
-# logins hash passwords: a generous statement timeout on a busy machine
-gateway_start MANDANT_BASE_DOMAIN=example.test MANDANT_STATEMENT_TIMEOUT_MS=10000
-json='Content-Type: application/json'
+accounts_gateway
 ada=$(login ada@acme.test acme)
 vic=$(login vic@acme.test acme)
 sue=$(login sue@small.test small)

@@ -4,9 +4,7 @@
 # afterwards), and logout clears it.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/accounts.inc"
-http_cluster
-gateway_start MANDANT_BASE_DOMAIN=example.test MANDANT_STATEMENT_TIMEOUT_MS=10000
-json='Content-Type: application/json'
+accounts_gateway
 ada=$(login ada@acme.test acme)
 cookie=$(header set-cookie)
 first=$(refresh_cookie)

@@ -5,9 +5,7 @@
 # an unknown key, revoked.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/accounts.inc"
-http_cluster
-gateway_start MANDANT_BASE_DOMAIN=example.test MANDANT_STATEMENT_TIMEOUT_MS=10000
-json='Content-Type: application/json'
+accounts_gateway
 ada=$(login ada@acme.test acme)
 bob=$(login bob@beta.test beta)
 

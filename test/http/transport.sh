@@ -5,9 +5,7 @@
 # of pagination.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/accounts.inc"
-http_cluster
-gateway_start MANDANT_BASE_DOMAIN=example.test MANDANT_STATEMENT_TIMEOUT_MS=10000
-json='Content-Type: application/json'
+accounts_gateway
 
 # body_of N: a JSON body of exactly N bytes ({"message":"aaa..."}).
 body_of() {
