@@ -20,6 +20,9 @@ kore curl prometheus"
 if [ "${1:-}" = fuzz ]; then
 	packages="$packages clang libclang-rt-dev"
 fi
+# npm for test/http/openapi.sh (Redocly CLI), unless one is on the PATH
+# already (NodeSource's nodejs package brings its own npm).
+command -v npm >/dev/null 2>&1 || packages="$packages nodejs npm"
 
 missing=""
 for p in $packages; do
