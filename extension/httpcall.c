@@ -461,6 +461,8 @@ typedef struct CallArgs
 	uint64		mask;
 	int64		page;
 	int64		page_size;
+	bool		page_given;
+	bool		page_size_given;
 	List	   *errors;
 } CallArgs;
 
@@ -517,11 +519,18 @@ GiveArg(const MandantHttpRoute *route, CallArgs *args, const char *key, JsonbVal
  * ReadPageParameter reads page or pageSize of a paginated route.
  */
 static void
-ReadPageParameter(CallArgs *args, const char *key, const char *value, int64 *out, int64 max)
+ReadPageParameter(CallArgs *args, const char *key, const char *value, int64 *out, int64 max,
+				  bool *given)
 {
 	char	   *end;
 	long		n;
 
+	if (*given)
+	{
+		args->errors = lappend(args->errors, MandantFieldError(key, "is given twice"));
+		return;
+	}
+	*given = true;
 	errno = 0;
 	n = strtol(value, &end, 10);
 	if (errno != 0 || *end != '\0' || end == value || n < 1 || n > max)
@@ -557,9 +566,11 @@ CollectArgs(const MandantHttpRoute *route, const HttpRequest *req, char **params
 		MandantHttpPair *pair = lfirst(lc);
 
 		if (route->paginated && strcmp(pair->key, "page") == 0)
-			ReadPageParameter(args, pair->key, pair->value, &args->page, PG_INT32_MAX);
+			ReadPageParameter(args, pair->key, pair->value, &args->page, PG_INT32_MAX,
+							  &args->page_given);
 		else if (route->paginated && strcmp(pair->key, "pageSize") == 0)
-			ReadPageParameter(args, pair->key, pair->value, &args->page_size, HTTP_MAX_PAGE_SIZE);
+			ReadPageParameter(args, pair->key, pair->value, &args->page_size, HTTP_MAX_PAGE_SIZE,
+							  &args->page_size_given);
 		else
 			GiveArg(route, args, pair->key, StringValue(pair->value), true);
 	}
@@ -647,8 +658,17 @@ CollectArgs(const MandantHttpRoute *route, const HttpRequest *req, char **params
 		{
 			args->given[i] = StringValue(value);
 			args->from_text[i] = true;
-			args->key[i] = route->args[i].camel;
 		}
+		else if (!route->args[i].has_default)
+		{
+			/* the request has none: the function decides what NULL means */
+			JsonbValue *null = palloc(sizeof(JsonbValue));
+
+			null->type = jbvNull;
+			args->given[i] = null;
+			args->from_text[i] = false;
+		}
+		args->key[i] = route->args[i].camel;
 	}
 
 	/* missing ones, then the conversions */

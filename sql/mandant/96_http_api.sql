@@ -377,6 +377,7 @@ BEGIN
 						CASE WHEN NOT r.envelope THEN '{"type": "object"}'::jsonb
 							 WHEN r.paginated THEN '{"$ref": "#/components/schemas/Page"}'::jsonb
 							 ELSE '{"$ref": "#/components/schemas/Success"}'::jsonb END))),
+				'4XX', '{"description": "Refused: the request, the token or the data (error.code says which)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}'::jsonb,
 				'default', '{"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}'::jsonb));
 		IF is_write THEN
 			op := op || jsonb_build_object('requestBody', jsonb_build_object('required', cardinality(required) > 0,
@@ -388,7 +389,10 @@ BEGIN
 		IF r.public THEN
 			op := op || '{"security": []}';
 		ELSE
-			op := op || jsonb_build_object('security', jsonb_build_array(jsonb_build_object('bearer', '[]'::jsonb)))
+			/* OpenAPI 3.1 lets any scheme name the scopes it needs */
+			op := op || jsonb_build_object('security', jsonb_build_array(jsonb_build_object('bearer',
+						   CASE WHEN r.required_scope IS NULL THEN '[]'::jsonb
+								ELSE jsonb_build_array(r.required_scope) END)))
 				|| CASE WHEN r.required_scope IS NULL THEN '{}'
 						ELSE jsonb_build_object('x-required-scope', r.required_scope) END;
 		END IF;
