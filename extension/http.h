@@ -2,7 +2,7 @@
  *
  * http.h
  *		Declarations shared by the files of the HTTP dispatcher
- *		(httproute.c, httpargs.c, httpanswer.c, httpcall.c).
+ *		(httproute.c, httpargs.c, httpinvoke.c, httpanswer.c, httpcall.c).
  *
  * Copyright (c) 2026, the mandant developers
  *
@@ -17,6 +17,7 @@
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "utils/jsonb.h"
+#include "utils/uuid.h"
 
 /* A route's function takes at most this many IN arguments (a bit mask). */
 #define HTTP_MAX_ARGS			64
@@ -74,6 +75,10 @@ typedef struct MandantHttpRoute
 	MandantHttpPlan *plans;
 } MandantHttpRoute;
 
+/* The cookie that carries the refresh token, and where it is sent. */
+#define HTTP_REFRESH_COOKIE		"mandant_refresh"
+#define HTTP_REFRESH_COOKIE_ATTRIBUTES	"Path=/api/v1/auth; HttpOnly; Secure; SameSite=Strict"
+
 /* One key and value of a query string. */
 typedef struct MandantHttpPair
 {
@@ -88,6 +93,48 @@ typedef struct MandantHttpFieldError
 	const char *message;
 } MandantHttpFieldError;
 
+/* The request, as the front end describes it. */
+typedef struct MandantHttpRequest
+{
+	char	   *method;
+	char	   *path;
+	char	   *query;
+	char	   *host;
+	char	   *tenant;			/* X-Tenant */
+	char	   *token;
+	char	   *cookie;
+	char	   *request_id;
+	char	   *trace_id;
+	char	   *client_ip;
+	char	   *if_match;
+	text	   *body;
+} MandantHttpRequest;
+
+/* The tenant a request addresses. */
+typedef struct MandantHttpTenant
+{
+	pg_uuid_t	id;
+	char	   *slug;
+} MandantHttpTenant;
+
+/* The arguments of one call. */
+typedef struct MandantHttpArgs
+{
+	JsonbValue *given[HTTP_MAX_ARGS];	/* value, or NULL */
+	bool		from_text[HTTP_MAX_ARGS];
+	const char *key[HTTP_MAX_ARGS];	/* where it was given */
+	Datum		values[HTTP_MAX_ARGS + 2];
+	char		nulls[HTTP_MAX_ARGS + 2];
+	Oid			types[HTTP_MAX_ARGS + 2];
+	int			nparams;
+	uint64		mask;
+	int64		page;
+	int64		page_size;
+	bool		page_given;
+	bool		page_size_given;
+	List	   *errors;
+} MandantHttpArgs;
+
 /* httproute.c */
 extern char *MandantSnakeToCamel(const char *name);
 extern MemoryContext MandantHttpRouteContext(void);
@@ -99,8 +146,17 @@ extern MandantHttpRoute *MandantHttpMatch(const char *method, char **segments,
 extern char *MandantPercentDecode(const char *text, size_t len, bool plus_is_space);
 extern List *MandantParseQuery(const char *query, List **errors);
 extern MandantHttpFieldError *MandantFieldError(const char *field, const char *fmt,...) pg_attribute_printf(2, 3);
+extern void MandantHttpCollectArgs(const MandantHttpRoute *route, const MandantHttpRequest *req,
+								   char **params, const MandantHttpTenant *tenant,
+								   MandantHttpArgs *args);
+
+/* httpinvoke.c */
+extern Jsonb *MandantHttpCallRoute(MandantHttpRoute *route, MandantHttpArgs *args, int64 *total);
 extern bool MandantJsonToDatum(const JsonbValue *value, Oid type, bool from_text,
 							   Datum *datum, bool *isnull, const char **problem);
+
+/* httpcall.c */
+extern ErrorData *MandantHttpGuarded(void (*fn) (void *), void *arg);
 
 /* httpanswer.c */
 extern void MandantHttpErrorStatus(int sqlerrcode, int *status, const char **code,

@@ -16,6 +16,12 @@
  * soft input errors); the dispatcher runs each conversion in a
  * subtransaction and reports the message for the field.
  *
+ * MandantHttpCollectArgs gathers one call's arguments: path parameters,
+ * query parameters and the keys of a JSON object body by name, page and
+ * pageSize of paginated routes, If-Match as expected_version, and the
+ * arguments the gateway fills from the request itself (client_ip,
+ * tenant_slug, access_token, refresh_token), which clients may not send.
+ *
  * Copyright (c) 2026, the mandant developers
  *
  * IDENTIFICATION
@@ -320,4 +326,304 @@ MandantJsonToDatum(const JsonbValue *value, Oid type, bool from_text,
 	}
 	*datum = InputValue(text, type);
 	return true;
+}
+
+/*
+ * CookieValue returns the value of cookie name in a Cookie header, or NULL.
+ */
+static char *
+CookieValue(const char *header, const char *name)
+{
+	size_t		namelen = strlen(name);
+	const char *p = header;
+
+	while (p != NULL && *p != '\0')
+	{
+		const char *end;
+
+		while (*p == ' ' || *p == ';')
+			p++;
+		end = strchr(p, ';');
+		if (strncmp(p, name, namelen) == 0 && p[namelen] == '=')
+		{
+			const char *value = p + namelen + 1;
+
+			return end ? pnstrdup(value, end - value) : pstrdup(value);
+		}
+		p = end;
+	}
+	return NULL;
+}
+
+/* One argument's conversion, run by Guarded. */
+typedef struct Conversion
+{
+	JsonbValue *value;
+	Oid			type;
+	bool		from_text;
+	Datum		datum;
+	bool		isnull;
+	const char *problem;
+} Conversion;
+
+static void
+Convert(void *arg)
+{
+	Conversion *c = arg;
+
+	(void) MandantJsonToDatum(c->value, c->type, c->from_text, &c->datum, &c->isnull,
+							  &c->problem);
+}
+
+/* Parsing the body, run by Guarded. */
+typedef struct BodyParse
+{
+	text	   *body;
+	Jsonb	   *json;
+} BodyParse;
+
+static void
+ParseBody(void *arg)
+{
+	BodyParse  *b = arg;
+
+	b->json = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+												 CStringGetDatum(text_to_cstring(b->body))));
+}
+
+/* FindArg returns the index of the route's argument with key, or -1. */
+static int
+FindArg(const MandantHttpRoute *route, const char *key)
+{
+	for (int i = 0; i < route->nargs; i++)
+		if (strcmp(route->args[i].camel, key) == 0 || strcmp(route->args[i].name, key) == 0)
+			return i;
+	return -1;
+}
+
+/* StringValue wraps text as a JSON string value. */
+static JsonbValue *
+StringValue(const char *text)
+{
+	JsonbValue *v = palloc(sizeof(JsonbValue));
+
+	v->type = jbvString;
+	v->val.string.val = (char *) text;
+	v->val.string.len = strlen(text);
+	return v;
+}
+
+/*
+ * GiveArg records the value of key for the route's argument, or the
+ * reason it cannot take one.
+ */
+static void
+GiveArg(const MandantHttpRoute *route, MandantHttpArgs *args, const char *key, JsonbValue *value,
+		bool from_text)
+{
+	int			i = FindArg(route, key);
+
+	if (i < 0)
+		args->errors = lappend(args->errors,
+							   MandantFieldError(key, "is not a parameter of %s", route->label));
+	else if (route->args[i].source != HTTP_ARG_CLIENT)
+		args->errors = lappend(args->errors,
+							   MandantFieldError(key, "is set by the gateway from the request, not by the client"));
+	else if (args->given[i] != NULL)
+		args->errors = lappend(args->errors,
+							   MandantFieldError(key, "is given twice (path, query or body)"));
+	else
+	{
+		args->given[i] = value;
+		args->from_text[i] = from_text;
+		args->key[i] = key;
+	}
+}
+
+/*
+ * ReadPageParameter reads page or pageSize of a paginated route.
+ */
+static void
+ReadPageParameter(MandantHttpArgs *args, const char *key, const char *value, int64 *out, int64 max,
+				  bool *given)
+{
+	char	   *end;
+	long		n;
+
+	if (*given)
+	{
+		args->errors = lappend(args->errors, MandantFieldError(key, "is given twice"));
+		return;
+	}
+	*given = true;
+	errno = 0;
+	n = strtol(value, &end, 10);
+	if (errno != 0 || *end != '\0' || end == value || n < 1 || n > max)
+		args->errors = lappend(args->errors,
+							   MandantFieldError(key, "must be an integer from 1 to " INT64_FORMAT, max));
+	else
+		*out = n;
+}
+
+/*
+ * MandantHttpCollectArgs gathers the arguments of the call from the path, the query
+ * string, the body and the request, and converts them.
+ */
+void
+MandantHttpCollectArgs(const MandantHttpRoute *route, const MandantHttpRequest *req, char **params,
+			const MandantHttpTenant *tenant, MandantHttpArgs *args)
+{
+	List	   *pairs;
+	ListCell   *lc;
+
+	args->page = 1;
+	args->page_size = route->paginated ? HTTP_DEFAULT_PAGE_SIZE : 0;
+
+	/* path parameters */
+	for (int s = 0; s < route->nsegments; s++)
+		if (route->is_param[s])
+			GiveArg(route, args, route->segments[s], StringValue(params[s]), true);
+
+	/* query string */
+	pairs = MandantParseQuery(req->query, &args->errors);
+	foreach(lc, pairs)
+	{
+		MandantHttpPair *pair = lfirst(lc);
+
+		if (route->paginated && strcmp(pair->key, "page") == 0)
+			ReadPageParameter(args, pair->key, pair->value, &args->page, PG_INT32_MAX,
+							  &args->page_given);
+		else if (route->paginated && strcmp(pair->key, "pageSize") == 0)
+			ReadPageParameter(args, pair->key, pair->value, &args->page_size, HTTP_MAX_PAGE_SIZE,
+							  &args->page_size_given);
+		else
+			GiveArg(route, args, pair->key, StringValue(pair->value), true);
+	}
+
+	/* body */
+	if (req->body != NULL && VARSIZE_ANY_EXHDR(req->body) > 0)
+	{
+		BodyParse	parse = {req->body, NULL};
+		ErrorData  *edata = MandantHttpGuarded(ParseBody, &parse);
+
+		if (edata != NULL || !JB_ROOT_IS_OBJECT(parse.json))
+		{
+			/* nothing else can be said about the arguments */
+			args->errors = list_make1(edata != NULL
+									  ? MandantFieldError("body", "is not valid JSON: %s", edata->message)
+									  : MandantFieldError("body", "must be a JSON object"));
+			return;
+		}
+		else
+		{
+			JsonbIterator *it = JsonbIteratorInit(&parse.json->root);
+			JsonbValue	v;
+			JsonbIteratorToken token;
+			char	   *key = NULL;
+
+			while ((token = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+			{
+				if (token == WJB_KEY)
+					key = pnstrdup(v.val.string.val, v.val.string.len);
+				else if (token == WJB_VALUE)
+				{
+					JsonbValue *copy = palloc(sizeof(JsonbValue));
+
+					*copy = v;
+					GiveArg(route, args, key, copy, false);
+				}
+			}
+		}
+	}
+
+	/* If-Match: the version a conditional write expects */
+	if (req->if_match != NULL)
+	{
+		int			i = FindArg(route, "expected_version");
+
+		if (i >= 0 && route->args[i].source == HTTP_ARG_CLIENT && args->given[i] == NULL)
+		{
+			char	   *tag = req->if_match;
+			size_t		len;
+
+			if (strncmp(tag, "W/", 2) == 0)
+				tag += 2;
+			len = strlen(tag);
+			if (len >= 2 && tag[0] == '"' && tag[len - 1] == '"')
+				tag = pnstrdup(tag + 1, len - 2);
+			args->given[i] = StringValue(tag);
+			args->from_text[i] = true;
+			args->key[i] = "If-Match";
+		}
+	}
+
+	/* what the gateway fills in */
+	for (int i = 0; i < route->nargs; i++)
+	{
+		const char *value = NULL;
+
+		switch (route->args[i].source)
+		{
+			case HTTP_ARG_CLIENT:
+				continue;
+			case HTTP_ARG_CLIENT_IP:
+				value = req->client_ip;
+				break;
+			case HTTP_ARG_TENANT_SLUG:
+				value = tenant ? tenant->slug : NULL;
+				break;
+			case HTTP_ARG_ACCESS_TOKEN:
+				value = req->token;
+				break;
+			case HTTP_ARG_REFRESH_TOKEN:
+				value = req->cookie ? CookieValue(req->cookie, HTTP_REFRESH_COOKIE) : NULL;
+				break;
+		}
+		if (value != NULL)
+		{
+			args->given[i] = StringValue(value);
+			args->from_text[i] = true;
+		}
+		else if (!route->args[i].has_default)
+		{
+			/* the request has none: the function decides what NULL means */
+			JsonbValue *null = palloc(sizeof(JsonbValue));
+
+			null->type = jbvNull;
+			args->given[i] = null;
+			args->from_text[i] = false;
+		}
+		args->key[i] = route->args[i].camel;
+	}
+
+	/* missing ones, then the conversions */
+	for (int i = 0; i < route->nargs; i++)
+		if (args->given[i] == NULL && !route->args[i].has_default &&
+			route->args[i].source == HTTP_ARG_CLIENT)
+			args->errors = lappend(args->errors,
+								   MandantFieldError(route->args[i].camel, "is required"));
+	for (int i = 0; i < route->nargs; i++)
+	{
+		Conversion	c = {0};
+		ErrorData  *edata;
+
+		if (args->given[i] == NULL)
+			continue;
+		c.value = args->given[i];
+		c.type = route->args[i].type;
+		c.from_text = args->from_text[i];
+		edata = MandantHttpGuarded(Convert, &c);
+		if (edata != NULL)
+			args->errors = lappend(args->errors, MandantFieldError(args->key[i], "%s", edata->message));
+		else if (c.problem != NULL)
+			args->errors = lappend(args->errors, MandantFieldError(args->key[i], "%s", c.problem));
+		else
+		{
+			args->values[args->nparams] = c.datum;
+			args->nulls[args->nparams] = c.isnull ? 'n' : ' ';
+			args->types[args->nparams] = c.type;
+			args->nparams++;
+			args->mask |= UINT64CONST(1) << i;
+		}
+	}
 }

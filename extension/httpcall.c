@@ -20,7 +20,8 @@
  *	   query string and the JSON body, by camelCase name and declared type
  *	   (httpargs.c; 400 with one entry per field);
  *	5. the call, through SPI as the calling role (so EXECUTE and row level
- *	   security apply), with a plan kept per route and set of arguments;
+ *	   security apply), with a plan kept per route and set of arguments
+ *	   (httpinvoke.c);
  *	   the settings the function changes are undone when it returns, and
  *	   a call that creates the session's schema of temporary objects fails:
  *	   the gateway's session serves the next tenant's request;
@@ -73,32 +74,11 @@
 
 PG_FUNCTION_INFO_V1(mandant_http_call);
 
-/* The cookie that carries the refresh token, and where it is sent. */
-#define HTTP_REFRESH_COOKIE		"mandant_refresh"
-#define HTTP_REFRESH_COOKIE_ATTRIBUTES	"Path=/api/v1/auth; HttpOnly; Secure; SameSite=Strict"
-
 static char *http_base_domain = NULL;
 static int	http_per_address = 600;
 static int	http_per_tenant = 6000;
 static int	http_sign_ups = 5;
 static int	http_call_depth = 0;
-
-/* The request, as the front end describes it. */
-typedef struct HttpRequest
-{
-	char	   *method;
-	char	   *path;
-	char	   *query;
-	char	   *host;
-	char	   *tenant;			/* X-Tenant */
-	char	   *token;
-	char	   *cookie;
-	char	   *request_id;
-	char	   *trace_id;
-	char	   *client_ip;
-	char	   *if_match;
-	text	   *body;
-} HttpRequest;
 
 /* The answer being built. */
 typedef struct HttpAnswer
@@ -110,15 +90,10 @@ typedef struct HttpAnswer
 	pg_uuid_t  *tenant;
 } HttpAnswer;
 
-/* The tenant a request addresses. */
-typedef struct HttpTenant
-{
-	pg_uuid_t	id;
-	char	   *slug;
-} HttpTenant;
-
 /*
- * MandantDefineHttpVariables defines mandant.http_base_domain.
+ * MandantDefineHttpVariables defines the gateway's settings: the base
+ * domain of tenants' subdomains, the request limits per address and per
+ * tenant, and the sign-ups per address.
  */
 void
 MandantDefineHttpVariables(void)
@@ -149,7 +124,7 @@ AddHeader(HttpAnswer *answer, const char *name, const char *value)
 
 /* Refuse sets the answer to an error envelope. */
 static void
-Refuse(HttpAnswer *answer, const HttpRequest *req, int status, const char *code,
+Refuse(HttpAnswer *answer, const MandantHttpRequest *req, int status, const char *code,
 	   const char *message, List *field_errors, const char *hint)
 {
 	answer->status = status;
@@ -162,7 +137,7 @@ Refuse(HttpAnswer *answer, const HttpRequest *req, int status, const char *code,
  * past it, answers 429 with Retry-After; returns whether it did.
  */
 static bool
-OverRateLimit(HttpAnswer *answer, const HttpRequest *req, const char *key, int max,
+OverRateLimit(HttpAnswer *answer, const MandantHttpRequest *req, const char *key, int max,
 			  const char *what)
 {
 	int64		retry;
@@ -219,7 +194,7 @@ NewRequestId(void)
 
 /* ParseRequest reads the request object. */
 static void
-ParseRequest(Jsonb *request, text *body, HttpRequest *req)
+ParseRequest(Jsonb *request, text *body, MandantHttpRequest *req)
 {
 	if (!JB_ROOT_IS_OBJECT(request))
 		ereport(ERROR,
@@ -249,33 +224,6 @@ ParseRequest(Jsonb *request, text *body, HttpRequest *req)
 	req->body = body;
 	if (req->request_id == NULL || req->request_id[0] == '\0')
 		req->request_id = NewRequestId();
-}
-
-/*
- * CookieValue returns the value of cookie name in a Cookie header, or NULL.
- */
-static char *
-CookieValue(const char *header, const char *name)
-{
-	size_t		namelen = strlen(name);
-	const char *p = header;
-
-	while (p != NULL && *p != '\0')
-	{
-		const char *end;
-
-		while (*p == ' ' || *p == ';')
-			p++;
-		end = strchr(p, ';');
-		if (strncmp(p, name, namelen) == 0 && p[namelen] == '=')
-		{
-			const char *value = p + namelen + 1;
-
-			return end ? pnstrdup(value, end - value) : pstrdup(value);
-		}
-		p = end;
-	}
-	return NULL;
 }
 
 /*
@@ -318,7 +266,7 @@ SplitPath(const char *path, char ***segments, int *nsegments)
  * FindTenant looks up the tenant a request addresses by slug or by id.
  */
 static bool
-FindTenant(const char *name, HttpTenant *tenant)
+FindTenant(const char *name, MandantHttpTenant *tenant)
 {
 	MandantIndexKey key;
 	Datum		value;
@@ -356,7 +304,7 @@ FindTenant(const char *name, HttpTenant *tenant)
  * it addresses none.
  */
 static char *
-AddressedTenant(const HttpRequest *req)
+AddressedTenant(const MandantHttpRequest *req)
 {
 	char	   *host;
 	char	   *colon;
@@ -382,11 +330,11 @@ AddressedTenant(const HttpRequest *req)
 }
 
 /*
- * Guarded runs fn(arg) in a subtransaction and returns NULL, or the error
+ * MandantHttpGuarded runs fn(arg) in a subtransaction and returns NULL, or the error
  * it raised (which it rolled back).
  */
-static ErrorData *
-Guarded(void (*fn) (void *), void *arg)
+ErrorData *
+MandantHttpGuarded(void (*fn) (void *), void *arg)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -412,450 +360,12 @@ Guarded(void (*fn) (void *), void *arg)
 	return edata;
 }
 
-/* One argument's conversion, run by Guarded. */
-typedef struct Conversion
-{
-	JsonbValue *value;
-	Oid			type;
-	bool		from_text;
-	Datum		datum;
-	bool		isnull;
-	const char *problem;
-} Conversion;
-
-static void
-Convert(void *arg)
-{
-	Conversion *c = arg;
-
-	(void) MandantJsonToDatum(c->value, c->type, c->from_text, &c->datum, &c->isnull,
-							  &c->problem);
-}
-
-/* Parsing the body, run by Guarded. */
-typedef struct BodyParse
-{
-	text	   *body;
-	Jsonb	   *json;
-} BodyParse;
-
-static void
-ParseBody(void *arg)
-{
-	BodyParse  *b = arg;
-
-	b->json = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-												 CStringGetDatum(text_to_cstring(b->body))));
-}
-
-/* The arguments of one call. */
-typedef struct CallArgs
-{
-	JsonbValue *given[HTTP_MAX_ARGS];	/* value, or NULL */
-	bool		from_text[HTTP_MAX_ARGS];
-	const char *key[HTTP_MAX_ARGS];	/* where it was given */
-	Datum		values[HTTP_MAX_ARGS + 2];
-	char		nulls[HTTP_MAX_ARGS + 2];
-	Oid			types[HTTP_MAX_ARGS + 2];
-	int			nparams;
-	uint64		mask;
-	int64		page;
-	int64		page_size;
-	bool		page_given;
-	bool		page_size_given;
-	List	   *errors;
-} CallArgs;
-
-/* FindArg returns the index of the route's argument with key, or -1. */
-static int
-FindArg(const MandantHttpRoute *route, const char *key)
-{
-	for (int i = 0; i < route->nargs; i++)
-		if (strcmp(route->args[i].camel, key) == 0 || strcmp(route->args[i].name, key) == 0)
-			return i;
-	return -1;
-}
-
-/* StringValue wraps text as a JSON string value. */
-static JsonbValue *
-StringValue(const char *text)
-{
-	JsonbValue *v = palloc(sizeof(JsonbValue));
-
-	v->type = jbvString;
-	v->val.string.val = (char *) text;
-	v->val.string.len = strlen(text);
-	return v;
-}
-
-/*
- * GiveArg records the value of key for the route's argument, or the
- * reason it cannot take one.
- */
-static void
-GiveArg(const MandantHttpRoute *route, CallArgs *args, const char *key, JsonbValue *value,
-		bool from_text)
-{
-	int			i = FindArg(route, key);
-
-	if (i < 0)
-		args->errors = lappend(args->errors,
-							   MandantFieldError(key, "is not a parameter of %s", route->label));
-	else if (route->args[i].source != HTTP_ARG_CLIENT)
-		args->errors = lappend(args->errors,
-							   MandantFieldError(key, "is set by the gateway from the request, not by the client"));
-	else if (args->given[i] != NULL)
-		args->errors = lappend(args->errors,
-							   MandantFieldError(key, "is given twice (path, query or body)"));
-	else
-	{
-		args->given[i] = value;
-		args->from_text[i] = from_text;
-		args->key[i] = key;
-	}
-}
-
-/*
- * ReadPageParameter reads page or pageSize of a paginated route.
- */
-static void
-ReadPageParameter(CallArgs *args, const char *key, const char *value, int64 *out, int64 max,
-				  bool *given)
-{
-	char	   *end;
-	long		n;
-
-	if (*given)
-	{
-		args->errors = lappend(args->errors, MandantFieldError(key, "is given twice"));
-		return;
-	}
-	*given = true;
-	errno = 0;
-	n = strtol(value, &end, 10);
-	if (errno != 0 || *end != '\0' || end == value || n < 1 || n > max)
-		args->errors = lappend(args->errors,
-							   MandantFieldError(key, "must be an integer from 1 to " INT64_FORMAT, max));
-	else
-		*out = n;
-}
-
-/*
- * CollectArgs gathers the arguments of the call from the path, the query
- * string, the body and the request, and converts them.
- */
-static void
-CollectArgs(const MandantHttpRoute *route, const HttpRequest *req, char **params,
-			const HttpTenant *tenant, CallArgs *args)
-{
-	List	   *pairs;
-	ListCell   *lc;
-
-	args->page = 1;
-	args->page_size = route->paginated ? HTTP_DEFAULT_PAGE_SIZE : 0;
-
-	/* path parameters */
-	for (int s = 0; s < route->nsegments; s++)
-		if (route->is_param[s])
-			GiveArg(route, args, route->segments[s], StringValue(params[s]), true);
-
-	/* query string */
-	pairs = MandantParseQuery(req->query, &args->errors);
-	foreach(lc, pairs)
-	{
-		MandantHttpPair *pair = lfirst(lc);
-
-		if (route->paginated && strcmp(pair->key, "page") == 0)
-			ReadPageParameter(args, pair->key, pair->value, &args->page, PG_INT32_MAX,
-							  &args->page_given);
-		else if (route->paginated && strcmp(pair->key, "pageSize") == 0)
-			ReadPageParameter(args, pair->key, pair->value, &args->page_size, HTTP_MAX_PAGE_SIZE,
-							  &args->page_size_given);
-		else
-			GiveArg(route, args, pair->key, StringValue(pair->value), true);
-	}
-
-	/* body */
-	if (req->body != NULL && VARSIZE_ANY_EXHDR(req->body) > 0)
-	{
-		BodyParse	parse = {req->body, NULL};
-		ErrorData  *edata = Guarded(ParseBody, &parse);
-
-		if (edata != NULL || !JB_ROOT_IS_OBJECT(parse.json))
-		{
-			/* nothing else can be said about the arguments */
-			args->errors = list_make1(edata != NULL
-									  ? MandantFieldError("body", "is not valid JSON: %s", edata->message)
-									  : MandantFieldError("body", "must be a JSON object"));
-			return;
-		}
-		else
-		{
-			JsonbIterator *it = JsonbIteratorInit(&parse.json->root);
-			JsonbValue	v;
-			JsonbIteratorToken token;
-			char	   *key = NULL;
-
-			while ((token = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-			{
-				if (token == WJB_KEY)
-					key = pnstrdup(v.val.string.val, v.val.string.len);
-				else if (token == WJB_VALUE)
-				{
-					JsonbValue *copy = palloc(sizeof(JsonbValue));
-
-					*copy = v;
-					GiveArg(route, args, key, copy, false);
-				}
-			}
-		}
-	}
-
-	/* If-Match: the version a conditional write expects */
-	if (req->if_match != NULL)
-	{
-		int			i = FindArg(route, "expected_version");
-
-		if (i >= 0 && route->args[i].source == HTTP_ARG_CLIENT && args->given[i] == NULL)
-		{
-			char	   *tag = req->if_match;
-			size_t		len;
-
-			if (strncmp(tag, "W/", 2) == 0)
-				tag += 2;
-			len = strlen(tag);
-			if (len >= 2 && tag[0] == '"' && tag[len - 1] == '"')
-				tag = pnstrdup(tag + 1, len - 2);
-			args->given[i] = StringValue(tag);
-			args->from_text[i] = true;
-			args->key[i] = "If-Match";
-		}
-	}
-
-	/* what the gateway fills in */
-	for (int i = 0; i < route->nargs; i++)
-	{
-		const char *value = NULL;
-
-		switch (route->args[i].source)
-		{
-			case HTTP_ARG_CLIENT:
-				continue;
-			case HTTP_ARG_CLIENT_IP:
-				value = req->client_ip;
-				break;
-			case HTTP_ARG_TENANT_SLUG:
-				value = tenant ? tenant->slug : NULL;
-				break;
-			case HTTP_ARG_ACCESS_TOKEN:
-				value = req->token;
-				break;
-			case HTTP_ARG_REFRESH_TOKEN:
-				value = req->cookie ? CookieValue(req->cookie, HTTP_REFRESH_COOKIE) : NULL;
-				break;
-		}
-		if (value != NULL)
-		{
-			args->given[i] = StringValue(value);
-			args->from_text[i] = true;
-		}
-		else if (!route->args[i].has_default)
-		{
-			/* the request has none: the function decides what NULL means */
-			JsonbValue *null = palloc(sizeof(JsonbValue));
-
-			null->type = jbvNull;
-			args->given[i] = null;
-			args->from_text[i] = false;
-		}
-		args->key[i] = route->args[i].camel;
-	}
-
-	/* missing ones, then the conversions */
-	for (int i = 0; i < route->nargs; i++)
-		if (args->given[i] == NULL && !route->args[i].has_default &&
-			route->args[i].source == HTTP_ARG_CLIENT)
-			args->errors = lappend(args->errors,
-								   MandantFieldError(route->args[i].camel, "is required"));
-	for (int i = 0; i < route->nargs; i++)
-	{
-		Conversion	c = {0};
-		ErrorData  *edata;
-
-		if (args->given[i] == NULL)
-			continue;
-		c.value = args->given[i];
-		c.type = route->args[i].type;
-		c.from_text = args->from_text[i];
-		edata = Guarded(Convert, &c);
-		if (edata != NULL)
-			args->errors = lappend(args->errors, MandantFieldError(args->key[i], "%s", edata->message));
-		else if (c.problem != NULL)
-			args->errors = lappend(args->errors, MandantFieldError(args->key[i], "%s", c.problem));
-		else
-		{
-			args->values[args->nparams] = c.datum;
-			args->nulls[args->nparams] = c.isnull ? 'n' : ' ';
-			args->types[args->nparams] = c.type;
-			args->nparams++;
-			args->mask |= UINT64CONST(1) << i;
-		}
-	}
-}
-
-/*
- * CallText writes the statement that calls the route's function with the
- * arguments of mask, and answers (data jsonb, total bigint).
- */
-static char *
-CallText(const MandantHttpRoute *route, uint64 mask)
-{
-	StringInfoData call;
-	StringInfoData sql;
-	int			param = 0;
-
-	initStringInfo(&call);
-	appendStringInfo(&call, "%s(", route->qualified_name);
-	for (int i = 0; i < route->nargs; i++)
-		if (mask & (UINT64CONST(1) << i))
-		{
-			param++;
-			appendStringInfo(&call, "%s%s => $%d", param > 1 ? ", " : "",
-							 quote_identifier(route->args[i].name), param);
-		}
-	appendStringInfoString(&call, ") AS t");
-
-	initStringInfo(&sql);
-	if (route->paginated)
-		appendStringInfo(&sql,
-						 "SELECT COALESCE(pg_catalog.jsonb_agg(s.x ORDER BY s.n)"
-						 " FILTER (WHERE s.n OPERATOR(pg_catalog.>) $%d AND s.n OPERATOR(pg_catalog.<=) $%d),"
-						 " '[]'::pg_catalog.jsonb), pg_catalog.count(*)"
-						 " FROM (SELECT pg_catalog.to_jsonb(t) AS x, pg_catalog.row_number() OVER () AS n"
-						 " FROM %s) s", param + 1, param + 2, call.data);
-	else if (route->retset)
-		appendStringInfo(&sql,
-						 "SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(t)), '[]'::pg_catalog.jsonb),"
-						 " pg_catalog.count(*) FROM %s", call.data);
-	else if (route->returns_void)
-		appendStringInfo(&sql, "SELECT NULL::pg_catalog.jsonb, 1::pg_catalog.int8 FROM %s", call.data);
-	else
-		appendStringInfo(&sql, "SELECT pg_catalog.to_jsonb(t), 1::pg_catalog.int8 FROM %s", call.data);
-	return sql.data;
-}
-
-/*
- * CallPlan returns the kept plan of the route's call with the arguments
- * of mask, preparing it the first time.
- */
-static SPIPlanPtr
-CallPlan(MandantHttpRoute *route, CallArgs *args)
-{
-	SPIPlanPtr	plan;
-	MemoryContext old;
-
-	for (int p = 0; p < route->nplans; p++)
-		if (route->plans[p].given == args->mask)
-			return route->plans[p].plan;
-
-	plan = SPI_prepare(CallText(route, args->mask), args->nparams, args->types);
-	if (plan == NULL)
-		elog(ERROR, "could not prepare the call of route %s: %s", route->label,
-			 SPI_result_code_string(SPI_result));
-	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "could not keep the plan of route %s", route->label);
-	old = MemoryContextSwitchTo(MandantHttpRouteContext());
-	route->plans = route->nplans == 0 ? palloc(sizeof(MandantHttpPlan))
-		: repalloc(route->plans, sizeof(MandantHttpPlan) * (route->nplans + 1));
-	MemoryContextSwitchTo(old);
-	route->plans[route->nplans].given = args->mask;
-	route->plans[route->nplans].plan = plan;
-	route->nplans++;
-	return plan;
-}
-
-/*
- * CheckSessionUntouched undoes the settings the route's function changed
- * (SET, set_config(), SET ROLE: they would outlive the request in the
- * gateway's session and reach the next tenant's requests), and refuses a
- * call that gave the session a schema of temporary objects, which the
- * unqualified names of later calls would find first.
- */
-static void
-CheckSessionUntouched(const MandantHttpRoute *route, Oid temp_namespace, int guc_level)
-{
-	Oid			now_namespace;
-	Oid			now_toast;
-
-	AtEOXact_GUC(false, guc_level);
-	GetTempNamespaceState(&now_namespace, &now_toast);
-	if (now_namespace != temp_namespace)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("route %s created temporary objects", route->label),
-				 errdetail("Function %s created a temporary object in the gateway's session, where it would outlive the request.",
-						   route->qualified_name),
-				 errhint("Keep the function's data in permanent tables: a route's function runs in the gateway's shared session.")));
-}
-
-/*
- * CallRoute runs the route's function and returns its result as jsonb
- * (NULL for nothing), with the number of rows in *total.
- */
-static Jsonb *
-CallRoute(MandantHttpRoute *route, CallArgs *args, int64 *total)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	SPIPlanPtr	plan;
-	Jsonb	   *data = NULL;
-	bool		isnull;
-	Datum		value;
-	int			ret;
-	Oid			temp_namespace;
-	Oid			temp_toast;
-	int			guc_level;
-
-	if (route->paginated)
-	{
-		int64		offset = (args->page - 1) * args->page_size;
-
-		args->values[args->nparams] = Int64GetDatum(offset);
-		args->values[args->nparams + 1] = Int64GetDatum(offset + args->page_size);
-		args->nulls[args->nparams] = ' ';
-		args->nulls[args->nparams + 1] = ' ';
-		args->types[args->nparams] = INT8OID;
-		args->types[args->nparams + 1] = INT8OID;
-		args->nparams += 2;
-	}
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	plan = CallPlan(route, args);
-	GetTempNamespaceState(&temp_namespace, &temp_toast);
-	guc_level = NewGUCNestLevel();
-	ret = SPI_execute_plan(plan, args->values, args->nulls, false, 1);
-	CheckSessionUntouched(route, temp_namespace, guc_level);
-	if (ret != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "the call of route %s answered %s", route->label, SPI_result_code_string(ret));
-	value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (!isnull)
-	{
-		MemoryContext old = MemoryContextSwitchTo(cxt);
-
-		data = DatumGetJsonbPCopy(value);
-		MemoryContextSwitchTo(old);
-	}
-	value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-	*total = isnull ? 0 : DatumGetInt64(value);
-	SPI_finish();
-	return data;
-}
-
 /*
  * Dispatch answers the request; refusals it finds itself become answers,
  * errors of what it calls are raised.
  */
 static void
-Dispatch(const HttpRequest *req, HttpAnswer *answer)
+Dispatch(const MandantHttpRequest *req, HttpAnswer *answer)
 {
 	char	  **segments;
 	int			nsegments;
@@ -863,9 +373,9 @@ Dispatch(const HttpRequest *req, HttpAnswer *answer)
 	char	   *allowed = NULL;
 	MandantHttpRoute *route;
 	char	   *addressed;
-	HttpTenant	tenant;
+	MandantHttpTenant	tenant;
 	bool		has_tenant = false;
-	CallArgs   *args;
+	MandantHttpArgs   *args;
 	Jsonb	   *data;
 	int64		total;
 	char	   *refresh = NULL;
@@ -961,8 +471,8 @@ Dispatch(const HttpRequest *req, HttpAnswer *answer)
 		return;
 
 	/* the arguments */
-	args = palloc0(sizeof(CallArgs));
-	CollectArgs(route, req, params, has_tenant ? &tenant : NULL, args);
+	args = palloc0(sizeof(MandantHttpArgs));
+	MandantHttpCollectArgs(route, req, params, has_tenant ? &tenant : NULL, args);
 	if (args->errors != NIL)
 	{
 		Refuse(answer, req, 400, "VALIDATION_ERROR", "the request's parameters are invalid",
@@ -971,7 +481,7 @@ Dispatch(const HttpRequest *req, HttpAnswer *answer)
 	}
 
 	/* the call */
-	data = CallRoute(route, args, &total);
+	data = MandantHttpCallRoute(route, args, &total);
 	answer->status = 200;
 	if (!route->envelope)
 	{
@@ -994,7 +504,7 @@ Dispatch(const HttpRequest *req, HttpAnswer *answer)
 /* Dispatch, run by Guarded. */
 typedef struct DispatchCall
 {
-	const HttpRequest *req;
+	const MandantHttpRequest *req;
 	HttpAnswer *answer;
 } DispatchCall;
 
@@ -1011,7 +521,7 @@ RunDispatch(void *arg)
  * SQLSTATE.
  */
 static void
-ErrorAnswer(const HttpRequest *req, HttpAnswer *answer, ErrorData *edata)
+ErrorAnswer(const MandantHttpRequest *req, HttpAnswer *answer, ErrorData *edata)
 {
 	int			status;
 	const char *code;
@@ -1068,7 +578,7 @@ CheckCaller(void)
 Datum
 mandant_http_call(PG_FUNCTION_ARGS)
 {
-	HttpRequest req = {0};
+	MandantHttpRequest req = {0};
 	HttpAnswer	answer = {0};
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -1119,7 +629,7 @@ mandant_http_call(PG_FUNCTION_ARGS)
 	{
 		DispatchCall call = {&req, &answer};
 
-		edata = Guarded(RunDispatch, &call);
+		edata = MandantHttpGuarded(RunDispatch, &call);
 	}
 	PG_FINALLY();
 	{
