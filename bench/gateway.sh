@@ -44,6 +44,8 @@
 #   BENCH_SECONDS=10 BENCH_ROUNDS=3 BENCH_HTTP_CLIENTS=32 bench/gateway.sh
 #   BENCH_SYNC="on off"    the synchronous_commit settings to run
 #   MANDANT_HTTP_WORKERS, MANDANT_DB_CONNECTIONS: as for shim/run
+#   BENCH_HOLD=FILE        set up, warm up, write ports, token and PIDs
+#                          into FILE and wait (for perf) until stopped
 set -eu
 . "$(dirname "$0")/lib.sh"
 top=$(pwd)
@@ -199,6 +201,13 @@ for p in "$gw_port" "$node_port"; do
 	$load_on wrk -t 2 -c "$http_clients" -d 2s -H "Authorization: Bearer $token" \
 		"http://127.0.0.1:$p/bench/v1/items/$item" >/dev/null
 done
+if [ -n "${BENCH_HOLD:-}" ]; then
+	# For profiling: everything stays up until the script is stopped.
+	printf 'gw_port=%s\nnode_port=%s\npg_port=%s\nsockdir=%s\ntoken=%s\nrequest=%s\ngw_pid=%s\nnode_pid=%s\n' \
+		"$gw_port" "$node_port" "$port" "$sockdir" "$token" "$request" "$gw_pid" "$node_pid" >"$BENCH_HOLD"
+	echo "bench/gateway: holding; settings in $BENCH_HOLD, stop with SIGTERM"
+	while :; do sleep 1; done
+fi
 
 # us TEXT: a latency as wrk prints it (812.00us, 1.20ms, 1.01s) in us.
 us() {

@@ -43,6 +43,18 @@
  * so it is sent again on a fresh connection, up to SHIM_DB_ATTEMPTS times;
  * a connection lost without any answer is dropped too, but the statement
  * is not repeated: it may have committed.
+ *
+ * Requests get connections first come, first served.  Kore's own wait
+ * queue is not fair: a request it wakes must still call kore_pgsql_setup,
+ * and a request that arrived since (or ran earlier in the same event
+ * loop) may take the connection first, sending the woken one to the back
+ * of the queue again; under load a few requests waited hundreds of
+ * milliseconds that way.  So the worker keeps its own line: while anyone
+ * waits in it, a new request queues behind them without asking Kore, and
+ * only the head of the line asks Kore for a connection.  The head is
+ * always either runnable or in Kore's queue (which wakes it when a
+ * connection is released); once it has a connection it leaves the line
+ * and wakes the next.
  */
 
 #include <sys/types.h>
@@ -54,7 +66,11 @@
 
 #define SHIM_DB_ATTEMPTS	3
 
+static TAILQ_HEAD(, shim_db)	shim_db_line = TAILQ_HEAD_INITIALIZER(shim_db_line);
+
 static int	shim_db_stale(struct shim_db *);
+static int	shim_db_queue(struct shim_db *);
+static void	shim_db_leave(struct shim_db *);
 static void	shim_db_drop(struct shim_db *);
 static void	shim_db_reset(struct shim_db *);
 static void	shim_db_classify(struct shim_db *);
@@ -71,13 +87,19 @@ shim_db_start(struct shim_db *db, struct http_request *req)
 	if (!db->bound) {
 		kore_pgsql_init(&db->sql);
 		kore_pgsql_bind_request(&db->sql, req);
+		db->req = req;
 		db->bound = 1;
 	}
+
+	/* Behind others in the line: wait for them. */
+	if (!TAILQ_EMPTY(&shim_db_line) && TAILQ_FIRST(&shim_db_line) != db)
+		return (shim_db_queue(db));
 
 	for (tries = 0;; tries++) {
 		if (!kore_pgsql_setup(&db->sql, SHIM_DB, KORE_PGSQL_ASYNC)) {
 			if (db->sql.state == KORE_PGSQL_STATE_INIT)
-				return (SHIM_DB_QUEUED);
+				return (shim_db_queue(db));
+			shim_db_leave(db);
 			db->failure = SHIM_DB_UNAVAILABLE;
 			return (SHIM_DB_FAILED);
 		}
@@ -86,15 +108,52 @@ shim_db_start(struct shim_db *db, struct http_request *req)
 		shim_db_drop(db);
 		shim_db_reset(db);
 		if (tries == pgsql_conn_max) {
+			shim_db_leave(db);
 			db->failure = SHIM_DB_UNAVAILABLE;
 			return (SHIM_DB_FAILED);
 		}
 	}
 
+	shim_db_leave(db);
 	db->held = 1;
 	shim_metrics_pool(1);
 
 	return (SHIM_DB_READY);
+}
+
+/*
+ * shim_db_queue puts DB at the end of the worker's line (unless it is in
+ * it already) and lets its request sleep until it is woken: by Kore when
+ * it is the head and waits in Kore's queue, else by shim_db_leave.
+ */
+static int
+shim_db_queue(struct shim_db *db)
+{
+	if (!db->waiting) {
+		TAILQ_INSERT_TAIL(&shim_db_line, db, list);
+		db->waiting = 1;
+	}
+	/* Kore's queue has put the request to sleep already; no harm twice. */
+	http_request_sleep(db->req);
+
+	return (SHIM_DB_QUEUED);
+}
+
+/*
+ * shim_db_leave takes DB out of the line, if it is in it, and wakes the
+ * new head so that it asks for a connection in its turn.
+ */
+static void
+shim_db_leave(struct shim_db *db)
+{
+	struct shim_db	*next;
+
+	if (!db->waiting)
+		return;
+	TAILQ_REMOVE(&shim_db_line, db, list);
+	db->waiting = 0;
+	if ((next = TAILQ_FIRST(&shim_db_line)) != NULL)
+		http_request_wakeup(next->req);
 }
 
 /*
@@ -301,6 +360,7 @@ shim_db_free(struct shim_db *db)
 {
 	int	i;
 
+	shim_db_leave(db);
 	if (db->held) {
 		db->held = 0;
 		shim_metrics_pool(-1);

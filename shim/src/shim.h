@@ -97,6 +97,9 @@ enum shim_db_error {
 /* One statement of a request, and its first row. */
 struct shim_db {
 	struct kore_pgsql	 sql;
+	struct http_request	*req;
+	TAILQ_ENTRY(shim_db)	 list;		/* in the worker's wait line */
+	int			 waiting;
 	int			 bound;
 	int			 held;		/* counted in the pool gauge */
 	int			 attempts;
