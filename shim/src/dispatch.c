@@ -25,8 +25,9 @@
  *	SELECT status, body, route, tenant_id, <headers as lines>
  *	  FROM mandant.http_call($1::jsonb, $2)
  *
- * The headers come back as "name<TAB>value" lines so that the gateway
- * never parses JSON.  The body is written as the database built it.
+ * It is prepared once per pool connection (db.c).  The headers come
+ * back as "name<TAB>value" lines so that the gateway never parses JSON.
+ * The body is written as the database built it.
  *
  * The database's own errors are envelopes with a status; a statement that
  * fails is the gateway's to answer: the statement timeout (57014) is 503
@@ -51,6 +52,10 @@
 	"(SELECT pg_catalog.string_agg(key || E'\\t' || value, E'\\n') "	\
 	"FROM pg_catalog.jsonb_each_text(headers)) "			\
 	"FROM mandant.http_call($1::pg_catalog.jsonb, $2)"
+
+static const struct shim_statement dispatch_call = {
+	"mandant_gateway_call", SHIM_CALL_SQL, SHIM_PREPARED_CALL
+};
 
 #define REQ_STATE_START		0
 #define REQ_STATE_CONNECT	1
@@ -211,7 +216,7 @@ dispatch_connect(struct http_request *req)
 
 	values[0] = d->request;
 	values[1] = d->body;
-	switch (shim_db_send(&d->db, SHIM_CALL_SQL, 2, values)) {
+	switch (shim_db_send(&d->db, &dispatch_call, 2, values)) {
 	case SHIM_DB_SENT:
 		req->fsm_state = REQ_STATE_WAIT;
 		break;

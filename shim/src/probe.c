@@ -33,6 +33,10 @@
 
 #include "shim.h"
 
+static const struct shim_statement ready_select = {
+	"mandant_gateway_ready", "SELECT 1", SHIM_PREPARED_READY
+};
+
 #define READY_STATE_CONNECT	0
 #define READY_STATE_WAIT	1
 #define READY_STATE_ANSWER	2
@@ -144,7 +148,7 @@ ready_connect(struct http_request *req)
 		return (HTTP_STATE_CONTINUE);
 	}
 
-	switch (shim_db_send(&r->db, "SELECT 1", 0, NULL)) {
+	switch (shim_db_send(&r->db, &ready_select, 0, NULL)) {
 	case SHIM_DB_SENT:
 		req->fsm_state = READY_STATE_WAIT;
 		break;

@@ -94,6 +94,19 @@ enum shim_db_error {
 #define SHIM_DB_RETRY		6
 #define SHIM_DB_FAILED		7
 
+/*
+ * A statement that each pool connection prepares the first time it runs
+ * it; FLAG (one bit above Kore's own, see db.c) marks the connection.
+ */
+struct shim_statement {
+	const char	*name;
+	const char	*sql;
+	u_int8_t	 flag;
+};
+
+#define SHIM_PREPARED_CALL	0x02	/* dispatch.c */
+#define SHIM_PREPARED_READY	0x04	/* probe.c */
+
 /* One statement of a request, and its first row. */
 struct shim_db {
 	struct kore_pgsql	 sql;
@@ -139,8 +152,8 @@ void		 shim_respond_error(struct http_request *,
 
 /* db.c */
 int		 shim_db_start(struct shim_db *, struct http_request *);
-int		 shim_db_send(struct shim_db *, const char *, int,
-		    const char **);
+int		 shim_db_send(struct shim_db *, const struct shim_statement *,
+		    int, const char **);
 int		 shim_db_poll(struct shim_db *);
 void		 shim_db_free(struct shim_db *);
 
