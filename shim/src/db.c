@@ -17,9 +17,10 @@
 /*
  * shim/src/db.c: one statement over Kore's asynchronous pool.
  *
- * The dispatcher and /ready run their statement through the same few
- * steps, called from their state machines (never KORE_PGSQL_SYNC, which
- * would block the worker):
+ * The dispatcher and /ready run their statement with shim_db_run, from
+ * one state of their state machines, again each time the request is
+ * woken (never KORE_PGSQL_SYNC, which would block the worker).  It goes
+ * through three steps:
  *
  *	shim_db_start	take a pool connection: ready, queued (all busy:
  *			Kore wakes the request when one is released) or
@@ -81,6 +82,10 @@
 
 static TAILQ_HEAD(, shim_db)	shim_db_line = TAILQ_HEAD_INITIALIZER(shim_db_line);
 
+static int	shim_db_start(struct shim_db *, struct http_request *);
+static int	shim_db_send(struct shim_db *, const struct shim_statement *,
+		    int, const char **);
+static int	shim_db_poll(struct shim_db *);
 static int	shim_db_stale(struct shim_db *);
 static int	shim_db_prepare(struct shim_db *, const struct shim_statement *,
 		    int);
@@ -91,10 +96,53 @@ static void	shim_db_reset(struct shim_db *);
 static void	shim_db_classify(struct shim_db *);
 
 /*
+ * shim_db_run advances statement ST (N text parameters VALUES) of REQ:
+ * SHIM_DB_WAIT while the request waits for a connection or the answer
+ * (its handler returns HTTP_STATE_RETRY and is run again when woken),
+ * SHIM_DB_COMPLETE with the first row in db->row, or SHIM_DB_FAILED.
+ */
+int
+shim_db_run(struct shim_db *db, struct http_request *req,
+    const struct shim_statement *st, int n, const char **values)
+{
+	for (;;) {
+		if (!db->sent) {
+			switch (shim_db_start(db, req)) {
+			case SHIM_DB_QUEUED:
+				return (SHIM_DB_WAIT);
+			case SHIM_DB_FAILED:
+				return (SHIM_DB_FAILED);
+			}
+			switch (shim_db_send(db, st, n, values)) {
+			case SHIM_DB_SENT:
+				db->sent = 1;
+				return (SHIM_DB_WAIT);
+			case SHIM_DB_RETRY:
+				continue;
+			default:
+				return (SHIM_DB_FAILED);
+			}
+		}
+
+		switch (shim_db_poll(db)) {
+		case SHIM_DB_RETRY:
+			db->sent = 0;
+			continue;
+		case SHIM_DB_WAIT:
+			return (SHIM_DB_WAIT);
+		case SHIM_DB_COMPLETE:
+			return (SHIM_DB_COMPLETE);
+		default:
+			return (SHIM_DB_FAILED);
+		}
+	}
+}
+
+/*
  * shim_db_start takes a pool connection for DB, binding it to REQ the
  * first time.
  */
-int
+static int
 shim_db_start(struct shim_db *db, struct http_request *req)
 {
 	int	tries;
@@ -176,7 +224,7 @@ shim_db_leave(struct shim_db *db)
  * SQL NULL), preparing it first if this connection has not yet.
  * SHIM_DB_RETRY means the connection was dead and dropped: start again.
  */
-int
+static int
 shim_db_send(struct shim_db *db, const struct shim_statement *st, int n,
     const char **values)
 {
@@ -252,7 +300,7 @@ shim_db_prepare(struct shim_db *db, const struct shim_statement *st, int n)
  * row (if any) copied, SHIM_DB_FAILED when it failed (db->failure says
  * how), SHIM_DB_RETRY when it must be sent again from shim_db_start.
  */
-int
+static int
 shim_db_poll(struct shim_db *db)
 {
 	int	i, answered;
