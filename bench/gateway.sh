@@ -44,6 +44,8 @@
 #   BENCH_SECONDS=10 BENCH_ROUNDS=3 BENCH_HTTP_CLIENTS=32 bench/gateway.sh
 #   BENCH_SYNC="on off"    the synchronous_commit settings to run
 #   MANDANT_HTTP_WORKERS, MANDANT_DB_CONNECTIONS: as for shim/run
+#   BENCH_SHIM=DIR         the gateway in DIR (DIR/run, DIR/shim.so), e.g.
+#                          an older build, instead of shim/
 #   BENCH_HOLD=FILE        set up, warm up, write ports, token and PIDs
 #                          into FILE and wait (for perf) until stopped
 set -eu
@@ -62,7 +64,8 @@ PGOPTIONS=
 export PGOPTIONS
 
 # What the bench needs that the build does not.
-[ -f shim/shim.so ] || { echo "bench/gateway: shim/shim.so is missing: run make" >&2; exit 1; }
+shim=${BENCH_SHIM:-shim}
+[ -f "$shim/shim.so" ] || { echo "bench/gateway: $shim/shim.so is missing: run make" >&2; exit 1; }
 missing=""
 for tool in wrk node npm; do
 	command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
@@ -178,7 +181,7 @@ node_port=$(free_port)
 $server_on env MANDANT_DATABASE_URL="host=$sockdir port=$port user=mandant_bench_gw_gateway dbname=$bench_db" \
 	MANDANT_HTTP_PORT="$gw_port" MANDANT_GATEWAY_DIR="$work/gateway" \
 	MANDANT_HTTP_WORKERS="$gw_workers" MANDANT_DB_CONNECTIONS="$gw_conns" \
-	shim/run >"$work/gateway.out" 2>"$work/gateway.err" &
+	"$shim/run" >"$work/gateway.out" 2>"$work/gateway.err" &
 gw_pid=$!
 $server_on env PEER_PORT="$node_port" PEER_POOL=$((gw_workers * gw_conns)) PGHOST="$sockdir" PGPORT="$port" \
 	PGUSER=mandant_bench_gw_node PGDATABASE="$bench_db" \
@@ -303,8 +306,9 @@ compare_all() {
 
 echo "bench/gateway: $rounds rounds of ${seconds}s per variant, interleaved, $http_clients clients;" \
 	"PostgreSQL $(server_version), $(nproc) cores"
-echo "  gateway: $gw_workers workers x $gw_conns connections; node pool $((gw_workers * gw_conns));" \
+echo "  gateway: $shim/run, $gw_workers workers x $gw_conns connections; node pool $((gw_workers * gw_conns));" \
 	"CPUs: load ${cpus_load:-any}, HTTP server ${cpus_server:-any}, PostgreSQL any"
+echo "  load average before: $(cut -d' ' -f1-3 /proc/loadavg) (other work on this machine skews the figures)"
 echo
 printf '%-5s %-10s %10s %9s %9s %9s %7s\n' sync variant "req/s" "p50 ms" "p99 ms" "RSS MB" errors
 for sync in ${BENCH_SYNC:-on off}; do
@@ -312,6 +316,7 @@ for sync in ${BENCH_SYNC:-on off}; do
 	compare_all
 done
 su_psql -d "$bench_db" -c "ALTER SYSTEM RESET synchronous_commit" -c "SELECT pg_reload_conf()" >/dev/null
+echo "  load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # server_us SQL-LOOP SQL-BASE: server time per call of the loop minus the
 # base loop, in us, as the gateway's role (median of the rounds).
