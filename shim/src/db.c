@@ -69,6 +69,14 @@
  * always either runnable or in Kore's queue (which wakes it when a
  * connection is released); once it has a connection it leaves the line
  * and wakes the next.
+ *
+ * A request woken while Kore runs the last runnable one (a connection
+ * released by it, the next in line called) goes behind it in Kore's list
+ * and waits for the next turn of the event loop, whose wait for I/O lasts
+ * up to 100 ms when nothing else happens: the slowest percent of requests
+ * took 100 ms that way.  So whoever releases a connection or wakes the
+ * next in line also adds a oneshot timer due at once (shim_db_kick),
+ * which ends that wait.
  */
 
 #include <sys/types.h>
@@ -81,6 +89,7 @@
 #define SHIM_DB_ATTEMPTS	3
 
 static TAILQ_HEAD(, shim_db)	shim_db_line = TAILQ_HEAD_INITIALIZER(shim_db_line);
+static int			shim_db_kicked = 0;
 
 static int	shim_db_start(struct shim_db *, struct http_request *);
 static int	shim_db_send(struct shim_db *, const struct shim_statement *,
@@ -91,6 +100,8 @@ static int	shim_db_prepare(struct shim_db *, const struct shim_statement *,
 		    int);
 static int	shim_db_queue(struct shim_db *);
 static void	shim_db_leave(struct shim_db *);
+static void	shim_db_kick(void);
+static void	shim_db_kick_done(void *, u_int64_t);
 static void	shim_db_drop(struct shim_db *);
 static void	shim_db_reset(struct shim_db *);
 static void	shim_db_classify(struct shim_db *);
@@ -215,8 +226,36 @@ shim_db_leave(struct shim_db *db)
 		return;
 	TAILQ_REMOVE(&shim_db_line, db, list);
 	db->waiting = 0;
-	if ((next = TAILQ_FIRST(&shim_db_line)) != NULL)
+	if ((next = TAILQ_FIRST(&shim_db_line)) != NULL) {
 		http_request_wakeup(next->req);
+		shim_db_kick();
+	}
+}
+
+/*
+ * shim_db_kick makes the worker's next wait for events end at once, so
+ * that a request woken now runs without waiting for unrelated I/O; one
+ * timer at a time.
+ */
+static void
+shim_db_kick(void)
+{
+	if (shim_db_kicked)
+		return;
+	shim_db_kicked = 1;
+	(void)kore_timer_add(shim_db_kick_done, 0, NULL, KORE_TIMER_ONESHOT);
+}
+
+/*
+ * shim_db_kick_done is the timer of shim_db_kick: its work is done by
+ * firing, before Kore runs the requests.
+ */
+static void
+shim_db_kick_done(void *arg, u_int64_t now)
+{
+	(void)arg;
+	(void)now;
+	shim_db_kicked = 0;
 }
 
 /*
@@ -343,7 +382,9 @@ shim_db_poll(struct shim_db *db)
 			}
 			return (SHIM_DB_FAILED);
 		case KORE_PGSQL_STATE_DONE:
+			/* Releases the connection: Kore may wake a waiter. */
 			kore_pgsql_continue(&db->sql);
+			shim_db_kick();
 			break;
 		case KORE_PGSQL_STATE_COMPLETE:
 			if (db->held) {
@@ -462,6 +503,9 @@ shim_db_free(struct shim_db *db)
 	int	i;
 
 	shim_db_leave(db);
+	/* Kore releases a connection still held after this. */
+	if (db->held || db->sql.conn != NULL)
+		shim_db_kick();
 	if (db->held) {
 		db->held = 0;
 		shim_metrics_pool(-1);
