@@ -214,19 +214,23 @@ shim_db_queue(struct shim_db *db)
 }
 
 /*
- * shim_db_leave takes DB out of the line, if it is in it, and wakes the
- * new head so that it asks for a connection in its turn.
+ * shim_db_leave takes DB out of the line, if it is in it; when DB was the
+ * head, it wakes the new one so that it asks for a connection in its
+ * turn.  (Only then: a head already waiting in Kore's queue would queue
+ * there twice if woken, and Kore would later wake a freed request.)
  */
 static void
 shim_db_leave(struct shim_db *db)
 {
 	struct shim_db	*next;
+	int		 head;
 
 	if (!db->waiting)
 		return;
+	head = TAILQ_FIRST(&shim_db_line) == db;
 	TAILQ_REMOVE(&shim_db_line, db, list);
 	db->waiting = 0;
-	if ((next = TAILQ_FIRST(&shim_db_line)) != NULL) {
+	if (head && (next = TAILQ_FIRST(&shim_db_line)) != NULL) {
 		http_request_wakeup(next->req);
 		shim_db_kick();
 	}
