@@ -29,10 +29,16 @@
 #   backend has already verified (target: <= 10 us).
 #
 # CPUs: load generator, gateway (or node) and PostgreSQL share this
-# machine.  BENCH_CPUS_LOAD, BENCH_CPUS_SERVER (CPU lists for taskset,
-# defaults below) pin the load generator (pgbench, wrk) and the HTTP
-# server (Kore, node) and leave PostgreSQL to the scheduler; empty means
-# no pinning.  What was used is printed with the results.
+# machine.  By default nothing is pinned: the scheduler places all three
+# stacks the same way.  BENCH_CPUS_LOAD and BENCH_CPUS_SERVER (CPU lists
+# for taskset) pin the load generator (pgbench, wrk) and the HTTP server
+# (Kore, node) and leave PostgreSQL to the scheduler.  On 2 cores,
+# BENCH_CPUS_LOAD=1 BENCH_CPUS_SERVER=0 keeps wrk from competing with the
+# Kore workers and shortens the gateway's tail (its slowest requests are
+# those whose worker waits for a CPU behind the server's backends), but
+# puts node's single event loop on the CPU the backends use most: the
+# split changes the comparison more than either program does, so it is
+# an option, printed with the results, not the default.
 #
 # A private cluster of its own (scripts/cluster.sh, on a free port, in a
 # temporary directory, with fresh token keys), not the one of `make run`:
