@@ -25,8 +25,9 @@
  *	SELECT status, body, route, tenant_id, <headers as lines>
  *	  FROM mandant.http_call($1::jsonb, $2)
  *
- * The headers come back as "name<TAB>value" lines so that the gateway
- * never parses JSON.  The body is written as the database built it.
+ * It is prepared once per pool connection (db.c).  The headers come
+ * back as "name<TAB>value" lines so that the gateway never parses JSON.
+ * The body is written as the database built it.
  *
  * The database's own errors are envelopes with a status; a statement that
  * fails is the gateway's to answer: the statement timeout (57014) is 503
@@ -52,15 +53,17 @@
 	"FROM pg_catalog.jsonb_each_text(headers)) "			\
 	"FROM mandant.http_call($1::pg_catalog.jsonb, $2)"
 
+static const struct shim_statement dispatch_call_sql = {
+	"mandant_gateway_call", SHIM_CALL_SQL, SHIM_PREPARED_CALL
+};
+
 #define REQ_STATE_START		0
-#define REQ_STATE_CONNECT	1
-#define REQ_STATE_WAIT		2
-#define REQ_STATE_ANSWER	3
-#define REQ_STATE_FAIL		4
+#define REQ_STATE_CALL		1
+#define REQ_STATE_ANSWER	2
+#define REQ_STATE_FAIL		3
 
 static int	dispatch_start(struct http_request *);
-static int	dispatch_connect(struct http_request *);
-static int	dispatch_wait(struct http_request *);
+static int	dispatch_call(struct http_request *);
 static int	dispatch_answer(struct http_request *);
 static int	dispatch_fail(struct http_request *);
 static int	dispatch_body(struct http_request *, struct kore_buf *);
@@ -68,8 +71,7 @@ static void	dispatch_free(struct http_request *);
 
 static struct http_state dispatch_states[] = {
 	KORE_HTTP_STATE(dispatch_start),
-	KORE_HTTP_STATE(dispatch_connect),
-	KORE_HTTP_STATE(dispatch_wait),
+	KORE_HTTP_STATE(dispatch_call),
 	KORE_HTTP_STATE(dispatch_answer),
 	KORE_HTTP_STATE(dispatch_fail),
 };
@@ -140,7 +142,7 @@ dispatch_start(struct http_request *req)
 	kore_buf_cleanup(&body);
 
 	d->request = shim_request_build(req, &d->sr);
-	req->fsm_state = REQ_STATE_CONNECT;
+	req->fsm_state = REQ_STATE_CALL;
 
 	return (HTTP_STATE_CONTINUE);
 }
@@ -193,55 +195,22 @@ dispatch_body(struct http_request *req, struct kore_buf *out)
 }
 
 /*
- * dispatch_connect takes a pool connection and sends the statement.
+ * dispatch_call runs the statement through the pool (db.c); the request
+ * sleeps in this state until it has been answered.
  */
 static int
-dispatch_connect(struct http_request *req)
+dispatch_call(struct http_request *req)
 {
 	struct dispatch	*d = http_state_get(req);
 	const char	*values[2];
 
-	switch (shim_db_start(&d->db, req)) {
-	case SHIM_DB_QUEUED:
-		return (HTTP_STATE_RETRY);
-	case SHIM_DB_FAILED:
-		req->fsm_state = REQ_STATE_FAIL;
-		return (HTTP_STATE_CONTINUE);
-	}
-
 	values[0] = d->request;
 	values[1] = d->body;
-	switch (shim_db_send(&d->db, SHIM_CALL_SQL, 2, values)) {
-	case SHIM_DB_SENT:
-		req->fsm_state = REQ_STATE_WAIT;
-		break;
-	case SHIM_DB_RETRY:
-		req->fsm_state = REQ_STATE_CONNECT;
-		break;
-	default:
-		req->fsm_state = REQ_STATE_FAIL;
-		break;
-	}
-
-	return (HTTP_STATE_CONTINUE);
-}
-
-/*
- * dispatch_wait sleeps until the statement has finished.
- */
-static int
-dispatch_wait(struct http_request *req)
-{
-	struct dispatch	*d = http_state_get(req);
-
-	switch (shim_db_poll(&d->db)) {
+	switch (shim_db_run(&d->db, req, &dispatch_call_sql, 2, values)) {
 	case SHIM_DB_WAIT:
 		return (HTTP_STATE_RETRY);
 	case SHIM_DB_COMPLETE:
 		req->fsm_state = REQ_STATE_ANSWER;
-		break;
-	case SHIM_DB_RETRY:
-		req->fsm_state = REQ_STATE_CONNECT;
 		break;
 	default:
 		req->fsm_state = REQ_STATE_FAIL;

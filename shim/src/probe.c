@@ -33,20 +33,21 @@
 
 #include "shim.h"
 
-#define READY_STATE_CONNECT	0
-#define READY_STATE_WAIT	1
-#define READY_STATE_ANSWER	2
+static const struct shim_statement ready_select_sql = {
+	"mandant_gateway_ready", "SELECT 1", SHIM_PREPARED_READY
+};
 
-static int	ready_connect(struct http_request *);
-static int	ready_wait(struct http_request *);
+#define READY_STATE_SELECT	0
+#define READY_STATE_ANSWER	1
+
+static int	ready_select(struct http_request *);
 static int	ready_answer(struct http_request *);
 static void	ready_free(struct http_request *);
 static void	probe_ok(struct http_request *, struct shim_request *,
 		    const char *);
 
 static struct http_state ready_states[] = {
-	KORE_HTTP_STATE(ready_connect),
-	KORE_HTTP_STATE(ready_wait),
+	KORE_HTTP_STATE(ready_select),
 	KORE_HTTP_STATE(ready_answer),
 };
 
@@ -129,58 +130,24 @@ shim_ready(struct http_request *req)
 }
 
 /*
- * ready_connect takes a pool connection and sends SELECT 1.
+ * ready_select runs SELECT 1 through the pool (db.c); the request sleeps
+ * in this state until it has been answered.
  */
 static int
-ready_connect(struct http_request *req)
+ready_select(struct http_request *req)
 {
 	struct ready	*r = http_state_get(req);
 
-	switch (shim_db_start(&r->db, req)) {
-	case SHIM_DB_QUEUED:
-		return (HTTP_STATE_RETRY);
-	case SHIM_DB_FAILED:
-		req->fsm_state = READY_STATE_ANSWER;
-		return (HTTP_STATE_CONTINUE);
-	}
-
-	switch (shim_db_send(&r->db, "SELECT 1", 0, NULL)) {
-	case SHIM_DB_SENT:
-		req->fsm_state = READY_STATE_WAIT;
-		break;
-	case SHIM_DB_RETRY:
-		req->fsm_state = READY_STATE_CONNECT;
-		break;
-	default:
-		req->fsm_state = READY_STATE_ANSWER;
-		break;
-	}
-
-	return (HTTP_STATE_CONTINUE);
-}
-
-/*
- * ready_wait sleeps until SELECT 1 has finished.
- */
-static int
-ready_wait(struct http_request *req)
-{
-	struct ready	*r = http_state_get(req);
-
-	switch (shim_db_poll(&r->db)) {
+	switch (shim_db_run(&r->db, req, &ready_select_sql, 0, NULL)) {
 	case SHIM_DB_WAIT:
 		return (HTTP_STATE_RETRY);
 	case SHIM_DB_COMPLETE:
 		r->ok = r->db.ntuples == 1;
-		req->fsm_state = READY_STATE_ANSWER;
-		break;
-	case SHIM_DB_RETRY:
-		req->fsm_state = READY_STATE_CONNECT;
 		break;
 	default:
-		req->fsm_state = READY_STATE_ANSWER;
 		break;
 	}
+	req->fsm_state = READY_STATE_ANSWER;
 
 	return (HTTP_STATE_CONTINUE);
 }

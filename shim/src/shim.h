@@ -104,19 +104,36 @@ enum shim_db_error {
 	SHIM_DB_ERROR_KINDS
 };
 
-/* Results of the steps in db.c. */
-#define SHIM_DB_READY		1
-#define SHIM_DB_QUEUED		2
-#define SHIM_DB_SENT		3
-#define SHIM_DB_WAIT		4
-#define SHIM_DB_COMPLETE	5
-#define SHIM_DB_RETRY		6
-#define SHIM_DB_FAILED		7
+/* Results of shim_db_run (and of the steps inside db.c). */
+#define SHIM_DB_WAIT		1	/* asleep: return HTTP_STATE_RETRY */
+#define SHIM_DB_COMPLETE	2	/* the first row is in row[] */
+#define SHIM_DB_FAILED		3	/* failure says how */
+#define SHIM_DB_READY		4
+#define SHIM_DB_QUEUED		5
+#define SHIM_DB_SENT		6
+#define SHIM_DB_RETRY		7
+
+/*
+ * A statement that each pool connection prepares the first time it runs
+ * it; FLAG (one bit above Kore's own, see db.c) marks the connection.
+ */
+struct shim_statement {
+	const char	*name;
+	const char	*sql;
+	u_int8_t	 flag;
+};
+
+#define SHIM_PREPARED_CALL	0x02	/* dispatch.c */
+#define SHIM_PREPARED_READY	0x04	/* probe.c */
 
 /* One statement of a request, and its first row. */
 struct shim_db {
 	struct kore_pgsql	 sql;
+	struct http_request	*req;
+	TAILQ_ENTRY(shim_db)	 list;		/* in the worker's wait line */
+	int			 waiting;
 	int			 bound;
+	int			 sent;
 	int			 held;		/* counted in the pool gauge */
 	int			 attempts;
 	int			 errored;
@@ -159,10 +176,8 @@ void		 shim_respond_error(struct http_request *,
 		    struct shim_request *, int, const char *, const char *);
 
 /* db.c */
-int		 shim_db_start(struct shim_db *, struct http_request *);
-int		 shim_db_send(struct shim_db *, const char *, int,
-		    const char **);
-int		 shim_db_poll(struct shim_db *);
+int		 shim_db_run(struct shim_db *, struct http_request *,
+		    const struct shim_statement *, int, const char **);
 void		 shim_db_free(struct shim_db *);
 
 /* metrics.c */
