@@ -147,10 +147,15 @@ CREATE TABLE bench.item (
 	PRIMARY KEY (tenant_id, id)
 );
 SELECT mandant.enable_tenancy('bench.item');
+-- PL/pgSQL, as README advises for routed functions: it keeps its plan per
+-- session, where a SECURITY DEFINER function in LANGUAGE sql is parsed on
+-- every call (each request is a statement of its own).
 CREATE FUNCTION bench.item_get(item_id integer) RETURNS jsonb
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS \$\$
-	SELECT jsonb_build_object('id', id, 'name', name, 'price', price)
-	FROM bench.item WHERE id = item_id
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog AS \$\$
+BEGIN
+	RETURN (SELECT jsonb_build_object('id', i.id, 'name', i.name, 'price', i.price)
+			FROM bench.item i WHERE i.tenant_id = mandant.require_tenant() AND i.id = item_id);
+END
 \$\$;
 SELECT mandant.http_route('GET', '/bench/v1/items/{itemId}', 'bench.item_get(integer)', 'read',
 						  summary => 'One item');

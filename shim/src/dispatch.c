@@ -69,6 +69,9 @@ static int	dispatch_fail(struct http_request *);
 static int	dispatch_body(struct http_request *, struct kore_buf *);
 static void	dispatch_free(struct http_request *);
 
+/* Requests of this worker between their start and their release. */
+int		shim_inflight = 0;
+
 static struct http_state dispatch_states[] = {
 	KORE_HTTP_STATE(dispatch_start),
 	KORE_HTTP_STATE(dispatch_call),
@@ -108,6 +111,7 @@ dispatch_start(struct http_request *req)
 	int		 status;
 
 	d = http_state_create(req, sizeof(*d), dispatch_free);
+	shim_inflight++;
 	shim_request_begin(req, &d->sr, "unmatched");
 
 	if (shim_headers_preflight(req)) {
@@ -304,4 +308,5 @@ dispatch_free(struct http_request *req)
 		kore_free(d->body);
 	}
 	shim_db_free(&d->db);
+	shim_inflight--;
 }

@@ -78,3 +78,29 @@ shim_init(int state)
 
 	return (KORE_RESULT_OK);
 }
+
+/*
+ * kore_worker_teardown runs when a worker stops (SIGTERM): Kore has left
+ * its event loop and closes every connection next, so the requests still
+ * in flight are finished here first.  The worker keeps turning the loop
+ * (timers, database results, writes) until its last request is answered
+ * and released, and gives up after the statement timeout and a second,
+ * when a statement would have been cancelled anyway.  (Accepting is left
+ * as it is: Kore treats disabling it in a worker that does not hold the
+ * accept lock as fatal.)
+ */
+void
+kore_worker_teardown(void)
+{
+	u_int64_t	deadline;
+
+	if (shim_inflight <= 0)
+		return;
+	deadline = kore_time_ms() + (u_int64_t)shim_config.statement_timeout_ms + 1000;
+	while (shim_inflight > 0 && kore_time_ms() < deadline) {
+		kore_platform_event_wait(100);
+		kore_timer_run(kore_time_ms());
+		http_process();
+		kore_connection_prune(KORE_CONNECTION_PRUNE_DISCONNECT);
+	}
+}

@@ -114,16 +114,26 @@ void
 shim_json_string(struct kore_buf *buf, const char *s)
 {
 	const u_int8_t	*p = (const u_int8_t *)s;
+	const u_int8_t	*run;
 	size_t		 len, n;
 	char		 esc[8];
 
 	len = strlen(s);
 	kore_buf_append(buf, "\"", 1);
+	run = p;
 	while (len > 0) {
+		if (*p != '"' && *p != '\\' && *p >= 0x20 &&
+		    (n = shim_utf8_len(p, len)) != 0) {
+			/* plain text: appended in one piece below */
+			p += n;
+			len -= n;
+			continue;
+		}
+		if (p > run)
+			kore_buf_append(buf, run, (size_t)(p - run));
 		if (*p == '"' || *p == '\\') {
 			kore_buf_append(buf, "\\", 1);
 			kore_buf_append(buf, p, 1);
-			n = 1;
 		} else if (*p < 0x20) {
 			switch (*p) {
 			case '\n':
@@ -140,16 +150,16 @@ shim_json_string(struct kore_buf *buf, const char *s)
 				kore_buf_append(buf, esc, 6);
 				break;
 			}
-			n = 1;
-		} else if ((n = shim_utf8_len(p, len)) == 0) {
-			kore_buf_append(buf, "\xef\xbf\xbd", 3);
-			n = 1;
 		} else {
-			kore_buf_append(buf, p, n);
+			/* not UTF-8: one replacement character for the byte */
+			kore_buf_append(buf, "\xef\xbf\xbd", 3);
 		}
-		p += n;
-		len -= n;
+		p++;
+		len--;
+		run = p;
 	}
+	if (p > run)
+		kore_buf_append(buf, run, (size_t)(p - run));
 	kore_buf_append(buf, "\"", 1);
 }
 
@@ -205,7 +215,9 @@ shim_request_json(const struct shim_request_fields *f)
 	struct kore_buf	 buf;
 	char		*out;
 
-	kore_buf_init(&buf, 512);
+	/* one allocation for the usual request (Kore grows a buffer by the
+	   length appended, so small steps would copy it again and again) */
+	kore_buf_init(&buf, 4096);
 	kore_buf_append(&buf, "{", 1);
 	shim_request_member(&buf, "method", f->method);
 	shim_request_member(&buf, "path", f->path);

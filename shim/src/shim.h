@@ -68,6 +68,7 @@ struct shim_config {
 };
 
 extern struct shim_config	shim_config;
+extern int			shim_inflight;	/* dispatch.c */
 
 /* What one request carries from the start to its log line. */
 struct shim_request {
