@@ -24,9 +24,9 @@ SELECT mandant.audit_seal() > 0 AS sealed;
 
 -- The first incremental verification has no checkpoint: it walks the whole
 -- chain and records its head.
-SELECT ok, checked, first_bad_id, from_seq, to_seq, encode(chain, 'hex') AS head
+SELECT ok, checked, first_bad_id IS NULL AS none_bad, from_seq, to_seq, encode(chain, 'hex') AS head
 FROM mandant.audit_verify_since_checkpoint(:c) \gset
-SELECT :'ok' AS ok, :'checked' AS checked, :'first_bad_id' AS first_bad_id, :'from_seq' AS from_seq, :'to_seq' AS to_seq;
+SELECT :'ok' AS ok, :'checked' AS checked, :'none_bad' AS none_bad, :'from_seq' AS from_seq, :'to_seq' AS to_seq;
 -- chain: the head verified, to keep somewhere else
 RESET ROLE;
 SELECT :'head' = encode(s.chain, 'hex') AS chain_is_head FROM mandant.audit_seal s WHERE s.tenant_id = :c AND s.seq = 5;
@@ -46,8 +46,8 @@ SELECT seq, from_seq, verified_by, chain = (SELECT s.chain FROM mandant.audit_se
 											WHERE s.tenant_id = c.tenant_id AND s.seq = c.seq) AS chain_of_seal
 FROM mandant.audit_checkpoint c WHERE tenant_id = :c ORDER BY seq;
 -- Each checkpoint is also a platform event, in the platform's chain.
-SELECT e.tenant_id, e.category, e.action, e.entity_type, e.entity_id = :c AS of_c, e.changes - 'chain' AS changes,
-	   e.changes ->> 'chain' = encode(c.chain, 'hex') AS same_chain
+SELECT e.tenant_id, e.category, e.action, e.entity_type, e.entity_id = :c AS of_c, e.changes - 'chain' - 'eventId' AS changes,
+	   e.changes ->> 'chain' = encode(c.chain, 'hex') AS same_chain, (e.changes ->> 'eventId')::bigint = c.event_id AS same_event
 FROM mandant.audit_checkpoint c JOIN mandant.audit_event e ON e.id = c.record_id
 	AND e.tenant_id = '00000000-0000-0000-0000-000000000000'
 WHERE c.tenant_id = :c ORDER BY c.seq;
