@@ -73,6 +73,11 @@ RESET ROLE;
  * a transaction that is rolled back afterwards.  Checkpoint of c: seq 10.
  */
 SELECT min(id) AS first_c FROM mandant.audit_event WHERE tenant_id = :c \gset
+-- seal_event(seq): the event c's seal seq names (also its checkpoint's)
+CREATE FUNCTION pg_temp.seal_event(seq bigint) RETURNS bigint LANGUAGE sql AS $$
+	SELECT s.event_id FROM mandant.audit_seal s
+	WHERE s.tenant_id = 'c0000000-0000-4000-8000-00000000000c' AND s.seq = seal_event.seq
+$$;
 SELECT pg_temp.note(:c, 3) AS noted;
 SET ROLE regress_admin;
 SELECT mandant.audit_seal() AS sealed;
@@ -82,8 +87,8 @@ RESET ROLE;
 BEGIN;
 ALTER TABLE mandant.audit_event DISABLE TRIGGER append_only;
 UPDATE mandant.audit_event SET changes = '{"n": 99}'
-WHERE id = (SELECT event_id FROM mandant.audit_seal WHERE tenant_id = :c AND seq = 12);
-SELECT ok, checked, first_bad_id = (SELECT event_id FROM mandant.audit_seal WHERE tenant_id = :c AND seq = 12) AS bad_is_12,
+WHERE id = pg_temp.seal_event(12);
+SELECT ok, checked, first_bad_id = pg_temp.seal_event(12) AS bad_is_12,
 	   from_seq, to_seq
 FROM mandant.audit_verify_since_checkpoint(:c);
 SELECT max(seq) AS last_checkpoint FROM mandant.audit_checkpoint WHERE tenant_id = :c;
@@ -92,10 +97,10 @@ ROLLBACK;
 BEGIN;
 ALTER TABLE mandant.audit_event DISABLE TRIGGER append_only;
 UPDATE mandant.audit_event SET changes = '{"n": 99}'
-WHERE id = (SELECT event_id FROM mandant.audit_seal WHERE tenant_id = :c AND seq = 11);
+WHERE id = pg_temp.seal_event(11);
 UPDATE mandant.audit_event e SET hash = mandant.audit_event_hash(e)
-WHERE id = (SELECT event_id FROM mandant.audit_seal WHERE tenant_id = :c AND seq = 11);
-SELECT ok, checked, first_bad_id = (SELECT event_id FROM mandant.audit_seal WHERE tenant_id = :c AND seq = 11) AS bad_is_11
+WHERE id = pg_temp.seal_event(11);
+SELECT ok, checked, first_bad_id = pg_temp.seal_event(11) AS bad_is_11
 FROM mandant.audit_verify_since_checkpoint(:c);
 ROLLBACK;
 -- 3. an event before the checkpoint, re-hashed: the incremental
@@ -129,20 +134,20 @@ ALTER TABLE mandant.audit_seal DISABLE TRIGGER append_only;
 UPDATE mandant.audit_event SET changes = '{"n": 99}' WHERE id = :first_c + 2;
 UPDATE mandant.audit_event e SET hash = mandant.audit_event_hash(e) WHERE id = :first_c + 2;
 SELECT pg_temp.rechain(:c);
-SELECT ok, checked, first_bad_id = (SELECT event_id FROM mandant.audit_checkpoint WHERE tenant_id = :c AND seq = 10) AS bad_is_checkpoint,
+SELECT ok, checked, first_bad_id = pg_temp.seal_event(10) AS bad_is_checkpoint,
 	   from_seq, to_seq
 FROM mandant.audit_verify_since_checkpoint(:c);
-SELECT ok, first_bad_id = (SELECT event_id FROM mandant.audit_checkpoint WHERE tenant_id = :c AND seq = 5) AS bad_is_first_checkpoint
+SELECT ok, first_bad_id = pg_temp.seal_event(5) AS bad_is_first_checkpoint
 FROM mandant.audit_verify(:c);
 ROLLBACK;
 -- 5. the checkpoint's chain value changed: found before any seal is read
 BEGIN;
 ALTER TABLE mandant.audit_checkpoint DISABLE TRIGGER append_only;
 UPDATE mandant.audit_checkpoint SET chain = sha256('forged') WHERE tenant_id = :c AND seq = 10;
-SELECT ok, checked, first_bad_id = (SELECT event_id FROM mandant.audit_checkpoint WHERE tenant_id = :c AND seq = 10) AS bad_is_checkpoint,
+SELECT ok, checked, first_bad_id = pg_temp.seal_event(10) AS bad_is_checkpoint,
 	   from_seq, to_seq, chain
 FROM mandant.audit_verify_since_checkpoint(:c);
-SELECT ok, first_bad_id = (SELECT event_id FROM mandant.audit_checkpoint WHERE tenant_id = :c AND seq = 10) AS bad_is_checkpoint
+SELECT ok, first_bad_id = pg_temp.seal_event(10) AS bad_is_checkpoint
 FROM mandant.audit_verify(:c);
 ROLLBACK;
 -- 6. the checkpoint moved ahead over an altered event, copying a later
@@ -151,7 +156,7 @@ BEGIN;
 ALTER TABLE mandant.audit_event DISABLE TRIGGER append_only;
 ALTER TABLE mandant.audit_checkpoint DISABLE TRIGGER append_only;
 UPDATE mandant.audit_event SET changes = '{"n": 99}'
-WHERE id = (SELECT event_id FROM mandant.audit_seal WHERE tenant_id = :c AND seq = 12);
+WHERE id = pg_temp.seal_event(12);
 UPDATE mandant.audit_checkpoint c SET seq = s.seq, event_id = s.event_id, chain = s.chain
 FROM mandant.audit_seal s WHERE s.tenant_id = c.tenant_id AND s.seq = 13 AND c.tenant_id = :c AND c.seq = 10;
 SELECT ok, checked, from_seq, to_seq FROM mandant.audit_verify_since_checkpoint(:c);
