@@ -112,6 +112,7 @@ bench:
 	scripts/run.sh ensure
 	bench/tenancy.sh
 	bench/audit.sh
+	bench/audit_verify.sh
 	bench/fsm.sh
 	bench/outbox.sh
 	bench/config.sh

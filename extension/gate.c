@@ -139,8 +139,9 @@ static const GateOp gate_ops[] = {
 	{"totp_enroll", GATE_SIGNED_IN, "identity_totp_enroll", false, false},
 	{"totp_confirm", GATE_SIGNED_IN, "identity_totp_confirm", false, false},
 	{"totp_disable", GATE_SIGNED_IN, "identity_totp_disable", false, false},
-	/* reading a tenant's records (60_audit.sql, 87_quota.sql) */
+	/* reading (and checkpointing) a tenant's records (60_audit.sql, 87_quota.sql) */
 	{"audit_verify", GATE_TENANT_READER, "audit_verify_chain", false, false},
+	{"audit_verify_since_checkpoint", GATE_TENANT_READER, "audit_verify_from_checkpoint", false, false},
 	{"usage", GATE_TENANT_READER, "usage_of", false, false},
 	/* registering tables (40_tenancy, 60_audit, 70_state_machine, 80_outbox, 87_quota) */
 	{"register_tenant_table", GATE_TABLE_OWNER, "registry_tenant_table", false, false},

@@ -4,9 +4,9 @@
  *		mandant's append-only history tables: the guard that refuses every
  *		change, and the one deletion it lets through (a tenant's erasure).
  *
- * The audit trail (audit_event, audit_seal), the transition log, the
- * configuration history and the quota changes are records: nobody changes
- * them, not even their owner.  A statement-level trigger on each
+ * The audit trail (audit_event, audit_seal, audit_checkpoint), the
+ * transition log, the configuration history and the quota changes are
+ * records: nobody changes them, not even their owner.  A statement-level trigger on each
  * (mandant.audit_append_only, ENABLE ALWAYS so that session_replication_role
  * does not turn it off) refuses UPDATE, DELETE and TRUNCATE.  A tenant's
  * deletion must still remove the tenant's records (personal data must not
@@ -74,9 +74,9 @@ mandant_audit_append_only(PG_FUNCTION_ARGS)
 /*
  * mandant_erase_tenant_history (mandant.erase_tenant_history(tenant uuid)
  * returns jsonb) deletes a tenant's rows from mandant's append-only tables
- * (audit events and seals, the transition log, configuration history,
- * quota changes), which the append-only guard allows only here, and
- * returns how many per table.  Other tenants' chains do not include these
+ * (audit events, seals and checkpoints, the transition log, configuration
+ * history, quota changes), which the append-only guard allows only here,
+ * and returns how many per table.  Other tenants' chains do not include these
  * events, so they still verify.  Internal: for mandant.delete_tenant() (no
  * EXECUTE for PUBLIC).
  */
@@ -84,7 +84,8 @@ Datum
 mandant_erase_tenant_history(PG_FUNCTION_ARGS)
 {
 	static const char *const tables[] = {
-		"audit_seal", "audit_event", "state_transition_log", "config_history", "quota_change"
+		"audit_checkpoint", "audit_seal", "audit_event", "state_transition_log", "config_history",
+		"quota_change"
 	};
 	Oid			argtypes[1] = {UUIDOID};
 	Datum		args[1];

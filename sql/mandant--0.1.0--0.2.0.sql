@@ -91,6 +91,32 @@ CROSS JOIN LATERAL (SELECT (pg_catalog.string_to_array(pg_catalog.replace(pg_cat
 WHERE t.tgfoid = 'mandant.outbox_trigger()'::regprocedure AND t.tgname = 'mandant_outbox'
   AND t.tgparentid = 0 AND c.relpersistence <> 't' AND t.tgnargs >= 2 AND a.args[1] <> 'platform';
 
+/* ---- checkpoints of incremental audit verification ---- */
+
+CREATE TABLE mandant.audit_checkpoint (
+	tenant_id		uuid NOT NULL,
+	seq				bigint NOT NULL,
+	event_id		bigint NOT NULL,
+	chain			bytea NOT NULL,
+	from_seq		bigint NOT NULL,
+	record_id		bigint NOT NULL,
+	verified_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	verified_by		text NOT NULL,
+	PRIMARY KEY (tenant_id, seq)
+);
+
+COMMENT ON TABLE mandant.audit_checkpoint IS
+'Verified points of each tenant''s chain, written by mandant.audit_verify_since_checkpoint() when the seals from_seq+1 .. seq passed: the seal row (seq, event_id, chain) and record_id, the platform audit event (action audit.verified) that records the same values. Append-only.';
+
+ALTER TABLE mandant.audit_checkpoint ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON mandant.audit_checkpoint
+	FOR SELECT USING (tenant_id = mandant.current_tenant());
+GRANT SELECT ON mandant.audit_checkpoint TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('mandant.audit_checkpoint', '');
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON mandant.audit_checkpoint
+	FOR EACH STATEMENT EXECUTE FUNCTION mandant.audit_append_only();
+ALTER TABLE mandant.audit_checkpoint ENABLE ALWAYS TRIGGER append_only;
+
 /* ---- nobody but mandant references mandant.tenant ---- */
 
 REVOKE REFERENCES (id) ON mandant.tenant FROM PUBLIC;
@@ -1109,6 +1135,65 @@ $$;
 COMMENT ON FUNCTION mandant.audit_seal() IS
 'Chain the events of every transaction that has ended since the last run into mandant.audit_seal, per tenant; returns how many. Does not block writers. mandant_admin only; run it periodically.';
 
+CREATE OR REPLACE FUNCTION mandant.audit_walk_chain(chain_of uuid, after_seq bigint, after_chain bytea,
+										 OUT ok boolean, OUT checked bigint, OUT first_bad_id bigint,
+										 OUT last_seq bigint, OUT last_event_id bigint, OUT last_chain bytea)
+RETURNS record
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s	record;
+	e	mandant.audit_event;
+BEGIN
+	ok := true;
+	checked := 0;
+	last_seq := after_seq;
+	last_chain := after_chain;
+	FOR s IN
+		SELECT * FROM mandant.audit_seal a WHERE a.tenant_id = chain_of AND a.seq > after_seq ORDER BY a.seq
+	LOOP
+		checked := checked + 1;
+		SELECT * INTO e FROM mandant.audit_event a WHERE a.tenant_id = chain_of AND a.id = s.event_id;
+		IF NOT FOUND OR s.seq <> after_seq + checked
+			OR e.hash IS DISTINCT FROM mandant.audit_event_hash(e)
+			OR s.chain IS DISTINCT FROM sha256(last_chain || e.hash) THEN
+			ok := false;
+			first_bad_id := s.event_id;
+			RETURN;
+		END IF;
+		last_seq := s.seq;
+		last_event_id := s.event_id;
+		last_chain := s.chain;
+	END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.audit_walk_chain(uuid, bigint, bytea) IS
+'Internal: re-derive a tenant''s seals after a known seal from its chain value; the first that fails, or the last that passed.';
+
+CREATE OR REPLACE FUNCTION mandant.audit_bad_checkpoint(chain_of uuid, latest_only boolean)
+RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT c.event_id
+	FROM (SELECT * FROM mandant.audit_checkpoint x WHERE x.tenant_id = chain_of
+		  ORDER BY x.seq DESC LIMIT CASE WHEN latest_only THEN 1 END) c
+	LEFT JOIN mandant.audit_seal s ON s.tenant_id = c.tenant_id AND s.seq = c.seq
+	LEFT JOIN mandant.audit_event r ON r.tenant_id = '00000000-0000-0000-0000-000000000000' AND r.id = c.record_id
+	WHERE s.event_id IS DISTINCT FROM c.event_id OR s.chain IS DISTINCT FROM c.chain
+	   OR r.hash IS DISTINCT FROM mandant.audit_event_hash(r)
+	   OR r.action IS DISTINCT FROM 'audit.verified' OR r.entity_id IS DISTINCT FROM chain_of::text
+	   OR r.changes IS DISTINCT FROM jsonb_build_object('seq', c.seq, 'eventId', c.event_id,
+														'chain', encode(c.chain, 'hex'), 'fromSeq', c.from_seq)
+	ORDER BY c.seq
+	LIMIT 1
+$$;
+
+COMMENT ON FUNCTION mandant.audit_bad_checkpoint(uuid, boolean) IS
+'Internal: the event id of the first checkpoint of a tenant that its seal row or its platform record contradicts, or NULL.';
+
 CREATE OR REPLACE FUNCTION mandant.audit_verify_chain(tenant uuid, args jsonb, caller text)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
@@ -1117,23 +1202,16 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	chain_of	constant uuid := COALESCE(tenant, '00000000-0000-0000-0000-000000000000');
-	s			record;
+	w			record;
 	e			mandant.audit_event;
-	chain		bytea := ''::bytea;
-	n			bigint := 0;
+	n			bigint;
+	bad			bigint;
 BEGIN
-	FOR s IN
-		SELECT * FROM mandant.audit_seal a WHERE a.tenant_id = chain_of ORDER BY a.seq
-	LOOP
-		n := n + 1;
-		SELECT * INTO e FROM mandant.audit_event a WHERE a.tenant_id = chain_of AND a.id = s.event_id;
-		IF NOT FOUND OR s.seq <> n
-			OR e.hash IS DISTINCT FROM mandant.audit_event_hash(e)
-			OR s.chain IS DISTINCT FROM sha256(chain || e.hash) THEN
-			RETURN jsonb_build_object('ok', false, 'checked', n, 'firstBadId', s.event_id);
-		END IF;
-		chain := s.chain;
-	END LOOP;
+	SELECT * INTO w FROM mandant.audit_walk_chain(chain_of, 0, ''::bytea);
+	n := w.checked;
+	IF NOT w.ok THEN
+		RETURN jsonb_build_object('ok', false, 'checked', n, 'firstBadId', w.first_bad_id);
+	END IF;
 
 	FOR e IN
 		SELECT * FROM mandant.audit_event a
@@ -1147,7 +1225,8 @@ BEGIN
 		END IF;
 	END LOOP;
 
-	RETURN jsonb_build_object('ok', true, 'checked', n, 'firstBadId', NULL);
+	bad := mandant.audit_bad_checkpoint(chain_of, false);
+	RETURN jsonb_build_object('ok', bad IS NULL, 'checked', n, 'firstBadId', bad);
 END
 $$;
 
@@ -1161,7 +1240,67 @@ AS $$
 $$;
 
 COMMENT ON FUNCTION mandant.audit_verify(uuid) IS
-'Recompute the hashes and the chain of a tenant''s audit events (NULL: the platform''s): (ok, checked, first_bad_id). The current tenant, or any tenant for mandant_admin.';
+'Recompute the hashes and the chain of a tenant''s audit events (NULL: the platform''s), and check every checkpoint against them: (ok, checked, first_bad_id). The current tenant, or any tenant for mandant_admin.';
+
+CREATE OR REPLACE FUNCTION mandant.audit_verify_from_checkpoint(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	chain_of	constant uuid := COALESCE(tenant, '00000000-0000-0000-0000-000000000000');
+	c			mandant.audit_checkpoint;
+	w			record;
+	bad			bigint;
+	payload		jsonb;
+	record_id	bigint;
+BEGIN
+	IF tenant IS NOT NULL THEN
+		PERFORM FROM mandant.tenant t WHERE t.id = tenant FOR KEY SHARE;
+	END IF;
+	SELECT * INTO c FROM mandant.audit_checkpoint x WHERE x.tenant_id = chain_of ORDER BY x.seq DESC LIMIT 1;
+	IF NOT FOUND THEN
+		c.seq := 0;
+		c.chain := ''::bytea;
+	ELSE
+		bad := mandant.audit_bad_checkpoint(chain_of, true);
+		IF bad IS NOT NULL THEN
+			RETURN jsonb_build_object('ok', false, 'checked', 0, 'firstBadId', bad,
+									  'fromSeq', c.seq, 'toSeq', NULL, 'chain', NULL);
+		END IF;
+	END IF;
+
+	SELECT * INTO w FROM mandant.audit_walk_chain(chain_of, c.seq, c.chain);
+	IF w.ok AND w.last_seq > c.seq THEN
+		payload := jsonb_build_object('seq', w.last_seq, 'eventId', w.last_event_id,
+									  'chain', encode(w.last_chain, 'hex'), 'fromSeq', c.seq);
+		record_id := mandant.audit_log_for(NULL, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
+										   'platform', 'audit.verified', 'audit_checkpoint', chain_of::text, payload);
+		INSERT INTO mandant.audit_checkpoint (tenant_id, seq, event_id, chain, from_seq, record_id, verified_by)
+		VALUES (chain_of, w.last_seq, w.last_event_id, w.last_chain, c.seq, record_id, caller)
+		ON CONFLICT (tenant_id, seq) DO NOTHING;
+	END IF;
+	RETURN jsonb_build_object('ok', w.ok, 'checked', w.checked, 'firstBadId', w.first_bad_id,
+							  'fromSeq', c.seq, 'toSeq', w.last_seq, 'chain', encode(w.last_chain, 'hex'));
+END
+$$;
+
+COMMENT ON FUNCTION mandant.audit_verify_from_checkpoint(uuid, jsonb, text) IS
+'Internal: a privileged operation, run by mandant.gate_call() after it checked the caller.';
+
+CREATE OR REPLACE FUNCTION mandant.audit_verify_since_checkpoint(tenant uuid DEFAULT mandant.current_tenant())
+RETURNS TABLE (ok boolean, checked bigint, first_bad_id bigint, from_seq bigint, to_seq bigint, chain bytea)
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT (r ->> 'ok')::boolean, (r ->> 'checked')::bigint, (r ->> 'firstBadId')::bigint,
+		   (r ->> 'fromSeq')::bigint, (r ->> 'toSeq')::bigint, decode(r ->> 'chain', 'hex')
+	FROM mandant.gate_call('audit_verify_since_checkpoint', tenant, '{}') AS r
+$$;
+
+COMMENT ON FUNCTION mandant.audit_verify_since_checkpoint(uuid) IS
+'Verify a tenant''s audit chain (NULL: the platform''s) from its last checkpoint: re-check the checkpoint, then the seals after it (from_seq+1 .. to_seq; checked of them); when they pass, record to_seq as the next checkpoint (and as a platform event audit.verified). chain is the verified head, to keep elsewhere. Events not sealed yet wait for the next seal run; mandant.audit_verify() checks everything. The current tenant, or any tenant for mandant_admin.';
 
 CREATE OR REPLACE FUNCTION mandant.op_audit_events(tenant uuid, since timestamptz DEFAULT '-infinity',
 										entity_type text DEFAULT NULL, entity_id text DEFAULT NULL,
@@ -4398,6 +4537,8 @@ REVOKE ALL ON FUNCTION mandant.audit_append_only() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.attach_trigger(regclass, text, text), mandant.detach_trigger(regclass, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.op_audit_seal() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION mandant.op_audit_seal() TO mandant_admin;
+REVOKE ALL ON FUNCTION mandant.audit_walk_chain(uuid, bigint, bytea), mandant.audit_bad_checkpoint(uuid, boolean),
+	mandant.audit_verify_from_checkpoint(uuid, jsonb, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.op_audit_events(uuid, timestamptz, text, text, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION mandant.op_audit_events(uuid, timestamptz, text, text, integer) TO mandant_admin;
 REVOKE ALL ON FUNCTION mandant.audit_log_for(uuid, uuid, text, text, text, text, text, jsonb) FROM PUBLIC;

@@ -20,6 +20,11 @@
  * Tamper evidence: mandant.audit_seal() chains each tenant's events into
  * mandant.audit_seal, chain_n = sha256(chain_(n-1) || hash_n), in the order
  * it seals them; mandant.audit_verify() recomputes event hashes and chain.
+ * mandant.audit_verify_since_checkpoint() continues from the last
+ * checkpoint (mandant.audit_checkpoint): it re-checks that checkpoint
+ * against its seal row and against the platform event that recorded it,
+ * re-derives the seals after it from its chain value, and records a new
+ * checkpoint when they pass.
  * ------------------------------------------------------------------------- */
 
 GRANT SET ON PARAMETER mandant.audit_max_value_bytes TO mandant_admin;
@@ -84,11 +89,32 @@ CREATE TABLE mandant.audit_seal_run (
 COMMENT ON TABLE mandant.audit_seal_run IS
 'One row per mandant.audit_seal() run: events sealed, and the horizon (snapshot xmin) below which every transaction had ended.';
 
+CREATE TABLE mandant.audit_checkpoint (
+	tenant_id		uuid NOT NULL,
+	seq				bigint NOT NULL,
+	event_id		bigint NOT NULL,
+	chain			bytea NOT NULL,
+	from_seq		bigint NOT NULL,
+	record_id		bigint NOT NULL,
+	verified_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	verified_by		text NOT NULL,
+	PRIMARY KEY (tenant_id, seq)
+);
+
+COMMENT ON TABLE mandant.audit_checkpoint IS
+'Verified points of each tenant''s chain, written by mandant.audit_verify_since_checkpoint() when the seals from_seq+1 .. seq passed: the seal row (seq, event_id, chain) and record_id, the platform audit event (action audit.verified) that records the same values. Append-only.';
+
+ALTER TABLE mandant.audit_checkpoint ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON mandant.audit_checkpoint
+	FOR SELECT USING (tenant_id = mandant.current_tenant());
+GRANT SELECT ON mandant.audit_checkpoint TO PUBLIC;
+
 SELECT pg_catalog.pg_extension_config_dump('mandant.audit_event', '');
 SELECT pg_catalog.pg_extension_config_dump('mandant.audit_event_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('mandant.audit_seal', '');
 SELECT pg_catalog.pg_extension_config_dump('mandant.audit_seal_run', '');
 SELECT pg_catalog.pg_extension_config_dump('mandant.audit_seal_run_run_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('mandant.audit_checkpoint', '');
 
 CREATE FUNCTION mandant.audit_append_only()
 RETURNS trigger
@@ -104,10 +130,13 @@ CREATE TRIGGER append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON mandant.audit_
 	FOR EACH STATEMENT EXECUTE FUNCTION mandant.audit_append_only();
 CREATE TRIGGER append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON mandant.audit_seal_run
 	FOR EACH STATEMENT EXECUTE FUNCTION mandant.audit_append_only();
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON mandant.audit_checkpoint
+	FOR EACH STATEMENT EXECUTE FUNCTION mandant.audit_append_only();
 /* ALWAYS: session_replication_role = replica must not switch them off. */
 ALTER TABLE mandant.audit_event ENABLE ALWAYS TRIGGER append_only;
 ALTER TABLE mandant.audit_seal ENABLE ALWAYS TRIGGER append_only;
 ALTER TABLE mandant.audit_seal_run ENABLE ALWAYS TRIGGER append_only;
+ALTER TABLE mandant.audit_checkpoint ENABLE ALWAYS TRIGGER append_only;
 
 CREATE FUNCTION mandant.audit_trigger()
 RETURNS trigger
@@ -430,10 +459,87 @@ REVOKE ALL ON FUNCTION mandant.op_audit_seal() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION mandant.op_audit_seal() TO mandant_admin;
 
 /*
+ * audit_walk_chain re-derives a tenant's seals after after_seq from
+ * after_chain, the chain value of seal after_seq (0 and '' for the whole
+ * chain): each seal must follow the one before it, name an event of the
+ * tenant whose hash is what its fields give, and hold sha256(previous chain
+ * || that hash).  It stops at the first seal that fails (first_bad_id: its
+ * event) and returns the last seal that passed.  Internal: for the
+ * verifications below, which run as the extension's owner.
+ */
+CREATE FUNCTION mandant.audit_walk_chain(chain_of uuid, after_seq bigint, after_chain bytea,
+										 OUT ok boolean, OUT checked bigint, OUT first_bad_id bigint,
+										 OUT last_seq bigint, OUT last_event_id bigint, OUT last_chain bytea)
+RETURNS record
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s	record;
+	e	mandant.audit_event;
+BEGIN
+	ok := true;
+	checked := 0;
+	last_seq := after_seq;
+	last_chain := after_chain;
+	FOR s IN
+		SELECT * FROM mandant.audit_seal a WHERE a.tenant_id = chain_of AND a.seq > after_seq ORDER BY a.seq
+	LOOP
+		checked := checked + 1;
+		SELECT * INTO e FROM mandant.audit_event a WHERE a.tenant_id = chain_of AND a.id = s.event_id;
+		IF NOT FOUND OR s.seq <> after_seq + checked
+			OR e.hash IS DISTINCT FROM mandant.audit_event_hash(e)
+			OR s.chain IS DISTINCT FROM sha256(last_chain || e.hash) THEN
+			ok := false;
+			first_bad_id := s.event_id;
+			RETURN;
+		END IF;
+		last_seq := s.seq;
+		last_event_id := s.event_id;
+		last_chain := s.chain;
+	END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.audit_walk_chain(uuid, bigint, bytea) IS
+'Internal: re-derive a tenant''s seals after a known seal from its chain value; the first that fails, or the last that passed.';
+
+/*
+ * audit_bad_checkpoint returns the event id of the first checkpoint of a
+ * tenant (the latest only, when latest_only) that its seal row or the
+ * platform event recording it contradicts: the seal at its seq must name
+ * its event and hold its chain, and the record must be an intact
+ * audit.verified event of that tenant with the same seq, event and chain.
+ * NULL when they all agree.
+ */
+CREATE FUNCTION mandant.audit_bad_checkpoint(chain_of uuid, latest_only boolean)
+RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT c.event_id
+	FROM (SELECT * FROM mandant.audit_checkpoint x WHERE x.tenant_id = chain_of
+		  ORDER BY x.seq DESC LIMIT CASE WHEN latest_only THEN 1 END) c
+	LEFT JOIN mandant.audit_seal s ON s.tenant_id = c.tenant_id AND s.seq = c.seq
+	LEFT JOIN mandant.audit_event r ON r.tenant_id = '00000000-0000-0000-0000-000000000000' AND r.id = c.record_id
+	WHERE s.event_id IS DISTINCT FROM c.event_id OR s.chain IS DISTINCT FROM c.chain
+	   OR r.hash IS DISTINCT FROM mandant.audit_event_hash(r)
+	   OR r.action IS DISTINCT FROM 'audit.verified' OR r.entity_id IS DISTINCT FROM chain_of::text
+	   OR r.changes IS DISTINCT FROM jsonb_build_object('seq', c.seq, 'eventId', c.event_id,
+														'chain', encode(c.chain, 'hex'), 'fromSeq', c.from_seq)
+	ORDER BY c.seq
+	LIMIT 1
+$$;
+
+COMMENT ON FUNCTION mandant.audit_bad_checkpoint(uuid, boolean) IS
+'Internal: the event id of the first checkpoint of a tenant that its seal row or its platform record contradicts, or NULL.';
+
+/*
  * audit_verify_chain walks a tenant's chain in seal order, recomputing each
  * event's hash and each chain link, then checks the hashes of the events
- * not sealed yet.  The first event that fails is reported.  Run by the gate
- * for sessions of the tenant and for mandant_admin (audit_verify).
+ * not sealed yet and that every checkpoint agrees with the chain.  The
+ * first event that fails is reported.  Run by the gate for sessions of the
+ * tenant and for mandant_admin (audit_verify).
  */
 CREATE FUNCTION mandant.audit_verify_chain(tenant uuid, args jsonb, caller text)
 RETURNS jsonb
@@ -443,23 +549,16 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	chain_of	constant uuid := COALESCE(tenant, '00000000-0000-0000-0000-000000000000');
-	s			record;
+	w			record;
 	e			mandant.audit_event;
-	chain		bytea := ''::bytea;
-	n			bigint := 0;
+	n			bigint;
+	bad			bigint;
 BEGIN
-	FOR s IN
-		SELECT * FROM mandant.audit_seal a WHERE a.tenant_id = chain_of ORDER BY a.seq
-	LOOP
-		n := n + 1;
-		SELECT * INTO e FROM mandant.audit_event a WHERE a.tenant_id = chain_of AND a.id = s.event_id;
-		IF NOT FOUND OR s.seq <> n
-			OR e.hash IS DISTINCT FROM mandant.audit_event_hash(e)
-			OR s.chain IS DISTINCT FROM sha256(chain || e.hash) THEN
-			RETURN jsonb_build_object('ok', false, 'checked', n, 'firstBadId', s.event_id);
-		END IF;
-		chain := s.chain;
-	END LOOP;
+	SELECT * INTO w FROM mandant.audit_walk_chain(chain_of, 0, ''::bytea);
+	n := w.checked;
+	IF NOT w.ok THEN
+		RETURN jsonb_build_object('ok', false, 'checked', n, 'firstBadId', w.first_bad_id);
+	END IF;
 
 	FOR e IN
 		SELECT * FROM mandant.audit_event a
@@ -473,7 +572,8 @@ BEGIN
 		END IF;
 	END LOOP;
 
-	RETURN jsonb_build_object('ok', true, 'checked', n, 'firstBadId', NULL);
+	bad := mandant.audit_bad_checkpoint(chain_of, false);
+	RETURN jsonb_build_object('ok', bad IS NULL, 'checked', n, 'firstBadId', bad);
 END
 $$;
 
@@ -487,7 +587,83 @@ AS $$
 $$;
 
 COMMENT ON FUNCTION mandant.audit_verify(uuid) IS
-'Recompute the hashes and the chain of a tenant''s audit events (NULL: the platform''s): (ok, checked, first_bad_id). The current tenant, or any tenant for mandant_admin.';
+'Recompute the hashes and the chain of a tenant''s audit events (NULL: the platform''s), and check every checkpoint against them: (ok, checked, first_bad_id). The current tenant, or any tenant for mandant_admin.';
+
+/*
+ * audit_verify_from_checkpoint continues a tenant's verification from its
+ * latest checkpoint: it re-checks that checkpoint (audit_bad_checkpoint),
+ * re-derives the seals after it from its chain value, and, when they pass
+ * and there were any, records the new head as a platform event
+ * (audit.verified) and as the next checkpoint.  Events not sealed yet are
+ * left for the verification after the next seal run.  Two verifications
+ * that reach the same seal record one checkpoint (the other's platform
+ * event stays: it did verify).  The tenant's row is locked FOR KEY SHARE,
+ * so a deletion in progress (which locks it FOR UPDATE and erases the
+ * checkpoints) is waited for and no checkpoint outlives its tenant.  Run
+ * by the gate for sessions of the tenant and for mandant_admin.
+ */
+CREATE FUNCTION mandant.audit_verify_from_checkpoint(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	chain_of	constant uuid := COALESCE(tenant, '00000000-0000-0000-0000-000000000000');
+	c			mandant.audit_checkpoint;
+	w			record;
+	bad			bigint;
+	payload		jsonb;
+	record_id	bigint;
+BEGIN
+	IF tenant IS NOT NULL THEN
+		PERFORM FROM mandant.tenant t WHERE t.id = tenant FOR KEY SHARE;
+	END IF;
+	SELECT * INTO c FROM mandant.audit_checkpoint x WHERE x.tenant_id = chain_of ORDER BY x.seq DESC LIMIT 1;
+	IF NOT FOUND THEN
+		c.seq := 0;
+		c.chain := ''::bytea;
+	ELSE
+		bad := mandant.audit_bad_checkpoint(chain_of, true);
+		IF bad IS NOT NULL THEN
+			RETURN jsonb_build_object('ok', false, 'checked', 0, 'firstBadId', bad,
+									  'fromSeq', c.seq, 'toSeq', NULL, 'chain', NULL);
+		END IF;
+	END IF;
+
+	SELECT * INTO w FROM mandant.audit_walk_chain(chain_of, c.seq, c.chain);
+	IF w.ok AND w.last_seq > c.seq THEN
+		payload := jsonb_build_object('seq', w.last_seq, 'eventId', w.last_event_id,
+									  'chain', encode(w.last_chain, 'hex'), 'fromSeq', c.seq);
+		record_id := mandant.audit_log_for(NULL, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
+										   'platform', 'audit.verified', 'audit_checkpoint', chain_of::text, payload);
+		INSERT INTO mandant.audit_checkpoint (tenant_id, seq, event_id, chain, from_seq, record_id, verified_by)
+		VALUES (chain_of, w.last_seq, w.last_event_id, w.last_chain, c.seq, record_id, caller)
+		ON CONFLICT (tenant_id, seq) DO NOTHING;
+	END IF;
+	RETURN jsonb_build_object('ok', w.ok, 'checked', w.checked, 'firstBadId', w.first_bad_id,
+							  'fromSeq', c.seq, 'toSeq', w.last_seq, 'chain', encode(w.last_chain, 'hex'));
+END
+$$;
+
+COMMENT ON FUNCTION mandant.audit_verify_from_checkpoint(uuid, jsonb, text) IS
+'Internal: a privileged operation, run by mandant.gate_call() after it checked the caller.';
+
+CREATE FUNCTION mandant.audit_verify_since_checkpoint(tenant uuid DEFAULT mandant.current_tenant())
+RETURNS TABLE (ok boolean, checked bigint, first_bad_id bigint, from_seq bigint, to_seq bigint, chain bytea)
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT (r ->> 'ok')::boolean, (r ->> 'checked')::bigint, (r ->> 'firstBadId')::bigint,
+		   (r ->> 'fromSeq')::bigint, (r ->> 'toSeq')::bigint, decode(r ->> 'chain', 'hex')
+	FROM mandant.gate_call('audit_verify_since_checkpoint', tenant, '{}') AS r
+$$;
+
+COMMENT ON FUNCTION mandant.audit_verify_since_checkpoint(uuid) IS
+'Verify a tenant''s audit chain (NULL: the platform''s) from its last checkpoint: re-check the checkpoint, then the seals after it (from_seq+1 .. to_seq; checked of them); when they pass, record to_seq as the next checkpoint (and as a platform event audit.verified). chain is the verified head, to keep elsewhere. Events not sealed yet wait for the next seal run; mandant.audit_verify() checks everything. The current tenant, or any tenant for mandant_admin.';
+
+REVOKE ALL ON FUNCTION mandant.audit_walk_chain(uuid, bigint, bytea), mandant.audit_bad_checkpoint(uuid, boolean),
+	mandant.audit_verify_from_checkpoint(uuid, jsonb, text) FROM PUBLIC;
 
 /*
  * audit_events is how platform administrators read across tenants: a

@@ -9,7 +9,7 @@ CREATE SCHEMA tap;
 CREATE TABLE tap.doc (id int NOT NULL, body text);
 SELECT mandant.enable_tenancy('tap.doc', add_column => true);
 
-SELECT plan(191);
+SELECT plan(195);
 
 -- Schema, roles
 SELECT has_schema('mandant');
@@ -106,6 +106,9 @@ SELECT has_function('mandant', 'disable_audit', ARRAY['regclass']);
 SELECT has_function('mandant', 'audit_log', ARRAY['text', 'text', 'text', 'text', 'jsonb']);
 SELECT has_function('mandant', 'audit_seal', '{}'::name[]);
 SELECT has_function('mandant', 'audit_verify', ARRAY['uuid']);
+SELECT has_table('mandant', 'audit_checkpoint', 'table mandant.audit_checkpoint exists');
+SELECT has_function('mandant', 'audit_verify_since_checkpoint', ARRAY['uuid']);
+SELECT table_privs_are('mandant', 'audit_checkpoint', 'mandant_admin', ARRAY['SELECT']);
 SELECT function_lang_is('mandant', 'audit_trigger', '{}'::name[], 'c');
 SELECT function_lang_is('mandant', 'audit_log', ARRAY['text', 'text', 'text', 'text', 'jsonb'], 'c');
 SELECT function_privs_are('mandant', 'op_audit_seal', '{}'::name[], 'mandant_admin', ARRAY['EXECUTE']);
