@@ -13,14 +13,14 @@
 # patched, configured and compiled with `nice -n 19` in a cache directory
 # outside the repository, named after the Citus version, the PostgreSQL
 # major and a hash of tarball and patch, so that every clone on the machine
-# and every later run reuses it:
+# and every later run reuses it (a tree without its .built mark, from a
+# build that failed or was interrupted, is built again):
 #
 #   $MANDANT_CITUS_CACHE/citus-13.2.2-pg15-<hash>/   (the build tree)
 #
 # MANDANT_CITUS_CACHE defaults to /var/cache/mandant as root and to
-# ~/.cache/mandant otherwise.  A build is done in a directory of its own
-# and renamed into place when it succeeded; concurrent runs wait for each
-# other on a lock file beside it.  Its log is build.log in the build tree.
+# ~/.cache/mandant otherwise.  Concurrent runs wait for each other on a
+# lock file beside the tree.  The build's log is build.log in the tree.
 #
 # The test files are TAP shell scripts (test/citus/lib.sh has their
 # helpers).  A file with a line "# pending: ..." describes behaviour that
@@ -75,26 +75,26 @@ fi
 build=$cache_root/citus-$citus_version-pg$pg_major-$hash
 mkdir -p "$cache_root"
 
-# build_citus: unpack, patch, configure and compile into $build.tmp, then
-# rename it to $build.  Runs with the cache's lock held.
+# build_citus: unpack, patch, configure and compile in $build, which is
+# complete when it holds .built (configure writes absolute paths into the
+# tree, so it is built where it stays).  Runs with the cache's lock held.
 build_citus() {
 	if [ -f "$build/.built" ]; then
 		echo "citus: reusing the build in $build"
 		return 0
 	fi
-	echo "citus: building $citus_version for PostgreSQL $pg_major in $build (log: $build.tmp/build.log while it runs)"
-	tmp=$build.tmp
-	rm -rf "$tmp"
-	mkdir -p "$tmp"
-	log=$tmp/build.log
+	echo "citus: building $citus_version for PostgreSQL $pg_major in $build (log: $build/build.log)"
+	rm -rf "$build"
+	mkdir -p "$build"
+	log=$build/build.log
 	t0=$(date +%s)
-	tar -xzf "$tarball" -C "$tmp" --strip-components=1
+	tar -xzf "$tarball" -C "$build" --strip-components=1
 	for p in $patches; do
-		patch -s -p1 -d "$tmp" <"$p"
+		patch -s -p1 -d "$build" <"$p"
 	done
 	echo "citus: unpack and patch: $(since "$t0") s"
 	t0=$(date +%s)
-	if ! (cd "$tmp" && nice -n 19 ./configure PG_CONFIG="$(command -v pg_config)") >"$log" 2>&1; then
+	if ! (cd "$build" && nice -n 19 ./configure PG_CONFIG="$(command -v pg_config)") >"$log" 2>&1; then
 		tail -30 "$log" >&2
 		echo "citus: configure failed (log: $log)" >&2
 		return 1
@@ -102,15 +102,13 @@ build_citus() {
 	echo "citus: configure: $(since "$t0") s"
 	t0=$(date +%s)
 	jobs=$(nproc 2>/dev/null || echo 2)
-	if ! (cd "$tmp" && nice -n 19 make -j"$jobs" -s) >>"$log" 2>&1; then
+	if ! (cd "$build" && nice -n 19 make -j"$jobs" -s) >>"$log" 2>&1; then
 		tail -30 "$log" >&2
 		echo "citus: make failed (log: $log)" >&2
 		return 1
 	fi
 	echo "citus: make -j$jobs: $(since "$t0") s"
-	touch "$tmp/.built"
-	rm -rf "$build"
-	mv "$tmp" "$build"
+	touch "$build/.built"
 }
 
 (
@@ -131,7 +129,8 @@ if cmp -s "$citus_so" "$(pg_config --pkglibdir)/citus.so" &&
 	echo "citus: installed already"
 else
 	echo "citus: installing"
-	as_root make -C "$build" -s install >/dev/null
+	as_root make -C "$build" -s install >"$build/install.log" 2>&1 ||
+		{ tail -30 "$build/install.log" >&2; exit 1; }
 fi
 make -s clean >/dev/null
 make -s MANDANT_CFLAGS="-Werror -DUSE_ASSERT_CHECKING"
