@@ -114,6 +114,15 @@ value() {
 	last_row
 }
 
+# count NODE ROLE <<SQL: the last row of the session, or "error".
+count() {
+	if run "$1" "$2"; then
+		last_row
+	else
+		echo error
+	fi
+}
+
 # done_testing: the plan line, and the exit status (1 if a check failed).
 done_testing() {
 	echo "1..$tap_n"
