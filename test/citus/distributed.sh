@@ -115,7 +115,12 @@ by_hand() {
 }
 by_hand app.notes
 by_hand app.tasks
-notes=$(where app.notes)
+# Where app.notes lives, appended to the reads below: Citus plans no
+# subquery of the catalog beside a distributed table, so it is read once.
+notes="'$(value coordinator postgres <<-EOF
+	SELECT $(where app.notes);
+EOF
+)'"
 
 is "a superuser writes the first rows (acme 3, globex 2)" "5" coordinator postgres <<-EOF
 	INSERT INTO app.notes (tenant_id, body)
@@ -161,7 +166,7 @@ for who in backend user; do
 	is "$who: router read sees the tenant's rows" "3 distributed" coordinator citus_app <<-EOF
 		BEGIN;
 		$enter
-		SELECT count(*) || ' ' || $(where app.notes) FROM app.notes WHERE tenant_id = '$acme';
+		SELECT count(*) || ' ' || $notes FROM app.notes WHERE tenant_id = '$acme';
 		COMMIT;
 	EOF
 	is "$who: multi-shard read sees the tenant's rows only" "3 0 distributed" coordinator citus_app <<-EOF
@@ -352,9 +357,11 @@ is "audit: one event per change, named by the logical table, with actor and requ
 	FROM mandant.audit_event WHERE request_id = 'citus-audit';
 	COMMIT;
 EOF
-is "audit: the tenant's chain verifies after audit_seal" "true true" coordinator citus_admin <<-EOF
+is "audit: the tenant's chain of app.tasks events verifies after audit_seal" "true true" \
+	coordinator citus_admin <<-EOF
 	SELECT mandant.audit_seal();
-	SELECT ok || ' ' || (checked > 0) FROM mandant.audit_verify('$acme');
+	SELECT ok || ' ' || EXISTS (SELECT FROM mandant.audit_events('$acme', entity_type => 'app.tasks'))
+	FROM mandant.audit_verify('$acme');
 EOF
 is "outbox: one event per change, with the request id" "1 app.task.created" coordinator citus_app <<-EOF
 	BEGIN;
@@ -368,16 +375,18 @@ used=$(count coordinator postgres <<-EOF
 	SELECT count(*) FROM app.tasks WHERE tenant_id = '$acme';
 EOF
 )
-is "quota: usage counts the tenant's rows of the distributed table" "records $used 5" coordinator citus_app <<-EOF
+is "quota: usage counts the tenant's rows of the distributed table" "records $used 5 true" \
+	coordinator citus_app <<-EOF
 	BEGIN;
 	SELECT mandant.set_tenant('$acme');
-	SELECT resource || ' ' || used || ' ' || "limit" FROM mandant.usage() WHERE resource = 'records';
+	SELECT resource || ' ' || used || ' ' || "limit" || ' ' || ('$used' NOT IN ('0', 'error'))
+	FROM mandant.usage() WHERE resource = 'records';
 	COMMIT;
 EOF
 fails "quota: an insert past the plan's 5 records is refused" MD030 coordinator citus_app <<-EOF
 	BEGIN;
 	SELECT mandant.set_tenant('$acme');
-	INSERT INTO app.tasks (title) SELECT 'q' || g FROM generate_series(1, 5) g;
+	INSERT INTO app.tasks (title) VALUES ('q1'), ('q2'), ('q3'), ('q4'), ('q5');
 EOF
 is "state machine: a declared transition on a distributed table" "doing" coordinator citus_app <<-EOF
 	BEGIN;
@@ -405,8 +414,9 @@ run coordinator citus_app <<-EOF || true
 	SELECT mandant.config_set('citus', 'colour', '"blue"', 'test');
 	COMMIT;
 EOF
-# rows_of TENANT: rows with that tenant_id in every table of the node
-# (shards included) but the tombstones.
+# rows_of TENANT: rows with that tenant_id stored on the node: in every
+# table but the tombstones and Citus's logical tables (whose shards are
+# counted where they are).
 rows_of() {
 	cat <<-EOF
 		SELECT string_agg(format('SELECT count(*) AS c FROM %s WHERE %I = %L',
@@ -415,7 +425,8 @@ rows_of() {
 		JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE c.relkind = 'r' AND a.attname = 'tenant_id' AND NOT a.attisdropped
 		  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-		  AND c.oid <> 'mandant.tenant_tombstone'::regclass \gset
+		  AND c.oid <> 'mandant.tenant_tombstone'::regclass
+		  AND c.oid NOT IN (SELECT logicalrelid FROM pg_dist_partition) \gset
 		SELECT sum(c) FROM (:q) s;
 	EOF
 }
