@@ -203,6 +203,7 @@ for n in $nodes; do
 	psql -X -q -v ON_ERROR_STOP=1 -h "$sock" -p "$p" -U postgres -d postgres \
 		-c "CREATE DATABASE $db" >/dev/null
 	psql -X -q -v ON_ERROR_STOP=1 -h "$sock" -p "$p" -U postgres -d "$db" \
+		-c "SET client_min_messages = warning" \
 		-c "CREATE EXTENSION citus" -c "CREATE EXTENSION mandant CASCADE" >/dev/null
 done
 psql -X -q -v ON_ERROR_STOP=1 -h "$sock" -p "$port_coordinator" -U postgres -d "$db" \
