@@ -123,9 +123,9 @@ echo "== citus build: $(since "$started") s"
 # copy is this build already, then build and install mandant with the flags
 # of make test.
 t0=$(date +%s)
-citus_so=$build/src/backend/distributed/citus.so
-if cmp -s "$citus_so" "$(pg_config --pkglibdir)/citus.so" &&
-	[ -f "$(pg_config --sharedir)/extension/citus--$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$build/src/backend/distributed/citus.control").sql" ]; then
+distributed=$build/src/backend/distributed
+if cmp -s "$distributed/citus.so" "$(pg_config --pkglibdir)/citus.so" &&
+	cmp -s "$distributed/citus.control" "$(pg_config --sharedir)/extension/citus.control"; then
 	echo "citus: installed already"
 else
 	echo "citus: installing"
