@@ -2,6 +2,7 @@
 #
 #   make run     a private cluster under .run/ with the extension and demo data
 #   make test    dependencies, build, throwaway cluster, every suite, summary line
+#   make test-citus  the distributed suite on a 1 + 2 node Citus cluster
 #   make bench   the benchmarks in bench/ against the .run/ cluster
 #
 # The PGXS part is only included once pg_config and the server headers exist,
@@ -73,13 +74,20 @@ $(DATA_built): $(SQL_PARTS)
 
 $(OBJS): extension/mandant.h
 
-.PHONY: test run stop bench deps fuzz fuzz-request fuzz-sql shim
+.PHONY: test test-citus run stop bench deps fuzz fuzz-request fuzz-sql shim
 
 deps:
 	scripts/install-deps.sh
 
 test:
 	scripts/test.sh
+
+# The distributed suite (test/citus/) on a Citus cluster of one coordinator
+# and two workers: builds Citus from ../shared/vendor once (cached outside
+# the checkout), installs it and mandant (shared by every checkout); see
+# scripts/citus.sh.  MANDANT_CITUS_ALL=1 also runs what is not built yet.
+test-citus:
+	scripts/citus.sh
 
 # The fuzzers, for FUZZ_SECONDS in total (default 600), a third each:
 #   fuzz-request  the libFuzzer target of the gateway's request object

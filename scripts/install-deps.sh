@@ -6,6 +6,8 @@
 #   PG_MAJOR=16 scripts/install-deps.sh    build against another major
 #   scripts/install-deps.sh fuzz            also clang and its libFuzzer
 #                                           and sanitizer runtimes (make fuzz)
+#   scripts/install-deps.sh citus           also what building Citus needs
+#                                           (make test-citus)
 set -eu
 
 PG_MAJOR=${PG_MAJOR:-15}
@@ -19,6 +21,10 @@ postgresql-$PG_MAJOR-pgtap
 kore curl prometheus"
 if [ "${1:-}" = fuzz ]; then
 	packages="$packages clang libclang-rt-dev"
+fi
+if [ "${1:-}" = citus ]; then
+	packages="$packages libcurl4-openssl-dev liblz4-dev libzstd-dev libkrb5-dev
+libselinux1-dev libxslt1-dev libpam0g-dev flex bison autoconf patch"
 fi
 # npm for test/http/openapi.sh (Redocly CLI), unless one is on the PATH
 # already (NodeSource's nodejs package brings its own npm).
