@@ -53,6 +53,7 @@
 #include "http.h"
 
 PG_FUNCTION_INFO_V1(mandant_http_routes_changed);
+PG_FUNCTION_INFO_V1(mandant_camel_case);
 
 static MemoryContext RouteContext = NULL;
 static MandantHttpRoute *Routes = NULL;
@@ -127,6 +128,17 @@ MandantSnakeToCamel(const char *name)
 		upper = false;
 	}
 	return buf.data;
+}
+
+/*
+ * mandant.camel_case(name text) returns text: MandantSnakeToCamel for SQL
+ * (registration and the OpenAPI document name arguments as the dispatcher
+ * does).  Internal.
+ */
+Datum
+mandant_camel_case(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(MandantSnakeToCamel(text_to_cstring(PG_GETARG_TEXT_PP(0)))));
 }
 
 /*

@@ -3891,6 +3891,14 @@ $$;
 COMMENT ON FUNCTION mandant.forget_dropped_tables() IS
 'Event trigger: unregister dropped tables from every registry of mandant (tenant tables, audited, outbox, state machine and quota tables).';
 
+CREATE OR REPLACE FUNCTION mandant.camel_case(name text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'mandant_camel_case'
+LANGUAGE C IMMUTABLE STRICT;
+
+COMMENT ON FUNCTION mandant.camel_case(text) IS
+'Internal: the camelCase JSON name of an argument or column (note_id: noteId), the dispatcher''s own rule (httproute.c).';
+
 CREATE OR REPLACE FUNCTION mandant.http_routes_changed()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'mandant_http_routes_changed'
@@ -4018,7 +4026,8 @@ BEGIN
 	END IF;
 	FOR param IN SELECT m[1] FROM regexp_matches(path, '\{([A-Za-z0-9]+)\}', 'g') AS m
 	LOOP
-		IF NOT lower(regexp_replace(param, '([A-Z])', '_\1', 'g')) = ANY (COALESCE(in_names, '{}')) THEN
+		/* the dispatcher's match: an argument's camelCase name, or its own */
+		IF NOT EXISTS (SELECT 1 FROM unnest(in_names) n WHERE param IN (n, mandant.camel_case(n))) THEN
 			RAISE EXCEPTION 'path parameter "%" is not an argument of function %', param, fn
 				USING ERRCODE = 'invalid_parameter_value',
 					  DETAIL = format('The function''s arguments are %s.', COALESCE(array_to_string(in_names, ', '), 'none')),
@@ -4392,19 +4401,6 @@ $$;
 
 COMMENT ON FUNCTION mandant.openapi_type(regtype) IS
 'Internal: the JSON schema of a type''s values in the gateway''s requests and answers.';
-
-CREATE OR REPLACE FUNCTION mandant.camel_case(name text)
-RETURNS text
-LANGUAGE sql IMMUTABLE STRICT
-SET search_path = pg_catalog, pg_temp
-AS $$
-	SELECT string_agg(CASE WHEN i = 1 THEN w ELSE upper(left(w, 1)) || substr(w, 2) END, '' ORDER BY i)
-	FROM unnest(string_to_array(name, '_')) WITH ORDINALITY AS u(w, i)
-	WHERE w <> '' OR i = 1
-$$;
-
-COMMENT ON FUNCTION mandant.camel_case(text) IS
-'Internal: the camelCase JSON name of an argument or column (note_id: noteId).';
 
 CREATE OR REPLACE FUNCTION mandant.openapi()
 RETURNS jsonb

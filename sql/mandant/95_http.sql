@@ -40,6 +40,14 @@ CREATE POLICY http_route_read ON mandant.http_route FOR SELECT USING (true);
 GRANT SELECT ON mandant.http_route TO PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('mandant.http_route', 'WHERE NOT builtin');
 
+CREATE FUNCTION mandant.camel_case(name text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'mandant_camel_case'
+LANGUAGE C IMMUTABLE STRICT;
+
+COMMENT ON FUNCTION mandant.camel_case(text) IS
+'Internal: the camelCase JSON name of an argument or column (note_id: noteId), the dispatcher''s own rule (httproute.c).';
+
 CREATE FUNCTION mandant.http_routes_changed()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'mandant_http_routes_changed'
@@ -178,7 +186,8 @@ BEGIN
 	END IF;
 	FOR param IN SELECT m[1] FROM regexp_matches(path, '\{([A-Za-z0-9]+)\}', 'g') AS m
 	LOOP
-		IF NOT lower(regexp_replace(param, '([A-Z])', '_\1', 'g')) = ANY (COALESCE(in_names, '{}')) THEN
+		/* the dispatcher's match: an argument's camelCase name, or its own */
+		IF NOT EXISTS (SELECT 1 FROM unnest(in_names) n WHERE param IN (n, mandant.camel_case(n))) THEN
 			RAISE EXCEPTION 'path parameter "%" is not an argument of function %', param, fn
 				USING ERRCODE = 'invalid_parameter_value',
 					  DETAIL = format('The function''s arguments are %s.', COALESCE(array_to_string(in_names, ', '), 'none')),

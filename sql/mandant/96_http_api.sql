@@ -288,20 +288,6 @@ $$;
 COMMENT ON FUNCTION mandant.openapi_type(regtype) IS
 'Internal: the JSON schema of a type''s values in the gateway''s requests and answers.';
 
-/* camel_case: "note_id" -> "noteId", the gateway's names of arguments and fields. */
-CREATE FUNCTION mandant.camel_case(name text)
-RETURNS text
-LANGUAGE sql IMMUTABLE STRICT
-SET search_path = pg_catalog, pg_temp
-AS $$
-	SELECT string_agg(CASE WHEN i = 1 THEN w ELSE upper(left(w, 1)) || substr(w, 2) END, '' ORDER BY i)
-	FROM unnest(string_to_array(name, '_')) WITH ORDINALITY AS u(w, i)
-	WHERE w <> '' OR i = 1
-$$;
-
-COMMENT ON FUNCTION mandant.camel_case(text) IS
-'Internal: the camelCase JSON name of an argument or column (note_id: noteId).';
-
 /*
  * openapi() is the OpenAPI 3.1 document of the routes: paths and their
  * parameters (path, query) and JSON bodies with the types the gateway
