@@ -408,6 +408,7 @@ typedef struct MandantSavedUser
 
 extern void MandantBecomeOwner(Oid owner, int flags, MandantSavedUser *saved);
 extern bool MandantErasingTenant(const pg_uuid_t *tenant);
+extern void MandantEnterTableOwner(Oid relid, MandantSavedUser *saved);
 extern void MandantRestoreUser(const MandantSavedUser *saved);
 extern void MandantCheckTableTarget(Oid relid, const char *function_name);
 

@@ -249,6 +249,25 @@ MandantErasingTenant(const pg_uuid_t *tenant)
 }
 
 /*
+ * MandantEnterTableOwner makes the owner of the tenant table relid the
+ * current user, in a security-restricted operation with the owner's forced
+ * row level security lifted, outside any tenant (see the file header);
+ * MandantRestoreUser undoes it.
+ */
+void
+MandantEnterTableOwner(Oid relid, MandantSavedUser *saved)
+{
+	Relation	rel = OpenUserTable(relid, AccessShareLock);
+	Oid			owner;
+
+	CheckTenantTable(rel);
+	owner = rel->rd_rel->relowner;
+	table_close(rel, NoLock);
+	MandantBecomeOwner(owner, SECURITY_NOFORCE_RLS, saved);
+	MandantAssignContext(NULL, NULL, 0);
+}
+
+/*
  * RunAsTableOwner runs query ($1 = tenant, $2 = rows, may be NULL) as the
  * owner of the tenant table relid, in a security-restricted operation,
  * outside any tenant, with the owner's forced row level security lifted,
@@ -260,8 +279,6 @@ static Datum
 RunAsTableOwner(Oid relid, pg_uuid_t *tenant, const char *query, Datum rows, bool rows_null,
 				bool erasing, bool *isnull)
 {
-	Relation	rel;
-	Oid			owner;
 	Oid			argtypes[2] = {UUIDOID, JSONBOID};
 	Datum		args[2];
 	char		nulls[2] = {' ', ' '};
@@ -269,18 +286,12 @@ RunAsTableOwner(Oid relid, pg_uuid_t *tenant, const char *query, Datum rows, boo
 	Datum		result = (Datum) 0;
 	int			rc;
 
-	rel = OpenUserTable(relid, AccessShareLock);
-	CheckTenantTable(rel);
-	owner = rel->rd_rel->relowner;
-	table_close(rel, NoLock);
-
 	args[0] = UUIDPGetDatum(tenant);
 	args[1] = rows_null ? (Datum) 0 : rows;
 	nulls[1] = rows_null ? 'n' : ' ';
 	*isnull = false;
 
-	MandantBecomeOwner(owner, SECURITY_NOFORCE_RLS, &saved);
-	MandantAssignContext(NULL, NULL, 0);
+	MandantEnterTableOwner(relid, &saved);
 	if (erasing)
 		erasing_tenant = tenant;
 	PG_TRY();

@@ -618,27 +618,51 @@ $$;
 COMMENT ON FUNCTION mandant.export_tenant(uuid) IS
 'Everything of a tenant as one JSON document (format mandant.tenant-export, version 1): the tenant, the rows of every tenant table, its roles, members (e-mail, name, role: never password hashes or secrets), configuration and its history, quota changes, charged usage and the audit trail with its seals. mandant_admin only.';
 
-/* import_rows inserts exported rows into one tenant table, for tenant. */
+/*
+ * import_rows inserts exported rows into one tenant table, for tenant (the
+ * rows' own tenant column is ignored), as the table's owner and in replica
+ * mode: the table's triggers do not audit, emit or re-check restored rows
+ * (op_import_tenant_finish checks their foreign keys).
+ */
 CREATE FUNCTION mandant.import_rows(tbl regclass, tenant_column name, tenant uuid, rows jsonb)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET session_replication_role = replica
 AS $$
 DECLARE
 	columns	text;
-	n		bigint;
+	fields	text;
+BEGIN
+	SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum),
+		   string_agg(CASE WHEN a.attname = tenant_column THEN '$1' ELSE 'r.' || quote_ident(a.attname) END,
+					  ', ' ORDER BY a.attnum)
+	INTO columns, fields
+	FROM pg_attribute a
+	WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
+	RETURN mandant.run_as_table_owner(tbl, tenant,
+		format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM jsonb_populate_recordset(NULL::%s, $2) r',
+			   tbl, columns, fields, tbl),
+		rows)::text::bigint;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.import_rows(regclass, name, uuid, jsonb) IS
+'Internal: insert exported rows (a JSON array) into a tenant table for a tenant, as the table''s owner in replica mode.';
+
+/*
+ * import_sequences moves the sequences behind a table's columns past the
+ * imported ids.
+ */
+CREATE FUNCTION mandant.import_sequences(tbl regclass, tenant uuid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
 	seq		text;
 	col		name;
 BEGIN
-	SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO columns
-	FROM pg_attribute a
-	WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
-	n := mandant.run_as_table_owner(tbl, tenant,
-		format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM jsonb_populate_recordset(NULL::%s, $2)',
-			   tbl, columns, columns, tbl),
-		(SELECT COALESCE(jsonb_agg(r || jsonb_build_object(tenant_column, tenant)), '[]')
-		 FROM jsonb_array_elements(rows) r));
-	/* Sequences behind the imported ids move past them. */
 	FOR col, seq IN
 		SELECT a.attname, pg_get_serial_sequence(tbl::text, a.attname)
 		FROM pg_attribute a WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
@@ -649,12 +673,11 @@ BEGIN
 					   seq, col, tbl, seq::regclass));
 		END IF;
 	END LOOP;
-	RETURN n;
 END
 $$;
 
-COMMENT ON FUNCTION mandant.import_rows(regclass, name, uuid, jsonb) IS
-'Internal: insert exported rows into a tenant table for a tenant and move its sequences past them.';
+COMMENT ON FUNCTION mandant.import_sequences(regclass, uuid) IS
+'Internal: move the sequences behind a tenant table''s columns past the largest imported values.';
 
 /*
  * check_imported_references: import_tenant runs in replica mode (so that
@@ -701,7 +724,14 @@ $$;
 COMMENT ON FUNCTION mandant.check_imported_references(regclass, name, uuid) IS
 'Internal: raise 23503 when a tenant''s imported rows of a table reference rows that do not exist (import runs in replica mode, which skips foreign key triggers).';
 
-CREATE FUNCTION mandant.op_import_tenant(export jsonb)
+/*
+ * op_import_tenant_begin checks what an import brings against this
+ * database (the tenant's slug, id, operation id and plan, the tables) and
+ * inserts the tenant's row.  tables: a JSON array of the tenant tables
+ * that bring rows.  The first step of import_tenant and of
+ * COPY mandant.tenant_import.
+ */
+CREATE FUNCTION mandant.op_import_tenant_begin(tenant jsonb, tables jsonb)
 RETURNS uuid
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -710,30 +740,18 @@ SET session_replication_role = replica
 AS $$
 DECLARE
 	t		mandant.tenant;
-	tbl		record;
-	rows	jsonb;
 	name	text;
-	h		record;
-	rev		bigint;
-	skipped	text[] := '{}';
 BEGIN
-	IF export IS NULL OR jsonb_typeof(export) <> 'object' OR export ->> 'format' IS DISTINCT FROM 'mandant.tenant-export' THEN
-		RAISE EXCEPTION 'not a mandant tenant export'
-			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = 'The document has no "format": "mandant.tenant-export".',
-				  HINT = 'Pass what mandant.export_tenant() returned.';
+	IF jsonb_typeof(tenant) IS DISTINCT FROM 'object' OR jsonb_typeof(COALESCE(tables, '[]')) <> 'array' THEN
+		RAISE EXCEPTION 'export names no tenant'
+			USING ERRCODE = 'invalid_parameter_value', DETAIL = 'The "tenant" object or the list of tables is missing.',
+				  HINT = 'Pass what mandant.export_tenant() or mandant.export_tenant_stream() returned.';
 	END IF;
-	IF export -> 'version' IS DISTINCT FROM '1'::jsonb THEN
-		RAISE EXCEPTION 'unsupported export version %', COALESCE(export ->> 'version', 'NULL')
-			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = 'This mandant reads exports of version 1.',
-				  HINT = 'Export again with this version of mandant.';
-	END IF;
-	t := jsonb_populate_record(NULL::mandant.tenant, export -> 'tenant');
+	t := jsonb_populate_record(NULL::mandant.tenant, tenant);
 	IF t.id IS NULL OR t.slug IS NULL THEN
 		RAISE EXCEPTION 'export names no tenant'
 			USING ERRCODE = 'invalid_parameter_value', DETAIL = 'The "tenant" object lacks id or slug.',
-				  HINT = 'Pass what mandant.export_tenant() returned.';
+				  HINT = 'Pass what mandant.export_tenant() or mandant.export_tenant_stream() returned.';
 	END IF;
 	IF EXISTS (SELECT 1 FROM mandant.tenant x WHERE x.slug = t.slug OR x.id = t.id) THEN
 		RAISE EXCEPTION 'tenant "%" already exists', t.slug
@@ -754,7 +772,7 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value', DETAIL = 'mandant.plan has no such key.',
 				  HINT = 'Create the plan first.';
 	END IF;
-	FOR name IN SELECT jsonb_object_keys(COALESCE(export -> 'tables', '{}')) LOOP
+	FOR name IN SELECT jsonb_array_elements_text(COALESCE(tables, '[]')) LOOP
 		IF NOT EXISTS (SELECT 1 FROM mandant.tenant_tables() x WHERE x.relid::text = name) THEN
 			RAISE EXCEPTION 'table % of the export is not a tenant table here', name
 				USING ERRCODE = 'invalid_parameter_value',
@@ -762,63 +780,129 @@ BEGIN
 					  HINT = 'Create the schema (migrations) first.';
 		END IF;
 	END LOOP;
-
 	INSERT INTO mandant.tenant SELECT (t).*;
-	FOR tbl IN SELECT * FROM mandant.tenant_tables() ORDER BY depth DESC, relid::text LOOP
-		rows := export -> 'tables' -> tbl.relid::text;
-		IF rows IS NOT NULL THEN
-			PERFORM mandant.import_rows(tbl.relid, tbl.tenant_column, t.id, rows);
-		END IF;
-	END LOOP;
-	FOR tbl IN SELECT * FROM mandant.tenant_tables() ORDER BY depth DESC, relid::text LOOP
-		IF export -> 'tables' ? tbl.relid::text THEN
-			PERFORM mandant.check_imported_references(tbl.relid, tbl.tenant_column, t.id);
-		END IF;
-	END LOOP;
+	RETURN t.id;
+END
+$$;
 
-	INSERT INTO mandant.role (tenant_id, name, scopes, description)
-	SELECT t.id, r.name, r.scopes, r.description
-	FROM jsonb_to_recordset(COALESCE(export -> 'roles', '[]')) AS r (name text, scopes text[], description text);
-	INSERT INTO mandant.membership (tenant_id, user_id, role, created_at, created_by)
-	SELECT t.id, u.id, m.role, m."createdAt", m."createdBy"
-	FROM jsonb_to_recordset(COALESCE(export -> 'memberships', '[]'))
-		 AS m (email text, role text, "createdAt" timestamptz, "createdBy" text)
-	JOIN mandant.users u ON lower(u.email) = lower(m.email);
-	SELECT COALESCE(array_agg(m.email ORDER BY m.email), '{}') INTO skipped
-	FROM jsonb_to_recordset(COALESCE(export -> 'memberships', '[]')) AS m (email text)
-	WHERE NOT EXISTS (SELECT 1 FROM mandant.users u WHERE lower(u.email) = lower(m.email));
+COMMENT ON FUNCTION mandant.op_import_tenant_begin(jsonb, jsonb) IS
+'Internal: check an imported tenant and its tables against this database and insert the tenant''s row (first step of import_tenant and of COPY mandant.tenant_import).';
 
-	/* Configuration: revisions are this database's, so they are taken anew in order. */
-	FOR h IN SELECT * FROM jsonb_populate_recordset(NULL::mandant.config_history, COALESCE(export -> 'configHistory', '[]'))
-			 ORDER BY revision LOOP
-		INSERT INTO mandant.config_clock AS c (id, revision) VALUES (1, 1)
-		ON CONFLICT (id) DO UPDATE SET revision = c.revision + 1 RETURNING c.revision INTO rev;
-		INSERT INTO mandant.config_history (revision, tenant_id, service, key, version, old_value, new_value,
-											reason, changed_by, actor_user_id, request_id, changed_at)
-		VALUES (rev, t.id, h.service, h.key, h.version, h.old_value, h.new_value, h.reason, h.changed_by,
-				h.actor_user_id, h.request_id, h.changed_at);
+/*
+ * op_import_tenant_items imports a JSON array of one kind of a tenant's
+ * records: role, membership (returns the e-mails that have no account
+ * here), configHistory, config (history first: revisions are this
+ * database's, taken anew in order), quotaChange, charged, auditEvent,
+ * auditSeal.
+ */
+CREATE FUNCTION mandant.op_import_tenant_items(tenant uuid, kind text, items jsonb)
+RETURNS text[]
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET session_replication_role = replica
+AS $$
+DECLARE
+	h		record;
+	rev		bigint;
+	skipped	text[];
+BEGIN
+	IF jsonb_typeof(items) IS DISTINCT FROM 'array' THEN
+		RAISE EXCEPTION 'imported % records are not a JSON array', kind
+			USING ERRCODE = 'invalid_parameter_value', DETAIL = format('They were %s.', COALESCE(jsonb_typeof(items), 'missing')),
+				  HINT = 'Pass what mandant.export_tenant() or mandant.export_tenant_stream() returned.';
+	END IF;
+	CASE kind
+	WHEN 'role' THEN
+		INSERT INTO mandant.role (tenant_id, name, scopes, description)
+		SELECT tenant, r.name, r.scopes, r.description
+		FROM jsonb_to_recordset(items) AS r (name text, scopes text[], description text);
+	WHEN 'membership' THEN
+		INSERT INTO mandant.membership (tenant_id, user_id, role, created_at, created_by)
+		SELECT tenant, u.id, m.role, m."createdAt", m."createdBy"
+		FROM jsonb_to_recordset(items) AS m (email text, role text, "createdAt" timestamptz, "createdBy" text)
+		JOIN mandant.users u ON lower(u.email) = lower(m.email);
+		SELECT COALESCE(array_agg(m.email ORDER BY m.email), '{}') INTO skipped
+		FROM jsonb_to_recordset(items) AS m (email text)
+		WHERE NOT EXISTS (SELECT 1 FROM mandant.users u WHERE lower(u.email) = lower(m.email));
+	WHEN 'configHistory' THEN
+		FOR h IN SELECT * FROM jsonb_populate_recordset(NULL::mandant.config_history, items) ORDER BY revision LOOP
+			INSERT INTO mandant.config_clock AS c (id, revision) VALUES (1, 1)
+			ON CONFLICT (id) DO UPDATE SET revision = c.revision + 1 RETURNING c.revision INTO rev;
+			INSERT INTO mandant.config_history (revision, tenant_id, service, key, version, old_value, new_value,
+												reason, changed_by, actor_user_id, request_id, changed_at)
+			VALUES (rev, tenant, h.service, h.key, h.version, h.old_value, h.new_value, h.reason, h.changed_by,
+					h.actor_user_id, h.request_id, h.changed_at);
+		END LOOP;
+	WHEN 'config' THEN
+		FOR h IN SELECT * FROM jsonb_populate_recordset(NULL::mandant.config_entry, items) LOOP
+			INSERT INTO mandant.config_clock AS c (id, revision) VALUES (1, 1)
+			ON CONFLICT (id) DO UPDATE SET revision = c.revision + 1 RETURNING c.revision INTO rev;
+			INSERT INTO mandant.config_entry (tenant_id, service, key, value, version, revision, updated_at, updated_by, deleted_at)
+			VALUES (tenant, h.service, h.key, h.value, h.version, rev, h.updated_at, h.updated_by, h.deleted_at);
+		END LOOP;
+	WHEN 'quotaChange' THEN
+		INSERT INTO mandant.quota_change (tenant_id, resource, "limit", effective_at, reason, actor, created_at)
+		SELECT tenant, q.resource, q."limit", q.effective_at, q.reason, q.actor, q.created_at
+		FROM jsonb_populate_recordset(NULL::mandant.quota_change, items) q;
+	WHEN 'charged' THEN
+		INSERT INTO mandant.tenant_usage (tenant_id, resource, used)
+		SELECT tenant, c.resource, c.used FROM jsonb_to_recordset(items) AS c (resource text, used bigint);
+	WHEN 'auditEvent' THEN
+		INSERT INTO mandant.audit_event
+		SELECT (jsonb_populate_record(NULL::mandant.audit_event, e || jsonb_build_object('tenant_id', tenant))).*
+		FROM jsonb_array_elements(items) e;
+	WHEN 'auditSeal' THEN
+		INSERT INTO mandant.audit_seal
+		SELECT (jsonb_populate_record(NULL::mandant.audit_seal, s || jsonb_build_object('tenant_id', tenant))).*
+		FROM jsonb_array_elements(items) s;
+	ELSE
+		RAISE EXCEPTION 'unknown kind of imported records "%"', kind
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'Known kinds: role, membership, configHistory, config, quotaChange, charged, auditEvent, auditSeal.',
+				  HINT = 'Pass what mandant.export_tenant() or mandant.export_tenant_stream() returned.';
+	END CASE;
+	RETURN skipped;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.op_import_tenant_items(uuid, text, jsonb) IS
+'Internal: import a JSON array of one kind of a tenant''s records (roles, members, configuration, quota changes, usage, audit events and seals); returns the members'' e-mails that have no account here.';
+
+/*
+ * op_import_tenant_finish ends an import: the imported rows' foreign keys
+ * are checked (replica mode skipped them), sequences move past the
+ * imported ids, the audit chain must verify as it arrived, and the import
+ * is announced and recorded in the platform's trail.
+ */
+CREATE FUNCTION mandant.op_import_tenant_finish(tenant uuid, tables regclass[], skipped text[])
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET session_replication_role = replica
+AS $$
+DECLARE
+	t		mandant.tenant;
+	tbl		record;
+	verdict	jsonb;
+BEGIN
+	SELECT * INTO STRICT t FROM mandant.tenant x WHERE x.id = tenant;
+	skipped := COALESCE(skipped, '{}');
+	FOR tbl IN SELECT * FROM mandant.tenant_tables() x WHERE x.relid = ANY (tables) ORDER BY x.depth DESC, x.relid::text LOOP
+		PERFORM mandant.check_imported_references(tbl.relid, tbl.tenant_column, tenant);
+		PERFORM mandant.import_sequences(tbl.relid, tenant);
 	END LOOP;
-	FOR h IN SELECT * FROM jsonb_populate_recordset(NULL::mandant.config_entry, COALESCE(export -> 'config', '[]')) LOOP
-		INSERT INTO mandant.config_clock AS c (id, revision) VALUES (1, 1)
-		ON CONFLICT (id) DO UPDATE SET revision = c.revision + 1 RETURNING c.revision INTO rev;
-		INSERT INTO mandant.config_entry (tenant_id, service, key, value, version, revision, updated_at, updated_by, deleted_at)
-		VALUES (t.id, h.service, h.key, h.value, h.version, rev, h.updated_at, h.updated_by, h.deleted_at);
-	END LOOP;
-
-	INSERT INTO mandant.quota_change (tenant_id, resource, "limit", effective_at, reason, actor, created_at)
-	SELECT t.id, q.resource, q."limit", q.effective_at, q.reason, q.actor, q.created_at
-	FROM jsonb_populate_recordset(NULL::mandant.quota_change, COALESCE(export -> 'quotaChanges', '[]')) q;
-	INSERT INTO mandant.tenant_usage (tenant_id, resource, used)
-	SELECT t.id, c.key, (c.value #>> '{}')::bigint FROM jsonb_each(COALESCE(export -> 'charged', '{}')) c;
-
-	INSERT INTO mandant.audit_event
-	SELECT (jsonb_populate_record(NULL::mandant.audit_event, e || jsonb_build_object('tenant_id', t.id))).*
-	FROM jsonb_array_elements(COALESCE(export #> '{audit,events}', '[]')) e;
-	INSERT INTO mandant.audit_seal
-	SELECT (jsonb_populate_record(NULL::mandant.audit_seal, s || jsonb_build_object('tenant_id', t.id))).*
-	FROM jsonb_array_elements(COALESCE(export #> '{audit,seals}', '[]')) s;
 	PERFORM setval('mandant.audit_event_id_seq', GREATEST(
 		(SELECT max(e.id) FROM mandant.audit_event e), (SELECT last_value FROM mandant.audit_event_id_seq)));
+	verdict := mandant.audit_verify_chain(tenant, '{}', 'import');
+	IF NOT (verdict ->> 'ok')::boolean THEN
+		RAISE EXCEPTION 'imported audit trail of tenant "%" does not verify', t.slug
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('Audit event %s does not match its hash or its place in the chain (%s events checked).',
+								  verdict ->> 'firstBadId', verdict ->> 'checked'),
+				  HINT = 'The export was changed after it was made, or its source''s trail was; mandant.audit_verify() on the source tells which.';
+	END IF;
 
 	PERFORM mandant.emit_for(NULL, 'platform.tenant.imported', t.id::text,
 							 mandant.tenant_payload(t) || jsonb_build_object('membersSkipped', skipped));
@@ -834,7 +918,59 @@ BEGIN
 		RAISE WARNING 'members without an account here were not imported: %', array_to_string(skipped, ', ')
 			USING HINT = 'Create the users, then add them with mandant.add_member().';
 	END IF;
-	RETURN t.id;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.op_import_tenant_finish(uuid, regclass[], text[]) IS
+'Internal: end an import: check the imported rows'' foreign keys, move sequences, verify the audit chain, announce and record the import.';
+
+CREATE FUNCTION mandant.op_import_tenant(export jsonb)
+RETURNS uuid
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET session_replication_role = replica
+AS $$
+DECLARE
+	tenant	uuid;
+	tbl		record;
+	rows	jsonb;
+	tables	regclass[] := '{}';
+	skipped	text[];
+BEGIN
+	IF export IS NULL OR jsonb_typeof(export) <> 'object' OR export ->> 'format' IS DISTINCT FROM 'mandant.tenant-export' THEN
+		RAISE EXCEPTION 'not a mandant tenant export'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'The document has no "format": "mandant.tenant-export".',
+				  HINT = 'Pass what mandant.export_tenant() returned.';
+	END IF;
+	IF export -> 'version' IS DISTINCT FROM '1'::jsonb THEN
+		RAISE EXCEPTION 'unsupported export version %', COALESCE(export ->> 'version', 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'This mandant reads exports of version 1.',
+				  HINT = 'Export again with this version of mandant.';
+	END IF;
+	tenant := mandant.op_import_tenant_begin(export -> 'tenant',
+		(SELECT COALESCE(jsonb_agg(k), '[]') FROM jsonb_object_keys(COALESCE(export -> 'tables', '{}')) k));
+	FOR tbl IN SELECT * FROM mandant.tenant_tables() ORDER BY depth DESC, relid::text LOOP
+		rows := export -> 'tables' -> tbl.relid::text;
+		IF rows IS NOT NULL THEN
+			PERFORM mandant.import_rows(tbl.relid, tbl.tenant_column, tenant, rows);
+			tables := tables || tbl.relid;
+		END IF;
+	END LOOP;
+	PERFORM mandant.op_import_tenant_items(tenant, 'role', COALESCE(export -> 'roles', '[]'));
+	skipped := mandant.op_import_tenant_items(tenant, 'membership', COALESCE(export -> 'memberships', '[]'));
+	PERFORM mandant.op_import_tenant_items(tenant, 'configHistory', COALESCE(export -> 'configHistory', '[]'));
+	PERFORM mandant.op_import_tenant_items(tenant, 'config', COALESCE(export -> 'config', '[]'));
+	PERFORM mandant.op_import_tenant_items(tenant, 'quotaChange', COALESCE(export -> 'quotaChanges', '[]'));
+	PERFORM mandant.op_import_tenant_items(tenant, 'charged',
+		(SELECT COALESCE(jsonb_agg(jsonb_build_object('resource', c.key, 'used', c.value)), '[]')
+		 FROM jsonb_each(COALESCE(export -> 'charged', '{}')) c));
+	PERFORM mandant.op_import_tenant_items(tenant, 'auditEvent', COALESCE(export #> '{audit,events}', '[]'));
+	PERFORM mandant.op_import_tenant_items(tenant, 'auditSeal', COALESCE(export #> '{audit,seals}', '[]'));
+	PERFORM mandant.op_import_tenant_finish(tenant, tables, skipped);
+	RETURN tenant;
 END
 $$;
 
@@ -857,7 +993,10 @@ COMMENT ON FUNCTION mandant.import_tenant(jsonb) IS
 REVOKE ALL ON FUNCTION mandant.op_delete_tenant(uuid, text), mandant.op_export_tenant(uuid), mandant.op_import_tenant(jsonb),
 	mandant.op_suspend_tenant(uuid, text), mandant.op_resume_tenant(uuid),
 	mandant.op_complete_tenant_provisioning(uuid), mandant.op_fail_tenant_provisioning(uuid, text),
-	mandant.import_rows(regclass, name, uuid, jsonb), mandant.check_imported_references(regclass, name, uuid),
+	mandant.import_rows(regclass, name, uuid, jsonb), mandant.import_sequences(regclass, uuid),
+	mandant.check_imported_references(regclass, name, uuid),
+	mandant.op_import_tenant_begin(jsonb, jsonb), mandant.op_import_tenant_items(uuid, text, jsonb),
+	mandant.op_import_tenant_finish(uuid, regclass[], text[]),
 	mandant.announce(uuid, text, text), mandant.check_slug_quarantine(text, uuid),
 	mandant.after_tenant_created(uuid), mandant.tenant_by_operation(uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION mandant.op_delete_tenant(uuid, text), mandant.op_export_tenant(uuid), mandant.op_import_tenant(jsonb),
