@@ -161,31 +161,6 @@ typedef struct ExportState
 } ExportState;
 
 /*
- * ConnectSpi connects to SPI with pg_catalog the first schema searched
- * (and pg_temp the last) for the SQL that this file's SECURITY DEFINER
- * functions run, as a SET clause would for a whole function; it returns
- * the GUC nest level that FinishSpi unwinds.  (A SET clause on the
- * functions would cost a GUC nest level per line.)
- */
-static int
-ConnectSpi(void)
-{
-	int			nestlevel = NewGUCNestLevel();
-
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	SPI_connect();
-	return nestlevel;
-}
-
-static void
-FinishSpi(int nestlevel)
-{
-	SPI_finish();
-	AtEOXact_GUC(true, nestlevel);
-}
-
-/*
  * StreamHashLine adds one line and its newline to the stream's SHA-256.
  */
 static void
@@ -221,13 +196,12 @@ StreamDigestHex(pg_cryptohash_ctx *sha)
 static List *
 ExportSources(MemoryContext cxt)
 {
-	int			spi;
 	List	   *sources = NIL;
 	ExportSource *source;
 	MemoryContext old;
 	uint64		i;
 
-	spi = ConnectSpi();
+	SPI_connect();
 	if (SPI_execute("SELECT x.relid::oid, x.relid::text, x.tenant_column::text"
 					" FROM mandant.tenant_tables() x ORDER BY x.depth DESC, x.relid::text",
 					true, 0) != SPI_OK_SELECT)
@@ -265,7 +239,7 @@ ExportSources(MemoryContext cxt)
 		sources = lappend(sources, source);
 	}
 	MemoryContextSwitchTo(old);
-	FinishSpi(spi);
+	SPI_finish();
 	return sources;
 }
 
@@ -276,7 +250,6 @@ ExportSources(MemoryContext cxt)
 static char *
 ExportOpenCursor(ExportSource *source, const pg_uuid_t *tenant, MemoryContext cxt)
 {
-	int			spi;
 	Oid			argtypes[1] = {UUIDOID};
 	Datum		args[1];
 	MandantSavedUser saved;
@@ -286,10 +259,10 @@ ExportOpenCursor(ExportSource *source, const pg_uuid_t *tenant, MemoryContext cx
 	args[0] = UUIDPGetDatum(tenant);
 	if (OidIsValid(source->relid))
 		MandantEnterTableOwner(source->relid, &saved);
-	spi = ConnectSpi();
+	SPI_connect();
 	portal = SPI_cursor_open_with_args(NULL, source->query, 1, argtypes, args, NULL, true, 0);
 	name = MemoryContextStrdup(cxt, portal->name);
-	FinishSpi(spi);
+	SPI_finish();
 	if (OidIsValid(source->relid))
 		MandantRestoreUser(&saved);
 	return name;
@@ -303,7 +276,6 @@ ExportOpenCursor(ExportSource *source, const pg_uuid_t *tenant, MemoryContext cx
 static void
 ExportFetch(ExportState *state)
 {
-	int			spi;
 	MandantSavedUser saved;
 	Portal		portal;
 	uint64		i;
@@ -312,7 +284,7 @@ ExportFetch(ExportState *state)
 	state->nbatch = state->ibatch = 0;
 	if (OidIsValid(state->portal_relid))
 		MandantEnterTableOwner(state->portal_relid, &saved);
-	spi = ConnectSpi();
+	SPI_connect();
 	portal = SPI_cursor_find(state->portal);
 	if (portal == NULL)
 		elog(ERROR, "cursor \"%s\" of the tenant export is gone", state->portal);
@@ -335,7 +307,7 @@ ExportFetch(ExportState *state)
 		SPI_cursor_close(portal);
 		state->portal = NULL;
 	}
-	FinishSpi(spi);
+	SPI_finish();
 	if (OidIsValid(state->portal_relid))
 		MandantRestoreUser(&saved);
 }
@@ -346,18 +318,17 @@ ExportFetch(ExportState *state)
 static bool
 TenantExists(const pg_uuid_t *tenant)
 {
-	int			spi;
 	Oid			argtypes[1] = {UUIDOID};
 	Datum		args[1];
 	bool		found;
 
 	args[0] = UUIDPGetDatum(tenant);
-	spi = ConnectSpi();
+	SPI_connect();
 	if (SPI_execute_with_args("SELECT FROM mandant.tenant t WHERE t.id = $1",
 							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not look up the tenant");
 	found = SPI_processed > 0;
-	FinishSpi(spi);
+	SPI_finish();
 	return found;
 }
 
@@ -477,6 +448,7 @@ typedef struct ImportState
 	bool		have_header;
 	bool		ended;
 	pg_uuid_t	tenant;
+	char	   *slug;
 	ImportTable *tables;
 	int			ntables;
 	int64		lines;			/* lines read, the trailer not counted */
@@ -578,7 +550,6 @@ mandant_op_tenant_import_open(PG_FUNCTION_ARGS)
 static void
 ImportHeader(ImportState *state, const char *line)
 {
-	int			spi;
 	Jsonb	   *header = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(line)));
 	Oid			argtypes[1] = {JSONBOID};
 	Datum		args[1];
@@ -587,9 +558,9 @@ ImportHeader(ImportState *state, const char *line)
 	uint64		i;
 
 	args[0] = JsonbPGetDatum(header);
-	spi = ConnectSpi();
+	SPI_connect();
 	if (SPI_execute_with_args("SELECT $1 ->> 'format', $1 -> 'version' = '" CppAsString2(STREAM_VERSION) "',"
-							  " $1 ->> 'version'",
+							  " $1 ->> 'version', $1 #>> '{tenant,slug}'",
 							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the tenant stream's header");
 	if (SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1) == NULL ||
@@ -605,6 +576,10 @@ ImportHeader(ImportState *state, const char *line)
 						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3) : "NULL"),
 				 errdetail("This mandant reads tenant streams of version " CppAsString2(STREAM_VERSION) "."),
 				 errhint("Export again with this version of mandant.")));
+
+	state->slug = MemoryContextStrdup(state->cxt,
+									  SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4) ?
+									  SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4) : "");
 
 	/* the checks of import_tenant; the tenant's row */
 	if (SPI_execute_with_args("SELECT mandant.op_import_tenant_begin($1 -> 'tenant', $1 -> 'tables')",
@@ -639,7 +614,7 @@ ImportHeader(ImportState *state, const char *line)
 		table->json_len = json_name.len;
 		MemoryContextSwitchTo(old);
 	}
-	FinishSpi(spi);
+	SPI_finish();
 
 	state->sha = pg_cryptohash_create(PG_SHA256);
 	if (state->sha == NULL || pg_cryptohash_init(state->sha) < 0)
@@ -656,7 +631,6 @@ ImportHeader(ImportState *state, const char *line)
 static void
 ImportFlush(ImportState *state)
 {
-	int			spi;
 	Datum		rows;
 
 	if (state->batch_lines == 0)
@@ -676,12 +650,12 @@ ImportFlush(ImportState *state)
 		args[1] = table->tenant_column;
 		args[2] = UUIDPGetDatum(&state->tenant);
 		args[3] = rows;
-		spi = ConnectSpi();
+		SPI_connect();
 		if (SPI_execute_with_args("SELECT mandant.import_rows($1, $2, $3, $4)",
 								  4, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not insert the rows of %s", table->name);
 		state->rows += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		FinishSpi(spi);
+		SPI_finish();
 	}
 	else
 	{
@@ -693,7 +667,7 @@ ImportFlush(ImportState *state)
 		args[0] = UUIDPGetDatum(&state->tenant);
 		args[1] = CStringGetTextDatum(state->batch_kind);
 		args[2] = rows;
-		spi = ConnectSpi();
+		SPI_connect();
 		if (SPI_execute_with_args("SELECT mandant.op_import_tenant_items($1, $2, $3)",
 								  3, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not import the stream's %s lines", state->batch_kind);
@@ -711,7 +685,7 @@ ImportFlush(ImportState *state)
 				if (!nulls[i])
 					accumArrayResult(state->skipped, emails[i], false, TEXTOID, state->cxt);
 		}
-		FinishSpi(spi);
+		SPI_finish();
 		state->items += state->batch_lines;
 	}
 	resetStringInfo(&state->batch);
@@ -770,7 +744,6 @@ static const char *const item_kinds[] = {
 static void
 ImportTrailer(ImportState *state, const char *line)
 {
-	int			spi;
 	Jsonb	   *trailer = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(line)));
 	Oid			argtypes[1] = {JSONBOID};
 	Datum		args[1];
@@ -780,7 +753,7 @@ ImportTrailer(ImportState *state, const char *line)
 
 	ImportFlush(state);
 	args[0] = JsonbPGetDatum(trailer);
-	spi = ConnectSpi();
+	SPI_connect();
 	if (SPI_execute_with_args("SELECT $1 #>> '{end,lines}', $1 #>> '{end,sha256}'",
 							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the tenant stream's trailer");
@@ -795,7 +768,7 @@ ImportTrailer(ImportState *state, const char *line)
 		RaiseBadStream("tenant stream was changed on the way",
 					   psprintf("The SHA-256 of its lines is %s; the trailer says %s.",
 								ours, sha256 ? sha256 : "nothing"));
-	FinishSpi(spi);
+	SPI_finish();
 	pg_cryptohash_free(state->sha);
 	state->sha = NULL;
 	state->ended = true;
@@ -886,7 +859,6 @@ ImportLine(ImportState *state, const char *line, int len)
 static void
 ImportFinish(ImportState *state)
 {
-	int			spi;
 	Oid			argtypes[3] = {UUIDOID, REGCLASSARRAYOID, TEXTARRAYOID};
 	Datum		args[3];
 	Datum	   *relids = palloc(sizeof(Datum) * Max(state->ntables, 1));
@@ -905,14 +877,15 @@ ImportFinish(ImportState *state)
 	args[1] = PointerGetDatum(construct_array(relids, state->ntables, REGCLASSOID,
 											  sizeof(Oid), true, TYPALIGN_INT));
 	args[2] = makeArrayResult(state->skipped, CurrentMemoryContext);
-	spi = ConnectSpi();
+	SPI_connect();
 	if (SPI_execute_with_args("SELECT mandant.op_import_tenant_finish($1, $2, $3)",
 							  3, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not finish the tenant import");
-	FinishSpi(spi);
+	SPI_finish();
 	ereport(NOTICE,
-			(errmsg("tenant %s imported: " INT64_FORMAT " rows of %d tables, " INT64_FORMAT " other records",
-					MandantUuidText(&state->tenant), state->rows, state->ntables, state->items)));
+			(errmsg("tenant \"%s\" imported: " INT64_FORMAT " rows of %d tables, " INT64_FORMAT " other records",
+					state->slug, state->rows, state->ntables, state->items),
+			 errdetail("Its id is %s; its audit trail verified.", MandantUuidText(&state->tenant))));
 }
 
 /*

@@ -17,6 +17,7 @@ CREATE FUNCTION mandant.op_export_tenant_stream(tenant uuid)
 RETURNS SETOF text
 AS 'MODULE_PATHNAME', 'mandant_op_export_tenant_stream'
 LANGUAGE C STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 ROWS 100000;
 
 COMMENT ON FUNCTION mandant.op_export_tenant_stream(uuid) IS
@@ -48,7 +49,8 @@ COMMENT ON VIEW mandant.tenant_import IS
 CREATE FUNCTION mandant.op_tenant_import_open()
 RETURNS void
 AS 'MODULE_PATHNAME', 'mandant_op_tenant_import_open'
-LANGUAGE C VOLATILE SECURITY DEFINER;
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
 
 COMMENT ON FUNCTION mandant.op_tenant_import_open() IS
 'Internal: start the import of one tenant stream for the running statement (mandant.tenant_import''s first trigger, after the gate).';
@@ -71,7 +73,8 @@ COMMENT ON FUNCTION mandant.tenant_import_open() IS
 CREATE FUNCTION mandant.tenant_import_line()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'mandant_tenant_import_line'
-LANGUAGE C VOLATILE SECURITY DEFINER;
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
 
 COMMENT ON FUNCTION mandant.tenant_import_line() IS
 'Internal: INSTEAD OF row trigger of mandant.tenant_import (takes one line of a tenant stream) and its AFTER STATEMENT trigger (finishes the import).';
