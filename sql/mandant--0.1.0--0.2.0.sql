@@ -3617,22 +3617,37 @@ CREATE OR REPLACE FUNCTION mandant.import_rows(tbl regclass, tenant_column name,
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET session_replication_role = replica
 AS $$
 DECLARE
 	columns	text;
-	n		bigint;
+	fields	text;
+BEGIN
+	SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum),
+		   string_agg(CASE WHEN a.attname = tenant_column THEN '$1' ELSE 'r.' || quote_ident(a.attname) END,
+					  ', ' ORDER BY a.attnum)
+	INTO columns, fields
+	FROM pg_attribute a
+	WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
+	RETURN mandant.run_as_table_owner(tbl, tenant,
+		format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM jsonb_populate_recordset(NULL::%s, $2) r',
+			   tbl, columns, fields, tbl),
+		rows)::text::bigint;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.import_rows(regclass, name, uuid, jsonb) IS
+'Internal: insert exported rows (a JSON array) into a tenant table for a tenant, as the table''s owner in replica mode.';
+
+CREATE OR REPLACE FUNCTION mandant.import_sequences(tbl regclass, tenant uuid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
 	seq		text;
 	col		name;
 BEGIN
-	SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO columns
-	FROM pg_attribute a
-	WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
-	n := mandant.run_as_table_owner(tbl, tenant,
-		format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM jsonb_populate_recordset(NULL::%s, $2)',
-			   tbl, columns, columns, tbl),
-		(SELECT COALESCE(jsonb_agg(r || jsonb_build_object(tenant_column, tenant)), '[]')
-		 FROM jsonb_array_elements(rows) r));
-	/* Sequences behind the imported ids move past them. */
 	FOR col, seq IN
 		SELECT a.attname, pg_get_serial_sequence(tbl::text, a.attname)
 		FROM pg_attribute a WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
@@ -3643,12 +3658,11 @@ BEGIN
 					   seq, col, tbl, seq::regclass));
 		END IF;
 	END LOOP;
-	RETURN n;
 END
 $$;
 
-COMMENT ON FUNCTION mandant.import_rows(regclass, name, uuid, jsonb) IS
-'Internal: insert exported rows into a tenant table for a tenant and move its sequences past them.';
+COMMENT ON FUNCTION mandant.import_sequences(regclass, uuid) IS
+'Internal: move the sequences behind a tenant table''s columns past the largest imported values.';
 
 CREATE OR REPLACE FUNCTION mandant.check_imported_references(tbl regclass, tenant_column name, tenant uuid)
 RETURNS void
@@ -3688,7 +3702,7 @@ $$;
 COMMENT ON FUNCTION mandant.check_imported_references(regclass, name, uuid) IS
 'Internal: raise 23503 when a tenant''s imported rows of a table reference rows that do not exist (import runs in replica mode, which skips foreign key triggers).';
 
-CREATE OR REPLACE FUNCTION mandant.op_import_tenant(export jsonb)
+CREATE OR REPLACE FUNCTION mandant.op_import_tenant_begin(tenant jsonb, tables jsonb)
 RETURNS uuid
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -3697,30 +3711,18 @@ SET session_replication_role = replica
 AS $$
 DECLARE
 	t		mandant.tenant;
-	tbl		record;
-	rows	jsonb;
 	name	text;
-	h		record;
-	rev		bigint;
-	skipped	text[] := '{}';
 BEGIN
-	IF export IS NULL OR jsonb_typeof(export) <> 'object' OR export ->> 'format' IS DISTINCT FROM 'mandant.tenant-export' THEN
-		RAISE EXCEPTION 'not a mandant tenant export'
-			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = 'The document has no "format": "mandant.tenant-export".',
-				  HINT = 'Pass what mandant.export_tenant() returned.';
+	IF jsonb_typeof(tenant) IS DISTINCT FROM 'object' OR jsonb_typeof(COALESCE(tables, '[]')) <> 'array' THEN
+		RAISE EXCEPTION 'export names no tenant'
+			USING ERRCODE = 'invalid_parameter_value', DETAIL = 'The "tenant" object or the list of tables is missing.',
+				  HINT = 'Pass what mandant.export_tenant() or mandant.export_tenant_stream() returned.';
 	END IF;
-	IF export -> 'version' IS DISTINCT FROM '1'::jsonb THEN
-		RAISE EXCEPTION 'unsupported export version %', COALESCE(export ->> 'version', 'NULL')
-			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = 'This mandant reads exports of version 1.',
-				  HINT = 'Export again with this version of mandant.';
-	END IF;
-	t := jsonb_populate_record(NULL::mandant.tenant, export -> 'tenant');
+	t := jsonb_populate_record(NULL::mandant.tenant, tenant);
 	IF t.id IS NULL OR t.slug IS NULL THEN
 		RAISE EXCEPTION 'export names no tenant'
 			USING ERRCODE = 'invalid_parameter_value', DETAIL = 'The "tenant" object lacks id or slug.',
-				  HINT = 'Pass what mandant.export_tenant() returned.';
+				  HINT = 'Pass what mandant.export_tenant() or mandant.export_tenant_stream() returned.';
 	END IF;
 	IF EXISTS (SELECT 1 FROM mandant.tenant x WHERE x.slug = t.slug OR x.id = t.id) THEN
 		RAISE EXCEPTION 'tenant "%" already exists', t.slug
@@ -3741,7 +3743,7 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value', DETAIL = 'mandant.plan has no such key.',
 				  HINT = 'Create the plan first.';
 	END IF;
-	FOR name IN SELECT jsonb_object_keys(COALESCE(export -> 'tables', '{}')) LOOP
+	FOR name IN SELECT jsonb_array_elements_text(COALESCE(tables, '[]')) LOOP
 		IF NOT EXISTS (SELECT 1 FROM mandant.tenant_tables() x WHERE x.relid::text = name) THEN
 			RAISE EXCEPTION 'table % of the export is not a tenant table here', name
 				USING ERRCODE = 'invalid_parameter_value',
@@ -3749,63 +3751,116 @@ BEGIN
 					  HINT = 'Create the schema (migrations) first.';
 		END IF;
 	END LOOP;
-
 	INSERT INTO mandant.tenant SELECT (t).*;
-	FOR tbl IN SELECT * FROM mandant.tenant_tables() ORDER BY depth DESC, relid::text LOOP
-		rows := export -> 'tables' -> tbl.relid::text;
-		IF rows IS NOT NULL THEN
-			PERFORM mandant.import_rows(tbl.relid, tbl.tenant_column, t.id, rows);
-		END IF;
-	END LOOP;
-	FOR tbl IN SELECT * FROM mandant.tenant_tables() ORDER BY depth DESC, relid::text LOOP
-		IF export -> 'tables' ? tbl.relid::text THEN
-			PERFORM mandant.check_imported_references(tbl.relid, tbl.tenant_column, t.id);
-		END IF;
-	END LOOP;
+	RETURN t.id;
+END
+$$;
 
-	INSERT INTO mandant.role (tenant_id, name, scopes, description)
-	SELECT t.id, r.name, r.scopes, r.description
-	FROM jsonb_to_recordset(COALESCE(export -> 'roles', '[]')) AS r (name text, scopes text[], description text);
-	INSERT INTO mandant.membership (tenant_id, user_id, role, created_at, created_by)
-	SELECT t.id, u.id, m.role, m."createdAt", m."createdBy"
-	FROM jsonb_to_recordset(COALESCE(export -> 'memberships', '[]'))
-		 AS m (email text, role text, "createdAt" timestamptz, "createdBy" text)
-	JOIN mandant.users u ON lower(u.email) = lower(m.email);
-	SELECT COALESCE(array_agg(m.email ORDER BY m.email), '{}') INTO skipped
-	FROM jsonb_to_recordset(COALESCE(export -> 'memberships', '[]')) AS m (email text)
-	WHERE NOT EXISTS (SELECT 1 FROM mandant.users u WHERE lower(u.email) = lower(m.email));
+COMMENT ON FUNCTION mandant.op_import_tenant_begin(jsonb, jsonb) IS
+'Internal: check an imported tenant and its tables against this database and insert the tenant''s row (first step of import_tenant and of COPY mandant.tenant_import).';
 
-	/* Configuration: revisions are this database's, so they are taken anew in order. */
-	FOR h IN SELECT * FROM jsonb_populate_recordset(NULL::mandant.config_history, COALESCE(export -> 'configHistory', '[]'))
-			 ORDER BY revision LOOP
-		INSERT INTO mandant.config_clock AS c (id, revision) VALUES (1, 1)
-		ON CONFLICT (id) DO UPDATE SET revision = c.revision + 1 RETURNING c.revision INTO rev;
-		INSERT INTO mandant.config_history (revision, tenant_id, service, key, version, old_value, new_value,
-											reason, changed_by, actor_user_id, request_id, changed_at)
-		VALUES (rev, t.id, h.service, h.key, h.version, h.old_value, h.new_value, h.reason, h.changed_by,
-				h.actor_user_id, h.request_id, h.changed_at);
+CREATE OR REPLACE FUNCTION mandant.op_import_tenant_items(tenant uuid, kind text, items jsonb)
+RETURNS text[]
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET session_replication_role = replica
+AS $$
+DECLARE
+	h		record;
+	rev		bigint;
+	skipped	text[];
+BEGIN
+	IF jsonb_typeof(items) IS DISTINCT FROM 'array' THEN
+		RAISE EXCEPTION 'imported % records are not a JSON array', kind
+			USING ERRCODE = 'invalid_parameter_value', DETAIL = format('They were %s.', COALESCE(jsonb_typeof(items), 'missing')),
+				  HINT = 'Pass what mandant.export_tenant() or mandant.export_tenant_stream() returned.';
+	END IF;
+	CASE kind
+	WHEN 'role' THEN
+		INSERT INTO mandant.role (tenant_id, name, scopes, description)
+		SELECT tenant, r.name, r.scopes, r.description
+		FROM jsonb_to_recordset(items) AS r (name text, scopes text[], description text);
+	WHEN 'membership' THEN
+		INSERT INTO mandant.membership (tenant_id, user_id, role, created_at, created_by)
+		SELECT tenant, u.id, m.role, m."createdAt", m."createdBy"
+		FROM jsonb_to_recordset(items) AS m (email text, role text, "createdAt" timestamptz, "createdBy" text)
+		JOIN mandant.users u ON lower(u.email) = lower(m.email);
+		SELECT COALESCE(array_agg(m.email ORDER BY m.email), '{}') INTO skipped
+		FROM jsonb_to_recordset(items) AS m (email text)
+		WHERE NOT EXISTS (SELECT 1 FROM mandant.users u WHERE lower(u.email) = lower(m.email));
+	WHEN 'configHistory' THEN
+		FOR h IN SELECT * FROM jsonb_populate_recordset(NULL::mandant.config_history, items) ORDER BY revision LOOP
+			INSERT INTO mandant.config_clock AS c (id, revision) VALUES (1, 1)
+			ON CONFLICT (id) DO UPDATE SET revision = c.revision + 1 RETURNING c.revision INTO rev;
+			INSERT INTO mandant.config_history (revision, tenant_id, service, key, version, old_value, new_value,
+												reason, changed_by, actor_user_id, request_id, changed_at)
+			VALUES (rev, tenant, h.service, h.key, h.version, h.old_value, h.new_value, h.reason, h.changed_by,
+					h.actor_user_id, h.request_id, h.changed_at);
+		END LOOP;
+	WHEN 'config' THEN
+		FOR h IN SELECT * FROM jsonb_populate_recordset(NULL::mandant.config_entry, items) LOOP
+			INSERT INTO mandant.config_clock AS c (id, revision) VALUES (1, 1)
+			ON CONFLICT (id) DO UPDATE SET revision = c.revision + 1 RETURNING c.revision INTO rev;
+			INSERT INTO mandant.config_entry (tenant_id, service, key, value, version, revision, updated_at, updated_by, deleted_at)
+			VALUES (tenant, h.service, h.key, h.value, h.version, rev, h.updated_at, h.updated_by, h.deleted_at);
+		END LOOP;
+	WHEN 'quotaChange' THEN
+		INSERT INTO mandant.quota_change (tenant_id, resource, "limit", effective_at, reason, actor, created_at)
+		SELECT tenant, q.resource, q."limit", q.effective_at, q.reason, q.actor, q.created_at
+		FROM jsonb_populate_recordset(NULL::mandant.quota_change, items) q;
+	WHEN 'charged' THEN
+		INSERT INTO mandant.tenant_usage (tenant_id, resource, used)
+		SELECT tenant, c.resource, c.used FROM jsonb_to_recordset(items) AS c (resource text, used bigint);
+	WHEN 'auditEvent' THEN
+		INSERT INTO mandant.audit_event
+		SELECT (jsonb_populate_record(NULL::mandant.audit_event, e || jsonb_build_object('tenant_id', tenant))).*
+		FROM jsonb_array_elements(items) e;
+	WHEN 'auditSeal' THEN
+		INSERT INTO mandant.audit_seal
+		SELECT (jsonb_populate_record(NULL::mandant.audit_seal, s || jsonb_build_object('tenant_id', tenant))).*
+		FROM jsonb_array_elements(items) s;
+	ELSE
+		RAISE EXCEPTION 'unknown kind of imported records "%"', kind
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'Known kinds: role, membership, configHistory, config, quotaChange, charged, auditEvent, auditSeal.',
+				  HINT = 'Pass what mandant.export_tenant() or mandant.export_tenant_stream() returned.';
+	END CASE;
+	RETURN skipped;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.op_import_tenant_items(uuid, text, jsonb) IS
+'Internal: import a JSON array of one kind of a tenant''s records (roles, members, configuration, quota changes, usage, audit events and seals); returns the members'' e-mails that have no account here.';
+
+CREATE OR REPLACE FUNCTION mandant.op_import_tenant_finish(tenant uuid, tables regclass[], skipped text[])
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET session_replication_role = replica
+AS $$
+DECLARE
+	t		mandant.tenant;
+	tbl		record;
+	verdict	jsonb;
+BEGIN
+	SELECT * INTO STRICT t FROM mandant.tenant x WHERE x.id = tenant;
+	skipped := COALESCE(skipped, '{}');
+	FOR tbl IN SELECT * FROM mandant.tenant_tables() x WHERE x.relid = ANY (tables) ORDER BY x.depth DESC, x.relid::text LOOP
+		PERFORM mandant.check_imported_references(tbl.relid, tbl.tenant_column, tenant);
+		PERFORM mandant.import_sequences(tbl.relid, tenant);
 	END LOOP;
-	FOR h IN SELECT * FROM jsonb_populate_recordset(NULL::mandant.config_entry, COALESCE(export -> 'config', '[]')) LOOP
-		INSERT INTO mandant.config_clock AS c (id, revision) VALUES (1, 1)
-		ON CONFLICT (id) DO UPDATE SET revision = c.revision + 1 RETURNING c.revision INTO rev;
-		INSERT INTO mandant.config_entry (tenant_id, service, key, value, version, revision, updated_at, updated_by, deleted_at)
-		VALUES (t.id, h.service, h.key, h.value, h.version, rev, h.updated_at, h.updated_by, h.deleted_at);
-	END LOOP;
-
-	INSERT INTO mandant.quota_change (tenant_id, resource, "limit", effective_at, reason, actor, created_at)
-	SELECT t.id, q.resource, q."limit", q.effective_at, q.reason, q.actor, q.created_at
-	FROM jsonb_populate_recordset(NULL::mandant.quota_change, COALESCE(export -> 'quotaChanges', '[]')) q;
-	INSERT INTO mandant.tenant_usage (tenant_id, resource, used)
-	SELECT t.id, c.key, (c.value #>> '{}')::bigint FROM jsonb_each(COALESCE(export -> 'charged', '{}')) c;
-
-	INSERT INTO mandant.audit_event
-	SELECT (jsonb_populate_record(NULL::mandant.audit_event, e || jsonb_build_object('tenant_id', t.id))).*
-	FROM jsonb_array_elements(COALESCE(export #> '{audit,events}', '[]')) e;
-	INSERT INTO mandant.audit_seal
-	SELECT (jsonb_populate_record(NULL::mandant.audit_seal, s || jsonb_build_object('tenant_id', t.id))).*
-	FROM jsonb_array_elements(COALESCE(export #> '{audit,seals}', '[]')) s;
 	PERFORM setval('mandant.audit_event_id_seq', GREATEST(
 		(SELECT max(e.id) FROM mandant.audit_event e), (SELECT last_value FROM mandant.audit_event_id_seq)));
+	verdict := mandant.audit_verify_chain(tenant, '{}', 'import');
+	IF NOT (verdict ->> 'ok')::boolean THEN
+		RAISE EXCEPTION 'imported audit trail of tenant "%" does not verify', t.slug
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('Audit event %s does not match its hash or its place in the chain (%s events checked).',
+								  verdict ->> 'firstBadId', verdict ->> 'checked'),
+				  HINT = 'The export was changed after it was made, or its source''s trail was; mandant.audit_verify() on the source tells which.';
+	END IF;
 
 	PERFORM mandant.emit_for(NULL, 'platform.tenant.imported', t.id::text,
 							 mandant.tenant_payload(t) || jsonb_build_object('membersSkipped', skipped));
@@ -3821,7 +3876,59 @@ BEGIN
 		RAISE WARNING 'members without an account here were not imported: %', array_to_string(skipped, ', ')
 			USING HINT = 'Create the users, then add them with mandant.add_member().';
 	END IF;
-	RETURN t.id;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.op_import_tenant_finish(uuid, regclass[], text[]) IS
+'Internal: end an import: check the imported rows'' foreign keys, move sequences, verify the audit chain, announce and record the import.';
+
+CREATE OR REPLACE FUNCTION mandant.op_import_tenant(export jsonb)
+RETURNS uuid
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET session_replication_role = replica
+AS $$
+DECLARE
+	tenant	uuid;
+	tbl		record;
+	rows	jsonb;
+	tables	regclass[] := '{}';
+	skipped	text[];
+BEGIN
+	IF export IS NULL OR jsonb_typeof(export) <> 'object' OR export ->> 'format' IS DISTINCT FROM 'mandant.tenant-export' THEN
+		RAISE EXCEPTION 'not a mandant tenant export'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'The document has no "format": "mandant.tenant-export".',
+				  HINT = 'Pass what mandant.export_tenant() returned.';
+	END IF;
+	IF export -> 'version' IS DISTINCT FROM '1'::jsonb THEN
+		RAISE EXCEPTION 'unsupported export version %', COALESCE(export ->> 'version', 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'This mandant reads exports of version 1.',
+				  HINT = 'Export again with this version of mandant.';
+	END IF;
+	tenant := mandant.op_import_tenant_begin(export -> 'tenant',
+		(SELECT COALESCE(jsonb_agg(k), '[]') FROM jsonb_object_keys(COALESCE(export -> 'tables', '{}')) k));
+	FOR tbl IN SELECT * FROM mandant.tenant_tables() ORDER BY depth DESC, relid::text LOOP
+		rows := export -> 'tables' -> tbl.relid::text;
+		IF rows IS NOT NULL THEN
+			PERFORM mandant.import_rows(tbl.relid, tbl.tenant_column, tenant, rows);
+			tables := tables || tbl.relid;
+		END IF;
+	END LOOP;
+	PERFORM mandant.op_import_tenant_items(tenant, 'role', COALESCE(export -> 'roles', '[]'));
+	skipped := mandant.op_import_tenant_items(tenant, 'membership', COALESCE(export -> 'memberships', '[]'));
+	PERFORM mandant.op_import_tenant_items(tenant, 'configHistory', COALESCE(export -> 'configHistory', '[]'));
+	PERFORM mandant.op_import_tenant_items(tenant, 'config', COALESCE(export -> 'config', '[]'));
+	PERFORM mandant.op_import_tenant_items(tenant, 'quotaChange', COALESCE(export -> 'quotaChanges', '[]'));
+	PERFORM mandant.op_import_tenant_items(tenant, 'charged',
+		(SELECT COALESCE(jsonb_agg(jsonb_build_object('resource', c.key, 'used', c.value)), '[]')
+		 FROM jsonb_each(COALESCE(export -> 'charged', '{}')) c));
+	PERFORM mandant.op_import_tenant_items(tenant, 'auditEvent', COALESCE(export #> '{audit,events}', '[]'));
+	PERFORM mandant.op_import_tenant_items(tenant, 'auditSeal', COALESCE(export #> '{audit,seals}', '[]'));
+	PERFORM mandant.op_import_tenant_finish(tenant, tables, skipped);
+	RETURN tenant;
 END
 $$;
 
@@ -3840,6 +3947,61 @@ $$;
 
 COMMENT ON FUNCTION mandant.import_tenant(jsonb) IS
 'Restore a tenant from mandant.export_tenant() (version 1) into this database: rows with their ids, members whose e-mail has an account here, configuration (new revisions), quota changes, audit trail and seals (audit_verify still passes; the platform''s tenant.imported record keeps the imported chain head). Refuses other versions and existing slugs; all or nothing. mandant_admin only.';
+
+CREATE OR REPLACE FUNCTION mandant.op_export_tenant_stream(tenant uuid)
+RETURNS SETOF text
+AS 'MODULE_PATHNAME', 'mandant_op_export_tenant_stream'
+LANGUAGE C STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+ROWS 100000;
+
+COMMENT ON FUNCTION mandant.op_export_tenant_stream(uuid) IS
+'Internal: the body of mandant.export_tenant_stream(), which checks its caller first (mandant.gate_check).';
+
+CREATE OR REPLACE FUNCTION mandant.export_tenant_stream(tenant uuid)
+RETURNS SETOF text
+LANGUAGE sql
+ROWS 100000
+AS $$
+	SELECT mandant.gate_check('export_tenant');
+	SELECT mandant.op_export_tenant_stream(tenant);
+$$;
+
+COMMENT ON FUNCTION mandant.export_tenant_stream(uuid) IS
+'A tenant as JSON lines (format mandant.tenant-stream, version 1), in memory that does not grow with the tenant: a header (the tenant, its tables), every row of every tenant table, roles, members (e-mail, name, role: never password hashes or secrets), configuration with its history, quota changes, charged usage, the audit trail with its seals, and a trailer with the number of lines and their SHA-256. Write it with COPY (SELECT mandant.export_tenant_stream(id)) TO STDOUT; import it with COPY mandant.tenant_import FROM STDIN. mandant_admin only.';
+
+CREATE OR REPLACE FUNCTION mandant.op_tenant_import_open()
+RETURNS void
+AS 'MODULE_PATHNAME', 'mandant_op_tenant_import_open'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION mandant.op_tenant_import_open() IS
+'Internal: start the import of one tenant stream for the running statement (mandant.tenant_import''s first trigger, after the gate).';
+
+CREATE OR REPLACE FUNCTION mandant.tenant_import_open()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM mandant.gate_check('import_tenant');
+	PERFORM mandant.op_tenant_import_open();
+	RETURN NULL;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.tenant_import_open() IS
+'Internal: BEFORE STATEMENT trigger of mandant.tenant_import: check the caller (the gate''s rule of import_tenant) and start the import.';
+
+CREATE OR REPLACE FUNCTION mandant.tenant_import_line()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'mandant_tenant_import_line'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION mandant.tenant_import_line() IS
+'Internal: INSTEAD OF row trigger of mandant.tenant_import (takes one line of a tenant stream) and its AFTER STATEMENT trigger (finishes the import).';
 
 CREATE OR REPLACE FUNCTION mandant.forget_tables(tables oid[])
 RETURNS void
@@ -4559,7 +4721,10 @@ REVOKE ALL ON FUNCTION mandant.check_tenant_references() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.op_delete_tenant(uuid, text), mandant.op_export_tenant(uuid), mandant.op_import_tenant(jsonb),
 	mandant.op_suspend_tenant(uuid, text), mandant.op_resume_tenant(uuid),
 	mandant.op_complete_tenant_provisioning(uuid), mandant.op_fail_tenant_provisioning(uuid, text),
-	mandant.import_rows(regclass, name, uuid, jsonb), mandant.check_imported_references(regclass, name, uuid),
+	mandant.import_rows(regclass, name, uuid, jsonb), mandant.import_sequences(regclass, uuid),
+	mandant.check_imported_references(regclass, name, uuid),
+	mandant.op_import_tenant_begin(jsonb, jsonb), mandant.op_import_tenant_items(uuid, text, jsonb),
+	mandant.op_import_tenant_finish(uuid, regclass[], text[]),
 	mandant.announce(uuid, text, text), mandant.check_slug_quarantine(text, uuid),
 	mandant.after_tenant_created(uuid), mandant.tenant_by_operation(uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION mandant.op_delete_tenant(uuid, text), mandant.op_export_tenant(uuid), mandant.op_import_tenant(jsonb),
@@ -4567,6 +4732,9 @@ GRANT EXECUTE ON FUNCTION mandant.op_delete_tenant(uuid, text), mandant.op_expor
 	mandant.op_complete_tenant_provisioning(uuid), mandant.op_fail_tenant_provisioning(uuid, text) TO mandant_admin;
 GRANT EXECUTE ON FUNCTION mandant.op_complete_tenant_provisioning(uuid), mandant.op_fail_tenant_provisioning(uuid, text)
 	TO mandant_service;
+REVOKE ALL ON FUNCTION mandant.op_export_tenant_stream(uuid), mandant.op_tenant_import_open(),
+	mandant.tenant_import_open(), mandant.tenant_import_line() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION mandant.op_export_tenant_stream(uuid), mandant.op_tenant_import_open() TO mandant_admin;
 REVOKE ALL ON FUNCTION mandant.forget_tables(oid[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.forget_missing_tables() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.http_routes_changed() FROM PUBLIC;
@@ -4716,6 +4884,24 @@ BEGIN
 	END LOOP;
 END
 $policies$;
+
+/* ---- tenant streams: the view COPY imports into ---- */
+
+CREATE VIEW mandant.tenant_import AS
+	SELECT NULL::text AS line WHERE false;
+
+COMMENT ON VIEW mandant.tenant_import IS
+'Import a tenant from the lines of mandant.export_tenant_stream(): COPY mandant.tenant_import FROM STDIN. One statement imports one tenant, all or nothing: foreign keys and the audit chain are checked at the end, and a stream cut short or changed on the way is refused. mandant_admin only.';
+
+CREATE TRIGGER a_open BEFORE INSERT ON mandant.tenant_import
+	FOR EACH STATEMENT EXECUTE FUNCTION mandant.tenant_import_open();
+CREATE TRIGGER b_line INSTEAD OF INSERT ON mandant.tenant_import
+	FOR EACH ROW EXECUTE FUNCTION mandant.tenant_import_line();
+CREATE TRIGGER c_finish AFTER INSERT ON mandant.tenant_import
+	FOR EACH STATEMENT EXECUTE FUNCTION mandant.tenant_import_line();
+
+REVOKE ALL ON mandant.tenant_import FROM PUBLIC;
+GRANT INSERT ON mandant.tenant_import TO PUBLIC;
 
 /* ---- routes of the HTTP gateway: every backend reloads them after a change ---- */
 
