@@ -27,12 +27,17 @@
  * opening of its cursor and around every fetch, since the owner's code
  * (casts to json, output functions) runs while rows are fetched.
  *
- * Import goes through the view mandant.tenant_import (one text column,
+ * Import goes through the table mandant.tenant_import (one text column,
  * line) and its triggers, so that `COPY mandant.tenant_import FROM STDIN`
  * takes a stream straight from a pipe: a BEFORE STATEMENT trigger checks
  * the caller (the gate's rule of import_tenant) and opens the import
- * (mandant.op_tenant_import_open), an INSTEAD OF row trigger takes each
- * line, and the AFTER STATEMENT trigger finishes it.  Lines of one kind
+ * (mandant.op_tenant_import_open), a BEFORE row trigger takes each line
+ * and keeps it out of the table, and the AFTER STATEMENT trigger finishes
+ * it.  The table keeps nothing (CHECK (false) refuses a row that would
+ * get past the triggers), and the triggers fire in replica mode too
+ * (ENABLE ALWAYS), which a view's cannot: an import is never skipped
+ * silently, and a table owner's trigger that fires during an import's
+ * writes cannot start another one unchecked.  Lines of one kind
  * (one table's rows, audit events, ...) are gathered into a batch of at
  * most IMPORT_BATCH_ROWS lines or IMPORT_BATCH_BYTES bytes and written
  * with one statement: table rows as the table's owner (as above) in
@@ -53,6 +58,7 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "common/cryptohash.h"
@@ -839,6 +845,9 @@ ImportLine(ImportState *state, const char *line, int len)
 			RaiseBadStream("row of a table the header does not name",
 						   psprintf("The row is of %.*s.", (int) Min(name_end - value, 200), value));
 		value = name_end + 7;
+		if (line + len - 1 - value <= 0)
+			RaiseBadStream("row line of a tenant stream has no row",
+						   "A row line is {\"table\": \"<table>\", \"row\": {...}}.");
 		ImportBatchAdd(state, i, NULL, 0, value, line + len - 1 - value);
 		return;
 	}
@@ -848,6 +857,9 @@ ImportLine(ImportState *state, const char *line, int len)
 	if (i == (int) lengthof(item_kinds))
 		RaiseBadStream("unknown kind of line in a tenant stream",
 					   psprintf("The line's kind is \"%.*s\".", Min(key_len, 64), key));
+	if (line + len - 1 - value <= 0)
+		RaiseBadStream("line of a tenant stream has no content",
+					   psprintf("The line is {\"%.*s\":} with nothing after the colon.", key_len, key));
 	ImportBatchAdd(state, -1, key, key_len, value, line + len - 1 - value);
 }
 
@@ -889,9 +901,10 @@ ImportFinish(ImportState *state)
 }
 
 /*
- * mandant.tenant_import_line() returns trigger: the INSTEAD OF INSERT row
- * trigger of mandant.tenant_import takes one line; as its AFTER STATEMENT
- * trigger it finishes the import.  The BEFORE STATEMENT trigger opened it.
+ * mandant.tenant_import_line() returns trigger: the BEFORE INSERT row
+ * trigger of mandant.tenant_import takes one line (and keeps it out of the
+ * table); as its AFTER STATEMENT trigger it finishes the import.  The
+ * BEFORE STATEMENT trigger opened it.
  */
 Datum
 mandant_tenant_import_line(PG_FUNCTION_ARGS)
@@ -901,7 +914,9 @@ mandant_tenant_import_line(PG_FUNCTION_ARGS)
 	ErrorContextCallback errcallback;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
-		trigdata->tg_relation->rd_rel->relkind != RELKIND_VIEW)
+		(TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) && !TRIGGER_FIRED_BEFORE(trigdata->tg_event)) ||
+		strcmp(RelationGetRelationName(trigdata->tg_relation), "tenant_import") != 0 ||
+		RelationGetNamespace(trigdata->tg_relation) != get_namespace_oid("mandant", false))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("mandant.tenant_import_line() must be fired by an insert into mandant.tenant_import"),
@@ -932,7 +947,7 @@ mandant_tenant_import_line(PG_FUNCTION_ARGS)
 		ImportLine(state, text_to_cstring(line), VARSIZE_ANY_EXHDR(line));
 		error_context_stack = errcallback.previous;
 		import_line = 0;
-		return PointerGetDatum(tuple);
+		return PointerGetDatum(NULL);	/* the table keeps nothing */
 	}
 	import_line = 0;
 	ImportFlush(state);

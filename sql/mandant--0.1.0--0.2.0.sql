@@ -4001,7 +4001,7 @@ LANGUAGE C VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp;
 
 COMMENT ON FUNCTION mandant.tenant_import_line() IS
-'Internal: INSTEAD OF row trigger of mandant.tenant_import (takes one line of a tenant stream) and its AFTER STATEMENT trigger (finishes the import).';
+'Internal: BEFORE row trigger of mandant.tenant_import (takes one line of a tenant stream, keeps it out of the table) and its AFTER STATEMENT trigger (finishes the import).';
 
 CREATE OR REPLACE FUNCTION mandant.forget_tables(tables oid[])
 RETURNS void
@@ -4885,23 +4885,31 @@ BEGIN
 END
 $policies$;
 
-/* ---- tenant streams: the view COPY imports into ---- */
+/* ---- tenant streams: the table COPY imports into (it keeps nothing) ---- */
 
-CREATE VIEW mandant.tenant_import AS
-	SELECT NULL::text AS line WHERE false;
+CREATE TABLE mandant.tenant_import (
+	line		text,
+	CONSTRAINT tenant_import_keeps_nothing CHECK (false) NO INHERIT
+);
 
-COMMENT ON VIEW mandant.tenant_import IS
-'Import a tenant from the lines of mandant.export_tenant_stream(): COPY mandant.tenant_import FROM STDIN. One statement imports one tenant, all or nothing: foreign keys and the audit chain are checked at the end, and a stream cut short or changed on the way is refused. mandant_admin only.';
+COMMENT ON TABLE mandant.tenant_import IS
+'Import a tenant from the lines of mandant.export_tenant_stream(): COPY mandant.tenant_import FROM STDIN. One statement imports one tenant, all or nothing: foreign keys and the audit chain are checked at the end, and a stream cut short or changed on the way is refused. The table keeps no rows. mandant_admin only.';
 
 CREATE TRIGGER a_open BEFORE INSERT ON mandant.tenant_import
 	FOR EACH STATEMENT EXECUTE FUNCTION mandant.tenant_import_open();
-CREATE TRIGGER b_line INSTEAD OF INSERT ON mandant.tenant_import
+CREATE TRIGGER b_line BEFORE INSERT ON mandant.tenant_import
 	FOR EACH ROW EXECUTE FUNCTION mandant.tenant_import_line();
 CREATE TRIGGER c_finish AFTER INSERT ON mandant.tenant_import
 	FOR EACH STATEMENT EXECUTE FUNCTION mandant.tenant_import_line();
+-- They fire in replica mode too: an import is never skipped silently, and a
+-- table owner's trigger that fires during an import's writes (replica mode)
+-- cannot start another import unchecked.
+ALTER TABLE mandant.tenant_import ENABLE ALWAYS TRIGGER a_open;
+ALTER TABLE mandant.tenant_import ENABLE ALWAYS TRIGGER b_line;
+ALTER TABLE mandant.tenant_import ENABLE ALWAYS TRIGGER c_finish;
 
 REVOKE ALL ON mandant.tenant_import FROM PUBLIC;
-GRANT INSERT ON mandant.tenant_import TO PUBLIC;
+GRANT INSERT ON mandant.tenant_import TO PUBLIC;		-- the gate refuses with its hint
 
 /* ---- routes of the HTTP gateway: every backend reloads them after a change ---- */
 

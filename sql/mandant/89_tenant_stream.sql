@@ -7,7 +7,7 @@
  *   COPY mandant.tenant_import FROM STDIN
  *
  * Export reads one cursor at a time and hands out one line per call;
- * import takes one line per row of the view mandant.tenant_import and
+ * import takes one line per row of the table mandant.tenant_import and
  * writes them in batches, all or nothing (extension/tenantstream.c).
  * Both check their caller with the gate's rules of export_tenant and
  * import_tenant (mandant_admin).
@@ -40,11 +40,19 @@ $$;
 COMMENT ON FUNCTION mandant.export_tenant_stream(uuid) IS
 'A tenant as JSON lines (format mandant.tenant-stream, version 1), in memory that does not grow with the tenant: a header (the tenant, its tables), every row of every tenant table, roles, members (e-mail, name, role: never password hashes or secrets), configuration with its history, quota changes, charged usage, the audit trail with its seals, and a trailer with the number of lines and their SHA-256. Write it with COPY (SELECT mandant.export_tenant_stream(id)) TO STDOUT; import it with COPY mandant.tenant_import FROM STDIN. mandant_admin only.';
 
-CREATE VIEW mandant.tenant_import AS
-	SELECT NULL::text AS line WHERE false;
+/*
+ * tenant_import is a table that keeps nothing, rather than a view: a
+ * view's triggers do not fire in replica mode, so an import there would be
+ * skipped silently.  Its triggers take every row (ENABLE ALWAYS), and
+ * CHECK (false) refuses a row that would get past them.
+ */
+CREATE TABLE mandant.tenant_import (
+	line		text,
+	CONSTRAINT tenant_import_keeps_nothing CHECK (false) NO INHERIT
+);
 
-COMMENT ON VIEW mandant.tenant_import IS
-'Import a tenant from the lines of mandant.export_tenant_stream(): COPY mandant.tenant_import FROM STDIN. One statement imports one tenant, all or nothing: foreign keys and the audit chain are checked at the end, and a stream cut short or changed on the way is refused. mandant_admin only.';
+COMMENT ON TABLE mandant.tenant_import IS
+'Import a tenant from the lines of mandant.export_tenant_stream(): COPY mandant.tenant_import FROM STDIN. One statement imports one tenant, all or nothing: foreign keys and the audit chain are checked at the end, and a stream cut short or changed on the way is refused. The table keeps no rows. mandant_admin only.';
 
 CREATE FUNCTION mandant.op_tenant_import_open()
 RETURNS void
@@ -77,14 +85,20 @@ LANGUAGE C VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp;
 
 COMMENT ON FUNCTION mandant.tenant_import_line() IS
-'Internal: INSTEAD OF row trigger of mandant.tenant_import (takes one line of a tenant stream) and its AFTER STATEMENT trigger (finishes the import).';
+'Internal: BEFORE row trigger of mandant.tenant_import (takes one line of a tenant stream, keeps it out of the table) and its AFTER STATEMENT trigger (finishes the import).';
 
 CREATE TRIGGER a_open BEFORE INSERT ON mandant.tenant_import
 	FOR EACH STATEMENT EXECUTE FUNCTION mandant.tenant_import_open();
-CREATE TRIGGER b_line INSTEAD OF INSERT ON mandant.tenant_import
+CREATE TRIGGER b_line BEFORE INSERT ON mandant.tenant_import
 	FOR EACH ROW EXECUTE FUNCTION mandant.tenant_import_line();
 CREATE TRIGGER c_finish AFTER INSERT ON mandant.tenant_import
 	FOR EACH STATEMENT EXECUTE FUNCTION mandant.tenant_import_line();
+-- They fire in replica mode too: an import is never skipped silently, and a
+-- table owner's trigger that fires during an import's writes (replica mode)
+-- cannot start another import unchecked.
+ALTER TABLE mandant.tenant_import ENABLE ALWAYS TRIGGER a_open;
+ALTER TABLE mandant.tenant_import ENABLE ALWAYS TRIGGER b_line;
+ALTER TABLE mandant.tenant_import ENABLE ALWAYS TRIGGER c_finish;
 
 REVOKE ALL ON mandant.tenant_import FROM PUBLIC;
 GRANT INSERT ON mandant.tenant_import TO PUBLIC;		-- the gate refuses with its hint

@@ -17,7 +17,7 @@ CREATE TYPE ts.mood AS ENUM ('calm', 'busy');
 -- The owner's cast to json runs when a row is exported: it reports who runs it.
 CREATE FUNCTION ts.mood_json(m ts.mood) RETURNS json LANGUAGE plpgsql AS $$
 BEGIN
-	RAISE WARNING 'mood cast runs as %, tenant %', current_user, COALESCE(mandant.current_tenant()::text, 'none');
+	RAISE WARNING 'mood cast runs as %, tenant %', current_user, CASE WHEN mandant.current_tenant() IS NULL THEN 'none' ELSE 'entered' END;
 	RETURN to_json(m::text);
 END
 $$;
@@ -30,10 +30,17 @@ SELECT mandant.enable_tenancy(t) FROM unnest(ARRAY['ts.project', 'ts."task ""lis
 SELECT mandant.enable_audit('ts."task ""list"""', 'work');
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ts TO regress_service;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA ts TO regress_service;
--- The owner's trigger that even replica mode fires: it reports who runs it.
+-- The owner's trigger that even replica mode fires: it reports who runs it,
+-- and tries to start an import of its own.
 CREATE FUNCTION ts.project_seen() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-	RAISE WARNING 'owner trigger runs as %, tenant %', current_user, COALESCE(mandant.current_tenant()::text, 'none');
+	RAISE WARNING 'owner trigger runs as %, tenant %', current_user, CASE WHEN mandant.current_tenant() IS NULL THEN 'none' ELSE 'entered' END;
+	BEGIN
+		INSERT INTO mandant.tenant_import VALUES ('{"format":"mandant.tenant-stream","version":1}');
+		RAISE WARNING 'nested import accepted';
+	EXCEPTION WHEN OTHERS THEN
+		RAISE WARNING 'nested import refused: %', SQLSTATE;
+	END;
 	RETURN NULL;
 END
 $$;
@@ -199,6 +206,12 @@ SELECT pg_temp.with_trailer(array_agg(line ORDER BY n) || '{"table":"ts.other","
 INSERT INTO mandant.tenant_import
 SELECT pg_temp.with_trailer(array_agg(line ORDER BY n) || '{"table":"ts.project"}'::text) FROM stream WHERE line NOT LIKE '{"end":%';
 \echo :LAST_ERROR_SQLSTATE
+INSERT INTO mandant.tenant_import
+SELECT pg_temp.with_trailer(array_agg(line ORDER BY n) || '{"table":"ts.project","row":}'::text) FROM stream WHERE line NOT LIKE '{"end":%';
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO mandant.tenant_import
+SELECT pg_temp.with_trailer(array_agg(line ORDER BY n) || '{"role":}'::text) FROM stream WHERE line NOT LIKE '{"end":%';
+\echo :LAST_ERROR_SQLSTATE
 INSERT INTO mandant.tenant_import SELECT line FROM stream WHERE false;
 \echo :LAST_ERROR_SQLSTATE
 -- a task whose project is not in the stream
@@ -227,6 +240,15 @@ ROLLBACK TO SAVEPOINT t;
 \set VERBOSITY default
 COMMIT;
 SELECT ok FROM mandant.audit_verify(:'umbrella');
+RESET ROLE;
+-- Replica mode (as a restore sets it) does not skip an import silently.
+SET session_replication_role = replica;
+\set VERBOSITY sqlstate
+INSERT INTO mandant.tenant_import SELECT line FROM stream ORDER BY n;
+\echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY default
+RESET session_replication_role;
+SET ROLE regress_admin;
 -- The other tenant was never touched.
 SELECT mandant.delete_tenant(id, slug) IS NOT NULL AS deleted FROM mandant.tenant WHERE slug LIKE 'ts-%' ORDER BY slug;
 RESET ROLE;
