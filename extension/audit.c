@@ -495,6 +495,9 @@ mandant_audit_trigger(PG_FUNCTION_ARGS)
 							"mandant.audit_trigger()", "an AFTER ... FOR EACH ROW trigger",
 							"Use mandant.enable_audit(table) to attach it.");
 	target = GetAuditTarget(trigdata);
+	/* the tenant's audit trail is erased with the rows delete_tenant erases */
+	if (MandantRowErased(&target->shape, trigdata))
+		return PointerGetDatum(NULL);
 	desc = RelationGetDescr(trigdata->tg_relation);
 
 	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "mandant audit row",

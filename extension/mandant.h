@@ -373,6 +373,7 @@ extern char *MandantRowEntityId(const MandantRowShape *shape, HeapTuple tuple,
 extern const pg_uuid_t *MandantRowTenant(const MandantRowShape *shape,
 										 HeapTuple tuple, TupleDesc desc);
 extern void MandantCheckRowTenant(const pg_uuid_t *tenant, const char *table);
+extern bool MandantRowErased(const MandantRowShape *shape, const struct TriggerData *trigdata);
 extern void MandantCheckTriggerArgs(struct Trigger *trigger, Relation rel, int nfixed,
 									const char *const *fixed, Datum list, bool list_isnull,
 									const char *enable_function);
@@ -409,6 +410,7 @@ typedef struct MandantSavedUser
 extern void MandantBecomeOwner(Oid owner, int flags, MandantSavedUser *saved);
 extern bool MandantErasingTenant(const pg_uuid_t *tenant);
 extern void MandantEnterTableOwner(Oid relid, MandantSavedUser *saved);
+extern bool MandantErasingRow(const struct TriggerData *trigdata, AttrNumber attnum);
 extern void MandantRestoreUser(const MandantSavedUser *saved);
 extern void MandantCheckTableTarget(Oid relid, const char *function_name);
 

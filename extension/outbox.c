@@ -460,6 +460,9 @@ mandant_outbox_trigger(PG_FUNCTION_ARGS)
 							"Use mandant.enable_outbox(table, domain) to attach it.");
 
 	target = GetOutboxTarget(trigdata);
+	/* the tenant's outbox is erased with the rows delete_tenant erases */
+	if (MandantRowErased(&target->shape, trigdata))
+		return PointerGetDatum(NULL);
 	desc = RelationGetDescr(trigdata->tg_relation);
 	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "mandant outbox row",
 								   ALLOCSET_DEFAULT_SIZES);

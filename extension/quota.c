@@ -542,6 +542,9 @@ mandant_quota_trigger(PG_FUNCTION_ARGS)
 	resource = trigdata->tg_trigger->tgargs[0];
 	column = trigdata->tg_trigger->tgargs[1];
 	target = GetQuotaTarget(trigdata);
+	/* the tenant's usage is erased with the rows delete_tenant erases */
+	if (MandantErasingRow(trigdata, target->attnum))
+		return PointerGetDatum(NULL);
 	desc = RelationGetDescr(trigdata->tg_relation);
 
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))

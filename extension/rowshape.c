@@ -362,6 +362,18 @@ MandantRowTenant(const MandantRowShape *shape, HeapTuple tuple, TupleDesc desc)
 }
 
 /*
+ * MandantRowErased says whether a trigger on a table of this shape fires
+ * for the deletion of a row that delete_tenant is erasing
+ * (MandantErasingRow): the audit and outbox triggers write nothing for it.
+ */
+bool
+MandantRowErased(const MandantRowShape *shape, const TriggerData *trigdata)
+{
+	return shape->tenant_column >= 0 &&
+		MandantErasingRow(trigdata, shape->columns[shape->tenant_column].attnum);
+}
+
+/*
  * MandantCheckTriggerArgs raises unless a trigger's arguments are what its
  * registry row says: the first nfixed equal fixed (a NULL registered value
  * stands for ''), the others the elements of the text[] list.  Anyone may

@@ -22,8 +22,15 @@
  * (SECURITY_NOFORCE_RLS): the statement names the tenant's rows itself.
  * While delete_tenant erases a tenant's rows (mandant.delete_tenant_rows),
  * mandant's triggers accept rows of that tenant written outside it
- * (MandantErasingTenant); the tenant's audit trail and outbox are erased
- * right after.
+ * (MandantErasingTenant), and its audit, outbox and quota triggers write
+ * nothing for the deletion of those rows (MandantErasingRow): the tenant's
+ * audit trail, outbox and usage are erased right after, so recording the
+ * rows first would only double the work.  The owner's own triggers still
+ * run, and rows of any other tenant are checked as always.  A tenant with
+ * millions of rows is deleted in batches, each its own DELETE by ctid of
+ * the rows one cursor walks once, so that the after-trigger events of one
+ * batch are fired and freed before the next: memory stays bounded, and
+ * progress is reported as NOTICEs.
  *
  * Deleting the row of mandant.tenant itself makes PostgreSQL check the
  * foreign key of every tenant table, as that table's owner, planning a
@@ -68,15 +75,19 @@
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/portal.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
@@ -268,80 +279,117 @@ MandantEnterTableOwner(Oid relid, MandantSavedUser *saved)
 }
 
 /*
- * RunAsTableOwner runs query ($1 = tenant, $2 = rows, may be NULL) as the
- * owner of the tenant table relid, in a security-restricted operation,
- * outside any tenant, with the owner's forced row level security lifted,
- * and returns the first column of its first row (jsonb), or the number of
- * rows it processed when it returns none.  With erasing, mandant's
- * triggers accept rows of tenant meanwhile.
+ * MandantErasingRow says whether a row trigger fires for the deletion of a
+ * row that delete_tenant is erasing: the row's tenant column (attnum, a
+ * uuid; 0 for none) holds the tenant being erased.  mandant's own triggers
+ * write nothing for such a row (see the file header).
  */
-static Datum
-RunAsTableOwner(Oid relid, pg_uuid_t *tenant, const char *query, Datum rows, bool rows_null,
-				bool erasing, bool *isnull)
+bool
+MandantErasingRow(const TriggerData *trigdata, AttrNumber attnum)
 {
-	Oid			argtypes[2] = {UUIDOID, JSONBOID};
-	Datum		args[2];
-	char		nulls[2] = {' ', ' '};
-	MandantSavedUser saved;
-	Datum		result = (Datum) 0;
-	int			rc;
+	bool		isnull;
+	Datum		value;
 
-	args[0] = UUIDPGetDatum(tenant);
-	args[1] = rows_null ? (Datum) 0 : rows;
-	nulls[1] = rows_null ? 'n' : ' ';
-	*isnull = false;
+	if (erasing_tenant == NULL || attnum <= 0 || !TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+		return false;
+	value = heap_getattr(trigdata->tg_trigtuple, attnum, RelationGetDescr(trigdata->tg_relation),
+						 &isnull);
+	return !isnull && MandantErasingTenant(DatumGetUUIDP(value));
+}
+
+/*
+ * What RunAsTableOwner runs as the table's owner, between SPI_connect and
+ * SPI_finish: a query (RunQuery) or delete_tenant_rows' batches
+ * (DeleteInBatches).
+ */
+typedef void (*TableOwnerWork) (void *arg);
+
+/*
+ * RunAsTableOwner runs work(arg) as the owner of the tenant table relid, in
+ * a security-restricted operation, outside any tenant, with the owner's
+ * forced row level security lifted.  With erasing (a tenant), mandant's
+ * triggers treat the rows of that tenant as delete_tenant's meanwhile
+ * (NULL: no tenant's); the tenant erased before is restored afterwards.
+ */
+static void
+RunAsTableOwner(Oid relid, const pg_uuid_t *erasing, TableOwnerWork work, void *arg)
+{
+	MandantSavedUser saved;
+	const pg_uuid_t *outer = erasing_tenant;
 
 	MandantEnterTableOwner(relid, &saved);
-	if (erasing)
-		erasing_tenant = tenant;
+	erasing_tenant = erasing;
 	PG_TRY();
 	{
 		SPI_connect();
-		rc = SPI_execute_with_args(query, 2, argtypes, args, nulls, false, 0);
-		if (rc < 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("mandant.run_as_table_owner() cannot run this query"),
-					 errdetail("SPI refused it with %s.", SPI_result_code_string(rc)),
-					 errhint("Pass one statement without transaction control or COPY; mandant.run_as_table_owner() is internal to mandant's tenant lifecycle.")));
-		if (SPI_tuptable != NULL && SPI_processed > 0)
-		{
-			if (SPI_gettypeid(SPI_tuptable->tupdesc, 1) != JSONBOID)
-				ereport(ERROR,
-						(errcode(ERRCODE_DATATYPE_MISMATCH),
-						 errmsg("query of mandant.run_as_table_owner() must return jsonb"),
-						 errdetail("Its first column is of type %s.",
-								   format_type_be(SPI_gettypeid(SPI_tuptable->tupdesc, 1))),
-						 errhint("It is internal to mandant's tenant lifecycle.")));
-			result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, isnull);
-			if (!*isnull)
-				result = SPI_datumTransfer(result, false, -1);
-		}
-		else
-			result = DirectFunctionCall1(jsonb_in,
-										 CStringGetDatum(psprintf(UINT64_FORMAT, SPI_processed)));
+		work(arg);
 		SPI_finish();
 	}
 	PG_FINALLY();
 	{
-		erasing_tenant = NULL;
+		erasing_tenant = outer;
 	}
 	PG_END_TRY();
 	MandantRestoreUser(&saved);
-	return result;
+}
+
+/* A query for RunQuery: $1 = tenant, $2 = rows (may be NULL). */
+typedef struct OwnerQuery
+{
+	const char *query;
+	Datum		args[2];
+	char		nulls[2];
+	bool		returned;		/* it returned a row: result, isnull */
+	Datum		result;
+	bool		isnull;
+	uint64		processed;		/* else the number of rows it processed */
+} OwnerQuery;
+
+/*
+ * RunQuery runs an OwnerQuery and keeps the first column of its first row
+ * (jsonb), copied out of SPI's memory, or the number of rows it processed.
+ */
+static void
+RunQuery(void *arg)
+{
+	OwnerQuery *q = (OwnerQuery *) arg;
+	Oid			argtypes[2] = {UUIDOID, JSONBOID};
+	int			rc;
+
+	rc = SPI_execute_with_args(q->query, 2, argtypes, q->args, q->nulls, false, 0);
+	if (rc < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("mandant.run_as_table_owner() cannot run this query"),
+				 errdetail("SPI refused it with %s.", SPI_result_code_string(rc)),
+				 errhint("Pass one statement without transaction control or COPY; mandant.run_as_table_owner() is internal to mandant's tenant lifecycle.")));
+	q->processed = SPI_processed;
+	q->returned = SPI_tuptable != NULL && SPI_processed > 0;
+	if (!q->returned)
+		return;
+	if (SPI_gettypeid(SPI_tuptable->tupdesc, 1) != JSONBOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("query of mandant.run_as_table_owner() must return jsonb"),
+				 errdetail("Its first column is of type %s.",
+						   format_type_be(SPI_gettypeid(SPI_tuptable->tupdesc, 1))),
+				 errhint("It is internal to mandant's tenant lifecycle.")));
+	q->result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &q->isnull);
+	if (!q->isnull)
+		q->result = SPI_datumTransfer(q->result, false, -1);
 }
 
 /*
  * mandant.run_as_table_owner(tbl regclass, tenant uuid, query text, rows
- * jsonb) returns jsonb: RunAsTableOwner for export and import.  Internal:
- * the callers build query from the catalog only, for registered tenant
- * tables.
+ * jsonb) returns jsonb: RunQuery as the table's owner (RunAsTableOwner)
+ * for export and import; the first column of the query's first row, or
+ * the number of rows it processed when it returns none.  Internal: the
+ * callers build query from the catalog only, for registered tenant tables.
  */
 Datum
 mandant_run_as_table_owner(PG_FUNCTION_ARGS)
 {
-	Datum		result;
-	bool		isnull;
+	OwnerQuery	q = {0};
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		ereport(ERROR,
@@ -349,28 +397,138 @@ mandant_run_as_table_owner(PG_FUNCTION_ARGS)
 				 errmsg("table, tenant and query must not be null"),
 				 errdetail("mandant.run_as_table_owner() was called with NULL."),
 				 errhint("It is internal to mandant's tenant lifecycle.")));
-	result = RunAsTableOwner(PG_GETARG_OID(0), PG_GETARG_UUID_P(1),
-							 text_to_cstring(PG_GETARG_TEXT_PP(2)),
-							 PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3), PG_ARGISNULL(3),
-							 false, &isnull);
-	if (isnull)
+	q.query = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	q.args[0] = PG_GETARG_DATUM(1);
+	q.args[1] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
+	q.nulls[0] = ' ';
+	q.nulls[1] = PG_ARGISNULL(3) ? 'n' : ' ';
+	RunAsTableOwner(PG_GETARG_OID(0), NULL, RunQuery, &q);
+	if (!q.returned)
+		PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in,
+											CStringGetDatum(psprintf(UINT64_FORMAT, q.processed))));
+	if (q.isnull)
 		PG_RETURN_NULL();
-	PG_RETURN_DATUM(result);
+	PG_RETURN_DATUM(q.result);
+}
+
+/* How many rows of a tenant one DELETE of delete_tenant_rows deletes. */
+#define ERASE_BATCH_ROWS	10000
+
+/* delete_tenant_rows reports its progress every so many rows. */
+#define ERASE_PROGRESS_ROWS 100000
+
+/* A table whose rows of one tenant DeleteInBatches deletes. */
+typedef struct EraseRows
+{
+	const char *table;			/* schema.table, quoted */
+	const char *column;			/* its tenant column, quoted */
+	pg_uuid_t  *tenant;
+	uint64		deleted;		/* out: how many rows it deleted */
+} EraseRows;
+
+/*
+ * TidArrayOf returns the first column (ctid) of the rows SPI fetched as a
+ * tid[].
+ */
+static Datum
+TidArrayOf(SPITupleTable *tuptable, uint64 ntuples)
+{
+	Datum	   *tids = palloc(sizeof(Datum) * ntuples);
+
+	for (uint64 i = 0; i < ntuples; i++)
+	{
+		bool		isnull;
+
+		tids[i] = SPI_getbinval(tuptable->vals[i], tuptable->tupdesc, 1, &isnull);
+		Assert(!isnull);
+	}
+	return PointerGetDatum(construct_array(tids, (int) ntuples, TIDOID, sizeof(ItemPointerData),
+										   false, TYPALIGN_SHORT));
+}
+
+/*
+ * DeleteInBatches deletes an EraseRows' rows ERASE_BATCH_ROWS at a time,
+ * so that the after-trigger events of each DELETE (mandant's, the owner's
+ * and the foreign key checks) are fired and freed before the next: one
+ * cursor walks the tenant's rows once, and each batch is deleted by ctid
+ * (re-selecting with LIMIT would walk the rows already deleted again,
+ * since this transaction's deletions stay in the index).  It reports its
+ * progress every ERASE_PROGRESS_ROWS rows, and the total when it reported
+ * any.
+ */
+static void
+DeleteInBatches(void *arg)
+{
+	EraseRows  *e = (EraseRows *) arg;
+	Oid			argtypes[2] = {UUIDOID, TIDARRAYOID};
+	Datum		args[2];
+	Portal		portal;
+	SPIPlanPtr	plan;
+	MemoryContext batchcxt;
+	uint64		reported = 0;
+
+	args[0] = UUIDPGetDatum(e->tenant);
+	portal = SPI_cursor_open_with_args(NULL,
+									   psprintf("SELECT ctid FROM %s WHERE %s OPERATOR(pg_catalog.=) $1",
+												e->table, e->column),
+									   1, argtypes, args, NULL, false, 0);
+	/* the owner's code may not close it under us */
+	PinPortal(portal);
+	/* generic: planning each batch would estimate all of its ctids */
+	plan = SPI_prepare_cursor(psprintf("DELETE FROM %s WHERE %s OPERATOR(pg_catalog.=) $1 AND ctid OPERATOR(pg_catalog.=) ANY ($2)",
+									   e->table, e->column), 2, argtypes, CURSOR_OPT_GENERIC_PLAN);
+	if (plan == NULL)
+		elog(ERROR, "mandant.delete_tenant_rows: could not prepare the DELETE: %s",
+			 SPI_result_code_string(SPI_result));
+	batchcxt = AllocSetContextCreate(CurrentMemoryContext, "mandant delete_tenant_rows batch",
+									 ALLOCSET_DEFAULT_SIZES);
+
+	for (;;)
+	{
+		MemoryContext old;
+
+		CHECK_FOR_INTERRUPTS();
+		SPI_cursor_fetch(portal, true, ERASE_BATCH_ROWS);
+		if (SPI_processed == 0)
+			break;
+		old = MemoryContextSwitchTo(batchcxt);
+		args[1] = TidArrayOf(SPI_tuptable, SPI_processed);
+		MemoryContextSwitchTo(old);
+		SPI_freetuptable(SPI_tuptable);
+
+		if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "mandant.delete_tenant_rows: the DELETE of %s failed", e->table);
+		e->deleted += SPI_processed;
+		MemoryContextReset(batchcxt);
+
+		if (e->deleted / ERASE_PROGRESS_ROWS > reported / ERASE_PROGRESS_ROWS)
+		{
+			ereport(NOTICE,
+					(errmsg("delete_tenant: " UINT64_FORMAT " rows of %s deleted", e->deleted, e->table)));
+			reported = e->deleted;
+		}
+	}
+	if (reported > 0 && reported != e->deleted)
+		ereport(NOTICE,
+				(errmsg("delete_tenant: " UINT64_FORMAT " rows of %s deleted", e->deleted, e->table)));
+
+	MemoryContextDelete(batchcxt);
+	SPI_freeplan(plan);
+	UnpinPortal(portal);
+	SPI_cursor_close(portal);
 }
 
 /*
  * mandant.delete_tenant_rows(tbl regclass, tenant uuid) returns bigint:
  * deletes tenant's rows of the tenant table tbl as its owner
- * (RunAsTableOwner), with mandant's triggers accepting them.  Internal to
- * delete_tenant.
+ * (RunAsTableOwner, DeleteInBatches), with mandant's triggers writing
+ * nothing for them.  Internal to delete_tenant.
  */
 Datum
 mandant_delete_tenant_rows(PG_FUNCTION_ARGS)
 {
+	EraseRows	e = {0};
 	char	   *column;
-	char	   *query;
-	bool		isnull;
-	Datum		count;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -385,13 +543,12 @@ mandant_delete_tenant_rows(PG_FUNCTION_ARGS)
 				 errmsg("table with oid %u is not a tenant table", PG_GETARG_OID(0)),
 				 errdetail("mandant.delete_tenant_rows() deletes rows of registered tenant tables only."),
 				 errhint("It is internal to mandant.delete_tenant().")));
-	query = psprintf("DELETE FROM %s WHERE %s OPERATOR(pg_catalog.=) $1",
-					 quote_qualified_identifier(get_namespace_name(get_rel_namespace(PG_GETARG_OID(0))),
-												get_rel_name(PG_GETARG_OID(0))),
-					 quote_identifier(column));
-	count = RunAsTableOwner(PG_GETARG_OID(0), PG_GETARG_UUID_P(1), query, (Datum) 0, true, true,
-							&isnull);
-	PG_RETURN_INT64(DatumGetInt64(DirectFunctionCall1(jsonb_int8, count)));
+	e.table = quote_qualified_identifier(get_namespace_name(get_rel_namespace(PG_GETARG_OID(0))),
+										 get_rel_name(PG_GETARG_OID(0)));
+	e.column = quote_identifier(column);
+	e.tenant = PG_GETARG_UUID_P(1);
+	RunAsTableOwner(PG_GETARG_OID(0), e.tenant, DeleteInBatches, &e);
+	PG_RETURN_INT64((int64) e.deleted);
 }
 
 /*
