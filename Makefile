@@ -3,7 +3,9 @@
 #   make run     a private cluster under .run/ with the extension and demo data
 #   make test    dependencies, build, throwaway cluster, every suite, summary line
 #   make test-citus  the distributed suite on a 1 + 2 node Citus cluster
-#   make bench   the benchmarks in bench/ against the .run/ cluster
+#   make bench   the benchmarks in bench/ against the .run/ cluster (not
+#                bench/tenant_scale.sh, a tenant of 5,000,000 rows moved,
+#                deleted and verified: tens of minutes; run it by hand)
 #
 # The PGXS part is only included once pg_config and the server headers exist,
 # so that `make test` and `make run` work on a machine that has neither yet:
