@@ -17,10 +17,12 @@
  * what a line is without parsing it twice.
  *
  * Export (mandant.op_export_tenant_stream, a set-returning function called
- * one row at a time) keeps one SPI cursor open at a time and fetches
- * EXPORT_BATCH lines from it per call that runs out of lines; a query in
- * the select list of COPY (SELECT ...) TO STDOUT streams them to the
- * client.  All cursors read with the snapshot of the calling statement,
+ * one row at a time) keeps one SPI cursor open at a time and returns, per
+ * call, the next EXPORT_BATCH lines of it joined by newlines: a per-row
+ * cost (the call, COPY's row) per thousand lines rather than per line.
+ * COPY (SELECT ...) TO STDOUT streams the chunks to the client, escaping
+ * the newlines, which COPY ... FROM turns back; psql -At writes them as
+ * plain lines.  The import takes a chunk or a line per row.  All cursors read with the snapshot of the calling statement,
  * so the stream is one consistent picture of the tenant.  A tenant
  * table's rows are read as the table's owner in a security-restricted
  * operation outside any tenant (MandantEnterTableOwner), around the
@@ -157,10 +159,8 @@ typedef struct ExportState
 	int			next_source;
 	char	   *portal;			/* the open cursor's name, or NULL */
 	Oid			portal_relid;
-	MemoryContext batch_cxt;
-	text	  **batch;
-	int			nbatch;
-	int			ibatch;
+	MemoryContext chunk_cxt;
+	text	   *chunk;			/* lines not handed out yet, or NULL */
 	pg_cryptohash_ctx *sha;
 	int64		lines;
 	bool		done;
@@ -275,19 +275,23 @@ ExportOpenCursor(ExportSource *source, const pg_uuid_t *tenant, MemoryContext cx
 }
 
 /*
- * ExportFetch fetches the next batch of lines of the open cursor into the
- * state's batch, as the owner of the cursor's table if it reads one, and
- * closes the cursor when it has no more.
+ * ExportFetch fetches the next EXPORT_BATCH lines of the open cursor, as
+ * the owner of the cursor's table if it reads one, and makes them the
+ * state's chunk: the lines joined by newlines, each added to the stream's
+ * SHA-256.  It closes the cursor when it has no more.
  */
 static void
 ExportFetch(ExportState *state)
 {
 	MandantSavedUser saved;
 	Portal		portal;
+	StringInfoData chunk;
 	uint64		i;
 
-	MemoryContextReset(state->batch_cxt);
-	state->nbatch = state->ibatch = 0;
+	MemoryContextReset(state->chunk_cxt);
+	state->chunk = NULL;
+	chunk.data = NULL;
+	chunk.len = 0;
 	if (OidIsValid(state->portal_relid))
 		MandantEnterTableOwner(state->portal_relid, &saved);
 	SPI_connect();
@@ -295,18 +299,33 @@ ExportFetch(ExportState *state)
 	if (portal == NULL)
 		elog(ERROR, "cursor \"%s\" of the tenant export is gone", state->portal);
 	SPI_cursor_fetch(portal, true, EXPORT_BATCH);
-	state->batch = MemoryContextAlloc(state->batch_cxt, sizeof(text *) * Max(SPI_processed, 1));
+	if (SPI_processed > 0)
+	{
+		MemoryContext old = MemoryContextSwitchTo(state->chunk_cxt);
+
+		initStringInfo(&chunk);
+		appendStringInfoSpaces(&chunk, VARHDRSZ);
+		MemoryContextSwitchTo(old);
+	}
 	for (i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
 		Datum		value = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
-		MemoryContext old;
+		text	   *line;
 
 		if (isnull)
 			continue;
-		old = MemoryContextSwitchTo(state->batch_cxt);
-		state->batch[state->nbatch++] = DatumGetTextPCopy(value);
-		MemoryContextSwitchTo(old);
+		line = DatumGetTextPP(value);
+		StreamHashLine(state->sha, VARDATA_ANY(line), VARSIZE_ANY_EXHDR(line));
+		state->lines++;
+		if (chunk.len > VARHDRSZ)
+			appendStringInfoChar(&chunk, '\n');
+		appendBinaryStringInfo(&chunk, VARDATA_ANY(line), VARSIZE_ANY_EXHDR(line));
+	}
+	if (SPI_processed > 0 && chunk.len > VARHDRSZ)
+	{
+		SET_VARSIZE(chunk.data, chunk.len);
+		state->chunk = (text *) chunk.data;
 	}
 	if (SPI_processed == 0)
 	{
@@ -354,8 +373,9 @@ ExportShutdown(Datum arg)
 
 /*
  * mandant.op_export_tenant_stream(tenant uuid) returns setof text: the
- * tenant as a stream of JSON lines (see the file header), one row per
- * call.  Internal: mandant.export_tenant_stream() checks its caller first.
+ * tenant as a stream of JSON lines (see the file header), one chunk of up
+ * to EXPORT_BATCH lines, joined by newlines, per call.  Internal:
+ * mandant.export_tenant_stream() checks its caller first.
  */
 Datum
 mandant_op_export_tenant_stream(PG_FUNCTION_ARGS)
@@ -385,8 +405,8 @@ mandant_op_export_tenant_stream(PG_FUNCTION_ARGS)
 		old = MemoryContextSwitchTo(funcctx->multi_call_memory_ctx);
 		state = palloc0(sizeof(ExportState));
 		memcpy(&state->tenant, tenant, sizeof(pg_uuid_t));
-		state->batch_cxt = AllocSetContextCreate(funcctx->multi_call_memory_ctx,
-												 "mandant tenant export batch",
+		state->chunk_cxt = AllocSetContextCreate(funcctx->multi_call_memory_ctx,
+												 "mandant tenant export chunk",
 												 ALLOCSET_DEFAULT_SIZES);
 		state->sha = pg_cryptohash_create(PG_SHA256);
 		if (state->sha == NULL || pg_cryptohash_init(state->sha) < 0)
@@ -402,13 +422,12 @@ mandant_op_export_tenant_stream(PG_FUNCTION_ARGS)
 
 	for (;;)
 	{
-		if (state->ibatch < state->nbatch)
+		if (state->chunk != NULL)
 		{
-			text	   *line = state->batch[state->ibatch++];
+			text	   *chunk = state->chunk;
 
-			StreamHashLine(state->sha, VARDATA_ANY(line), VARSIZE_ANY_EXHDR(line));
-			state->lines++;
-			SRF_RETURN_NEXT(funcctx, PointerGetDatum(line));
+			state->chunk = NULL;
+			SRF_RETURN_NEXT(funcctx, PointerGetDatum(chunk));
 		}
 		if (state->portal != NULL)
 		{
@@ -864,6 +883,28 @@ ImportLine(ImportState *state, const char *line, int len)
 }
 
 /*
+ * ImportChunk takes one row of mandant.tenant_import: one line, or a chunk
+ * of lines joined by newlines as export_tenant_stream() returns them.
+ */
+static void
+ImportChunk(ImportState *state, char *chunk)
+{
+	char	   *line = chunk;
+
+	for (;;)
+	{
+		char	   *end = strchr(line, '\n');
+
+		if (end != NULL)
+			*end = '\0';
+		ImportLine(state, line, strlen(line));
+		if (end == NULL)
+			break;
+		line = end + 1;
+	}
+}
+
+/*
  * ImportFinish ends the import at the end of the statement: the trailer
  * must have come; foreign keys, sequences and the audit chain are checked
  * by mandant.op_import_tenant_finish().
@@ -939,12 +980,10 @@ mandant_tenant_import_line(PG_FUNCTION_ARGS)
 		HeapTuple	tuple = trigdata->tg_trigtuple;
 		bool		isnull;
 		Datum		value = heap_getattr(tuple, 1, RelationGetDescr(trigdata->tg_relation), &isnull);
-		text	   *line;
 
 		if (isnull)
 			RaiseBadStream("line of a tenant stream is null", "Every line is one JSON object.");
-		line = DatumGetTextPP(value);
-		ImportLine(state, text_to_cstring(line), VARSIZE_ANY_EXHDR(line));
+		ImportChunk(state, text_to_cstring(DatumGetTextPP(value)));
 		error_context_stack = errcallback.previous;
 		import_line = 0;
 		return PointerGetDatum(NULL);	/* the table keeps nothing */

@@ -74,9 +74,11 @@ RESET ROLE;
 SET ROLE regress_admin;
 SELECT mandant.audit_seal() > 0 AS sealed;
 
--- Export: one line per call; the owner's cast runs as the owner, outside any tenant.
+-- Export: up to 1,000 lines per row, joined by newlines; the owner's cast
+-- runs as the owner, outside any tenant.
 CREATE TEMP TABLE stream (n bigserial, line text);
-INSERT INTO stream (line) SELECT mandant.export_tenant_stream(:'umbrella');
+INSERT INTO stream (line)
+SELECT l FROM mandant.export_tenant_stream(:'umbrella') c, string_to_table(c, E'\n') l;
 SELECT mandant.export_tenant(:'umbrella') AS export \gset
 RESET ROLE;
 SELECT count(*) AS lines,
@@ -137,7 +139,8 @@ INSERT INTO mandant.tenant_import SELECT line FROM stream ORDER BY n;
 \set VERBOSITY default
 SET client_min_messages = warning;
 CREATE TEMP TABLE again (n bigserial, line text);
-INSERT INTO again (line) SELECT mandant.export_tenant_stream(:'umbrella');
+INSERT INTO again (line)
+SELECT l FROM mandant.export_tenant_stream(:'umbrella') c, string_to_table(c, E'\n') l;
 RESET ROLE;
 SELECT (SELECT count(*) FROM (SELECT line FROM stream WHERE line !~ '^\{"(config|configHistory|end)":' AND n > 1
 							  EXCEPT SELECT line FROM again) x) AS lines_lost,
@@ -214,6 +217,10 @@ SELECT pg_temp.with_trailer(array_agg(line ORDER BY n) || '{"role":}'::text) FRO
 \echo :LAST_ERROR_SQLSTATE
 INSERT INTO mandant.tenant_import SELECT line FROM stream WHERE false;
 \echo :LAST_ERROR_SQLSTATE
+-- an empty line in a chunk
+INSERT INTO mandant.tenant_import
+SELECT string_agg(line, E'\n' ORDER BY n) || E'\n' FROM stream;
+\echo :LAST_ERROR_SQLSTATE
 -- a task whose project is not in the stream
 INSERT INTO mandant.tenant_import
 SELECT pg_temp.with_trailer(array_agg(line ORDER BY n)) FROM stream
@@ -223,6 +230,12 @@ WHERE line NOT LIKE '{"end":%' AND line NOT LIKE '{"table":"ts.project",%';
 RESET ROLE;
 SELECT count(*) AS umbrella_left, (SELECT count(*) FROM ts.project WHERE tenant_id = :'umbrella') AS projects_left
 FROM mandant.tenant WHERE id = :'umbrella';
+
+-- Chunks as export_tenant_stream() returns them, e.g. two of the whole stream.
+SELECT count(*) AS chunks FROM mandant.export_tenant_stream(:'other');
+INSERT INTO mandant.tenant_import
+SELECT string_agg(line, E'\n' ORDER BY n) FROM stream GROUP BY n <= 3000 ORDER BY n <= 3000 DESC;
+SELECT mandant.delete_tenant(:'umbrella', 'ts-umbrella') IS NOT NULL AS deleted;
 
 -- A failed import inside a savepoint does not stop the next one.
 SET ROLE regress_admin;
