@@ -64,10 +64,12 @@
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "common/cryptohash.h"
+#include "common/jsonapi.h"
 #include "common/sha2.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -77,6 +79,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/portal.h"
 
 #include "mandant.h"
 
@@ -158,6 +161,7 @@ typedef struct ExportState
 	List	   *sources;		/* of ExportSource */
 	int			next_source;
 	char	   *portal;			/* the open cursor's name, or NULL */
+	Portal		portal_ptr;		/* and the portal it named */
 	Oid			portal_relid;
 	MemoryContext chunk_cxt;
 	text	   *chunk;			/* lines not handed out yet, or NULL */
@@ -251,27 +255,59 @@ ExportSources(MemoryContext cxt)
 
 /*
  * ExportOpenCursor opens the cursor of source, as the owner of its table
- * if it reads one, with the snapshot of the calling statement.
+ * if it reads one, with the snapshot of the calling statement.  The
+ * cursor stays open between calls, while table owners' code runs (casts,
+ * output functions): its name is random and it is left out of
+ * pg_cursors, so that no such code can find it to read, move, close or
+ * replace it (ExportFindCursor checks it is still the same portal).
  */
-static char *
-ExportOpenCursor(ExportSource *source, const pg_uuid_t *tenant, MemoryContext cxt)
+static void
+ExportOpenCursor(ExportState *state, ExportSource *source, MemoryContext cxt)
 {
 	Oid			argtypes[1] = {UUIDOID};
 	Datum		args[1];
 	MandantSavedUser saved;
-	Portal		portal;
+	uint8		random[16];
+	char		hex[sizeof(random) * 2 + 1];
 	char	   *name;
+	Portal		portal;
 
-	args[0] = UUIDPGetDatum(tenant);
+	MandantStrongRandom(random, sizeof(random));
+	hex_encode((const char *) random, sizeof(random), hex);
+	hex[sizeof(hex) - 1] = '\0';
+	name = MemoryContextStrdup(cxt, psprintf("mandant export %s", hex));
+
+	args[0] = UUIDPGetDatum(&state->tenant);
 	if (OidIsValid(source->relid))
 		MandantEnterTableOwner(source->relid, &saved);
 	SPI_connect();
-	portal = SPI_cursor_open_with_args(NULL, source->query, 1, argtypes, args, NULL, true, 0);
-	name = MemoryContextStrdup(cxt, portal->name);
+	portal = SPI_cursor_open_with_args(name, source->query, 1, argtypes, args, NULL, true, 0);
+	portal->visible = false;
 	SPI_finish();
 	if (OidIsValid(source->relid))
 		MandantRestoreUser(&saved);
-	return name;
+	state->portal = name;
+	state->portal_ptr = portal;
+	state->portal_relid = source->relid;
+}
+
+/*
+ * ExportFindCursor returns the export's open cursor, or raises if it is
+ * gone or is not the portal the export opened: the export's query ended
+ * its transaction (a cursor WITH HOLD) or closed every cursor (CLOSE ALL).
+ */
+static Portal
+ExportFindCursor(ExportState *state)
+{
+	Portal		portal = GetPortalByName(state->portal);
+
+	if (portal == NULL || portal != state->portal_ptr)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_CURSOR_STATE),
+				 errmsg("the cursor of a tenant export is gone"),
+				 errdetail("Its transaction ended (a cursor WITH HOLD), or code run by the export closed every cursor."),
+				 errhint("Run the export as COPY (SELECT mandant.export_tenant_stream(...)) TO STDOUT, or in a cursor without HOLD.")));
+	return portal;
 }
 
 /*
@@ -295,9 +331,7 @@ ExportFetch(ExportState *state)
 	if (OidIsValid(state->portal_relid))
 		MandantEnterTableOwner(state->portal_relid, &saved);
 	SPI_connect();
-	portal = SPI_cursor_find(state->portal);
-	if (portal == NULL)
-		elog(ERROR, "cursor \"%s\" of the tenant export is gone", state->portal);
+	portal = ExportFindCursor(state);
 	SPI_cursor_fetch(portal, true, EXPORT_BATCH);
 	if (SPI_processed > 0)
 	{
@@ -331,6 +365,7 @@ ExportFetch(ExportState *state)
 	{
 		SPI_cursor_close(portal);
 		state->portal = NULL;
+		state->portal_ptr = NULL;
 	}
 	SPI_finish();
 	if (OidIsValid(state->portal_relid))
@@ -359,7 +394,8 @@ TenantExists(const pg_uuid_t *tenant)
 
 /*
  * ExportShutdown frees the export's SHA-256 (registered with the resource
- * owner) when the stream ends or its query stops reading it early.
+ * owner) and closes its cursor when the stream ends or its query stops
+ * reading it early: nothing of another tenant's rows stays readable.
  */
 static void
 ExportShutdown(Datum arg)
@@ -369,6 +405,15 @@ ExportShutdown(Datum arg)
 	if (state->sha != NULL)
 		pg_cryptohash_free(state->sha);
 	state->sha = NULL;
+	if (state->portal != NULL)
+	{
+		Portal		portal = GetPortalByName(state->portal);
+
+		if (portal != NULL && portal == state->portal_ptr && portal->status != PORTAL_ACTIVE)
+			PortalDrop(portal, false);
+		state->portal = NULL;
+		state->portal_ptr = NULL;
+	}
 }
 
 /*
@@ -438,8 +483,7 @@ mandant_op_export_tenant_stream(PG_FUNCTION_ARGS)
 		{
 			ExportSource *source = list_nth(state->sources, state->next_source++);
 
-			state->portal_relid = source->relid;
-			state->portal = ExportOpenCursor(source, &state->tenant, funcctx->multi_call_memory_ctx);
+			ExportOpenCursor(state, source, funcctx->multi_call_memory_ctx);
 			continue;
 		}
 		if (!state->done)
@@ -800,6 +844,27 @@ ImportTrailer(ImportState *state, const char *line)
 }
 
 /*
+ * CheckJsonObject raises unless value (len bytes, what follows a line's
+ * kind) is one JSON object: lines are pasted into a batch's JSON array, so
+ * one line must not bring two values or join its neighbour.
+ */
+static void
+CheckJsonObject(const char *value, int len, const char *kind, int kind_len)
+{
+	if (len >= 2 && value[0] == '{')
+	{
+		JsonLexContext *lex = makeJsonLexContextCstringLen((char *) value, len,
+														   GetDatabaseEncoding(), false);
+
+		if (pg_parse_json(lex, &nullSemAction) == JSON_SUCCESS)
+			return;
+	}
+	RaiseBadStream("line of a tenant stream does not hold one JSON object",
+				   psprintf("What follows {\"%.*s\": must be one JSON object and nothing else.",
+							Min(kind_len, 64), kind));
+}
+
+/*
  * ImportLine takes one line of the stream.
  */
 static void
@@ -864,9 +929,7 @@ ImportLine(ImportState *state, const char *line, int len)
 			RaiseBadStream("row of a table the header does not name",
 						   psprintf("The row is of %.*s.", (int) Min(name_end - value, 200), value));
 		value = name_end + 7;
-		if (line + len - 1 - value <= 0)
-			RaiseBadStream("row line of a tenant stream has no row",
-						   "A row line is {\"table\": \"<table>\", \"row\": {...}}.");
+		CheckJsonObject(value, line + len - 1 - value, "row", 3);
 		ImportBatchAdd(state, i, NULL, 0, value, line + len - 1 - value);
 		return;
 	}
@@ -876,9 +939,7 @@ ImportLine(ImportState *state, const char *line, int len)
 	if (i == (int) lengthof(item_kinds))
 		RaiseBadStream("unknown kind of line in a tenant stream",
 					   psprintf("The line's kind is \"%.*s\".", Min(key_len, 64), key));
-	if (line + len - 1 - value <= 0)
-		RaiseBadStream("line of a tenant stream has no content",
-					   psprintf("The line is {\"%.*s\":} with nothing after the colon.", key_len, key));
+	CheckJsonObject(value, line + len - 1 - value, key, key_len);
 	ImportBatchAdd(state, -1, key, key_len, value, line + len - 1 - value);
 }
 

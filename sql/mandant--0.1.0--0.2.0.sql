@@ -2829,6 +2829,59 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION mandant.check_role_definition(role_name text, role_scopes text[])
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF EXISTS (SELECT 1 FROM mandant.role r WHERE r.tenant_id IS NULL AND r.name = role_name) THEN
+		RAISE EXCEPTION 'role "%" is a system role', role_name
+			USING ERRCODE = 'unique_violation', DETAIL = 'owner, admin, manager, agent and viewer are defined by mandant.',
+				  HINT = 'Choose another name.';
+	END IF;
+	IF role_name IS NULL OR role_name !~ '^[a-z][a-z0-9_-]{0,62}$' THEN
+		RAISE EXCEPTION 'invalid role name %', COALESCE(quote_literal(role_name), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A role name has 1 to 63 characters: a-z first, then a-z, 0-9, ''_'' or ''-''.',
+				  HINT = 'For example ''auditor''.';
+	END IF;
+	IF NOT role_scopes <@ ARRAY['read', 'write', 'delete', 'admin'] OR cardinality(role_scopes) = 0 THEN
+		RAISE EXCEPTION 'invalid scopes for role "%"', role_name
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('The scopes were %s; a tenant role holds some of read, write, delete, admin.', role_scopes),
+				  HINT = 'For example ''{read,write}''.';
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.check_role_definition(text, text[]) IS
+'Internal: raise 23505 for a system role''s name, 22023 for an invalid role name or scopes of a tenant role.';
+
+CREATE OR REPLACE FUNCTION mandant.identity_create_role(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	role_name	text := args ->> 'name';
+	role_scopes	text[] := ARRAY(SELECT jsonb_array_elements_text(args -> 'scopes'));
+BEGIN
+	PERFORM mandant.check_role_definition(role_name, role_scopes);
+	BEGIN
+		INSERT INTO mandant.role (tenant_id, name, scopes, description)
+		VALUES (tenant, role_name, role_scopes, args ->> 'description');
+	EXCEPTION WHEN unique_violation THEN
+		RAISE EXCEPTION 'role "%" exists', role_name
+			USING ERRCODE = 'unique_violation', DETAIL = 'Role names are unique per tenant.', HINT = 'Choose another name.';
+	END;
+	PERFORM mandant.record_event(tenant, 'identity', 'role.created', 'role', role_name,
+								  jsonb_build_object('scopes', role_scopes, 'by', caller));
+	RETURN NULL;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION mandant.create_user(email text, password text, display_name text)
 RETURNS uuid
 LANGUAGE sql VOLATILE
@@ -3467,6 +3520,12 @@ DECLARE
 	counts	jsonb := '{}';
 	head	jsonb;
 BEGIN
+	IF tenant = '00000000-0000-0000-0000-000000000000' THEN
+		RAISE EXCEPTION 'the platform is not a tenant'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'Tenant id 00000000-0000-0000-0000-000000000000 is the platform''s: its audit chain holds the platform''s own records.',
+				  HINT = 'Delete tenants by their own ids.';
+	END IF;
 	/* FOR UPDATE, not lock_tenant's NO KEY UPDATE: inserts into the tenant's
 	   tables (key share through their foreign key) wait until it is gone. */
 	SELECT * INTO t FROM mandant.tenant x WHERE x.id = tenant FOR UPDATE;
@@ -3724,6 +3783,13 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value', DETAIL = 'The "tenant" object lacks id or slug.',
 				  HINT = 'Pass what mandant.export_tenant() or mandant.export_tenant_stream() returned.';
 	END IF;
+	IF t.id = '00000000-0000-0000-0000-000000000000' THEN
+		RAISE EXCEPTION 'export names the platform, not a tenant'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'Tenant id 00000000-0000-0000-0000-000000000000 is the platform''s: its audit chain holds the platform''s own records.',
+				  HINT = 'Pass what mandant.export_tenant() or mandant.export_tenant_stream() returned for a tenant.';
+	END IF;
+	PERFORM mandant.check_tenant_slug(t.slug);
 	IF EXISTS (SELECT 1 FROM mandant.tenant x WHERE x.slug = t.slug OR x.id = t.id) THEN
 		RAISE EXCEPTION 'tenant "%" already exists', t.slug
 			USING ERRCODE = 'unique_violation',
@@ -3778,6 +3844,8 @@ BEGIN
 	END IF;
 	CASE kind
 	WHEN 'role' THEN
+		PERFORM mandant.check_role_definition(r.name, r.scopes)
+		FROM jsonb_to_recordset(items) AS r (name text, scopes text[]);
 		INSERT INTO mandant.role (tenant_id, name, scopes, description)
 		SELECT tenant, r.name, r.scopes, r.description
 		FROM jsonb_to_recordset(items) AS r (name text, scopes text[], description text);
@@ -3810,9 +3878,23 @@ BEGIN
 		SELECT tenant, q.resource, q."limit", q.effective_at, q.reason, q.actor, q.created_at
 		FROM jsonb_populate_recordset(NULL::mandant.quota_change, items) q;
 	WHEN 'charged' THEN
+		IF EXISTS (SELECT 1 FROM jsonb_to_recordset(items) AS c (used bigint) WHERE c.used IS NULL OR c.used < 0) THEN
+			RAISE EXCEPTION 'imported usage is negative or missing'
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'Charged usage counts what a tenant used: 0 or more.',
+					  HINT = 'Pass what mandant.export_tenant() or mandant.export_tenant_stream() returned.';
+		END IF;
 		INSERT INTO mandant.tenant_usage (tenant_id, resource, used)
 		SELECT tenant, c.resource, c.used FROM jsonb_to_recordset(items) AS c (resource text, used bigint);
 	WHEN 'auditEvent' THEN
+		/* the shared id sequence moves past imported ids: no id may exhaust it */
+		IF EXISTS (SELECT 1 FROM jsonb_array_elements(items) e
+				   WHERE jsonb_typeof(e -> 'id') IS DISTINCT FROM 'number' OR (e ->> 'id')::numeric NOT BETWEEN 1 AND 4611686018427387904) THEN
+			RAISE EXCEPTION 'imported audit event id out of range'
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'Audit event ids are numbers from 1 to 2^62; the sequence that all tenants share moves past them.',
+					  HINT = 'Pass what mandant.export_tenant() or mandant.export_tenant_stream() returned.';
+		END IF;
 		INSERT INTO mandant.audit_event
 		SELECT (jsonb_populate_record(NULL::mandant.audit_event, e || jsonb_build_object('tenant_id', tenant))).*
 		FROM jsonb_array_elements(items) e;
@@ -3851,8 +3933,6 @@ BEGIN
 		PERFORM mandant.check_imported_references(tbl.relid, tbl.tenant_column, tenant);
 		PERFORM mandant.import_sequences(tbl.relid, tenant);
 	END LOOP;
-	PERFORM setval('mandant.audit_event_id_seq', GREATEST(
-		(SELECT max(e.id) FROM mandant.audit_event e), (SELECT last_value FROM mandant.audit_event_id_seq)));
 	verdict := mandant.audit_verify_chain(tenant, '{}', 'import');
 	IF NOT (verdict ->> 'ok')::boolean THEN
 		RAISE EXCEPTION 'imported audit trail of tenant "%" does not verify', t.slug
@@ -3861,6 +3941,10 @@ BEGIN
 								  verdict ->> 'firstBadId', verdict ->> 'checked'),
 				  HINT = 'The export was changed after it was made, or its source''s trail was; mandant.audit_verify() on the source tells which.';
 	END IF;
+	/* setval is not undone by a rollback: only a verified import moves the sequence */
+	PERFORM setval('mandant.audit_event_id_seq', GREATEST(
+		(SELECT max(e.id) FROM mandant.audit_event e WHERE e.tenant_id = tenant),
+		(SELECT last_value FROM mandant.audit_event_id_seq)));
 
 	PERFORM mandant.emit_for(NULL, 'platform.tenant.imported', t.id::text,
 							 mandant.tenant_payload(t) || jsonb_build_object('membersSkipped', skipped));
@@ -4747,6 +4831,7 @@ REVOKE ALL ON FUNCTION
 	mandant.text_array(jsonb), mandant.check_email(text), mandant.require_user(),
 	mandant.ttl_seconds(text), mandant.actor_role(uuid), mandant.check_role(uuid, text),
 	mandant.check_owner_change(uuid, text, text), mandant.keep_an_owner(uuid),
+	mandant.check_role_definition(text, text[]),
 	mandant.check_user_exists(uuid), mandant.check_tenant_enterable(uuid),
 	mandant.check_resource(text), mandant.effective_limit(uuid, text),
 	mandant.check_limit(uuid, text, bigint), mandant.tenant_payload(mandant.tenant),

@@ -281,15 +281,16 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION mandant.identity_create_role(tenant uuid, args jsonb, caller text)
-RETURNS jsonb
-LANGUAGE plpgsql VOLATILE
-SECURITY DEFINER
+/*
+ * check_role_definition raises unless a tenant role of that name and those
+ * scopes may exist: not a system role's name, a simple name, some of read,
+ * write, delete, admin (create_role, and import for the roles it brings).
+ */
+CREATE FUNCTION mandant.check_role_definition(role_name text, role_scopes text[])
+RETURNS void
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-	role_name	text := args ->> 'name';
-	role_scopes	text[] := ARRAY(SELECT jsonb_array_elements_text(args -> 'scopes'));
 BEGIN
 	IF EXISTS (SELECT 1 FROM mandant.role r WHERE r.tenant_id IS NULL AND r.name = role_name) THEN
 		RAISE EXCEPTION 'role "%" is a system role', role_name
@@ -308,6 +309,23 @@ BEGIN
 				  DETAIL = format('The scopes were %s; a tenant role holds some of read, write, delete, admin.', role_scopes),
 				  HINT = 'For example ''{read,write}''.';
 	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.check_role_definition(text, text[]) IS
+'Internal: raise 23505 for a system role''s name, 22023 for an invalid role name or scopes of a tenant role.';
+
+CREATE FUNCTION mandant.identity_create_role(tenant uuid, args jsonb, caller text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	role_name	text := args ->> 'name';
+	role_scopes	text[] := ARRAY(SELECT jsonb_array_elements_text(args -> 'scopes'));
+BEGIN
+	PERFORM mandant.check_role_definition(role_name, role_scopes);
 	BEGIN
 		INSERT INTO mandant.role (tenant_id, name, scopes, description)
 		VALUES (tenant, role_name, role_scopes, args ->> 'description');

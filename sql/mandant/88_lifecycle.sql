@@ -470,6 +470,12 @@ DECLARE
 	counts	jsonb := '{}';
 	head	jsonb;
 BEGIN
+	IF tenant = '00000000-0000-0000-0000-000000000000' THEN
+		RAISE EXCEPTION 'the platform is not a tenant'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'Tenant id 00000000-0000-0000-0000-000000000000 is the platform''s: its audit chain holds the platform''s own records.',
+				  HINT = 'Delete tenants by their own ids.';
+	END IF;
 	/* FOR UPDATE, not lock_tenant's NO KEY UPDATE: inserts into the tenant's
 	   tables (key share through their foreign key) wait until it is gone. */
 	SELECT * INTO t FROM mandant.tenant x WHERE x.id = tenant FOR UPDATE;
@@ -753,6 +759,13 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value', DETAIL = 'The "tenant" object lacks id or slug.',
 				  HINT = 'Pass what mandant.export_tenant() or mandant.export_tenant_stream() returned.';
 	END IF;
+	IF t.id = '00000000-0000-0000-0000-000000000000' THEN
+		RAISE EXCEPTION 'export names the platform, not a tenant'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'Tenant id 00000000-0000-0000-0000-000000000000 is the platform''s: its audit chain holds the platform''s own records.',
+				  HINT = 'Pass what mandant.export_tenant() or mandant.export_tenant_stream() returned for a tenant.';
+	END IF;
+	PERFORM mandant.check_tenant_slug(t.slug);
 	IF EXISTS (SELECT 1 FROM mandant.tenant x WHERE x.slug = t.slug OR x.id = t.id) THEN
 		RAISE EXCEPTION 'tenant "%" already exists', t.slug
 			USING ERRCODE = 'unique_violation',
@@ -814,6 +827,8 @@ BEGIN
 	END IF;
 	CASE kind
 	WHEN 'role' THEN
+		PERFORM mandant.check_role_definition(r.name, r.scopes)
+		FROM jsonb_to_recordset(items) AS r (name text, scopes text[]);
 		INSERT INTO mandant.role (tenant_id, name, scopes, description)
 		SELECT tenant, r.name, r.scopes, r.description
 		FROM jsonb_to_recordset(items) AS r (name text, scopes text[], description text);
@@ -846,9 +861,23 @@ BEGIN
 		SELECT tenant, q.resource, q."limit", q.effective_at, q.reason, q.actor, q.created_at
 		FROM jsonb_populate_recordset(NULL::mandant.quota_change, items) q;
 	WHEN 'charged' THEN
+		IF EXISTS (SELECT 1 FROM jsonb_to_recordset(items) AS c (used bigint) WHERE c.used IS NULL OR c.used < 0) THEN
+			RAISE EXCEPTION 'imported usage is negative or missing'
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'Charged usage counts what a tenant used: 0 or more.',
+					  HINT = 'Pass what mandant.export_tenant() or mandant.export_tenant_stream() returned.';
+		END IF;
 		INSERT INTO mandant.tenant_usage (tenant_id, resource, used)
 		SELECT tenant, c.resource, c.used FROM jsonb_to_recordset(items) AS c (resource text, used bigint);
 	WHEN 'auditEvent' THEN
+		/* the shared id sequence moves past imported ids: no id may exhaust it */
+		IF EXISTS (SELECT 1 FROM jsonb_array_elements(items) e
+				   WHERE jsonb_typeof(e -> 'id') IS DISTINCT FROM 'number' OR (e ->> 'id')::numeric NOT BETWEEN 1 AND 4611686018427387904) THEN
+			RAISE EXCEPTION 'imported audit event id out of range'
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'Audit event ids are numbers from 1 to 2^62; the sequence that all tenants share moves past them.',
+					  HINT = 'Pass what mandant.export_tenant() or mandant.export_tenant_stream() returned.';
+		END IF;
 		INSERT INTO mandant.audit_event
 		SELECT (jsonb_populate_record(NULL::mandant.audit_event, e || jsonb_build_object('tenant_id', tenant))).*
 		FROM jsonb_array_elements(items) e;
@@ -893,8 +922,6 @@ BEGIN
 		PERFORM mandant.check_imported_references(tbl.relid, tbl.tenant_column, tenant);
 		PERFORM mandant.import_sequences(tbl.relid, tenant);
 	END LOOP;
-	PERFORM setval('mandant.audit_event_id_seq', GREATEST(
-		(SELECT max(e.id) FROM mandant.audit_event e), (SELECT last_value FROM mandant.audit_event_id_seq)));
 	verdict := mandant.audit_verify_chain(tenant, '{}', 'import');
 	IF NOT (verdict ->> 'ok')::boolean THEN
 		RAISE EXCEPTION 'imported audit trail of tenant "%" does not verify', t.slug
@@ -903,6 +930,10 @@ BEGIN
 								  verdict ->> 'firstBadId', verdict ->> 'checked'),
 				  HINT = 'The export was changed after it was made, or its source''s trail was; mandant.audit_verify() on the source tells which.';
 	END IF;
+	/* setval is not undone by a rollback: only a verified import moves the sequence */
+	PERFORM setval('mandant.audit_event_id_seq', GREATEST(
+		(SELECT max(e.id) FROM mandant.audit_event e WHERE e.tenant_id = tenant),
+		(SELECT last_value FROM mandant.audit_event_id_seq)));
 
 	PERFORM mandant.emit_for(NULL, 'platform.tenant.imported', t.id::text,
 							 mandant.tenant_payload(t) || jsonb_build_object('membersSkipped', skipped));

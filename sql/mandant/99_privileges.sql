@@ -55,6 +55,7 @@ REVOKE ALL ON FUNCTION
 	mandant.text_array(jsonb), mandant.check_email(text), mandant.require_user(),
 	mandant.ttl_seconds(text), mandant.actor_role(uuid), mandant.check_role(uuid, text),
 	mandant.check_owner_change(uuid, text, text), mandant.keep_an_owner(uuid),
+	mandant.check_role_definition(text, text[]),
 	mandant.check_user_exists(uuid), mandant.check_tenant_enterable(uuid),
 	mandant.check_resource(text), mandant.effective_limit(uuid, text),
 	mandant.check_limit(uuid, text, bigint), mandant.tenant_payload(mandant.tenant),
