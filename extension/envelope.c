@@ -496,7 +496,10 @@ SetEnvelopeLocally(const char *envelope)
  * Citus's worker connections: a new envelope, or an empty one when the
  * context was cleared.  Nothing happens where Citus is not installed;
  * where it is and no key is configured, the session is warned once that
- * the workers see no tenant.
+ * the workers see no tenant.  Nor inside a security-restricted operation:
+ * a context assigned there (usertable.c's "outside any tenant" as a
+ * table's owner) is undone with the operation's GUC nest level, while
+ * Citus would keep replaying the SET LOCAL to the workers.
  */
 void
 MandantForwardContext(const pg_uuid_t *tenant, const pg_uuid_t *user, int scopes,
@@ -505,7 +508,7 @@ MandantForwardContext(const pg_uuid_t *tenant, const pg_uuid_t *user, int scopes
 	const uint8 *key;
 	size_t		key_len;
 
-	if (!CitusForwardsSettings())
+	if (InSecurityRestrictedOperation() || !CitusForwardsSettings())
 		return;
 	key = ContextKey(&key_len);
 	if (key == NULL)
