@@ -7,13 +7,10 @@
 \set SHOW_CONTEXT never
 SET client_min_messages = warning;
 
--- Fixtures: roles, two tenants and a tenant table with rows of both.
+-- Fixtures: roles, a tenant table, and two tenants with rows in it.
 \set ECHO none
 \i test/fixtures/roles.sql
 \set ECHO all
-INSERT INTO mandant.tenant (id, slug, name, owner_email) VALUES
-	('a0000000-0000-4000-8000-00000000000a', 'env-acme', 'Acme', 'o@acme.test'),
-	('b0000000-0000-4000-8000-00000000000b', 'env-globex', 'Globex', 'o@globex.test');
 CREATE SCHEMA env AUTHORIZATION regress_owner;
 GRANT USAGE ON SCHEMA env TO regress_service, regress_user;
 SET ROLE regress_owner;
@@ -21,6 +18,9 @@ CREATE TABLE env.note (tenant_id uuid, id int, body text, PRIMARY KEY (tenant_id
 SELECT mandant.enable_tenancy('env.note');
 GRANT SELECT, INSERT ON env.note TO regress_service, regress_user;
 RESET ROLE;
+INSERT INTO mandant.tenant (id, slug, name, owner_email) VALUES
+	('a0000000-0000-4000-8000-00000000000a', 'env-acme', 'Acme', 'o@acme.test'),
+	('b0000000-0000-4000-8000-00000000000b', 'env-globex', 'Globex', 'o@globex.test');
 INSERT INTO env.note VALUES
 	('a0000000-0000-4000-8000-00000000000a', 1, 'acme 1'),
 	('a0000000-0000-4000-8000-00000000000a', 2, 'acme 2'),
