@@ -33,6 +33,14 @@
  * only for a current user with the privileges of those roles
  * (MandantContextIsCallers).
  *
+ * On a Citus cluster the context must reach the workers, which Citus
+ * reaches over connections of its own: every function below that assigns
+ * a context also hands a signed copy of it to Citus (envelope.c), and on a
+ * node with no context of its own the getters answer from that copy, the
+ * envelope in force.  A SET of a protected setting is refused already by
+ * mandant's utility hook (MandantCheckSetStatement), before Citus could
+ * forward it.
+ *
  * The check hooks parse each value once into an "extra" struct; the assign
  * hooks keep a pointer to it.  The getters (mandant.current_tenant() sits in
  * every tenant table's row-level policy) thus only copy 16 bytes and never
@@ -56,6 +64,7 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
 #include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/array.h"
@@ -77,9 +86,6 @@ PG_FUNCTION_INFO_V1(mandant_row_in_tenant);
 PG_FUNCTION_INFO_V1(mandant_tenant_filter);
 PG_FUNCTION_INFO_V1(mandant_has_scope);
 PG_FUNCTION_INFO_V1(mandant_check_tenant_access);
-
-/* Longest app.request_id accepted (request ids end up in logs). */
-#define MANDANT_REQUEST_ID_MAX_BYTES 200
 
 /*
  * Parsed value of a uuid setting; empty means "not set".  set_by: the role
@@ -143,6 +149,14 @@ AssignmentAllowed(GucSource source)
 		source == PGC_S_DEFAULT;
 }
 
+/* What to do instead of setting a protected setting, per setting. */
+static const char *const tenant_hint =
+"Call mandant.set_tenant(tenant_id) from a role granted mandant_service, or mandant.authenticate(access_token).";
+static const char *const user_hint =
+"Call mandant.authenticate(access_token), or mandant.set_user(user_id) from a role granted mandant_service.";
+static const char *const scopes_hint =
+"Call mandant.set_scopes(scopes) from a role granted mandant_service, or mandant.authenticate(access_token).";
+
 /*
  * RefuseAssignment fills in the error a check hook reports when someone
  * tries to set a protected setting directly.
@@ -156,6 +170,49 @@ RefuseAssignment(const char *name, const char *value, const char *hint)
 						value ? value : "");
 	GUC_check_errhint("%s", hint);
 	return false;
+}
+
+/*
+ * MandantCheckSetStatement refuses a SET statement (SET, SET LOCAL, SET
+ * ... FROM CURRENT) of a protected setting with the error its check hook
+ * would give, but before any other hook sees the statement: Citus
+ * forwards SET LOCAL to the workers before the statement runs here, and a
+ * worker's refusal would come back as "failure on connection marked as
+ * essential".  RESET and SET ... TO DEFAULT are let through: they only go
+ * back to an accepted value or to empty, as the file header says.
+ * app.request_id and app.trace_id are free to set, and mandant.context
+ * is left to its check hook, which is the same on every node (a worker
+ * cannot tell Citus's forwarded SET from a client's).
+ */
+void
+MandantCheckSetStatement(Node *stmt)
+{
+	VariableSetStmt *set;
+	const char *hint;
+	char	   *value;
+
+	if (!IsA(stmt, VariableSetStmt))
+		return;
+	set = (VariableSetStmt *) stmt;
+	if ((set->kind != VAR_SET_VALUE && set->kind != VAR_SET_CURRENT) || set->name == NULL)
+		return;
+	if (pg_strcasecmp(set->name, MANDANT_GUC_TENANT) == 0)
+		hint = tenant_hint;
+	else if (pg_strcasecmp(set->name, MANDANT_GUC_USER) == 0)
+		hint = user_hint;
+	else if (pg_strcasecmp(set->name, MANDANT_GUC_SCOPES) == 0)
+		hint = scopes_hint;
+	else
+		return;
+
+	value = set->kind == VAR_SET_VALUE ? ExtractSetVariableArgs(set) :
+		pstrdup(GetConfigOption(set->name, false, false));
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied to set parameter \"%s\"", set->name),
+			 errdetail("The tenant context cannot be set directly; the attempted value was \"%s\".",
+					   value ? value : ""),
+			 errhint("%s", hint)));
 }
 
 /*
@@ -204,9 +261,7 @@ CheckUuidSetting(const char *name, const char *hint,
 static bool
 CheckTenantSetting(char **newval, void **extra, GucSource source)
 {
-	return CheckUuidSetting(MANDANT_GUC_TENANT,
-							"Call mandant.set_tenant(tenant_id) from a role granted mandant_service, or mandant.authenticate(access_token).",
-							newval, extra, source);
+	return CheckUuidSetting(MANDANT_GUC_TENANT, tenant_hint, newval, extra, source);
 }
 
 static void
@@ -218,9 +273,7 @@ AssignTenantSetting(const char *newval, void *extra)
 static bool
 CheckUserSetting(char **newval, void **extra, GucSource source)
 {
-	return CheckUuidSetting(MANDANT_GUC_USER,
-							"Call mandant.authenticate(access_token), or mandant.set_user(user_id) from a role granted mandant_service.",
-							newval, extra, source);
+	return CheckUuidSetting(MANDANT_GUC_USER, user_hint, newval, extra, source);
 }
 
 static void
@@ -238,8 +291,7 @@ CheckScopesSetting(char **newval, void **extra, GucSource source)
 	int			badlen = 0;
 
 	if (!AssignmentAllowed(source))
-		return RefuseAssignment(MANDANT_GUC_SCOPES, *newval,
-								"Call mandant.set_scopes(scopes) from a role granted mandant_service, or mandant.authenticate(access_token).");
+		return RefuseAssignment(MANDANT_GUC_SCOPES, *newval, scopes_hint);
 
 	if (*newval != NULL && !MandantParseScopeList(*newval, &scopes, &bad, &badlen))
 	{
@@ -385,6 +437,52 @@ AssignContextVariable(const char *name, const char *value)
 }
 
 /*
+ * OwnContextIsEmpty says whether none of tenant, user and scopes is set on
+ * this node by the functions below (an envelope aside).
+ */
+static inline bool
+OwnContextIsEmpty(void)
+{
+	return (current_tenant_setting == NULL || !current_tenant_setting->isset) &&
+		(current_user_setting == NULL || !current_user_setting->isset) &&
+		(current_scopes_setting == NULL || current_scopes_setting->scopes == 0);
+}
+
+/*
+ * EnvelopeInForce returns the envelope received in this transaction
+ * (envelope.c) when it stands in for the context, i.e. when this node has
+ * no context of its own; else NULL.  Called only where the node's own
+ * setting is empty, so that the getters cost nothing more when a context
+ * is set.
+ */
+static const MandantEnvelope *
+EnvelopeInForce(void)
+{
+	const MandantEnvelope *envelope = MandantEnvelopeReceived;
+
+	if (envelope == NULL ||
+		(envelope->lxid != InvalidLocalTransactionId && envelope->lxid != MyProc->lxid) ||
+		!OwnContextIsEmpty())
+		return NULL;
+	return envelope;
+}
+
+/*
+ * ForwardOwnContext hands the context this node has just assigned (not an
+ * envelope it received) to Citus's worker connections (envelope.c).
+ */
+static void
+ForwardOwnContext(void)
+{
+	MandantForwardContext(current_tenant_setting != NULL && current_tenant_setting->isset ?
+						  &current_tenant_setting->value : NULL,
+						  current_user_setting != NULL && current_user_setting->isset ?
+						  &current_user_setting->value : NULL,
+						  current_scopes_setting != NULL ? current_scopes_setting->scopes : 0,
+						  request_id_text != NULL && request_id_text[0] != '\0' ? request_id_text : NULL);
+}
+
+/*
  * MandantHasPrivilegesOfRole says whether the current user has the
  * privileges of the named role (false if that role does not exist).
  */
@@ -424,7 +522,11 @@ bool
 MandantContextIsCallers(void)
 {
 	bool		any = false;
+	const MandantEnvelope *envelope = EnvelopeInForce();
 
+	if (envelope != NULL)
+		return HeldByCaller(envelope->role) &&
+			(envelope->has_tenant || envelope->has_user || envelope->scopes != 0);
 	if (current_tenant_setting != NULL && current_tenant_setting->isset)
 	{
 		if (!HeldByCaller(current_tenant_setting->set_by))
@@ -581,6 +683,7 @@ mandant_set_tenant(PG_FUNCTION_ARGS)
 	AssignContextVariable(MANDANT_GUC_TENANT, MandantUuidText(tenant_id));
 	AssignContextVariable(MANDANT_GUC_USER, "");
 	AssignContextVariable(MANDANT_GUC_SCOPES, "");
+	ForwardOwnContext();
 
 	PG_RETURN_VOID();
 }
@@ -606,6 +709,7 @@ MandantAssignContext(const pg_uuid_t *tenant, const pg_uuid_t *user, int scopes)
 	AssignContextVariable(MANDANT_GUC_TENANT, tenant ? MandantUuidText(tenant) : "");
 	AssignContextVariable(MANDANT_GUC_USER, user ? MandantUuidText(user) : "");
 	AssignContextVariable(MANDANT_GUC_SCOPES, MandantScopeList(scopes));
+	ForwardOwnContext();
 }
 
 /*
@@ -627,41 +731,54 @@ mandant_set_scopes(PG_FUNCTION_ARGS)
 	MandantCheckTrustedCaller("mandant.set_scopes(text[])");
 	list = MandantScopeList(MandantScopeArrayBits(PG_GETARG_ARRAYTYPE_P(0), true));
 	AssignContextVariable(MANDANT_GUC_SCOPES, list);
+	ForwardOwnContext();
 
 	PG_RETURN_VOID();
 }
 
 /*
- * MandantCurrentTenant returns the tenant of the transaction, or NULL.
+ * MandantCurrentTenant returns the tenant of the transaction, or NULL: the
+ * node's own, else that of the envelope in force (a Citus worker's).
  */
 const pg_uuid_t *
 MandantCurrentTenant(void)
 {
-	if (current_tenant_setting == NULL || !current_tenant_setting->isset)
-		return NULL;
-	return &current_tenant_setting->value;
+	const MandantEnvelope *envelope;
+
+	if (current_tenant_setting != NULL && current_tenant_setting->isset)
+		return &current_tenant_setting->value;
+	envelope = EnvelopeInForce();
+	return envelope != NULL && envelope->has_tenant ? &envelope->tenant : NULL;
 }
 
 /*
- * MandantCurrentUserId returns the user of the transaction, or NULL.
+ * MandantCurrentUserId returns the user of the transaction, or NULL (the
+ * envelope's when the node has no context of its own).
  */
 const pg_uuid_t *
 MandantCurrentUserId(void)
 {
-	if (current_user_setting == NULL || !current_user_setting->isset)
-		return NULL;
-	return &current_user_setting->value;
+	const MandantEnvelope *envelope;
+
+	if (current_user_setting != NULL && current_user_setting->isset)
+		return &current_user_setting->value;
+	envelope = EnvelopeInForce();
+	return envelope != NULL && envelope->has_user ? &envelope->user : NULL;
 }
 
 /*
- * MandantCurrentRequestId returns app.request_id, or NULL when it is empty.
+ * MandantCurrentRequestId returns app.request_id, else the request id of
+ * the envelope in force, or NULL when neither has one.
  */
 const char *
 MandantCurrentRequestId(void)
 {
-	if (request_id_text == NULL || request_id_text[0] == '\0')
-		return NULL;
-	return request_id_text;
+	const MandantEnvelope *envelope;
+
+	if (request_id_text != NULL && request_id_text[0] != '\0')
+		return request_id_text;
+	envelope = EnvelopeInForce();
+	return envelope != NULL && envelope->request_id[0] != '\0' ? envelope->request_id : NULL;
 }
 
 /*
@@ -676,12 +793,18 @@ MandantCurrentTraceId(void)
 }
 
 /*
- * MandantCurrentScopes returns the scope bits of the transaction.
+ * MandantCurrentScopes returns the scope bits of the transaction (the
+ * envelope's when the node has no context of its own).
  */
 int
 MandantCurrentScopes(void)
 {
-	return current_scopes_setting == NULL ? 0 : current_scopes_setting->scopes;
+	const MandantEnvelope *envelope;
+
+	if (current_scopes_setting != NULL && current_scopes_setting->scopes != 0)
+		return current_scopes_setting->scopes;
+	envelope = EnvelopeInForce();
+	return envelope != NULL ? envelope->scopes : 0;
 }
 
 /*

@@ -2,7 +2,8 @@
  *
  * crypto.c
  *		The cryptographic primitives the other files share: SHA-256,
- *		HMAC-SHA1 and strong random bytes, plus mandant.random_token() and
+ *		HMAC-SHA1, HMAC-SHA256, a constant-time comparison and strong
+ *		random bytes, plus mandant.random_token() and
  *		mandant.random_bytes().
  *
  * Hashes, MACs and random bytes go through PostgreSQL's own interfaces
@@ -80,6 +81,28 @@ MandantSha256(const void *data, size_t len, uint8 *digest)
 }
 
 /*
+ * HmacDigest computes the HMAC of len bytes under key with the hash type
+ * into digest (digest_len bytes); name names the MAC for the message.
+ */
+static void
+HmacDigest(pg_cryptohash_type type, const char *name, size_t digest_len,
+		   const uint8 *key, size_t key_len, const uint8 *data, size_t len,
+		   uint8 *digest)
+{
+	pg_hmac_ctx *ctx = pg_hmac_create(type);
+	bool		ok;
+	const char *reason;
+
+	ok = pg_hmac_init(ctx, key, key_len) == 0 &&
+		pg_hmac_update(ctx, data, len) == 0 &&
+		pg_hmac_final(ctx, digest, digest_len) == 0;
+	reason = ok ? NULL : pg_hmac_error(ctx);
+	pg_hmac_free(ctx);
+	if (!ok)
+		CryptoFailed(name, "HMAC", reason);
+}
+
+/*
  * MandantHmacSha1 computes the HMAC-SHA1 of len bytes under key into
  * digest (SHA1_DIGEST_LENGTH bytes).
  */
@@ -87,17 +110,32 @@ void
 MandantHmacSha1(const uint8 *key, size_t key_len, const uint8 *data, size_t len,
 				uint8 *digest)
 {
-	pg_hmac_ctx *ctx = pg_hmac_create(PG_SHA1);
-	bool		ok;
-	const char *reason;
+	HmacDigest(PG_SHA1, "an HMAC-SHA1", SHA1_DIGEST_LENGTH, key, key_len, data, len, digest);
+}
 
-	ok = pg_hmac_init(ctx, key, key_len) == 0 &&
-		pg_hmac_update(ctx, data, len) == 0 &&
-		pg_hmac_final(ctx, digest, SHA1_DIGEST_LENGTH) == 0;
-	reason = ok ? NULL : pg_hmac_error(ctx);
-	pg_hmac_free(ctx);
-	if (!ok)
-		CryptoFailed("an HMAC-SHA1", "HMAC", reason);
+/*
+ * MandantHmacSha256 computes the HMAC-SHA256 of len bytes under key into
+ * digest (PG_SHA256_DIGEST_LENGTH bytes).
+ */
+void
+MandantHmacSha256(const uint8 *key, size_t key_len, const uint8 *data, size_t len,
+				  uint8 *digest)
+{
+	HmacDigest(PG_SHA256, "an HMAC-SHA256", PG_SHA256_DIGEST_LENGTH, key, key_len, data, len, digest);
+}
+
+/*
+ * MandantEqualConstantTime compares len bytes in a time that depends on
+ * len only, for MACs.
+ */
+bool
+MandantEqualConstantTime(const uint8 *a, const uint8 *b, size_t len)
+{
+	uint8		diff = 0;
+
+	for (size_t i = 0; i < len; i++)
+		diff |= a[i] ^ b[i];
+	return diff == 0;
 }
 
 /*

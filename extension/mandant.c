@@ -19,6 +19,11 @@
  * They are requested and attached here, with the hooks chained in the
  * order pg_stat_statements uses.
  *
+ * The utility hook refuses SET of the context settings before the hooks
+ * chained after it run: with shared_preload_libraries = 'citus,mandant',
+ * mandant's hook is called first, so that such a SET is refused here
+ * rather than forwarded by Citus to the workers first (context.c).
+ *
  * Copyright (c) 2026, the mandant developers
  *
  * IDENTIFICATION
@@ -33,6 +38,7 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "tcop/utility.h"
 #include "utils/guc.h"
 
 #include "mandant.h"
@@ -47,6 +53,7 @@ LWLockPadded *MandantLocks = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static ProcessUtility_hook_type prev_process_utility_hook = NULL;
 
 /*
  * MandantShmemRequest reserves mandant's shared memory.
@@ -85,9 +92,28 @@ MandantShmemStartup(void)
 }
 
 /*
+ * MandantProcessUtility refuses a SET of a context setting, then runs the
+ * statement through the hooks chained before mandant's.
+ */
+static void
+MandantProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+					  ProcessUtilityContext context, ParamListInfo params,
+					  QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	MandantCheckSetStatement(pstmt->utilityStmt);
+
+	if (prev_process_utility_hook)
+		prev_process_utility_hook(pstmt, queryString, readOnlyTree, context, params,
+								  queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+								queryEnv, dest, qc);
+}
+
+/*
  * _PG_init checks that the library is being preloaded, then defines the
  * context variables and mandant's settings, reserves the "mandant" settings
- * prefix and chains the shared memory hooks.
+ * prefix and chains the shared memory and utility hooks.
  */
 void
 _PG_init(void)
@@ -100,6 +126,7 @@ _PG_init(void)
 				 errhint("Add shared_preload_libraries = 'mandant' to postgresql.conf (append it to any libraries already listed) and restart the server.")));
 
 	MandantDefineContextVariables();
+	MandantDefineEnvelopeVariables();
 	MandantDefineTenantVariables();
 	MandantDefineAuditVariables();
 	MandantDefineOutboxVariables();
@@ -115,4 +142,6 @@ _PG_init(void)
 	shmem_request_hook = MandantShmemRequest;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = MandantShmemStartup;
+	prev_process_utility_hook = ProcessUtility_hook;
+	ProcessUtility_hook = MandantProcessUtility;
 }

@@ -99,6 +99,10 @@ MandantErrorHttp(int sqlerrcode, int *http_status)
 #define MANDANT_GUC_SCOPES		"app.current_scopes"
 #define MANDANT_GUC_REQUEST_ID	"app.request_id"
 #define MANDANT_GUC_TRACE_ID	"app.trace_id"
+#define MANDANT_GUC_ENVELOPE	"mandant.context"
+
+/* Longest app.request_id accepted (request ids end up in logs). */
+#define MANDANT_REQUEST_ID_MAX_BYTES 200
 
 #define MANDANT_ROLE_ADMIN		"mandant_admin"
 #define MANDANT_ROLE_SERVICE	"mandant_service"
@@ -191,6 +195,9 @@ typedef struct MandantShared
 extern void MandantSha256(const void *data, size_t len, uint8 *digest);
 extern void MandantHmacSha1(const uint8 *key, size_t key_len, const uint8 *data,
 							size_t len, uint8 *digest);
+extern void MandantHmacSha256(const uint8 *key, size_t key_len, const uint8 *data,
+							  size_t len, uint8 *digest);
+extern bool MandantEqualConstantTime(const uint8 *a, const uint8 *b, size_t len);
 extern void MandantStrongRandom(void *buf, size_t len);
 extern char *MandantOpenSslError(void);
 
@@ -283,6 +290,7 @@ extern void MandantDefineSecretVariables(void);
 
 /* context.c */
 extern void MandantDefineContextVariables(void);
+extern void MandantCheckSetStatement(Node *stmt);
 extern bool MandantCallerIsTrusted(void);
 extern bool MandantContextIsCallers(void);
 extern void MandantRaiseNoTenant(const char *detail) pg_attribute_noreturn();
@@ -298,6 +306,28 @@ extern const pg_uuid_t *MandantCurrentUserId(void);
 extern const char *MandantCurrentRequestId(void);
 extern const char *MandantCurrentTraceId(void);
 extern int	MandantCurrentScopes(void);
+
+/*
+ * envelope.c: the signed copy of the context (mandant.context) that Citus
+ * forwards to its workers, where it stands in for a context of their own.
+ */
+typedef struct MandantEnvelope
+{
+	bool		has_tenant;
+	pg_uuid_t	tenant;
+	bool		has_user;
+	pg_uuid_t	user;
+	int			scopes;
+	Oid			role;			/* the current user it was accepted for */
+	LocalTransactionId lxid;	/* its transaction; invalid in a parallel
+								 * worker */
+	char		request_id[MANDANT_REQUEST_ID_MAX_BYTES + 1];
+} MandantEnvelope;
+
+extern const MandantEnvelope *MandantEnvelopeReceived;
+extern void MandantDefineEnvelopeVariables(void);
+extern void MandantForwardContext(const pg_uuid_t *tenant, const pg_uuid_t *user,
+								  int scopes, const char *request_id);
 
 /* scope.c */
 extern const char *MandantScopeName(int scope_bit);

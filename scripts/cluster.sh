@@ -67,9 +67,10 @@ cluster_stop() {
 	as_server_user pg_ctl -D "$1" -m fast -w stop >/dev/null 2>&1 || true
 }
 
-# cluster_keys DATADIR KEYDIR [test]: RSA keys for access tokens and the
-# key that seals TOTP secrets, generated with openssl into KEYDIR (readable
-# by the server only) and named in postgresql.conf.  With "test", also a
+# cluster_keys DATADIR KEYDIR [test]: RSA keys for access tokens, the key
+# that seals TOTP secrets and the key that signs context envelopes (for
+# Citus's workers), generated with openssl into KEYDIR (readable by the
+# server only) and named in postgresql.conf.  With "test", also a
 # previous signing key (its public half verifies, as during a rotation) and
 # a foreign one that the server does not know.  Does nothing when the keys
 # exist.  Production keys: see README, "Keys".
@@ -85,6 +86,7 @@ cluster_keys() {
 		openssl pkey -in "$keydir/$name.key" -pubout -out "$keydir/$name.pub"
 	done
 	openssl rand -hex 32 >"$keydir/secret.key"
+	openssl rand -hex 32 >"$keydir/context.key"
 	chmod 600 "$keydir"/*
 	give_to_server_user "$keydir"
 	{
@@ -92,5 +94,6 @@ cluster_keys() {
 		echo "mandant.jwt_private_key_file = '$keydir/jwt.key'"
 		[ "$purpose" = test ] && echo "mandant.jwt_public_key_file = '$keydir/previous.pub'"
 		echo "mandant.secret_key_file = '$keydir/secret.key'"
+		echo "mandant.context_key_file = '$keydir/context.key'"
 	} | as_server_user sh -c "cat >> '$datadir/postgresql.conf'"
 }

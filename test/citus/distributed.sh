@@ -277,6 +277,11 @@ for n in $nodes; do
 		SET LOCAL mandant.context = '$envelope';
 		SELECT count(*) FROM app.notes;
 	EOF
+	is "$n: the envelope is good for its own role until it expires (the replay README names)" "$acme" "$n" citus_app <<-EOF
+		BEGIN;
+		SET LOCAL mandant.context = '$envelope';
+		SELECT mandant.current_tenant();
+	EOF
 	fails "$n: SET LOCAL app.current_tenant is refused" 42501 "$n" citus_app <<-EOF
 		BEGIN;
 		SET LOCAL app.current_tenant = '$acme';

@@ -1,0 +1,534 @@
+/*-------------------------------------------------------------------------
+ *
+ * envelope.c
+ *		The signed context envelope, mandant.context: how the tenant context
+ *		of a transaction on a Citus coordinator reaches the workers.
+ *
+ * Citus runs the shards' queries on the workers over connections of its
+ * own, as the current user of the coordinator's backend, and forwards no
+ * setting but those given with SET LOCAL (and only with
+ * citus.propagate_set_commands = 'local').  The context settings of
+ * context.c cannot travel that way: their check hooks refuse every SET.
+ * So whenever mandant assigns a context on a node where Citus is
+ * installed, it also runs SET LOCAL mandant.context = '<envelope>' through
+ * SPI, with citus.propagate_set_commands at 'local' for that one
+ * statement; Citus sends it to the worker connections the transaction has
+ * and replays it on those it opens later (after the SAVEPOINTs in force),
+ * and a rolled back savepoint takes it back on every node.
+ *
+ * The envelope is text, fields separated by dots:
+ *
+ *	m1.<tenant>.<user>.<scopes>.<expires>.<role>.<request id>.<mac>
+ *
+ * tenant and user are uuids or empty, scopes a comma separated list,
+ * expires unix seconds, role and request id base64url, and mac the
+ * base64url HMAC-SHA256 of everything before it under the key of
+ * mandant.context_key_file (the file's bytes as they are, at least 32; the
+ * same file on every node).  The check hook accepts a value only when it
+ * is empty, or its MAC verifies (compared in constant time), the current
+ * user is the role it names (or has that role's privileges), it has not
+ * expired, and it is set in a session (SET, SET LOCAL, set_config(), a
+ * function's SET clause), not by a file, ALTER ROLE/DATABASE or connection
+ * options.  The role is the current user of whoever assigned the context,
+ * which is the user Citus connects to the workers as; an envelope read
+ * from a worker's log or pg_stat_activity is thus good only for that role
+ * and only until it expires (mandant.context_lifetime).  No part of a
+ * refused value appears in the messages.
+ *
+ * The accepted envelope is parsed once into the "extra" struct, with the
+ * role it was accepted for and the transaction it was accepted in, and the
+ * assign hook publishes it in MandantEnvelopeReceived; context.c's getters
+ * fall back to it when the node has no context of its own, in that
+ * transaction only (a session-level SET does not outlive it).
+ *
+ * The key is cached with the stat of its file and read again when the file
+ * or the setting changes.  Whether Citus is installed is asked once per
+ * transaction, and only when its library is loaded.
+ *
+ * Copyright (c) 2026, the mandant developers
+ *
+ * IDENTIFICATION
+ *		extension/envelope.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <sys/stat.h>
+#include <time.h>
+
+#include "access/parallel.h"
+#include "commands/extension.h"
+#include "common/sha2.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "storage/proc.h"
+#include "utils/acl.h"
+#include "utils/guc.h"
+
+#include "mandant.h"
+
+/* The first field of an envelope, its format. */
+#define ENVELOPE_VERSION	"m1"
+
+/* Fields of an envelope, the version and the MAC included. */
+#define ENVELOPE_FIELDS		8
+
+/* Base64url length of an HMAC-SHA256. */
+#define ENVELOPE_MAC_LEN	43
+
+/* Bounds of the key file's size. */
+#define CONTEXT_KEY_MIN		32
+#define CONTEXT_KEY_MAX		4096
+
+/* The setting whose SET LOCAL Citus forwards, and the one that makes it. */
+#define CITUS_PROPAGATE_SET	"citus.propagate_set_commands"
+
+static const char *const envelope_hint =
+"mandant sets mandant.context itself: call mandant.set_tenant() or mandant.authenticate() on the coordinator.";
+
+/* Settings. */
+static char *envelope_text = NULL;
+static char *context_key_file = NULL;
+static int	context_lifetime = 300;
+
+/* The envelope in force, set by the assign hook; NULL when empty. */
+const MandantEnvelope *MandantEnvelopeReceived = NULL;
+
+/* The key of context_key_file, and the file it was read from. */
+static struct
+{
+	char		path[MAXPGPATH];
+	dev_t		dev;
+	ino_t		ino;
+	off_t		size;
+	struct timespec mtime;
+	size_t		len;
+	uint8		bytes[CONTEXT_KEY_MAX];
+}			context_key;
+
+/* Whether Citus is installed in the database, as of transaction citus_lxid. */
+static LocalTransactionId citus_lxid = InvalidLocalTransactionId;
+static bool citus_installed = false;
+
+/* The session warned that Citus is installed and no key is configured. */
+static bool warned_no_key = false;
+
+/* GUC "extra" memory: plain malloc before PostgreSQL 16, guc_malloc since. */
+#if PG_VERSION_NUM >= 160000
+#define GucExtraAlloc(size) guc_malloc(LOG, (size))
+#else
+#define GucExtraAlloc(size) malloc(size)
+#endif
+
+/*
+ * RefuseEnvelope fills in the error of a refused envelope; detail says why
+ * without quoting the value.
+ */
+static bool
+RefuseEnvelope(const char *detail, const char *hint)
+{
+	GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
+	GUC_check_errmsg("permission denied to set parameter \"%s\"", MANDANT_GUC_ENVELOPE);
+	GUC_check_errdetail("%s", detail);
+	GUC_check_errhint("%s", hint);
+	return false;
+}
+
+/*
+ * ContextKey returns the key of mandant.context_key_file and its length in
+ * *len, or NULL when the setting is empty; raises when the file is
+ * missing, readable by others or shorter than CONTEXT_KEY_MIN bytes.
+ */
+static const uint8 *
+ContextKey(size_t *len)
+{
+	struct stat st;
+	char	   *content;
+	size_t		n;
+
+	if (context_key_file == NULL || context_key_file[0] == '\0')
+		return NULL;
+	MandantStatKeyFile(context_key_file, "mandant.context_key_file", "context key file", &st);
+	if (context_key.len > 0 && strcmp(context_key.path, context_key_file) == 0 &&
+		context_key.dev == st.st_dev && context_key.ino == st.st_ino &&
+		context_key.size == st.st_size &&
+		context_key.mtime.tv_sec == st.st_mtim.tv_sec &&
+		context_key.mtime.tv_nsec == st.st_mtim.tv_nsec)
+	{
+		*len = context_key.len;
+		return context_key.bytes;
+	}
+
+	/* Forget the old key before anything can raise. */
+	explicit_bzero(&context_key, sizeof(context_key));
+	MandantCheckKeyFileMode(context_key_file, &st, "context key file");
+	content = MandantReadKeyFile(context_key_file, "mandant.context_key_file", "context key file",
+								 &st, CONTEXT_KEY_MAX, &n);
+	if (n < CONTEXT_KEY_MIN)
+	{
+		explicit_bzero(content, n);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("context key file \"%s\" is too short", context_key_file),
+				 errdetail("It has %zu bytes; at least %d are needed.", n, CONTEXT_KEY_MIN),
+				 errhint("Create it with: openssl rand -hex 32")));
+	}
+	memcpy(context_key.bytes, content, n);
+	explicit_bzero(content, n);
+	pfree(content);
+	strlcpy(context_key.path, context_key_file, sizeof(context_key.path));
+	context_key.dev = st.st_dev;
+	context_key.ino = st.st_ino;
+	context_key.size = st.st_size;
+	context_key.mtime = st.st_mtim;
+	context_key.len = n;
+	*len = n;
+	return context_key.bytes;
+}
+
+/*
+ * EnvelopeMac computes the base64url HMAC-SHA256 of payload under the
+ * context key into mac (ENVELOPE_MAC_LEN + 1 bytes).
+ */
+static void
+EnvelopeMac(const uint8 *key, size_t key_len, const char *payload, size_t len, char *mac)
+{
+	uint8		digest[PG_SHA256_DIGEST_LENGTH];
+	char	   *text;
+
+	MandantHmacSha256(key, key_len, (const uint8 *) payload, len, digest);
+	text = MandantBase64UrlEncode(digest, sizeof(digest));
+	strlcpy(mac, text, ENVELOPE_MAC_LEN + 1);
+	pfree(text);
+}
+
+/*
+ * DecodeField decodes a base64url field of at most max bytes of printable
+ * ASCII into out (max + 1 bytes); false when it is not one.
+ */
+static bool
+DecodeField(const char *text, size_t len, char *out, size_t max)
+{
+	unsigned char *bytes;
+	size_t		n;
+
+	if (len == 0)
+	{
+		out[0] = '\0';
+		return true;
+	}
+	bytes = MandantBase64UrlDecode(text, len, &n);
+	if (bytes == NULL || n > max)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (bytes[i] < 0x20 || bytes[i] > 0x7e)
+			return false;
+	memcpy(out, bytes, n);
+	out[n] = '\0';
+	pfree(bytes);
+	return true;
+}
+
+/*
+ * ParseUuidField parses an empty or uuid field into *has and *value.
+ */
+static bool
+ParseUuidField(const char *text, size_t len, bool *has, pg_uuid_t *value)
+{
+	char		buf[UUID_LEN * 2 + 5];
+
+	*has = len > 0;
+	if (len == 0)
+		return true;
+	if (len >= sizeof(buf))
+		return false;
+	memcpy(buf, text, len);
+	buf[len] = '\0';
+	return MandantParseUuid(buf, value);
+}
+
+/*
+ * ParseEnvelope splits value into its fields and fills *parsed (role
+ * unresolved) and role_name (NAMEDATALEN bytes), *expires, and
+ * *payload_len (the bytes the MAC covers); false when value is not an
+ * envelope of this format.
+ */
+static bool
+ParseEnvelope(const char *value, MandantEnvelope *parsed, char *role_name,
+			  int64 *expires, size_t *payload_len)
+{
+	const char *field[ENVELOPE_FIELDS];
+	size_t		flen[ENVELOPE_FIELDS];
+	const char *p = value;
+	char		buf[64];
+	char	   *end;
+	const char *bad;
+	int			badlen;
+
+	for (int i = 0; i < ENVELOPE_FIELDS; i++)
+	{
+		const char *dot = strchr(p, '.');
+
+		if ((dot == NULL) != (i == ENVELOPE_FIELDS - 1))
+			return false;
+		field[i] = p;
+		flen[i] = dot ? (size_t) (dot - p) : strlen(p);
+		p = dot ? dot + 1 : NULL;
+	}
+	if (flen[0] != strlen(ENVELOPE_VERSION) || strncmp(field[0], ENVELOPE_VERSION, flen[0]) != 0 ||
+		flen[7] != ENVELOPE_MAC_LEN)
+		return false;
+	*payload_len = field[7] - 1 - value;
+
+	memset(parsed, 0, sizeof(*parsed));
+	if (!ParseUuidField(field[1], flen[1], &parsed->has_tenant, &parsed->tenant) ||
+		!ParseUuidField(field[2], flen[2], &parsed->has_user, &parsed->user))
+		return false;
+
+	/* Scopes: a list, parsed from a copy that ends where the field does. */
+	if (flen[3] >= sizeof(buf))
+		return false;
+	memcpy(buf, field[3], flen[3]);
+	buf[flen[3]] = '\0';
+	if (!MandantParseScopeList(buf, &parsed->scopes, &bad, &badlen))
+		return false;
+
+	/* Expiry: unix seconds. */
+	if (flen[4] == 0 || flen[4] > 18 || strspn(field[4], "0123456789") < flen[4])
+		return false;
+	*expires = strtoll(field[4], &end, 10);
+
+	return DecodeField(field[5], flen[5], role_name, NAMEDATALEN - 1) && role_name[0] != '\0' &&
+		DecodeField(field[6], flen[6], parsed->request_id, MANDANT_REQUEST_ID_MAX_BYTES);
+}
+
+/*
+ * CheckEnvelopeSetting is the check hook of mandant.context; see the file
+ * header for what it accepts.  A parallel worker's copy of the leader's
+ * value is parsed, not checked again (its MAC was, and it may have
+ * expired since the leader's query began).
+ */
+static bool
+CheckEnvelopeSetting(char **newval, void **extra, GucSource source)
+{
+	MandantEnvelope parsed;
+	MandantEnvelope *copy;
+	char		role_name[NAMEDATALEN];
+	int64		expires;
+	size_t		payload_len;
+	const uint8 *key;
+	size_t		key_len;
+	char		mac[ENVELOPE_MAC_LEN + 1];
+	int64		now = (int64) time(NULL);
+
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+
+	if (!InitializingParallelWorker && source != PGC_S_SESSION)
+		return RefuseEnvelope("An envelope is accepted from SET, SET LOCAL or set_config() in a session only, not from a configuration file, ALTER ROLE or ALTER DATABASE, or connection options.",
+							  envelope_hint);
+	if (!ParseEnvelope(*newval, &parsed, role_name, &expires, &payload_len))
+		return RefuseEnvelope("The value is not a context envelope of this version of mandant.",
+							  envelope_hint);
+
+	if (InitializingParallelWorker)
+	{
+		parsed.role = InvalidOid;
+		parsed.lxid = InvalidLocalTransactionId;
+	}
+	else
+	{
+		/* The MAC, under this node's key. */
+		key = ContextKey(&key_len);
+		if (key == NULL)
+			return RefuseEnvelope("mandant.context_key_file is not set on this server, so no envelope can be verified.",
+								  "Set mandant.context_key_file to the same key file on every node and reload.");
+		EnvelopeMac(key, key_len, *newval, payload_len, mac);
+		if (!MandantEqualConstantTime((const uint8 *) mac,
+									  (const uint8 *) (*newval + payload_len + 1),
+									  ENVELOPE_MAC_LEN))
+			return RefuseEnvelope("The envelope's MAC does not verify under this server's context key: it was altered, forged or signed with another key.",
+								  "Give every node the same mandant.context_key_file.");
+
+		/* The role: the current user, or one that has its privileges. */
+		parsed.role = get_role_oid(role_name, true);
+		if (!OidIsValid(parsed.role) ||
+			(parsed.role != GetUserId() && !has_privs_of_role(GetUserId(), parsed.role)))
+		{
+			return RefuseEnvelope(psprintf("The envelope was issued to role \"%s\"; the current user is \"%s\".",
+										   role_name, GetUserNameFromId(GetUserId(), false)),
+								  "An envelope is good only for the role whose transaction it carries.");
+		}
+
+		/* The expiry, in whole seconds. */
+		if (expires <= now)
+			return RefuseEnvelope(psprintf("The envelope expired %lld seconds ago.",
+										   (long long) (now - expires)),
+								  "Envelopes live for mandant.context_lifetime seconds; keep the clocks of the nodes in step.");
+		parsed.lxid = MyProc->lxid;
+	}
+
+	copy = GucExtraAlloc(sizeof(MandantEnvelope));
+	if (copy == NULL)
+		return false;
+	*copy = parsed;
+	*extra = copy;
+	return true;
+}
+
+/*
+ * AssignEnvelopeSetting publishes the parsed envelope (NULL when empty).
+ */
+static void
+AssignEnvelopeSetting(const char *newval, void *extra)
+{
+	MandantEnvelopeReceived = (const MandantEnvelope *) extra;
+}
+
+/*
+ * MandantDefineEnvelopeVariables defines mandant.context and its key and
+ * lifetime settings; called once from _PG_init.
+ */
+void
+MandantDefineEnvelopeVariables(void)
+{
+	DefineCustomStringVariable(MANDANT_GUC_ENVELOPE,
+							   gettext_noop("Signed copy of the tenant context that Citus forwards to its workers (set by mandant itself)."),
+							   NULL,
+							   &envelope_text,
+							   "",
+							   PGC_USERSET,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE |
+							   GUC_DISALLOW_IN_FILE | GUC_DISALLOW_IN_AUTO_FILE,
+							   CheckEnvelopeSetting, AssignEnvelopeSetting, NULL);
+
+	DefineCustomStringVariable("mandant.context_key_file",
+							   gettext_noop("File whose bytes are the key that signs and verifies context envelopes (the same file on every node of a Citus cluster)."),
+							   gettext_noop("Relative paths are relative to the data directory. The file must hold at least 32 bytes and not be readable by others."),
+							   &context_key_file, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("mandant.context_lifetime",
+							gettext_noop("Seconds for which a context envelope may be installed on a node after it was signed."),
+							NULL,
+							&context_lifetime,
+							300, 1, 3600,
+							PGC_SIGHUP, GUC_UNIT_S | GUC_NOT_IN_SAMPLE,
+							NULL, NULL, NULL);
+}
+
+/*
+ * CitusForwardsSettings says whether the Citus library is loaded and its
+ * extension installed in this database (asked once per transaction).
+ */
+static bool
+CitusForwardsSettings(void)
+{
+	if (GetConfigOption(CITUS_PROPAGATE_SET, true, false) == NULL)
+		return false;
+	if (citus_lxid != MyProc->lxid)
+	{
+		citus_installed = OidIsValid(get_extension_oid("citus", true));
+		citus_lxid = MyProc->lxid;
+	}
+	return citus_installed;
+}
+
+/*
+ * SignEnvelope returns the envelope of a context, issued to the current
+ * user, expiring context_lifetime seconds from now.
+ */
+static char *
+SignEnvelope(const uint8 *key, size_t key_len, const pg_uuid_t *tenant,
+			 const pg_uuid_t *user, int scopes, const char *request_id)
+{
+	StringInfoData buf;
+	const char *role = GetUserNameFromId(GetUserId(), false);
+	char		mac[ENVELOPE_MAC_LEN + 1];
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "%s.%s.%s.%s.%lld.%s.",
+					 ENVELOPE_VERSION,
+					 tenant ? MandantUuidText(tenant) : "",
+					 user ? MandantUuidText(user) : "",
+					 MandantScopeList(scopes),
+					 (long long) time(NULL) + context_lifetime,
+					 MandantBase64UrlEncode((const unsigned char *) role, strlen(role)));
+	if (request_id != NULL)
+		appendStringInfoString(&buf, MandantBase64UrlEncode((const unsigned char *) request_id,
+															strlen(request_id)));
+	EnvelopeMac(key, key_len, buf.data, buf.len, mac);
+	appendStringInfo(&buf, ".%s", mac);
+	return buf.data;
+}
+
+/*
+ * SetEnvelopeLocally runs SET LOCAL mandant.context through SPI with
+ * citus.propagate_set_commands at 'local' for that statement alone, so
+ * that Citus forwards it (the caller's own value of that setting is back
+ * when this returns).  The envelope holds no quote (uuids, digits, scope
+ * names and base64url).
+ */
+static void
+SetEnvelopeLocally(const char *envelope)
+{
+	int			nest_level = NewGUCNestLevel();
+	char	   *sql = psprintf("SET LOCAL %s = '%s'", MANDANT_GUC_ENVELOPE, envelope);
+	int			rc;
+
+	(void) set_config_option(CITUS_PROPAGATE_SET, "local", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	SPI_connect();
+	rc = SPI_execute(sql, false, 0);
+	if (rc != SPI_OK_UTILITY)
+		elog(ERROR, "SPI_execute of SET LOCAL %s returned %s", MANDANT_GUC_ENVELOPE,
+			 SPI_result_code_string(rc));
+	SPI_finish();
+	AtEOXact_GUC(true, nest_level);
+	pfree(sql);
+}
+
+/*
+ * MandantForwardContext hands the context just assigned on this node to
+ * Citus's worker connections: a new envelope, or an empty one when the
+ * context was cleared.  Nothing happens where Citus is not installed;
+ * where it is and no key is configured, the session is warned once that
+ * the workers see no tenant.  Nor inside a security-restricted operation:
+ * a context assigned there (usertable.c's "outside any tenant" as a
+ * table's owner) is undone with the operation's GUC nest level, while
+ * Citus would keep replaying the SET LOCAL to the workers.
+ */
+void
+MandantForwardContext(const pg_uuid_t *tenant, const pg_uuid_t *user, int scopes,
+					  const char *request_id)
+{
+	const uint8 *key;
+	size_t		key_len;
+
+	if (InSecurityRestrictedOperation() || !CitusForwardsSettings())
+		return;
+	key = ContextKey(&key_len);
+	if (key == NULL)
+	{
+		if (!warned_no_key)
+		{
+			warned_no_key = true;
+			ereport(WARNING,
+					(errcode(ERRCODE_WARNING),
+					 errmsg("the tenant context does not reach the Citus workers"),
+					 errdetail("Citus is installed in this database, but mandant.context_key_file is not set, so the context cannot be signed for the workers, whose row level security then sees no tenant."),
+					 errhint("Set mandant.context_key_file to the same key file on every node and reload (README, \"Scale out\").")));
+		}
+		return;
+	}
+	if (tenant == NULL && user == NULL && scopes == 0)
+	{
+		if (MandantEnvelopeReceived != NULL)
+			SetEnvelopeLocally("");
+		return;
+	}
+	SetEnvelopeLocally(SignEnvelope(key, key_len, tenant, user, scopes, request_id));
+}
