@@ -3896,12 +3896,12 @@ BEGIN
 					  HINT = 'Pass what mandant.export_tenant() or mandant.export_tenant_stream() returned.';
 		END IF;
 		INSERT INTO mandant.audit_event
-		SELECT (jsonb_populate_record(NULL::mandant.audit_event, e || jsonb_build_object('tenant_id', tenant))).*
-		FROM jsonb_array_elements(items) e;
+		SELECT r.* FROM jsonb_array_elements(items) e,
+			 LATERAL jsonb_populate_record(NULL::mandant.audit_event, e || jsonb_build_object('tenant_id', tenant)) r;
 	WHEN 'auditSeal' THEN
 		INSERT INTO mandant.audit_seal
-		SELECT (jsonb_populate_record(NULL::mandant.audit_seal, s || jsonb_build_object('tenant_id', tenant))).*
-		FROM jsonb_array_elements(items) s;
+		SELECT r.* FROM jsonb_array_elements(items) s,
+			 LATERAL jsonb_populate_record(NULL::mandant.audit_seal, s || jsonb_build_object('tenant_id', tenant)) r;
 	ELSE
 		RAISE EXCEPTION 'unknown kind of imported records "%"', kind
 			USING ERRCODE = 'invalid_parameter_value',
