@@ -29,7 +29,11 @@
  * user is the role it names (or has that role's privileges), it has not
  * expired, and it is set in a session (SET, SET LOCAL, set_config(), a
  * function's SET clause), not by a file, ALTER ROLE/DATABASE or connection
- * options.  The role is the current user of whoever assigned the context,
+ * options.  Only servers with mandant.accept_context_envelopes on (Citus
+ * workers) take envelopes from anyone; a coordinator takes only its own,
+ * while it hands them to Citus, so that a session there cannot replay an
+ * envelope of another session of its role read from a worker's log.
+ * The role is the current user of whoever assigned the context,
  * which is the user Citus connects to the workers as; an envelope read
  * from a worker's log or pg_stat_activity is thus good only for that role
  * and only until it expires (mandant.context_lifetime).  No part of a
@@ -92,6 +96,10 @@ static const char *const envelope_hint =
 static char *envelope_text = NULL;
 static char *context_key_file = NULL;
 static int	context_lifetime = 300;
+static bool accept_envelopes = false;
+
+/* SetEnvelopeLocally is setting this node's own envelope for Citus. */
+static bool forwarding = false;
 
 /* The envelope in force, set by the assign hook; NULL when empty. */
 const MandantEnvelope *MandantEnvelopeReceived = NULL;
@@ -326,6 +334,9 @@ CheckEnvelopeSetting(char **newval, void **extra, GucSource source)
 	if (*newval == NULL || (*newval)[0] == '\0')
 		return true;
 
+	if (!InitializingParallelWorker && !forwarding && !accept_envelopes)
+		return RefuseEnvelope("This server does not take context envelopes: mandant.accept_context_envelopes is off.",
+							  "Turn it on in the configuration of Citus workers only; a coordinator sets the context itself.");
 	if (!InitializingParallelWorker && source != PGC_S_SESSION)
 		return RefuseEnvelope("An envelope is accepted from SET, SET LOCAL or set_config() in a session only, not from a configuration file, ALTER ROLE or ALTER DATABASE, or connection options.",
 							  envelope_hint);
@@ -411,6 +422,14 @@ MandantDefineEnvelopeVariables(void)
 							   PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE,
 							   NULL, NULL, NULL);
 
+	DefineCustomBoolVariable("mandant.accept_context_envelopes",
+							 gettext_noop("Whether this server takes the context from an envelope (on for Citus workers only)."),
+							 gettext_noop("Off, an envelope is refused: on a node that clients use, an envelope read from a log could otherwise be replayed by another session of its role."),
+							 &accept_envelopes,
+							 false,
+							 PGC_SUSET, GUC_NOT_IN_SAMPLE,
+							 NULL, NULL, NULL);
+
 	DefineCustomIntVariable("mandant.context_lifetime",
 							gettext_noop("Seconds for which a context envelope may be installed on a node after it was signed."),
 							NULL,
@@ -482,7 +501,16 @@ SetEnvelopeLocally(const char *envelope)
 	(void) set_config_option(CITUS_PROPAGATE_SET, "local", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	SPI_connect();
-	rc = SPI_execute(sql, false, 0);
+	forwarding = true;
+	PG_TRY();
+	{
+		rc = SPI_execute(sql, false, 0);
+	}
+	PG_FINALLY();
+	{
+		forwarding = false;
+	}
+	PG_END_TRY();
 	if (rc != SPI_OK_UTILITY)
 		elog(ERROR, "SPI_execute of SET LOCAL %s returned %s", MANDANT_GUC_ENVELOPE,
 			 SPI_result_code_string(rc));

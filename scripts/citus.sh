@@ -189,6 +189,8 @@ for n in $nodes; do
 	port=$(free_port)
 	cluster_init "$work/$n" "$sock" "$port"
 	as_server_user sh -c "cat '$conf' >> '$work/$n/postgresql.conf'"
+	# the workers take the context that the coordinator signs for them
+	case $n in worker*) as_server_user sh -c "echo 'mandant.accept_context_envelopes = on' >> '$work/$n/postgresql.conf'" ;; esac
 	as_server_user touch "$work/$n.log"
 	cluster_start "$work/$n" "$work/$n.log"
 	eval "port_$n=$port"

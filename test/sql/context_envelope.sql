@@ -64,6 +64,22 @@ SELECT current_setting('mandant.context') = '' AS no_envelope_without_citus;
 SET ROLE regress_service;
 ROLLBACK;
 
+-- A node that clients use (mandant.accept_context_envelopes off, the
+-- default) takes no envelope, not even a good one: a session cannot replay
+-- another session's envelope of its role there.
+SET ROLE regress_service;
+BEGIN;
+SET LOCAL mandant.context = :'env_acme';
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+RESET ROLE;
+-- A Citus worker takes them (a superuser-only setting; the workers' files set it).
+SET ROLE regress_service;
+SET mandant.accept_context_envelopes = on;
+RESET ROLE;
+SET mandant.accept_context_envelopes = on;
+SET ROLE regress_service;
+
 -- A worker's view: no context of its own, an envelope from the
 -- coordinator; the getters and the tenant table's policy answer from it.
 BEGIN;
