@@ -6,7 +6,7 @@
 # import; the source keeps a tombstone, quarantines the slug and records
 # the deletion.  A move cut short or refused changes neither side, the
 # tenant can move back, and the stream can go through a file of plain JSON
-# lines.
+# lines, or come from a streaming replica of the source.
 #
 # Copyright (c) 2026, the mandant developers
 use strict;
@@ -22,7 +22,7 @@ my %node;
 for my $name ('source', 'target')
 {
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
+	$node->init(allows_streaming => $name eq 'source');
 	$node->start;
 	$node->safe_psql(
 		$db, q{
@@ -118,6 +118,24 @@ sub move
 	my $ok = IPC::Run::run([ 'sh', '-c', $line ], '>', \$stdout, '2>', \$stderr);
 	return ($ok, $stderr);
 }
+
+# A streaming replica of the source exports the same stream: a large
+# export can run there, away from the primary's other tenants.
+$source->backup('base');
+my $standby = PostgreSQL::Test::Cluster->new('standby');
+$standby->init_from_backup($source, 'base', has_streaming => 1);
+$standby->start;
+$source->wait_for_catchup($standby);
+my $body = "SELECT string_agg(l, E'\\n' ORDER BY n) FROM mandant.export_tenant_stream('$acme') WITH ORDINALITY c (chunk, i),
+			LATERAL string_to_table(chunk, E'\\n') WITH ORDINALITY s (l, j), LATERAL (SELECT i * 100000 + j) x (n)
+			WHERE l NOT LIKE '{\"format\":%' AND l NOT LIKE '{\"end\":%'";
+my $from_standby = $standby->safe_psql($db, "SELECT md5(($body))",
+	connstr => $standby->connstr($db) . ' user=regress_move_admin');
+like($from_standby, qr/^[0-9a-f]{32}$/, 'a streaming replica exports the tenant');
+is($from_standby,
+	$source->safe_psql($db, "SELECT md5(($body))", connstr => $source->connstr($db) . ' user=regress_move_admin'),
+	'the replica exports the same lines as the primary');
+$standby->stop;
 
 my $before = digest($source, $acme);
 my $before_rows = digest($source, $acme, 'no members');
