@@ -396,6 +396,8 @@ TenantExists(const pg_uuid_t *tenant)
  * ExportShutdown frees the export's SHA-256 (registered with the resource
  * owner) and closes its cursor when the stream ends or its query stops
  * reading it early: nothing of another tenant's rows stays readable.
+ * Registered after the SRF's own callback, it runs before that one frees
+ * the state; at the end of the stream it is unregistered.
  */
 static void
 ExportShutdown(Datum arg)
@@ -495,6 +497,9 @@ mandant_op_export_tenant_stream(PG_FUNCTION_ARGS)
 			state->done = true;
 			SRF_RETURN_NEXT(funcctx, CStringGetTextDatum(trailer));
 		}
+		/* the callback's state goes with the SRF's memory */
+		UnregisterExprContextCallback(((ReturnSetInfo *) fcinfo->resultinfo)->econtext,
+									  ExportShutdown, PointerGetDatum(state));
 		SRF_RETURN_DONE(funcctx);
 	}
 }
