@@ -24,10 +24,11 @@
 #   latency    BENCH_LAT_ROUNDS rounds (default 2) of pgbench point reads
 #              of the small tenants (BENCH_LAT_CLIENTS clients, default
 #              4, at BENCH_RATE transactions per second, default 500; 0
-#              for as fast as they can) without and then during another
-#              export of the big tenant, for 70 % of the first export's
-#              time; average and 99th percentile latency from pgbench's
-#              transaction log;
+#              for as fast as they can) without, then during another
+#              export of the big tenant, then during its export by hand
+#              (the baseline: what any export of these rows costs the
+#              others), each for 70 % of the first export's time; average
+#              and 99th percentile latency from pgbench's transaction log;
 #   import     COPY mandant.tenant_import FROM STDIN of the exported file
 #              into database B (the same schema, no tenants), whose
 #              counts must equal A's; against the rows by hand (the lines
@@ -231,12 +232,17 @@ export_stream() {
 EOF
 }
 
+# export_hand NAME FILE: the big tenant's rows by hand, into FILE.
+export_hand() {
+	timed "$1" "$db_a" <<EOF
+\\copy (SELECT to_jsonb(t)::text FROM app.items t WHERE tenant_id = '$big') TO '$2'
+EOF
+}
+
 echo "export: $export_rounds rounds of the big tenant's stream and the same rows by hand with to_jsonb; a small tenant's stream"
 r=1
 while [ "$r" -le "$export_rounds" ]; do
-	timed "baseline$r" "$db_a" <<EOF
-\\copy (SELECT to_jsonb(t)::text FROM app.items t WHERE tenant_id = '$big') TO '$work/baseline.jsonl'
-EOF
+	export_hand "baseline$r" "$work/baseline.jsonl"
 	export_stream "export$r" "$big" "$work/export.jsonl"
 	r=$((r + 1))
 done
@@ -296,7 +302,7 @@ point() {
 	rm -f "$work/$1".[0-9]*
 }
 
-echo "latency: $lat_rounds rounds of ${lat_s} s of point reads ($lat_clients clients, rate ${rate:-0}/s), without and during an export"
+echo "latency: $lat_rounds rounds of ${lat_s} s of point reads ($lat_clients clients, rate ${rate:-0}/s), without, during the stream's export and during the export by hand"
 r=1
 while [ "$r" -le "$lat_rounds" ]; do
 	point "idle$r"
@@ -304,6 +310,11 @@ while [ "$r" -le "$lat_rounds" ]; do
 	exporter=$!
 	sleep 1
 	point "busy$r"
+	wait "$exporter"
+	export_hand "duringhand$r" "$work/during.jsonl" &
+	exporter=$!
+	sleep 1
+	point "hand$r"
 	wait "$exporter"
 	rm -f "$work/during.jsonl"
 	r=$((r + 1))
@@ -417,11 +428,14 @@ for name in export baseline import delete; do
 	}' "$work/$name.samples"
 done
 
-printf '\n%-8s %8s %10s %10s %8s %10s %10s %9s %9s\n' latency "txn idle" "avg ms" "p99 ms" "txn busy" "avg ms" "p99 ms" "avg ratio" "p99 ratio"
+printf '\n%-15s %8s %10s %10s %8s %10s %10s %9s %9s\n' latency "txn idle" "avg ms" "p99 ms" "txn busy" "avg ms" "p99 ms" "avg ratio" "p99 ratio"
 r=1
 while [ "$r" -le "$lat_rounds" ]; do
 	paste -d ' ' "$work/idle$r.lat" "$work/busy$r.lat" | awk -v r="$r" '{
-		printf "round %-2d %8d %10.3f %10.3f %8d %10.3f %10.3f %9.2f %9.2f\n", r, $1, $2, $3, $4, $5, $6, $5 / $2, $6 / $3
+		printf "round %-2d stream %8d %10.3f %10.3f %8d %10.3f %10.3f %9.2f %9.2f\n", r, $1, $2, $3, $4, $5, $6, $5 / $2, $6 / $3
+	}'
+	paste -d ' ' "$work/idle$r.lat" "$work/hand$r.lat" | awk -v r="$r" '{
+		printf "round %-2d hand   %8d %10.3f %10.3f %8d %10.3f %10.3f %9.2f %9.2f\n", r, $1, $2, $3, $4, $5, $6, $5 / $2, $6 / $3
 	}'
 	r=$((r + 1))
 done
