@@ -4052,7 +4052,7 @@ AS $$
 $$;
 
 COMMENT ON FUNCTION mandant.export_tenant_stream(uuid) IS
-'A tenant as JSON lines (format mandant.tenant-stream, version 1), in memory that does not grow with the tenant: a header (the tenant, its tables), every row of every tenant table, roles, members (e-mail, name, role: never password hashes or secrets), configuration with its history, quota changes, charged usage, the audit trail with its seals, and a trailer with the number of lines and their SHA-256. Write it with COPY (SELECT mandant.export_tenant_stream(id)) TO STDOUT; import it with COPY mandant.tenant_import FROM STDIN. mandant_admin only.';
+'A tenant as JSON lines (format mandant.tenant-stream, version 1), in memory that does not grow with the tenant: a header (the tenant, its tables), every row of every tenant table, roles, members (e-mail, name, role: never password hashes or secrets), configuration with its history, quota changes, charged usage, the audit trail with its seals, and a trailer with the number of lines and their SHA-256; each row holds up to 1,000 lines joined by newlines. Write it with COPY (SELECT mandant.export_tenant_stream(id)) TO STDOUT; import it with COPY mandant.tenant_import FROM STDIN. mandant_admin only.';
 
 CREATE OR REPLACE FUNCTION mandant.op_tenant_import_open()
 RETURNS void

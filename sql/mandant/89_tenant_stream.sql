@@ -6,9 +6,10 @@
  *   COPY (SELECT mandant.export_tenant_stream('<tenant id>')) TO STDOUT
  *   COPY mandant.tenant_import FROM STDIN
  *
- * Export reads one cursor at a time and hands out one line per call;
- * import takes one line per row of the table mandant.tenant_import and
- * writes them in batches, all or nothing (extension/tenantstream.c).
+ * Export reads one cursor at a time and hands out up to 1,000 lines per
+ * call, joined by newlines; import takes such chunks or single lines as
+ * rows of the table mandant.tenant_import and writes them in batches, all
+ * or nothing (extension/tenantstream.c).
  * Both check their caller with the gate's rules of export_tenant and
  * import_tenant (mandant_admin).
  * ------------------------------------------------------------------------- */
@@ -38,7 +39,7 @@ AS $$
 $$;
 
 COMMENT ON FUNCTION mandant.export_tenant_stream(uuid) IS
-'A tenant as JSON lines (format mandant.tenant-stream, version 1), in memory that does not grow with the tenant: a header (the tenant, its tables), every row of every tenant table, roles, members (e-mail, name, role: never password hashes or secrets), configuration with its history, quota changes, charged usage, the audit trail with its seals, and a trailer with the number of lines and their SHA-256. Write it with COPY (SELECT mandant.export_tenant_stream(id)) TO STDOUT; import it with COPY mandant.tenant_import FROM STDIN. mandant_admin only.';
+'A tenant as JSON lines (format mandant.tenant-stream, version 1), in memory that does not grow with the tenant: a header (the tenant, its tables), every row of every tenant table, roles, members (e-mail, name, role: never password hashes or secrets), configuration with its history, quota changes, charged usage, the audit trail with its seals, and a trailer with the number of lines and their SHA-256; each row holds up to 1,000 lines joined by newlines. Write it with COPY (SELECT mandant.export_tenant_stream(id)) TO STDOUT; import it with COPY mandant.tenant_import FROM STDIN. mandant_admin only.';
 
 /*
  * tenant_import is a table that keeps nothing, rather than a view: a
