@@ -3520,12 +3520,6 @@ DECLARE
 	counts	jsonb := '{}';
 	head	jsonb;
 BEGIN
-	IF tenant = '00000000-0000-0000-0000-000000000000' THEN
-		RAISE EXCEPTION 'the platform is not a tenant'
-			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = 'Tenant id 00000000-0000-0000-0000-000000000000 is the platform''s: its audit chain holds the platform''s own records.',
-				  HINT = 'Delete tenants by their own ids.';
-	END IF;
 	/* FOR UPDATE, not lock_tenant's NO KEY UPDATE: inserts into the tenant's
 	   tables (key share through their foreign key) wait until it is gone. */
 	SELECT * INTO t FROM mandant.tenant x WHERE x.id = tenant FOR UPDATE;
@@ -4969,6 +4963,11 @@ BEGIN
 	END LOOP;
 END
 $policies$;
+
+/* ---- no tenant may carry the platform's id (its audit chain is the platform's) ---- */
+
+ALTER TABLE mandant.tenant ADD CONSTRAINT tenant_id_not_platform
+	CHECK (id <> '00000000-0000-0000-0000-000000000000');
 
 /* ---- tenant streams: the table COPY imports into (it keeps nothing) ---- */
 

@@ -88,7 +88,9 @@ FROM pg_catalog.unnest(ARRAY[
 GRANT SELECT ON mandant.reserved_slug TO PUBLIC;
 
 CREATE TABLE mandant.tenant (
-	id				uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
+	id				uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid()
+					CONSTRAINT tenant_id_not_platform
+						CHECK (id <> '00000000-0000-0000-0000-000000000000'),
 	slug			text NOT NULL
 					CONSTRAINT tenant_slug_key UNIQUE
 					CONSTRAINT tenant_slug_format

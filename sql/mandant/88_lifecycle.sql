@@ -470,12 +470,6 @@ DECLARE
 	counts	jsonb := '{}';
 	head	jsonb;
 BEGIN
-	IF tenant = '00000000-0000-0000-0000-000000000000' THEN
-		RAISE EXCEPTION 'the platform is not a tenant'
-			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = 'Tenant id 00000000-0000-0000-0000-000000000000 is the platform''s: its audit chain holds the platform''s own records.',
-				  HINT = 'Delete tenants by their own ids.';
-	END IF;
 	/* FOR UPDATE, not lock_tenant's NO KEY UPDATE: inserts into the tenant's
 	   tables (key share through their foreign key) wait until it is gone. */
 	SELECT * INTO t FROM mandant.tenant x WHERE x.id = tenant FOR UPDATE;

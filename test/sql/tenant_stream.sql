@@ -237,6 +237,13 @@ INSERT INTO mandant.tenant_import
 SELECT string_agg(line, E'\n' ORDER BY n) FROM stream GROUP BY n <= 3000 ORDER BY n <= 3000 DESC;
 SELECT mandant.delete_tenant(:'umbrella', 'ts-umbrella') IS NOT NULL AS deleted;
 
+-- No tenant carries the platform's id, however its row is written.
+\set VERBOSITY sqlstate
+INSERT INTO mandant.tenant (id, slug, name, owner_email)
+VALUES ('00000000-0000-0000-0000-000000000000', 'ts-platform', 'Platform', 'p@platform.test');
+\echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY default
+
 -- A failed import inside a savepoint does not stop the next one.
 SET ROLE regress_admin;
 BEGIN;
