@@ -7,6 +7,11 @@
 #   scripts/citus.sh          everything above
 #   scripts/citus.sh build    only build Citus into the cache (no install,
 #                             no root needed when the cache is writable)
+#   scripts/citus.sh start DIR  build, install and start the three nodes
+#                             in DIR (a new directory) and leave them
+#                             running; DIR/env.sh sets MANDANT_CITUS_* for
+#                             test/citus/*.sh and bench/citus.sh
+#   scripts/citus.sh stop DIR   stop the nodes that start left in DIR
 #
 # The build: the tarball and patch of $MANDANT_CITUS_VENDOR (default
 # ../shared/vendor beside the checkout, as issue 16 names it) are unpacked,
@@ -58,6 +63,13 @@ citus_version=${citus_version#citus-}
 patches=$(ls "$vendor"/citus-"$citus_version"-*.patch 2>/dev/null || true)
 
 mode=${1:-all}
+if [ "$mode" = stop ]; then
+	. scripts/cluster.sh
+	for n in coordinator worker1 worker2; do
+		[ ! -f "${2:?citus.sh stop DIR}/$n/postmaster.pid" ] || cluster_stop "$2/$n"
+	done
+	exit 0
+fi
 if [ "$mode" = build ]; then
 	command -v pg_config >/dev/null 2>&1 || { echo "citus: pg_config is missing: run scripts/install-deps.sh citus" >&2; exit 1; }
 else
@@ -139,7 +151,12 @@ echo "== install: $(since "$t0") s"
 
 . scripts/cluster.sh
 
-work=$(mktemp -d /tmp/mandant-citus.XXXXXX)
+if [ "$mode" = start ]; then
+	work=${2:?citus.sh start DIR}
+	mkdir "$work"
+else
+	work=$(mktemp -d /tmp/mandant-citus.XXXXXX)
+fi
 chmod 755 "$work"
 give_to_server_user "$work"
 nodes="coordinator worker1 worker2"
@@ -213,6 +230,15 @@ psql -X -q -v ON_ERROR_STOP=1 -h "$sock" -p "$port_coordinator" -U postgres -d "
 	-c "SELECT citus_add_node('$sock', $port_worker1)" \
 	-c "SELECT citus_add_node('$sock', $port_worker2)" >/dev/null
 echo "== cluster: $(since "$t0") s"
+if [ "$mode" = start ]; then
+	cat >"$work/env.sh" <<-EOF
+		export MANDANT_CITUS_SOCK='$sock' MANDANT_CITUS_DB='$db' MANDANT_CITUS_WORK='$work'
+		export MANDANT_CITUS_COORDINATOR=$port_coordinator MANDANT_CITUS_WORKERS='$port_worker1 $port_worker2'
+	EOF
+	echo "citus: running; . $work/env.sh, and scripts/citus.sh stop $work"
+	trap - EXIT
+	exit 0
+fi
 
 # The suite: every test/citus/*.sh but lib.sh, the files that must pass
 # first, then the pending ones when asked; each prints TAP lines, counted
