@@ -896,6 +896,23 @@ TableName(Oid relid)
 }
 
 /*
+ * RowTableName returns the name of the table in a call of
+ * mandant.row_in_tenant(): its second argument, the name as text (the
+ * policies enable_tenancy writes, which name no oid, so that Citus can
+ * create them on shards before the table exists on the workers) or a
+ * regclass (policies of 0.1.0).
+ */
+static char *
+RowTableName(FunctionCallInfo fcinfo)
+{
+	if (PG_ARGISNULL(1))
+		return pstrdup("(unnamed)");
+	if (get_fn_expr_argtype(fcinfo->flinfo, 1) == TEXTOID)
+		return text_to_cstring(PG_GETARG_TEXT_PP(1));
+	return TableName(PG_GETARG_OID(1));
+}
+
+/*
  * mandant_row_in_tenant is the WITH CHECK of every tenant table's policy
  * (mandant.row_in_tenant(tenant, tbl)): true when a written row belongs to
  * the tenant of the transaction.  Otherwise it raises rather than
@@ -907,15 +924,14 @@ Datum
 mandant_row_in_tenant(PG_FUNCTION_ARGS)
 {
 	const pg_uuid_t *current = MandantCurrentTenant();
-	Oid			relid = PG_ARGISNULL(1) ? InvalidOid : PG_GETARG_OID(1);
 	pg_uuid_t  *row;
 
 	if (current == NULL)
-		MandantRaiseNoTenant(psprintf("A row of %s was written with no tenant set.", TableName(relid)));
+		MandantRaiseNoTenant(psprintf("A row of %s was written with no tenant set.", RowTableName(fcinfo)));
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NOT_NULL_VIOLATION),
-				 errmsg("new row of table %s has no tenant", TableName(relid)),
+				 errmsg("new row of table %s has no tenant", RowTableName(fcinfo)),
 				 errdetail("Its tenant column is NULL; this transaction is in tenant %s.",
 						   MandantUuidText(current)),
 				 errhint("Leave the tenant column to its default, mandant.current_tenant().")));
@@ -924,7 +940,7 @@ mandant_row_in_tenant(PG_FUNCTION_ARGS)
 		PG_RETURN_BOOL(true);
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("new row of table %s belongs to another tenant", TableName(relid)),
+			 errmsg("new row of table %s belongs to another tenant", RowTableName(fcinfo)),
 			 errdetail("The row's tenant is %s; this transaction is in tenant %s.",
 					   MandantUuidText(row), MandantUuidText(current)),
 			 errhint("Leave the tenant column to its default, mandant.current_tenant(), or enter the row's tenant first.")));

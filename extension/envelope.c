@@ -116,9 +116,6 @@ static struct
 	uint8		bytes[CONTEXT_KEY_MAX];
 }			context_key;
 
-/* Whether Citus is installed in the database, as of transaction citus_lxid. */
-static LocalTransactionId citus_lxid = InvalidLocalTransactionId;
-static bool citus_installed = false;
 
 /* The session warned that Citus is installed and no key is configured. */
 static bool warned_no_key = false;
@@ -440,23 +437,6 @@ MandantDefineEnvelopeVariables(void)
 }
 
 /*
- * CitusForwardsSettings says whether the Citus library is loaded and its
- * extension installed in this database (asked once per transaction).
- */
-static bool
-CitusForwardsSettings(void)
-{
-	if (GetConfigOption(CITUS_PROPAGATE_SET, true, false) == NULL)
-		return false;
-	if (citus_lxid != MyProc->lxid)
-	{
-		citus_installed = OidIsValid(get_extension_oid("citus", true));
-		citus_lxid = MyProc->lxid;
-	}
-	return citus_installed;
-}
-
-/*
  * SignEnvelope returns the envelope of a context, issued to the current
  * user, expiring context_lifetime seconds from now.
  */
@@ -536,7 +516,7 @@ MandantForwardContext(const pg_uuid_t *tenant, const pg_uuid_t *user, int scopes
 	const uint8 *key;
 	size_t		key_len;
 
-	if (InSecurityRestrictedOperation() || !CitusForwardsSettings())
+	if (InSecurityRestrictedOperation() || !MandantCitusInstalled())
 		return;
 	key = ContextKey(&key_len);
 	if (key == NULL)

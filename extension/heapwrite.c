@@ -107,7 +107,7 @@ FindAppendTarget(const char *relname)
 		elog(ERROR, "too many mandant append targets");
 	if (!callback_registered)
 	{
-		CacheRegisterRelcacheCallback(InvalidateAppendTargets, (Datum) 0);
+		MandantOnRelcacheInvalidation(InvalidateAppendTargets);
 		callback_registered = true;
 	}
 	target = &append_targets[n_append_targets++];

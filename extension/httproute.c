@@ -312,7 +312,7 @@ LoadRoutes(void)
 	{
 		RouteContext = AllocSetContextCreate(TopMemoryContext, "mandant http routes",
 											 ALLOCSET_SMALL_SIZES);
-		CacheRegisterRelcacheCallback(InvalidateRoutes, (Datum) 0);
+		MandantOnRelcacheInvalidation(InvalidateRoutes);
 		CacheRegisterSyscacheCallback(PROCOID, InvalidateRoutesOnProc, (Datum) 0);
 	}
 	for (int i = 0; i < NumRoutes; i++)

@@ -20,7 +20,11 @@
  *
  * Nothing is cached here: the relation and index are looked up by name on
  * every call, which costs a few syscache probes and survives DROP/CREATE
- * EXTENSION without invalidation callbacks.
+ * EXTENSION without invalidation callbacks.  On a Citus cluster where
+ * mandant.citus_setup() made the table a reference table, the relation of
+ * that name is an empty shell, and the lookup reads the table's placement
+ * on this node instead (citus.c), so that a tenant created or suspended
+ * after the setup is seen as it is.
  *
  * Copyright (c) 2026, the mandant developers
  *
@@ -76,6 +80,8 @@ MandantLookupTable(const char *table, const char *pkey, Oid *relid, Oid *indexid
 				 errmsg("table mandant.%s or its index %s does not exist", table, pkey),
 				 errdetail("The mandant library is loaded but the extension's objects are missing in this database."),
 				 errhint("Run CREATE EXTENSION mandant CASCADE in this database.")));
+	/* a reference table's rows are in its placement on this node */
+	(void) MandantCitusPlacement(*relid, *indexid, relid, indexid);
 }
 
 /*

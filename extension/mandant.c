@@ -24,6 +24,10 @@
  * mandant's hook is called first, so that such a SET is refused here
  * rather than forwarded by Citus to the workers first (context.c).
  *
+ * A backend has room for ten relcache callbacks, and Citus takes most of
+ * them: mandant's caches share one (MandantOnRelcacheInvalidation), which
+ * calls each of theirs.
+ *
  * Copyright (c) 2026, the mandant developers
  *
  * IDENTIFICATION
@@ -40,6 +44,7 @@
 #include "storage/shmem.h"
 #include "tcop/utility.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 
 #include "mandant.h"
 
@@ -54,6 +59,37 @@ LWLockPadded *MandantLocks = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static ProcessUtility_hook_type prev_process_utility_hook = NULL;
+
+/* The caches' relcache callbacks, called by the one mandant registers. */
+#define MAX_RELCACHE_CALLBACKS	8
+static RelcacheCallbackFunction relcache_callbacks[MAX_RELCACHE_CALLBACKS];
+static int	n_relcache_callbacks = 0;
+
+/*
+ * CallRelcacheCallbacks passes a relcache invalidation on to every cache
+ * of mandant's that asked for it.
+ */
+static void
+CallRelcacheCallbacks(Datum arg, Oid relid)
+{
+	for (int i = 0; i < n_relcache_callbacks; i++)
+		relcache_callbacks[i] (arg, relid);
+}
+
+/*
+ * MandantOnRelcacheInvalidation has callback called, with (Datum) 0 and the
+ * relation's oid (InvalidOid: all of them), on every relcache invalidation
+ * this backend processes.  Register each callback once per backend.
+ */
+void
+MandantOnRelcacheInvalidation(RelcacheCallbackFunction callback)
+{
+	if (n_relcache_callbacks == MAX_RELCACHE_CALLBACKS)
+		elog(ERROR, "too many mandant relcache callbacks");
+	if (n_relcache_callbacks == 0)
+		CacheRegisterRelcacheCallback(CallRelcacheCallbacks, (Datum) 0);
+	relcache_callbacks[n_relcache_callbacks++] = callback;
+}
 
 /*
  * MandantShmemRequest reserves mandant's shared memory.

@@ -25,6 +25,7 @@
 #include "storage/lwlock.h"
 #include "utils/array.h"
 #include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/relcache.h"
 #include "utils/uuid.h"
@@ -306,6 +307,19 @@ extern const pg_uuid_t *MandantCurrentUserId(void);
 extern const char *MandantCurrentRequestId(void);
 extern const char *MandantCurrentTraceId(void);
 extern int	MandantCurrentScopes(void);
+
+/* mandant.c */
+extern void MandantOnRelcacheInvalidation(RelcacheCallbackFunction callback);
+
+/*
+ * citus.c: where the rows of a table are on a node of a Citus cluster.
+ */
+extern bool MandantCitusInstalled(void);
+extern bool MandantCitusInternalBackend(void);
+extern bool MandantCitusPlacement(Oid relid, Oid indexid, Oid *placement, Oid *placement_index);
+extern Oid	MandantCitusLogicalTable(Relation rel);
+extern Oid	MandantCitusColocatedShard(Oid target, Relation shard);
+extern Oid	MandantLogicalRelid(Relation rel);
 
 /*
  * envelope.c: the signed copy of the context (mandant.context) that Citus

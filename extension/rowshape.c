@@ -114,7 +114,7 @@ MandantTriggerCacheLookup(HTAB **cache, const char *name, Size entrysize,
 		ctl.hcxt = CacheMemoryContext;
 		*cache = hash_create(name, 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 		if (n_trigger_caches == 0)
-			CacheRegisterRelcacheCallback(InvalidateTriggerCaches, (Datum) 0);
+			MandantOnRelcacheInvalidation(InvalidateTriggerCaches);
 		trigger_caches[n_trigger_caches++] = *cache;
 	}
 
@@ -135,17 +135,19 @@ MandantTriggerCacheLookup(HTAB **cache, const char *name, Size entrysize,
 
 /*
  * MandantRootOf returns the table whose name events carry: the partitioned
- * root for a partition, else the table itself.
+ * root for a partition, else the table itself; for the shard of a Citus
+ * table, the same of its logical table.
  */
 Oid
 MandantRootOf(Relation rel)
 {
+	Oid			relid = MandantLogicalRelid(rel);
 	List	   *ancestors;
 	Oid			root;
 
-	if (!rel->rd_rel->relispartition)
-		return RelationGetRelid(rel);
-	ancestors = get_partition_ancestors(RelationGetRelid(rel));
+	if (!get_rel_relispartition(relid))
+		return relid;
+	ancestors = get_partition_ancestors(relid);
 	root = llast_oid(ancestors);
 	list_free(ancestors);
 	return root;
@@ -441,7 +443,8 @@ MandantCheckTriggerCall(FunctionCallInfo fcinfo, int events, int nargs,
 /*
  * MandantCheckRegistered refuses to run a row trigger on a table that the
  * registry mandant.<registry> (primary key relid) does not list, itself or
- * one of its partitioned ancestors, and on temporary tables.  A registry that does
+ * one of its partitioned ancestors, and on temporary tables.  A shard of a
+ * Citus table is the table it is a shard of.  A registry that does
  * not exist (a database of an older release) lists everything: then the
  * function returns false, else true with the registry's row in
  * values/isnull (ncolumns columns).
@@ -452,7 +455,8 @@ MandantCheckRegistered(Relation rel, const char *registry, const char *enable_fu
 {
 	Oid			nsp = get_namespace_oid("mandant", true);
 	char	   *pkey = psprintf("%s_pkey", registry);
-	MandantIndexKey key = {ObjectIdGetDatum(RelationGetRelid(rel)), F_OIDEQ, false};
+	Oid			relid;
+	MandantIndexKey key;
 	bool		found;
 
 	if (rel->rd_rel->relpersistence == RELPERSISTENCE_TEMP)
@@ -464,11 +468,15 @@ MandantCheckRegistered(Relation rel, const char *registry, const char *enable_fu
 				 errhint("Use a permanent table.")));
 	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid(registry, nsp)))
 		return false;
+	relid = MandantLogicalRelid(rel);
+	key.value = ObjectIdGetDatum(relid);
+	key.eqproc = F_OIDEQ;
+	key.isnull = false;
 	found = MandantFetchByIndex(registry, pkey, 1, &key, ncolumns, columns, values, isnull);
-	if (!found && rel->rd_rel->relispartition)
+	if (!found && get_rel_relispartition(relid))
 	{
 		/* a partition inherits the trigger of whichever ancestor was registered */
-		List	   *ancestors = get_partition_ancestors(RelationGetRelid(rel));
+		List	   *ancestors = get_partition_ancestors(relid);
 		ListCell   *lc;
 
 		foreach(lc, ancestors)

@@ -447,7 +447,7 @@ GetMachine(const char *name)
 		MachineCache = hash_create("mandant state machines", 16, &ctl,
 								   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 		definitions_relid = DefinitionsRelid();
-		CacheRegisterRelcacheCallback(InvalidateMachines, (Datum) 0);
+		MandantOnRelcacheInvalidation(InvalidateMachines);
 	}
 
 	strlcpy(key, name, NAMEDATALEN);

@@ -216,8 +216,16 @@ RETURNS boolean
 AS 'MODULE_PATHNAME', 'mandant_row_in_tenant'
 LANGUAGE C STABLE PARALLEL SAFE;
 
+CREATE OR REPLACE FUNCTION mandant.row_in_tenant(tenant uuid, tbl text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'mandant_row_in_tenant'
+LANGUAGE C STABLE PARALLEL SAFE;
+
 COMMENT ON FUNCTION mandant.row_in_tenant(uuid, regclass) IS
-'The WITH CHECK of tenant tables'' policies: true for a row of the transaction''s tenant; MD001 with no tenant, 42501 naming the table and both tenants for another tenant''s row.';
+'The WITH CHECK of tenant tables'' policies as 0.1.0 wrote them (see row_in_tenant(uuid, text)).';
+
+COMMENT ON FUNCTION mandant.row_in_tenant(uuid, text) IS
+'The WITH CHECK of tenant tables'' policies: true for a row of the transaction''s tenant; MD001 with no tenant, 42501 naming the table (tbl) and both tenants for another tenant''s row.';
 
 CREATE OR REPLACE FUNCTION mandant.gate_call(op text, tenant uuid, args jsonb)
 RETURNS jsonb
@@ -243,6 +251,31 @@ LANGUAGE C STABLE;
 COMMENT ON FUNCTION mandant.gate_caller_member_of(name) IS
 'Internal: whether the role that passed the gate for the running operation has the privileges of role.';
 
+CREATE OR REPLACE FUNCTION mandant.plan_restore_builtin()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	updated		bigint;
+BEGIN
+	IF NEW.builtin THEN
+		/* the relation it fires on: on Citus, a placement of the reference table */
+		EXECUTE format('UPDATE %I.%I p SET name = $1, limits = $2, created_at = $3 '
+					   'WHERE p.key = $4 AND p.builtin', TG_TABLE_SCHEMA, TG_TABLE_NAME)
+			USING NEW.name, NEW.limits, NEW.created_at, NEW.key;
+		GET DIAGNOSTICS updated = ROW_COUNT;
+		IF updated > 0 THEN
+			RETURN NULL;
+		END IF;
+	END IF;
+	RETURN NEW;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.plan_restore_builtin() IS
+'Trigger: a built-in plan inserted again (pg_restore after CREATE EXTENSION seeded it) updates the seeded row.';
+
 CREATE OR REPLACE FUNCTION mandant.op_create_tenant(
 	slug text,
 	name text,
@@ -257,6 +290,9 @@ AS $$
 DECLARE
 	existing	mandant.tenant;
 	new_id		uuid;
+	/* a value, not an expression: Citus cannot evaluate a simple CASE in an INSERT */
+	initial_status text := CASE current_setting('mandant.provisioning')
+						   WHEN 'external' THEN 'pending' ELSE 'active' END;
 BEGIN
 	/* Validate everything before writing anything. */
 	PERFORM mandant.check_tenant_slug(slug);
@@ -301,8 +337,7 @@ BEGIN
 	BEGIN
 		INSERT INTO mandant.tenant AS t (slug, name, owner_email, plan_key, operation_id, status)
 		VALUES (op_create_tenant.slug, btrim(op_create_tenant.name), op_create_tenant.owner_email,
-				op_create_tenant.plan_key, op_create_tenant.operation_id,
-				CASE current_setting('mandant.provisioning') WHEN 'external' THEN 'pending' ELSE 'active' END)
+				op_create_tenant.plan_key, op_create_tenant.operation_id, initial_status)
 		RETURNING t.id INTO new_id;
 	EXCEPTION WHEN unique_violation THEN
 		/*
@@ -409,7 +444,8 @@ AS $$
 		  AND pg_get_expr(p.polqual, p.polrelid)
 			  = format('(%I = mandant.tenant_filter())', tenant_column)
 		  AND pg_get_expr(p.polwithcheck, p.polrelid)
-			  = format('mandant.row_in_tenant(%I, %L::regclass)', tenant_column, tbl::text))
+			  ~ ('^mandant\.row_in_tenant\(' || regexp_replace(quote_ident(tenant_column), '([^a-z0-9_])', '\\\1', 'g')
+				 || ', ''([^'']|'''''')*''::text\)$'))
 $$;
 
 COMMENT ON FUNCTION mandant.tenant_policy_is_current(regclass, name) IS
@@ -427,6 +463,9 @@ DECLARE
 	has_rows		boolean;
 	attnum			smallint;
 	other			name;
+	distributed		boolean;
+	propagate		text;
+	shard_mode		text;
 BEGIN
 	/* Validate everything before changing anything. */
 	PERFORM mandant.check_table_target(tbl, 'mandant.enable_tenancy');
@@ -494,17 +533,39 @@ BEGIN
 		END IF;
 	END IF;
 
+	/*
+	 * On Citus, a distributed table's DDL and the foreign key to the
+	 * reference table mandant.tenant must share one connection per node.
+	 */
+	distributed := mandant.citus_distribution_column(tbl) IS NOT DISTINCT FROM tenant_column;
+	IF mandant.citus_distribution_column(tbl) IS NOT NULL THEN
+		shard_mode := current_setting('citus.multi_shard_modify_mode');
+		PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+	END IF;
+
 	/* The tenant column: uuid, NOT NULL, defaulting to the context. */
 	IF NOT has_column THEN
 		EXECUTE format('ALTER TABLE %s ADD COLUMN %I uuid NOT NULL DEFAULT mandant.current_tenant()',
 					   tbl, tenant_column);
 	ELSE
-		IF NOT col.attnotnull THEN
+		/*
+		 * Citus refuses DDL on the column a table is distributed by, which
+		 * holds no NULL anyway; it evaluates defaults where it plans the
+		 * INSERT, so the coordinator's table is the one that needs it.
+		 */
+		IF NOT col.attnotnull AND NOT distributed THEN
 			EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', tbl, tenant_column);
 		END IF;
 		IF mandant.tenant_column_default(tbl, tenant_column) IS DISTINCT FROM 'mandant.current_tenant()' THEN
+			IF distributed THEN
+				propagate := current_setting('citus.enable_ddl_propagation');
+				PERFORM set_config('citus.enable_ddl_propagation', 'off', true);
+			END IF;
 			EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT mandant.current_tenant()',
 						   tbl, tenant_column);
+			IF distributed THEN
+				PERFORM set_config('citus.enable_ddl_propagation', propagate, true);
+			END IF;
 		END IF;
 	END IF;
 
@@ -529,7 +590,7 @@ BEGIN
 		END IF;
 		EXECUTE format('CREATE POLICY tenant_isolation ON %s AS PERMISSIVE FOR ALL TO PUBLIC '
 					   'USING (%I = mandant.tenant_filter()) '
-					   'WITH CHECK (mandant.row_in_tenant(%I, %L::regclass))',
+					   'WITH CHECK (mandant.row_in_tenant(%I, %L::text))',
 					   tbl, tenant_column, tenant_column, tbl::text);
 	END IF;
 
@@ -542,6 +603,9 @@ BEGIN
 	/* The registration adds the foreign key to mandant.tenant. */
 	PERFORM mandant.gate_call('register_tenant_table', NULL,
 							  jsonb_build_object('table', tbl::oid, 'tenantColumn', tenant_column));
+	IF shard_mode IS NOT NULL THEN
+		PERFORM set_config('citus.multi_shard_modify_mode', shard_mode, true);
+	END IF;
 END
 $$;
 
@@ -616,9 +680,16 @@ BEGIN
 	INSERT INTO mandant.tenant_table AS r (relid, tenant_column, enabled_by)
 	VALUES (tbl, col, caller)
 	ON CONFLICT (relid) DO UPDATE SET tenant_column = EXCLUDED.tenant_column,
-		enabled_at = now(), enabled_by = EXCLUDED.enabled_by
+		enabled_at = EXCLUDED.enabled_at, enabled_by = EXCLUDED.enabled_by
 	WHERE r.tenant_column IS DISTINCT FROM EXCLUDED.tenant_column;
-	IF NOT EXISTS (SELECT 1 FROM pg_constraint k
+	/*
+	 * Not on Citus: there the key would be added over the owner's worker
+	 * connections, which do not see the grant made over the superuser's
+	 * in the same transaction; the policy admits rows of the transaction's
+	 * tenant alone, which set_tenant checked.
+	 */
+	IF to_regclass('pg_catalog.pg_dist_partition') IS NULL AND NOT EXISTS (
+				   SELECT 1 FROM pg_constraint k
 				   JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
 				   WHERE k.conrelid = tbl AND k.contype = 'f'
 					 AND k.confrelid = 'mandant.tenant'::regclass
@@ -766,6 +837,7 @@ finding (severity, code, object, message, hint) AS (
 		   format('Call mandant.enable_tenancy(%L), which adds the foreign key.', t.name)
 	FROM tenant_rel t
 	WHERE t.tenant_attnum IS NOT NULL
+	  AND to_regclass('pg_catalog.pg_dist_partition') IS NULL	-- no such key on Citus (enable_tenancy)
 	  AND NOT EXISTS (SELECT 1 FROM pg_constraint k
 					  WHERE k.conrelid = t.relid AND k.contype = 'f'
 						AND k.confrelid = 'mandant.tenant'::regclass AND k.conkey = ARRAY[t.tenant_attnum])
@@ -1024,7 +1096,7 @@ BEGIN
 	INSERT INTO mandant.audit_table AS r (relid, category, exclude_columns, enabled_by)
 	VALUES (tbl, category, excluded, caller)
 	ON CONFLICT (relid) DO UPDATE SET category = EXCLUDED.category, exclude_columns = EXCLUDED.exclude_columns,
-		enabled_at = now(), enabled_by = EXCLUDED.enabled_by
+		enabled_at = EXCLUDED.enabled_at, enabled_by = EXCLUDED.enabled_by
 	WHERE (r.category, r.exclude_columns) IS DISTINCT FROM (EXCLUDED.category, EXCLUDED.exclude_columns);
 	PERFORM mandant.attach_trigger(tbl, 'mandant_audit',
 		format('CREATE TRIGGER mandant_audit AFTER INSERT OR DELETE OR UPDATE ON %s '
@@ -1768,7 +1840,7 @@ BEGIN
 	INSERT INTO mandant.outbox_table AS r (relid, domain, entity, exclude_columns, enabled_by)
 	VALUES (tbl, domain, entity, excluded, caller)
 	ON CONFLICT (relid) DO UPDATE SET domain = EXCLUDED.domain, entity = EXCLUDED.entity,
-		exclude_columns = EXCLUDED.exclude_columns, enabled_at = now(), enabled_by = EXCLUDED.enabled_by
+		exclude_columns = EXCLUDED.exclude_columns, enabled_at = EXCLUDED.enabled_at, enabled_by = EXCLUDED.enabled_by
 	WHERE (r.domain, r.entity, r.exclude_columns) IS DISTINCT FROM (EXCLUDED.domain, EXCLUDED.entity, EXCLUDED.exclude_columns);
 	PERFORM mandant.attach_trigger(tbl, 'mandant_outbox',
 		format('CREATE TRIGGER mandant_outbox AFTER INSERT OR DELETE OR UPDATE ON %s '
@@ -4750,6 +4822,106 @@ $$;
 COMMENT ON FUNCTION mandant.openapi() IS
 'GET /api/v1/openapi.json: the OpenAPI 3.1 document of every route of mandant.http_route (parameters and bodies with their types, scopes, summaries, envelope and error schemas).';
 
+CREATE OR REPLACE FUNCTION mandant.citus_setup()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	reference	text[] := ARRAY[
+		'mandant.plan', 'mandant.tenant', 'mandant.users', 'mandant.role', 'mandant.membership',
+		'mandant.service_account', 'mandant.refresh_family', 'mandant.refresh_token',
+		'mandant.config_entry'];
+	local_fks	text[] := ARRAY['mandant.quota_change', 'mandant.tenant_usage'];
+	readd		text[] := '{}';
+	tbl			text;
+	fk			record;
+BEGIN
+	IF NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+		RAISE EXCEPTION 'mandant.citus_setup() must be run by a superuser'
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('It changes mandant''s tables on every node; %I is not a superuser.', current_user),
+				  HINT = 'Connect to the coordinator as a superuser.';
+	END IF;
+	IF to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+		RAISE EXCEPTION 'Citus is not installed in this database'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'mandant.citus_setup() prepares mandant for a Citus cluster.',
+				  HINT = 'Run CREATE EXTENSION citus first (with citus in shared_preload_libraries).';
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_local_group g WHERE g.groupid = 0) THEN
+		RAISE EXCEPTION 'mandant.citus_setup() must run on the coordinator'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'This node is a Citus worker.',
+				  HINT = 'Connect to the coordinator; it sets up every node.';
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_node n WHERE n.groupid = 0) THEN
+		RAISE EXCEPTION 'the coordinator is not in the Citus metadata'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'mandant reads its reference tables on the node where it runs, and Citus places them on the coordinator only once it is in the metadata.',
+				  HINT = 'Run SELECT citus_set_coordinator_host(''<host>'', <port>) on the coordinator first.';
+	END IF;
+
+	/*
+	 * Citus converts a table into a reference table only when the tables
+	 * it references are reference tables already, and pulls every local
+	 * table that references it into its metadata: the foreign keys among
+	 * these tables are dropped, the tables converted, and the keys between
+	 * reference tables added again.  History and counters stay here, and
+	 * lose theirs.
+	 */
+	FOR fk IN SELECT k.conrelid::regclass AS tbl, k.conname, pg_get_constraintdef(k.oid) AS def,
+					 k.conrelid::regclass::text = ANY (reference) AS keep
+			  FROM pg_constraint k
+			  WHERE k.contype = 'f' AND k.confrelid::regclass::text = ANY (reference)
+				AND (k.conrelid::regclass::text = ANY (reference) OR k.conrelid::regclass::text = ANY (local_fks))
+				AND NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = k.conrelid)
+	LOOP
+		EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', fk.tbl, fk.conname);
+		/* the workers' own copies of the tables become the shells: same keys */
+		PERFORM run_command_on_workers(format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I', fk.tbl, fk.conname));
+		IF fk.keep THEN
+			readd := readd || format('ALTER TABLE %s ADD CONSTRAINT %I %s', fk.tbl, fk.conname, fk.def);
+		END IF;
+	END LOOP;
+
+	PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+	FOREACH tbl IN ARRAY reference LOOP
+		IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = tbl::regclass) THEN
+			PERFORM create_reference_table(tbl::regclass);
+		END IF;
+	END LOOP;
+	FOREACH tbl IN ARRAY readd LOOP
+		EXECUTE tbl;
+	END LOOP;
+	PERFORM set_config('citus.enable_unsafe_triggers', 'off', true);
+END
+$$;
+
+COMMENT ON FUNCTION mandant.citus_setup() IS
+'On a Citus coordinator (in the metadata), as a superuser: makes mandant''s shared tables reference tables, so that tenant tables can be distributed by tenant_id. Idempotent.';
+
+CREATE OR REPLACE FUNCTION mandant.citus_distribution_column(tbl regclass)
+RETURNS name
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	col			name;
+BEGIN
+	IF to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+		RETURN NULL;
+	END IF;
+	EXECUTE 'SELECT pg_catalog.column_to_column_name(p.logicalrelid, p.partkey)
+			 FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1 AND p.partmethod = ''h'''
+		INTO col USING tbl;
+	RETURN col;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.citus_distribution_column(regclass) IS
+'The column by which Citus distributes a hash-distributed table; NULL for other tables and without Citus.';
+
 /* ---- comments of functions that changed ---- */
 
 COMMENT ON FUNCTION mandant.emit(text, text, jsonb) IS
@@ -4819,6 +4991,7 @@ REVOKE ALL ON FUNCTION mandant.http_routes_changed() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.http_route_grants() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.http_call(jsonb, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION mandant.http_call(jsonb, text) TO mandant_gateway;
+REVOKE ALL ON FUNCTION mandant.citus_setup() FROM PUBLIC;
 REVOKE ALL ON FUNCTION
 	mandant.plan_restore_builtin(), mandant.check_excluded_columns(regclass, text[]),
 	mandant.check_primary_key(regclass, text, text), mandant.check_state_names(text[], text),
@@ -4994,6 +5167,22 @@ ALTER TABLE mandant.tenant_import ENABLE ALWAYS TRIGGER c_finish;
 
 REVOKE ALL ON mandant.tenant_import FROM PUBLIC;
 GRANT INSERT ON mandant.tenant_import TO PUBLIC;		-- the gate refuses with its hint
+
+/* ---- tenant policies name their table as text (Citus creates them on shards before the table exists there) ---- */
+DO $policies$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN SELECT t.relid, t.tenant_column FROM mandant.tenant_table t
+			 JOIN pg_catalog.pg_policy p ON p.polrelid = t.relid AND p.polname = 'tenant_isolation'
+			 WHERE pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid)
+				   = pg_catalog.format('mandant.row_in_tenant(%I, %L::regclass)', t.tenant_column, t.relid::text)
+	LOOP
+		EXECUTE pg_catalog.format('ALTER POLICY tenant_isolation ON %s WITH CHECK (mandant.row_in_tenant(%I, %L::text))',
+								  r.relid, r.tenant_column, r.relid::text);
+	END LOOP;
+END
+$policies$;
 
 /* ---- routes of the HTTP gateway: every backend reloads them after a change ---- */
 

@@ -45,11 +45,16 @@ RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	updated		bigint;
 BEGIN
 	IF NEW.builtin THEN
-		UPDATE mandant.plan p SET name = NEW.name, limits = NEW.limits, created_at = NEW.created_at
-		WHERE p.key = NEW.key AND p.builtin;
-		IF FOUND THEN
+		/* the relation it fires on: on Citus, a placement of the reference table */
+		EXECUTE format('UPDATE %I.%I p SET name = $1, limits = $2, created_at = $3 '
+					   'WHERE p.key = $4 AND p.builtin', TG_TABLE_SCHEMA, TG_TABLE_NAME)
+			USING NEW.name, NEW.limits, NEW.created_at, NEW.key;
+		GET DIAGNOSTICS updated = ROW_COUNT;
+		IF updated > 0 THEN
 			RETURN NULL;
 		END IF;
 	END IF;
@@ -221,6 +226,9 @@ AS $$
 DECLARE
 	existing	mandant.tenant;
 	new_id		uuid;
+	/* a value, not an expression: Citus cannot evaluate a simple CASE in an INSERT */
+	initial_status text := CASE current_setting('mandant.provisioning')
+						   WHEN 'external' THEN 'pending' ELSE 'active' END;
 BEGIN
 	/* Validate everything before writing anything. */
 	PERFORM mandant.check_tenant_slug(slug);
@@ -265,8 +273,7 @@ BEGIN
 	BEGIN
 		INSERT INTO mandant.tenant AS t (slug, name, owner_email, plan_key, operation_id, status)
 		VALUES (op_create_tenant.slug, btrim(op_create_tenant.name), op_create_tenant.owner_email,
-				op_create_tenant.plan_key, op_create_tenant.operation_id,
-				CASE current_setting('mandant.provisioning') WHEN 'external' THEN 'pending' ELSE 'active' END)
+				op_create_tenant.plan_key, op_create_tenant.operation_id, initial_status)
 		RETURNING t.id INTO new_id;
 	EXCEPTION WHEN unique_violation THEN
 		/*

@@ -102,7 +102,8 @@ AS $$
 		  AND pg_get_expr(p.polqual, p.polrelid)
 			  = format('(%I = mandant.tenant_filter())', tenant_column)
 		  AND pg_get_expr(p.polwithcheck, p.polrelid)
-			  = format('mandant.row_in_tenant(%I, %L::regclass)', tenant_column, tbl::text))
+			  ~ ('^mandant\.row_in_tenant\(' || regexp_replace(quote_ident(tenant_column), '([^a-z0-9_])', '\\\1', 'g')
+				 || ', ''([^'']|'''''')*''::text\)$'))
 $$;
 
 COMMENT ON FUNCTION mandant.tenant_policy_is_current(regclass, name) IS
@@ -120,6 +121,9 @@ DECLARE
 	has_rows		boolean;
 	attnum			smallint;
 	other			name;
+	distributed		boolean;
+	propagate		text;
+	shard_mode		text;
 BEGIN
 	/* Validate everything before changing anything. */
 	PERFORM mandant.check_table_target(tbl, 'mandant.enable_tenancy');
@@ -187,17 +191,39 @@ BEGIN
 		END IF;
 	END IF;
 
+	/*
+	 * On Citus, a distributed table's DDL and the foreign key to the
+	 * reference table mandant.tenant must share one connection per node.
+	 */
+	distributed := mandant.citus_distribution_column(tbl) IS NOT DISTINCT FROM tenant_column;
+	IF mandant.citus_distribution_column(tbl) IS NOT NULL THEN
+		shard_mode := current_setting('citus.multi_shard_modify_mode');
+		PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+	END IF;
+
 	/* The tenant column: uuid, NOT NULL, defaulting to the context. */
 	IF NOT has_column THEN
 		EXECUTE format('ALTER TABLE %s ADD COLUMN %I uuid NOT NULL DEFAULT mandant.current_tenant()',
 					   tbl, tenant_column);
 	ELSE
-		IF NOT col.attnotnull THEN
+		/*
+		 * Citus refuses DDL on the column a table is distributed by, which
+		 * holds no NULL anyway; it evaluates defaults where it plans the
+		 * INSERT, so the coordinator's table is the one that needs it.
+		 */
+		IF NOT col.attnotnull AND NOT distributed THEN
 			EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', tbl, tenant_column);
 		END IF;
 		IF mandant.tenant_column_default(tbl, tenant_column) IS DISTINCT FROM 'mandant.current_tenant()' THEN
+			IF distributed THEN
+				propagate := current_setting('citus.enable_ddl_propagation');
+				PERFORM set_config('citus.enable_ddl_propagation', 'off', true);
+			END IF;
 			EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT mandant.current_tenant()',
 						   tbl, tenant_column);
+			IF distributed THEN
+				PERFORM set_config('citus.enable_ddl_propagation', propagate, true);
+			END IF;
 		END IF;
 	END IF;
 
@@ -222,7 +248,7 @@ BEGIN
 		END IF;
 		EXECUTE format('CREATE POLICY tenant_isolation ON %s AS PERMISSIVE FOR ALL TO PUBLIC '
 					   'USING (%I = mandant.tenant_filter()) '
-					   'WITH CHECK (mandant.row_in_tenant(%I, %L::regclass))',
+					   'WITH CHECK (mandant.row_in_tenant(%I, %L::text))',
 					   tbl, tenant_column, tenant_column, tbl::text);
 	END IF;
 
@@ -235,6 +261,9 @@ BEGIN
 	/* The registration adds the foreign key to mandant.tenant. */
 	PERFORM mandant.gate_call('register_tenant_table', NULL,
 							  jsonb_build_object('table', tbl::oid, 'tenantColumn', tenant_column));
+	IF shard_mode IS NOT NULL THEN
+		PERFORM set_config('citus.multi_shard_modify_mode', shard_mode, true);
+	END IF;
 END
 $$;
 
@@ -338,9 +367,16 @@ BEGIN
 	INSERT INTO mandant.tenant_table AS r (relid, tenant_column, enabled_by)
 	VALUES (tbl, col, caller)
 	ON CONFLICT (relid) DO UPDATE SET tenant_column = EXCLUDED.tenant_column,
-		enabled_at = now(), enabled_by = EXCLUDED.enabled_by
+		enabled_at = EXCLUDED.enabled_at, enabled_by = EXCLUDED.enabled_by
 	WHERE r.tenant_column IS DISTINCT FROM EXCLUDED.tenant_column;
-	IF NOT EXISTS (SELECT 1 FROM pg_constraint k
+	/*
+	 * Not on Citus: there the key would be added over the owner's worker
+	 * connections, which do not see the grant made over the superuser's
+	 * in the same transaction; the policy admits rows of the transaction's
+	 * tenant alone, which set_tenant checked.
+	 */
+	IF to_regclass('pg_catalog.pg_dist_partition') IS NULL AND NOT EXISTS (
+				   SELECT 1 FROM pg_constraint k
 				   JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
 				   WHERE k.conrelid = tbl AND k.contype = 'f'
 					 AND k.confrelid = 'mandant.tenant'::regclass

@@ -130,6 +130,7 @@ finding (severity, code, object, message, hint) AS (
 		   format('Call mandant.enable_tenancy(%L), which adds the foreign key.', t.name)
 	FROM tenant_rel t
 	WHERE t.tenant_attnum IS NOT NULL
+	  AND to_regclass('pg_catalog.pg_dist_partition') IS NULL	-- no such key on Citus (enable_tenancy)
 	  AND NOT EXISTS (SELECT 1 FROM pg_constraint k
 					  WHERE k.conrelid = t.relid AND k.contype = 'f'
 						AND k.confrelid = 'mandant.tenant'::regclass AND k.conkey = ARRAY[t.tenant_attnum])

@@ -337,7 +337,7 @@ BEGIN
 	INSERT INTO mandant.audit_table AS r (relid, category, exclude_columns, enabled_by)
 	VALUES (tbl, category, excluded, caller)
 	ON CONFLICT (relid) DO UPDATE SET category = EXCLUDED.category, exclude_columns = EXCLUDED.exclude_columns,
-		enabled_at = now(), enabled_by = EXCLUDED.enabled_by
+		enabled_at = EXCLUDED.enabled_at, enabled_by = EXCLUDED.enabled_by
 	WHERE (r.category, r.exclude_columns) IS DISTINCT FROM (EXCLUDED.category, EXCLUDED.exclude_columns);
 	PERFORM mandant.attach_trigger(tbl, 'mandant_audit',
 		format('CREATE TRIGGER mandant_audit AFTER INSERT OR DELETE OR UPDATE ON %s '

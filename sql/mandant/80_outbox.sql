@@ -157,7 +157,7 @@ BEGIN
 	INSERT INTO mandant.outbox_table AS r (relid, domain, entity, exclude_columns, enabled_by)
 	VALUES (tbl, domain, entity, excluded, caller)
 	ON CONFLICT (relid) DO UPDATE SET domain = EXCLUDED.domain, entity = EXCLUDED.entity,
-		exclude_columns = EXCLUDED.exclude_columns, enabled_at = now(), enabled_by = EXCLUDED.enabled_by
+		exclude_columns = EXCLUDED.exclude_columns, enabled_at = EXCLUDED.enabled_at, enabled_by = EXCLUDED.enabled_by
 	WHERE (r.domain, r.entity, r.exclude_columns) IS DISTINCT FROM (EXCLUDED.domain, EXCLUDED.entity, EXCLUDED.exclude_columns);
 	PERFORM mandant.attach_trigger(tbl, 'mandant_outbox',
 		format('CREATE TRIGGER mandant_outbox AFTER INSERT OR DELETE OR UPDATE ON %s '

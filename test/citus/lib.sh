@@ -108,9 +108,10 @@ setup() {
 	fi
 }
 
-# value NODE ROLE <<SQL: the last row of a session that must succeed.
+# value NODE ROLE <<SQL: the last row of a session that must succeed
+# (called in $(...): a failure bails out on standard error).
 value() {
-	setup "$1" "$2"
+	setup "$1" "$2" >&2
 	last_row
 }
 

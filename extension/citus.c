@@ -1,0 +1,412 @@
+/*-------------------------------------------------------------------------
+ *
+ * citus.c
+ *		Where the rows of a table are on a Citus node: the placement of a
+ *		reference table, the logical table of a shard, the colocated shard
+ *		of another table.
+ *
+ * On a Citus cluster a distributed or reference table is a shell: the
+ * relation of that name holds no rows, which live in its shards, tables
+ * named <table>_<shardid> on the nodes that Citus placed them on.  SQL
+ * goes through Citus and never notices.  mandant's C code does not: it
+ * reads its own tables through their indexes (lookup.c) and appends to
+ * them (heapwrite.c), and its row triggers fire on the shards, where the
+ * relation is the shard and not the table that the registries list.  So
+ * every such access asks here first:
+ *
+ *   - MandantCitusPlacement: a table with a single shard (a reference
+ *     table, or a Citus local table of the coordinator) is read in its
+ *     placement on this node, with the index of the same shard;
+ *   - MandantCitusLogicalTable: a relation that is the placement of a
+ *     shard on this node stands for its logical table (the registries,
+ *     the names in events);
+ *   - MandantCitusColocatedShard: the placement on this node of the shard
+ *     of another distributed table that holds the same hash range (where a
+ *     row trigger on a shard writes the rows of its tenant).
+ *
+ * The answers come from Citus's catalogs through SPI with schema-qualified
+ * names, so that mandant needs no Citus headers and trusts no catalog
+ * layout it did not ask for by name; shard names are Citus's own
+ * (shard_name()), and a relation counts as a shard only if Citus lists a
+ * placement of that shard on this node's group and the relation of the
+ * shard's name is this one: a table that merely ends in _<digits> is no
+ * shard.  The answers are cached per backend, negative ones too, and the
+ * cache is dropped on any relcache invalidation, which Citus sends for a
+ * table whose metadata it changes, and at the end of the transaction
+ * (placements move between transactions without DDL on this node).
+ *
+ * Nothing here runs where Citus is not installed: MandantCitusInstalled
+ * asks once per transaction, and only when the library is loaded.
+ *
+ * Copyright (c) 2026, the mandant developers
+ *
+ * IDENTIFICATION
+ *		extension/citus.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "storage/proc.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "mandant.h"
+
+/* A setting that exists exactly when the Citus library is loaded. */
+#define CITUS_LOADED_SETTING	"citus.propagate_set_commands"
+
+/* Whether Citus is installed in the database, as of transaction citus_lxid. */
+static LocalTransactionId citus_lxid = InvalidLocalTransactionId;
+static bool citus_installed = false;
+
+/* The questions this file answers, the first part of a cache key. */
+typedef enum CitusQuestion
+{
+	CITUS_PLACEMENT,			/* a: table, b: index → placement, its index */
+	CITUS_LOGICAL,				/* a: relation → logical table */
+	CITUS_COLOCATED				/* a: shard placement, b: table → its shard */
+} CitusQuestion;
+
+typedef struct CitusKey
+{
+	CitusQuestion question;
+	Oid			a;
+	Oid			b;
+} CitusKey;
+
+typedef struct CitusAnswer
+{
+	CitusKey	key;
+	bool		managed;		/* Citus manages the relation (else no answer) */
+	Oid			relid;			/* the answer */
+	Oid			indexid;		/* CITUS_PLACEMENT: the placement's index */
+	bool		local;			/* CITUS_PLACEMENT: this node has a placement */
+} CitusAnswer;
+
+static HTAB *citus_answers = NULL;
+static MemoryContext citus_context = NULL;
+static LocalTransactionId citus_answers_lxid = InvalidLocalTransactionId;
+
+/* A table's single shard, the relations of its (and an index's) name here. */
+#define PLACEMENT_SQL \
+	"SELECT pg_catalog.to_regclass(pg_catalog.shard_name(s.logicalrelid, s.shardid, false))::oid," \
+	"       pg_catalog.to_regclass(pg_catalog.shard_name($2, s.shardid, false))::oid," \
+	"       EXISTS (SELECT FROM pg_catalog.pg_dist_placement pl" \
+	"               JOIN pg_catalog.pg_dist_local_group g ON g.groupid OPERATOR(pg_catalog.=) pl.groupid" \
+	"               WHERE pl.shardid OPERATOR(pg_catalog.=) s.shardid)" \
+	"  FROM pg_catalog.pg_dist_partition p" \
+	"  JOIN pg_catalog.pg_dist_shard s ON s.logicalrelid OPERATOR(pg_catalog.=) p.logicalrelid" \
+	" WHERE p.logicalrelid OPERATOR(pg_catalog.=) $1 AND p.partmethod OPERATOR(pg_catalog.=) 'n'"
+
+/* The logical table of shard $2 if relation $1 is its placement here. */
+#define LOGICAL_SQL \
+	"SELECT s.logicalrelid::oid" \
+	"  FROM pg_catalog.pg_dist_shard s" \
+	" WHERE s.shardid OPERATOR(pg_catalog.=) $2" \
+	"   AND pg_catalog.to_regclass(pg_catalog.shard_name(s.logicalrelid, s.shardid, false))::oid" \
+	"       OPERATOR(pg_catalog.=) $1::oid" \
+	"   AND EXISTS (SELECT FROM pg_catalog.pg_dist_placement pl" \
+	"               JOIN pg_catalog.pg_dist_local_group g ON g.groupid OPERATOR(pg_catalog.=) pl.groupid" \
+	"               WHERE pl.shardid OPERATOR(pg_catalog.=) s.shardid)"
+
+/* The shard of table $2 colocated with shard $3 (of table $1), placed here. */
+#define COLOCATED_SQL \
+	"SELECT pg_catalog.to_regclass(pg_catalog.shard_name(t.logicalrelid, t.shardid, false))::oid" \
+	"  FROM pg_catalog.pg_dist_shard s" \
+	"  JOIN pg_catalog.pg_dist_partition sp ON sp.logicalrelid OPERATOR(pg_catalog.=) s.logicalrelid" \
+	"  JOIN pg_catalog.pg_dist_partition tp ON tp.colocationid OPERATOR(pg_catalog.=) sp.colocationid" \
+	"  JOIN pg_catalog.pg_dist_shard t ON t.logicalrelid OPERATOR(pg_catalog.=) tp.logicalrelid" \
+	"       AND t.shardminvalue OPERATOR(pg_catalog.=) s.shardminvalue" \
+	" WHERE s.shardid OPERATOR(pg_catalog.=) $3 AND s.logicalrelid OPERATOR(pg_catalog.=) $1" \
+	"   AND tp.logicalrelid OPERATOR(pg_catalog.=) $2 AND tp.partmethod OPERATOR(pg_catalog.=) 'h'" \
+	"   AND EXISTS (SELECT FROM pg_catalog.pg_dist_placement pl" \
+	"               JOIN pg_catalog.pg_dist_local_group g ON g.groupid OPERATOR(pg_catalog.=) pl.groupid" \
+	"               WHERE pl.shardid OPERATOR(pg_catalog.=) t.shardid)"
+
+
+/*
+ * MandantCitusInstalled says whether the Citus library is loaded and its
+ * extension installed in this database (asked once per transaction).
+ */
+bool
+MandantCitusInstalled(void)
+{
+	if (GetConfigOption(CITUS_LOADED_SETTING, true, false) == NULL)
+		return false;
+	if (citus_lxid != MyProc->lxid)
+	{
+		citus_installed = OidIsValid(get_extension_oid("citus", true));
+		citus_lxid = MyProc->lxid;
+	}
+	return citus_installed;
+}
+
+/*
+ * MandantCitusInternalBackend says whether this backend serves a
+ * connection that Citus opened to run a part of a distributed query (on a
+ * worker: a shard's query that the coordinator pushed down).  Citus names
+ * those connections "citus_internal ..." in application_name; a client
+ * that names itself so only refuses itself what is refused there.
+ */
+bool
+MandantCitusInternalBackend(void)
+{
+	const char *name = GetConfigOption("application_name", true, false);
+
+	return MandantCitusInstalled() && name != NULL &&
+		strncmp(name, "citus_internal", strlen("citus_internal")) == 0;
+}
+
+/*
+ * InvalidateCitusAnswers forgets every cached answer (a relcache callback).
+ */
+static void
+InvalidateCitusAnswers(Datum arg, Oid relid)
+{
+	if (citus_context != NULL)
+	{
+		MemoryContextReset(citus_context);
+		citus_answers = NULL;
+	}
+}
+
+/*
+ * CitusAnswers returns the cache, made or emptied as needed: it lives as
+ * long as the transaction at most.
+ */
+static HTAB *
+CitusAnswers(void)
+{
+	if (citus_context == NULL)
+	{
+		citus_context = AllocSetContextCreate(CacheMemoryContext, "mandant Citus placements",
+											  ALLOCSET_SMALL_SIZES);
+		MandantOnRelcacheInvalidation(InvalidateCitusAnswers);
+	}
+	if (citus_answers != NULL && citus_answers_lxid != MyProc->lxid)
+		InvalidateCitusAnswers((Datum) 0, InvalidOid);
+	if (citus_answers == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(CitusKey);
+		ctl.entrysize = sizeof(CitusAnswer);
+		ctl.hcxt = citus_context;
+		citus_answers = hash_create("mandant Citus placements", 32, &ctl,
+									HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		citus_answers_lxid = MyProc->lxid;
+	}
+	return citus_answers;
+}
+
+/*
+ * RecallCitusAnswer copies the cached answer to a question into *answer
+ * and returns true, or sets answer's key and returns false.  Answers are
+ * copied in and out because the catalog query that makes one may process
+ * invalidations, which empty the cache.
+ */
+static bool
+RecallCitusAnswer(CitusQuestion question, Oid a, Oid b, CitusAnswer *answer)
+{
+	CitusAnswer *entry;
+
+	memset(answer, 0, sizeof(*answer));
+	answer->key.question = question;
+	answer->key.a = a;
+	answer->key.b = b;
+	entry = hash_search(CitusAnswers(), &answer->key, HASH_FIND, NULL);
+	if (entry == NULL)
+		return false;
+	*answer = *entry;
+	return true;
+}
+
+/*
+ * RememberCitusAnswer caches an answer.
+ */
+static void
+RememberCitusAnswer(const CitusAnswer *answer)
+{
+	CitusAnswer *entry = hash_search(CitusAnswers(), &answer->key, HASH_ENTER, NULL);
+
+	*entry = *answer;
+}
+
+/*
+ * AskCitus runs one of the catalog queries above through SPI with the
+ * given arguments and returns whether it found a row, whose first ncolumns
+ * values (oids or booleans, NULL as InvalidOid/false) go to out.  The
+ * answer is the same for every caller (the catalogs are readable by
+ * PUBLIC), so it runs with the caller's rights.
+ */
+static bool
+AskCitus(const char *sql, int nargs, Oid *argtypes, Datum *args, int ncolumns, Datum *out)
+{
+	bool		found;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args(sql, nargs, argtypes, args, NULL, true, 2) != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute_with_args of a Citus catalog query failed");
+	found = SPI_processed == 1;
+	if (SPI_processed > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("Citus's catalogs list more than one shard where mandant expects one"),
+				 errdetail("The query \"%s\" returned %llu rows.", sql, (unsigned long long) SPI_processed),
+				 errhint("Check pg_dist_partition and pg_dist_shard with citus_check_cluster_node_health().")));
+	for (int i = 0; found && i < ncolumns; i++)
+	{
+		bool		isnull;
+		Datum		value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1, &isnull);
+		Oid			type = SPI_gettypeid(SPI_tuptable->tupdesc, i + 1);
+
+		if (type != OIDOID && type != BOOLOID)
+			elog(ERROR, "a Citus catalog query returned a column of type %u", type);
+		out[i] = isnull ? (Datum) 0 : value;
+	}
+	SPI_finish();
+	return found;
+}
+
+/*
+ * MandantCitusPlacement returns whether Citus manages the table relid as a
+ * table of one shard (a reference table, or a Citus local table) and then
+ * sets *placement and *placement_index to the relations of that shard and
+ * of its copy of index indexid on this node.  A managed table without a
+ * placement here is an error: its shell holds no rows, and reading it
+ * would answer with stale or no data (a reference table's placement is
+ * on every node once the coordinator is in the metadata).
+ */
+bool
+MandantCitusPlacement(Oid relid, Oid indexid, Oid *placement, Oid *placement_index)
+{
+	CitusAnswer answer;
+
+	if (!MandantCitusInstalled())
+		return false;
+	if (!RecallCitusAnswer(CITUS_PLACEMENT, relid, indexid, &answer))
+	{
+		Oid			argtypes[2] = {REGCLASSOID, REGCLASSOID};
+		Datum		args[2] = {ObjectIdGetDatum(relid), ObjectIdGetDatum(indexid)};
+		Datum		out[3];
+
+		if (AskCitus(PLACEMENT_SQL, 2, argtypes, args, 3, out))
+		{
+			answer.managed = true;
+			answer.relid = DatumGetObjectId(out[0]);
+			answer.indexid = DatumGetObjectId(out[1]);
+			answer.local = DatumGetBool(out[2]) && OidIsValid(answer.relid) &&
+				OidIsValid(answer.indexid);
+		}
+		RememberCitusAnswer(&answer);
+	}
+	if (!answer.managed)
+		return false;
+	if (!answer.local)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" has no placement on this node", get_rel_name(relid)),
+				 errdetail("Citus keeps its rows elsewhere, and mandant reads them on the node where it runs."),
+				 errhint("Add the coordinator to the metadata (SELECT citus_set_coordinator_host(...)) before mandant.citus_setup(), so that reference tables are placed on it too.")));
+	*placement = answer.relid;
+	*placement_index = answer.indexid;
+	return true;
+}
+
+/*
+ * ShardIdOfName returns the shard id that a relation's name ends in
+ * (<table>_<shardid>), or 0 when it ends in no number.
+ */
+static int64
+ShardIdOfName(const char *name)
+{
+	const char *end = name + strlen(name);
+	const char *p = end;
+
+	while (p > name && p[-1] >= '0' && p[-1] <= '9')
+		p--;
+	if (p == end || p == name || p[-1] != '_' || end - p > 18)
+		return 0;
+	return strtoi64(p, NULL, 10);
+}
+
+/*
+ * MandantCitusLogicalTable returns the logical table whose shard rel is,
+ * when rel is the placement of a shard on this node, else InvalidOid.
+ */
+Oid
+MandantCitusLogicalTable(Relation rel)
+{
+	CitusAnswer answer;
+	int64		shardid;
+
+	if (!MandantCitusInstalled())
+		return InvalidOid;
+	shardid = ShardIdOfName(RelationGetRelationName(rel));
+	if (shardid == 0)
+		return InvalidOid;
+	if (!RecallCitusAnswer(CITUS_LOGICAL, RelationGetRelid(rel), InvalidOid, &answer))
+	{
+		Oid			argtypes[2] = {OIDOID, INT8OID};
+		Datum		args[2] = {ObjectIdGetDatum(RelationGetRelid(rel)), Int64GetDatum(shardid)};
+		Datum		out[1];
+
+		answer.managed = AskCitus(LOGICAL_SQL, 2, argtypes, args, 1, out);
+		answer.relid = answer.managed ? DatumGetObjectId(out[0]) : InvalidOid;
+		RememberCitusAnswer(&answer);
+	}
+	return answer.relid;
+}
+
+/*
+ * MandantLogicalRelid returns the table that rel stands for: its logical
+ * table when rel is the placement of a shard on this node, else itself.
+ */
+Oid
+MandantLogicalRelid(Relation rel)
+{
+	Oid			logical = MandantCitusLogicalTable(rel);
+
+	return OidIsValid(logical) ? logical : RelationGetRelid(rel);
+}
+
+/*
+ * MandantCitusColocatedShard returns the placement on this node of the
+ * shard of the hash-distributed table target that holds the same hash
+ * range as shard, the placement of a shard of a table colocated with it;
+ * InvalidOid when shard is no shard here or target is not colocated with
+ * its table.
+ */
+Oid
+MandantCitusColocatedShard(Oid target, Relation shard)
+{
+	CitusAnswer answer;
+	Oid			logical = MandantCitusLogicalTable(shard);
+
+	if (!OidIsValid(logical))
+		return InvalidOid;
+	if (!RecallCitusAnswer(CITUS_COLOCATED, RelationGetRelid(shard), target, &answer))
+	{
+		Oid			argtypes[3] = {REGCLASSOID, REGCLASSOID, INT8OID};
+		Datum		args[3] = {ObjectIdGetDatum(logical), ObjectIdGetDatum(target),
+		Int64GetDatum(ShardIdOfName(RelationGetRelationName(shard)))};
+		Datum		out[1];
+
+		answer.managed = AskCitus(COLOCATED_SQL, 3, argtypes, args, 1, out);
+		answer.relid = answer.managed ? DatumGetObjectId(out[0]) : InvalidOid;
+		RememberCitusAnswer(&answer);
+	}
+	return answer.relid;
+}

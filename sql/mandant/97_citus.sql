@@ -1,0 +1,138 @@
+
+/* ---------------------------------------------------------------------------
+ * Citus (extension/citus.c)
+ *
+ * mandant.citus_setup() turns an installed mandant into its distributed
+ * form on a Citus coordinator.  Tenant tables are then distributed by
+ * their tenant column (create_distributed_table(tbl, 'tenant_id')), before
+ * or after mandant.enable_tenancy().
+ *
+ * Reference tables, a copy on every node: what tenant tables reference
+ * (mandant.tenant, and the plans it references), and the tables that
+ * reference mandant.tenant and are written through SQL only (users,
+ * roles, memberships, service accounts, refresh tokens, configuration):
+ * Citus wants every table that a foreign key links to a reference table in
+ * its metadata.  They are small and read far more often than written.
+ *
+ * The tables that mandant's C code appends to (audit events, outbox,
+ * transition log, usage counters) and the append-only history stay
+ * tables of the coordinator for now; their foreign keys to mandant.tenant
+ * are dropped here (they are written by mandant alone, and
+ * mandant.delete_tenant() erases them explicitly).  So do the registries
+ * and the state machines: they name tables by oid (regclass), which is
+ * another number on every node, and every node keeps its own (each has
+ * the built-in machine of mandant.tenant, whose trigger fires on every
+ * placement).
+ *
+ * Triggers on these tables fire on every placement of a reference table,
+ * so they are written to act on the relation they fire on (TG_TABLE), and
+ * Citus must be allowed to create them (citus.enable_unsafe_triggers, for
+ * the duration of the setup).
+ * ------------------------------------------------------------------------- */
+
+CREATE FUNCTION mandant.citus_setup()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	reference	text[] := ARRAY[
+		'mandant.plan', 'mandant.tenant', 'mandant.users', 'mandant.role', 'mandant.membership',
+		'mandant.service_account', 'mandant.refresh_family', 'mandant.refresh_token',
+		'mandant.config_entry'];
+	local_fks	text[] := ARRAY['mandant.quota_change', 'mandant.tenant_usage'];
+	readd		text[] := '{}';
+	tbl			text;
+	fk			record;
+BEGIN
+	IF NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+		RAISE EXCEPTION 'mandant.citus_setup() must be run by a superuser'
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('It changes mandant''s tables on every node; %I is not a superuser.', current_user),
+				  HINT = 'Connect to the coordinator as a superuser.';
+	END IF;
+	IF to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+		RAISE EXCEPTION 'Citus is not installed in this database'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'mandant.citus_setup() prepares mandant for a Citus cluster.',
+				  HINT = 'Run CREATE EXTENSION citus first (with citus in shared_preload_libraries).';
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_local_group g WHERE g.groupid = 0) THEN
+		RAISE EXCEPTION 'mandant.citus_setup() must run on the coordinator'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'This node is a Citus worker.',
+				  HINT = 'Connect to the coordinator; it sets up every node.';
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_node n WHERE n.groupid = 0) THEN
+		RAISE EXCEPTION 'the coordinator is not in the Citus metadata'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'mandant reads its reference tables on the node where it runs, and Citus places them on the coordinator only once it is in the metadata.',
+				  HINT = 'Run SELECT citus_set_coordinator_host(''<host>'', <port>) on the coordinator first.';
+	END IF;
+
+	/*
+	 * Citus converts a table into a reference table only when the tables
+	 * it references are reference tables already, and pulls every local
+	 * table that references it into its metadata: the foreign keys among
+	 * these tables are dropped, the tables converted, and the keys between
+	 * reference tables added again.  History and counters stay here, and
+	 * lose theirs.
+	 */
+	FOR fk IN SELECT k.conrelid::regclass AS tbl, k.conname, pg_get_constraintdef(k.oid) AS def,
+					 k.conrelid::regclass::text = ANY (reference) AS keep
+			  FROM pg_constraint k
+			  WHERE k.contype = 'f' AND k.confrelid::regclass::text = ANY (reference)
+				AND (k.conrelid::regclass::text = ANY (reference) OR k.conrelid::regclass::text = ANY (local_fks))
+				AND NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = k.conrelid)
+	LOOP
+		EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', fk.tbl, fk.conname);
+		/* the workers' own copies of the tables become the shells: same keys */
+		PERFORM run_command_on_workers(format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I', fk.tbl, fk.conname));
+		IF fk.keep THEN
+			readd := readd || format('ALTER TABLE %s ADD CONSTRAINT %I %s', fk.tbl, fk.conname, fk.def);
+		END IF;
+	END LOOP;
+
+	PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+	FOREACH tbl IN ARRAY reference LOOP
+		IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = tbl::regclass) THEN
+			PERFORM create_reference_table(tbl::regclass);
+		END IF;
+	END LOOP;
+	FOREACH tbl IN ARRAY readd LOOP
+		EXECUTE tbl;
+	END LOOP;
+	PERFORM set_config('citus.enable_unsafe_triggers', 'off', true);
+END
+$$;
+
+REVOKE ALL ON FUNCTION mandant.citus_setup() FROM PUBLIC;
+
+COMMENT ON FUNCTION mandant.citus_setup() IS
+'On a Citus coordinator (in the metadata), as a superuser: makes mandant''s shared tables reference tables, so that tenant tables can be distributed by tenant_id. Idempotent.';
+
+/*
+ * citus_distribution_column: the column by which Citus distributes a
+ * hash-distributed table, NULL for any other table and where Citus is not
+ * installed.
+ */
+CREATE FUNCTION mandant.citus_distribution_column(tbl regclass)
+RETURNS name
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	col			name;
+BEGIN
+	IF to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+		RETURN NULL;
+	END IF;
+	EXECUTE 'SELECT pg_catalog.column_to_column_name(p.logicalrelid, p.partkey)
+			 FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1 AND p.partmethod = ''h'''
+		INTO col USING tbl;
+	RETURN col;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.citus_distribution_column(regclass) IS
+'The column by which Citus distributes a hash-distributed table; NULL for other tables and without Citus.';
