@@ -162,7 +162,7 @@ CheckAuditRegistration(TriggerData *trigdata)
 	bool		isnull[2];
 	const char *category;
 
-	if (!MandantCheckRegistered(trigdata->tg_relation, "audit_table", "mandant.enable_audit()",
+	if (!MandantCheckRegistered(trigdata, "audit_table", "mandant.enable_audit()",
 								2, columns, values, isnull))
 		return;
 	category = isnull[0] ? NULL : TextDatumGetCString(values[0]);

@@ -203,6 +203,7 @@ MandantAuthenticate(text *token, const char *warn_as)
 Datum
 mandant_authenticate(PG_FUNCTION_ARGS)
 {
+	MandantRefuseInPushedDownQuery("mandant.authenticate()");
 	PG_RETURN_DATUM(MandantAuthenticate(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0),
 										"mandant.authenticate()"));
 }

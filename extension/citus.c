@@ -2,17 +2,16 @@
  *
  * citus.c
  *		Where the rows of a table are on a Citus node: the placement of a
- *		reference table, the logical table of a shard, the colocated shard
- *		of another table.
+ *		reference table, the logical table of a shard; which triggers on a
+ *		shard mandant attached itself.
  *
  * On a Citus cluster a distributed or reference table is a shell: the
  * relation of that name holds no rows, which live in its shards, tables
  * named <table>_<shardid> on the nodes that Citus placed them on.  SQL
  * goes through Citus and never notices.  mandant's C code does not: it
- * reads its own tables through their indexes (lookup.c) and appends to
- * them (heapwrite.c), and its row triggers fire on the shards, where the
- * relation is the shard and not the table that the registries list.  So
- * every such access asks here first:
+ * reads its own tables through their indexes (lookup.c), and its row
+ * triggers fire on the shards, where the relation is the shard and not the
+ * table that the registries list.  So every such access asks here first:
  *
  *   - MandantCitusPlacement: a table with a single shard (a reference
  *     table, or a Citus local table of the coordinator) is read in its
@@ -20,9 +19,9 @@
  *   - MandantCitusLogicalTable: a relation that is the placement of a
  *     shard on this node stands for its logical table (the registries,
  *     the names in events);
- *   - MandantCitusColocatedShard: the placement on this node of the shard
- *     of another distributed table that holds the same hash range (where a
- *     row trigger on a shard writes the rows of its tenant).
+ *   - MandantCitusTrustedShardTrigger: a trigger on a shard that calls a
+ *     function only mandant may attach needs no registry (the workers'
+ *     registries do not list the coordinator's tables).
  *
  * The answers come from Citus's catalogs through SPI with schema-qualified
  * names, so that mandant needs no Citus headers and trusts no catalog
@@ -32,8 +31,7 @@
  * shard's name is this one: a table that merely ends in _<digits> is no
  * shard.  The answers are cached per backend, negative ones too, and the
  * cache is dropped on any relcache invalidation, which Citus sends for a
- * table whose metadata it changes, and at the end of the transaction
- * (placements move between transactions without DDL on this node).
+ * table whose metadata (partitioning, shards, placements) it changes.
  *
  * Nothing here runs where Citus is not installed: MandantCitusInstalled
  * asks once per transaction, and only when the library is loaded.
@@ -48,20 +46,26 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
 #include "utils/builtins.h"
+#include "utils/acl.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "mandant.h"
+
+PG_FUNCTION_INFO_V1(mandant_citus_require_transaction_block);
 
 /* A setting that exists exactly when the Citus library is loaded. */
 #define CITUS_LOADED_SETTING	"citus.propagate_set_commands"
@@ -74,8 +78,7 @@ static bool citus_installed = false;
 typedef enum CitusQuestion
 {
 	CITUS_PLACEMENT,			/* a: table, b: index → placement, its index */
-	CITUS_LOGICAL,				/* a: relation → logical table */
-	CITUS_COLOCATED				/* a: shard placement, b: table → its shard */
+	CITUS_LOGICAL				/* a: relation → logical table */
 } CitusQuestion;
 
 typedef struct CitusKey
@@ -96,7 +99,6 @@ typedef struct CitusAnswer
 
 static HTAB *citus_answers = NULL;
 static MemoryContext citus_context = NULL;
-static LocalTransactionId citus_answers_lxid = InvalidLocalTransactionId;
 
 /* A table's single shard, the relations of its (and an index's) name here. */
 #define PLACEMENT_SQL \
@@ -119,21 +121,6 @@ static LocalTransactionId citus_answers_lxid = InvalidLocalTransactionId;
 	"   AND EXISTS (SELECT FROM pg_catalog.pg_dist_placement pl" \
 	"               JOIN pg_catalog.pg_dist_local_group g ON g.groupid OPERATOR(pg_catalog.=) pl.groupid" \
 	"               WHERE pl.shardid OPERATOR(pg_catalog.=) s.shardid)"
-
-/* The shard of table $2 colocated with shard $3 (of table $1), placed here. */
-#define COLOCATED_SQL \
-	"SELECT pg_catalog.to_regclass(pg_catalog.shard_name(t.logicalrelid, t.shardid, false))::oid" \
-	"  FROM pg_catalog.pg_dist_shard s" \
-	"  JOIN pg_catalog.pg_dist_partition sp ON sp.logicalrelid OPERATOR(pg_catalog.=) s.logicalrelid" \
-	"  JOIN pg_catalog.pg_dist_partition tp ON tp.colocationid OPERATOR(pg_catalog.=) sp.colocationid" \
-	"  JOIN pg_catalog.pg_dist_shard t ON t.logicalrelid OPERATOR(pg_catalog.=) tp.logicalrelid" \
-	"       AND t.shardminvalue OPERATOR(pg_catalog.=) s.shardminvalue" \
-	" WHERE s.shardid OPERATOR(pg_catalog.=) $3 AND s.logicalrelid OPERATOR(pg_catalog.=) $1" \
-	"   AND tp.logicalrelid OPERATOR(pg_catalog.=) $2 AND tp.partmethod OPERATOR(pg_catalog.=) 'h'" \
-	"   AND EXISTS (SELECT FROM pg_catalog.pg_dist_placement pl" \
-	"               JOIN pg_catalog.pg_dist_local_group g ON g.groupid OPERATOR(pg_catalog.=) pl.groupid" \
-	"               WHERE pl.shardid OPERATOR(pg_catalog.=) t.shardid)"
-
 
 /*
  * MandantCitusInstalled says whether the Citus library is loaded and its
@@ -169,6 +156,42 @@ MandantCitusInternalBackend(void)
 }
 
 /*
+ * MandantRefuseInPushedDownQuery refuses to set the context in a query
+ * that Citus pushed down to a worker (SELECT mandant.set_tenant(t.tenant_id)
+ * FROM a distributed table): there the context is the coordinator's, sent
+ * in the envelope, and one set per shard or per row would hold for that
+ * connection alone.  function names the caller for the message.
+ */
+void
+MandantRefuseInPushedDownQuery(const char *function)
+{
+	if (MandantCitusInternalBackend())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s cannot run in a query that Citus runs on a worker", function),
+				 errdetail("The coordinator pushed the call down to a shard; a worker takes its context from the coordinator's envelope."),
+				 errhint("Call %s in a statement of its own on the coordinator, then run the tenant's queries.", function)));
+}
+
+/*
+ * MandantCitusRequireTransactionBlock refuses a read of tenant tables as
+ * their owner (an export) outside a transaction block where Citus is
+ * installed: Citus then reads the shards over connections outside any
+ * transaction, which the owner's envelope never reaches, and the workers'
+ * row level security would answer with no rows.
+ */
+void
+MandantCitusRequireTransactionBlock(const char *function)
+{
+	if (MandantCitusInstalled() && !IsTransactionBlock())
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_ACTIVE_SQL_TRANSACTION),
+				 errmsg("%s must run in a transaction block on Citus", function),
+				 errdetail("Outside one, Citus reads the shards without the tenant context that mandant hands the tables' owner, and the workers would answer with no rows."),
+				 errhint("Run it between BEGIN and COMMIT (psql -1).")));
+}
+
+/*
  * InvalidateCitusAnswers forgets every cached answer (a relcache callback).
  */
 static void
@@ -182,8 +205,7 @@ InvalidateCitusAnswers(Datum arg, Oid relid)
 }
 
 /*
- * CitusAnswers returns the cache, made or emptied as needed: it lives as
- * long as the transaction at most.
+ * CitusAnswers returns the cache, made as needed.
  */
 static HTAB *
 CitusAnswers(void)
@@ -194,8 +216,6 @@ CitusAnswers(void)
 											  ALLOCSET_SMALL_SIZES);
 		MandantOnRelcacheInvalidation(InvalidateCitusAnswers);
 	}
-	if (citus_answers != NULL && citus_answers_lxid != MyProc->lxid)
-		InvalidateCitusAnswers((Datum) 0, InvalidOid);
 	if (citus_answers == NULL)
 	{
 		HASHCTL		ctl;
@@ -205,7 +225,6 @@ CitusAnswers(void)
 		ctl.hcxt = citus_context;
 		citus_answers = hash_create("mandant Citus placements", 32, &ctl,
 									HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		citus_answers_lxid = MyProc->lxid;
 	}
 	return citus_answers;
 }
@@ -246,7 +265,7 @@ RememberCitusAnswer(const CitusAnswer *answer)
 /*
  * AskCitus runs one of the catalog queries above through SPI with the
  * given arguments and returns whether it found a row, whose first ncolumns
- * values (oids or booleans, NULL as InvalidOid/false) go to out.  The
+ * values (oids or booleans, NULL as 0) go to out.  The
  * answer is the same for every caller (the catalogs are readable by
  * PUBLIC), so it runs with the caller's rights.
  */
@@ -383,30 +402,64 @@ MandantLogicalRelid(Relation rel)
 }
 
 /*
- * MandantCitusColocatedShard returns the placement on this node of the
- * shard of the hash-distributed table target that holds the same hash
- * range as shard, the placement of a shard of a table colocated with it;
- * InvalidOid when shard is no shard here or target is not colocated with
- * its table.
+ * MandantCitusTrustedShardTrigger says whether a row trigger firing on rel
+ * was attached by mandant to a distributed table: rel is the placement of
+ * a shard here, and the trigger calls a function of schema mandant that
+ * only its owner, a superuser, may execute (the *_on_shards twins of the
+ * trigger functions, which mandant.attach_trigger() puts on distributed
+ * tables as a superuser; CREATE TRIGGER takes EXECUTE, so nobody else can
+ * attach them).  Such a trigger needs no
+ * registry: the worker's registries list its own tables, not the
+ * coordinator's, and the trigger's arguments are mandant's.
  */
-Oid
-MandantCitusColocatedShard(Oid target, Relation shard)
+bool
+MandantCitusTrustedShardTrigger(Relation rel, Oid fnoid)
 {
-	CitusAnswer answer;
-	Oid			logical = MandantCitusLogicalTable(shard);
+	HeapTuple	tuple;
+	Form_pg_proc proc;
+	Datum		datum;
+	bool		isnull;
+	bool		trusted = false;
 
-	if (!OidIsValid(logical))
-		return InvalidOid;
-	if (!RecallCitusAnswer(CITUS_COLOCATED, RelationGetRelid(shard), target, &answer))
+	if (!OidIsValid(MandantCitusLogicalTable(rel)))
+		return false;
+	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(fnoid));
+	if (!HeapTupleIsValid(tuple))
+		return false;
+	proc = (Form_pg_proc) GETSTRUCT(tuple);
+	datum = SysCacheGetAttr(PROCOID, tuple, Anum_pg_proc_proacl, &isnull);
+	/* a NULL acl is the default, which grants EXECUTE to PUBLIC */
+	if (proc->pronamespace == get_namespace_oid("mandant", true) && !isnull &&
+		superuser_arg(proc->proowner))
 	{
-		Oid			argtypes[3] = {REGCLASSOID, REGCLASSOID, INT8OID};
-		Datum		args[3] = {ObjectIdGetDatum(logical), ObjectIdGetDatum(target),
-		Int64GetDatum(ShardIdOfName(RelationGetRelationName(shard)))};
-		Datum		out[1];
+		Datum	   *items;
+		int			nitems;
 
-		answer.managed = AskCitus(COLOCATED_SQL, 3, argtypes, args, 1, out);
-		answer.relid = answer.managed ? DatumGetObjectId(out[0]) : InvalidOid;
-		RememberCitusAnswer(&answer);
+		deconstruct_array(DatumGetArrayTypeP(datum), ACLITEMOID, sizeof(AclItem), false,
+						  TYPALIGN_INT, &items, NULL, &nitems);
+		/* EXECUTE for its owner, a superuser, and nobody else */
+		trusted = true;
+		for (int i = 0; i < nitems; i++)
+		{
+			AclItem    *item = (AclItem *) DatumGetPointer(items[i]);
+
+			if (item->ai_grantee != proc->proowner && (ACLITEM_GET_PRIVS(*item) & ACL_EXECUTE) != 0)
+				trusted = false;
+		}
 	}
-	return answer.relid;
+	ReleaseSysCache(tuple);
+	return trusted;
+}
+
+/*
+ * mandant_citus_require_transaction_block (SQL:
+ * mandant.citus_require_transaction_block(function text)) is
+ * MandantCitusRequireTransactionBlock for the exports written in SQL.
+ * Internal.
+ */
+Datum
+mandant_citus_require_transaction_block(PG_FUNCTION_ARGS)
+{
+	MandantCitusRequireTransactionBlock(PG_ARGISNULL(0) ? "this function" : text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	PG_RETURN_VOID();
 }

@@ -668,6 +668,7 @@ mandant_set_tenant(PG_FUNCTION_ARGS)
 				 errhint("Pass the id of an existing tenant; the context ends with the transaction, so it never needs clearing.")));
 	tenant_id = PG_GETARG_UUID_P(0);
 
+	MandantRefuseInPushedDownQuery("mandant.set_tenant()");
 	MandantCheckTrustedCaller("mandant.set_tenant(uuid)");
 	MandantCheckTenantEnterable(tenant_id);
 	MandantWarnContextMistakes("mandant.set_tenant()");
@@ -728,6 +729,7 @@ mandant_set_scopes(PG_FUNCTION_ARGS)
 				 errdetail("mandant.set_scopes() was called with NULL."),
 				 errhint("Pass an array such as '{read,write}', or '{}' for no scopes.")));
 
+	MandantRefuseInPushedDownQuery("mandant.set_scopes()");
 	MandantCheckTrustedCaller("mandant.set_scopes(text[])");
 	list = MandantScopeList(MandantScopeArrayBits(PG_GETARG_ARRAYTYPE_P(0), true));
 	AssignContextVariable(MANDANT_GUC_SCOPES, list);
@@ -883,33 +885,15 @@ mandant_require_tenant(PG_FUNCTION_ARGS)
 }
 
 /*
- * TableName returns a table's schema-qualified, quoted name for messages.
- */
-static char *
-TableName(Oid relid)
-{
-	char	   *name = get_rel_name(relid);
-
-	if (name == NULL)
-		return psprintf("%u", relid);
-	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), name);
-}
-
-/*
  * RowTableName returns the name of the table in a call of
- * mandant.row_in_tenant(): its second argument, the name as text (the
- * policies enable_tenancy writes, which name no oid, so that Citus can
- * create them on shards before the table exists on the workers) or a
- * regclass (policies of 0.1.0).
+ * mandant.row_in_tenant(): its second argument, the table's name as text,
+ * which names no oid, so that Citus can create the policy on shards
+ * before the table exists on the workers.
  */
 static char *
 RowTableName(FunctionCallInfo fcinfo)
 {
-	if (PG_ARGISNULL(1))
-		return pstrdup("(unnamed)");
-	if (get_fn_expr_argtype(fcinfo->flinfo, 1) == TEXTOID)
-		return text_to_cstring(PG_GETARG_TEXT_PP(1));
-	return TableName(PG_GETARG_OID(1));
+	return PG_ARGISNULL(1) ? pstrdup("(unnamed)") : text_to_cstring(PG_GETARG_TEXT_PP(1));
 }
 
 /*

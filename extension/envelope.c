@@ -62,6 +62,7 @@
 #include <time.h>
 
 #include "access/parallel.h"
+#include "access/xact.h"
 #include "commands/extension.h"
 #include "common/sha2.h"
 #include "executor/spi.h"
@@ -119,6 +120,24 @@ static struct
 
 /* The session warned that Citus is installed and no key is configured. */
 static bool warned_no_key = false;
+
+/*
+ * Citus forgets the SET LOCAL of a subtransaction that commits (RELEASE
+ * SAVEPOINT, the end of a PL/pgSQL block with an EXCEPTION clause), while
+ * the setting stays in force here: connections it opens afterwards would
+ * get the parent's envelope, or none.  So the subtransaction level of the
+ * last forwarding is kept, a commit of that level marks the envelope for
+ * forwarding again at the parent's level (pending_lxid: in this
+ * transaction), and mandant's executor and utility hooks do so before the
+ * next statement (MandantForwardPendingEnvelope).
+ */
+static int	forwarded_level = 0;
+static bool forward_pending = false;
+static int	pending_level = 0;
+static LocalTransactionId pending_lxid = InvalidLocalTransactionId;
+
+static void EnvelopeSubXactCallback(SubXactEvent event, SubTransactionId subid,
+									SubTransactionId parent_subid, void *arg);
 
 /* GUC "extra" memory: plain malloc before PostgreSQL 16, guc_malloc since. */
 #if PG_VERSION_NUM >= 160000
@@ -377,6 +396,7 @@ CheckEnvelopeSetting(char **newval, void **extra, GucSource source)
 								  "Envelopes live for mandant.context_lifetime seconds; keep the clocks of the nodes in step.");
 		parsed.lxid = MyProc->lxid;
 	}
+	parsed.own = forwarding && !InitializingParallelWorker;
 
 	copy = GucExtraAlloc(sizeof(MandantEnvelope));
 	if (copy == NULL)
@@ -387,12 +407,16 @@ CheckEnvelopeSetting(char **newval, void **extra, GucSource source)
 }
 
 /*
- * AssignEnvelopeSetting publishes the parsed envelope (NULL when empty).
+ * AssignEnvelopeSetting publishes the parsed envelope (NULL when empty, or
+ * when this node set it for the workers).
  */
 static void
 AssignEnvelopeSetting(const char *newval, void *extra)
 {
-	MandantEnvelopeReceived = (const MandantEnvelope *) extra;
+	const MandantEnvelope *envelope = (const MandantEnvelope *) extra;
+
+	/* what this node hands Citus is no context of its own */
+	MandantEnvelopeReceived = envelope != NULL && !envelope->own ? envelope : NULL;
 }
 
 /*
@@ -402,6 +426,8 @@ AssignEnvelopeSetting(const char *newval, void *extra)
 void
 MandantDefineEnvelopeVariables(void)
 {
+	RegisterSubXactCallback(EnvelopeSubXactCallback, NULL);
+
 	DefineCustomStringVariable(MANDANT_GUC_ENVELOPE,
 							   gettext_noop("Signed copy of the tenant context that Citus forwards to its workers (set by mandant itself)."),
 							   NULL,
@@ -478,6 +504,15 @@ SetEnvelopeLocally(const char *envelope)
 	char	   *sql = psprintf("SET LOCAL %s = '%s'", MANDANT_GUC_ENVELOPE, envelope);
 	int			rc;
 
+	/*
+	 * Outside a transaction block Citus forwards a SET LOCAL only from a
+	 * function it sees running, and a plpgsql expression (PERFORM
+	 * mandant.delete_tenant_rows(...)) runs without its executor: a DO
+	 * block is one it always sees.
+	 */
+	if (!IsTransactionBlock())
+		sql = psprintf("DO $mandant$BEGIN %s; END$mandant$", sql);
+
 	(void) set_config_option(CITUS_PROPAGATE_SET, "local", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	SPI_connect();
@@ -497,6 +532,57 @@ SetEnvelopeLocally(const char *envelope)
 	SPI_finish();
 	AtEOXact_GUC(true, nest_level);
 	pfree(sql);
+	forwarded_level = GetCurrentTransactionNestLevel();
+	forward_pending = false;
+}
+
+/*
+ * EnvelopeSubXactCallback notes when a subtransaction that handed Citus an
+ * envelope commits, so that it is handed over again (see above); when one
+ * aborts, PostgreSQL and Citus both go back to the parent's.
+ */
+static void
+EnvelopeSubXactCallback(SubXactEvent event, SubTransactionId subid,
+						SubTransactionId parent_subid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+
+	if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		if (forwarded_level >= level || (forward_pending && pending_level >= level))
+		{
+			forward_pending = true;
+			pending_level = level - 1;
+			pending_lxid = MyProc->lxid;
+		}
+		forwarded_level = Min(forwarded_level, level - 1);
+	}
+	else if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		if (forward_pending && pending_level >= level)
+			forward_pending = false;
+		forwarded_level = Min(forwarded_level, level - 1);
+	}
+}
+
+/*
+ * MandantForwardPendingEnvelope hands Citus the envelope in force again
+ * when a committed subtransaction made Citus forget it; called before
+ * every statement by mandant's executor and utility hooks, where it costs
+ * one test.
+ */
+void
+MandantForwardPendingEnvelope(void)
+{
+	const char *value;
+
+	if (likely(!forward_pending))
+		return;
+	forward_pending = false;
+	if (pending_lxid != MyProc->lxid || IsInParallelMode() || !MandantCitusInstalled())
+		return;
+	value = GetConfigOption(MANDANT_GUC_ENVELOPE, false, false);
+	SetEnvelopeLocally(value != NULL ? value : "");
 }
 
 /*
@@ -539,4 +625,40 @@ MandantForwardContext(const pg_uuid_t *tenant, const pg_uuid_t *user, int scopes
 		return;
 	}
 	SetEnvelopeLocally(SignEnvelope(key, key_len, tenant, user, scopes, request_id));
+}
+
+/*
+ * MandantForwardOwnerContext hands Citus's worker connections an envelope
+ * of tenant (may be NULL) for the current user, the owner of a tenant
+ * table that mandant works on as that owner (usertable.c): the owner's
+ * connections to the workers, where row level security stays forced,
+ * then see that tenant's rows.  Unlike MandantForwardContext it runs inside
+ * the security-restricted operation; MandantForwardRestoredContext hands
+ * the workers the caller's envelope again when the operation ends.
+ * Returns whether it forwarded anything.
+ */
+bool
+MandantForwardOwnerContext(const pg_uuid_t *tenant)
+{
+	const uint8 *key;
+	size_t		key_len;
+
+	if (!MandantCitusInstalled() || (key = ContextKey(&key_len)) == NULL)
+		return false;
+	SetEnvelopeLocally(tenant != NULL ? SignEnvelope(key, key_len, tenant, NULL, 0, NULL) : "");
+	return true;
+}
+
+/*
+ * MandantForwardRestoredContext hands Citus's worker connections this
+ * node's envelope as it is again after a table owner's operation (its
+ * GUC nest level has ended, taking the owner's envelope back here), so
+ * that Citus stops replaying the owner's envelope to the workers.
+ */
+void
+MandantForwardRestoredContext(void)
+{
+	const char *value = GetConfigOption(MANDANT_GUC_ENVELOPE, false, false);
+
+	SetEnvelopeLocally(value != NULL ? value : "");
 }

@@ -19,6 +19,9 @@
  * They are requested and attached here, with the hooks chained in the
  * order pg_stat_statements uses.
  *
+ * The executor and utility hooks also hand Citus the tenant context again
+ * when a committed subtransaction made it forget it (envelope.c).
+ *
  * The utility hook refuses SET of the context settings before the hooks
  * chained after it run: with shared_preload_libraries = 'citus,mandant',
  * mandant's hook is called first, so that such a SET is refused here
@@ -37,6 +40,7 @@
  */
 #include "postgres.h"
 
+#include "executor/executor.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
@@ -59,6 +63,7 @@ LWLockPadded *MandantLocks = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static ProcessUtility_hook_type prev_process_utility_hook = NULL;
+static ExecutorStart_hook_type prev_executor_start_hook = NULL;
 
 /* The caches' relcache callbacks, called by the one mandant registers. */
 #define MAX_RELCACHE_CALLBACKS	8
@@ -137,6 +142,8 @@ MandantProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 					  QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
 	MandantCheckSetStatement(pstmt->utilityStmt);
+	if (!IsA(pstmt->utilityStmt, TransactionStmt))
+		MandantForwardPendingEnvelope();
 
 	if (prev_process_utility_hook)
 		prev_process_utility_hook(pstmt, queryString, readOnlyTree, context, params,
@@ -147,9 +154,23 @@ MandantProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 }
 
 /*
+ * MandantExecutorStart hands Citus the envelope again if a committed
+ * subtransaction made it forget it (envelope.c), then starts the query.
+ */
+static void
+MandantExecutorStart(QueryDesc *queryDesc, int eflags)
+{
+	MandantForwardPendingEnvelope();
+	if (prev_executor_start_hook)
+		prev_executor_start_hook(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
+}
+
+/*
  * _PG_init checks that the library is being preloaded, then defines the
  * context variables and mandant's settings, reserves the "mandant" settings
- * prefix and chains the shared memory and utility hooks.
+ * prefix and chains the shared memory, utility and executor-start hooks.
  */
 void
 _PG_init(void)
@@ -180,4 +201,6 @@ _PG_init(void)
 	shmem_startup_hook = MandantShmemStartup;
 	prev_process_utility_hook = ProcessUtility_hook;
 	ProcessUtility_hook = MandantProcessUtility;
+	prev_executor_start_hook = ExecutorStart_hook;
+	ExecutorStart_hook = MandantExecutorStart;
 }

@@ -316,10 +316,12 @@ extern void MandantOnRelcacheInvalidation(RelcacheCallbackFunction callback);
  */
 extern bool MandantCitusInstalled(void);
 extern bool MandantCitusInternalBackend(void);
+extern void MandantRefuseInPushedDownQuery(const char *function);
+extern void MandantCitusRequireTransactionBlock(const char *function);
 extern bool MandantCitusPlacement(Oid relid, Oid indexid, Oid *placement, Oid *placement_index);
 extern Oid	MandantCitusLogicalTable(Relation rel);
-extern Oid	MandantCitusColocatedShard(Oid target, Relation shard);
 extern Oid	MandantLogicalRelid(Relation rel);
+extern bool MandantCitusTrustedShardTrigger(Relation rel, Oid fnoid);
 
 /*
  * envelope.c: the signed copy of the context (mandant.context) that Citus
@@ -335,6 +337,7 @@ typedef struct MandantEnvelope
 	Oid			role;			/* the current user it was accepted for */
 	LocalTransactionId lxid;	/* its transaction; invalid in a parallel
 								 * worker */
+	bool		own;			/* this node set it for Citus to forward */
 	char		request_id[MANDANT_REQUEST_ID_MAX_BYTES + 1];
 } MandantEnvelope;
 
@@ -342,6 +345,9 @@ extern const MandantEnvelope *MandantEnvelopeReceived;
 extern void MandantDefineEnvelopeVariables(void);
 extern void MandantForwardContext(const pg_uuid_t *tenant, const pg_uuid_t *user,
 								  int scopes, const char *request_id);
+extern bool MandantForwardOwnerContext(const pg_uuid_t *tenant);
+extern void MandantForwardPendingEnvelope(void);
+extern void MandantForwardRestoredContext(void);
 
 /* scope.c */
 extern const char *MandantScopeName(int scope_bit);
@@ -429,11 +435,11 @@ extern void MandantCheckTriggerArgs(struct Trigger *trigger, Relation rel, int n
 extern void MandantCheckTriggerCall(FunctionCallInfo fcinfo, int events, int nargs,
 									const char *function, const char *how,
 									const char *hint);
-extern void MandantCheckRegisteredPair(Relation rel, const char *registry,
+extern void MandantCheckRegisteredPair(struct TriggerData *trigdata, const char *registry,
 									   const char *enable_function,
 									   const char *const columns[2],
 									   const char *first, const char *second);
-extern bool MandantCheckRegistered(Relation rel, const char *registry,
+extern bool MandantCheckRegistered(struct TriggerData *trigdata, const char *registry,
 								   const char *enable_function, int ncolumns,
 								   const char *const *columns, Datum *values,
 								   bool *isnull);
@@ -449,11 +455,12 @@ typedef struct MandantSavedUser
 	Oid			userid;
 	int			sec_context;
 	int			nestlevel;
+	bool		forwarded;		/* an envelope went to Citus meanwhile */
 } MandantSavedUser;
 
 extern void MandantBecomeOwner(Oid owner, int flags, MandantSavedUser *saved);
 extern bool MandantErasingTenant(const pg_uuid_t *tenant);
-extern void MandantEnterTableOwner(Oid relid, MandantSavedUser *saved);
+extern void MandantEnterTableOwner(Oid relid, const pg_uuid_t *tenant, MandantSavedUser *saved);
 extern bool MandantErasingRow(const struct TriggerData *trigdata, AttrNumber attnum);
 extern void MandantRestoreUser(const MandantSavedUser *saved);
 extern void MandantCheckTableTarget(Oid relid, const char *function_name);

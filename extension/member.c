@@ -117,6 +117,7 @@ mandant_set_user(PG_FUNCTION_ARGS)
 	char	   *role;
 	int			scopes;
 
+	MandantRefuseInPushedDownQuery("mandant.set_user()");
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

@@ -339,7 +339,7 @@ CheckOutboxRegistration(TriggerData *trigdata)
 	bool		isnull[3];
 	const char *fixed[2];
 
-	if (!MandantCheckRegistered(trigdata->tg_relation, "outbox_table", "mandant.enable_outbox()",
+	if (!MandantCheckRegistered(trigdata, "outbox_table", "mandant.enable_outbox()",
 								3, columns, values, isnull))
 		return;
 	fixed[0] = isnull[0] ? NULL : TextDatumGetCString(values[0]);

@@ -492,7 +492,7 @@ GetQuotaTarget(TriggerData *trigdata)
 	if (target->cache.valid)
 		return target;
 
-	MandantCheckRegisteredPair(rel, "quota_table", "mandant.enable_quota()", registered,
+	MandantCheckRegisteredPair(trigdata, "quota_table", "mandant.enable_quota()", registered,
 							   resource, column);
 	attnum = get_attnum(RelationGetRelid(rel), column);
 	if (attnum <= 0 || TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid != UUIDOID)

@@ -444,15 +444,18 @@ MandantCheckTriggerCall(FunctionCallInfo fcinfo, int events, int nargs,
  * MandantCheckRegistered refuses to run a row trigger on a table that the
  * registry mandant.<registry> (primary key relid) does not list, itself or
  * one of its partitioned ancestors, and on temporary tables.  A shard of a
- * Citus table is the table it is a shard of.  A registry that does
+ * Citus table is the table it is a shard of; on a worker, whose registries
+ * do not list the coordinator's tables, the shard's trigger is trusted
+ * when it calls a function that only mandant may attach (citus.c).  A registry that does
  * not exist (a database of an older release) lists everything: then the
  * function returns false, else true with the registry's row in
  * values/isnull (ncolumns columns).
  */
 bool
-MandantCheckRegistered(Relation rel, const char *registry, const char *enable_function,
+MandantCheckRegistered(TriggerData *trigdata, const char *registry, const char *enable_function,
 					   int ncolumns, const char *const *columns, Datum *values, bool *isnull)
 {
+	Relation	rel = trigdata->tg_relation;
 	Oid			nsp = get_namespace_oid("mandant", true);
 	char	   *pkey = psprintf("%s_pkey", registry);
 	Oid			relid;
@@ -467,6 +470,8 @@ MandantCheckRegistered(Relation rel, const char *registry, const char *enable_fu
 				 errdetail("%s registers permanent tables only.", enable_function),
 				 errhint("Use a permanent table.")));
 	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid(registry, nsp)))
+		return false;
+	if (MandantCitusTrustedShardTrigger(rel, trigdata->tg_trigger->tgfoid))
 		return false;
 	relid = MandantLogicalRelid(rel);
 	key.value = ObjectIdGetDatum(relid);
@@ -504,13 +509,14 @@ MandantCheckRegistered(Relation rel, const char *registry, const char *enable_fu
  * column) registrations.
  */
 void
-MandantCheckRegisteredPair(Relation rel, const char *registry, const char *enable_function,
+MandantCheckRegisteredPair(TriggerData *trigdata, const char *registry, const char *enable_function,
 						   const char *const columns[2], const char *first, const char *second)
 {
+	Relation	rel = trigdata->tg_relation;
 	Datum		values[2];
 	bool		isnull[2];
 
-	if (MandantCheckRegistered(rel, registry, enable_function, 2, columns, values, isnull) &&
+	if (MandantCheckRegistered(trigdata, registry, enable_function, 2, columns, values, isnull) &&
 		(isnull[0] || isnull[1] || strcmp(TextDatumGetCString(values[0]), first) != 0 ||
 		 strcmp(NameStr(*DatumGetName(values[1])), second) != 0))
 		ereport(ERROR,

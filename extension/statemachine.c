@@ -525,7 +525,7 @@ GetFsmTable(TriggerData *trigdata)
 				 errdetail("mandant.state_machine_trigger() takes the machine, the state column and log or nolog."),
 				 errhint("Use mandant.enable_state_machine(table, machine) to attach it.")));
 
-	MandantCheckRegisteredPair(trigdata->tg_relation, "state_machine_table",
+	MandantCheckRegisteredPair(trigdata, "state_machine_table",
 							   "mandant.enable_state_machine()", binding,
 							   trigger->tgargs[0], trigger->tgargs[1]);
 
@@ -538,6 +538,12 @@ GetFsmTable(TriggerData *trigdata)
 	table->guard_ready = false;
 	MemoryContextSwitchTo(old);
 
+	if (table->log && !table->audited && OidIsValid(MandantCitusLogicalTable(trigdata->tg_relation)))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("transitions of distributed table %s cannot be logged yet", table->shape.entity_type),
+				 errdetail("The trigger runs on a shard, on a worker, and mandant.state_transition_log is a table of the coordinator."),
+				 errhint("Call mandant.enable_state_machine() again with log_transitions => false.")));
 	if (table->state_column < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_COLUMN),

@@ -279,7 +279,7 @@ ExportOpenCursor(ExportState *state, ExportSource *source, MemoryContext cxt)
 
 	args[0] = UUIDPGetDatum(&state->tenant);
 	if (OidIsValid(source->relid))
-		MandantEnterTableOwner(source->relid, &saved);
+		MandantEnterTableOwner(source->relid, &state->tenant, &saved);
 	SPI_connect();
 	portal = SPI_cursor_open_with_args(name, source->query, 1, argtypes, args, NULL, true, 0);
 	portal->visible = false;
@@ -329,7 +329,7 @@ ExportFetch(ExportState *state)
 	chunk.data = NULL;
 	chunk.len = 0;
 	if (OidIsValid(state->portal_relid))
-		MandantEnterTableOwner(state->portal_relid, &saved);
+		MandantEnterTableOwner(state->portal_relid, &state->tenant, &saved);
 	SPI_connect();
 	portal = ExportFindCursor(state);
 	SPI_cursor_fetch(portal, true, EXPORT_BATCH);
@@ -443,6 +443,7 @@ mandant_op_export_tenant_stream(PG_FUNCTION_ARGS)
 					 errdetail("mandant.export_tenant_stream() was called with NULL."),
 					 errhint("Pass the id of the tenant to export.")));
 		tenant = PG_GETARG_UUID_P(0);
+		MandantCitusRequireTransactionBlock("mandant.export_tenant_stream()");
 		if (!TenantExists(tenant))
 			ereport(ERROR,
 					(errcode(ERRCODE_MANDANT_TENANT_NOT_FOUND),

@@ -114,13 +114,20 @@ MandantBecomeOwner(Oid owner, int flags, MandantSavedUser *saved)
 	SetUserIdAndSecContext(owner, saved->sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION | flags);
 	saved->nestlevel = NewGUCNestLevel();
+	saved->forwarded = false;
 }
 
+/*
+ * MandantRestoreUser undoes MandantBecomeOwner (and MandantEnterTableOwner,
+ * handing the Citus workers the caller's envelope again).
+ */
 void
 MandantRestoreUser(const MandantSavedUser *saved)
 {
 	AtEOXact_GUC(false, saved->nestlevel);
 	SetUserIdAndSecContext(saved->userid, saved->sec_context);
+	if (saved->forwarded)
+		MandantForwardRestoredContext();
 }
 
 /*
@@ -263,10 +270,12 @@ MandantErasingTenant(const pg_uuid_t *tenant)
  * MandantEnterTableOwner makes the owner of the tenant table relid the
  * current user, in a security-restricted operation with the owner's forced
  * row level security lifted, outside any tenant (see the file header);
- * MandantRestoreUser undoes it.
+ * MandantRestoreUser undoes it.  On Citus the owner's connections to the
+ * workers, where row level security stays forced, get an envelope of
+ * tenant, the tenant whose rows the operation is about (NULL: none).
  */
 void
-MandantEnterTableOwner(Oid relid, MandantSavedUser *saved)
+MandantEnterTableOwner(Oid relid, const pg_uuid_t *tenant, MandantSavedUser *saved)
 {
 	Relation	rel = OpenUserTable(relid, AccessShareLock);
 	Oid			owner;
@@ -276,6 +285,7 @@ MandantEnterTableOwner(Oid relid, MandantSavedUser *saved)
 	table_close(rel, NoLock);
 	MandantBecomeOwner(owner, SECURITY_NOFORCE_RLS, saved);
 	MandantAssignContext(NULL, NULL, 0);
+	saved->forwarded = MandantForwardOwnerContext(tenant);
 }
 
 /*
@@ -307,18 +317,19 @@ typedef void (*TableOwnerWork) (void *arg);
 /*
  * RunAsTableOwner runs work(arg) as the owner of the tenant table relid, in
  * a security-restricted operation, outside any tenant, with the owner's
- * forced row level security lifted.  With erasing (a tenant), mandant's
- * triggers treat the rows of that tenant as delete_tenant's meanwhile
- * (NULL: no tenant's); the tenant erased before is restored afterwards.
+ * forced row level security lifted, for tenant (the Citus workers' row
+ * level security).  With erasing, mandant's triggers treat the rows of
+ * that tenant as delete_tenant's meanwhile; the tenant erased before is
+ * restored afterwards.
  */
 static void
-RunAsTableOwner(Oid relid, const pg_uuid_t *erasing, TableOwnerWork work, void *arg)
+RunAsTableOwner(Oid relid, const pg_uuid_t *tenant, bool erasing, TableOwnerWork work, void *arg)
 {
 	MandantSavedUser saved;
 	const pg_uuid_t *outer = erasing_tenant;
 
-	MandantEnterTableOwner(relid, &saved);
-	erasing_tenant = erasing;
+	MandantEnterTableOwner(relid, tenant, &saved);
+	erasing_tenant = erasing ? tenant : NULL;
 	PG_TRY();
 	{
 		SPI_connect();
@@ -402,7 +413,7 @@ mandant_run_as_table_owner(PG_FUNCTION_ARGS)
 	q.args[1] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
 	q.nulls[0] = ' ';
 	q.nulls[1] = PG_ARGISNULL(3) ? 'n' : ' ';
-	RunAsTableOwner(PG_GETARG_OID(0), NULL, RunQuery, &q);
+	RunAsTableOwner(PG_GETARG_OID(0), PG_GETARG_UUID_P(1), false, RunQuery, &q);
 	if (!q.returned)
 		PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in,
 											CStringGetDatum(psprintf(UINT64_FORMAT, q.processed))));
@@ -547,7 +558,7 @@ mandant_delete_tenant_rows(PG_FUNCTION_ARGS)
 										 get_rel_name(PG_GETARG_OID(0)));
 	e.column = quote_identifier(column);
 	e.tenant = PG_GETARG_UUID_P(1);
-	RunAsTableOwner(PG_GETARG_OID(0), e.tenant, DeleteInBatches, &e);
+	RunAsTableOwner(PG_GETARG_OID(0), e.tenant, true, DeleteInBatches, &e);
 	PG_RETURN_INT64((int64) e.deleted);
 }
 

@@ -211,21 +211,13 @@ LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION mandant.tenant_filter() IS
 'The USING side of tenant tables'' policies: the tenant of the transaction, NULL (no rows) without one; MD001 instead with mandant.strict_context on, except for trusted backends.';
 
-CREATE OR REPLACE FUNCTION mandant.row_in_tenant(tenant uuid, tbl regclass)
-RETURNS boolean
-AS 'MODULE_PATHNAME', 'mandant_row_in_tenant'
-LANGUAGE C STABLE PARALLEL SAFE;
-
 CREATE OR REPLACE FUNCTION mandant.row_in_tenant(tenant uuid, tbl text)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'mandant_row_in_tenant'
 LANGUAGE C STABLE PARALLEL SAFE;
 
-COMMENT ON FUNCTION mandant.row_in_tenant(uuid, regclass) IS
-'The WITH CHECK of tenant tables'' policies as 0.1.0 wrote them (see row_in_tenant(uuid, text)).';
-
 COMMENT ON FUNCTION mandant.row_in_tenant(uuid, text) IS
-'The WITH CHECK of tenant tables'' policies: true for a row of the transaction''s tenant; MD001 with no tenant, 42501 naming the table (tbl) and both tenants for another tenant''s row.';
+'The WITH CHECK of tenant tables'' policies: true for a row of the transaction''s tenant; MD001 with no tenant, 42501 naming the table (tbl, its name as text) and both tenants for another tenant''s row.';
 
 CREATE OR REPLACE FUNCTION mandant.gate_call(op text, tenant uuid, args jsonb)
 RETURNS jsonb
@@ -1023,8 +1015,27 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	existing text;
+	existing	text;
+	twin		text;
+	unsafe		text;
 BEGIN
+	/*
+	 * On a table that Citus distributes, the trigger fires on the shards,
+	 * on the workers: it calls the twin of the function that only mandant
+	 * may attach (97_citus.sql), and Citus must be told to take it.
+	 */
+	IF mandant.citus_distribution_column(tbl) IS NOT NULL THEN
+		twin := substring(statement FROM 'EXECUTE FUNCTION (mandant\.[a-z_]+)\(') || '_on_shards';
+		IF to_regproc(twin) IS NULL THEN
+			RAISE EXCEPTION '% is not supported on distributed tables yet', substring(twin FROM '^mandant\.([a-z_]+)_on_shards$')
+				USING ERRCODE = 'feature_not_supported',
+					  DETAIL = format('Citus distributes %s; mandant cannot yet store what this trigger writes beside the table''s shards.', tbl),
+					  HINT = 'README, "Scale out", lists what works on distributed tables.';
+		END IF;
+		statement := replace(statement, substring(statement FROM 'EXECUTE FUNCTION (mandant\.[a-z_]+)\(') || '(', twin || '(');
+		unsafe := current_setting('citus.enable_unsafe_triggers');
+		PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+	END IF;
 	SELECT pg_get_triggerdef(t.oid) INTO existing
 	FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = name;
 	IF existing IS DISTINCT FROM statement THEN
@@ -1032,6 +1043,9 @@ BEGIN
 			EXECUTE format('DROP TRIGGER %I ON %s', name, tbl);
 		END IF;
 		EXECUTE statement;
+	END IF;
+	IF unsafe IS NOT NULL THEN
+		PERFORM set_config('citus.enable_unsafe_triggers', unsafe, true);
 	END IF;
 END
 $$;
@@ -1461,6 +1475,7 @@ DECLARE
 	frozen_states		text[] := COALESCE(mandant.text_array(args -> 'frozenStates'), '{}');
 	transition_columns	text[] := mandant.text_array(args -> 'transitionColumns');
 	all_states			text[];
+	owner				regrole := (SELECT r.oid FROM pg_roles r WHERE r.rolname = caller)::regrole;
 BEGIN
 	IF name IS NULL OR name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
 		RAISE EXCEPTION 'invalid state machine name %', COALESCE(quote_literal(name), 'NULL')
@@ -1493,7 +1508,7 @@ BEGIN
 	END IF;
 
 	INSERT INTO mandant.state_machine (name, transition_columns, owner)
-	VALUES (name, COALESCE(transition_columns, '{}'), (SELECT r.oid FROM pg_roles r WHERE r.rolname = caller)::regrole);
+	VALUES (name, COALESCE(transition_columns, '{}'), owner);
 	INSERT INTO mandant.state_machine_state (machine, state, initial, frozen)
 	SELECT name, s, s = ANY (initial_states), s = ANY (frozen_states)
 	FROM unnest(all_states) s;
@@ -1684,10 +1699,16 @@ DECLARE
 BEGIN
 	PERFORM mandant.check_table_target(tbl, 'mandant.enable_state_machine');
 	PERFORM mandant.check_state_column(tbl, machine, "column");
-	EXECUTE format('SELECT %I FROM %s t WHERE %I IS NOT NULL AND NOT EXISTS '
-				   '(SELECT 1 FROM mandant.state_machine_state x WHERE x.machine = $1 AND x.state = t.%I) LIMIT 1',
+	IF COALESCE(log_transitions, true) AND mandant.citus_distribution_column(tbl) IS NOT NULL THEN
+		RAISE EXCEPTION 'transitions of distributed table % cannot be logged yet', tbl
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = 'mandant.state_transition_log is a table of the coordinator, and the trigger runs on the shards, on the workers.',
+				  HINT = format('Bind it with mandant.enable_state_machine(%L, %L, %L, log_transitions => false).', tbl::text, machine, "column");
+	END IF;
+	/* the states as a value, so that the query is the same on a distributed table */
+	EXECUTE format('SELECT %I FROM %s t WHERE %I IS NOT NULL AND %I <> ALL ($1) LIMIT 1',
 				   "column", tbl, "column", "column")
-		INTO stray USING machine;
+		INTO stray USING ARRAY(SELECT x.state FROM mandant.state_machine_state x WHERE x.machine = enable_state_machine.machine);
 	IF stray IS NOT NULL THEN
 		RAISE EXCEPTION 'table % has rows in state "%", which state machine "%" does not declare', tbl, stray, machine
 			USING ERRCODE = 'check_violation',
@@ -3679,6 +3700,7 @@ DECLARE
 	rows	jsonb;
 	tables	jsonb := '{}';
 BEGIN
+	PERFORM mandant.citus_require_transaction_block('mandant.export_tenant()');
 	SELECT * INTO t FROM mandant.tenant x WHERE x.id = tenant;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'tenant "%" does not exist', tenant
@@ -4831,8 +4853,9 @@ DECLARE
 	reference	text[] := ARRAY[
 		'mandant.plan', 'mandant.tenant', 'mandant.users', 'mandant.role', 'mandant.membership',
 		'mandant.service_account', 'mandant.refresh_family', 'mandant.refresh_token',
-		'mandant.config_entry'];
-	local_fks	text[] := ARRAY['mandant.quota_change', 'mandant.tenant_usage'];
+		'mandant.config_entry', 'mandant.state_machine', 'mandant.state_machine_state',
+		'mandant.state_transition'];
+	local_fks	text[] := ARRAY['mandant.quota_change', 'mandant.tenant_usage', 'mandant.state_machine_table'];
 	readd		text[] := '{}';
 	tbl			text;
 	fk			record;
@@ -4922,6 +4945,22 @@ $$;
 COMMENT ON FUNCTION mandant.citus_distribution_column(regclass) IS
 'The column by which Citus distributes a hash-distributed table; NULL for other tables and without Citus.';
 
+CREATE OR REPLACE FUNCTION mandant.state_machine_trigger_on_shards()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'mandant_state_machine_trigger'
+LANGUAGE C;
+
+COMMENT ON FUNCTION mandant.state_machine_trigger_on_shards() IS
+'Internal: mandant.state_machine_trigger() as mandant.enable_state_machine() attaches it to a table that Citus distributes.';
+
+CREATE OR REPLACE FUNCTION mandant.citus_require_transaction_block(function text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'mandant_citus_require_transaction_block'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION mandant.citus_require_transaction_block(text) IS
+'Internal: on Citus, refuses (25P01) an export outside a transaction block, where the shards would be read without the owner''s tenant context.';
+
 /* ---- comments of functions that changed ---- */
 
 COMMENT ON FUNCTION mandant.emit(text, text, jsonb) IS
@@ -4992,6 +5031,8 @@ REVOKE ALL ON FUNCTION mandant.http_route_grants() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.http_call(jsonb, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION mandant.http_call(jsonb, text) TO mandant_gateway;
 REVOKE ALL ON FUNCTION mandant.citus_setup() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.state_machine_trigger_on_shards() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.citus_require_transaction_block(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION
 	mandant.plan_restore_builtin(), mandant.check_excluded_columns(regclass, text[]),
 	mandant.check_primary_key(regclass, text, text), mandant.check_state_names(text[], text),
@@ -5131,7 +5172,7 @@ BEGIN
 				   = pg_catalog.format('(%I = mandant.require_tenant())', r.tenant_column)
 	LOOP
 		EXECUTE pg_catalog.format('ALTER POLICY tenant_isolation ON %s USING (%I = mandant.tenant_filter()) '
-								  'WITH CHECK (mandant.row_in_tenant(%I, %L::regclass))',
+								  'WITH CHECK (mandant.row_in_tenant(%I, %L::text))',
 								  t.tbl, t.tenant_column, t.tenant_column, t.tbl::text);
 	END LOOP;
 END
@@ -5167,22 +5208,6 @@ ALTER TABLE mandant.tenant_import ENABLE ALWAYS TRIGGER c_finish;
 
 REVOKE ALL ON mandant.tenant_import FROM PUBLIC;
 GRANT INSERT ON mandant.tenant_import TO PUBLIC;		-- the gate refuses with its hint
-
-/* ---- tenant policies name their table as text (Citus creates them on shards before the table exists there) ---- */
-DO $policies$
-DECLARE
-	r record;
-BEGIN
-	FOR r IN SELECT t.relid, t.tenant_column FROM mandant.tenant_table t
-			 JOIN pg_catalog.pg_policy p ON p.polrelid = t.relid AND p.polname = 'tenant_isolation'
-			 WHERE pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid)
-				   = pg_catalog.format('mandant.row_in_tenant(%I, %L::regclass)', t.tenant_column, t.relid::text)
-	LOOP
-		EXECUTE pg_catalog.format('ALTER POLICY tenant_isolation ON %s WITH CHECK (mandant.row_in_tenant(%I, %L::text))',
-								  r.relid, r.tenant_column, r.relid::text);
-	END LOOP;
-END
-$policies$;
 
 /* ---- routes of the HTTP gateway: every backend reloads them after a change ---- */
 

@@ -72,21 +72,13 @@ LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION mandant.tenant_filter() IS
 'The USING side of tenant tables'' policies: the tenant of the transaction, NULL (no rows) without one; MD001 instead with mandant.strict_context on, except for trusted backends.';
 
-CREATE FUNCTION mandant.row_in_tenant(tenant uuid, tbl regclass)
-RETURNS boolean
-AS 'MODULE_PATHNAME', 'mandant_row_in_tenant'
-LANGUAGE C STABLE PARALLEL SAFE;
-
-COMMENT ON FUNCTION mandant.row_in_tenant(uuid, regclass) IS
-'The WITH CHECK of tenant tables'' policies as 0.1.0 wrote them (see row_in_tenant(uuid, text)).';
-
 CREATE FUNCTION mandant.row_in_tenant(tenant uuid, tbl text)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'mandant_row_in_tenant'
 LANGUAGE C STABLE PARALLEL SAFE;
 
 COMMENT ON FUNCTION mandant.row_in_tenant(uuid, text) IS
-'The WITH CHECK of tenant tables'' policies: true for a row of the transaction''s tenant; MD001 with no tenant, 42501 naming the table (tbl) and both tenants for another tenant''s row.';
+'The WITH CHECK of tenant tables'' policies: true for a row of the transaction''s tenant; MD001 with no tenant, 42501 naming the table (tbl, its name as text) and both tenants for another tenant''s row.';
 
 CREATE FUNCTION mandant.set_user(user_id uuid)
 RETURNS void

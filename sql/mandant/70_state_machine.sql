@@ -255,6 +255,7 @@ DECLARE
 	frozen_states		text[] := COALESCE(mandant.text_array(args -> 'frozenStates'), '{}');
 	transition_columns	text[] := mandant.text_array(args -> 'transitionColumns');
 	all_states			text[];
+	owner				regrole := (SELECT r.oid FROM pg_roles r WHERE r.rolname = caller)::regrole;
 BEGIN
 	IF name IS NULL OR name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
 		RAISE EXCEPTION 'invalid state machine name %', COALESCE(quote_literal(name), 'NULL')
@@ -287,7 +288,7 @@ BEGIN
 	END IF;
 
 	INSERT INTO mandant.state_machine (name, transition_columns, owner)
-	VALUES (name, COALESCE(transition_columns, '{}'), (SELECT r.oid FROM pg_roles r WHERE r.rolname = caller)::regrole);
+	VALUES (name, COALESCE(transition_columns, '{}'), owner);
 	INSERT INTO mandant.state_machine_state (machine, state, initial, frozen)
 	SELECT name, s, s = ANY (initial_states), s = ANY (frozen_states)
 	FROM unnest(all_states) s;
@@ -478,10 +479,16 @@ DECLARE
 BEGIN
 	PERFORM mandant.check_table_target(tbl, 'mandant.enable_state_machine');
 	PERFORM mandant.check_state_column(tbl, machine, "column");
-	EXECUTE format('SELECT %I FROM %s t WHERE %I IS NOT NULL AND NOT EXISTS '
-				   '(SELECT 1 FROM mandant.state_machine_state x WHERE x.machine = $1 AND x.state = t.%I) LIMIT 1',
+	IF COALESCE(log_transitions, true) AND mandant.citus_distribution_column(tbl) IS NOT NULL THEN
+		RAISE EXCEPTION 'transitions of distributed table % cannot be logged yet', tbl
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = 'mandant.state_transition_log is a table of the coordinator, and the trigger runs on the shards, on the workers.',
+				  HINT = format('Bind it with mandant.enable_state_machine(%L, %L, %L, log_transitions => false).', tbl::text, machine, "column");
+	END IF;
+	/* the states as a value, so that the query is the same on a distributed table */
+	EXECUTE format('SELECT %I FROM %s t WHERE %I IS NOT NULL AND %I <> ALL ($1) LIMIT 1',
 				   "column", tbl, "column", "column")
-		INTO stray USING machine;
+		INTO stray USING ARRAY(SELECT x.state FROM mandant.state_machine_state x WHERE x.machine = enable_state_machine.machine);
 	IF stray IS NOT NULL THEN
 		RAISE EXCEPTION 'table % has rows in state "%", which state machine "%" does not declare', tbl, stray, machine
 			USING ERRCODE = 'check_violation',

@@ -559,6 +559,7 @@ DECLARE
 	rows	jsonb;
 	tables	jsonb := '{}';
 BEGIN
+	PERFORM mandant.citus_require_transaction_block('mandant.export_tenant()');
 	SELECT * INTO t FROM mandant.tenant x WHERE x.id = tenant;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'tenant "%" does not exist', tenant

@@ -14,15 +14,30 @@
  * Citus wants every table that a foreign key links to a reference table in
  * its metadata.  They are small and read far more often than written.
  *
+ * The state machines are reference tables too: their trigger checks rows
+ * on the shards, on the workers.
+ *
+ * The registries stay tables of every node: they name tables by oid
+ * (regclass), another number on every node, and each node keeps its own
+ * (each has the built-in machine of mandant.tenant, whose trigger fires on
+ * every placement).  On a distributed table mandant attaches the
+ * *_on_shards twins of its trigger functions, which nobody else may
+ * attach, so that the shards' triggers need no registry on the workers
+ * (mandant.attach_trigger, extension/citus.c).
+ *
  * The tables that mandant's C code appends to (audit events, outbox,
  * transition log, usage counters) and the append-only history stay
  * tables of the coordinator for now; their foreign keys to mandant.tenant
  * are dropped here (they are written by mandant alone, and
- * mandant.delete_tenant() erases them explicitly).  So do the registries
- * and the state machines: they name tables by oid (regclass), which is
- * another number on every node, and every node keeps its own (each has
- * the built-in machine of mandant.tenant, whose trigger fires on every
- * placement).
+ * mandant.delete_tenant() erases them explicitly).  So the triggers that
+ * write them are not attached to distributed tables yet (attach_trigger
+ * refuses; a state machine binds a distributed table with
+ * log_transitions => false).  Their shape on Citus, distributed and
+ * colocated with the tenant tables, needs every write of a tenant's
+ * shards in a transaction made by one role: Citus refuses a placement
+ * that another role modified in the same transaction, and
+ * mandant.delete_tenant() erases the tenant's rows as the tables' owner
+ * and mandant's rows as mandant's.
  *
  * Triggers on these tables fire on every placement of a reference table,
  * so they are written to act on the relation they fire on (TG_TABLE), and
@@ -39,8 +54,9 @@ DECLARE
 	reference	text[] := ARRAY[
 		'mandant.plan', 'mandant.tenant', 'mandant.users', 'mandant.role', 'mandant.membership',
 		'mandant.service_account', 'mandant.refresh_family', 'mandant.refresh_token',
-		'mandant.config_entry'];
-	local_fks	text[] := ARRAY['mandant.quota_change', 'mandant.tenant_usage'];
+		'mandant.config_entry', 'mandant.state_machine', 'mandant.state_machine_state',
+		'mandant.state_transition'];
+	local_fks	text[] := ARRAY['mandant.quota_change', 'mandant.tenant_usage', 'mandant.state_machine_table'];
 	readd		text[] := '{}';
 	tbl			text;
 	fk			record;
@@ -136,3 +152,29 @@ $$;
 
 COMMENT ON FUNCTION mandant.citus_distribution_column(regclass) IS
 'The column by which Citus distributes a hash-distributed table; NULL for other tables and without Citus.';
+
+/*
+ * The twins of the trigger functions that mandant attaches to distributed
+ * tables.  Nobody but their owner may execute them, so nobody else can
+ * attach them; on a shard, the C code takes that for the registration
+ * that the workers' registries lack (MandantCitusTrustedShardTrigger).
+ */
+CREATE FUNCTION mandant.state_machine_trigger_on_shards()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'mandant_state_machine_trigger'
+LANGUAGE C;
+
+REVOKE ALL ON FUNCTION mandant.state_machine_trigger_on_shards() FROM PUBLIC;
+
+COMMENT ON FUNCTION mandant.state_machine_trigger_on_shards() IS
+'Internal: mandant.state_machine_trigger() as mandant.enable_state_machine() attaches it to a table that Citus distributes.';
+
+CREATE FUNCTION mandant.citus_require_transaction_block(function text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'mandant_citus_require_transaction_block'
+LANGUAGE C VOLATILE;
+
+REVOKE ALL ON FUNCTION mandant.citus_require_transaction_block(text) FROM PUBLIC;
+
+COMMENT ON FUNCTION mandant.citus_require_transaction_block(text) IS
+'Internal: on Citus, refuses (25P01) an export outside a transaction block, where the shards would be read without the owner''s tenant context.';

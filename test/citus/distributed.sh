@@ -3,11 +3,10 @@
 # "The distributed suite"), as a trusted backend (a mandant_service role
 # that calls set_tenant) and as an end user (a token, authenticate()).
 # Tenant tables are distributed by tenant_id: app.notes got enable_tenancy
-# before create_distributed_table, app.tasks after it, with audit, outbox,
-# a quota and a status machine.  Rows of the first tenants are written by
-# a superuser, so that the reads are tested apart from the writes.
-#
-# pending: issue 16 items 2-5 (context on the workers, mandant.citus_setup, lookups, triggers)
+# before create_distributed_table, app.tasks after it, with a status
+# machine.  Rows of the first tenants are written by a superuser, so that
+# the reads are tested apart from the writes.  Audit, outbox and quotas on
+# distributed tables are refused here until they work (triggers.sh).
 . "$(dirname "$0")/lib.sh"
 
 # Roles as scripts/demo.sql makes them (Citus propagates them to the
@@ -73,48 +72,6 @@ is "enable_tenancy after create_distributed_table" "distributed tenant_isolation
 	FROM pg_policy WHERE polrelid = 'app.tasks'::regclass;
 EOF
 
-# by_hand TABLE: when mandant could not distribute TABLE (the checks
-# above), distribute it as far as today's mandant allows, so that the cases
-# below test the context on shards, not a table that stayed local:
-# enable_tenancy on the local table, then drop its foreign key to
-# mandant.tenant (a local table on the coordinator) and recreate mandant's
-# policy after create_distributed_table (its WITH CHECK names the table as
-# a regclass constant, which the shards cannot resolve while the workers
-# lack the shell table: 42P01).  mandant.citus_setup() and enable_tenancy
-# are to make this unnecessary (issue 16, item 3).
-by_hand() {
-	state=$(value coordinator postgres <<-EOF
-		SELECT $(where "$1") || ' ' || EXISTS (SELECT FROM mandant.tenant_table WHERE relid = '$1'::regclass);
-	EOF
-	)
-	[ "$state" != "distributed true" ] || return 0
-	echo "# $1: distributed by hand (was: $state)"
-	if [ "${state%% *}" = distributed ]; then
-		setup coordinator postgres <<-EOF
-			SELECT undistribute_table('$1');
-		EOF
-	fi
-	if [ "${state#* }" = false ]; then
-		setup coordinator citus_owner <<-EOF
-			SELECT mandant.enable_tenancy('$1');
-		EOF
-	fi
-	setup coordinator postgres <<-EOF
-		SELECT string_agg(format('CREATE POLICY %I ON %s FOR ALL USING (%s) WITH CHECK (%s)', polname, '$1',
-		                         pg_get_expr(polqual, polrelid), pg_get_expr(polwithcheck, polrelid)), '; ')
-		       AS policies,
-		       string_agg(format('DROP POLICY %I ON %s', polname, '$1'), '; ') AS drops
-		FROM pg_policy WHERE polrelid = '$1'::regclass \gset
-		SELECT string_agg(format('ALTER TABLE %s DROP CONSTRAINT %I', '$1', conname), '; ') AS fks
-		FROM pg_constraint WHERE conrelid = '$1'::regclass AND confrelid = 'mandant.tenant'::regclass \gset
-		:fks;
-		:drops;
-		SELECT create_distributed_table('$1', 'tenant_id');
-		:policies;
-	EOF
-}
-by_hand app.notes
-by_hand app.tasks
 # Where app.notes lives, appended to the reads below: Citus plans no
 # subquery of the catalog beside a distributed table, so it is read once.
 notes="'$(value coordinator postgres <<-EOF
@@ -222,6 +179,23 @@ is "a savepoint rollback restores the context on the shards" "2 3 true distribut
 	ROLLBACK TO SAVEPOINT s;
 	SELECT :inner || ' ' || count(*) || ' ' || (mandant.current_tenant() = '$acme') || ' ' || $notes
 	FROM app.notes;
+	COMMIT;
+EOF
+
+# A committed subtransaction (RELEASE SAVEPOINT, a PL/pgSQL block with an
+# EXCEPTION clause) keeps the context, on connections Citus opens later too.
+is "RELEASE SAVEPOINT keeps the context on the shards" "3 distributed" coordinator citus_app <<-EOF
+	BEGIN;
+	SAVEPOINT s;
+	SELECT mandant.set_tenant('$acme');
+	RELEASE SAVEPOINT s;
+	SELECT count(*) || ' ' || $notes FROM app.notes;
+	COMMIT;
+EOF
+is "set_tenant in a PL/pgSQL block with an EXCEPTION clause reaches the shards" "3 distributed" coordinator citus_app <<-EOF
+	BEGIN;
+	DO \$\$ BEGIN PERFORM mandant.set_tenant('$acme'); EXCEPTION WHEN others THEN RAISE; END \$\$;
+	SELECT count(*) || ' ' || $notes FROM app.notes;
 	COMMIT;
 EOF
 
@@ -339,83 +313,21 @@ else
 	echo "# got:$seen, of $held rows"
 fi
 
-# Audit, outbox, quota and a status machine on app.tasks.
+# A status machine on app.tasks: its trigger runs on the shards.
 setup coordinator citus_owner <<-'EOF'
 	SELECT mandant.create_state_machine('citus_task', initial_states => '{open}',
 	       frozen_states => '{done}', states => '{open,doing,done}');
 	SELECT mandant.add_transition('citus_task', 'open', 'doing', 'write');
 	SELECT mandant.add_transition('citus_task', 'doing', 'done', 'write');
 EOF
-
-# attach WHAT CALL REGISTRY: CALL, as the owner of app.tasks, registers the
-# table in mandant.REGISTRY.  When it fails, it is forced with
-# citus.enable_unsafe_triggers (a superuser's setting), so that the cases
-# below show what the triggers do on the shards.
-attach() {
-	is "$1 on a distributed table" 1 coordinator citus_owner <<-EOF
-		SELECT $2;
-		SELECT count(*) FROM mandant.$3 WHERE relid = 'app.tasks'::regclass;
-	EOF
-	[ "$(last_row)" != 1 ] || return 0
-	if run coordinator postgres <<-EOF
-		SET citus.enable_unsafe_triggers = on;
-		SET ROLE citus_owner;
-		SELECT $2;
-	EOF
-	then
-		echo "# $1: forced with citus.enable_unsafe_triggers"
-	else
-		echo "# $1: refused with citus.enable_unsafe_triggers too:"
-		got
-	fi
-}
-attach enable_state_machine "mandant.enable_state_machine('app.tasks', 'citus_task')" state_machine_table
-attach enable_audit "mandant.enable_audit('app.tasks', 'tasks')" audit_table
-attach enable_outbox "mandant.enable_outbox('app.tasks', 'app')" outbox_table
-attach enable_quota "mandant.enable_quota('app.tasks', 'records')" quota_table
-is "audit: one event per change, named by the logical table, with actor and request id" \
-	"2 app.tasks true true" coordinator citus_app <<-EOF
-	BEGIN;
-	SELECT mandant.set_tenant('$acme');
-	SELECT mandant.set_user('$ada');
-	SET LOCAL app.request_id = 'citus-audit';
-	INSERT INTO app.tasks (title) VALUES ('t1');
-	UPDATE app.tasks SET title = 't1b' WHERE title = 't1';
-	SELECT count(*) || ' ' || string_agg(DISTINCT entity_type, ',') || ' ' ||
-	       bool_and(actor_user_id = '$ada') || ' ' || bool_and(request_id = 'citus-audit')
-	FROM mandant.audit_event WHERE request_id = 'citus-audit';
-	COMMIT;
+fails "state machine: logging transitions of a distributed table is refused (not yet stored beside the shards)" \
+	0A000 coordinator citus_owner <<-'EOF'
+	SELECT mandant.enable_state_machine('app.tasks', 'citus_task');
 EOF
-is "audit: the tenant's chain of app.tasks events verifies after audit_seal" "true true" \
-	coordinator citus_admin <<-EOF
-	SELECT mandant.audit_seal();
-	SELECT ok || ' ' || EXISTS (SELECT FROM mandant.audit_events('$acme', entity_type => 'app.tasks'))
-	FROM mandant.audit_verify('$acme');
-EOF
-is "outbox: one event per change, with the request id" "1 app.task.created" coordinator citus_app <<-EOF
-	BEGIN;
-	SELECT mandant.set_tenant('$acme');
-	SET LOCAL app.request_id = 'citus-outbox';
-	INSERT INTO app.tasks (title) VALUES ('t2');
-	SELECT count(*) || ' ' || min(topic) FROM mandant.outbox WHERE headers ->> 'requestId' = 'citus-outbox';
-	COMMIT;
-EOF
-used=$(count coordinator postgres <<-EOF
-	SELECT count(*) FROM app.tasks WHERE tenant_id = '$acme';
-EOF
-)
-is "quota: usage counts the tenant's rows of the distributed table" "records $used 5 true" \
-	coordinator citus_app <<-EOF
-	BEGIN;
-	SELECT mandant.set_tenant('$acme');
-	SELECT resource || ' ' || used || ' ' || "limit" || ' ' || ('$used' NOT IN ('0', 'error'))
-	FROM mandant.usage() WHERE resource = 'records';
-	COMMIT;
-EOF
-fails "quota: an insert past the plan's 5 records is refused" MD030 coordinator citus_app <<-EOF
-	BEGIN;
-	SELECT mandant.set_tenant('$acme');
-	INSERT INTO app.tasks (title) VALUES ('q1'), ('q2'), ('q3'), ('q4'), ('q5');
+is "state machine: bound to a distributed table without its log" "1 zz_mandant_state_machine" coordinator citus_owner <<-'EOF'
+	SELECT mandant.enable_state_machine('app.tasks', 'citus_task', log_transitions => false);
+	SELECT count(*) || ' ' || min(tgname) FROM pg_trigger
+	WHERE tgrelid = 'app.tasks'::regclass AND tgfoid = 'mandant.state_machine_trigger_on_shards'::regproc;
 EOF
 is "state machine: a declared transition on a distributed table" "doing" coordinator citus_app <<-EOF
 	BEGIN;
@@ -426,13 +338,74 @@ is "state machine: a declared transition on a distributed table" "doing" coordin
 	SELECT status FROM app.tasks WHERE title = 'sm1';
 	ROLLBACK;
 EOF
-fails "state machine: an undeclared transition is refused" MD010 coordinator citus_app <<-EOF
+fails "state machine: an undeclared transition is refused on the shard" MD010 coordinator citus_app <<-EOF
 	BEGIN;
 	SELECT mandant.set_tenant('$acme');
 	SELECT mandant.set_scopes('{read,write}');
-	INSERT INTO app.tasks (title) VALUES ('sm2');
+	INSERT INTO app.tasks (title, status) VALUES ('sm2', 'open');
 	UPDATE app.tasks SET status = 'done' WHERE title = 'sm2';
 EOF
+fails "state machine: a transition without its scope is refused on the shard" 42501 coordinator citus_app <<-EOF
+	BEGIN;
+	SELECT mandant.set_tenant('$acme');
+	SELECT mandant.set_scopes('{read}');
+	INSERT INTO app.tasks (title, status) VALUES ('sm3', 'open');
+	UPDATE app.tasks SET status = 'doing' WHERE title = 'sm3';
+EOF
+fails "state machine: the public trigger function, attached by the owner, is refused on the shards" \
+	55000 coordinator citus_owner <<-EOF
+	SET citus.enable_unsafe_triggers = on;
+	CREATE TABLE app.forged (tenant_id uuid NOT NULL, id int, status text, PRIMARY KEY (tenant_id, id));
+	SELECT create_distributed_table('app.forged', 'tenant_id');
+	CREATE TRIGGER zz_mandant_state_machine BEFORE INSERT OR UPDATE ON app.forged
+	    FOR EACH ROW EXECUTE FUNCTION mandant.state_machine_trigger('citus_task', 'status', 'nolog');
+	INSERT INTO app.forged VALUES ('$acme', 1, 'open');
+EOF
+fails "state machine: the twin trigger function cannot be attached by the owner" 42501 coordinator citus_owner <<-EOF
+	SET citus.enable_unsafe_triggers = on;
+	CREATE TABLE app.forged2 (tenant_id uuid NOT NULL, id int, status text, PRIMARY KEY (tenant_id, id));
+	SELECT create_distributed_table('app.forged2', 'tenant_id');
+	CREATE TRIGGER zz_mandant_state_machine BEFORE INSERT OR UPDATE ON app.forged2
+	    FOR EACH ROW EXECUTE FUNCTION mandant.state_machine_trigger_on_shards('citus_task', 'status', 'nolog');
+EOF
+
+# Audit, outbox and quotas are refused on distributed tables until mandant
+# stores what their triggers write beside the shards (triggers.sh).
+for call in "mandant.enable_audit('app.tasks', 'tasks')" "mandant.enable_outbox('app.tasks', 'app')" \
+	"mandant.enable_quota('app.tasks', 'records')"; do
+	fails "${call%%(*} on a distributed table is refused, not left to write on the workers" 0A000 \
+		coordinator citus_owner <<-EOF
+		SELECT $call;
+	EOF
+done
+
+# A context setter inside a query that Citus pushes down to the shards.
+for f in "mandant.set_tenant(tenant_id)" "mandant.set_scopes('{read}')"; do
+	fails "${f%%(*} in a query pushed down to the workers is refused" 0A000 coordinator citus_app <<-EOF
+		BEGIN;
+		SELECT mandant.set_tenant('$acme');
+		SELECT $f FROM app.notes;
+	EOF
+done
+
+# The tenant's rows come out of every node, read as the tables' owner.
+is "export_tenant_stream carries the tenant's rows of the distributed tables" "3 app.notes" coordinator citus_admin <<-EOF
+	BEGIN;
+	SELECT count(*) || ' ' || min(line::jsonb ->> 'table')
+	FROM mandant.export_tenant_stream('$acme') c, regexp_split_to_table(c, E'\\n') line
+	WHERE line::jsonb ->> 'table' = 'app.notes';
+	COMMIT;
+EOF
+is "export_tenant carries them too" "3" coordinator citus_admin <<-EOF
+	BEGIN;
+	SELECT jsonb_array_length(mandant.export_tenant('$acme') -> 'tables' -> 'app.notes');
+	COMMIT;
+EOF
+for f in export_tenant_stream export_tenant; do
+	fails "$f outside a transaction block is refused, not answered without rows" 25P01 coordinator citus_admin <<-EOF
+		SELECT mandant.$f('$acme');
+	EOF
+done
 
 # delete_tenant: nothing of globex stays on any node (the tombstone aside),
 # having been there before.  globex writes through every trigger first.
