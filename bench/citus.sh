@@ -29,6 +29,10 @@
 #
 #   BENCH_SECONDS=10 BENCH_ROUNDS=3 BENCH_CLIENTS="1 8" bench/citus.sh
 #
+# app.notes is set up with mandant.citus_setup() and enable_tenancy() when
+# mandant has citus_setup(), by hand otherwise (or with
+# BENCH_CITUS_BY_HAND=1; see by_hand_notes below).
+#
 # Runs against the cluster that $MANDANT_CITUS_SOCK & co. name (`.
 # DIR/env.sh` after `scripts/citus.sh start DIR`), or else starts one of
 # its own with scripts/citus.sh (which builds and installs Citus and
@@ -132,7 +136,8 @@ coord_psql >/dev/null <<-EOF
 	GRANT USAGE ON SCHEMA app TO $app;
 EOF
 
-# by_hand_notes: until mandant.citus_setup() exists; remove then.  Makes
+# by_hand_notes: until mandant.citus_setup() exists; remove then (with
+# BENCH_CITUS_BY_HAND, which takes this way even when it exists).  Makes
 # app.notes a distributed tenant table as test/citus/distributed.sh's
 # by_hand does: enable_tenancy on the local table (as its owner), then,
 # as the superuser, drop its foreign key to mandant.tenant (a local table
@@ -159,7 +164,8 @@ by_hand_notes() {
 
 echo "bench/citus: loading 100 tenants x 1,000 rows into two distributed tables"
 has_setup=$(coord_psql -At -c "SELECT to_regprocedure('mandant.citus_setup()') IS NOT NULL")
-[ "$has_setup" = f ] || coord_psql -c "SELECT mandant.citus_setup()" >/dev/null
+[ -z "${BENCH_CITUS_BY_HAND:-}" ] || has_setup=f
+[ "$has_setup" = f ] || coord_psql -c "SET client_min_messages = warning" -c "SELECT mandant.citus_setup()" >/dev/null
 node_psql "$port_coordinator" "$bench_db" -U "$owner" >/dev/null <<-EOF
 	CREATE TABLE app.plain (tenant_id uuid NOT NULL, id bigint NOT NULL, body text, PRIMARY KEY (tenant_id, id));
 	CREATE TABLE app.notes (LIKE app.plain INCLUDING ALL);
