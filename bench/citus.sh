@@ -141,8 +141,9 @@ EOF
 # app.notes a distributed tenant table as test/citus/distributed.sh's
 # by_hand does: enable_tenancy on the local table (as its owner), then,
 # as the superuser, drop its foreign key to mandant.tenant (a local table
-# of the coordinator) and mandant's policies, distribute the table, and
-# create the policies again with the same expressions.
+# of the coordinator; a mandant that knows Citus adds none) and mandant's
+# policies, distribute the table, and create the policies again with the
+# same expressions.
 by_hand_notes() {
 	node_psql "$port_coordinator" "$bench_db" -U "$owner" >/dev/null <<-'EOF'
 		SELECT mandant.enable_tenancy('app.notes');
@@ -153,7 +154,8 @@ by_hand_notes() {
 		       AS policies,
 		       string_agg(format('DROP POLICY %I ON app.notes', polname), '; ') AS drops
 		FROM pg_policy WHERE polrelid = 'app.notes'::regclass \gset
-		SELECT string_agg(format('ALTER TABLE app.notes DROP CONSTRAINT %I', conname), '; ') AS fks
+		SELECT coalesce(string_agg(format('ALTER TABLE app.notes DROP CONSTRAINT %I', conname), '; '),
+		                'SELECT') AS fks
 		FROM pg_constraint WHERE conrelid = 'app.notes'::regclass AND confrelid = 'mandant.tenant'::regclass \gset
 		:fks;
 		:drops;
