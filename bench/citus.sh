@@ -29,9 +29,8 @@
 #
 #   BENCH_SECONDS=10 BENCH_ROUNDS=3 BENCH_CLIENTS="1 8" bench/citus.sh
 #
-# app.notes is set up with mandant.citus_setup() and enable_tenancy() when
-# mandant has citus_setup(), by hand otherwise (or with
-# BENCH_CITUS_BY_HAND=1; see by_hand_notes below).
+# app.notes is set up as README's "Scale out" says: mandant.citus_setup(),
+# enable_tenancy(), create_distributed_table().
 #
 # Runs against the cluster that $MANDANT_CITUS_SOCK & co. name (`.
 # DIR/env.sh` after `scripts/citus.sh start DIR`), or else starts one of
@@ -136,52 +135,18 @@ coord_psql >/dev/null <<-EOF
 	GRANT USAGE ON SCHEMA app TO $app;
 EOF
 
-# by_hand_notes: until mandant.citus_setup() exists; remove then (with
-# BENCH_CITUS_BY_HAND, which takes this way even when it exists).  Makes
-# app.notes a distributed tenant table as test/citus/distributed.sh's
-# by_hand does: enable_tenancy on the local table (as its owner), then,
-# as the superuser, drop its foreign key to mandant.tenant (a local table
-# of the coordinator; a mandant that knows Citus adds none) and mandant's
-# policies, distribute the table, and create the policies again with the
-# same expressions.
-by_hand_notes() {
-	node_psql "$port_coordinator" "$bench_db" -U "$owner" >/dev/null <<-'EOF'
-		SELECT mandant.enable_tenancy('app.notes');
-	EOF
-	coord_psql >/dev/null <<-'EOF'
-		SELECT string_agg(format('CREATE POLICY %I ON app.notes FOR ALL USING (%s) WITH CHECK (%s)', polname,
-		                         pg_get_expr(polqual, polrelid), pg_get_expr(polwithcheck, polrelid)), '; ')
-		       AS policies,
-		       string_agg(format('DROP POLICY %I ON app.notes', polname), '; ') AS drops
-		FROM pg_policy WHERE polrelid = 'app.notes'::regclass \gset
-		SELECT coalesce(string_agg(format('ALTER TABLE app.notes DROP CONSTRAINT %I', conname), '; '),
-		                'SELECT') AS fks
-		FROM pg_constraint WHERE conrelid = 'app.notes'::regclass AND confrelid = 'mandant.tenant'::regclass \gset
-		:fks;
-		:drops;
-		SELECT create_distributed_table('app.notes', 'tenant_id', colocate_with => 'app.plain');
-		:policies;
-	EOF
-}
-
 echo "bench/citus: loading 100 tenants x 1,000 rows into two distributed tables"
-has_setup=$(coord_psql -At -c "SELECT to_regprocedure('mandant.citus_setup()') IS NOT NULL")
-[ -z "${BENCH_CITUS_BY_HAND:-}" ] || has_setup=f
-[ "$has_setup" = f ] || coord_psql -c "SET client_min_messages = warning" -c "SELECT mandant.citus_setup()" >/dev/null
+coord_psql -c "SET client_min_messages = warning" -c "SELECT mandant.citus_setup()" >/dev/null
 node_psql "$port_coordinator" "$bench_db" -U "$owner" >/dev/null <<-EOF
 	CREATE TABLE app.plain (tenant_id uuid NOT NULL, id bigint NOT NULL, body text, PRIMARY KEY (tenant_id, id));
 	CREATE TABLE app.notes (LIKE app.plain INCLUDING ALL);
 	GRANT SELECT, INSERT ON app.plain, app.notes TO $app;
 	SELECT create_distributed_table('app.plain', 'tenant_id');
 EOF
-if [ "$has_setup" = f ]; then
-	by_hand_notes
-else
-	node_psql "$port_coordinator" "$bench_db" -U "$owner" >/dev/null <<-'EOF'
-		SELECT create_distributed_table('app.notes', 'tenant_id', colocate_with => 'app.plain');
-		SELECT mandant.enable_tenancy('app.notes');
-	EOF
-fi
+node_psql "$port_coordinator" "$bench_db" -U "$owner" >/dev/null <<-'EOF'
+	SELECT mandant.enable_tenancy('app.notes');
+	SELECT create_distributed_table('app.notes', 'tenant_id', colocate_with => 'app.plain');
+EOF
 # The superuser writes the rows (it bypasses the policy); app.notes is a
 # copy of app.plain, shard by colocated shard.
 coord_psql >/dev/null <<-'EOF'
