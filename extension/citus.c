@@ -78,7 +78,8 @@ static bool citus_installed = false;
 typedef enum CitusQuestion
 {
 	CITUS_PLACEMENT,			/* a: table, b: index → placement, its index */
-	CITUS_LOGICAL				/* a: relation → logical table */
+	CITUS_LOGICAL,				/* a: relation → logical table */
+	CITUS_MANAGED				/* a: table → in Citus's metadata? */
 } CitusQuestion;
 
 typedef struct CitusKey
@@ -110,6 +111,10 @@ static MemoryContext citus_context = NULL;
 	"  FROM pg_catalog.pg_dist_partition p" \
 	"  JOIN pg_catalog.pg_dist_shard s ON s.logicalrelid OPERATOR(pg_catalog.=) p.logicalrelid" \
 	" WHERE p.logicalrelid OPERATOR(pg_catalog.=) $1 AND p.partmethod OPERATOR(pg_catalog.=) 'n'"
+
+/* Whether Citus manages table $1 (distributed, reference, Citus local). */
+#define MANAGED_SQL \
+	"SELECT true FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid OPERATOR(pg_catalog.=) $1"
 
 /* The logical table of shard $2 if relation $1 is its placement here. */
 #define LOGICAL_SQL \
@@ -462,4 +467,53 @@ mandant_citus_require_transaction_block(PG_FUNCTION_ARGS)
 {
 	MandantCitusRequireTransactionBlock(PG_ARGISNULL(0) ? "this function" : text_to_cstring(PG_GETARG_TEXT_PP(0)));
 	PG_RETURN_VOID();
+}
+
+/*
+ * CitusManagesTable says whether the table relid is in Citus's metadata.
+ */
+static bool
+CitusManagesTable(Oid relid)
+{
+	CitusAnswer answer;
+
+	if (!RecallCitusAnswer(CITUS_MANAGED, relid, InvalidOid, &answer))
+	{
+		Oid			argtypes[1] = {REGCLASSOID};
+		Datum		args[1] = {ObjectIdGetDatum(relid)};
+		Datum		out[1];
+
+		answer.managed = AskCitus(MANAGED_SQL, 1, argtypes, args, 1, out);
+		RememberCitusAnswer(&answer);
+	}
+	return answer.managed;
+}
+
+/*
+ * MandantCitusCheckUtility refuses a CREATE POLICY ... AS RESTRICTIVE on a
+ * table that Citus manages: Citus 13 creates every policy on the shards as
+ * PERMISSIVE, where it would be OR-ed with mandant's tenant_isolation and
+ * open every tenant's rows (called by mandant's utility hook, before
+ * Citus's).
+ */
+void
+MandantCitusCheckUtility(Node *stmt)
+{
+	CreatePolicyStmt *policy;
+	Oid			relid;
+
+	if (!IsA(stmt, CreatePolicyStmt))
+		return;
+	policy = (CreatePolicyStmt *) stmt;
+	if (policy->permissive || !MandantCitusInstalled())
+		return;
+	relid = RangeVarGetRelid(policy->table, NoLock, true);
+	if (!OidIsValid(relid) || !CitusManagesTable(relid))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("restrictive policy \"%s\" cannot be created on table \"%s\", which Citus distributes",
+					policy->policy_name, policy->table->relname),
+			 errdetail("Citus creates every policy on the shards as PERMISSIVE, where it would be OR-ed with mandant's tenant_isolation and let every tenant's rows through."),
+			 errhint("Narrow access in the queries, or in a view with security_invoker.")));
 }

@@ -449,14 +449,13 @@ OwnContextIsEmpty(void)
 }
 
 /*
- * EnvelopeInForce returns the envelope received in this transaction
- * (envelope.c) when it stands in for the context, i.e. when this node has
- * no context of its own; else NULL.  Called only where the node's own
- * setting is empty, so that the getters cost nothing more when a context
- * is set.
+ * RowsEnvelopeInForce returns the envelope received in this transaction
+ * when it stands in for the tenant of tenant tables' row level security:
+ * when this node has no context of its own.  That includes a table
+ * owner's envelope (envelope.c), which nothing else takes.
  */
 static const MandantEnvelope *
-EnvelopeInForce(void)
+RowsEnvelopeInForce(void)
 {
 	const MandantEnvelope *envelope = MandantEnvelopeReceived;
 
@@ -465,6 +464,21 @@ EnvelopeInForce(void)
 		!OwnContextIsEmpty())
 		return NULL;
 	return envelope;
+}
+
+/*
+ * EnvelopeInForce returns the envelope received in this transaction
+ * (envelope.c) when it stands in for the context, i.e. when this node has
+ * no context of its own and it is not a table owner's; else NULL.  Called only where the node's own
+ * setting is empty, so that the getters cost nothing more when a context
+ * is set.
+ */
+static const MandantEnvelope *
+EnvelopeInForce(void)
+{
+	const MandantEnvelope *envelope = RowsEnvelopeInForce();
+
+	return envelope != NULL && !envelope->owner_operation ? envelope : NULL;
 }
 
 /*
@@ -754,6 +768,21 @@ MandantCurrentTenant(void)
 }
 
 /*
+ * RowsTenant returns the tenant whose rows tenant tables' policies admit:
+ * the transaction's, or that of a table owner's envelope.
+ */
+static const pg_uuid_t *
+RowsTenant(void)
+{
+	const MandantEnvelope *envelope;
+
+	if (current_tenant_setting != NULL && current_tenant_setting->isset)
+		return &current_tenant_setting->value;
+	envelope = RowsEnvelopeInForce();
+	return envelope != NULL && envelope->has_tenant ? &envelope->tenant : NULL;
+}
+
+/*
  * MandantCurrentUserId returns the user of the transaction, or NULL (the
  * envelope's when the node has no context of its own).
  */
@@ -846,7 +875,7 @@ mandant_current_tenant(PG_FUNCTION_ARGS)
 Datum
 mandant_tenant_filter(PG_FUNCTION_ARGS)
 {
-	const pg_uuid_t *tenant_id = MandantCurrentTenant();
+	const pg_uuid_t *tenant_id = RowsTenant();
 
 	if (tenant_id == NULL)
 	{
@@ -907,7 +936,7 @@ RowTableName(FunctionCallInfo fcinfo)
 Datum
 mandant_row_in_tenant(PG_FUNCTION_ARGS)
 {
-	const pg_uuid_t *current = MandantCurrentTenant();
+	const pg_uuid_t *current = RowsTenant();
 	pg_uuid_t  *row;
 
 	if (current == NULL)

@@ -20,6 +20,14 @@
  *
  *	m1.<tenant>.<user>.<scopes>.<expires>.<role>.<request id>.<mac>
  *
+ * or o1.<...> for a table owner's operation (delete_tenant, the exports,
+ * usertable.c): on a worker it stands in for the tenant of the tenant
+ * tables' row level security only (mandant.tenant_filter(),
+ * row_in_tenant()), never for the context of mandant's own tables or the
+ * gate, so that the owner's code that runs on the shards, or a session of
+ * the owner's role that replays it, reads no record of that tenant that
+ * the owner's tables do not hold.
+ *
  * tenant and user are uuids or empty, scopes a comma separated list,
  * expires unix seconds, role and request id base64url, and mac the
  * base64url HMAC-SHA256 of everything before it under the key of
@@ -76,6 +84,7 @@
 
 /* The first field of an envelope, its format. */
 #define ENVELOPE_VERSION	"m1"
+#define ENVELOPE_OWNER_VERSION	"o1"	/* a table owner's operation */
 
 /* Fields of an envelope, the version and the MAC included. */
 #define ENVELOPE_FIELDS		8
@@ -132,6 +141,7 @@ static bool warned_no_key = false;
  * next statement (MandantForwardPendingEnvelope).
  */
 static int	forwarded_level = 0;
+static LocalTransactionId forwarded_lxid = InvalidLocalTransactionId;	/* any */
 static bool forward_pending = false;
 static int	pending_level = 0;
 static LocalTransactionId pending_lxid = InvalidLocalTransactionId;
@@ -301,12 +311,14 @@ ParseEnvelope(const char *value, MandantEnvelope *parsed, char *role_name,
 		flen[i] = dot ? (size_t) (dot - p) : strlen(p);
 		p = dot ? dot + 1 : NULL;
 	}
-	if (flen[0] != strlen(ENVELOPE_VERSION) || strncmp(field[0], ENVELOPE_VERSION, flen[0]) != 0 ||
-		flen[7] != ENVELOPE_MAC_LEN)
+	if (flen[0] != strlen(ENVELOPE_VERSION) || flen[7] != ENVELOPE_MAC_LEN ||
+		(strncmp(field[0], ENVELOPE_VERSION, flen[0]) != 0 &&
+		 strncmp(field[0], ENVELOPE_OWNER_VERSION, flen[0]) != 0))
 		return false;
 	*payload_len = field[7] - 1 - value;
 
 	memset(parsed, 0, sizeof(*parsed));
+	parsed->owner_operation = strncmp(field[0], ENVELOPE_OWNER_VERSION, flen[0]) == 0;
 	if (!ParseUuidField(field[1], flen[1], &parsed->has_tenant, &parsed->tenant) ||
 		!ParseUuidField(field[2], flen[2], &parsed->has_user, &parsed->user))
 		return false;
@@ -467,7 +479,7 @@ MandantDefineEnvelopeVariables(void)
  * user, expiring context_lifetime seconds from now.
  */
 static char *
-SignEnvelope(const uint8 *key, size_t key_len, const pg_uuid_t *tenant,
+SignEnvelope(const uint8 *key, size_t key_len, bool owner_operation, const pg_uuid_t *tenant,
 			 const pg_uuid_t *user, int scopes, const char *request_id)
 {
 	StringInfoData buf;
@@ -476,7 +488,7 @@ SignEnvelope(const uint8 *key, size_t key_len, const pg_uuid_t *tenant,
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "%s.%s.%s.%s.%lld.%s.",
-					 ENVELOPE_VERSION,
+					 owner_operation ? ENVELOPE_OWNER_VERSION : ENVELOPE_VERSION,
 					 tenant ? MandantUuidText(tenant) : "",
 					 user ? MandantUuidText(user) : "",
 					 MandantScopeList(scopes),
@@ -533,6 +545,7 @@ SetEnvelopeLocally(const char *envelope)
 	AtEOXact_GUC(true, nest_level);
 	pfree(sql);
 	forwarded_level = GetCurrentTransactionNestLevel();
+	forwarded_lxid = MyProc->lxid;
 	forward_pending = false;
 }
 
@@ -620,11 +633,12 @@ MandantForwardContext(const pg_uuid_t *tenant, const pg_uuid_t *user, int scopes
 	}
 	if (tenant == NULL && user == NULL && scopes == 0)
 	{
-		if (MandantEnvelopeReceived != NULL)
+		/* a context cleared here is cleared on the workers too */
+		if (forwarded_lxid == MyProc->lxid)
 			SetEnvelopeLocally("");
 		return;
 	}
-	SetEnvelopeLocally(SignEnvelope(key, key_len, tenant, user, scopes, request_id));
+	SetEnvelopeLocally(SignEnvelope(key, key_len, false, tenant, user, scopes, request_id));
 }
 
 /*
@@ -645,7 +659,7 @@ MandantForwardOwnerContext(const pg_uuid_t *tenant)
 
 	if (!MandantCitusInstalled() || (key = ContextKey(&key_len)) == NULL)
 		return false;
-	SetEnvelopeLocally(tenant != NULL ? SignEnvelope(key, key_len, tenant, NULL, 0, NULL) : "");
+	SetEnvelopeLocally(tenant != NULL ? SignEnvelope(key, key_len, true, tenant, NULL, 0, NULL) : "");
 	return true;
 }
 

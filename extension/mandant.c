@@ -142,6 +142,7 @@ MandantProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 					  QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
 	MandantCheckSetStatement(pstmt->utilityStmt);
+	MandantCitusCheckUtility(pstmt->utilityStmt);
 	if (!IsA(pstmt->utilityStmt, TransactionStmt))
 		MandantForwardPendingEnvelope();
 

@@ -318,6 +318,7 @@ extern bool MandantCitusInstalled(void);
 extern bool MandantCitusInternalBackend(void);
 extern void MandantRefuseInPushedDownQuery(const char *function);
 extern void MandantCitusRequireTransactionBlock(const char *function);
+extern void MandantCitusCheckUtility(Node *stmt);
 extern bool MandantCitusPlacement(Oid relid, Oid indexid, Oid *placement, Oid *placement_index);
 extern Oid	MandantCitusLogicalTable(Relation rel);
 extern Oid	MandantLogicalRelid(Relation rel);
@@ -338,6 +339,8 @@ typedef struct MandantEnvelope
 	LocalTransactionId lxid;	/* its transaction; invalid in a parallel
 								 * worker */
 	bool		own;			/* this node set it for Citus to forward */
+	bool		owner_operation;	/* a table owner's (o1): tenant tables
+									 * only */
 	char		request_id[MANDANT_REQUEST_ID_MAX_BYTES + 1];
 } MandantEnvelope;
 

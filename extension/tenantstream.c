@@ -71,6 +71,7 @@
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "tcop/pquery.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -444,6 +445,18 @@ mandant_op_export_tenant_stream(PG_FUNCTION_ARGS)
 					 errhint("Pass the id of the tenant to export.")));
 		tenant = PG_GETARG_UUID_P(0);
 		MandantCitusRequireTransactionBlock("mandant.export_tenant_stream()");
+		/*
+		 * A cursor WITH HOLD would read the rest of the stream while its
+		 * transaction commits, after the cursors of the export may have
+		 * been closed (which, depends on the order of the portals).
+		 */
+		if (ActivePortal != NULL && (ActivePortal->cursorOptions & CURSOR_OPT_HOLD) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_CURSOR_STATE),
+					 errmsg("mandant.export_tenant_stream() cannot run in a cursor WITH HOLD"),
+					 errdetail("The cursor %s outlives its transaction, and the export reads with that transaction's snapshot.",
+							   ActivePortal->name[0] ? quote_identifier(ActivePortal->name) : "(unnamed)"),
+					 errhint("Run the export as COPY (SELECT mandant.export_tenant_stream(...)) TO STDOUT, or in a cursor without HOLD.")));
 		if (!TenantExists(tenant))
 			ereport(ERROR,
 					(errcode(ERRCODE_MANDANT_TENANT_NOT_FOUND),

@@ -824,6 +824,15 @@ finding (severity, code, object, message, hint) AS (
 	WHERE p.polpermissive AND p.polname <> 'tenant_isolation'
 
 	UNION ALL
+	SELECT 'error', 'policy_restrictive_on_citus', t.name || '.' || quote_ident(p.polname),
+		   format('restrictive policy %s on distributed table %s is permissive on its shards',
+				  quote_ident(p.polname), t.name),
+		   'Citus 13 creates every policy on the shards as PERMISSIVE, where it is OR-ed with tenant_isolation: drop it, and narrow access in the queries or a security_invoker view.'
+	FROM tenant_rel t
+	JOIN pg_policy p ON p.polrelid = t.relid
+	WHERE NOT p.polpermissive AND mandant.citus_distribution_column(t.relid) IS NOT NULL
+
+	UNION ALL
 	SELECT 'warning', 'tenant_fk_missing', t.name || '.' || quote_ident(t.tenant_column),
 		   format('tenant column %s of %s does not reference mandant.tenant', quote_ident(t.tenant_column), t.name),
 		   format('Call mandant.enable_tenancy(%L), which adds the foreign key.', t.name)
@@ -4859,6 +4868,7 @@ DECLARE
 	readd		text[] := '{}';
 	tbl			text;
 	fk			record;
+	fn			record;
 BEGIN
 	IF NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
 		RAISE EXCEPTION 'mandant.citus_setup() must be run by a superuser'
@@ -4916,6 +4926,21 @@ BEGIN
 	END LOOP;
 	FOREACH tbl IN ARRAY readd LOOP
 		EXECUTE tbl;
+	END LOOP;
+
+	/*
+	 * Citus lets every role run SQL on every node (run_command_on_*), and
+	 * the workers take envelopes: a session there may replay one of its
+	 * role for as long as it lives.  Only superusers keep those functions.
+	 */
+	FOR fn IN SELECT p.oid::regprocedure AS sig FROM pg_proc p
+			  WHERE p.pronamespace = 'pg_catalog'::regnamespace
+				AND p.proname IN ('run_command_on_workers', 'run_command_on_all_nodes',
+								  'run_command_on_coordinator', 'run_command_on_shards',
+								  'run_command_on_placements', 'run_command_on_colocated_placements')
+	LOOP
+		EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', fn.sig);
+		PERFORM run_command_on_workers(format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', fn.sig));
 	END LOOP;
 	PERFORM set_config('citus.enable_unsafe_triggers', 'off', true);
 END

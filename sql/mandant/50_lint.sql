@@ -125,6 +125,15 @@ finding (severity, code, object, message, hint) AS (
 	WHERE p.polpermissive AND p.polname <> 'tenant_isolation'
 
 	UNION ALL
+	SELECT 'error', 'policy_restrictive_on_citus', t.name || '.' || quote_ident(p.polname),
+		   format('restrictive policy %s on distributed table %s is permissive on its shards',
+				  quote_ident(p.polname), t.name),
+		   'Citus 13 creates every policy on the shards as PERMISSIVE, where it is OR-ed with tenant_isolation: drop it, and narrow access in the queries or a security_invoker view.'
+	FROM tenant_rel t
+	JOIN pg_policy p ON p.polrelid = t.relid
+	WHERE NOT p.polpermissive AND mandant.citus_distribution_column(t.relid) IS NOT NULL
+
+	UNION ALL
 	SELECT 'warning', 'tenant_fk_missing', t.name || '.' || quote_ident(t.tenant_column),
 		   format('tenant column %s of %s does not reference mandant.tenant', quote_ident(t.tenant_column), t.name),
 		   format('Call mandant.enable_tenancy(%L), which adds the foreign key.', t.name)

@@ -60,6 +60,7 @@ DECLARE
 	readd		text[] := '{}';
 	tbl			text;
 	fk			record;
+	fn			record;
 BEGIN
 	IF NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
 		RAISE EXCEPTION 'mandant.citus_setup() must be run by a superuser'
@@ -117,6 +118,21 @@ BEGIN
 	END LOOP;
 	FOREACH tbl IN ARRAY readd LOOP
 		EXECUTE tbl;
+	END LOOP;
+
+	/*
+	 * Citus lets every role run SQL on every node (run_command_on_*), and
+	 * the workers take envelopes: a session there may replay one of its
+	 * role for as long as it lives.  Only superusers keep those functions.
+	 */
+	FOR fn IN SELECT p.oid::regprocedure AS sig FROM pg_proc p
+			  WHERE p.pronamespace = 'pg_catalog'::regnamespace
+				AND p.proname IN ('run_command_on_workers', 'run_command_on_all_nodes',
+								  'run_command_on_coordinator', 'run_command_on_shards',
+								  'run_command_on_placements', 'run_command_on_colocated_placements')
+	LOOP
+		EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', fn.sig);
+		PERFORM run_command_on_workers(format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', fn.sig));
 	END LOOP;
 	PERFORM set_config('citus.enable_unsafe_triggers', 'off', true);
 END

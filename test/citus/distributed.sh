@@ -388,6 +388,41 @@ for f in "mandant.set_tenant(tenant_id)" "mandant.set_scopes('{read}')"; do
 	EOF
 done
 
+# The owner's code that runs on the shards during an export sees the
+# tenant's rows, not its context: a policy function of the owner reports
+# what mandant.current_tenant() says there (a NOTICE that Citus relays).
+setup coordinator citus_owner <<-'EOF'
+	CREATE FUNCTION app.spy() RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+	BEGIN
+	    RAISE NOTICE 'spy: tenant=%', coalesce(mandant.current_tenant()::text, 'none');
+	    RETURN false;
+	END $$;
+	CREATE POLICY z_spy ON app.notes FOR SELECT USING (app.spy());
+EOF
+run coordinator citus_admin <<-EOF || true
+	BEGIN;
+	SELECT count(*) FROM mandant.export_tenant_stream('$acme');
+	COMMIT;
+EOF
+spied=$(grep -o 'spy: tenant=[^ ]*' "$lib_work/err" | sort -u | tr '\n' ' ')
+if [ "$spied" = "spy: tenant=none " ]; then
+	ok 0 "the owner's code on the shards sees no tenant context during an export"
+else
+	ok 1 "the owner's code on the shards sees no tenant context during an export"
+	echo "# expected: spy: tenant=none"
+	echo "# got: $spied"
+fi
+setup coordinator citus_owner <<-'EOF'
+	DROP POLICY z_spy ON app.notes;
+EOF
+fails "a restrictive policy on a distributed table is refused (Citus makes it permissive on the shards)" \
+	0A000 coordinator citus_owner <<-'EOF'
+	CREATE POLICY narrow ON app.notes AS RESTRICTIVE FOR SELECT USING (body <> 'hidden');
+EOF
+fails "run_command_on_workers is a superuser's after citus_setup" 42501 coordinator citus_app <<-'EOF'
+	SELECT * FROM run_command_on_workers('SELECT current_user');
+EOF
+
 # The tenant's rows come out of every node, read as the tables' owner.
 is "export_tenant_stream carries the tenant's rows of the distributed tables" "3 app.notes" coordinator citus_admin <<-EOF
 	BEGIN;
