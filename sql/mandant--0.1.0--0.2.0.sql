@@ -818,7 +818,9 @@ finding (severity, code, object, message, hint) AS (
 	SELECT 'warning', 'policy_permissive', t.name || '.' || quote_ident(p.polname),
 		   format('permissive policy %s on %s is OR-ed with tenant_isolation and can widen access across tenants',
 				  quote_ident(p.polname), t.name),
-		   format('Recreate it AS RESTRICTIVE (ALTER cannot change that), so that it can only narrow tenant_isolation.')
+		   CASE WHEN mandant.citus_distribution_column(t.relid) IS NULL
+				THEN 'Recreate it AS RESTRICTIVE (ALTER cannot change that), so that it can only narrow tenant_isolation.'
+				ELSE 'Drop it and narrow access in the queries or a security_invoker view: Citus creates restrictive policies on the shards as permissive.' END
 	FROM tenant_rel t
 	JOIN pg_policy p ON p.polrelid = t.relid
 	WHERE p.polpermissive AND p.polname <> 'tenant_isolation'
