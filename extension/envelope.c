@@ -342,7 +342,7 @@ ParseEnvelope(const char *value, MandantEnvelope *parsed, char *role_name,
 
 /*
  * CheckEnvelopeSetting is the check hook of mandant.context; see the file
- * header for what it accepts.  A parallel worker's copy of the leader's
+ * header for what it accepts (and the node's own SET for Citus, as is).  A parallel worker's copy of the leader's
  * value is parsed, not checked again (its MAC was, and it may have
  * expired since the leader's query began).
  */
@@ -362,7 +362,24 @@ CheckEnvelopeSetting(char **newval, void **extra, GucSource source)
 	if (*newval == NULL || (*newval)[0] == '\0')
 		return true;
 
-	if (!InitializingParallelWorker && !forwarding && !accept_envelopes)
+	/*
+	 * What this node signed and hands Citus (SetEnvelopeLocally) stands for
+	 * no context here and needs no check: it may be handed over again later
+	 * in the transaction (after a committed subtransaction, or a table
+	 * owner's operation) by another current user, or after it expired here.
+	 */
+	if (forwarding)
+	{
+		copy = GucExtraAlloc(sizeof(MandantEnvelope));
+		if (copy == NULL)
+			return false;
+		memset(copy, 0, sizeof(*copy));
+		copy->own = true;
+		*extra = copy;
+		return true;
+	}
+
+	if (!InitializingParallelWorker && !accept_envelopes)
 		return RefuseEnvelope("This server does not take context envelopes: mandant.accept_context_envelopes is off.",
 							  "Turn it on in the configuration of Citus workers only; a coordinator sets the context itself.");
 	if (!InitializingParallelWorker && source != PGC_S_SESSION)
@@ -408,7 +425,7 @@ CheckEnvelopeSetting(char **newval, void **extra, GucSource source)
 								  "Envelopes live for mandant.context_lifetime seconds; keep the clocks of the nodes in step.");
 		parsed.lxid = MyProc->lxid;
 	}
-	parsed.own = forwarding && !InitializingParallelWorker;
+	parsed.own = false;
 
 	copy = GucExtraAlloc(sizeof(MandantEnvelope));
 	if (copy == NULL)
