@@ -79,6 +79,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -266,6 +267,34 @@ MandantErasingTenant(const pg_uuid_t *tenant)
 	return erasing_tenant != NULL && memcmp(erasing_tenant->data, tenant->data, UUID_LEN) == 0;
 }
 
+/* The owner whose tables this transaction worked on, on Citus. */
+static Oid	citus_owner = InvalidOid;
+static LocalTransactionId citus_owner_lxid = InvalidLocalTransactionId;
+
+/*
+ * CheckOneCitusOwner refuses, on Citus, to work on the tenant table relid
+ * as its owner when this transaction worked on tables of another owner:
+ * the worker connections of the first would be handed the second's
+ * envelope, and Citus refuses a transaction that touches colocated shards
+ * as two roles.
+ */
+static void
+CheckOneCitusOwner(Oid relid, Oid owner)
+{
+	if (!MandantCitusInstalled())
+		return;
+	if (citus_owner_lxid == MyProc->lxid && citus_owner != owner)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("on Citus, the tenant tables of one operation must have one owner"),
+				 errdetail("Table %s belongs to role \"%s\", and this transaction already worked on tables of role \"%s\"; Citus refuses a transaction that touches colocated shards as two roles.",
+						   get_rel_name(relid), GetUserNameFromId(owner, false),
+						   GetUserNameFromId(citus_owner, false)),
+				 errhint("Give the tenant tables one owner (ALTER TABLE ... OWNER TO ...), as migrations do.")));
+	citus_owner = owner;
+	citus_owner_lxid = MyProc->lxid;
+}
+
 /*
  * MandantEnterTableOwner makes the owner of the tenant table relid the
  * current user, in a security-restricted operation with the owner's forced
@@ -283,6 +312,7 @@ MandantEnterTableOwner(Oid relid, const pg_uuid_t *tenant, MandantSavedUser *sav
 	CheckTenantTable(rel);
 	owner = rel->rd_rel->relowner;
 	table_close(rel, NoLock);
+	CheckOneCitusOwner(relid, owner);
 	MandantBecomeOwner(owner, SECURITY_NOFORCE_RLS, saved);
 	MandantAssignContext(NULL, NULL, 0);
 	saved->forwarded = MandantForwardOwnerContext(tenant);

@@ -442,6 +442,27 @@ for f in export_tenant_stream export_tenant; do
 	EOF
 done
 
+# Tenant tables of two owners: one operation would touch colocated shards
+# as two roles, which Citus refuses; mandant says so first.
+setup coordinator postgres <<-'EOF'
+	CREATE ROLE citus_owner2 LOGIN;
+	CREATE SCHEMA app2 AUTHORIZATION citus_owner2;
+EOF
+setup coordinator citus_owner2 <<-'EOF'
+	CREATE TABLE app2.extra (tenant_id uuid NOT NULL, id int, PRIMARY KEY (tenant_id, id));
+	SELECT mandant.enable_tenancy('app2.extra');
+	SELECT create_distributed_table('app2.extra', 'tenant_id');
+EOF
+fails "an export over tables of two owners is refused with a clear error" 0A000 coordinator citus_admin <<-EOF
+	BEGIN;
+	SELECT count(*) FROM mandant.export_tenant_stream('$acme');
+EOF
+setup coordinator postgres <<-'EOF'
+	DROP TABLE app2.extra;
+	DROP SCHEMA app2;
+	DROP ROLE citus_owner2;
+EOF
+
 # delete_tenant: nothing of globex stays on any node (the tombstone aside),
 # having been there before.  globex writes through every trigger first.
 run coordinator citus_app <<-EOF || true
