@@ -577,6 +577,8 @@ EnvelopeSubXactCallback(SubXactEvent event, SubTransactionId subid,
 {
 	int			level = GetCurrentTransactionNestLevel();
 
+	if (forwarded_lxid != MyProc->lxid)
+		return;					/* nothing handed over in this transaction */
 	if (event == SUBXACT_EVENT_COMMIT_SUB)
 	{
 		if (forwarded_level >= level || (forward_pending && pending_level >= level))
