@@ -67,9 +67,6 @@
 
 PG_FUNCTION_INFO_V1(mandant_citus_require_transaction_block);
 
-/* A setting that exists exactly when the Citus library is loaded. */
-#define CITUS_LOADED_SETTING	"citus.propagate_set_commands"
-
 /* Whether Citus is installed in the database, as of transaction citus_lxid. */
 static LocalTransactionId citus_lxid = InvalidLocalTransactionId;
 static bool citus_installed = false;
@@ -129,12 +126,18 @@ static MemoryContext citus_context = NULL;
 
 /*
  * MandantCitusInstalled says whether the Citus library is loaded and its
- * extension installed in this database (asked once per transaction).
+ * extension installed in this database (the library once per backend, the
+ * extension once per transaction).
  */
 bool
 MandantCitusInstalled(void)
 {
-	if (GetConfigOption(CITUS_LOADED_SETTING, true, false) == NULL)
+	/* preloaded libraries do not change while a backend runs */
+	static int	citus_loaded = -1;
+
+	if (citus_loaded < 0)
+		citus_loaded = GetConfigOption(CITUS_PROPAGATE_SET, true, false) != NULL;
+	if (!citus_loaded)
 		return false;
 	if (citus_lxid != MyProc->lxid)
 	{
@@ -145,19 +148,21 @@ MandantCitusInstalled(void)
 }
 
 /*
- * MandantCitusInternalBackend says whether this backend serves a
+ * CitusInternalBackend says whether this backend serves a
  * connection that Citus opened to run a part of a distributed query (on a
  * worker: a shard's query that the coordinator pushed down).  Citus names
  * those connections "citus_internal ..." in application_name; a client
  * that names itself so only refuses itself what is refused there.
  */
-bool
-MandantCitusInternalBackend(void)
+static bool
+CitusInternalBackend(void)
 {
-	const char *name = GetConfigOption("application_name", true, false);
+	const char *name;
 
-	return MandantCitusInstalled() && name != NULL &&
-		strncmp(name, "citus_internal", strlen("citus_internal")) == 0;
+	if (!MandantCitusInstalled())
+		return false;
+	name = GetConfigOption("application_name", true, false);
+	return name != NULL && strncmp(name, "citus_internal", strlen("citus_internal")) == 0;
 }
 
 /*
@@ -170,7 +175,7 @@ MandantCitusInternalBackend(void)
 void
 MandantRefuseInPushedDownQuery(const char *function)
 {
-	if (MandantCitusInternalBackend())
+	if (CitusInternalBackend())
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("%s cannot run in a query that Citus runs on a worker", function),

@@ -97,7 +97,6 @@
 #define CONTEXT_KEY_MAX		4096
 
 /* The setting whose SET LOCAL Citus forwards, and the one that makes it. */
-#define CITUS_PROPAGATE_SET	"citus.propagate_set_commands"
 
 static const char *const envelope_hint =
 "mandant sets mandant.context itself: call mandant.set_tenant() or mandant.authenticate() on the coordinator.";
@@ -606,15 +605,12 @@ EnvelopeSubXactCallback(SubXactEvent event, SubTransactionId subid,
 void
 MandantForwardPendingEnvelope(void)
 {
-	const char *value;
-
 	if (likely(!forward_pending))
 		return;
 	forward_pending = false;
 	if (pending_lxid != MyProc->lxid || IsInParallelMode() || !MandantCitusInstalled())
 		return;
-	value = GetConfigOption(MANDANT_GUC_ENVELOPE, false, false);
-	SetEnvelopeLocally(value != NULL ? value : "");
+	MandantForwardRestoredContext();
 }
 
 /*
@@ -684,9 +680,10 @@ MandantForwardOwnerContext(const pg_uuid_t *tenant)
 
 /*
  * MandantForwardRestoredContext hands Citus's worker connections this
- * node's envelope as it is again after a table owner's operation (its
- * GUC nest level has ended, taking the owner's envelope back here), so
- * that Citus stops replaying the owner's envelope to the workers.
+ * node's envelope as it is now, again: after a table owner's operation
+ * (its GUC nest level has ended, taking the owner's envelope back here, so
+ * Citus must stop replaying it) and after a committed subtransaction
+ * (which Citus forgot, MandantForwardPendingEnvelope).
  */
 void
 MandantForwardRestoredContext(void)

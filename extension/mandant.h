@@ -313,9 +313,11 @@ extern void MandantOnRelcacheInvalidation(RelcacheCallbackFunction callback);
 
 /*
  * citus.c: where the rows of a table are on a node of a Citus cluster.
+ * CITUS_PROPAGATE_SET is the setting whose SET LOCAL Citus forwards
+ * (envelope.c), which exists exactly when Citus's library is loaded.
  */
+#define CITUS_PROPAGATE_SET		"citus.propagate_set_commands"
 extern bool MandantCitusInstalled(void);
-extern bool MandantCitusInternalBackend(void);
 extern void MandantRefuseInPushedDownQuery(const char *function);
 extern void MandantCitusRequireTransactionBlock(const char *function);
 extern void MandantCitusCheckUtility(Node *stmt);

@@ -455,6 +455,7 @@ DECLARE
 	has_rows		boolean;
 	attnum			smallint;
 	other			name;
+	dist_column		name;
 	distributed		boolean;
 	propagate		text;
 	shard_mode		text;
@@ -529,8 +530,9 @@ BEGIN
 	 * On Citus, a distributed table's DDL and the foreign key to the
 	 * reference table mandant.tenant must share one connection per node.
 	 */
-	distributed := mandant.citus_distribution_column(tbl) IS NOT DISTINCT FROM tenant_column;
-	IF mandant.citus_distribution_column(tbl) IS NOT NULL THEN
+	dist_column := mandant.citus_distribution_column(tbl);
+	distributed := dist_column IS NOT DISTINCT FROM tenant_column;
+	IF dist_column IS NOT NULL THEN
 		shard_mode := current_setting('citus.multi_shard_modify_mode');
 		PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
 	END IF;
@@ -1027,6 +1029,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	existing	text;
+	fn			text;
 	twin		text;
 	unsafe		text;
 BEGIN
@@ -1036,14 +1039,15 @@ BEGIN
 	 * may attach (97_citus.sql), and Citus must be told to take it.
 	 */
 	IF mandant.citus_distribution_column(tbl) IS NOT NULL THEN
-		twin := substring(statement FROM 'EXECUTE FUNCTION (mandant\.[a-z_]+)\(') || '_on_shards';
+		fn := substring(statement FROM 'EXECUTE FUNCTION (mandant\.[a-z_]+)\(');
+		twin := fn || '_on_shards';
 		IF to_regproc(twin) IS NULL THEN
-			RAISE EXCEPTION '% is not supported on distributed tables yet', substring(twin FROM '^mandant\.([a-z_]+)_on_shards$')
+			RAISE EXCEPTION '% is not supported on distributed tables yet', substring(fn FROM '^mandant\.(.*)$')
 				USING ERRCODE = 'feature_not_supported',
 					  DETAIL = format('Citus distributes %s; mandant cannot yet store what this trigger writes beside the table''s shards.', tbl),
 					  HINT = 'README, "Scale out", lists what works on distributed tables.';
 		END IF;
-		statement := replace(statement, substring(statement FROM 'EXECUTE FUNCTION (mandant\.[a-z_]+)\(') || '(', twin || '(');
+		statement := replace(statement, fn || '(', twin || '(');
 		unsafe := current_setting('citus.enable_unsafe_triggers');
 		PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
 	END IF;

@@ -121,6 +121,7 @@ DECLARE
 	has_rows		boolean;
 	attnum			smallint;
 	other			name;
+	dist_column		name;
 	distributed		boolean;
 	propagate		text;
 	shard_mode		text;
@@ -195,8 +196,9 @@ BEGIN
 	 * On Citus, a distributed table's DDL and the foreign key to the
 	 * reference table mandant.tenant must share one connection per node.
 	 */
-	distributed := mandant.citus_distribution_column(tbl) IS NOT DISTINCT FROM tenant_column;
-	IF mandant.citus_distribution_column(tbl) IS NOT NULL THEN
+	dist_column := mandant.citus_distribution_column(tbl);
+	distributed := dist_column IS NOT DISTINCT FROM tenant_column;
+	IF dist_column IS NOT NULL THEN
 		shard_mode := current_setting('citus.multi_shard_modify_mode');
 		PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
 	END IF;

@@ -419,6 +419,20 @@ fails "a restrictive policy on a distributed table is refused (Citus makes it pe
 	0A000 coordinator citus_owner <<-'EOF'
 	CREATE POLICY narrow ON app.notes AS RESTRICTIVE FOR SELECT USING (body <> 'hidden');
 EOF
+is "tenancy_lint reports a restrictive policy made before create_distributed_table" \
+	"error policy_restrictive_on_citus" coordinator citus_owner <<-'EOF'
+	CREATE TABLE app.soft (tenant_id uuid NOT NULL, id int, gone boolean, PRIMARY KEY (tenant_id, id));
+	SELECT mandant.enable_tenancy('app.soft');
+	CREATE POLICY live ON app.soft AS RESTRICTIVE FOR SELECT USING (NOT gone);
+	SELECT create_distributed_table('app.soft', 'tenant_id');
+	SELECT severity || ' ' || code FROM mandant.tenancy_lint() WHERE object LIKE 'app.soft%' AND code LIKE 'policy_restrictive%';
+EOF
+setup coordinator citus_owner <<-'EOF'
+	DROP TABLE app.soft;
+EOF
+fails "citus_setup() on a worker is refused" 55000 worker1 postgres <<-'EOF'
+	SELECT mandant.citus_setup();
+EOF
 fails "run_command_on_workers is a superuser's after citus_setup" 42501 coordinator citus_app <<-'EOF'
 	SELECT * FROM run_command_on_workers('SELECT current_user');
 EOF
