@@ -34,7 +34,10 @@
  * table whose metadata (partitioning, shards, placements) it changes.
  *
  * Nothing here runs where Citus is not installed: MandantCitusInstalled
- * asks once per transaction, and only when the library is loaded.
+ * asks only when the library is loaded, and keeps the answer until a
+ * relcache invalidation of every relation, which Citus sends itself when
+ * its extension is created, updated or dropped (and PostgreSQL after a
+ * lost invalidation message).
  *
  * Copyright (c) 2026, the mandant developers
  *
@@ -67,9 +70,8 @@
 
 PG_FUNCTION_INFO_V1(mandant_citus_require_transaction_block);
 
-/* Whether Citus is installed in the database, as of transaction citus_lxid. */
-static LocalTransactionId citus_lxid = InvalidLocalTransactionId;
-static bool citus_installed = false;
+/* Whether Citus is installed in the database: -1 not known, 0 no, 1 yes. */
+static int	citus_installed = -1;
 
 /* The questions this file answers, the first part of a cache key. */
 typedef enum CitusQuestion
@@ -125,9 +127,23 @@ static MemoryContext citus_context = NULL;
 	"               WHERE pl.shardid OPERATOR(pg_catalog.=) s.shardid)"
 
 /*
+ * ForgetCitusInstalled makes MandantCitusInstalled ask the catalog again
+ * after a relcache invalidation of every relation (a relcache callback):
+ * Citus's utility hook sends one when CREATE, ALTER or DROP EXTENSION
+ * citus runs, and every backend processes it before its next transaction.
+ */
+static void
+ForgetCitusInstalled(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid)
+		citus_installed = -1;
+}
+
+/*
  * MandantCitusInstalled says whether the Citus library is loaded and its
  * extension installed in this database (the library once per backend, the
- * extension once per transaction).
+ * extension again after every relcache invalidation of all relations, see
+ * ForgetCitusInstalled).
  */
 bool
 MandantCitusInstalled(void)
@@ -139,12 +155,18 @@ MandantCitusInstalled(void)
 		citus_loaded = GetConfigOption(CITUS_PROPAGATE_SET, true, false) != NULL;
 	if (!citus_loaded)
 		return false;
-	if (citus_lxid != MyProc->lxid)
+	if (citus_installed < 0)
 	{
+		static bool registered = false;
+
+		if (!registered)
+		{
+			MandantOnRelcacheInvalidation(ForgetCitusInstalled);
+			registered = true;
+		}
 		citus_installed = OidIsValid(get_extension_oid("citus", true));
-		citus_lxid = MyProc->lxid;
 	}
-	return citus_installed;
+	return citus_installed > 0;
 }
 
 /*

@@ -53,9 +53,14 @@
  * fall back to it when the node has no context of its own, in that
  * transaction only (a session-level SET does not outlive it).
  *
- * The key is cached with the stat of its file and read again when the file
- * or the setting changes.  Whether Citus is installed is asked once per
- * transaction, and only when its library is loaded.
+ * The key is cached with the stat of its file, looked at again at most
+ * once a second and read again when the file or the setting changes.  A
+ * coordinator's backend hands out the envelope it signed last again for
+ * the same context and role while it is young (a tenth of its lifetime),
+ * and a worker's backend takes the text it verified last again without
+ * its MAC (same role, same key, not expired): a session that enters the
+ * same tenant transaction after transaction pays neither HMAC.  Whether
+ * Citus is installed is asked only when its library is loaded (citus.c).
  *
  * Copyright (c) 2026, the mandant developers
  *
@@ -76,6 +81,10 @@
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/parsenodes.h"
+#include "tcop/dest.h"
+#include "tcop/utility.h"
 #include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/guc.h"
@@ -113,7 +122,11 @@ static bool forwarding = false;
 /* The envelope in force, set by the assign hook; NULL when empty. */
 const MandantEnvelope *MandantEnvelopeReceived = NULL;
 
-/* The key of context_key_file, and the file it was read from. */
+/*
+ * The key of context_key_file, the file it was read from and when that was
+ * last looked at (see ContextKey).  key_generation counts the keys read,
+ * so that the envelopes signed and verified under one key are known.
+ */
 static struct
 {
 	char		path[MAXPGPATH];
@@ -121,9 +134,51 @@ static struct
 	ino_t		ino;
 	off_t		size;
 	struct timespec mtime;
+	time_t		checked_at;
 	size_t		len;
 	uint8		bytes[CONTEXT_KEY_MAX];
 }			context_key;
+static uint64 key_generation = 0;
+
+/* Room for an envelope: every field at its longest, with a margin. */
+#define ENVELOPE_MAX_LEN	1024
+
+/*
+ * The last envelope this backend signed (SignEnvelope), handed out again
+ * for the same context, role and key while it is younger than a tenth of
+ * mandant.context_lifetime: a worker then gets the same text on every
+ * transaction of a session and verifies it once (verified_envelope).  Its
+ * expiry stays the one it was signed with.
+ */
+static struct
+{
+	uint64		generation;		/* key_generation it was signed under; 0:
+								 * none */
+	Oid			role;
+	int64		signed_at;
+	bool		owner_operation;
+	bool		has_tenant;
+	pg_uuid_t	tenant;
+	bool		has_user;
+	pg_uuid_t	user;
+	int			scopes;
+	char		request_id[MANDANT_REQUEST_ID_MAX_BYTES + 1];
+	char		text[ENVELOPE_MAX_LEN];
+}			signed_envelope;
+
+/*
+ * The last envelope this backend verified, for the current user it named
+ * and under key generation: the same text again, for the same user, before
+ * it expires, is accepted without computing its MAC again.
+ */
+static struct
+{
+	uint64		generation;		/* 0: none */
+	int64		expires;
+	char		role_name[NAMEDATALEN];
+	MandantEnvelope parsed;
+	char		text[ENVELOPE_MAX_LEN];
+}			verified_envelope;
 
 
 /* The session warned that Citus is installed and no key is configured. */
@@ -172,7 +227,9 @@ RefuseEnvelope(const char *detail, const char *hint)
 /*
  * ContextKey returns the key of mandant.context_key_file and its length in
  * *len, or NULL when the setting is empty; raises when the file is
- * missing, readable by others or shorter than CONTEXT_KEY_MIN bytes.
+ * missing, readable by others or shorter than CONTEXT_KEY_MIN bytes.  The
+ * file is looked at (stat) at most once a second, and read again when it
+ * changed: a key replaced on disk is in force within a second.
  */
 static const uint8 *
 ContextKey(size_t *len)
@@ -180,9 +237,16 @@ ContextKey(size_t *len)
 	struct stat st;
 	char	   *content;
 	size_t		n;
+	time_t		now = time(NULL);
 
 	if (context_key_file == NULL || context_key_file[0] == '\0')
 		return NULL;
+	if (context_key.len > 0 && context_key.checked_at == now &&
+		strcmp(context_key.path, context_key_file) == 0)
+	{
+		*len = context_key.len;
+		return context_key.bytes;
+	}
 	MandantStatKeyFile(context_key_file, "mandant.context_key_file", "context key file", &st);
 	if (context_key.len > 0 && strcmp(context_key.path, context_key_file) == 0 &&
 		context_key.dev == st.st_dev && context_key.ino == st.st_ino &&
@@ -190,6 +254,7 @@ ContextKey(size_t *len)
 		context_key.mtime.tv_sec == st.st_mtim.tv_sec &&
 		context_key.mtime.tv_nsec == st.st_mtim.tv_nsec)
 	{
+		context_key.checked_at = now;
 		*len = context_key.len;
 		return context_key.bytes;
 	}
@@ -216,7 +281,9 @@ ContextKey(size_t *len)
 	context_key.ino = st.st_ino;
 	context_key.size = st.st_size;
 	context_key.mtime = st.st_mtim;
+	context_key.checked_at = now;
 	context_key.len = n;
+	key_generation++;
 	*len = n;
 	return context_key.bytes;
 }
@@ -353,8 +420,8 @@ CheckEnvelopeSetting(char **newval, void **extra, GucSource source)
 	char		role_name[NAMEDATALEN];
 	int64		expires;
 	size_t		payload_len;
-	const uint8 *key;
-	size_t		key_len;
+	const uint8 *key = NULL;
+	size_t		key_len = 0;
 	char		mac[ENVELOPE_MAC_LEN + 1];
 	int64		now = (int64) time(NULL);
 
@@ -384,6 +451,28 @@ CheckEnvelopeSetting(char **newval, void **extra, GucSource source)
 	if (!InitializingParallelWorker && source != PGC_S_SESSION)
 		return RefuseEnvelope("An envelope is accepted from SET, SET LOCAL or set_config() in a session only, not from a configuration file, ALTER ROLE or ALTER DATABASE, or connection options.",
 							  envelope_hint);
+	if (!InitializingParallelWorker)
+	{
+		key = ContextKey(&key_len);
+		if (key == NULL)
+			return RefuseEnvelope("mandant.context_key_file is not set on this server, so no envelope can be verified.",
+								  "Set mandant.context_key_file to the same key file on every node and reload.");
+
+		/*
+		 * The envelope verified last, again: same text, key and current user
+		 * (the role it names, resolved again), not expired.
+		 */
+		if (verified_envelope.generation == key_generation &&
+			verified_envelope.expires > now &&
+			verified_envelope.parsed.role == GetUserId() &&
+			strcmp(verified_envelope.text, *newval) == 0 &&
+			get_role_oid(verified_envelope.role_name, true) == GetUserId())
+		{
+			parsed = verified_envelope.parsed;
+			parsed.lxid = MyProc->lxid;
+			goto accepted;
+		}
+	}
 	if (!ParseEnvelope(*newval, &parsed, role_name, &expires, &payload_len))
 		return RefuseEnvelope("The value is not a context envelope of this version of mandant.",
 							  envelope_hint);
@@ -396,10 +485,6 @@ CheckEnvelopeSetting(char **newval, void **extra, GucSource source)
 	else
 	{
 		/* The MAC, under this node's key. */
-		key = ContextKey(&key_len);
-		if (key == NULL)
-			return RefuseEnvelope("mandant.context_key_file is not set on this server, so no envelope can be verified.",
-								  "Set mandant.context_key_file to the same key file on every node and reload.");
 		EnvelopeMac(key, key_len, *newval, payload_len, mac);
 		if (!MandantEqualConstantTime((const uint8 *) mac,
 									  (const uint8 *) (*newval + payload_len + 1),
@@ -423,7 +508,20 @@ CheckEnvelopeSetting(char **newval, void **extra, GucSource source)
 										   (long long) (now - expires)),
 								  "Envelopes live for mandant.context_lifetime seconds; keep the clocks of the nodes in step.");
 		parsed.lxid = MyProc->lxid;
+		parsed.own = false;
+
+		/* remembered only for exactly the role it names */
+		if (parsed.role == GetUserId() && strlen(*newval) < sizeof(verified_envelope.text))
+		{
+			verified_envelope.generation = key_generation;
+			verified_envelope.expires = expires;
+			strlcpy(verified_envelope.role_name, role_name, sizeof(verified_envelope.role_name));
+			verified_envelope.parsed = parsed;
+			strlcpy(verified_envelope.text, *newval, sizeof(verified_envelope.text));
+		}
 	}
+
+accepted:
 	parsed.own = false;
 
 	copy = GucExtraAlloc(sizeof(MandantEnvelope));
@@ -492,72 +590,131 @@ MandantDefineEnvelopeVariables(void)
 
 /*
  * SignEnvelope returns the envelope of a context, issued to the current
- * user, expiring context_lifetime seconds from now.
+ * user, expiring context_lifetime seconds from when it was signed: the
+ * one signed last when it is of the same context, user and key and younger
+ * than a tenth of the lifetime (signed_envelope), else a new one.
  */
-static char *
+static const char *
 SignEnvelope(const uint8 *key, size_t key_len, bool owner_operation, const pg_uuid_t *tenant,
 			 const pg_uuid_t *user, int scopes, const char *request_id)
 {
 	StringInfoData buf;
-	const char *role = GetUserNameFromId(GetUserId(), false);
+	const char *role;
 	char		mac[ENVELOPE_MAC_LEN + 1];
+	int64		now = (int64) time(NULL);
 
+	if (request_id == NULL)
+		request_id = "";
+	if (signed_envelope.generation == key_generation &&
+		signed_envelope.role == GetUserId() &&
+		now - signed_envelope.signed_at < context_lifetime / 10 &&
+		signed_envelope.owner_operation == owner_operation &&
+		signed_envelope.has_tenant == (tenant != NULL) &&
+		(tenant == NULL || memcmp(&signed_envelope.tenant, tenant, sizeof(pg_uuid_t)) == 0) &&
+		signed_envelope.has_user == (user != NULL) &&
+		(user == NULL || memcmp(&signed_envelope.user, user, sizeof(pg_uuid_t)) == 0) &&
+		signed_envelope.scopes == scopes &&
+		strcmp(signed_envelope.request_id, request_id) == 0)
+		return signed_envelope.text;
+
+	role = GetUserNameFromId(GetUserId(), false);
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "%s.%s.%s.%s.%lld.%s.",
+	appendStringInfo(&buf, "%s.%s.%s.%s.%lld.%s.%s",
 					 owner_operation ? ENVELOPE_OWNER_VERSION : ENVELOPE_VERSION,
 					 tenant ? MandantUuidText(tenant) : "",
 					 user ? MandantUuidText(user) : "",
 					 MandantScopeList(scopes),
-					 (long long) time(NULL) + context_lifetime,
-					 MandantBase64UrlEncode((const unsigned char *) role, strlen(role)));
-	if (request_id != NULL)
-		appendStringInfoString(&buf, MandantBase64UrlEncode((const unsigned char *) request_id,
-															strlen(request_id)));
+					 (long long) now + context_lifetime,
+					 MandantBase64UrlEncode((const unsigned char *) role, strlen(role)),
+					 MandantBase64UrlEncode((const unsigned char *) request_id, strlen(request_id)));
 	EnvelopeMac(key, key_len, buf.data, buf.len, mac);
 	appendStringInfo(&buf, ".%s", mac);
-	return buf.data;
+	if (buf.len >= (int) sizeof(signed_envelope.text))
+		elog(ERROR, "a context envelope of %d bytes is longer than %d", buf.len, ENVELOPE_MAX_LEN - 1);
+
+	memset(&signed_envelope, 0, sizeof(signed_envelope));
+	signed_envelope.role = GetUserId();
+	signed_envelope.signed_at = now;
+	signed_envelope.owner_operation = owner_operation;
+	signed_envelope.has_tenant = tenant != NULL;
+	if (tenant != NULL)
+		signed_envelope.tenant = *tenant;
+	signed_envelope.has_user = user != NULL;
+	if (user != NULL)
+		signed_envelope.user = *user;
+	signed_envelope.scopes = scopes;
+	strlcpy(signed_envelope.request_id, request_id, sizeof(signed_envelope.request_id));
+	memcpy(signed_envelope.text, buf.data, buf.len + 1);
+	signed_envelope.generation = key_generation;
+	pfree(buf.data);
+	return signed_envelope.text;
 }
 
 /*
- * SetEnvelopeLocally runs SET LOCAL mandant.context through SPI with
+ * SetEnvelopeLocally runs SET LOCAL mandant.context with
  * citus.propagate_set_commands at 'local' for that statement alone, so
  * that Citus forwards it (the caller's own value of that setting is back
  * when this returns).  The envelope holds no quote (uuids, digits, scope
  * names and base64url).
+ *
+ * In a transaction block the statement goes straight to ProcessUtility
+ * (Citus's hook forwards it with the text given here).  Outside one, Citus
+ * forwards a SET LOCAL only from a function it sees running, and a plpgsql
+ * expression (PERFORM mandant.delete_tenant_rows(...)) runs without its
+ * executor: a DO block run through SPI is one it always sees.
  */
 static void
 SetEnvelopeLocally(const char *envelope)
 {
 	int			nest_level = NewGUCNestLevel();
 	char	   *sql = psprintf("SET LOCAL %s = '%s'", MANDANT_GUC_ENVELOPE, envelope);
-	int			rc;
-
-	/*
-	 * Outside a transaction block Citus forwards a SET LOCAL only from a
-	 * function it sees running, and a plpgsql expression (PERFORM
-	 * mandant.delete_tenant_rows(...)) runs without its executor: a DO
-	 * block is one it always sees.
-	 */
-	if (!IsTransactionBlock())
-		sql = psprintf("DO $mandant$BEGIN %s; END$mandant$", sql);
+	bool		in_block = IsTransactionBlock();
 
 	(void) set_config_option(CITUS_PROPAGATE_SET, "local", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
-	SPI_connect();
+	if (!in_block)
+	{
+		sql = psprintf("DO $mandant$BEGIN %s; END$mandant$", sql);
+		SPI_connect();
+	}
 	forwarding = true;
 	PG_TRY();
 	{
-		rc = SPI_execute(sql, false, 0);
+		if (in_block)
+		{
+			VariableSetStmt *stmt = makeNode(VariableSetStmt);
+			A_Const    *value = makeNode(A_Const);
+			PlannedStmt *pstmt = makeNode(PlannedStmt);
+
+			value->val.sval.type = T_String;
+			value->val.sval.sval = pstrdup(envelope);
+			value->location = -1;
+			stmt->kind = VAR_SET_VALUE;
+			stmt->name = MANDANT_GUC_ENVELOPE;
+			stmt->args = list_make1(value);
+			stmt->is_local = true;
+			pstmt->commandType = CMD_UTILITY;
+			pstmt->utilityStmt = (Node *) stmt;
+			pstmt->stmt_location = -1;
+			ProcessUtility(pstmt, sql, false, PROCESS_UTILITY_QUERY, NULL, NULL,
+						   None_Receiver, NULL);
+		}
+		else
+		{
+			int			rc = SPI_execute(sql, false, 0);
+
+			if (rc != SPI_OK_UTILITY)
+				elog(ERROR, "SPI_execute of SET LOCAL %s returned %s", MANDANT_GUC_ENVELOPE,
+					 SPI_result_code_string(rc));
+		}
 	}
 	PG_FINALLY();
 	{
 		forwarding = false;
 	}
 	PG_END_TRY();
-	if (rc != SPI_OK_UTILITY)
-		elog(ERROR, "SPI_execute of SET LOCAL %s returned %s", MANDANT_GUC_ENVELOPE,
-			 SPI_result_code_string(rc));
-	SPI_finish();
+	if (!in_block)
+		SPI_finish();
 	AtEOXact_GUC(true, nest_level);
 	pfree(sql);
 	forwarded_level = GetCurrentTransactionNestLevel();

@@ -169,6 +169,36 @@ for who in backend user; do
 	EOF
 done
 
+# One session enters tenants in turn: the envelope it hands the workers
+# is reused only for the same context and role (envelope.c).
+is "one session, tenants in turn: each transaction sees its own tenant's rows" "3 2 3" coordinator citus_app <<-EOF
+	BEGIN;
+	SELECT mandant.set_tenant('$acme');
+	SELECT count(*) AS a1 FROM app.notes \gset
+	COMMIT;
+	BEGIN;
+	SELECT mandant.set_tenant('$globex');
+	SELECT count(*) AS g FROM app.notes \gset
+	COMMIT;
+	BEGIN;
+	SELECT mandant.set_tenant('$acme');
+	SELECT :a1 || ' ' || :g || ' ' || count(*) FROM app.notes;
+	COMMIT;
+EOF
+is "one backend, two roles in turn: the workers take each role's own envelope" "3 3" coordinator postgres <<-EOF
+	SET ROLE citus_app;
+	BEGIN;
+	SELECT mandant.set_tenant('$acme');
+	SELECT count(*) AS first FROM app.notes \gset
+	COMMIT;
+	RESET ROLE;
+	SET ROLE citus_app2;
+	BEGIN;
+	SELECT mandant.set_tenant('$acme');
+	SELECT :first || ' ' || count(*) FROM app.notes;
+	COMMIT;
+EOF
+
 is "a savepoint rollback restores the context on the shards" "2 3 true distributed" coordinator citus_app <<-EOF
 	BEGIN;
 	SELECT mandant.set_tenant('$acme');

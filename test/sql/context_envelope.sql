@@ -48,7 +48,8 @@ SELECT pg_temp.envelope('a0000000-0000-4000-8000-00000000000a', '11111111-1111-4
 	   pg_temp.envelope('a0000000-0000-4000-8000-00000000000a', NULL, '', 'regress_service',
 						key_file => current_setting('mandant.jwt_private_key_file')) AS env_other_key,
 	   pg_temp.envelope('a0000000-0000-4000-8000-00000000000a', NULL, '', 'regress_service',
-						3600 * 24 * 365) AS env_far
+						3600 * 24 * 365) AS env_far,
+	   current_setting('mandant.jwt_private_key_file') AS jwt_key_file
 \gset
 -- The same envelope with its tenant changed, its MAC kept.
 SELECT replace(:'env_tenant_only', 'a0000000-0000-4000-8000-00000000000a',
@@ -142,6 +143,47 @@ ROLLBACK;
 RESET app.current_tenant;
 SET app.request_id = 'free to set';
 RESET app.request_id;
+
+-- A worker remembers the envelope it verified last, for the role it
+-- names: the same text again is taken without a new MAC, but not once it
+-- expired, and not after the key changed.
+RESET ROLE;
+SELECT pg_temp.envelope('a0000000-0000-4000-8000-00000000000a', NULL, '', 'regress_service', 1)
+	AS env_short \gset
+SET ROLE regress_service;
+BEGIN;
+SET LOCAL mandant.context = :'env_short';
+SELECT mandant.current_tenant() AS short_lived;
+COMMIT;
+SELECT pg_sleep(2);
+\set VERBOSITY terse
+BEGIN;
+SET LOCAL mandant.context = :'env_short';
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+\set VERBOSITY default
+BEGIN;
+SET LOCAL mandant.context = :'env_tenant_only';
+SELECT mandant.current_tenant() AS before_the_key_changed;
+COMMIT;
+RESET ROLE;
+ALTER SYSTEM SET mandant.context_key_file TO :'jwt_key_file';
+SELECT pg_reload_conf();
+SELECT pg_sleep(0.5);
+SET ROLE regress_service;
+BEGIN;
+SET LOCAL mandant.context = :'env_tenant_only';
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+BEGIN;
+SET LOCAL mandant.context = :'env_other_key';
+SELECT mandant.current_tenant() AS under_the_new_key;
+COMMIT;
+RESET ROLE;
+ALTER SYSTEM RESET mandant.context_key_file;
+SELECT pg_reload_conf();
+SELECT pg_sleep(0.5);
+SET ROLE regress_service;
 
 -- Invalid input: an envelope whose tenant was changed (the MAC no longer
 -- matches)
