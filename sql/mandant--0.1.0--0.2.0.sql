@@ -769,6 +769,13 @@ finding (severity, code, object, message, hint) AS (
 		   format('table %s looks like a tenant table but is not registered', t.name),
 		   format('Call mandant.enable_tenancy(%L) so that its rows are isolated, exported and deleted with their tenant.', t.name)
 	FROM tenant_rel t WHERE NOT t.registered
+	  AND t.relid NOT IN (SELECT u::oid FROM mandant.tenant_tables_unregistered() u)
+
+	UNION ALL
+	SELECT 'error', 'policy_unregistered', u::text,
+		   format('table %s has mandant''s tenant policy but is not registered', u),
+		   format('Call mandant.enable_tenancy(%L) again: Citus re-creates a table it converts, and until then deleting, exporting and moving a tenant are refused.', u::text)
+	FROM mandant.tenant_tables_unregistered() u
 
 	UNION ALL
 	SELECT 'error', 'tenant_column_missing', t.name,
@@ -3545,11 +3552,65 @@ $$;
 COMMENT ON FUNCTION mandant.resume_tenant(uuid) IS
 'Resume a suspended tenant (55000 for pending and failed ones: provisioning decides those). Repeating it changes nothing. mandant_admin only.';
 
-CREATE OR REPLACE FUNCTION mandant.tenant_tables()
-RETURNS TABLE (relid regclass, tenant_column name, depth integer)
-LANGUAGE sql STABLE
+CREATE OR REPLACE FUNCTION mandant.tenant_tables_unregistered()
+RETURNS SETOF regclass
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	found	text := $q$
+		SELECT DISTINCT c.oid::regclass
+		FROM pg_catalog.pg_policy p
+		JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+		WHERE p.polname = 'tenant_isolation' AND c.relkind IN ('r', 'p')
+		  AND pg_catalog.pg_get_expr(p.polqual, p.polrelid) LIKE '%mandant.tenant_filter()%'
+		  AND NOT EXISTS (SELECT FROM mandant.tenant_table r WHERE r.relid = c.oid)
+		  AND NOT EXISTS (SELECT FROM pg_catalog.pg_partition_ancestors(c.oid) a
+						  JOIN mandant.tenant_table r ON r.relid = a.relid)$q$;
+BEGIN
+	IF to_regclass('pg_catalog.pg_dist_shard') IS NOT NULL THEN
+		/* a shard is named <table>_<shard id> */
+		found := found || $q$
+		  AND NOT EXISTS (SELECT FROM pg_catalog.pg_dist_shard s
+						  WHERE s.shardid = (substring(c.relname FROM '_([0-9]{1,18})$'))::bigint
+							AND pg_catalog.to_regclass(pg_catalog.shard_name(s.logicalrelid, s.shardid)) = c.oid)$q$;
+	END IF;
+	RETURN QUERY EXECUTE found;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.tenant_tables_unregistered() IS
+'Tables that carry mandant''s tenant policy but are not registered (Citus re-created them when it converted them); mandant.enable_tenancy() registers one again.';
+
+CREATE OR REPLACE FUNCTION mandant.check_tenant_tables_registered()
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tbl		regclass;
+BEGIN
+	SELECT u INTO tbl FROM mandant.tenant_tables_unregistered() u ORDER BY u::text LIMIT 1;
+	IF tbl IS NOT NULL THEN
+		RAISE EXCEPTION 'table % has mandant''s tenant policy but is not registered', tbl
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'A tenant''s rows in it would be left out of deleting, exporting or moving the tenant. Citus re-creates a table when it converts it (alter_distributed_table, undistribute_table), and mandant''s registry keeps the table it registered.',
+				  HINT = format('Call mandant.enable_tenancy(%L) again as the table''s owner.', tbl::text);
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.check_tenant_tables_registered() IS
+'Internal to mandant.tenant_tables(): raise 55000 while a table carries mandant''s tenant policy but is not registered.';
+
+CREATE OR REPLACE FUNCTION mandant.tenant_tables()
+RETURNS TABLE (relid regclass, tenant_column name, depth integer)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM mandant.check_tenant_tables_registered();
+	RETURN QUERY
 	WITH RECURSIVE own AS (
 		SELECT r.relid, r.tenant_column FROM mandant.tenant_table r
 		WHERE EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = r.relid)
@@ -3572,11 +3633,12 @@ AS $$
 	SELECT o.relid, o.tenant_column, max(ch.depth)
 	FROM own o JOIN chain ch ON ch.relid = o.relid::oid
 	GROUP BY o.relid, o.tenant_column
-	ORDER BY 3, 1::text
+	ORDER BY 3, 1::text;
+END
 $$;
 
 COMMENT ON FUNCTION mandant.tenant_tables() IS
-'The registered tenant tables (partitions left out) with their depth in the foreign keys between them: delete by ascending depth, insert by descending.';
+'The registered tenant tables (partitions left out) with their depth in the foreign keys between them: delete by ascending depth, insert by descending. Raises 55000 while a table carries mandant''s tenant policy but is not registered (mandant.check_tenant_tables_registered).';
 
 CREATE OR REPLACE FUNCTION mandant.check_tenant_references()
 RETURNS void
@@ -4924,6 +4986,24 @@ BEGIN
 		END IF;
 	END LOOP;
 
+	/*
+	 * A tenant table registered before Citus was installed has mandant's
+	 * key to mandant.tenant, which enable_tenancy adds no more on Citus:
+	 * once mandant.tenant is a reference table, Citus would pull the table
+	 * into its metadata as a local table, re-creating it under a new oid
+	 * that mandant's registries do not follow.  The policy holds a row to
+	 * the transaction's tenant, which set_tenant checked.
+	 */
+	FOR fk IN SELECT k.conrelid::regclass AS tbl, k.conname
+			  FROM pg_constraint k
+			  JOIN mandant.tenant_table r ON r.relid = k.conrelid
+			  WHERE k.contype = 'f' AND k.confrelid = 'mandant.tenant'::regclass
+				AND k.conname = left(r.tenant_column, 40) || '_mandant_tenant_fkey'
+				AND NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = k.conrelid)
+	LOOP
+		EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', fk.tbl, fk.conname);
+	END LOOP;
+
 	PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
 	FOREACH tbl IN ARRAY reference LOOP
 		IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = tbl::regclass) THEN
@@ -5037,6 +5117,7 @@ REVOKE ALL ON FUNCTION mandant.op_set_quota(uuid, text, bigint, timestamptz, tex
 	mandant.op_usage_reconcile() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION mandant.op_set_quota(uuid, text, bigint, timestamptz, text), mandant.op_change_plan(uuid, text, text),
 	mandant.op_usage_reconcile() TO mandant_admin;
+REVOKE ALL ON FUNCTION mandant.check_tenant_tables_registered() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.check_tenant_references() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.op_delete_tenant(uuid, text), mandant.op_export_tenant(uuid), mandant.op_import_tenant(jsonb),
 	mandant.op_suspend_tenant(uuid, text), mandant.op_resume_tenant(uuid),

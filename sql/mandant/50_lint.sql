@@ -68,6 +68,13 @@ finding (severity, code, object, message, hint) AS (
 		   format('table %s looks like a tenant table but is not registered', t.name),
 		   format('Call mandant.enable_tenancy(%L) so that its rows are isolated, exported and deleted with their tenant.', t.name)
 	FROM tenant_rel t WHERE NOT t.registered
+	  AND t.relid NOT IN (SELECT u::oid FROM mandant.tenant_tables_unregistered() u)
+
+	UNION ALL
+	SELECT 'error', 'policy_unregistered', u::text,
+		   format('table %s has mandant''s tenant policy but is not registered', u),
+		   format('Call mandant.enable_tenancy(%L) again: Citus re-creates a table it converts, and until then deleting, exporting and moving a tenant are refused.', u::text)
+	FROM mandant.tenant_tables_unregistered() u
 
 	UNION ALL
 	SELECT 'error', 'tenant_column_missing', t.name,

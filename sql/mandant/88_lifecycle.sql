@@ -364,6 +364,75 @@ COMMENT ON FUNCTION mandant.resume_tenant(uuid) IS
 /* ---- the tenant's tables, in foreign key order --------------------------- */
 
 /*
+ * tenant_tables_unregistered lists the tables that carry mandant's tenant
+ * policy (enable_tenancy made it) but are not in the registry.  Citus
+ * re-creates a table under a new oid when it converts it
+ * (alter_distributed_table, undistribute_table, create_distributed_table
+ * of a table already in its metadata, a foreign key to a reference table
+ * that pulls a local table in): the policy and forced row level security
+ * go with the new relation, mandant's registry row does not.  Partitions
+ * of a registered table and the shards of Citus tables placed on this
+ * node are left out.
+ */
+CREATE FUNCTION mandant.tenant_tables_unregistered()
+RETURNS SETOF regclass
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	found	text := $q$
+		SELECT DISTINCT c.oid::regclass
+		FROM pg_catalog.pg_policy p
+		JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+		WHERE p.polname = 'tenant_isolation' AND c.relkind IN ('r', 'p')
+		  AND pg_catalog.pg_get_expr(p.polqual, p.polrelid) LIKE '%mandant.tenant_filter()%'
+		  AND NOT EXISTS (SELECT FROM mandant.tenant_table r WHERE r.relid = c.oid)
+		  AND NOT EXISTS (SELECT FROM pg_catalog.pg_partition_ancestors(c.oid) a
+						  JOIN mandant.tenant_table r ON r.relid = a.relid)$q$;
+BEGIN
+	IF to_regclass('pg_catalog.pg_dist_shard') IS NOT NULL THEN
+		/* a shard is named <table>_<shard id> */
+		found := found || $q$
+		  AND NOT EXISTS (SELECT FROM pg_catalog.pg_dist_shard s
+						  WHERE s.shardid = (substring(c.relname FROM '_([0-9]{1,18})$'))::bigint
+							AND pg_catalog.to_regclass(pg_catalog.shard_name(s.logicalrelid, s.shardid)) = c.oid)$q$;
+	END IF;
+	RETURN QUERY EXECUTE found;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.tenant_tables_unregistered() IS
+'Tables that carry mandant''s tenant policy but are not registered (Citus re-created them when it converted them); mandant.enable_tenancy() registers one again.';
+
+/*
+ * check_tenant_tables_registered refuses to go on (55000) while a table
+ * carries mandant's tenant policy but is not registered: deleting,
+ * exporting or moving a tenant would leave that table's rows behind.
+ */
+CREATE FUNCTION mandant.check_tenant_tables_registered()
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tbl		regclass;
+BEGIN
+	SELECT u INTO tbl FROM mandant.tenant_tables_unregistered() u ORDER BY u::text LIMIT 1;
+	IF tbl IS NOT NULL THEN
+		RAISE EXCEPTION 'table % has mandant''s tenant policy but is not registered', tbl
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'A tenant''s rows in it would be left out of deleting, exporting or moving the tenant. Citus re-creates a table when it converts it (alter_distributed_table, undistribute_table), and mandant''s registry keeps the table it registered.',
+				  HINT = format('Call mandant.enable_tenancy(%L) again as the table''s owner.', tbl::text);
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.check_tenant_tables_registered() IS
+'Internal to mandant.tenant_tables(): raise 55000 while a table carries mandant''s tenant policy but is not registered.';
+
+REVOKE ALL ON FUNCTION mandant.check_tenant_tables_registered() FROM PUBLIC;
+
+/*
  * tenant_tables lists the registered tenant tables that hold rows of their
  * own (partitions of a registered table are reached through it), with the
  * length of the longest chain of registered tables referencing each: 0 for
@@ -372,9 +441,12 @@ COMMENT ON FUNCTION mandant.resume_tenant(uuid) IS
  */
 CREATE FUNCTION mandant.tenant_tables()
 RETURNS TABLE (relid regclass, tenant_column name, depth integer)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+	PERFORM mandant.check_tenant_tables_registered();
+	RETURN QUERY
 	WITH RECURSIVE own AS (
 		SELECT r.relid, r.tenant_column FROM mandant.tenant_table r
 		WHERE EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = r.relid)
@@ -397,11 +469,12 @@ AS $$
 	SELECT o.relid, o.tenant_column, max(ch.depth)
 	FROM own o JOIN chain ch ON ch.relid = o.relid::oid
 	GROUP BY o.relid, o.tenant_column
-	ORDER BY 3, 1::text
+	ORDER BY 3, 1::text;
+END
 $$;
 
 COMMENT ON FUNCTION mandant.tenant_tables() IS
-'The registered tenant tables (partitions left out) with their depth in the foreign keys between them: delete by ascending depth, insert by descending.';
+'The registered tenant tables (partitions left out) with their depth in the foreign keys between them: delete by ascending depth, insert by descending. Raises 55000 while a table carries mandant''s tenant policy but is not registered (mandant.check_tenant_tables_registered).';
 
 /* ---- deletion -------------------------------------------------------------- */
 

@@ -110,6 +110,24 @@ BEGIN
 		END IF;
 	END LOOP;
 
+	/*
+	 * A tenant table registered before Citus was installed has mandant's
+	 * key to mandant.tenant, which enable_tenancy adds no more on Citus:
+	 * once mandant.tenant is a reference table, Citus would pull the table
+	 * into its metadata as a local table, re-creating it under a new oid
+	 * that mandant's registries do not follow.  The policy holds a row to
+	 * the transaction's tenant, which set_tenant checked.
+	 */
+	FOR fk IN SELECT k.conrelid::regclass AS tbl, k.conname
+			  FROM pg_constraint k
+			  JOIN mandant.tenant_table r ON r.relid = k.conrelid
+			  WHERE k.contype = 'f' AND k.confrelid = 'mandant.tenant'::regclass
+				AND k.conname = left(r.tenant_column, 40) || '_mandant_tenant_fkey'
+				AND NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = k.conrelid)
+	LOOP
+		EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', fk.tbl, fk.conname);
+	END LOOP;
+
 	PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
 	FOREACH tbl IN ARRAY reference LOOP
 		IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = tbl::regclass) THEN

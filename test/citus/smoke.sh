@@ -76,4 +76,37 @@ EOF
 setup coordinator postgres <<-'EOF'
 	DROP SCHEMA smoke CASCADE;
 EOF
+# A backend that started before Citus was installed in its database, or
+# dropped, notices it: mandant keeps the answer until a relcache-wide
+# invalidation, which Citus sends on CREATE and DROP EXTENSION citus.
+# Without the fresh answer, mandant would read the coordinator's shell of
+# a reference table (citus_require_transaction_block asks the same question).
+late="${db}_late"
+setup coordinator postgres <<-EOF
+	DROP DATABASE IF EXISTS $late;
+	CREATE DATABASE $late;
+EOF
+late_psql() {
+	psql -X -q -At -v VERBOSITY=verbose -h "$sock" -p "$port_coordinator" -U postgres -d "$late" "$@"
+}
+late_psql -c "SET client_min_messages = warning" -c "CREATE EXTENSION mandant CASCADE" >/dev/null
+answers=$(late_psql 2>&1 <<-EOF | grep -o "^ok$\|25P01" | tr '\n' ' '
+	SELECT 'ok' FROM (SELECT mandant.citus_require_transaction_block('probe')) s;
+	\! psql -X -q -h "$sock" -p "$port_coordinator" -U postgres -d "$late" -c "CREATE EXTENSION citus"
+	SELECT 'ok' FROM (SELECT mandant.citus_require_transaction_block('probe')) s;
+	\! psql -X -q -h "$sock" -p "$port_coordinator" -U postgres -d "$late" -c "DROP EXTENSION citus"
+	SELECT 'ok' FROM (SELECT mandant.citus_require_transaction_block('probe')) s;
+EOF
+)
+if [ "$answers" = "ok 25P01 ok " ]; then
+	ok 0 "a running backend sees Citus installed, then dropped"
+else
+	ok 1 "a running backend sees Citus installed, then dropped"
+	echo "# expected: ok 25P01 ok (before, with, after Citus)"
+	echo "# got: $answers"
+fi
+setup coordinator postgres <<-EOF
+	DROP DATABASE $late WITH (FORCE);
+EOF
+
 done_testing

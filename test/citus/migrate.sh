@@ -1,0 +1,144 @@
+#!/bin/sh
+# migrate.sh: an installation that adds Citus later (README, "Scale out").
+# Its tenant table was registered, with mandant's key to mandant.tenant,
+# and holds rows before Citus is installed; then citus_setup() and
+# create_distributed_table().  The registry must follow the table, so that
+# delete_tenant reaches its rows on every node; a table that Citus
+# re-creates (alter_distributed_table) is refused by delete_tenant until
+# enable_tenancy registers it again.  Works in a database of its own.
+. "$(dirname "$0")/lib.sh"
+
+main_db=$db
+db="${main_db}_migrate"
+for n in $nodes; do
+	db=$main_db
+	setup "$n" postgres <<-EOF
+		SET client_min_messages = warning;
+		DROP DATABASE IF EXISTS ${main_db}_migrate WITH (FORCE);
+		CREATE DATABASE ${main_db}_migrate;
+		DO \$\$
+		BEGIN
+			IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'mig_owner') THEN CREATE ROLE mig_owner LOGIN; END IF;
+			IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'mig_app') THEN CREATE ROLE mig_app LOGIN; END IF;
+			IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'mig_admin') THEN CREATE ROLE mig_admin LOGIN; END IF;
+		END
+		\$\$;
+	EOF
+	db="${main_db}_migrate"
+done
+for n in $workers; do
+	setup "$n" postgres <<-'EOF'
+		SET client_min_messages = warning;
+		CREATE EXTENSION citus;
+		CREATE EXTENSION mandant CASCADE;
+		GRANT mandant_service TO mig_app;
+		GRANT mandant_admin TO mig_admin;
+	EOF
+done
+
+# Before Citus: one tenant table with mandant's key, rows of two tenants.
+setup coordinator postgres <<-'EOF'
+	SET client_min_messages = warning;
+	CREATE EXTENSION mandant CASCADE;
+	GRANT mandant_service TO mig_app;
+	GRANT mandant_admin TO mig_admin;
+	CREATE SCHEMA app AUTHORIZATION mig_owner;
+	GRANT USAGE ON SCHEMA app TO mig_app;
+EOF
+acme=$(value coordinator mig_admin <<-'EOF'
+	SELECT mandant.create_tenant('acme', 'Acme', 'it@acme.example');
+EOF
+)
+globex=$(value coordinator mig_admin <<-'EOF'
+	SELECT mandant.create_tenant('globex', 'Globex', 'it@globex.example');
+EOF
+)
+is "before Citus: enable_tenancy adds mandant's key to mandant.tenant" "1" coordinator mig_owner <<-'EOF'
+	CREATE TABLE app.legacy (tenant_id uuid NOT NULL, id int NOT NULL, body text,
+	                         PRIMARY KEY (tenant_id, id));
+	GRANT SELECT, INSERT, UPDATE, DELETE ON app.legacy TO mig_app;
+	SELECT mandant.enable_tenancy('app.legacy');
+	SELECT count(*) FROM pg_constraint
+	WHERE conrelid = 'app.legacy'::regclass AND confrelid = 'mandant.tenant'::regclass;
+EOF
+setup coordinator postgres <<-EOF
+	INSERT INTO app.legacy VALUES ('$acme', 1, 'a1'), ('$acme', 2, 'a2'), ('$globex', 1, 'g1');
+EOF
+
+# Citus arrives: the nodes, citus_setup, then the table is distributed by a
+# superuser (create_distributed_table copies its rows with COPY, which
+# Citus refuses under the table's forced row level security).
+set -- $MANDANT_CITUS_WORKERS
+setup coordinator postgres <<-EOF
+	SET client_min_messages = warning;
+	CREATE EXTENSION citus;
+	SELECT citus_set_coordinator_host('$sock', $port_coordinator);
+	SELECT citus_add_node('$sock', $1);
+	SELECT citus_add_node('$sock', $2);
+EOF
+set --
+is "citus_setup drops mandant's key; distributed, the table stays registered" "0 distributed 1" \
+	coordinator postgres <<-'EOF'
+	SET client_min_messages = warning;
+	SELECT mandant.citus_setup();
+	SELECT create_distributed_table('app.legacy', 'tenant_id');
+	SELECT truncate_local_data_after_distributing_table('app.legacy');
+	SELECT (SELECT count(*) FROM pg_constraint
+	        WHERE conrelid = 'app.legacy'::regclass AND confrelid = 'mandant.tenant'::regclass) || ' ' ||
+	       (SELECT CASE partmethod WHEN 'h' THEN 'distributed' ELSE partmethod::text END
+	        FROM pg_dist_partition WHERE logicalrelid = 'app.legacy'::regclass) || ' ' ||
+	       (SELECT count(*) FROM mandant.tenant_table WHERE relid = 'app.legacy'::regclass);
+EOF
+is "the tenant sees its rows on the shards" "2" coordinator mig_app <<-EOF
+	BEGIN;
+	SELECT mandant.set_tenant('$acme');
+	SELECT count(*) FROM app.legacy;
+	COMMIT;
+EOF
+is "tenancy_lint finds nothing wrong" "0" coordinator mig_owner <<-'EOF'
+	SELECT count(*) FROM mandant.tenancy_lint() WHERE severity = 'error';
+EOF
+
+# Citus re-creates the table when it changes its shard count: the policy
+# goes with it, the registry row does not.
+is "alter_distributed_table: tenancy_lint reports the table the registry lost" "policy_unregistered app.legacy" \
+	coordinator postgres <<-'EOF'
+	SET client_min_messages = warning;
+	SELECT alter_distributed_table('app.legacy', shard_count => 8);
+	SELECT code || ' ' || object FROM mandant.tenancy_lint() WHERE severity = 'error';
+EOF
+is "the re-created table still holds the tenant to its rows" "2" coordinator mig_app <<-EOF
+	BEGIN;
+	SELECT mandant.set_tenant('$acme');
+	SELECT count(*) FROM app.legacy;
+	COMMIT;
+EOF
+fails "delete_tenant refuses while a tenant table is not registered" 55000 coordinator mig_admin <<-EOF
+	SELECT mandant.delete_tenant('$globex', 'globex');
+EOF
+fails "export_tenant refuses too" 55000 coordinator mig_admin <<-EOF
+	BEGIN;
+	SELECT mandant.export_tenant('$globex');
+EOF
+setup coordinator mig_owner <<-'EOF'
+	SELECT mandant.enable_tenancy('app.legacy');
+EOF
+is "enable_tenancy registers it again, and delete_tenant goes through" "app.legacy" coordinator mig_admin <<-EOF
+	SELECT k FROM jsonb_object_keys(mandant.delete_tenant('$globex', 'globex')) k WHERE k LIKE 'app.%';
+EOF
+is "delete_tenant left the other tenant's rows and none of its own" "0 2" coordinator postgres <<-EOF
+	SELECT (SELECT count(*) FROM app.legacy WHERE tenant_id = '$globex') || ' ' ||
+	       (SELECT count(*) FROM app.legacy WHERE tenant_id = '$acme');
+EOF
+
+db=$main_db
+setup coordinator postgres <<-EOF
+	DROP DATABASE ${main_db}_migrate WITH (FORCE);
+EOF
+for n in $workers; do
+	setup "$n" postgres <<-EOF
+		DROP DATABASE ${main_db}_migrate WITH (FORCE);
+	EOF
+done
+
+done_testing
