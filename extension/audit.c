@@ -441,7 +441,7 @@ static void
 WriteAuditEvent(AuditEvent *ev)
 {
 	MandantAppendTarget *target;
-	Relation	rel = MandantOpenAppendTarget("audit_event", audit_event_columns, AE_NATTS,
+	Relation	rel = MandantOpenAppendTarget("audit_event", NULL, audit_event_columns, AE_NATTS,
 												  &target, NULL);
 	Datum		values[AE_NATTS];
 	bool		nulls[AE_NATTS];

@@ -34,10 +34,10 @@
  * table whose metadata (partitioning, shards, placements) it changes.
  *
  * Nothing here runs where Citus is not installed: MandantCitusInstalled
- * asks only when the library is loaded, and keeps the answer until a
- * relcache invalidation of every relation, which Citus sends itself when
- * its extension is created, updated or dropped (and PostgreSQL after a
- * lost invalidation message).
+ * asks only when the library is loaded, once per transaction until Citus
+ * is found, and keeps a "yes" until a relcache invalidation of every
+ * relation, which Citus sends itself when its extension is created,
+ * updated or dropped (and PostgreSQL after a lost invalidation message).
  *
  * Copyright (c) 2026, the mandant developers
  *
@@ -70,15 +70,21 @@
 
 PG_FUNCTION_INFO_V1(mandant_citus_require_transaction_block);
 
-/* Whether Citus is installed in the database: -1 not known, 0 no, 1 yes. */
+/*
+ * Whether Citus is installed in the database: -1 not known, 0 no (as of
+ * transaction citus_lxid), 1 yes.
+ */
 static int	citus_installed = -1;
+static LocalTransactionId citus_lxid = InvalidLocalTransactionId;
 
 /* The questions this file answers, the first part of a cache key. */
 typedef enum CitusQuestion
 {
 	CITUS_PLACEMENT,			/* a: table, b: index → placement, its index */
 	CITUS_LOGICAL,				/* a: relation → logical table */
-	CITUS_MANAGED				/* a: table → in Citus's metadata? */
+	CITUS_MANAGED,				/* a: table → in Citus's metadata? */
+	CITUS_DISTRIBUTED,			/* a: table → hash-distributed? */
+	CITUS_COLOCATED				/* a: shard placement, b: table → b's shard */
 } CitusQuestion;
 
 typedef struct CitusKey
@@ -115,6 +121,32 @@ static MemoryContext citus_context = NULL;
 #define MANAGED_SQL \
 	"SELECT true FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid OPERATOR(pg_catalog.=) $1"
 
+/* Whether table $1 is hash-distributed. */
+#define DISTRIBUTED_SQL \
+	"SELECT true FROM pg_catalog.pg_dist_partition p" \
+	" WHERE p.logicalrelid OPERATOR(pg_catalog.=) $1 AND p.partmethod OPERATOR(pg_catalog.=) 'h'"
+
+/*
+ * The placement here of the shard of table $2 that is colocated with shard
+ * $1 (same colocation group, same hash range).
+ */
+#define COLOCATED_SQL \
+	"SELECT pg_catalog.to_regclass(pg_catalog.shard_name(t.logicalrelid, t.shardid, false))::oid" \
+	"  FROM pg_catalog.pg_dist_shard s" \
+	"  JOIN pg_catalog.pg_dist_partition ps ON ps.logicalrelid OPERATOR(pg_catalog.=) s.logicalrelid" \
+	"  JOIN pg_catalog.pg_dist_partition pt ON pt.logicalrelid OPERATOR(pg_catalog.=) $2" \
+	"       AND pt.colocationid OPERATOR(pg_catalog.=) ps.colocationid AND pt.partmethod OPERATOR(pg_catalog.=) 'h'" \
+	"  JOIN pg_catalog.pg_dist_shard t ON t.logicalrelid OPERATOR(pg_catalog.=) $2" \
+	"       AND t.shardminvalue OPERATOR(pg_catalog.=) s.shardminvalue" \
+	" WHERE s.shardid OPERATOR(pg_catalog.=) $1" \
+	"   AND EXISTS (SELECT FROM pg_catalog.pg_dist_placement pl" \
+	"               JOIN pg_catalog.pg_dist_local_group g ON g.groupid OPERATOR(pg_catalog.=) pl.groupid" \
+	"               WHERE pl.shardid OPERATOR(pg_catalog.=) t.shardid)"
+
+/* This node's group (0 on the coordinator). */
+#define LOCAL_GROUP_SQL \
+	"SELECT g.groupid::pg_catalog.int8 FROM pg_catalog.pg_dist_local_group g"
+
 /* The logical table of shard $2 if relation $1 is its placement here. */
 #define LOGICAL_SQL \
 	"SELECT s.logicalrelid::oid" \
@@ -141,9 +173,9 @@ ForgetCitusInstalled(Datum arg, Oid relid)
 
 /*
  * MandantCitusInstalled says whether the Citus library is loaded and its
- * extension installed in this database (the library once per backend, the
- * extension again after every relcache invalidation of all relations, see
- * ForgetCitusInstalled).
+ * extension installed in this database: the library once per backend, the
+ * extension once per transaction until it is found, then again only after
+ * a relcache invalidation of all relations (ForgetCitusInstalled).
  */
 bool
 MandantCitusInstalled(void)
@@ -155,6 +187,9 @@ MandantCitusInstalled(void)
 		citus_loaded = GetConfigOption(CITUS_PROPAGATE_SET, true, false) != NULL;
 	if (!citus_loaded)
 		return false;
+	/* "no" holds for one transaction: CREATE EXTENSION ... CASCADE sends no invalidation */
+	if (citus_installed == 0 && citus_lxid != MyProc->lxid)
+		citus_installed = -1;
 	if (citus_installed < 0)
 	{
 		static bool registered = false;
@@ -165,6 +200,7 @@ MandantCitusInstalled(void)
 			registered = true;
 		}
 		citus_installed = OidIsValid(get_extension_oid("citus", true));
+		citus_lxid = MyProc->lxid;
 	}
 	return citus_installed > 0;
 }
@@ -323,7 +359,7 @@ AskCitus(const char *sql, int nargs, Oid *argtypes, Datum *args, int ncolumns, D
 		Datum		value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1, &isnull);
 		Oid			type = SPI_gettypeid(SPI_tuptable->tupdesc, i + 1);
 
-		if (type != OIDOID && type != BOOLOID)
+		if (type != OIDOID && type != BOOLOID && type != INT8OID)
 			elog(ERROR, "a Citus catalog query returned a column of type %u", type);
 		out[i] = isnull ? (Datum) 0 : value;
 	}
@@ -431,6 +467,82 @@ MandantLogicalRelid(Relation rel)
 	Oid			logical = MandantCitusLogicalTable(rel);
 
 	return OidIsValid(logical) ? logical : RelationGetRelid(rel);
+}
+
+/*
+ * MandantCitusDistributedTable says whether Citus distributes the table
+ * relid by hash, so that its rows are in shards on the workers.
+ */
+bool
+MandantCitusDistributedTable(Oid relid)
+{
+	CitusAnswer answer;
+
+	if (!MandantCitusInstalled())
+		return false;
+	if (!RecallCitusAnswer(CITUS_DISTRIBUTED, relid, InvalidOid, &answer))
+	{
+		Oid			argtypes[1] = {OIDOID};
+		Datum		args[1] = {ObjectIdGetDatum(relid)};
+		Datum		out[1];
+
+		answer.managed = AskCitus(DISTRIBUTED_SQL, 1, argtypes, args, 1, out);
+		RememberCitusAnswer(&answer);
+	}
+	return answer.managed;
+}
+
+/*
+ * MandantCitusColocatedShard returns the placement on this node of the
+ * shard of the distributed table target that is colocated with the shard
+ * whose placement here is beside (same colocation group, same hash range),
+ * or InvalidOid when beside is no such placement or target is not
+ * colocated with it.
+ */
+Oid
+MandantCitusColocatedShard(Oid target, Relation beside)
+{
+	CitusAnswer answer;
+
+	if (!OidIsValid(MandantCitusLogicalTable(beside)))
+		return InvalidOid;
+	if (!RecallCitusAnswer(CITUS_COLOCATED, RelationGetRelid(beside), target, &answer))
+	{
+		Oid			argtypes[2] = {INT8OID, OIDOID};
+		Datum		args[2] = {Int64GetDatum(ShardIdOfName(RelationGetRelationName(beside))),
+		ObjectIdGetDatum(target)};
+		Datum		out[1];
+
+		answer.managed = AskCitus(COLOCATED_SQL, 2, argtypes, args, 1, out);
+		answer.relid = answer.managed ? DatumGetObjectId(out[0]) : InvalidOid;
+		RememberCitusAnswer(&answer);
+	}
+	return answer.relid;
+}
+
+/*
+ * MandantCitusRowIdBase returns what this node adds to the ids it draws
+ * from mandant's sequences for rows it writes into shards: its group id
+ * shifted into the high bits, as Citus does for the sequences of
+ * distributed tables.  A tenant's rows keep their ids when its shards move
+ * to another node, whose ids for it then start elsewhere.  Asked once per
+ * backend (a node keeps its group).
+ */
+int64
+MandantCitusRowIdBase(void)
+{
+	static bool known = false;
+	static int64 base = 0;
+
+	if (!known && MandantCitusInstalled())
+	{
+		Datum		out[1];
+
+		if (AskCitus(LOCAL_GROUP_SQL, 0, NULL, NULL, 1, out))
+			base = DatumGetInt64(out[0]) << 48;
+		known = true;
+	}
+	return base;
 }
 
 /*

@@ -26,7 +26,11 @@
  * row_in_tenant()), never for the context of mandant's own tables or the
  * gate, so that the owner's code that runs on the shards, or a session of
  * the owner's role that replays it, reads no record of that tenant that
- * the owner's tables do not hold.
+ * the owner's tables do not hold.  e1.<...> is an o1 envelope that also
+ * lets its role delete the tenant's rows of mandant's distributed history
+ * tables (MandantEnvelopeErasing, history.c): delete_tenant erases them
+ * over the owner's connections, since Citus refuses a transaction that
+ * touches colocated shards as two roles.
  *
  * tenant and user are uuids or empty, scopes a comma separated list,
  * expires unix seconds, role and request id base64url, and mac the
@@ -94,6 +98,7 @@
 /* The first field of an envelope, its format. */
 #define ENVELOPE_VERSION	"m1"
 #define ENVELOPE_OWNER_VERSION	"o1"	/* a table owner's operation */
+#define ENVELOPE_ERASE_VERSION	"e1"	/* the same, erasing a tenant's history */
 
 /* Fields of an envelope, the version and the MAC included. */
 #define ENVELOPE_FIELDS		8
@@ -157,6 +162,7 @@ static struct
 	Oid			role;
 	int64		signed_at;
 	bool		owner_operation;
+	bool		erase;
 	bool		has_tenant;
 	pg_uuid_t	tenant;
 	bool		has_user;
@@ -379,12 +385,15 @@ ParseEnvelope(const char *value, MandantEnvelope *parsed, char *role_name,
 	}
 	if (flen[0] != strlen(ENVELOPE_VERSION) || flen[7] != ENVELOPE_MAC_LEN ||
 		(strncmp(field[0], ENVELOPE_VERSION, flen[0]) != 0 &&
-		 strncmp(field[0], ENVELOPE_OWNER_VERSION, flen[0]) != 0))
+		 strncmp(field[0], ENVELOPE_OWNER_VERSION, flen[0]) != 0 &&
+		 strncmp(field[0], ENVELOPE_ERASE_VERSION, flen[0]) != 0))
 		return false;
 	*payload_len = field[7] - 1 - value;
 
 	memset(parsed, 0, sizeof(*parsed));
-	parsed->owner_operation = strncmp(field[0], ENVELOPE_OWNER_VERSION, flen[0]) == 0;
+	parsed->erase = strncmp(field[0], ENVELOPE_ERASE_VERSION, flen[0]) == 0;
+	parsed->owner_operation = parsed->erase ||
+		strncmp(field[0], ENVELOPE_OWNER_VERSION, flen[0]) == 0;
 	if (!ParseUuidField(field[1], flen[1], &parsed->has_tenant, &parsed->tenant) ||
 		!ParseUuidField(field[2], flen[2], &parsed->has_user, &parsed->user))
 		return false;
@@ -595,8 +604,8 @@ MandantDefineEnvelopeVariables(void)
  * than a tenth of the lifetime (signed_envelope), else a new one.
  */
 static const char *
-SignEnvelope(const uint8 *key, size_t key_len, bool owner_operation, const pg_uuid_t *tenant,
-			 const pg_uuid_t *user, int scopes, const char *request_id)
+SignEnvelope(const uint8 *key, size_t key_len, bool owner_operation, bool erase,
+			 const pg_uuid_t *tenant, const pg_uuid_t *user, int scopes, const char *request_id)
 {
 	StringInfoData buf;
 	const char *role;
@@ -607,8 +616,10 @@ SignEnvelope(const uint8 *key, size_t key_len, bool owner_operation, const pg_uu
 		request_id = "";
 	if (signed_envelope.generation == key_generation &&
 		signed_envelope.role == GetUserId() &&
+		now >= signed_envelope.signed_at &&
 		now - signed_envelope.signed_at < context_lifetime / 10 &&
 		signed_envelope.owner_operation == owner_operation &&
+		signed_envelope.erase == erase &&
 		signed_envelope.has_tenant == (tenant != NULL) &&
 		(tenant == NULL || memcmp(&signed_envelope.tenant, tenant, sizeof(pg_uuid_t)) == 0) &&
 		signed_envelope.has_user == (user != NULL) &&
@@ -620,6 +631,7 @@ SignEnvelope(const uint8 *key, size_t key_len, bool owner_operation, const pg_uu
 	role = GetUserNameFromId(GetUserId(), false);
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "%s.%s.%s.%s.%lld.%s.%s",
+					 erase ? ENVELOPE_ERASE_VERSION :
 					 owner_operation ? ENVELOPE_OWNER_VERSION : ENVELOPE_VERSION,
 					 tenant ? MandantUuidText(tenant) : "",
 					 user ? MandantUuidText(user) : "",
@@ -636,6 +648,7 @@ SignEnvelope(const uint8 *key, size_t key_len, bool owner_operation, const pg_uu
 	signed_envelope.role = GetUserId();
 	signed_envelope.signed_at = now;
 	signed_envelope.owner_operation = owner_operation;
+	signed_envelope.erase = erase;
 	signed_envelope.has_tenant = tenant != NULL;
 	if (tenant != NULL)
 		signed_envelope.tenant = *tenant;
@@ -810,7 +823,7 @@ MandantForwardContext(const pg_uuid_t *tenant, const pg_uuid_t *user, int scopes
 			SetEnvelopeLocally("");
 		return;
 	}
-	SetEnvelopeLocally(SignEnvelope(key, key_len, false, tenant, user, scopes, request_id));
+	SetEnvelopeLocally(SignEnvelope(key, key_len, false, false, tenant, user, scopes, request_id));
 }
 
 /*
@@ -818,20 +831,21 @@ MandantForwardContext(const pg_uuid_t *tenant, const pg_uuid_t *user, int scopes
  * of tenant (may be NULL) for the current user, the owner of a tenant
  * table that mandant works on as that owner (usertable.c): the owner's
  * connections to the workers, where row level security stays forced,
- * then see that tenant's rows.  Unlike MandantForwardContext it runs inside
+ * then see that tenant's rows; with erase, the owner may also delete the
+ * tenant's rows of mandant's distributed history tables (history.c).  Unlike MandantForwardContext it runs inside
  * the security-restricted operation; MandantForwardRestoredContext hands
  * the workers the caller's envelope again when the operation ends.
  * Returns whether it forwarded anything.
  */
 bool
-MandantForwardOwnerContext(const pg_uuid_t *tenant)
+MandantForwardOwnerContext(const pg_uuid_t *tenant, bool erase)
 {
 	const uint8 *key;
 	size_t		key_len;
 
 	if (!MandantCitusInstalled() || (key = ContextKey(&key_len)) == NULL)
 		return false;
-	SetEnvelopeLocally(tenant != NULL ? SignEnvelope(key, key_len, true, tenant, NULL, 0, NULL) : "");
+	SetEnvelopeLocally(tenant != NULL ? SignEnvelope(key, key_len, true, erase, tenant, NULL, 0, NULL) : "");
 	return true;
 }
 
@@ -848,4 +862,21 @@ MandantForwardRestoredContext(void)
 	const char *value = GetConfigOption(MANDANT_GUC_ENVELOPE, false, false);
 
 	SetEnvelopeLocally(value != NULL ? value : "");
+}
+
+/*
+ * MandantEnvelopeErasing returns the tenant whose rows of mandant's
+ * distributed history tables the envelope in force lets the current user
+ * delete: an e1 envelope accepted in this transaction for exactly that
+ * user (delete_tenant's erasure on a worker, history.c), else NULL.
+ */
+const pg_uuid_t *
+MandantEnvelopeErasing(void)
+{
+	const MandantEnvelope *envelope = MandantEnvelopeReceived;
+
+	if (envelope == NULL || !envelope->erase || !envelope->has_tenant ||
+		envelope->lxid != MyProc->lxid || envelope->role != GetUserId())
+		return NULL;
+	return &envelope->tenant;
 }

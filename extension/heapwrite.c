@@ -58,12 +58,11 @@
 
 #include "mandant.h"
 
-/* The tables mandant appends to; more come with the outbox. */
-#define MAX_APPEND_TARGETS 8
-
 struct MandantAppendTarget
 {
 	char		relname[NAMEDATALEN];	/* in schema mandant */
+	Oid			shard;			/* the placement of a shard written to, or
+								 * InvalidOid: the table itself */
 	Oid			relid;			/* InvalidOid until loaded, or when stale */
 	int			nindexes;
 	Oid		   *indexoids;
@@ -72,9 +71,10 @@ struct MandantAppendTarget
 	MemoryContext cxt;			/* owns the arrays and IndexInfos */
 };
 
-static MandantAppendTarget append_targets[MAX_APPEND_TARGETS];
+/* The slots, each allocated once in CacheMemoryContext (callers keep pointers). */
+static MandantAppendTarget **append_targets = NULL;
 static int	n_append_targets = 0;
-static bool callback_registered = false;
+static int	max_append_targets = 0;
 
 /*
  * InvalidateAppendTargets forgets what is cached about a table (or all
@@ -85,34 +85,42 @@ InvalidateAppendTargets(Datum arg, Oid relid)
 {
 	for (int i = 0; i < n_append_targets; i++)
 	{
-		if (relid == InvalidOid || append_targets[i].relid == relid)
-			append_targets[i].relid = InvalidOid;
+		if (relid == InvalidOid || append_targets[i]->relid == relid)
+			append_targets[i]->relid = InvalidOid;
 	}
 }
 
 /*
- * FindAppendTarget returns the cache slot of a mandant table, creating it.
+ * FindAppendTarget returns the cache slot of a mandant table (shard
+ * InvalidOid) or of the placement of one of its shards, creating it.
  */
 static MandantAppendTarget *
-FindAppendTarget(const char *relname)
+FindAppendTarget(const char *relname, Oid shard)
 {
 	MandantAppendTarget *target;
 
 	for (int i = 0; i < n_append_targets; i++)
 	{
-		if (strcmp(append_targets[i].relname, relname) == 0)
-			return &append_targets[i];
+		if (append_targets[i]->shard == shard && strcmp(append_targets[i]->relname, relname) == 0)
+			return append_targets[i];
 	}
-	if (n_append_targets == MAX_APPEND_TARGETS)
-		elog(ERROR, "too many mandant append targets");
-	if (!callback_registered)
+	if (n_append_targets == max_append_targets)
 	{
-		MandantOnRelcacheInvalidation(InvalidateAppendTargets);
-		callback_registered = true;
+		int			n = Max(8, max_append_targets * 2);
+
+		if (append_targets == NULL)
+		{
+			append_targets = MemoryContextAlloc(CacheMemoryContext, sizeof(MandantAppendTarget *) * n);
+			MandantOnRelcacheInvalidation(InvalidateAppendTargets);
+		}
+		else
+			append_targets = repalloc(append_targets, sizeof(MandantAppendTarget *) * n);
+		max_append_targets = n;
 	}
-	target = &append_targets[n_append_targets++];
-	memset(target, 0, sizeof(*target));
+	target = MemoryContextAllocZero(CacheMemoryContext, sizeof(MandantAppendTarget));
 	strlcpy(target->relname, relname, NAMEDATALEN);
+	target->shard = shard;
+	append_targets[n_append_targets++] = target;
 	return target;
 }
 
@@ -179,7 +187,11 @@ CheckTableShape(Relation rel, const MandantColumnSpec *columns, int ncolumns)
 
 /*
  * MandantOpenAppendTarget opens mandant.<relname> with RowExclusiveLock and
- * returns it with its cache slot in *target.  Whenever the slot is
+ * returns it with its cache slot in *target.  When Citus distributes the
+ * table, the row goes to the placement of its shard colocated with the
+ * shard beside (the placement here of the shard a trigger fires on); a
+ * write beside no such shard is refused, since the table's own relation
+ * is then a shell that holds no rows.  Whenever the slot is
  * (re)built, the table must have exactly the columns given (unless columns
  * is NULL), so that a database of another release gets a clear error
  * instead of a row of the wrong shape; *loaded (unless loaded is NULL)
@@ -188,10 +200,10 @@ CheckTableShape(Relation rel, const MandantColumnSpec *columns, int ncolumns)
  * Close the relation with table_close(rel, NoLock).
  */
 Relation
-MandantOpenAppendTarget(const char *relname, const MandantColumnSpec *columns,
+MandantOpenAppendTarget(const char *relname, Relation beside, const MandantColumnSpec *columns,
 						int ncolumns, MandantAppendTarget **target, bool *loaded)
 {
-	MandantAppendTarget *slot = FindAppendTarget(relname);
+	MandantAppendTarget *slot = FindAppendTarget(relname, InvalidOid);
 	Oid			relid = slot->relid;
 	Relation	rel;
 
@@ -206,6 +218,22 @@ MandantOpenAppendTarget(const char *relname, const MandantColumnSpec *columns,
 					 errmsg("table mandant.%s does not exist", relname),
 					 errdetail("The mandant library is loaded but the extension's objects are missing in this database."),
 					 errhint("Run CREATE EXTENSION mandant CASCADE, or ALTER EXTENSION mandant UPDATE.")));
+	}
+
+	if (MandantCitusDistributedTable(relid))
+	{
+		Oid			shard = beside != NULL ? MandantCitusColocatedShard(relid, beside) : InvalidOid;
+
+		if (!OidIsValid(shard))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("mandant.%s is distributed, and this write has no shard of it beside it", relname),
+					 errdetail("Rows of mandant.%s are kept in the shard colocated with the tenant table's shard; %s.", relname,
+							   beside != NULL ? psprintf("%s is not a distributed table colocated with it", RelationGetRelationName(beside)) :
+							   "this write is not on a shard"),
+					 errhint("Distribute the table by its tenant column, colocated with mandant's tables (create_distributed_table(..., colocate_with => 'mandant.%s')).", relname)));
+		slot = FindAppendTarget(relname, shard);
+		relid = shard;
 	}
 
 	rel = table_open(relid, RowExclusiveLock);
@@ -242,7 +270,9 @@ MandantNextRowId(MandantAppendTarget *target, Relation rel)
 					 errdetail("The mandant library is loaded but the extension's objects are incomplete."),
 					 errhint("Run ALTER EXTENSION mandant UPDATE, or re-create the extension.")));
 	}
-	return nextval_internal(target->idseq, false);
+	/* ids of rows in shards carry the node (MandantCitusRowIdBase) */
+	return nextval_internal(target->idseq, false) +
+		(OidIsValid(target->shard) ? MandantCitusRowIdBase() : 0);
 }
 
 /*

@@ -15,6 +15,17 @@
  * lets DELETE (only) through while it is set.  The flag is reset in
  * PG_FINALLY, so an error cannot leave the door open.
  *
+ * On Citus the transition log is distributed, colocated with the tenant
+ * tables, and Citus refuses a transaction that touches colocated shards as
+ * two roles: after delete_tenant deleted the tenant's rows as their tables'
+ * owner, the log's rows must be deleted over the owner's connections too.
+ * So erase_tenant_history deletes from a distributed history table as that
+ * owner, in a security-restricted operation, having handed the workers an
+ * erase envelope (e1, envelope.c) of the tenant for that owner.  On a
+ * worker, the guard lets the DELETE through only under such an envelope,
+ * and the table's row level policy (mandant.erasing_history_of()) admits
+ * only the tenant it names; citus_setup() grants the DELETE.
+ *
  * Copyright (c) 2026, the mandant developers
  *
  * IDENTIFICATION
@@ -26,12 +37,14 @@
 
 #include <string.h>
 
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
 
@@ -39,9 +52,39 @@
 
 PG_FUNCTION_INFO_V1(mandant_audit_append_only);
 PG_FUNCTION_INFO_V1(mandant_erase_tenant_history);
+PG_FUNCTION_INFO_V1(mandant_erasing_history_of);
 
 /* Set only while erase_tenant_history deletes a tenant's records. */
 static bool history_deletion_allowed = false;
+
+/* The tenant erase_tenant_history erases as the tables' owner, or NULL. */
+static const pg_uuid_t *erasing_history = NULL;
+
+/*
+ * ErasingHistoryOf returns the tenant whose history this backend may
+ * delete right now: the one erase_tenant_history erases as the owner
+ * here, or the one of an erase envelope in force (on a worker).
+ */
+static const pg_uuid_t *
+ErasingHistoryOf(void)
+{
+	return erasing_history != NULL ? erasing_history : MandantEnvelopeErasing();
+}
+
+/*
+ * mandant_erasing_history_of (mandant.erasing_history_of() returns uuid):
+ * the tenant whose history is being erased, for the row level policy of
+ * the distributed history tables; NULL at every other time.
+ */
+Datum
+mandant_erasing_history_of(PG_FUNCTION_ARGS)
+{
+	const pg_uuid_t *tenant = ErasingHistoryOf();
+
+	if (tenant == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_UUID_P((pg_uuid_t *) tenant);
+}
 
 /*
  * mandant_audit_append_only is the statement-level guard of the audit
@@ -57,7 +100,8 @@ mandant_audit_append_only(PG_FUNCTION_ARGS)
 	MandantCheckTriggerCall(fcinfo, 0, -1, "mandant.audit_append_only()", "a trigger",
 							"It guards mandant's audit tables; there is nothing to call.");
 
-	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) && history_deletion_allowed)
+	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) &&
+		(history_deletion_allowed || ErasingHistoryOf() != NULL))
 		return PointerGetDatum(NULL);
 
 	command = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? "UPDATE" :
@@ -89,6 +133,7 @@ mandant_erase_tenant_history(PG_FUNCTION_ARGS)
 	};
 	Oid			argtypes[1] = {UUIDOID};
 	Datum		args[1];
+	Oid			owner;
 	uint64		deleted[lengthof(tables)];
 	JsonbParseState *state = NULL;
 	JsonbValue *counts;
@@ -100,6 +145,7 @@ mandant_erase_tenant_history(PG_FUNCTION_ARGS)
 				 errdetail("mandant.erase_tenant_history() was called with NULL."),
 				 errhint("Platform history is never erased.")));
 	args[0] = PG_GETARG_DATUM(0);
+	owner = MandantCitusOperationOwner();
 
 	SPI_connect();
 	history_deletion_allowed = true;
@@ -108,15 +154,29 @@ mandant_erase_tenant_history(PG_FUNCTION_ARGS)
 		for (size_t i = 0; i < lengthof(tables); i++)
 		{
 			char	   *sql = psprintf("DELETE FROM mandant.%s WHERE tenant_id = $1", tables[i]);
+			Oid			relid = get_relname_relid(tables[i], get_namespace_oid("mandant", false));
+			bool		as_owner = OidIsValid(owner) && MandantCitusDistributedTable(relid);
+			MandantSavedUser saved;
 
+			if (as_owner)
+			{
+				MandantEnterOwnerToErase(owner, DatumGetUUIDP(args[0]), &saved);
+				erasing_history = DatumGetUUIDP(args[0]);
+			}
 			if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
 				elog(ERROR, "could not delete from mandant.%s", tables[i]);
 			deleted[i] = SPI_processed;
+			if (as_owner)
+			{
+				erasing_history = NULL;
+				MandantRestoreUser(&saved);
+			}
 		}
 	}
 	PG_FINALLY();
 	{
 		history_deletion_allowed = false;
+		erasing_history = NULL;
 	}
 	PG_END_TRY();
 	SPI_finish();

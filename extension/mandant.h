@@ -324,6 +324,9 @@ extern void MandantCitusCheckUtility(Node *stmt);
 extern bool MandantCitusPlacement(Oid relid, Oid indexid, Oid *placement, Oid *placement_index);
 extern Oid	MandantCitusLogicalTable(Relation rel);
 extern Oid	MandantLogicalRelid(Relation rel);
+extern bool MandantCitusDistributedTable(Oid relid);
+extern Oid	MandantCitusColocatedShard(Oid target, Relation beside);
+extern int64 MandantCitusRowIdBase(void);
 extern bool MandantCitusTrustedShardTrigger(Relation rel, Oid fnoid);
 
 /*
@@ -341,8 +344,9 @@ typedef struct MandantEnvelope
 	LocalTransactionId lxid;	/* its transaction; invalid in a parallel
 								 * worker */
 	bool		own;			/* this node set it for Citus to forward */
-	bool		owner_operation;	/* a table owner's (o1): tenant tables
-									 * only */
+	bool		owner_operation;	/* a table owner's (o1, e1): tenant
+									 * tables only */
+	bool		erase;			/* e1: may erase the tenant's history */
 	char		request_id[MANDANT_REQUEST_ID_MAX_BYTES + 1];
 } MandantEnvelope;
 
@@ -350,7 +354,8 @@ extern const MandantEnvelope *MandantEnvelopeReceived;
 extern void MandantDefineEnvelopeVariables(void);
 extern void MandantForwardContext(const pg_uuid_t *tenant, const pg_uuid_t *user,
 								  int scopes, const char *request_id);
-extern bool MandantForwardOwnerContext(const pg_uuid_t *tenant);
+extern bool MandantForwardOwnerContext(const pg_uuid_t *tenant, bool erase);
+extern const pg_uuid_t *MandantEnvelopeErasing(void);
 extern void MandantForwardPendingEnvelope(void);
 extern void MandantForwardRestoredContext(void);
 
@@ -466,6 +471,8 @@ typedef struct MandantSavedUser
 extern void MandantBecomeOwner(Oid owner, int flags, MandantSavedUser *saved);
 extern bool MandantErasingTenant(const pg_uuid_t *tenant);
 extern void MandantEnterTableOwner(Oid relid, const pg_uuid_t *tenant, MandantSavedUser *saved);
+extern Oid	MandantCitusOperationOwner(void);
+extern void MandantEnterOwnerToErase(Oid owner, const pg_uuid_t *tenant, MandantSavedUser *saved);
 extern bool MandantErasingRow(const struct TriggerData *trigdata, AttrNumber attnum);
 extern void MandantRestoreUser(const MandantSavedUser *saved);
 extern void MandantCheckTableTarget(Oid relid, const char *function_name);
@@ -478,7 +485,7 @@ typedef struct MandantColumnSpec
 } MandantColumnSpec;
 
 typedef struct MandantAppendTarget MandantAppendTarget;
-extern Relation MandantOpenAppendTarget(const char *relname,
+extern Relation MandantOpenAppendTarget(const char *relname, Relation beside,
 										const MandantColumnSpec *columns,
 										int ncolumns,
 										MandantAppendTarget **target,

@@ -271,7 +271,7 @@ static pg_uuid_t *
 WriteOutboxEvent(const OutboxEvent *ev)
 {
 	MandantAppendTarget *target;
-	Relation	rel = MandantOpenAppendTarget("outbox", outbox_columns, OB_NATTS,
+	Relation	rel = MandantOpenAppendTarget("outbox", NULL, outbox_columns, OB_NATTS,
 											  &target, NULL);
 	Datum		values[OB_NATTS];
 	bool		nulls[OB_NATTS];

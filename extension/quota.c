@@ -278,7 +278,7 @@ OpenCounters(MandantAppendTarget **target, Relation *index)
 	PreventCommandIfReadOnly("UPDATE");
 	PreventCommandIfParallelMode("UPDATE");
 
-	rel = MandantOpenAppendTarget("tenant_usage", NULL, 0, target, &loaded);
+	rel = MandantOpenAppendTarget("tenant_usage", NULL, NULL, 0, target, &loaded);
 	if (loaded || !OidIsValid(counter_index))
 	{
 		Oid			pkey;

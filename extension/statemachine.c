@@ -33,7 +33,8 @@
  * Transitions of audited tables are recorded by the audit trigger (action
  * "transition"); otherwise this trigger appends them to
  * mandant.state_transition_log, unless the table was bound with
- * log_transitions => false.  The trigger is named to sort after the
+ * log_transitions => false; on Citus, to the log's shard colocated with
+ * the shard the trigger fires on (heapwrite.c).  The trigger is named to sort after the
  * usual BEFORE triggers, so it sees the row they produced.
  *
  * Copyright (c) 2026, the mandant developers
@@ -538,12 +539,6 @@ GetFsmTable(TriggerData *trigdata)
 	table->guard_ready = false;
 	MemoryContextSwitchTo(old);
 
-	if (table->log && !table->audited && OidIsValid(MandantCitusLogicalTable(trigdata->tg_relation)))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("transitions of distributed table %s cannot be logged yet", table->shape.entity_type),
-				 errdetail("The trigger runs on a shard, on a worker, and mandant.state_transition_log is a table of the coordinator."),
-				 errhint("Call mandant.enable_state_machine() again with log_transitions => false.")));
 	if (table->state_column < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_COLUMN),
@@ -749,14 +744,15 @@ CheckGuard(FsmTable *table, const FsmMachine *machine, const FsmTransition *t,
 
 /*
  * LogTransition appends a transition of a table that is not audited to
- * mandant.state_transition_log.
+ * mandant.state_transition_log; on Citus, to the placement of its shard
+ * colocated with the shard of the table (the relation beside).
  */
 static void
 LogTransition(const FsmTable *table, const FsmMachine *machine, const FsmTransition *t,
-			  HeapTuple newtuple, TupleDesc desc)
+			  Relation beside, HeapTuple newtuple, TupleDesc desc)
 {
 	MandantAppendTarget *target;
-	Relation	rel = MandantOpenAppendTarget("state_transition_log", transition_log_columns,
+	Relation	rel = MandantOpenAppendTarget("state_transition_log", beside, transition_log_columns,
 											  TL_NATTS, &target, NULL);
 	Datum		values[TL_NATTS];
 	bool		nulls[TL_NATTS];
@@ -878,7 +874,7 @@ CheckUpdate(FsmTable *table, const FsmMachine *machine, Relation rel,
 		CheckGuard(table, machine, t, rel, oldtuple, newtuple);
 
 	if (table->log && !table->audited)
-		LogTransition(table, machine, t, newtuple, desc);
+		LogTransition(table, machine, t, rel, newtuple, desc);
 }
 
 /*

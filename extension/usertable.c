@@ -296,6 +296,33 @@ CheckOneCitusOwner(Oid relid, Oid owner)
 }
 
 /*
+ * MandantCitusOperationOwner returns the owner whose tenant tables this
+ * transaction worked on as that owner, on Citus (CheckOneCitusOwner), or
+ * InvalidOid.
+ */
+Oid
+MandantCitusOperationOwner(void)
+{
+	return citus_owner_lxid == MyProc->lxid ? citus_owner : InvalidOid;
+}
+
+/*
+ * MandantEnterOwnerToErase makes owner, the owner of the tenant tables this
+ * transaction erased a tenant's rows from on Citus, the current user in a
+ * security-restricted operation outside any tenant, and hands its worker
+ * connections an envelope that lets it delete the tenant's rows of
+ * mandant's distributed history tables (history.c); MandantRestoreUser
+ * undoes it.
+ */
+void
+MandantEnterOwnerToErase(Oid owner, const pg_uuid_t *tenant, MandantSavedUser *saved)
+{
+	MandantBecomeOwner(owner, 0, saved);
+	MandantAssignContext(NULL, NULL, 0);
+	saved->forwarded = MandantForwardOwnerContext(tenant, true);
+}
+
+/*
  * MandantEnterTableOwner makes the owner of the tenant table relid the
  * current user, in a security-restricted operation with the owner's forced
  * row level security lifted, outside any tenant (see the file header);
@@ -315,7 +342,7 @@ MandantEnterTableOwner(Oid relid, const pg_uuid_t *tenant, MandantSavedUser *sav
 	CheckOneCitusOwner(relid, owner);
 	MandantBecomeOwner(owner, SECURITY_NOFORCE_RLS, saved);
 	MandantAssignContext(NULL, NULL, 0);
-	saved->forwarded = MandantForwardOwnerContext(tenant);
+	saved->forwarded = MandantForwardOwnerContext(tenant, false);
 }
 
 /*

@@ -201,6 +201,25 @@ COMMENT ON TABLE mandant.http_route_grant IS
 ALTER TABLE mandant.http_route_grant ENABLE ROW LEVEL SECURITY;
 SELECT pg_catalog.pg_extension_config_dump('mandant.http_route_grant', '');
 
+CREATE TABLE mandant.tenant_table_lost (
+	nspname		name NOT NULL,
+	relname		name NOT NULL,
+	lost_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	PRIMARY KEY (nspname, relname)
+);
+
+COMMENT ON TABLE mandant.tenant_table_lost IS
+'Schema and name of each registered tenant table whose relation was dropped (written by an event trigger), for mandant.tenant_tables_unregistered().';
+
+ALTER TABLE mandant.tenant_table_lost ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY tenant_table_lost_read ON mandant.tenant_table_lost
+	FOR SELECT USING (true);
+
+GRANT SELECT ON mandant.tenant_table_lost TO PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('mandant.tenant_table_lost', '');
+
 /* ---- functions: new and changed (as in the install script) ---- */
 
 CREATE OR REPLACE FUNCTION mandant.tenant_filter()
@@ -1061,8 +1080,13 @@ BEGIN
 	SELECT pg_get_triggerdef(t.oid) INTO existing
 	FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = name;
 	IF existing IS DISTINCT FROM statement THEN
+		/*
+		 * One statement, also on Citus: a DROP and a CREATE would be two
+		 * DDL commands on placements that the caller's checks read over
+		 * another connection, which Citus refuses.
+		 */
 		IF existing IS NOT NULL THEN
-			EXECUTE format('DROP TRIGGER %I ON %s', name, tbl);
+			statement := regexp_replace(statement, '^CREATE TRIGGER ', 'CREATE OR REPLACE TRIGGER ');
 		END IF;
 		EXECUTE statement;
 	END IF;
@@ -1718,14 +1742,30 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	stray text;
+	tbl_distributed boolean;
+	log_distributed boolean;
+	colocated boolean;
 BEGIN
 	PERFORM mandant.check_table_target(tbl, 'mandant.enable_state_machine');
 	PERFORM mandant.check_state_column(tbl, machine, "column");
-	IF COALESCE(log_transitions, true) AND mandant.citus_distribution_column(tbl) IS NOT NULL THEN
-		RAISE EXCEPTION 'transitions of distributed table % cannot be logged yet', tbl
-			USING ERRCODE = 'feature_not_supported',
-				  DETAIL = 'mandant.state_transition_log is a table of the coordinator, and the trigger runs on the shards, on the workers.',
-				  HINT = format('Bind it with mandant.enable_state_machine(%L, %L, %L, log_transitions => false).', tbl::text, machine, "column");
+	/* on Citus, a table's transitions are kept in the log's shard beside its own */
+	tbl_distributed := mandant.citus_distribution_column(tbl) IS NOT NULL;
+	log_distributed := mandant.citus_distribution_column('mandant.state_transition_log') IS NOT NULL;
+	IF COALESCE(log_transitions, true) AND (tbl_distributed OR log_distributed) THEN
+		IF tbl_distributed AND log_distributed THEN
+			EXECUTE 'SELECT a.colocationid = b.colocationid FROM pg_catalog.pg_dist_partition a, pg_catalog.pg_dist_partition b
+					 WHERE a.logicalrelid = $1 AND b.logicalrelid = $2'
+				INTO colocated USING tbl, 'mandant.state_transition_log'::regclass;
+		END IF;
+		IF NOT COALESCE(colocated, false) THEN
+			RAISE EXCEPTION 'transitions of table % cannot be logged on this Citus cluster', tbl
+				USING ERRCODE = 'feature_not_supported',
+					  DETAIL = CASE
+						  WHEN NOT log_distributed THEN 'The table is distributed and mandant.state_transition_log is not: mandant.citus_setup() has not run.'
+						  WHEN NOT tbl_distributed THEN 'mandant.state_transition_log is distributed and the table is not: a table''s transitions are kept in the log''s shard beside the table''s own.'
+						  ELSE 'The table is not colocated with mandant.state_transition_log, so no shard of the log is beside its shards.' END,
+					  HINT = format('Distribute the table by its tenant column, colocated with mandant.state_transition_log (after mandant.citus_setup()), or bind it with mandant.enable_state_machine(%L, %L, %L, log_transitions => false).', tbl::text, machine, "column");
+		END IF;
 	END IF;
 	/* the states as a value, so that the query is the same on a distributed table */
 	EXECUTE format('SELECT %I FROM %s t WHERE %I IS NOT NULL AND %I <> ALL ($1) LIMIT 1',
@@ -3560,10 +3600,15 @@ AS $$
 DECLARE
 	found	text := $q$
 		SELECT DISTINCT c.oid::regclass
-		FROM pg_catalog.pg_policy p
-		JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
-		WHERE p.polname = 'tenant_isolation' AND c.relkind IN ('r', 'p')
-		  AND pg_catalog.pg_get_expr(p.polqual, p.polrelid) LIKE '%mandant.tenant_filter()%'
+		FROM mandant.tenant_table_lost l
+		JOIN pg_catalog.pg_namespace n ON n.nspname = l.nspname
+		JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = l.relname
+		JOIN pg_catalog.pg_policy p ON p.polrelid = c.oid
+		JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass
+			AND d.objid = p.oid AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+			AND d.refobjid = 'mandant.tenant_filter()'::pg_catalog.regprocedure
+		WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p'
+		  AND c.relrowsecurity AND c.relforcerowsecurity
 		  AND NOT EXISTS (SELECT FROM mandant.tenant_table r WHERE r.relid = c.oid)
 		  AND NOT EXISTS (SELECT FROM pg_catalog.pg_partition_ancestors(c.oid) a
 						  JOIN mandant.tenant_table r ON r.relid = a.relid)$q$;
@@ -3580,7 +3625,7 @@ END
 $$;
 
 COMMENT ON FUNCTION mandant.tenant_tables_unregistered() IS
-'Tables that carry mandant''s tenant policy but are not registered (Citus re-created them when it converted them); mandant.enable_tenancy() registers one again.';
+'Tables that lost their registration but not mandant''s tenant policy: a registered table''s name, dropped and given to a new table with the policy (Citus re-creates a table when it converts it); mandant.enable_tenancy() registers one again.';
 
 CREATE OR REPLACE FUNCTION mandant.check_tenant_tables_registered()
 RETURNS void
@@ -4293,6 +4338,12 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+	INSERT INTO mandant.tenant_table_lost AS l (nspname, relname)
+	SELECT o.schema_name, o.object_name FROM pg_event_trigger_dropped_objects() o
+	JOIN mandant.tenant_table r ON r.relid::oid = o.objid
+	WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0
+	  AND o.schema_name IS NOT NULL AND o.object_name IS NOT NULL
+	ON CONFLICT (nspname, relname) DO UPDATE SET lost_at = now();
 	PERFORM mandant.forget_tables(ARRAY(
 		SELECT o.objid FROM pg_event_trigger_dropped_objects() o
 		WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0));
@@ -4997,7 +5048,7 @@ BEGIN
 	FOR fk IN SELECT k.conrelid::regclass AS tbl, k.conname
 			  FROM pg_constraint k
 			  JOIN mandant.tenant_table r ON r.relid = k.conrelid
-			  WHERE k.contype = 'f' AND k.confrelid = 'mandant.tenant'::regclass
+			  WHERE k.contype = 'f' AND k.confrelid = 'mandant.tenant'::regclass AND k.conparentid = 0
 				AND k.conname = left(r.tenant_column, 40) || '_mandant_tenant_fkey'
 				AND NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = k.conrelid)
 	LOOP
@@ -5013,6 +5064,27 @@ BEGIN
 	FOREACH tbl IN ARRAY readd LOOP
 		EXECUTE tbl;
 	END LOOP;
+
+	/*
+	 * The transition log, distributed by tenant and colocated with the
+	 * tenant tables (the default colocation of a uuid column): the
+	 * triggers on their shards append to the log's shard beside them.
+	 * delete_tenant erases a tenant's transitions as the tenant tables'
+	 * owner (history.c), whom these policies admit to that tenant's rows
+	 * only while an erase envelope names it.
+	 */
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
+				   WHERE p.logicalrelid = 'mandant.state_transition_log'::regclass) THEN
+		IF NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = 'mandant.state_transition_log'::regclass
+						 AND p.polname = 'erase_tenant_history') THEN
+			CREATE POLICY erase_tenant_history ON mandant.state_transition_log
+				FOR DELETE USING (tenant_id = mandant.erasing_history_of());
+			CREATE POLICY erase_tenant_history_read ON mandant.state_transition_log
+				FOR SELECT USING (tenant_id = mandant.erasing_history_of());
+		END IF;
+		GRANT DELETE ON mandant.state_transition_log TO PUBLIC;
+		PERFORM create_distributed_table('mandant.state_transition_log', 'tenant_id');
+	END IF;
 
 	/*
 	 * Citus lets every role run SQL on every node (run_command_on_*), and
@@ -5055,6 +5127,14 @@ $$;
 
 COMMENT ON FUNCTION mandant.citus_distribution_column(regclass) IS
 'The column by which Citus distributes a hash-distributed table; NULL for other tables and without Citus.';
+
+CREATE OR REPLACE FUNCTION mandant.erasing_history_of()
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'mandant_erasing_history_of'
+LANGUAGE C STABLE;
+
+COMMENT ON FUNCTION mandant.erasing_history_of() IS
+'The tenant whose history mandant.delete_tenant() is erasing right now in this backend, else NULL (the row level policy of the distributed transition log).';
 
 CREATE OR REPLACE FUNCTION mandant.state_machine_trigger_on_shards()
 RETURNS trigger

@@ -364,15 +364,18 @@ COMMENT ON FUNCTION mandant.resume_tenant(uuid) IS
 /* ---- the tenant's tables, in foreign key order --------------------------- */
 
 /*
- * tenant_tables_unregistered lists the tables that carry mandant's tenant
- * policy (enable_tenancy made it) but are not in the registry.  Citus
- * re-creates a table under a new oid when it converts it
- * (alter_distributed_table, undistribute_table, create_distributed_table
- * of a table already in its metadata, a foreign key to a reference table
- * that pulls a local table in): the policy and forced row level security
- * go with the new relation, mandant's registry row does not.  Partitions
- * of a registered table and the shards of Citus tables placed on this
- * node are left out.
+ * tenant_tables_unregistered lists the tables that lost their registration
+ * but not their protection: a permanent table with forced row level
+ * security and a policy that calls mandant.tenant_filter(), not in the
+ * registry, whose schema and name are those of a registered table whose
+ * relation was dropped (mandant.tenant_table_lost).  That is what Citus
+ * leaves when it converts a table (alter_distributed_table,
+ * undistribute_table): it drops the registered relation and gives its
+ * name, policies and forced row level security to a new one.  Tying the
+ * check to a name the registry lost keeps a role that merely creates a
+ * table with such a policy from blocking everyone's deletions.
+ * Partitions of a registered table and the shards of Citus tables placed
+ * on this node are left out.
  */
 CREATE FUNCTION mandant.tenant_tables_unregistered()
 RETURNS SETOF regclass
@@ -382,10 +385,15 @@ AS $$
 DECLARE
 	found	text := $q$
 		SELECT DISTINCT c.oid::regclass
-		FROM pg_catalog.pg_policy p
-		JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
-		WHERE p.polname = 'tenant_isolation' AND c.relkind IN ('r', 'p')
-		  AND pg_catalog.pg_get_expr(p.polqual, p.polrelid) LIKE '%mandant.tenant_filter()%'
+		FROM mandant.tenant_table_lost l
+		JOIN pg_catalog.pg_namespace n ON n.nspname = l.nspname
+		JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = l.relname
+		JOIN pg_catalog.pg_policy p ON p.polrelid = c.oid
+		JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass
+			AND d.objid = p.oid AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+			AND d.refobjid = 'mandant.tenant_filter()'::pg_catalog.regprocedure
+		WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p'
+		  AND c.relrowsecurity AND c.relforcerowsecurity
 		  AND NOT EXISTS (SELECT FROM mandant.tenant_table r WHERE r.relid = c.oid)
 		  AND NOT EXISTS (SELECT FROM pg_catalog.pg_partition_ancestors(c.oid) a
 						  JOIN mandant.tenant_table r ON r.relid = a.relid)$q$;
@@ -402,7 +410,7 @@ END
 $$;
 
 COMMENT ON FUNCTION mandant.tenant_tables_unregistered() IS
-'Tables that carry mandant''s tenant policy but are not registered (Citus re-created them when it converted them); mandant.enable_tenancy() registers one again.';
+'Tables that lost their registration but not mandant''s tenant policy: a registered table''s name, dropped and given to a new table with the policy (Citus re-creates a table when it converts it); mandant.enable_tenancy() registers one again.';
 
 /*
  * check_tenant_tables_registered refuses to go on (55000) while a table

@@ -121,7 +121,7 @@ BEGIN
 	FOR fk IN SELECT k.conrelid::regclass AS tbl, k.conname
 			  FROM pg_constraint k
 			  JOIN mandant.tenant_table r ON r.relid = k.conrelid
-			  WHERE k.contype = 'f' AND k.confrelid = 'mandant.tenant'::regclass
+			  WHERE k.contype = 'f' AND k.confrelid = 'mandant.tenant'::regclass AND k.conparentid = 0
 				AND k.conname = left(r.tenant_column, 40) || '_mandant_tenant_fkey'
 				AND NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = k.conrelid)
 	LOOP
@@ -137,6 +137,27 @@ BEGIN
 	FOREACH tbl IN ARRAY readd LOOP
 		EXECUTE tbl;
 	END LOOP;
+
+	/*
+	 * The transition log, distributed by tenant and colocated with the
+	 * tenant tables (the default colocation of a uuid column): the
+	 * triggers on their shards append to the log's shard beside them.
+	 * delete_tenant erases a tenant's transitions as the tenant tables'
+	 * owner (history.c), whom these policies admit to that tenant's rows
+	 * only while an erase envelope names it.
+	 */
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
+				   WHERE p.logicalrelid = 'mandant.state_transition_log'::regclass) THEN
+		IF NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = 'mandant.state_transition_log'::regclass
+						 AND p.polname = 'erase_tenant_history') THEN
+			CREATE POLICY erase_tenant_history ON mandant.state_transition_log
+				FOR DELETE USING (tenant_id = mandant.erasing_history_of());
+			CREATE POLICY erase_tenant_history_read ON mandant.state_transition_log
+				FOR SELECT USING (tenant_id = mandant.erasing_history_of());
+		END IF;
+		GRANT DELETE ON mandant.state_transition_log TO PUBLIC;
+		PERFORM create_distributed_table('mandant.state_transition_log', 'tenant_id');
+	END IF;
 
 	/*
 	 * Citus lets every role run SQL on every node (run_command_on_*), and
@@ -186,6 +207,20 @@ $$;
 
 COMMENT ON FUNCTION mandant.citus_distribution_column(regclass) IS
 'The column by which Citus distributes a hash-distributed table; NULL for other tables and without Citus.';
+
+/*
+ * erasing_history_of: the tenant whose history delete_tenant is erasing
+ * in this backend (as the tenant tables' owner, or on a worker under an
+ * erase envelope for the current user), for the row level policies of
+ * the distributed history tables; NULL at every other time.
+ */
+CREATE FUNCTION mandant.erasing_history_of()
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'mandant_erasing_history_of'
+LANGUAGE C STABLE;
+
+COMMENT ON FUNCTION mandant.erasing_history_of() IS
+'The tenant whose history mandant.delete_tenant() is erasing right now in this backend, else NULL (the row level policy of the distributed transition log).';
 
 /*
  * The twins of the trigger functions that mandant attaches to distributed

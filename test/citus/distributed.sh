@@ -350,9 +350,39 @@ setup coordinator citus_owner <<-'EOF'
 	SELECT mandant.add_transition('citus_task', 'open', 'doing', 'write');
 	SELECT mandant.add_transition('citus_task', 'doing', 'done', 'write');
 EOF
-fails "state machine: logging transitions of a distributed table is refused (not yet stored beside the shards)" \
+fails "state machine: a table not colocated with the transition log cannot log its transitions" \
 	0A000 coordinator citus_owner <<-'EOF'
+	CREATE TABLE app.solo (tenant_id uuid NOT NULL, id int, status text, PRIMARY KEY (tenant_id, id));
+	SELECT create_distributed_table('app.solo', 'tenant_id', colocate_with => 'none');
+	SELECT mandant.enable_state_machine('app.solo', 'citus_task');
+EOF
+is "state machine: bound to a distributed table, with its log beside the shards" "1 zz_mandant_state_machine" \
+	coordinator citus_owner <<-'EOF'
 	SELECT mandant.enable_state_machine('app.tasks', 'citus_task');
+	SELECT count(*) || ' ' || min(tgname) FROM pg_trigger
+	WHERE tgrelid = 'app.tasks'::regclass AND tgfoid = 'mandant.state_machine_trigger_on_shards'::regproc;
+EOF
+is "state machine: a transition is logged beside the shard, named by the logical table, with actor and request id" \
+	"1 app.tasks true doing" coordinator citus_app <<-EOF
+	BEGIN;
+	SET LOCAL app.request_id = 'citus-log';
+	SELECT mandant.set_tenant('$acme');
+	SELECT mandant.set_user('$ada');
+	SELECT mandant.set_scopes('{read,write}');
+	INSERT INTO app.tasks (title) VALUES ('logged');
+	UPDATE app.tasks SET status = 'doing' WHERE title = 'logged';
+	SELECT count(*) || ' ' || min(entity_type) || ' ' || bool_and(actor_user_id = '$ada') || ' ' || min(to_state)
+	FROM mandant.state_transition_log WHERE request_id = 'citus-log';
+	COMMIT;
+EOF
+fails "state machine: the log stays append-only on the shards for the tables' owner" 42501 coordinator citus_owner <<-'EOF'
+	DELETE FROM mandant.state_transition_log;
+EOF
+is "state machine: another tenant sees none of the tenant's transitions" "0" coordinator citus_app <<-EOF
+	BEGIN;
+	SELECT mandant.set_tenant('$globex');
+	SELECT count(*) FROM mandant.state_transition_log WHERE request_id = 'citus-log';
+	COMMIT;
 EOF
 is "state machine: bound to a distributed table without its log" "1 zz_mandant_state_machine" coordinator citus_owner <<-'EOF'
 	SELECT mandant.enable_state_machine('app.tasks', 'citus_task', log_transitions => false);
@@ -509,10 +539,15 @@ EOF
 
 # delete_tenant: nothing of globex stays on any node (the tombstone aside),
 # having been there before.  globex writes through every trigger first.
+setup coordinator citus_owner <<-'EOF'
+	SELECT mandant.enable_state_machine('app.tasks', 'citus_task');
+EOF
 run coordinator citus_app <<-EOF || true
 	BEGIN;
 	SELECT mandant.set_tenant('$globex');
+	SELECT mandant.set_scopes('{read,write}');
 	INSERT INTO app.tasks (title) VALUES ('g-task');
+	UPDATE app.tasks SET status = 'doing' WHERE title = 'g-task';
 	SELECT mandant.config_set('citus', 'colour', '"blue"', 'test');
 	COMMIT;
 EOF

@@ -99,12 +99,12 @@ is "tenancy_lint finds nothing wrong" "0" coordinator mig_owner <<-'EOF'
 	SELECT count(*) FROM mandant.tenancy_lint() WHERE severity = 'error';
 EOF
 
-# Citus re-creates the table when it changes its shard count: the policy
+# Citus re-creates the table when it changes its colocation: the policy
 # goes with it, the registry row does not.
 is "alter_distributed_table: tenancy_lint reports the table the registry lost" "policy_unregistered app.legacy" \
 	coordinator postgres <<-'EOF'
 	SET client_min_messages = warning;
-	SELECT alter_distributed_table('app.legacy', shard_count => 8);
+	SELECT alter_distributed_table('app.legacy', colocate_with => 'none');
 	SELECT code || ' ' || object FROM mandant.tenancy_lint() WHERE severity = 'error';
 EOF
 is "the re-created table still holds the tenant to its rows" "2" coordinator mig_app <<-EOF

@@ -27,3 +27,12 @@ SELECT mandant.citus_distribution_column('public.no_such_table');
 -- An export outside a transaction block is refused on Citus only.
 SELECT 'passes without Citus' AS ok FROM (SELECT mandant.citus_require_transaction_block(NULL)) x;
 DROP TABLE public.citus_absent;
+
+-- Nothing is being erased, so no history is deletable: the transition log
+-- stays append-only for every role, its owner's DELETE grant or not.
+SELECT mandant.erasing_history_of() IS NULL AS nothing_erased;
+SET ROLE regress_service;
+SELECT mandant.erasing_history_of() IS NULL AS nothing_erased_for_anyone;
+RESET ROLE;
+DELETE FROM mandant.state_transition_log WHERE false;
+\echo :LAST_ERROR_SQLSTATE
