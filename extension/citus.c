@@ -145,7 +145,7 @@ static MemoryContext citus_context = NULL;
 
 /* This node's group (0 on the coordinator). */
 #define LOCAL_GROUP_SQL \
-	"SELECT g.groupid::pg_catalog.int8 FROM pg_catalog.pg_dist_local_group g"
+	"SELECT g.groupid FROM pg_catalog.pg_dist_local_group g"
 
 /* The logical table of shard $2 if relation $1 is its placement here. */
 #define LOGICAL_SQL \
@@ -333,7 +333,7 @@ RememberCitusAnswer(const CitusAnswer *answer)
 /*
  * AskCitus runs one of the catalog queries above through SPI with the
  * given arguments and returns whether it found a row, whose first ncolumns
- * values (oids or booleans, NULL as 0) go to out.  The
+ * values (oids, booleans or int4s, NULL as 0) go to out.  The
  * answer is the same for every caller (the catalogs are readable by
  * PUBLIC), so it runs with the caller's rights.
  */
@@ -359,7 +359,7 @@ AskCitus(const char *sql, int nargs, Oid *argtypes, Datum *args, int ncolumns, D
 		Datum		value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1, &isnull);
 		Oid			type = SPI_gettypeid(SPI_tuptable->tupdesc, i + 1);
 
-		if (type != OIDOID && type != BOOLOID && type != INT8OID)
+		if (type != OIDOID && type != BOOLOID && type != INT4OID)
 			elog(ERROR, "a Citus catalog query returned a column of type %u", type);
 		out[i] = isnull ? (Datum) 0 : value;
 	}
@@ -539,7 +539,7 @@ MandantCitusRowIdBase(void)
 		Datum		out[1];
 
 		if (AskCitus(LOCAL_GROUP_SQL, 0, NULL, NULL, 1, out))
-			base = DatumGetInt64(out[0]) << 48;
+			base = (int64) DatumGetInt32(out[0]) << 48;
 		known = true;
 	}
 	return base;

@@ -868,7 +868,10 @@ MandantForwardRestoredContext(void)
  * MandantEnvelopeErasing returns the tenant whose rows of mandant's
  * distributed history tables the envelope in force lets the current user
  * delete: an e1 envelope accepted in this transaction for exactly that
- * user (delete_tenant's erasure on a worker, history.c), else NULL.
+ * user (delete_tenant's erasure on a worker, history.c), else NULL; never
+ * for a role that bypasses row level security, which the policy limiting
+ * the deletion to the tenant's rows would not hold (a superuser deletes
+ * what the statement names).
  */
 const pg_uuid_t *
 MandantEnvelopeErasing(void)
@@ -877,6 +880,9 @@ MandantEnvelopeErasing(void)
 
 	if (envelope == NULL || !envelope->erase || !envelope->has_tenant ||
 		envelope->lxid != MyProc->lxid || envelope->role != GetUserId())
+		return NULL;
+	/* the tenant's rows only: the log's policy must hold the role */
+	if (!superuser() && has_bypassrls_privilege(GetUserId()))
 		return NULL;
 	return &envelope->tenant;
 }

@@ -42,6 +42,8 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -155,12 +157,23 @@ mandant_erase_tenant_history(PG_FUNCTION_ARGS)
 		{
 			char	   *sql = psprintf("DELETE FROM mandant.%s WHERE tenant_id = $1", tables[i]);
 			Oid			relid = get_relname_relid(tables[i], get_namespace_oid("mandant", false));
-			bool		as_owner = OidIsValid(owner) && MandantCitusDistributedTable(relid);
+			bool		as_owner = MandantCitusDistributedTable(relid);
 			MandantSavedUser saved;
 
 			if (as_owner)
 			{
-				MandantEnterOwnerToErase(owner, DatumGetUUIDP(args[0]), &saved);
+				/* with no tenant table touched, as mandant: no shard is bound to another role */
+				Oid			eraser = OidIsValid(owner) ? owner : GetUserId();
+
+				if (!superuser_arg(eraser) && has_bypassrls_privilege(eraser))
+					ereport(ERROR,
+							(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+							 errmsg("on Citus, a tenant's history is erased as its tables' owner, and role \"%s\" bypasses row level security",
+									GetUserNameFromId(eraser, false)),
+							 errdetail("The owner deletes the tenant's rows of mandant.%s over its connections to the workers; a role with BYPASSRLS would not be held to that tenant's rows there.", tables[i]),
+							 errhint("ALTER ROLE %s NOBYPASSRLS, or give the tenant tables an owner without it.",
+									 quote_identifier(GetUserNameFromId(eraser, false)))));
+				MandantEnterOwnerToErase(eraser, DatumGetUUIDP(args[0]), &saved);
 				erasing_history = DatumGetUUIDP(args[0]);
 			}
 			if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)

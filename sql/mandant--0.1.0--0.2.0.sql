@@ -201,24 +201,30 @@ COMMENT ON TABLE mandant.http_route_grant IS
 ALTER TABLE mandant.http_route_grant ENABLE ROW LEVEL SECURITY;
 SELECT pg_catalog.pg_extension_config_dump('mandant.http_route_grant', '');
 
-CREATE TABLE mandant.tenant_table_lost (
+CREATE TABLE mandant.tenant_table_name (
 	nspname		name NOT NULL,
 	relname		name NOT NULL,
-	lost_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	owner		name NOT NULL,
 	PRIMARY KEY (nspname, relname)
 );
 
-COMMENT ON TABLE mandant.tenant_table_lost IS
-'Schema and name of each registered tenant table whose relation was dropped (written by an event trigger), for mandant.tenant_tables_unregistered().';
+COMMENT ON TABLE mandant.tenant_table_name IS
+'Schema, name and owner of each table ever registered as a tenant table (written by mandant.enable_tenancy through the gate), for mandant.tenant_tables_unregistered().';
 
-ALTER TABLE mandant.tenant_table_lost ENABLE ROW LEVEL SECURITY;
+ALTER TABLE mandant.tenant_table_name ENABLE ROW LEVEL SECURITY;
 
-CREATE POLICY tenant_table_lost_read ON mandant.tenant_table_lost
+CREATE POLICY tenant_table_name_read ON mandant.tenant_table_name
 	FOR SELECT USING (true);
 
-GRANT SELECT ON mandant.tenant_table_lost TO PUBLIC;
+GRANT SELECT ON mandant.tenant_table_name TO PUBLIC;
 
-SELECT pg_catalog.pg_extension_config_dump('mandant.tenant_table_lost', '');
+SELECT pg_catalog.pg_extension_config_dump('mandant.tenant_table_name', '');
+
+/* the tables 0.1.0 registered */
+INSERT INTO mandant.tenant_table_name (nspname, relname, owner)
+SELECT s.nspname, c.relname, pg_catalog.pg_get_userbyid(c.relowner)
+FROM mandant.tenant_table r JOIN pg_catalog.pg_class c ON c.oid = r.relid
+JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace;
 
 /* ---- functions: new and changed (as in the install script) ---- */
 
@@ -695,6 +701,12 @@ BEGIN
 	ON CONFLICT (relid) DO UPDATE SET tenant_column = EXCLUDED.tenant_column,
 		enabled_at = EXCLUDED.enabled_at, enabled_by = EXCLUDED.enabled_by
 	WHERE r.tenant_column IS DISTINCT FROM EXCLUDED.tenant_column;
+	/* its name and owner outlive its relation (mandant.tenant_tables_unregistered) */
+	INSERT INTO mandant.tenant_table_name AS n (nspname, relname, owner)
+	SELECT s.nspname, c.relname, pg_get_userbyid(c.relowner)
+	FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace WHERE c.oid = tbl
+	ON CONFLICT (nspname, relname) DO UPDATE SET owner = EXCLUDED.owner
+	WHERE n.owner IS DISTINCT FROM EXCLUDED.owner;
 	/*
 	 * Not on Citus: there the key would be added over the owner's worker
 	 * connections, which do not see the grant made over the superuser's
@@ -1752,7 +1764,9 @@ BEGIN
 	tbl_distributed := mandant.citus_distribution_column(tbl) IS NOT NULL;
 	log_distributed := mandant.citus_distribution_column('mandant.state_transition_log') IS NOT NULL;
 	IF COALESCE(log_transitions, true) AND (tbl_distributed OR log_distributed) THEN
-		IF tbl_distributed AND log_distributed THEN
+		/* colocated, and distributed by its tenant column, so that a row's log lands in its tenant's shard */
+		IF tbl_distributed AND log_distributed AND mandant.citus_distribution_column(tbl) =
+				(SELECT r.tenant_column FROM mandant.tenant_table r WHERE r.relid = tbl) THEN
 			EXECUTE 'SELECT a.colocationid = b.colocationid FROM pg_catalog.pg_dist_partition a, pg_catalog.pg_dist_partition b
 					 WHERE a.logicalrelid = $1 AND b.logicalrelid = $2'
 				INTO colocated USING tbl, 'mandant.state_transition_log'::regclass;
@@ -1763,8 +1777,8 @@ BEGIN
 					  DETAIL = CASE
 						  WHEN NOT log_distributed THEN 'The table is distributed and mandant.state_transition_log is not: mandant.citus_setup() has not run.'
 						  WHEN NOT tbl_distributed THEN 'mandant.state_transition_log is distributed and the table is not: a table''s transitions are kept in the log''s shard beside the table''s own.'
-						  ELSE 'The table is not colocated with mandant.state_transition_log, so no shard of the log is beside its shards.' END,
-					  HINT = format('Distribute the table by its tenant column, colocated with mandant.state_transition_log (after mandant.citus_setup()), or bind it with mandant.enable_state_machine(%L, %L, %L, log_transitions => false).', tbl::text, machine, "column");
+						  ELSE 'The table is not a tenant table distributed by its tenant column and colocated with mandant.state_transition_log, so no shard of the log is beside its shards for each of its rows.' END,
+					  HINT = format('Register it with mandant.enable_tenancy(), distribute it by its tenant column colocated with mandant.state_transition_log (after mandant.citus_setup()), or bind it with mandant.enable_state_machine(%L, %L, %L, log_transitions => false).', tbl::text, machine, "column");
 		END IF;
 	END IF;
 	/* the states as a value, so that the query is the same on a distributed table */
@@ -3600,9 +3614,10 @@ AS $$
 DECLARE
 	found	text := $q$
 		SELECT DISTINCT c.oid::regclass
-		FROM mandant.tenant_table_lost l
+		FROM mandant.tenant_table_name l
 		JOIN pg_catalog.pg_namespace n ON n.nspname = l.nspname
 		JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = l.relname
+			AND pg_catalog.pg_get_userbyid(c.relowner) = l.owner
 		JOIN pg_catalog.pg_policy p ON p.polrelid = c.oid
 		JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass
 			AND d.objid = p.oid AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
@@ -3625,7 +3640,7 @@ END
 $$;
 
 COMMENT ON FUNCTION mandant.tenant_tables_unregistered() IS
-'Tables that lost their registration but not mandant''s tenant policy: a registered table''s name, dropped and given to a new table with the policy (Citus re-creates a table when it converts it); mandant.enable_tenancy() registers one again.';
+'Tables that lost their registration but not mandant''s tenant policy: a new table with the name and owner of a registered one, and its policy (Citus re-creates a table when it converts it); mandant.enable_tenancy() registers one again.';
 
 CREATE OR REPLACE FUNCTION mandant.check_tenant_tables_registered()
 RETURNS void
@@ -4338,12 +4353,6 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	INSERT INTO mandant.tenant_table_lost AS l (nspname, relname)
-	SELECT o.schema_name, o.object_name FROM pg_event_trigger_dropped_objects() o
-	JOIN mandant.tenant_table r ON r.relid::oid = o.objid
-	WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0
-	  AND o.schema_name IS NOT NULL AND o.object_name IS NOT NULL
-	ON CONFLICT (nspname, relname) DO UPDATE SET lost_at = now();
 	PERFORM mandant.forget_tables(ARRAY(
 		SELECT o.objid FROM pg_event_trigger_dropped_objects() o
 		WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0));

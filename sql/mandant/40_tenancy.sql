@@ -371,6 +371,12 @@ BEGIN
 	ON CONFLICT (relid) DO UPDATE SET tenant_column = EXCLUDED.tenant_column,
 		enabled_at = EXCLUDED.enabled_at, enabled_by = EXCLUDED.enabled_by
 	WHERE r.tenant_column IS DISTINCT FROM EXCLUDED.tenant_column;
+	/* its name and owner outlive its relation (mandant.tenant_tables_unregistered) */
+	INSERT INTO mandant.tenant_table_name AS n (nspname, relname, owner)
+	SELECT s.nspname, c.relname, pg_get_userbyid(c.relowner)
+	FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace WHERE c.oid = tbl
+	ON CONFLICT (nspname, relname) DO UPDATE SET owner = EXCLUDED.owner
+	WHERE n.owner IS DISTINCT FROM EXCLUDED.owner;
 	/*
 	 * Not on Citus: there the key would be added over the owner's worker
 	 * connections, which do not see the grant made over the superuser's

@@ -486,7 +486,9 @@ BEGIN
 	tbl_distributed := mandant.citus_distribution_column(tbl) IS NOT NULL;
 	log_distributed := mandant.citus_distribution_column('mandant.state_transition_log') IS NOT NULL;
 	IF COALESCE(log_transitions, true) AND (tbl_distributed OR log_distributed) THEN
-		IF tbl_distributed AND log_distributed THEN
+		/* colocated, and distributed by its tenant column, so that a row's log lands in its tenant's shard */
+		IF tbl_distributed AND log_distributed AND mandant.citus_distribution_column(tbl) =
+				(SELECT r.tenant_column FROM mandant.tenant_table r WHERE r.relid = tbl) THEN
 			EXECUTE 'SELECT a.colocationid = b.colocationid FROM pg_catalog.pg_dist_partition a, pg_catalog.pg_dist_partition b
 					 WHERE a.logicalrelid = $1 AND b.logicalrelid = $2'
 				INTO colocated USING tbl, 'mandant.state_transition_log'::regclass;
@@ -497,8 +499,8 @@ BEGIN
 					  DETAIL = CASE
 						  WHEN NOT log_distributed THEN 'The table is distributed and mandant.state_transition_log is not: mandant.citus_setup() has not run.'
 						  WHEN NOT tbl_distributed THEN 'mandant.state_transition_log is distributed and the table is not: a table''s transitions are kept in the log''s shard beside the table''s own.'
-						  ELSE 'The table is not colocated with mandant.state_transition_log, so no shard of the log is beside its shards.' END,
-					  HINT = format('Distribute the table by its tenant column, colocated with mandant.state_transition_log (after mandant.citus_setup()), or bind it with mandant.enable_state_machine(%L, %L, %L, log_transitions => false).', tbl::text, machine, "column");
+						  ELSE 'The table is not a tenant table distributed by its tenant column and colocated with mandant.state_transition_log, so no shard of the log is beside its shards for each of its rows.' END,
+					  HINT = format('Register it with mandant.enable_tenancy(), distribute it by its tenant column colocated with mandant.state_transition_log (after mandant.citus_setup()), or bind it with mandant.enable_state_machine(%L, %L, %L, log_transitions => false).', tbl::text, machine, "column");
 		END IF;
 	END IF;
 	/* the states as a value, so that the query is the same on a distributed table */

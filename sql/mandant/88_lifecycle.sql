@@ -367,13 +367,13 @@ COMMENT ON FUNCTION mandant.resume_tenant(uuid) IS
  * tenant_tables_unregistered lists the tables that lost their registration
  * but not their protection: a permanent table with forced row level
  * security and a policy that calls mandant.tenant_filter(), not in the
- * registry, whose schema and name are those of a registered table whose
- * relation was dropped (mandant.tenant_table_lost).  That is what Citus
- * leaves when it converts a table (alter_distributed_table,
- * undistribute_table): it drops the registered relation and gives its
- * name, policies and forced row level security to a new one.  Tying the
- * check to a name the registry lost keeps a role that merely creates a
- * table with such a policy from blocking everyone's deletions.
+ * registry, with the schema, name and owner of a table that was registered
+ * (mandant.tenant_table_name).  That is what Citus leaves when it converts
+ * a table (alter_distributed_table, undistribute_table): it drops the
+ * registered relation and gives its name, owner, policies and forced row
+ * level security to a new one.  Tying the check to a registered name and
+ * its owner keeps any other role that creates a table with such a policy
+ * from blocking everyone's deletions.
  * Partitions of a registered table and the shards of Citus tables placed
  * on this node are left out.
  */
@@ -385,9 +385,10 @@ AS $$
 DECLARE
 	found	text := $q$
 		SELECT DISTINCT c.oid::regclass
-		FROM mandant.tenant_table_lost l
+		FROM mandant.tenant_table_name l
 		JOIN pg_catalog.pg_namespace n ON n.nspname = l.nspname
 		JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = l.relname
+			AND pg_catalog.pg_get_userbyid(c.relowner) = l.owner
 		JOIN pg_catalog.pg_policy p ON p.polrelid = c.oid
 		JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass
 			AND d.objid = p.oid AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
@@ -410,7 +411,7 @@ END
 $$;
 
 COMMENT ON FUNCTION mandant.tenant_tables_unregistered() IS
-'Tables that lost their registration but not mandant''s tenant policy: a registered table''s name, dropped and given to a new table with the policy (Citus re-creates a table when it converts it); mandant.enable_tenancy() registers one again.';
+'Tables that lost their registration but not mandant''s tenant policy: a new table with the name and owner of a registered one, and its policy (Citus re-creates a table when it converts it); mandant.enable_tenancy() registers one again.';
 
 /*
  * check_tenant_tables_registered refuses to go on (55000) while a table

@@ -51,34 +51,35 @@ COMMENT ON FUNCTION mandant.forget_missing_tables() IS
 REVOKE ALL ON FUNCTION mandant.forget_missing_tables() FROM PUBLIC;
 
 /*
- * The schema and name of every registered tenant table whose relation was
- * dropped: Citus re-creates a table under the same name when it converts
- * it, with its policies and forced row level security but not its
- * registration, which mandant.tenant_tables_unregistered() then reports.
+ * The schema, name and owner of every table ever registered as a tenant
+ * table, kept when its relation is dropped: Citus re-creates a table under
+ * the same name and owner when it converts it, with its policies and
+ * forced row level security but not its registration, which
+ * mandant.tenant_tables_unregistered() then reports.  Written at
+ * registration (registry_tenant_table).
  */
-CREATE TABLE mandant.tenant_table_lost (
+CREATE TABLE mandant.tenant_table_name (
 	nspname		name NOT NULL,
 	relname		name NOT NULL,
-	lost_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	owner		name NOT NULL,
 	PRIMARY KEY (nspname, relname)
 );
 
-COMMENT ON TABLE mandant.tenant_table_lost IS
-'Schema and name of each registered tenant table whose relation was dropped (written by an event trigger), for mandant.tenant_tables_unregistered().';
+COMMENT ON TABLE mandant.tenant_table_name IS
+'Schema, name and owner of each table ever registered as a tenant table (written by mandant.enable_tenancy through the gate), for mandant.tenant_tables_unregistered().';
 
-ALTER TABLE mandant.tenant_table_lost ENABLE ROW LEVEL SECURITY;
+ALTER TABLE mandant.tenant_table_name ENABLE ROW LEVEL SECURITY;
 
-CREATE POLICY tenant_table_lost_read ON mandant.tenant_table_lost
+CREATE POLICY tenant_table_name_read ON mandant.tenant_table_name
 	FOR SELECT USING (true);
 
-GRANT SELECT ON mandant.tenant_table_lost TO PUBLIC;
+GRANT SELECT ON mandant.tenant_table_name TO PUBLIC;
 
-SELECT pg_catalog.pg_extension_config_dump('mandant.tenant_table_lost', '');
+SELECT pg_catalog.pg_extension_config_dump('mandant.tenant_table_name', '');
 
 /*
- * forget_dropped_tables removes registry rows of tables being dropped, and
- * remembers the names of the tenant tables among them.  It is SECURITY
- * DEFINER because nobody else writes the registries.
+ * forget_dropped_tables removes registry rows of tables being dropped.  It is
+ * SECURITY DEFINER because nobody else writes the registries.
  */
 CREATE FUNCTION mandant.forget_dropped_tables()
 RETURNS event_trigger
@@ -87,12 +88,6 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	INSERT INTO mandant.tenant_table_lost AS l (nspname, relname)
-	SELECT o.schema_name, o.object_name FROM pg_event_trigger_dropped_objects() o
-	JOIN mandant.tenant_table r ON r.relid::oid = o.objid
-	WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0
-	  AND o.schema_name IS NOT NULL AND o.object_name IS NOT NULL
-	ON CONFLICT (nspname, relname) DO UPDATE SET lost_at = now();
 	PERFORM mandant.forget_tables(ARRAY(
 		SELECT o.objid FROM pg_event_trigger_dropped_objects() o
 		WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0));

@@ -356,6 +356,18 @@ fails "state machine: a table not colocated with the transition log cannot log i
 	SELECT create_distributed_table('app.solo', 'tenant_id', colocate_with => 'none');
 	SELECT mandant.enable_state_machine('app.solo', 'citus_task');
 EOF
+setup coordinator citus_owner <<-'EOF'
+	CREATE TABLE app.by_id (tenant_id uuid NOT NULL, id uuid NOT NULL, status text, PRIMARY KEY (id, tenant_id));
+	SELECT create_distributed_table('app.by_id', 'id');
+	SELECT mandant.enable_tenancy('app.by_id');
+EOF
+fails "state machine: a table distributed by another uuid column than its tenant's cannot log" \
+	0A000 coordinator citus_owner <<-'EOF'
+	SELECT mandant.enable_state_machine('app.by_id', 'citus_task');
+EOF
+setup coordinator citus_owner <<-'EOF'
+	DROP TABLE app.by_id;
+EOF
 is "state machine: bound to a distributed table, with its log beside the shards" "1 zz_mandant_state_machine" \
 	coordinator citus_owner <<-'EOF'
 	SELECT mandant.enable_state_machine('app.tasks', 'citus_task');
