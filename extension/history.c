@@ -55,9 +55,13 @@
 PG_FUNCTION_INFO_V1(mandant_audit_append_only);
 PG_FUNCTION_INFO_V1(mandant_erase_tenant_history);
 PG_FUNCTION_INFO_V1(mandant_erasing_history_of);
+PG_FUNCTION_INFO_V1(mandant_citus_truncate_local_history);
 
 /* Set only while erase_tenant_history deletes a tenant's records. */
 static bool history_deletion_allowed = false;
+
+/* Set only while citus_truncate_local_history truncates a shell's own data. */
+static bool local_truncation_allowed = false;
 
 /* The tenant erase_tenant_history erases as the tables' owner, or NULL. */
 static const pg_uuid_t *erasing_history = NULL;
@@ -105,6 +109,8 @@ mandant_audit_append_only(PG_FUNCTION_ARGS)
 	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) &&
 		(history_deletion_allowed || ErasingHistoryOf() != NULL))
 		return PointerGetDatum(NULL);
+	if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event) && local_truncation_allowed)
+		return PointerGetDatum(NULL);
 
 	command = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? "UPDATE" :
 		TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) ? "DELETE" : "TRUNCATE";
@@ -115,6 +121,61 @@ mandant_audit_append_only(PG_FUNCTION_ARGS)
 					   RelationGetRelationName(trigdata->tg_relation)),
 			 errhint("History and audit records are never changed; a tenant's records are removed only by mandant.delete_tenant().")));
 	PG_RETURN_NULL();
+}
+
+/*
+ * mandant_citus_truncate_local_history
+ * (mandant.citus_truncate_local_history(tbl regclass) returns void) removes
+ * the rows that stay in the coordinator's own relation of one of mandant's
+ * history tables once Citus distributed it (create_distributed_table
+ * copies them into the shards and leaves them on disk, where delete_tenant
+ * would never reach them), with Citus's
+ * truncate_local_data_after_distributing_table(), which the append-only
+ * guard lets through for that call only.  Internal: for citus_setup() (no
+ * EXECUTE for PUBLIC).
+ */
+Datum
+mandant_citus_truncate_local_history(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	Oid			argtypes[1] = {REGCLASSOID};
+	Datum		args[1];
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("table must not be null"),
+				 errdetail("mandant.citus_truncate_local_history() was called with NULL."),
+				 errhint("Name one of mandant's history tables that Citus distributes.")));
+	relid = PG_GETARG_OID(0);
+	if (get_rel_namespace(relid) != get_namespace_oid("mandant", false) ||
+		!MandantCitusDistributedTable(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is not a distributed table of mandant",
+						get_rel_name(relid) != NULL ?
+						quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+												   get_rel_name(relid)) :
+						psprintf("relation %u", relid)),
+				 errdetail("Only the coordinator's own data of mandant's distributed history tables is truncated here."),
+				 errhint("citus_setup() calls it for the tables it distributes.")));
+	args[0] = ObjectIdGetDatum(relid);
+
+	SPI_connect();
+	local_truncation_allowed = true;
+	PG_TRY();
+	{
+		if (SPI_execute_with_args("SELECT pg_catalog.truncate_local_data_after_distributing_table($1)",
+								  1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not truncate the local data of mandant.%s", get_rel_name(relid));
+	}
+	PG_FINALLY();
+	{
+		local_truncation_allowed = false;
+	}
+	PG_END_TRY();
+	SPI_finish();
+	PG_RETURN_VOID();
 }
 
 /*

@@ -5093,6 +5093,8 @@ BEGIN
 		END IF;
 		GRANT DELETE ON mandant.state_transition_log TO PUBLIC;
 		PERFORM create_distributed_table('mandant.state_transition_log', 'tenant_id');
+		/* the rows logged before are in the shards now; none may stay here */
+		PERFORM mandant.citus_truncate_local_history('mandant.state_transition_log');
 	END IF;
 
 	/*
@@ -5136,6 +5138,14 @@ $$;
 
 COMMENT ON FUNCTION mandant.citus_distribution_column(regclass) IS
 'The column by which Citus distributes a hash-distributed table; NULL for other tables and without Citus.';
+
+CREATE OR REPLACE FUNCTION mandant.citus_truncate_local_history(tbl regclass)
+RETURNS void
+AS 'MODULE_PATHNAME', 'mandant_citus_truncate_local_history'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION mandant.citus_truncate_local_history(regclass) IS
+'Internal: remove the rows that stay in the coordinator''s own relation of one of mandant''s distributed history tables (for citus_setup()).';
 
 CREATE OR REPLACE FUNCTION mandant.erasing_history_of()
 RETURNS uuid
@@ -5232,6 +5242,7 @@ REVOKE ALL ON FUNCTION mandant.http_route_grants() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.http_call(jsonb, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION mandant.http_call(jsonb, text) TO mandant_gateway;
 REVOKE ALL ON FUNCTION mandant.citus_setup() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.citus_truncate_local_history(regclass) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.state_machine_trigger_on_shards() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.citus_require_transaction_block(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION

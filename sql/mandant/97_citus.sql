@@ -157,6 +157,8 @@ BEGIN
 		END IF;
 		GRANT DELETE ON mandant.state_transition_log TO PUBLIC;
 		PERFORM create_distributed_table('mandant.state_transition_log', 'tenant_id');
+		/* the rows logged before are in the shards now; none may stay here */
+		PERFORM mandant.citus_truncate_local_history('mandant.state_transition_log');
 	END IF;
 
 	/*
@@ -207,6 +209,20 @@ $$;
 
 COMMENT ON FUNCTION mandant.citus_distribution_column(regclass) IS
 'The column by which Citus distributes a hash-distributed table; NULL for other tables and without Citus.';
+
+/*
+ * citus_truncate_local_history: for citus_setup(), the coordinator's own
+ * copy of a history table's rows, left on disk once Citus distributed it.
+ */
+CREATE FUNCTION mandant.citus_truncate_local_history(tbl regclass)
+RETURNS void
+AS 'MODULE_PATHNAME', 'mandant_citus_truncate_local_history'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION mandant.citus_truncate_local_history(regclass) IS
+'Internal: remove the rows that stay in the coordinator''s own relation of one of mandant''s distributed history tables (for citus_setup()).';
+
+REVOKE ALL ON FUNCTION mandant.citus_truncate_local_history(regclass) FROM PUBLIC;
 
 /*
  * erasing_history_of: the tenant whose history delete_tenant is erasing

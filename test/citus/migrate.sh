@@ -63,6 +63,8 @@ is "before Citus: enable_tenancy adds mandant's key to mandant.tenant" "1" coord
 EOF
 setup coordinator postgres <<-EOF
 	INSERT INTO app.legacy VALUES ('$acme', 1, 'a1'), ('$acme', 2, 'a2'), ('$globex', 1, 'g1');
+	INSERT INTO mandant.state_transition_log (tenant_id, occurred_at, machine, entity_type, from_state, to_state)
+	VALUES ('$globex', now(), 'm', 'app.legacy', 'open', 'done');
 EOF
 
 # Citus arrives: the nodes, citus_setup, then the table is distributed by a
@@ -88,6 +90,11 @@ is "citus_setup drops mandant's key; distributed, the table stays registered" "0
 	       (SELECT CASE partmethod WHEN 'h' THEN 'distributed' ELSE partmethod::text END
 	        FROM pg_dist_partition WHERE logicalrelid = 'app.legacy'::regclass) || ' ' ||
 	       (SELECT count(*) FROM mandant.tenant_table WHERE relid = 'app.legacy'::regclass);
+EOF
+is "the transition logged before Citus is in the shards, and no longer in the coordinator's own relation" "1 0" \
+	coordinator postgres <<-EOF
+	SELECT (SELECT count(*) FROM mandant.state_transition_log WHERE tenant_id = '$globex') || ' ' ||
+	       pg_relation_size('mandant.state_transition_log');
 EOF
 is "the tenant sees its rows on the shards" "2" coordinator mig_app <<-EOF
 	BEGIN;
@@ -126,9 +133,11 @@ EOF
 is "enable_tenancy registers it again, and delete_tenant goes through" "app.legacy" coordinator mig_admin <<-EOF
 	SELECT k FROM jsonb_object_keys(mandant.delete_tenant('$globex', 'globex')) k WHERE k LIKE 'app.%';
 EOF
-is "delete_tenant left the other tenant's rows and none of its own" "0 2" coordinator postgres <<-EOF
+is "delete_tenant left the other tenant's rows and none of its own, its transitions included" "0 2 0" \
+	coordinator postgres <<-EOF
 	SELECT (SELECT count(*) FROM app.legacy WHERE tenant_id = '$globex') || ' ' ||
-	       (SELECT count(*) FROM app.legacy WHERE tenant_id = '$acme');
+	       (SELECT count(*) FROM app.legacy WHERE tenant_id = '$acme') || ' ' ||
+	       (SELECT count(*) FROM mandant.state_transition_log WHERE tenant_id = '$globex');
 EOF
 
 db=$main_db

@@ -36,3 +36,13 @@ SELECT mandant.erasing_history_of() IS NULL AS nothing_erased_for_anyone;
 RESET ROLE;
 DELETE FROM mandant.state_transition_log WHERE false;
 \echo :LAST_ERROR_SQLSTATE
+-- citus_truncate_local_history takes only mandant's distributed tables
+-- (none without Citus), and nobody else may call it.
+SELECT mandant.citus_truncate_local_history('mandant.state_transition_log');
+\echo :LAST_ERROR_SQLSTATE
+SELECT mandant.citus_truncate_local_history(NULL);
+\echo :LAST_ERROR_SQLSTATE
+SET ROLE regress_admin;
+SELECT mandant.citus_truncate_local_history('mandant.state_transition_log');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
