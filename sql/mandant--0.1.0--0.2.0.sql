@@ -638,6 +638,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	tenant_column	name;
+	distributed		boolean;
+	propagate		text;
 BEGIN
 	PERFORM mandant.check_table_target(tbl, 'mandant.disable_tenancy');
 
@@ -658,7 +660,16 @@ BEGIN
 	END IF;
 
 	IF mandant.tenant_column_default(tbl, tenant_column) = 'mandant.current_tenant()' THEN
+		/* as enable_tenancy set it: on the coordinator alone for Citus's distribution column */
+		distributed := mandant.citus_distribution_column(tbl) IS NOT DISTINCT FROM tenant_column;
+		IF distributed THEN
+			propagate := current_setting('citus.enable_ddl_propagation');
+			PERFORM set_config('citus.enable_ddl_propagation', 'off', true);
+		END IF;
 		EXECUTE format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT', tbl, tenant_column);
+		IF distributed THEN
+			PERFORM set_config('citus.enable_ddl_propagation', propagate, true);
+		END IF;
 	END IF;
 
 	PERFORM mandant.gate_call('unregister_tenant_table', NULL, jsonb_build_object('table', tbl::oid));

@@ -167,6 +167,23 @@ is "delete_tenant left the other tenant's rows and none of its own, its transiti
 	       (SELECT count(*) FROM mandant.state_transition_log WHERE tenant_id = '$globex');
 EOF
 
+# With no tenant table left, delete_tenant touches no shard as an owner and
+# erases the tenant's transitions as mandant, under an erase envelope of
+# mandant's own role (the workers' guard takes nothing less).
+is "disable_tenancy on distributed tables (the default was on the coordinator alone)" "none 0" \
+	coordinator mig_owner <<-'EOF'
+	SELECT mandant.disable_tenancy('app.legacy');
+	SELECT mandant.disable_tenancy('app.jobs');
+	SELECT coalesce(mandant.tenant_column_default('app.legacy', 'tenant_id'), 'none') || ' ' ||
+	       (SELECT count(*) FROM mandant.tenant_table);
+EOF
+is "delete_tenant without tenant tables erases the tenant's transition as mandant" "1" coordinator mig_admin <<-EOF
+	SELECT mandant.delete_tenant('$acme', 'acme') ->> 'mandant.state_transition_log';
+EOF
+is "and none of them is left on any node" "0" coordinator postgres <<-EOF
+	SELECT count(*) FROM mandant.state_transition_log WHERE tenant_id = '$acme';
+EOF
+
 db=$main_db
 setup coordinator postgres <<-EOF
 	DROP DATABASE ${main_db}_migrate WITH (FORCE);
