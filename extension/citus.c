@@ -368,6 +368,27 @@ AskCitus(const char *sql, int nargs, Oid *argtypes, Datum *args, int ncolumns, D
 }
 
 /*
+ * CitusSaysOfTable answers a yes-or-no question about the table relid with
+ * the catalog query sql (which finds a row for yes, relid as $1), cached.
+ */
+static bool
+CitusSaysOfTable(CitusQuestion question, const char *sql, Oid relid)
+{
+	CitusAnswer answer;
+
+	if (!RecallCitusAnswer(question, relid, InvalidOid, &answer))
+	{
+		Oid			argtypes[1] = {OIDOID};
+		Datum		args[1] = {ObjectIdGetDatum(relid)};
+		Datum		out[1];
+
+		answer.managed = AskCitus(sql, 1, argtypes, args, 1, out);
+		RememberCitusAnswer(&answer);
+	}
+	return answer.managed;
+}
+
+/*
  * MandantCitusPlacement returns whether Citus manages the table relid as a
  * table of one shard (a reference table, or a Citus local table) and then
  * sets *placement and *placement_index to the relations of that shard and
@@ -476,20 +497,7 @@ MandantLogicalRelid(Relation rel)
 bool
 MandantCitusDistributedTable(Oid relid)
 {
-	CitusAnswer answer;
-
-	if (!MandantCitusInstalled())
-		return false;
-	if (!RecallCitusAnswer(CITUS_DISTRIBUTED, relid, InvalidOid, &answer))
-	{
-		Oid			argtypes[1] = {OIDOID};
-		Datum		args[1] = {ObjectIdGetDatum(relid)};
-		Datum		out[1];
-
-		answer.managed = AskCitus(DISTRIBUTED_SQL, 1, argtypes, args, 1, out);
-		RememberCitusAnswer(&answer);
-	}
-	return answer.managed;
+	return MandantCitusInstalled() && CitusSaysOfTable(CITUS_DISTRIBUTED, DISTRIBUTED_SQL, relid);
 }
 
 /*
@@ -614,18 +622,7 @@ mandant_citus_require_transaction_block(PG_FUNCTION_ARGS)
 static bool
 CitusManagesTable(Oid relid)
 {
-	CitusAnswer answer;
-
-	if (!RecallCitusAnswer(CITUS_MANAGED, relid, InvalidOid, &answer))
-	{
-		Oid			argtypes[1] = {REGCLASSOID};
-		Datum		args[1] = {ObjectIdGetDatum(relid)};
-		Datum		out[1];
-
-		answer.managed = AskCitus(MANAGED_SQL, 1, argtypes, args, 1, out);
-		RememberCitusAnswer(&answer);
-	}
-	return answer.managed;
+	return CitusSaysOfTable(CITUS_MANAGED, MANAGED_SQL, relid);
 }
 
 /*

@@ -441,6 +441,35 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION mandant.delete_tenant_row(uuid) IS
 'Internal to delete_tenant: delete the row of mandant.tenant inside a security-restricted operation, so that the tenant tables'' foreign key checks run their owners'' code restricted.';
 
+CREATE OR REPLACE FUNCTION mandant.alter_tenant_column_default(tbl regclass, tenant_column name, action text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	distributed	boolean := mandant.citus_distribution_column(tbl) IS NOT DISTINCT FROM tenant_column;
+	propagate	text;
+BEGIN
+	IF action NOT IN ('SET DEFAULT mandant.current_tenant()', 'DROP DEFAULT') THEN
+		RAISE EXCEPTION 'unknown action on the default of a tenant column'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('Action %L is neither SET DEFAULT mandant.current_tenant() nor DROP DEFAULT.', action),
+				  HINT = 'Internal: called by enable_tenancy and disable_tenancy.';
+	END IF;
+	IF distributed THEN
+		propagate := current_setting('citus.enable_ddl_propagation');
+		PERFORM set_config('citus.enable_ddl_propagation', 'off', true);
+	END IF;
+	EXECUTE format('ALTER TABLE %s ALTER COLUMN %I %s', tbl, tenant_column, action);
+	IF distributed THEN
+		PERFORM set_config('citus.enable_ddl_propagation', propagate, true);
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.alter_tenant_column_default(regclass, name, text) IS
+'Internal to enable_tenancy and disable_tenancy, which run as their caller: set or drop the default of a tenant column (on the coordinator alone for the column Citus distributes by). It runs as its caller and needs the caller to own the table.';
+
 CREATE OR REPLACE FUNCTION mandant.check_table_target(tbl regclass, function_name text)
 RETURNS void
 AS 'MODULE_PATHNAME', 'mandant_check_table_target'
@@ -482,7 +511,6 @@ DECLARE
 	other			name;
 	dist_column		name;
 	distributed		boolean;
-	propagate		text;
 	shard_mode		text;
 BEGIN
 	/* Validate everything before changing anything. */
@@ -576,15 +604,7 @@ BEGIN
 			EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', tbl, tenant_column);
 		END IF;
 		IF mandant.tenant_column_default(tbl, tenant_column) IS DISTINCT FROM 'mandant.current_tenant()' THEN
-			IF distributed THEN
-				propagate := current_setting('citus.enable_ddl_propagation');
-				PERFORM set_config('citus.enable_ddl_propagation', 'off', true);
-			END IF;
-			EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT mandant.current_tenant()',
-						   tbl, tenant_column);
-			IF distributed THEN
-				PERFORM set_config('citus.enable_ddl_propagation', propagate, true);
-			END IF;
+			PERFORM mandant.alter_tenant_column_default(tbl, tenant_column, 'SET DEFAULT mandant.current_tenant()');
 		END IF;
 	END IF;
 
@@ -638,8 +658,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	tenant_column	name;
-	distributed		boolean;
-	propagate		text;
 BEGIN
 	PERFORM mandant.check_table_target(tbl, 'mandant.disable_tenancy');
 
@@ -660,16 +678,7 @@ BEGIN
 	END IF;
 
 	IF mandant.tenant_column_default(tbl, tenant_column) = 'mandant.current_tenant()' THEN
-		/* as enable_tenancy set it: on the coordinator alone for Citus's distribution column */
-		distributed := mandant.citus_distribution_column(tbl) IS NOT DISTINCT FROM tenant_column;
-		IF distributed THEN
-			propagate := current_setting('citus.enable_ddl_propagation');
-			PERFORM set_config('citus.enable_ddl_propagation', 'off', true);
-		END IF;
-		EXECUTE format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT', tbl, tenant_column);
-		IF distributed THEN
-			PERFORM set_config('citus.enable_ddl_propagation', propagate, true);
-		END IF;
+		PERFORM mandant.alter_tenant_column_default(tbl, tenant_column, 'DROP DEFAULT');
 	END IF;
 
 	PERFORM mandant.gate_call('unregister_tenant_table', NULL, jsonb_build_object('table', tbl::oid));

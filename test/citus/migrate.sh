@@ -157,6 +157,18 @@ EOF
 setup coordinator mig_owner <<-'EOF'
 	SELECT mandant.enable_tenancy('app.legacy');
 EOF
+# The erasure runs as the tables' owner, held to the log's policy: an owner
+# that bypasses row level security is refused, and nothing is deleted.
+setup coordinator postgres <<-'EOF'
+	ALTER ROLE mig_owner BYPASSRLS;
+EOF
+fails "delete_tenant refuses to erase history as an owner with BYPASSRLS" 0A000 coordinator mig_admin <<-EOF
+	SELECT mandant.delete_tenant('$globex', 'globex');
+EOF
+is "and left the tenant's rows in place" "1" coordinator postgres <<-EOF
+	ALTER ROLE mig_owner NOBYPASSRLS;
+	SELECT count(*) FROM app.legacy WHERE tenant_id = '$globex';
+EOF
 is "enable_tenancy registers it again, and delete_tenant goes through" "app.legacy" coordinator mig_admin <<-EOF
 	SELECT k FROM jsonb_object_keys(mandant.delete_tenant('$globex', 'globex')) k WHERE k LIKE 'app.%';
 EOF
