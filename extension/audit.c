@@ -72,6 +72,8 @@ PG_FUNCTION_INFO_V1(mandant_audit_trigger);
 PG_FUNCTION_INFO_V1(mandant_audit_log);
 PG_FUNCTION_INFO_V1(mandant_audit_log_for);
 PG_FUNCTION_INFO_V1(mandant_audit_event_hash);
+PG_FUNCTION_INFO_V1(mandant_audit_event_guard);
+PG_FUNCTION_INFO_V1(mandant_audit_log_erasure);
 
 /* Layout of mandant.audit_event (checked when the table is opened). */
 enum
@@ -434,27 +436,13 @@ UuidOrNull(const pg_uuid_t *u, bool *isnull)
 }
 
 /*
- * WriteAuditEvent completes an event with the context of the transaction
- * (id, time, transaction id, actor, request id), hashes it and appends it.
+ * AuditEventValues fills a row of mandant.audit_event with an event that
+ * has its hash.
  */
 static void
-WriteAuditEvent(AuditEvent *ev)
+AuditEventValues(const AuditEvent *ev, bytea *hash, Datum *values, bool *nulls)
 {
-	MandantAppendTarget *target;
-	Relation	rel = MandantOpenAppendTarget("audit_event", NULL, audit_event_columns, AE_NATTS,
-												  &target, NULL);
-	Datum		values[AE_NATTS];
-	bool		nulls[AE_NATTS];
-
-	ev->id = MandantNextRowId(target, rel);
-	ev->occurred_at = GetCurrentStatementStartTimestamp();
-	ev->txid = (int64) U64FromFullTransactionId(GetTopFullTransactionId());
-	if (ev->actor_user_id == NULL)
-		ev->actor_user_id = MandantCurrentUserId();
-	if (ev->request_id == NULL)
-		ev->request_id = MandantCurrentRequestId();
-
-	memset(nulls, false, sizeof(nulls));
+	memset(nulls, false, sizeof(bool) * AE_NATTS);
 	values[AE_ID] = Int64GetDatum(ev->id);
 	values[AE_TENANT_ID] = UUIDPGetDatum((pg_uuid_t *) ev->tenant_id);
 	values[AE_OCCURRED_AT] = TimestampTzGetDatum(ev->occurred_at);
@@ -467,8 +455,77 @@ WriteAuditEvent(AuditEvent *ev)
 	values[AE_REQUEST_ID] = TextOrNull(ev->request_id, &nulls[AE_REQUEST_ID]);
 	values[AE_CHANGES] = ev->changes ? JsonbPGetDatum(ev->changes) : (Datum) 0;
 	nulls[AE_CHANGES] = (ev->changes == NULL);
-	values[AE_HASH] = PointerGetDatum(AuditEventHash(ev));
+	values[AE_HASH] = PointerGetDatum(hash);
+}
 
+/*
+ * RouteAuditEvent hands an event to Citus, which stores it in its tenant's
+ * shard of mandant.audit_event: where the table is distributed and the
+ * event is written beside no shard of it (audit_log(), audit_log_for(), the
+ * trigger of a table of the coordinator).  The INSERT runs as the current
+ * user, so that every shard of the tenant in this transaction is written
+ * by one role (see 97_citus.sql); citus_setup() grants INSERT on the table,
+ * and the guard on its shards (mandant_audit_event_guard) takes from the
+ * writer's context what a writer could otherwise make up.  The id comes
+ * from this node's sequence, whose range the shards' own ids stay out of
+ * (MandantCitusRowIdBase).
+ */
+static void
+RouteAuditEvent(AuditEvent *ev)
+{
+	static const char *const sql =
+		"INSERT INTO mandant.audit_event (id, tenant_id, occurred_at, txid, category, action, "
+		"entity_type, entity_id, actor_user_id, request_id, changes, hash) "
+		"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+	Oid			argtypes[AE_NATTS];
+	Datum		values[AE_NATTS];
+	bool		isnull[AE_NATTS];
+	char		nulls[AE_NATTS];
+
+	ev->id = nextval_internal(get_relname_relid("audit_event_id_seq", get_namespace_oid("mandant", false)),
+							  false);
+	AuditEventValues(ev, AuditEventHash(ev), values, isnull);
+	for (int i = 0; i < AE_NATTS; i++)
+	{
+		argtypes[i] = audit_event_columns[i].type;
+		nulls[i] = isnull[i] ? 'n' : ' ';
+	}
+	SPI_connect();
+	if (SPI_execute_with_args(sql, AE_NATTS, argtypes, values, nulls, false, 0) != SPI_OK_INSERT ||
+		SPI_processed != 1)
+		elog(ERROR, "could not insert into mandant.audit_event");
+	SPI_finish();
+}
+
+/*
+ * WriteAuditEvent completes an event with the context of the transaction
+ * (id, time, transaction id, actor, request id), hashes it and appends it;
+ * on Citus, to the shard of mandant.audit_event beside the shard a
+ * trigger fires on (beside), or else through Citus (RouteAuditEvent).
+ */
+static void
+WriteAuditEvent(AuditEvent *ev, Relation beside)
+{
+	MandantAppendTarget *target;
+	Relation	rel;
+	Datum		values[AE_NATTS];
+	bool		nulls[AE_NATTS];
+
+	ev->occurred_at = GetCurrentStatementStartTimestamp();
+	ev->txid = (int64) U64FromFullTransactionId(GetTopFullTransactionId());
+	if (ev->actor_user_id == NULL)
+		ev->actor_user_id = MandantCurrentUserId();
+	if (ev->request_id == NULL)
+		ev->request_id = MandantCurrentRequestId();
+	if (MandantAppendThroughCitus("audit_event", beside))
+	{
+		RouteAuditEvent(ev);
+		return;
+	}
+
+	rel = MandantOpenAppendTarget("audit_event", beside, audit_event_columns, AE_NATTS, &target, NULL);
+	ev->id = MandantNextRowId(target, rel);
+	AuditEventValues(ev, AuditEventHash(ev), values, nulls);
 	MandantAppendRow(target, rel, values, nulls);
 	table_close(rel, NoLock);
 }
@@ -530,7 +587,7 @@ mandant_audit_trigger(PG_FUNCTION_ARGS)
 		ev.entity_type = target->shape.entity_type;
 		ev.entity_id = MandantRowEntityId(&target->shape, keytuple, desc);
 		ev.tenant_id = MandantRowTenant(&target->shape, keytuple, desc);
-		WriteAuditEvent(&ev);
+		WriteAuditEvent(&ev, trigdata->tg_relation);
 	}
 
 	MemoryContextSwitchTo(old);
@@ -543,18 +600,16 @@ mandant_audit_trigger(PG_FUNCTION_ARGS)
  * action: lower-case words with digits, '_', '.', ':' and '-'.
  */
 static void
-CheckEventName(const char *what, text *value)
+CheckEventName(const char *what, const char *s)
 {
-	char	   *s;
 	int			len;
 
-	if (value == NULL)
+	if (s == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("audit event %s must not be null", what),
 				 errdetail("mandant.audit_log() was called with a NULL %s.", what),
 				 errhint("Pass a lower-case name such as 'security' or 'login'.")));
-	s = text_to_cstring(value);
 	len = strlen(s);
 	for (int i = 0; i < len; i++)
 	{
@@ -594,43 +649,48 @@ CheckApplicationAction(const char *action)
 }
 
 /*
+ * CheckApplicationEvent refuses an application event whose category,
+ * action, entity type or payload audit_log() does not accept.
+ */
+static void
+CheckApplicationEvent(const AuditEvent *ev)
+{
+	CheckEventName("category", ev->category);
+	CheckEventName("action", ev->action);
+	CheckApplicationAction(ev->action);
+	if (ev->entity_type == NULL || ev->entity_type[0] == '\0' ||
+		strlen(ev->entity_type) > AUDIT_NAME_MAX_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("audit entity type must have 1 to %d bytes", AUDIT_NAME_MAX_BYTES),
+				 errdetail("mandant.audit_log() was called with entity type %s.",
+						   ev->entity_type ? quote_literal_cstr(ev->entity_type) : "NULL"),
+				 errhint("Name the kind of thing the event is about, e.g. 'user' or 'app.document'.")));
+	if (ev->changes != NULL &&
+		(!JB_ROOT_IS_OBJECT(ev->changes) || JB_ROOT_IS_SCALAR(ev->changes)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("audit payload must be a JSON object"),
+				 errdetail("The payload was %s.",
+						   JsonbToCString(NULL, &ev->changes->root, VARSIZE(ev->changes))),
+				 errhint("Wrap the value in an object, e.g. {\"count\": 3}.")));
+}
+
+/*
  * ReadApplicationEvent reads category, action, entity type, entity id and
  * payload of an application event from the arguments starting at first.
  */
 static void
 ReadApplicationEvent(FunctionCallInfo fcinfo, int first, AuditEvent *ev)
 {
-	text	   *entity_type;
-
-	CheckEventName("category", PG_ARGISNULL(first) ? NULL : PG_GETARG_TEXT_PP(first));
-	CheckEventName("action", PG_ARGISNULL(first + 1) ? NULL : PG_GETARG_TEXT_PP(first + 1));
-	ev->category = text_to_cstring(PG_GETARG_TEXT_PP(first));
-	ev->action = text_to_cstring(PG_GETARG_TEXT_PP(first + 1));
-	CheckApplicationAction(ev->action);
-
-	entity_type = PG_ARGISNULL(first + 2) ? NULL : PG_GETARG_TEXT_PP(first + 2);
-	if (entity_type == NULL || VARSIZE_ANY_EXHDR(entity_type) == 0 ||
-		VARSIZE_ANY_EXHDR(entity_type) > AUDIT_NAME_MAX_BYTES)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("audit entity type must have 1 to %d bytes", AUDIT_NAME_MAX_BYTES),
-				 errdetail("mandant.audit_log() was called with entity type %s.",
-						   entity_type ? quote_literal_cstr(text_to_cstring(entity_type)) : "NULL"),
-				 errhint("Name the kind of thing the event is about, e.g. 'user' or 'app.document'.")));
-	ev->entity_type = text_to_cstring(entity_type);
-	ev->entity_id = PG_ARGISNULL(first + 3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(first + 3));
-
-	if (!PG_ARGISNULL(first + 4))
+	for (int i = 0; i < 4; i++)
 	{
-		ev->changes = PG_GETARG_JSONB_P(first + 4);
-		if (!JB_ROOT_IS_OBJECT(ev->changes) || JB_ROOT_IS_SCALAR(ev->changes))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("audit payload must be a JSON object"),
-					 errdetail("The payload was %s.",
-							   JsonbToCString(NULL, &ev->changes->root, VARSIZE(ev->changes))),
-					 errhint("Wrap the value in an object, e.g. {\"count\": 3}.")));
+		const char **field[4] = {&ev->category, &ev->action, &ev->entity_type, &ev->entity_id};
+
+		*field[i] = PG_ARGISNULL(first + i) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(first + i));
 	}
+	ev->changes = PG_ARGISNULL(first + 4) ? NULL : PG_GETARG_JSONB_P(first + 4);
+	CheckApplicationEvent(ev);
 }
 
 /*
@@ -645,7 +705,7 @@ mandant_audit_log(PG_FUNCTION_ARGS)
 	ReadApplicationEvent(fcinfo, 0, &ev);
 	ev.tenant_id = MandantTenantOrPlatform("Application events belong to a tenant; only trusted backends write platform events.");
 
-	WriteAuditEvent(&ev);
+	WriteAuditEvent(&ev, NULL);
 	PG_RETURN_INT64(ev.id);
 }
 
@@ -664,7 +724,50 @@ mandant_audit_log_for(PG_FUNCTION_ARGS)
 	ev.tenant_id = PG_ARGISNULL(0) ? &MandantPlatformTenant : PG_GETARG_UUID_P(0);
 	ev.actor_user_id = PG_ARGISNULL(1) ? NULL : PG_GETARG_UUID_P(1);
 	ev.request_id = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
-	WriteAuditEvent(&ev);
+	WriteAuditEvent(&ev, NULL);
+	PG_RETURN_INT64(ev.id);
+}
+
+/*
+ * mandant_audit_log_erasure (mandant.audit_log_erasure(tenant uuid, actor
+ * uuid, request_id text, payload jsonb) returns bigint) writes the
+ * platform's record of a tenant's deletion.  On Citus, where
+ * delete_tenant() erased the tenant's shards as the tenant tables' owner,
+ * the record is written as that owner under the same erase envelope
+ * (the shard of the platform's events may be colocated with the
+ * tenant's, which Citus lets one role only write in a transaction), and
+ * the guard on the shards takes this record, and no other event, from
+ * it.  Internal: for mandant.delete_tenant() (no EXECUTE for PUBLIC).
+ */
+Datum
+mandant_audit_log_erasure(PG_FUNCTION_ARGS)
+{
+	AuditEvent	ev = {0};
+	Oid			owner = MandantCitusOperationOwner();
+	MandantSavedUser saved;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("tenant must not be null"),
+				 errdetail("mandant.audit_log_erasure() was called with NULL."),
+				 errhint("Name the tenant that was deleted.")));
+	ev.tenant_id = &MandantPlatformTenant;
+	ev.category = "platform";
+	ev.action = "tenant.deleted";
+	ev.entity_type = "tenant";
+	ev.entity_id = DatumGetCString(DirectFunctionCall1(uuid_out, PG_GETARG_DATUM(0)));
+	ev.actor_user_id = PG_ARGISNULL(1) ? NULL : PG_GETARG_UUID_P(1);
+	ev.request_id = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	ev.changes = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
+	if (!OidIsValid(owner) || !MandantAppendThroughCitus("audit_event", NULL))
+	{
+		WriteAuditEvent(&ev, NULL);
+		PG_RETURN_INT64(ev.id);
+	}
+	MandantEnterOwnerToErase(owner, PG_GETARG_UUID_P(0), &saved);
+	WriteAuditEvent(&ev, NULL);
+	MandantRestoreUser(&saved);
 	PG_RETURN_INT64(ev.id);
 }
 
@@ -714,4 +817,124 @@ mandant_audit_event_hash(PG_FUNCTION_ARGS)
 	ev.changes = isnull ? NULL : DatumGetJsonbP(changes);
 
 	PG_RETURN_BYTEA_P(AuditEventHash(&ev));
+}
+
+/*
+ * KeepWritersContext takes time, actor and request id of an event inserted
+ * through Citus from the row, as the writer gave them (a statement time
+ * when it gave none).
+ */
+static void
+KeepWritersContext(AuditEvent *ev, const Datum *values, const bool *nulls)
+{
+	ev->occurred_at = nulls[AE_OCCURRED_AT] ? GetCurrentStatementStartTimestamp()
+		: DatumGetTimestampTz(values[AE_OCCURRED_AT]);
+	ev->actor_user_id = nulls[AE_ACTOR_USER_ID] ? NULL : DatumGetUUIDP(values[AE_ACTOR_USER_ID]);
+	ev->request_id = nulls[AE_REQUEST_ID] ? NULL : TextDatumGetCString(values[AE_REQUEST_ID]);
+}
+
+/*
+ * mandant_audit_event_guard is the BEFORE INSERT row trigger of
+ * mandant.audit_event that citus_setup() creates, so that it fires on the
+ * table's shards: there INSERT is granted to everyone, for the events that
+ * reach their tenant's shard as their writer (RouteAuditEvent).  A row so
+ * inserted is held to what mandant.audit_log() writes in the writer's
+ * context: a role that is no superuser writes for the transaction's tenant
+ * only (or, trusted, for the platform), under a category and action that
+ * audit_log() accepts, and actor, request id and time are its context's.
+ * For every writer the transaction id is this node's, which audit_seal()
+ * orders by, and the hash is computed here.  The id stays the writer's: a
+ * role that picks one can only collide with its own tenant's events, and
+ * then its own writes fail.  The events that the shards' triggers append
+ * (WriteAuditEvent) do not pass through here.
+ */
+Datum
+mandant_audit_event_guard(PG_FUNCTION_ARGS)
+{
+	static const int required[] = {AE_ID, AE_TENANT_ID, AE_CATEGORY, AE_ACTION, AE_ENTITY_TYPE};
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	Relation	shard;
+	MandantAppendTarget *target;
+	TupleDesc	desc;
+	Datum		values[AE_NATTS];
+	bool		nulls[AE_NATTS];
+	AuditEvent	ev = {0};
+
+	MandantCheckTriggerCall(fcinfo, MANDANT_TRIGGER_BEFORE | MANDANT_TRIGGER_ROW, 0,
+							"mandant.audit_event_guard()", "a BEFORE INSERT ... FOR EACH ROW trigger",
+							"mandant.citus_setup() attaches it to mandant.audit_event.");
+	rel = trigdata->tg_relation;
+	if (!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
+		MandantCitusLogicalTable(rel) != get_relname_relid("audit_event", get_namespace_oid("mandant", false)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("rows of mandant.audit_event are written by mandant only"),
+				 errdetail("mandant.audit_event_guard() fired for %s on \"%s\", which is no shard of mandant.audit_event.",
+						   TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ? "INSERT" : "another command",
+						   RelationGetRelationName(rel)),
+				 errhint("Write application events with mandant.audit_log().")));
+	/* checks the shard's columns: the row below is formed in this library's layout */
+	shard = MandantOpenAppendTarget("audit_event", rel, audit_event_columns, AE_NATTS, &target, NULL);
+	table_close(shard, NoLock);
+
+	desc = RelationGetDescr(rel);
+	heap_deform_tuple(trigdata->tg_trigtuple, desc, values, nulls);
+	for (int i = 0; i < (int) lengthof(required); i++)
+	{
+		if (nulls[required[i]])
+			ereport(ERROR,
+					(errcode(ERRCODE_NOT_NULL_VIOLATION),
+					 errmsg("audit event %s must not be null", audit_event_columns[required[i]].name),
+					 errdetail("An event was inserted into mandant.audit_event without it."),
+					 errhint("Write application events with mandant.audit_log().")));
+	}
+	ev.id = DatumGetInt64(values[AE_ID]);
+	ev.tenant_id = DatumGetUUIDP(values[AE_TENANT_ID]);
+	ev.category = TextDatumGetCString(values[AE_CATEGORY]);
+	ev.action = TextDatumGetCString(values[AE_ACTION]);
+	ev.entity_type = TextDatumGetCString(values[AE_ENTITY_TYPE]);
+	ev.entity_id = nulls[AE_ENTITY_ID] ? NULL : TextDatumGetCString(values[AE_ENTITY_ID]);
+	ev.changes = nulls[AE_CHANGES] ? NULL : DatumGetJsonbP(values[AE_CHANGES]);
+	ev.txid = (int64) U64FromFullTransactionId(GetTopFullTransactionId());
+
+	if (superuser())
+		KeepWritersContext(&ev, values, nulls);
+	else if (MandantEnvelopeErasing() != NULL &&
+			 memcmp(ev.tenant_id->data, MandantPlatformTenant.data, UUID_LEN) == 0)
+	{
+		/* the platform's record of the erasure, as the role that erased (RouteAuditEvent) */
+		char	   *erased = DatumGetCString(DirectFunctionCall1(uuid_out,
+																 UUIDPGetDatum((pg_uuid_t *) MandantEnvelopeErasing())));
+
+		if (strcmp(ev.category, "platform") != 0 || strcmp(ev.action, "tenant.deleted") != 0 ||
+			strcmp(ev.entity_type, "tenant") != 0 || ev.entity_id == NULL || strcmp(ev.entity_id, erased) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("while it erases tenant %s, a role writes only the platform's record of that deletion", erased),
+					 errdetail("The event is %s %s about %s %s.", ev.category, ev.action, ev.entity_type,
+							   ev.entity_id ? ev.entity_id : "nothing"),
+					 errhint("mandant.delete_tenant() writes it.")));
+		KeepWritersContext(&ev, values, nulls);
+	}
+	else
+	{
+		const pg_uuid_t *tenant = MandantTenantOrPlatform("Application events belong to a tenant; only trusted backends write platform events.");
+
+		if (memcmp(tenant->data, ev.tenant_id->data, UUID_LEN) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("an audit event may only be written for the transaction's tenant"),
+					 errdetail("The event names tenant %s; the transaction is in %s.",
+							   DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(ev.tenant_id))),
+							   DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum((pg_uuid_t *) tenant)))),
+					 errhint("Write application events with mandant.audit_log().")));
+		CheckApplicationEvent(&ev);
+		ev.occurred_at = GetCurrentStatementStartTimestamp();
+		ev.actor_user_id = MandantCurrentUserId();
+		ev.request_id = MandantCurrentRequestId();
+	}
+
+	AuditEventValues(&ev, AuditEventHash(&ev), values, nulls);
+	return PointerGetDatum(heap_form_tuple(desc, values, nulls));
 }

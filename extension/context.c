@@ -355,6 +355,16 @@ CheckRequestIdSetting(char **newval, void **extra, GucSource source)
 }
 
 /*
+ * AssignRequestIdSetting: a new app.request_id goes to the Citus workers
+ * in the envelope (envelope.c).  Trace ids do not travel.
+ */
+static void
+AssignRequestIdSetting(const char *newval, void *extra)
+{
+	MandantNoteRequestIdChange();
+}
+
+/*
  * MandantDefineContextVariables defines the context settings; called once
  * from _PG_init.
  */
@@ -395,7 +405,7 @@ MandantDefineContextVariables(void)
 							   "",
 							   PGC_USERSET,
 							   GUC_NOT_IN_SAMPLE,
-							   CheckRequestIdSetting, NULL, NULL);
+							   CheckRequestIdSetting, AssignRequestIdSetting, NULL);
 
 	DefineCustomStringVariable(MANDANT_GUC_TRACE_ID,
 							   gettext_noop("Trace id (X-Trace-Id) recorded in outbox event headers; free to set."),
@@ -482,11 +492,11 @@ EnvelopeInForce(void)
 }
 
 /*
- * ForwardOwnContext hands the context this node has just assigned (not an
- * envelope it received) to Citus's worker connections (envelope.c).
+ * MandantForwardOwnContext hands the context this node has just assigned
+ * (not an envelope it received) to Citus's worker connections (envelope.c).
  */
-static void
-ForwardOwnContext(void)
+void
+MandantForwardOwnContext(void)
 {
 	MandantForwardContext(current_tenant_setting != NULL && current_tenant_setting->isset ?
 						  &current_tenant_setting->value : NULL,
@@ -698,7 +708,7 @@ mandant_set_tenant(PG_FUNCTION_ARGS)
 	AssignContextVariable(MANDANT_GUC_TENANT, MandantUuidText(tenant_id));
 	AssignContextVariable(MANDANT_GUC_USER, "");
 	AssignContextVariable(MANDANT_GUC_SCOPES, "");
-	ForwardOwnContext();
+	MandantForwardOwnContext();
 
 	PG_RETURN_VOID();
 }
@@ -724,7 +734,7 @@ MandantAssignContext(const pg_uuid_t *tenant, const pg_uuid_t *user, int scopes)
 	AssignContextVariable(MANDANT_GUC_TENANT, tenant ? MandantUuidText(tenant) : "");
 	AssignContextVariable(MANDANT_GUC_USER, user ? MandantUuidText(user) : "");
 	AssignContextVariable(MANDANT_GUC_SCOPES, MandantScopeList(scopes));
-	ForwardOwnContext();
+	MandantForwardOwnContext();
 }
 
 /*
@@ -747,7 +757,7 @@ mandant_set_scopes(PG_FUNCTION_ARGS)
 	MandantCheckTrustedCaller("mandant.set_scopes(text[])");
 	list = MandantScopeList(MandantScopeArrayBits(PG_GETARG_ARRAYTYPE_P(0), true));
 	AssignContextVariable(MANDANT_GUC_SCOPES, list);
-	ForwardOwnContext();
+	MandantForwardOwnContext();
 
 	PG_RETURN_VOID();
 }

@@ -206,6 +206,13 @@ static bool forward_pending = false;
 static int	pending_level = 0;
 static LocalTransactionId pending_lxid = InvalidLocalTransactionId;
 
+/*
+ * The envelope carries the request id: when app.request_id changes in a
+ * transaction that handed Citus an envelope, a new one is signed and
+ * handed over before the next statement (MandantNoteRequestIdChange).
+ */
+static bool resign_pending = false;
+
 static void EnvelopeSubXactCallback(SubXactEvent event, SubTransactionId subid,
 									SubTransactionId parent_subid, void *arg);
 
@@ -770,7 +777,7 @@ EnvelopeSubXactCallback(SubXactEvent event, SubTransactionId subid,
  * MandantForwardPendingEnvelope hands Citus the envelope in force again
  * when a committed subtransaction made Citus forget it; called before
  * every statement by mandant's executor and utility hooks, where it costs
- * one test.
+ * one test; also after app.request_id changed (MandantNoteRequestIdChange).
  */
 void
 MandantForwardPendingEnvelope(void)
@@ -779,8 +786,35 @@ MandantForwardPendingEnvelope(void)
 		return;
 	forward_pending = false;
 	if (pending_lxid != MyProc->lxid || IsInParallelMode() || !MandantCitusInstalled())
+	{
+		resign_pending = false;
 		return;
+	}
+	if (resign_pending)
+	{
+		resign_pending = false;
+		MandantForwardOwnContext();
+		return;
+	}
 	MandantForwardRestoredContext();
+}
+
+/*
+ * MandantNoteRequestIdChange is called when app.request_id is assigned:
+ * if this transaction handed Citus an envelope, the next statement hands
+ * it one with the new request id (MandantForwardPendingEnvelope), so that
+ * the workers record what this node would.  Top level: an aborted
+ * subtransaction assigns the old value again, which comes here too.
+ */
+void
+MandantNoteRequestIdChange(void)
+{
+	if (MyProc == NULL || forwarded_lxid != MyProc->lxid)
+		return;
+	forward_pending = true;
+	resign_pending = true;
+	pending_level = 0;
+	pending_lxid = MyProc->lxid;
 }
 
 /*

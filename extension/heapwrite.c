@@ -186,6 +186,44 @@ CheckTableShape(Relation rel, const MandantColumnSpec *columns, int ncolumns)
 }
 
 /*
+ * AppendTargetRelid returns the oid of the table of a cache slot, looking
+ * it up when the slot is not loaded.
+ */
+static Oid
+AppendTargetRelid(MandantAppendTarget *slot)
+{
+	Oid			relid = slot->relid;
+
+	if (!OidIsValid(relid))
+	{
+		Oid			nsp = get_namespace_oid("mandant", true);
+
+		relid = OidIsValid(nsp) ? get_relname_relid(slot->relname, nsp) : InvalidOid;
+		if (!OidIsValid(relid))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("table mandant.%s does not exist", slot->relname),
+					 errdetail("The mandant library is loaded but the extension's objects are missing in this database."),
+					 errhint("Run CREATE EXTENSION mandant CASCADE, or ALTER EXTENSION mandant UPDATE.")));
+	}
+	return relid;
+}
+
+/*
+ * MandantAppendThroughCitus says whether a row of mandant.<relname> written
+ * beside a relation (NULL: by no trigger) must go through Citus's own
+ * INSERT rather than MandantOpenAppendTarget: Citus distributes the table
+ * and beside is no placement here of a shard.  A write on a shard that is
+ * not colocated with the table stays refused (MandantOpenAppendTarget).
+ */
+bool
+MandantAppendThroughCitus(const char *relname, Relation beside)
+{
+	return MandantCitusDistributedTable(AppendTargetRelid(FindAppendTarget(relname, InvalidOid))) &&
+		(beside == NULL || !OidIsValid(MandantCitusLogicalTable(beside)));
+}
+
+/*
  * MandantOpenAppendTarget opens mandant.<relname> with RowExclusiveLock and
  * returns it with its cache slot in *target.  When Citus distributes the
  * table, the row goes to the placement of its shard colocated with the
@@ -204,21 +242,8 @@ MandantOpenAppendTarget(const char *relname, Relation beside, const MandantColum
 						int ncolumns, MandantAppendTarget **target, bool *loaded)
 {
 	MandantAppendTarget *slot = FindAppendTarget(relname, InvalidOid);
-	Oid			relid = slot->relid;
+	Oid			relid = AppendTargetRelid(slot);
 	Relation	rel;
-
-	if (!OidIsValid(relid))
-	{
-		Oid			nsp = get_namespace_oid("mandant", true);
-
-		relid = OidIsValid(nsp) ? get_relname_relid(relname, nsp) : InvalidOid;
-		if (!OidIsValid(relid))
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_TABLE),
-					 errmsg("table mandant.%s does not exist", relname),
-					 errdetail("The mandant library is loaded but the extension's objects are missing in this database."),
-					 errhint("Run CREATE EXTENSION mandant CASCADE, or ALTER EXTENSION mandant UPDATE.")));
-	}
 
 	if (MandantCitusDistributedTable(relid))
 	{

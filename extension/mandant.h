@@ -357,6 +357,8 @@ extern void MandantForwardContext(const pg_uuid_t *tenant, const pg_uuid_t *user
 extern bool MandantForwardOwnerContext(const pg_uuid_t *tenant, bool erase);
 extern const pg_uuid_t *MandantEnvelopeErasing(void);
 extern void MandantForwardPendingEnvelope(void);
+extern void MandantNoteRequestIdChange(void);
+extern void MandantForwardOwnContext(void);
 extern void MandantForwardRestoredContext(void);
 
 /* scope.c */
@@ -470,7 +472,7 @@ typedef struct MandantSavedUser
 
 extern void MandantBecomeOwner(Oid owner, int flags, MandantSavedUser *saved);
 extern bool MandantErasingTenant(const pg_uuid_t *tenant);
-extern void MandantEnterTableOwner(Oid relid, const pg_uuid_t *tenant, MandantSavedUser *saved);
+extern void MandantEnterTableOwner(Oid relid, const pg_uuid_t *tenant, bool erase, MandantSavedUser *saved);
 extern Oid	MandantCitusOperationOwner(void);
 extern void MandantEnterOwnerToErase(Oid owner, const pg_uuid_t *tenant, MandantSavedUser *saved);
 extern bool MandantErasingRow(const struct TriggerData *trigdata, AttrNumber attnum);
@@ -490,6 +492,7 @@ extern Relation MandantOpenAppendTarget(const char *relname, Relation beside,
 										int ncolumns,
 										MandantAppendTarget **target,
 										bool *loaded);
+extern bool MandantAppendThroughCitus(const char *relname, Relation beside);
 extern int64 MandantNextRowId(MandantAppendTarget *target, Relation rel);
 extern void MandantAppendRow(MandantAppendTarget *target, Relation rel,
 							 Datum *values, bool *nulls);

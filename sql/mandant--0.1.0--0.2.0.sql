@@ -1029,6 +1029,14 @@ $$;
 COMMENT ON FUNCTION mandant.tenancy_lint() IS
 'Report what could let one tenant see or touch another tenant''s rows: (severity, code, object, message, hint). A clean schema returns no rows.';
 
+CREATE OR REPLACE FUNCTION mandant.audit_event_guard()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'mandant_audit_event_guard'
+LANGUAGE C;
+
+COMMENT ON FUNCTION mandant.audit_event_guard() IS
+'Trigger on the shards of mandant.audit_event on Citus (mandant.citus_setup()): an event inserted through Citus is held to what mandant.audit_log() writes in the writer''s context, and gets this node''s transaction id and its hash.';
+
 CREATE OR REPLACE FUNCTION mandant.check_excluded_columns(tbl regclass, exclude_columns text[])
 RETURNS text[]
 LANGUAGE plpgsql STABLE
@@ -1229,43 +1237,28 @@ $$;
 COMMENT ON FUNCTION mandant.disable_audit(regclass) IS
 'Stop auditing tbl (its past events stay). The table owner only.';
 
-CREATE OR REPLACE FUNCTION mandant.op_audit_seal()
+CREATE OR REPLACE FUNCTION mandant.audit_seal_events(events regclass, seals regclass, previous bigint, horizon bigint)
 RETURNS bigint
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	horizon		bigint;
-	previous	bigint;
 	e			record;
 	last_tenant	uuid;
 	chain		bytea;
 	seq			bigint;
 	sealed		bigint := 0;
 BEGIN
-	LOCK TABLE mandant.audit_seal IN SHARE ROW EXCLUSIVE MODE;
-	horizon := pg_snapshot_xmin(pg_current_snapshot())::text::bigint;
-	SELECT r.horizon INTO previous FROM mandant.audit_seal_run r ORDER BY r.run_id DESC LIMIT 1;
-	/* Restored into another cluster, whose transaction ids are lower: look at everything. */
-	IF previous IS NULL OR previous > horizon THEN
-		previous := 0;
-	END IF;
-
-	FOR e IN
-		SELECT a.id, a.tenant_id, a.hash
-		FROM mandant.audit_event a
-		WHERE a.txid >= previous AND a.txid < horizon
-		  AND NOT EXISTS (SELECT 1 FROM mandant.audit_seal s WHERE s.tenant_id = a.tenant_id AND s.event_id = a.id)
-		ORDER BY a.tenant_id, a.id
+	FOR e IN EXECUTE format(
+		'SELECT a.id, a.tenant_id, a.hash FROM %s a
+		 WHERE a.txid >= $1 AND a.txid < $2
+		   AND NOT EXISTS (SELECT 1 FROM %s s WHERE s.tenant_id = a.tenant_id AND s.event_id = a.id)
+		 ORDER BY a.tenant_id, a.id', events, seals) USING previous, horizon
 	LOOP
 		IF last_tenant IS DISTINCT FROM e.tenant_id THEN
-			SELECT s.chain, s.seq INTO chain, seq
-			FROM mandant.audit_seal s
-			WHERE s.tenant_id = e.tenant_id
-			ORDER BY s.seq DESC
-			LIMIT 1;
-			IF NOT FOUND THEN
+			EXECUTE format('SELECT s.chain, s.seq FROM %s s WHERE s.tenant_id = $1 ORDER BY s.seq DESC LIMIT 1', seals)
+				INTO chain, seq USING e.tenant_id;
+			IF seq IS NULL THEN
 				chain := ''::bytea;
 				seq := 0;
 			END IF;
@@ -1273,13 +1266,86 @@ BEGIN
 		END IF;
 		chain := sha256(chain || e.hash);
 		seq := seq + 1;
-		INSERT INTO mandant.audit_seal (tenant_id, seq, event_id, chain)
-		VALUES (e.tenant_id, seq, e.id, chain);
+		EXECUTE format('INSERT INTO %s (tenant_id, seq, event_id, chain) VALUES ($1, $2, $3, $4)', seals)
+			USING e.tenant_id, seq, e.id, chain;
 		sealed := sealed + 1;
 	END LOOP;
+	RETURN sealed;
+END
+$$;
 
+COMMENT ON FUNCTION mandant.audit_seal_events(regclass, regclass, bigint, bigint) IS
+'Internal: chain the events of one audit table (or shard) in a window of transaction ids into its seal table (or colocated shard); how many.';
+
+CREATE OR REPLACE FUNCTION mandant.audit_seal_node()
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	pairs		text[][] := ARRAY[['mandant.audit_event', 'mandant.audit_seal']];
+	horizon		bigint;
+	previous	bigint;
+	sealed		bigint := 0;
+BEGIN
+	IF mandant.citus_distribution_column('mandant.audit_event') IS NOT NULL THEN
+		/* mandant's own writes to the shards it keeps, as Citus's own rebalancer does */
+		PERFORM set_config('citus.enable_manual_changes_to_shards', 'on', true);
+		EXECUTE 'SELECT COALESCE(array_agg(ARRAY[pg_catalog.shard_name(''mandant.audit_event'', e.shardid),
+												  pg_catalog.shard_name(''mandant.audit_seal'', s.shardid)] ORDER BY e.shardid),
+								  ''{}'')
+				 FROM pg_catalog.pg_dist_shard e
+				 JOIN pg_catalog.pg_dist_shard s ON s.logicalrelid = ''mandant.audit_seal''::regclass
+					  AND s.shardminvalue = e.shardminvalue
+				 WHERE e.logicalrelid = ''mandant.audit_event''::regclass
+				   AND EXISTS (SELECT FROM pg_catalog.pg_dist_placement p
+							   WHERE p.shardid = e.shardid
+								 AND p.groupid = (SELECT g.groupid FROM pg_catalog.pg_dist_local_group g))'
+			INTO pairs;
+	END IF;
+	FOR i IN 1 .. COALESCE(array_length(pairs, 1), 0) LOOP
+		EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', pairs[i][2]::regclass);
+	END LOOP;
+	horizon := pg_snapshot_xmin(pg_current_snapshot())::text::bigint;
+	SELECT r.horizon INTO previous FROM mandant.audit_seal_run r ORDER BY r.run_id DESC LIMIT 1;
+	/* Restored into another cluster, whose transaction ids are lower: look at everything. */
+	IF previous IS NULL OR previous > horizon THEN
+		previous := 0;
+	END IF;
+	FOR i IN 1 .. COALESCE(array_length(pairs, 1), 0) LOOP
+		sealed := sealed + mandant.audit_seal_events(pairs[i][1]::regclass, pairs[i][2]::regclass, previous, horizon);
+	END LOOP;
 	INSERT INTO mandant.audit_seal_run (horizon, events) VALUES (horizon, sealed);
 	RETURN sealed;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.audit_seal_node() IS
+'Internal: seal on this node the audit events of every transaction that ended since its last run; how many.';
+
+CREATE OR REPLACE FUNCTION mandant.op_audit_seal()
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	sealed		bigint;
+	failure		text;
+BEGIN
+	IF mandant.citus_distribution_column('mandant.audit_event') IS NULL THEN
+		RETURN mandant.audit_seal_node();
+	END IF;
+	EXECUTE 'SELECT sum(r.result::bigint) FILTER (WHERE r.success), min(r.result) FILTER (WHERE NOT r.success)
+			 FROM pg_catalog.run_command_on_all_nodes(''SELECT mandant.audit_seal_node()'') r'
+		INTO sealed, failure;
+	IF failure IS NOT NULL THEN
+		RAISE EXCEPTION 'audit_seal() failed on a node'
+			USING ERRCODE = 'connection_failure',
+				  DETAIL = failure,
+				  HINT = 'The nodes that answered kept their seals; run mandant.audit_seal() again when every node is up.';
+	END IF;
+	RETURN COALESCE(sealed, 0);
 END
 $$;
 
@@ -1338,21 +1404,33 @@ COMMENT ON FUNCTION mandant.audit_walk_chain(uuid, bigint, bytea) IS
 
 CREATE OR REPLACE FUNCTION mandant.audit_bad_checkpoint(chain_of uuid, latest_only boolean)
 RETURNS bigint
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT c.event_id
-	FROM (SELECT * FROM mandant.audit_checkpoint x WHERE x.tenant_id = chain_of
-		  ORDER BY x.seq DESC LIMIT CASE WHEN latest_only THEN 1 END) c
-	LEFT JOIN mandant.audit_seal s ON s.tenant_id = c.tenant_id AND s.seq = c.seq
-	LEFT JOIN mandant.audit_event r ON r.tenant_id = '00000000-0000-0000-0000-000000000000' AND r.id = c.record_id
-	WHERE s.event_id IS DISTINCT FROM c.event_id OR s.chain IS DISTINCT FROM c.chain
-	   OR r.hash IS DISTINCT FROM mandant.audit_event_hash(r)
-	   OR r.action IS DISTINCT FROM 'audit.verified' OR r.entity_id IS DISTINCT FROM chain_of::text
-	   OR r.changes IS DISTINCT FROM jsonb_build_object('seq', c.seq, 'eventId', c.event_id,
-														'chain', encode(c.chain, 'hex'), 'fromSeq', c.from_seq)
-	ORDER BY c.seq
-	LIMIT 1
+DECLARE
+	c	mandant.audit_checkpoint;
+	s	mandant.audit_seal;
+	r	mandant.audit_event;
+BEGIN
+	/* one table at a time: on Citus the records are in the platform's shard, elsewhere than the tenant's */
+	FOR c IN
+		SELECT * FROM (SELECT * FROM mandant.audit_checkpoint x WHERE x.tenant_id = chain_of
+					   ORDER BY x.seq DESC LIMIT CASE WHEN latest_only THEN 1 END) x
+		ORDER BY x.seq
+	LOOP
+		SELECT * INTO s FROM mandant.audit_seal a WHERE a.tenant_id = chain_of AND a.seq = c.seq;
+		SELECT * INTO r FROM mandant.audit_event e
+		WHERE e.tenant_id = '00000000-0000-0000-0000-000000000000' AND e.id = c.record_id;
+		IF s.event_id IS DISTINCT FROM c.event_id OR s.chain IS DISTINCT FROM c.chain
+		   OR r.hash IS DISTINCT FROM mandant.audit_event_hash(r)
+		   OR r.action IS DISTINCT FROM 'audit.verified' OR r.entity_id IS DISTINCT FROM chain_of::text
+		   OR r.changes IS DISTINCT FROM jsonb_build_object('seq', c.seq, 'eventId', c.event_id,
+															'chain', encode(c.chain, 'hex'), 'fromSeq', c.from_seq) THEN
+			RETURN c.event_id;
+		END IF;
+	END LOOP;
+	RETURN NULL;
+END
 $$;
 
 COMMENT ON FUNCTION mandant.audit_bad_checkpoint(uuid, boolean) IS
@@ -1470,17 +1548,21 @@ CREATE OR REPLACE FUNCTION mandant.op_audit_events(tenant uuid, since timestampt
 										entity_type text DEFAULT NULL, entity_id text DEFAULT NULL,
 										max_rows integer DEFAULT 1000)
 RETURNS SETOF mandant.audit_event
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+	/* PL/pgSQL: Citus plans no SQL function's parameters */
+	RETURN QUERY
 	SELECT a.* FROM mandant.audit_event a
 	WHERE a.tenant_id = COALESCE(op_audit_events.tenant, '00000000-0000-0000-0000-000000000000')
 	  AND a.occurred_at >= op_audit_events.since
 	  AND (op_audit_events.entity_type IS NULL OR a.entity_type = op_audit_events.entity_type)
 	  AND (op_audit_events.entity_id IS NULL OR a.entity_id = op_audit_events.entity_id)
 	ORDER BY a.id DESC
-	LIMIT LEAST(GREATEST(op_audit_events.max_rows, 0), 10000)
+	LIMIT LEAST(GREATEST(op_audit_events.max_rows, 0), 10000);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.op_audit_events(uuid, timestamptz, text, text, integer) IS
@@ -1500,6 +1582,14 @@ $$;
 
 COMMENT ON FUNCTION mandant.audit_events(uuid, timestamptz, text, text, integer) IS
 'A tenant''s audit events (NULL: platform events), newest first, at most 10000. mandant_admin only.';
+
+CREATE OR REPLACE FUNCTION mandant.audit_log_erasure(tenant uuid, actor uuid, request_id text, payload jsonb)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'mandant_audit_log_erasure'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION mandant.audit_log_erasure(uuid, uuid, text, jsonb) IS
+'Internal: write the platform''s record of a tenant''s deletion (platform, tenant.deleted); on Citus as the role that erased the tenant''s shards.';
 
 CREATE OR REPLACE FUNCTION mandant.check_guard(machine text, owner regrole, guard regprocedure)
 RETURNS void
@@ -3790,6 +3880,9 @@ BEGIN
 				  HINT = 'Delete it from a transaction without a tenant, as a platform administrator.';
 	END IF;
 	PERFORM mandant.check_tenant_references();
+	/* read before any write: on Citus the tenant's shards are then written by their owner alone */
+	SELECT jsonb_build_object('seq', a.seq, 'chain', encode(a.chain, 'hex')) INTO head
+	FROM mandant.audit_seal a WHERE a.tenant_id = tenant ORDER BY a.seq DESC LIMIT 1;
 	UPDATE mandant.tenant x SET status = 'deleted', updated_at = now() WHERE x.id = tenant;
 
 	FOR tbl IN SELECT * FROM mandant.tenant_tables() ORDER BY depth, relid::text LOOP
@@ -3812,8 +3905,6 @@ BEGIN
 	DELETE FROM mandant.tenant_usage u WHERE u.tenant_id = tenant;
 	GET DIAGNOSTICS n = ROW_COUNT;
 	counts := counts || jsonb_build_object('mandant.tenant_usage', n);
-	SELECT jsonb_build_object('seq', a.seq, 'chain', encode(a.chain, 'hex')) INTO head
-	FROM mandant.audit_seal a WHERE a.tenant_id = tenant ORDER BY a.seq DESC LIMIT 1;
 	counts := counts || mandant.erase_tenant_history(tenant);
 	PERFORM mandant.delete_tenant_row(tenant);		-- roles, service accounts, sessions cascade
 
@@ -3821,10 +3912,9 @@ BEGIN
 	VALUES (tenant, sha256(convert_to(t.slug, 'UTF8')), counts, COALESCE(mandant.current_user_id()::text, session_user));
 	PERFORM mandant.emit_for(NULL, 'platform.tenant.deleted', tenant::text,
 							 jsonb_build_object('tenantId', tenant, 'counts', counts));
-	PERFORM mandant.audit_log_for(NULL, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
-								  'platform', 'tenant.deleted', 'tenant', tenant::text,
-								  jsonb_build_object('slugSha256', encode(sha256(convert_to(t.slug, 'UTF8')), 'hex'),
-													 'counts', counts, 'chainHead', head));
+	PERFORM mandant.audit_log_erasure(tenant, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
+									  jsonb_build_object('slugSha256', encode(sha256(convert_to(t.slug, 'UTF8')), 'hex'),
+														 'counts', counts, 'chainHead', head));
 	RETURN counts;
 END
 $$;
@@ -4132,6 +4222,12 @@ BEGIN
 		INSERT INTO mandant.tenant_usage (tenant_id, resource, used)
 		SELECT tenant, c.resource, c.used FROM jsonb_to_recordset(items) AS c (resource text, used bigint);
 	WHEN 'auditEvent' THEN
+		IF jsonb_array_length(items) > 0 AND mandant.citus_distribution_column('mandant.audit_event') IS NOT NULL THEN
+			RAISE EXCEPTION 'importing an audit trail is not supported on Citus yet'
+				USING ERRCODE = 'feature_not_supported',
+					  DETAIL = 'Each node seals the events of its shards by its own transaction ids; imported events carry those of the server they come from.',
+					  HINT = 'Import the tenant into a server without Citus, or leave out its auditEvent and auditSeal records (README, "Scale out").';
+		END IF;
 		/* the shared id sequence moves past imported ids: no id may exhaust it */
 		IF EXISTS (SELECT 1 FROM jsonb_array_elements(items) e
 				   WHERE jsonb_typeof(e -> 'id') IS DISTINCT FROM 'number' OR (e ->> 'id')::numeric NOT BETWEEN 1 AND 4611686018427387904) THEN
@@ -5095,26 +5191,44 @@ BEGIN
 	END LOOP;
 
 	/*
-	 * The transition log, distributed by tenant and colocated with the
-	 * tenant tables (the default colocation of a uuid column): the
-	 * triggers on their shards append to the log's shard beside them.
-	 * delete_tenant erases a tenant's transitions as the tenant tables'
+	 * The transition log and the audit trail, distributed by tenant and
+	 * colocated with the tenant tables (the default colocation of a uuid
+	 * column): the triggers on their shards append to the shards beside
+	 * them.  delete_tenant erases a tenant's rows as the tenant tables'
 	 * owner (history.c), whom these policies admit to that tenant's rows
 	 * only while an erase envelope names it.
 	 */
-	IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
-				   WHERE p.logicalrelid = 'mandant.state_transition_log'::regclass) THEN
-		IF NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = 'mandant.state_transition_log'::regclass
+	FOREACH tbl IN ARRAY ARRAY['mandant.state_transition_log', 'mandant.audit_event', 'mandant.audit_seal',
+							   'mandant.audit_checkpoint'] LOOP
+		CONTINUE WHEN EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = tbl::regclass);
+		IF NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = tbl::regclass
 						 AND p.polname = 'erase_tenant_history') THEN
-			CREATE POLICY erase_tenant_history ON mandant.state_transition_log
-				FOR DELETE USING (tenant_id = mandant.erasing_history_of());
-			CREATE POLICY erase_tenant_history_read ON mandant.state_transition_log
-				FOR SELECT USING (tenant_id = mandant.erasing_history_of());
+			EXECUTE format('CREATE POLICY erase_tenant_history ON %s
+								FOR DELETE USING (tenant_id = mandant.erasing_history_of())', tbl);
+			EXECUTE format('CREATE POLICY erase_tenant_history_read ON %s
+								FOR SELECT USING (tenant_id = mandant.erasing_history_of())', tbl);
 		END IF;
-		GRANT DELETE ON mandant.state_transition_log TO PUBLIC;
-		PERFORM create_distributed_table('mandant.state_transition_log', 'tenant_id');
-		/* the rows logged before are in the shards now; none may stay here */
-		PERFORM mandant.citus_truncate_local_history('mandant.state_transition_log');
+		EXECUTE format('GRANT DELETE ON %s TO PUBLIC', tbl);
+		PERFORM create_distributed_table(tbl, 'tenant_id');
+		/* the rows written before are in the shards now; none may stay here */
+		PERFORM mandant.citus_truncate_local_history(tbl::regclass);
+	END LOOP;
+
+	/*
+	 * Events that are not written beside a shard (audit_log(), the trigger
+	 * of a table of the coordinator) reach their tenant's shard through
+	 * Citus, as their writer (extension/audit.c, RouteAuditEvent), held to
+	 * the writer's context by a trigger on the shards.  It is created once
+	 * the rows written before are in the shards, so that they keep their
+	 * transaction ids and hashes; a shard that Citus moves gets it after
+	 * its rows, and logical replication does not fire it.
+	 */
+	IF NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = 'mandant.audit_event'::regclass
+					 AND t.tgname = 'audit_event_guard') THEN
+		CREATE POLICY audit_event_append ON mandant.audit_event FOR INSERT WITH CHECK (true);
+		CREATE TRIGGER audit_event_guard BEFORE INSERT ON mandant.audit_event
+			FOR EACH ROW EXECUTE FUNCTION mandant.audit_event_guard();
+		GRANT INSERT ON mandant.audit_event TO PUBLIC;
 	END IF;
 
 	/*
@@ -5183,6 +5297,14 @@ LANGUAGE C;
 COMMENT ON FUNCTION mandant.state_machine_trigger_on_shards() IS
 'Internal: mandant.state_machine_trigger() as mandant.enable_state_machine() attaches it to a table that Citus distributes.';
 
+CREATE OR REPLACE FUNCTION mandant.audit_trigger_on_shards()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'mandant_audit_trigger'
+LANGUAGE C;
+
+COMMENT ON FUNCTION mandant.audit_trigger_on_shards() IS
+'Internal: mandant.audit_trigger() as mandant.enable_audit() attaches it to a table that Citus distributes.';
+
 CREATE OR REPLACE FUNCTION mandant.citus_require_transaction_block(function text)
 RETURNS void
 AS 'MODULE_PATHNAME', 'mandant_citus_require_transaction_block'
@@ -5211,14 +5333,17 @@ REVOKE ALL ON FUNCTION mandant.lock_tenant(uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.run_as_table_owner(regclass, uuid, text, jsonb),
 	mandant.delete_tenant_rows(regclass, uuid), mandant.delete_tenant_row(uuid), mandant.tenant_row_count(regclass, name, uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.audit_append_only() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.audit_event_guard() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.attach_trigger(regclass, text, text), mandant.detach_trigger(regclass, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION mandant.op_audit_seal() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.op_audit_seal(), mandant.audit_seal_node(),
+	mandant.audit_seal_events(regclass, regclass, bigint, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION mandant.op_audit_seal() TO mandant_admin;
 REVOKE ALL ON FUNCTION mandant.audit_walk_chain(uuid, bigint, bytea), mandant.audit_bad_checkpoint(uuid, boolean),
 	mandant.audit_verify_from_checkpoint(uuid, jsonb, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.op_audit_events(uuid, timestamptz, text, text, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION mandant.op_audit_events(uuid, timestamptz, text, text, integer) TO mandant_admin;
 REVOKE ALL ON FUNCTION mandant.audit_log_for(uuid, uuid, text, text, text, text, text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.audit_log_erasure(uuid, uuid, text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.state_machines_changed() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.check_guard(text, regrole, regprocedure) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.jwt_sign(jsonb), mandant.jwt_verify(text),
@@ -5264,6 +5389,7 @@ GRANT EXECUTE ON FUNCTION mandant.http_call(jsonb, text) TO mandant_gateway;
 REVOKE ALL ON FUNCTION mandant.citus_setup() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.citus_truncate_local_history(regclass) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.state_machine_trigger_on_shards() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.audit_trigger_on_shards() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.citus_require_transaction_block(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION
 	mandant.plan_restore_builtin(), mandant.check_excluded_columns(regclass, text[]),

@@ -148,6 +148,16 @@ COMMENT ON FUNCTION mandant.audit_trigger() IS
 
 REVOKE ALL ON FUNCTION mandant.audit_append_only() FROM PUBLIC;
 
+CREATE FUNCTION mandant.audit_event_guard()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'mandant_audit_event_guard'
+LANGUAGE C;
+
+COMMENT ON FUNCTION mandant.audit_event_guard() IS
+'Trigger on the shards of mandant.audit_event on Citus (mandant.citus_setup()): an event inserted through Citus is held to what mandant.audit_log() writes in the writer''s context, and gets this node''s transaction id and its hash.';
+
+REVOKE ALL ON FUNCTION mandant.audit_event_guard() FROM PUBLIC;
+
 CREATE TABLE mandant.audit_table (
 	relid			regclass PRIMARY KEY,
 	category		text,
@@ -409,11 +419,113 @@ COMMENT ON FUNCTION mandant.disable_audit(regclass) IS
 'Stop auditing tbl (its past events stay). The table owner only.';
 
 /*
- * audit_seal chains every event whose transaction has ended since the last
- * run.  It reads audit_event with its snapshot and only locks audit_seal,
- * so writers never wait for it; concurrent runs wait for each other.
- * Events of transactions still open are left for the next run: the window
- * is [xmin of the previous run, xmin of this run).
+ * audit_seal_events chains the events of the table events (mandant.audit_event
+ * or the placement of one of its shards) whose transaction ids lie in
+ * [previous, horizon) and that are not sealed yet into seals (mandant.audit_seal
+ * or the placement of the colocated shard), each tenant's after its last
+ * seal there, in the order of tenant and id; returns how many.
+ */
+CREATE FUNCTION mandant.audit_seal_events(events regclass, seals regclass, previous bigint, horizon bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	e			record;
+	last_tenant	uuid;
+	chain		bytea;
+	seq			bigint;
+	sealed		bigint := 0;
+BEGIN
+	FOR e IN EXECUTE format(
+		'SELECT a.id, a.tenant_id, a.hash FROM %s a
+		 WHERE a.txid >= $1 AND a.txid < $2
+		   AND NOT EXISTS (SELECT 1 FROM %s s WHERE s.tenant_id = a.tenant_id AND s.event_id = a.id)
+		 ORDER BY a.tenant_id, a.id', events, seals) USING previous, horizon
+	LOOP
+		IF last_tenant IS DISTINCT FROM e.tenant_id THEN
+			EXECUTE format('SELECT s.chain, s.seq FROM %s s WHERE s.tenant_id = $1 ORDER BY s.seq DESC LIMIT 1', seals)
+				INTO chain, seq USING e.tenant_id;
+			IF seq IS NULL THEN
+				chain := ''::bytea;
+				seq := 0;
+			END IF;
+			last_tenant := e.tenant_id;
+		END IF;
+		chain := sha256(chain || e.hash);
+		seq := seq + 1;
+		EXECUTE format('INSERT INTO %s (tenant_id, seq, event_id, chain) VALUES ($1, $2, $3, $4)', seals)
+			USING e.tenant_id, seq, e.id, chain;
+		sealed := sealed + 1;
+	END LOOP;
+	RETURN sealed;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.audit_seal_events(regclass, regclass, bigint, bigint) IS
+'Internal: chain the events of one audit table (or shard) in a window of transaction ids into its seal table (or colocated shard); how many.';
+
+/*
+ * audit_seal_node seals, on this node, every event whose transaction has
+ * ended since this node's last run, and records the run in this node's
+ * mandant.audit_seal_run.  It reads the events with its snapshot and only
+ * locks the seal tables, so writers never wait for it; concurrent runs
+ * wait for each other.  Events of transactions still open are left for the
+ * next run: the window is [xmin of the previous run, xmin of this run).
+ * On Citus, where each node gives its own transaction ids, the tables are
+ * the placements of the shards on this node, each pair of colocated
+ * shards sealed on its own.
+ */
+CREATE FUNCTION mandant.audit_seal_node()
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	pairs		text[][] := ARRAY[['mandant.audit_event', 'mandant.audit_seal']];
+	horizon		bigint;
+	previous	bigint;
+	sealed		bigint := 0;
+BEGIN
+	IF mandant.citus_distribution_column('mandant.audit_event') IS NOT NULL THEN
+		/* mandant's own writes to the shards it keeps, as Citus's own rebalancer does */
+		PERFORM set_config('citus.enable_manual_changes_to_shards', 'on', true);
+		EXECUTE 'SELECT COALESCE(array_agg(ARRAY[pg_catalog.shard_name(''mandant.audit_event'', e.shardid),
+												  pg_catalog.shard_name(''mandant.audit_seal'', s.shardid)] ORDER BY e.shardid),
+								  ''{}'')
+				 FROM pg_catalog.pg_dist_shard e
+				 JOIN pg_catalog.pg_dist_shard s ON s.logicalrelid = ''mandant.audit_seal''::regclass
+					  AND s.shardminvalue = e.shardminvalue
+				 WHERE e.logicalrelid = ''mandant.audit_event''::regclass
+				   AND EXISTS (SELECT FROM pg_catalog.pg_dist_placement p
+							   WHERE p.shardid = e.shardid
+								 AND p.groupid = (SELECT g.groupid FROM pg_catalog.pg_dist_local_group g))'
+			INTO pairs;
+	END IF;
+	FOR i IN 1 .. COALESCE(array_length(pairs, 1), 0) LOOP
+		EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', pairs[i][2]::regclass);
+	END LOOP;
+	horizon := pg_snapshot_xmin(pg_current_snapshot())::text::bigint;
+	SELECT r.horizon INTO previous FROM mandant.audit_seal_run r ORDER BY r.run_id DESC LIMIT 1;
+	/* Restored into another cluster, whose transaction ids are lower: look at everything. */
+	IF previous IS NULL OR previous > horizon THEN
+		previous := 0;
+	END IF;
+	FOR i IN 1 .. COALESCE(array_length(pairs, 1), 0) LOOP
+		sealed := sealed + mandant.audit_seal_events(pairs[i][1]::regclass, pairs[i][2]::regclass, previous, horizon);
+	END LOOP;
+	INSERT INTO mandant.audit_seal_run (horizon, events) VALUES (horizon, sealed);
+	RETURN sealed;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.audit_seal_node() IS
+'Internal: seal on this node the audit events of every transaction that ended since its last run; how many.';
+
+/*
+ * op_audit_seal seals on every node that keeps audit events: here, or on
+ * Citus on each node in a transaction of its own (a node's seals depend
+ * on its transaction ids only).
  */
 CREATE FUNCTION mandant.op_audit_seal()
 RETURNS bigint
@@ -422,50 +534,22 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	horizon		bigint;
-	previous	bigint;
-	e			record;
-	last_tenant	uuid;
-	chain		bytea;
-	seq			bigint;
-	sealed		bigint := 0;
+	sealed		bigint;
+	failure		text;
 BEGIN
-	LOCK TABLE mandant.audit_seal IN SHARE ROW EXCLUSIVE MODE;
-	horizon := pg_snapshot_xmin(pg_current_snapshot())::text::bigint;
-	SELECT r.horizon INTO previous FROM mandant.audit_seal_run r ORDER BY r.run_id DESC LIMIT 1;
-	/* Restored into another cluster, whose transaction ids are lower: look at everything. */
-	IF previous IS NULL OR previous > horizon THEN
-		previous := 0;
+	IF mandant.citus_distribution_column('mandant.audit_event') IS NULL THEN
+		RETURN mandant.audit_seal_node();
 	END IF;
-
-	FOR e IN
-		SELECT a.id, a.tenant_id, a.hash
-		FROM mandant.audit_event a
-		WHERE a.txid >= previous AND a.txid < horizon
-		  AND NOT EXISTS (SELECT 1 FROM mandant.audit_seal s WHERE s.tenant_id = a.tenant_id AND s.event_id = a.id)
-		ORDER BY a.tenant_id, a.id
-	LOOP
-		IF last_tenant IS DISTINCT FROM e.tenant_id THEN
-			SELECT s.chain, s.seq INTO chain, seq
-			FROM mandant.audit_seal s
-			WHERE s.tenant_id = e.tenant_id
-			ORDER BY s.seq DESC
-			LIMIT 1;
-			IF NOT FOUND THEN
-				chain := ''::bytea;
-				seq := 0;
-			END IF;
-			last_tenant := e.tenant_id;
-		END IF;
-		chain := sha256(chain || e.hash);
-		seq := seq + 1;
-		INSERT INTO mandant.audit_seal (tenant_id, seq, event_id, chain)
-		VALUES (e.tenant_id, seq, e.id, chain);
-		sealed := sealed + 1;
-	END LOOP;
-
-	INSERT INTO mandant.audit_seal_run (horizon, events) VALUES (horizon, sealed);
-	RETURN sealed;
+	EXECUTE 'SELECT sum(r.result::bigint) FILTER (WHERE r.success), min(r.result) FILTER (WHERE NOT r.success)
+			 FROM pg_catalog.run_command_on_all_nodes(''SELECT mandant.audit_seal_node()'') r'
+		INTO sealed, failure;
+	IF failure IS NOT NULL THEN
+		RAISE EXCEPTION 'audit_seal() failed on a node'
+			USING ERRCODE = 'connection_failure',
+				  DETAIL = failure,
+				  HINT = 'The nodes that answered kept their seals; run mandant.audit_seal() again when every node is up.';
+	END IF;
+	RETURN COALESCE(sealed, 0);
 END
 $$;
 
@@ -485,7 +569,8 @@ $$;
 COMMENT ON FUNCTION mandant.audit_seal() IS
 'Chain the events of every transaction that has ended since the last run into mandant.audit_seal, per tenant; returns how many. Does not block writers. mandant_admin only; run it periodically.';
 
-REVOKE ALL ON FUNCTION mandant.op_audit_seal() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.op_audit_seal(), mandant.audit_seal_node(),
+	mandant.audit_seal_events(regclass, regclass, bigint, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION mandant.op_audit_seal() TO mandant_admin;
 
 /*
@@ -544,21 +629,33 @@ COMMENT ON FUNCTION mandant.audit_walk_chain(uuid, bigint, bytea) IS
  */
 CREATE FUNCTION mandant.audit_bad_checkpoint(chain_of uuid, latest_only boolean)
 RETURNS bigint
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT c.event_id
-	FROM (SELECT * FROM mandant.audit_checkpoint x WHERE x.tenant_id = chain_of
-		  ORDER BY x.seq DESC LIMIT CASE WHEN latest_only THEN 1 END) c
-	LEFT JOIN mandant.audit_seal s ON s.tenant_id = c.tenant_id AND s.seq = c.seq
-	LEFT JOIN mandant.audit_event r ON r.tenant_id = '00000000-0000-0000-0000-000000000000' AND r.id = c.record_id
-	WHERE s.event_id IS DISTINCT FROM c.event_id OR s.chain IS DISTINCT FROM c.chain
-	   OR r.hash IS DISTINCT FROM mandant.audit_event_hash(r)
-	   OR r.action IS DISTINCT FROM 'audit.verified' OR r.entity_id IS DISTINCT FROM chain_of::text
-	   OR r.changes IS DISTINCT FROM jsonb_build_object('seq', c.seq, 'eventId', c.event_id,
-														'chain', encode(c.chain, 'hex'), 'fromSeq', c.from_seq)
-	ORDER BY c.seq
-	LIMIT 1
+DECLARE
+	c	mandant.audit_checkpoint;
+	s	mandant.audit_seal;
+	r	mandant.audit_event;
+BEGIN
+	/* one table at a time: on Citus the records are in the platform's shard, elsewhere than the tenant's */
+	FOR c IN
+		SELECT * FROM (SELECT * FROM mandant.audit_checkpoint x WHERE x.tenant_id = chain_of
+					   ORDER BY x.seq DESC LIMIT CASE WHEN latest_only THEN 1 END) x
+		ORDER BY x.seq
+	LOOP
+		SELECT * INTO s FROM mandant.audit_seal a WHERE a.tenant_id = chain_of AND a.seq = c.seq;
+		SELECT * INTO r FROM mandant.audit_event e
+		WHERE e.tenant_id = '00000000-0000-0000-0000-000000000000' AND e.id = c.record_id;
+		IF s.event_id IS DISTINCT FROM c.event_id OR s.chain IS DISTINCT FROM c.chain
+		   OR r.hash IS DISTINCT FROM mandant.audit_event_hash(r)
+		   OR r.action IS DISTINCT FROM 'audit.verified' OR r.entity_id IS DISTINCT FROM chain_of::text
+		   OR r.changes IS DISTINCT FROM jsonb_build_object('seq', c.seq, 'eventId', c.event_id,
+															'chain', encode(c.chain, 'hex'), 'fromSeq', c.from_seq) THEN
+			RETURN c.event_id;
+		END IF;
+	END LOOP;
+	RETURN NULL;
+END
 $$;
 
 COMMENT ON FUNCTION mandant.audit_bad_checkpoint(uuid, boolean) IS
@@ -705,17 +802,21 @@ CREATE FUNCTION mandant.op_audit_events(tenant uuid, since timestamptz DEFAULT '
 										entity_type text DEFAULT NULL, entity_id text DEFAULT NULL,
 										max_rows integer DEFAULT 1000)
 RETURNS SETOF mandant.audit_event
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+	/* PL/pgSQL: Citus plans no SQL function's parameters */
+	RETURN QUERY
 	SELECT a.* FROM mandant.audit_event a
 	WHERE a.tenant_id = COALESCE(op_audit_events.tenant, '00000000-0000-0000-0000-000000000000')
 	  AND a.occurred_at >= op_audit_events.since
 	  AND (op_audit_events.entity_type IS NULL OR a.entity_type = op_audit_events.entity_type)
 	  AND (op_audit_events.entity_id IS NULL OR a.entity_id = op_audit_events.entity_id)
 	ORDER BY a.id DESC
-	LIMIT LEAST(GREATEST(op_audit_events.max_rows, 0), 10000)
+	LIMIT LEAST(GREATEST(op_audit_events.max_rows, 0), 10000);
+END
 $$;
 
 COMMENT ON FUNCTION mandant.op_audit_events(uuid, timestamptz, text, text, integer) IS
@@ -749,3 +850,13 @@ COMMENT ON FUNCTION mandant.audit_log_for(uuid, uuid, text, text, text, text, te
 'Internal: write an application event for an explicit tenant (NULL: platform), actor and request id.';
 
 REVOKE ALL ON FUNCTION mandant.audit_log_for(uuid, uuid, text, text, text, text, text, jsonb) FROM PUBLIC;
+
+CREATE FUNCTION mandant.audit_log_erasure(tenant uuid, actor uuid, request_id text, payload jsonb)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'mandant_audit_log_erasure'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION mandant.audit_log_erasure(uuid, uuid, text, jsonb) IS
+'Internal: write the platform''s record of a tenant''s deletion (platform, tenant.deleted); on Citus as the role that erased the tenant''s shards.';
+
+REVOKE ALL ON FUNCTION mandant.audit_log_erasure(uuid, uuid, text, jsonb) FROM PUBLIC;

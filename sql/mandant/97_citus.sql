@@ -25,19 +25,24 @@
  * attach, so that the shards' triggers need no registry on the workers
  * (mandant.attach_trigger, extension/citus.c).
  *
- * The tables that mandant's C code appends to (audit events, outbox,
- * transition log, usage counters) and the append-only history stay
- * tables of the coordinator for now; their foreign keys to mandant.tenant
- * are dropped here (they are written by mandant alone, and
- * mandant.delete_tenant() erases them explicitly).  So the triggers that
- * write them are not attached to distributed tables yet (attach_trigger
- * refuses; a state machine binds a distributed table with
- * log_transitions => false).  Their shape on Citus, distributed and
- * colocated with the tenant tables, needs every write of a tenant's
- * shards in a transaction made by one role: Citus refuses a placement
- * that another role modified in the same transaction, and
- * mandant.delete_tenant() erases the tenant's rows as the tables' owner
- * and mandant's rows as mandant's.
+ * The transition log and the audit trail (events, seals, checkpoints) are
+ * distributed by tenant and colocated with the tenant tables: the
+ * triggers on a tenant table's shards append to the shards beside them,
+ * and events written elsewhere (audit_log(), platform events) reach their
+ * tenant's shard through Citus as their writer, held to the writer's
+ * context by mandant.audit_event_guard().  Citus refuses a transaction in
+ * which two roles touch colocated shards when one of them wrote, so every
+ * write of a tenant's shards in a transaction is made by one role:
+ * mandant.delete_tenant() erases the tenant's rows, history and all, as
+ * the tenant tables' owner under an erase envelope, and records the
+ * deletion as that owner too.  Each node seals the audit events of its
+ * shards by its own transaction ids (mandant.audit_seal_node()).
+ *
+ * The outbox and the usage counters stay tables of the coordinator for
+ * now; their foreign keys to mandant.tenant are dropped here (they are
+ * written by mandant alone, and mandant.delete_tenant() erases them
+ * explicitly), and the triggers that write them are not attached to
+ * distributed tables yet (attach_trigger refuses).
  *
  * Triggers on these tables fire on every placement of a reference table,
  * so they are written to act on the relation they fire on (TG_TABLE), and
@@ -139,26 +144,44 @@ BEGIN
 	END LOOP;
 
 	/*
-	 * The transition log, distributed by tenant and colocated with the
-	 * tenant tables (the default colocation of a uuid column): the
-	 * triggers on their shards append to the log's shard beside them.
-	 * delete_tenant erases a tenant's transitions as the tenant tables'
+	 * The transition log and the audit trail, distributed by tenant and
+	 * colocated with the tenant tables (the default colocation of a uuid
+	 * column): the triggers on their shards append to the shards beside
+	 * them.  delete_tenant erases a tenant's rows as the tenant tables'
 	 * owner (history.c), whom these policies admit to that tenant's rows
 	 * only while an erase envelope names it.
 	 */
-	IF NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
-				   WHERE p.logicalrelid = 'mandant.state_transition_log'::regclass) THEN
-		IF NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = 'mandant.state_transition_log'::regclass
+	FOREACH tbl IN ARRAY ARRAY['mandant.state_transition_log', 'mandant.audit_event', 'mandant.audit_seal',
+							   'mandant.audit_checkpoint'] LOOP
+		CONTINUE WHEN EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = tbl::regclass);
+		IF NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = tbl::regclass
 						 AND p.polname = 'erase_tenant_history') THEN
-			CREATE POLICY erase_tenant_history ON mandant.state_transition_log
-				FOR DELETE USING (tenant_id = mandant.erasing_history_of());
-			CREATE POLICY erase_tenant_history_read ON mandant.state_transition_log
-				FOR SELECT USING (tenant_id = mandant.erasing_history_of());
+			EXECUTE format('CREATE POLICY erase_tenant_history ON %s
+								FOR DELETE USING (tenant_id = mandant.erasing_history_of())', tbl);
+			EXECUTE format('CREATE POLICY erase_tenant_history_read ON %s
+								FOR SELECT USING (tenant_id = mandant.erasing_history_of())', tbl);
 		END IF;
-		GRANT DELETE ON mandant.state_transition_log TO PUBLIC;
-		PERFORM create_distributed_table('mandant.state_transition_log', 'tenant_id');
-		/* the rows logged before are in the shards now; none may stay here */
-		PERFORM mandant.citus_truncate_local_history('mandant.state_transition_log');
+		EXECUTE format('GRANT DELETE ON %s TO PUBLIC', tbl);
+		PERFORM create_distributed_table(tbl, 'tenant_id');
+		/* the rows written before are in the shards now; none may stay here */
+		PERFORM mandant.citus_truncate_local_history(tbl::regclass);
+	END LOOP;
+
+	/*
+	 * Events that are not written beside a shard (audit_log(), the trigger
+	 * of a table of the coordinator) reach their tenant's shard through
+	 * Citus, as their writer (extension/audit.c, RouteAuditEvent), held to
+	 * the writer's context by a trigger on the shards.  It is created once
+	 * the rows written before are in the shards, so that they keep their
+	 * transaction ids and hashes; a shard that Citus moves gets it after
+	 * its rows, and logical replication does not fire it.
+	 */
+	IF NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = 'mandant.audit_event'::regclass
+					 AND t.tgname = 'audit_event_guard') THEN
+		CREATE POLICY audit_event_append ON mandant.audit_event FOR INSERT WITH CHECK (true);
+		CREATE TRIGGER audit_event_guard BEFORE INSERT ON mandant.audit_event
+			FOR EACH ROW EXECUTE FUNCTION mandant.audit_event_guard();
+		GRANT INSERT ON mandant.audit_event TO PUBLIC;
 	END IF;
 
 	/*
@@ -250,6 +273,16 @@ AS 'MODULE_PATHNAME', 'mandant_state_machine_trigger'
 LANGUAGE C;
 
 REVOKE ALL ON FUNCTION mandant.state_machine_trigger_on_shards() FROM PUBLIC;
+
+CREATE FUNCTION mandant.audit_trigger_on_shards()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'mandant_audit_trigger'
+LANGUAGE C;
+
+REVOKE ALL ON FUNCTION mandant.audit_trigger_on_shards() FROM PUBLIC;
+
+COMMENT ON FUNCTION mandant.audit_trigger_on_shards() IS
+'Internal: mandant.audit_trigger() as mandant.enable_audit() attaches it to a table that Citus distributes.';
 
 COMMENT ON FUNCTION mandant.state_machine_trigger_on_shards() IS
 'Internal: mandant.state_machine_trigger() as mandant.enable_state_machine() attaches it to a table that Citus distributes.';
