@@ -461,14 +461,17 @@ AuditEventValues(const AuditEvent *ev, bytea *hash, Datum *values, bool *nulls)
 /*
  * RouteAuditEvent hands an event to Citus, which stores it in its tenant's
  * shard of mandant.audit_event: where the table is distributed and the
- * event is written beside no shard of it (audit_log(), audit_log_for(), the
- * trigger of a table of the coordinator).  The INSERT runs as the current
+ * event is written by no trigger on a shard (audit_log(), audit_log_for(),
+ * the record of a tenant's deletion).  The INSERT runs as the current
  * user, so that every shard of the tenant in this transaction is written
  * by one role (see 97_citus.sql); citus_setup() grants INSERT on the table,
- * and the guard on its shards (mandant_audit_event_guard) takes from the
- * writer's context what a writer could otherwise make up.  The id comes
- * from this node's sequence, whose range the shards' own ids stay out of
- * (MandantCitusRowIdBase).
+ * and the guard on its shards (mandant_audit_event_guard) holds a role that
+ * is no superuser to what audit_log() would write in its context, and
+ * numbers its event there (RETURNING tells the id).  A superuser's event
+ * keeps the id of this node's sequence, whose range the shards' own ids
+ * stay out of (MandantCitusRowIdBase).  A trusted backend's platform event
+ * goes as the table's owner, since no row level policy lets it read the
+ * row back; the deletion's record comes back without its id.
  */
 static void
 RouteAuditEvent(AuditEvent *ev)
@@ -481,19 +484,44 @@ RouteAuditEvent(AuditEvent *ev)
 	Datum		values[AE_NATTS];
 	bool		isnull[AE_NATTS];
 	char		nulls[AE_NATTS];
+	bool		platform = memcmp(ev->tenant_id->data, MandantPlatformTenant.data, UUID_LEN) == 0;
+	bool		numbered_here = superuser() || (platform && MandantErasingHistoryOf() == NULL);
+	Oid			saved_user;
+	int			saved_context;
+	int			rc;
 
-	ev->id = nextval_internal(get_relname_relid("audit_event_id_seq", get_namespace_oid("mandant", false)),
-							  false);
+	ev->id = numbered_here
+		? nextval_internal(get_relname_relid("audit_event_id_seq", get_namespace_oid("mandant", false)), false)
+		: 0;
 	AuditEventValues(ev, AuditEventHash(ev), values, isnull);
 	for (int i = 0; i < AE_NATTS; i++)
 	{
 		argtypes[i] = audit_event_columns[i].type;
 		nulls[i] = isnull[i] ? 'n' : ' ';
 	}
+	GetUserIdAndSecContext(&saved_user, &saved_context);
+	if (!superuser() && numbered_here)
+		SetUserIdAndSecContext(MandantTableOwner("audit_event", "audit_event_pkey"), saved_context | SECURITY_LOCAL_USERID_CHANGE |
+							   SECURITY_RESTRICTED_OPERATION);
 	SPI_connect();
-	if (SPI_execute_with_args(sql, AE_NATTS, argtypes, values, nulls, false, 0) != SPI_OK_INSERT ||
-		SPI_processed != 1)
-		elog(ERROR, "could not insert into mandant.audit_event");
+	PG_TRY();
+	{
+		rc = SPI_execute_with_args(numbered_here || platform ? sql : psprintf("%s RETURNING id", sql),
+								   AE_NATTS, argtypes, values, nulls, false, 0);
+		if ((rc != SPI_OK_INSERT && rc != SPI_OK_INSERT_RETURNING) || SPI_processed != 1)
+			elog(ERROR, "could not insert into mandant.audit_event");
+		if (rc == SPI_OK_INSERT_RETURNING)
+		{
+			bool		idnull;
+
+			ev->id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &idnull));
+		}
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(saved_user, saved_context);
+	}
+	PG_END_TRY();
 	SPI_finish();
 }
 
@@ -730,7 +758,7 @@ mandant_audit_log_for(PG_FUNCTION_ARGS)
 
 /*
  * mandant_audit_log_erasure (mandant.audit_log_erasure(tenant uuid, actor
- * uuid, request_id text, payload jsonb) returns bigint) writes the
+ * uuid, request_id text, payload jsonb) returns void) writes the
  * platform's record of a tenant's deletion.  On Citus, where
  * delete_tenant() erased the tenant's shards as the tenant tables' owner,
  * the record is written as that owner under the same erase envelope
@@ -743,7 +771,6 @@ Datum
 mandant_audit_log_erasure(PG_FUNCTION_ARGS)
 {
 	AuditEvent	ev = {0};
-	Oid			owner = MandantCitusOperationOwner();
 	MandantSavedUser saved;
 
 	if (PG_ARGISNULL(0))
@@ -760,15 +787,15 @@ mandant_audit_log_erasure(PG_FUNCTION_ARGS)
 	ev.actor_user_id = PG_ARGISNULL(1) ? NULL : PG_GETARG_UUID_P(1);
 	ev.request_id = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
 	ev.changes = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
-	if (!OidIsValid(owner) || !MandantAppendThroughCitus("audit_event", NULL))
+	if (!MandantAppendThroughCitus("audit_event", NULL))
 	{
 		WriteAuditEvent(&ev, NULL);
-		PG_RETURN_INT64(ev.id);
+		PG_RETURN_VOID();
 	}
-	MandantEnterOwnerToErase(owner, PG_GETARG_UUID_P(0), &saved);
+	MandantEnterErasure(PG_GETARG_UUID_P(0), &saved);
 	WriteAuditEvent(&ev, NULL);
-	MandantRestoreUser(&saved);
-	PG_RETURN_INT64(ev.id);
+	MandantLeaveErasure(&saved);
+	PG_RETURN_VOID();
 }
 
 /*
@@ -842,11 +869,13 @@ KeepWritersContext(AuditEvent *ev, const Datum *values, const bool *nulls)
  * context: a role that is no superuser writes for the transaction's tenant
  * only (or, trusted, for the platform), under a category and action that
  * audit_log() accepts, and actor, request id and time are its context's.
- * For every writer the transaction id is this node's, which audit_seal()
- * orders by, and the hash is computed here.  The id stays the writer's: a
- * role that picks one can only collide with its own tenant's events, and
- * then its own writes fail.  The events that the shards' triggers append
- * (WriteAuditEvent) do not pass through here.
+ * Such an event is numbered here, from this node's range of ids; a
+ * superuser's keeps its id (mandant's own routed events, numbered on the
+ * coordinator).  For every writer the transaction id is this node's, which
+ * audit_seal() orders by, and the hash is computed here.  While a tenant's
+ * records are erased, the erasing role writes the platform's record of
+ * that deletion and nothing else.  The events that the shards' triggers
+ * append (WriteAuditEvent) do not pass through here.
  */
 Datum
 mandant_audit_event_guard(PG_FUNCTION_ARGS)
@@ -876,7 +905,6 @@ mandant_audit_event_guard(PG_FUNCTION_ARGS)
 				 errhint("Write application events with mandant.audit_log().")));
 	/* checks the shard's columns: the row below is formed in this library's layout */
 	shard = MandantOpenAppendTarget("audit_event", rel, audit_event_columns, AE_NATTS, &target, NULL);
-	table_close(shard, NoLock);
 
 	desc = RelationGetDescr(rel);
 	heap_deform_tuple(trigdata->tg_trigtuple, desc, values, nulls);
@@ -900,12 +928,12 @@ mandant_audit_event_guard(PG_FUNCTION_ARGS)
 
 	if (superuser())
 		KeepWritersContext(&ev, values, nulls);
-	else if (MandantEnvelopeErasing() != NULL &&
+	else if (MandantErasingHistoryOf() != NULL &&
 			 memcmp(ev.tenant_id->data, MandantPlatformTenant.data, UUID_LEN) == 0)
 	{
-		/* the platform's record of the erasure, as the role that erased (RouteAuditEvent) */
+		/* the platform's record of the erasure, as the role that erased (mandant_audit_log_erasure) */
 		char	   *erased = DatumGetCString(DirectFunctionCall1(uuid_out,
-																 UUIDPGetDatum((pg_uuid_t *) MandantEnvelopeErasing())));
+																 UUIDPGetDatum((pg_uuid_t *) MandantErasingHistoryOf())));
 
 		if (strcmp(ev.category, "platform") != 0 || strcmp(ev.action, "tenant.deleted") != 0 ||
 			strcmp(ev.entity_type, "tenant") != 0 || ev.entity_id == NULL || strcmp(ev.entity_id, erased) != 0)
@@ -916,6 +944,7 @@ mandant_audit_event_guard(PG_FUNCTION_ARGS)
 							   ev.entity_id ? ev.entity_id : "nothing"),
 					 errhint("mandant.delete_tenant() writes it.")));
 		KeepWritersContext(&ev, values, nulls);
+		ev.id = MandantNextRowId(target, shard);
 	}
 	else
 	{
@@ -933,7 +962,9 @@ mandant_audit_event_guard(PG_FUNCTION_ARGS)
 		ev.occurred_at = GetCurrentStatementStartTimestamp();
 		ev.actor_user_id = MandantCurrentUserId();
 		ev.request_id = MandantCurrentRequestId();
+		ev.id = MandantNextRowId(target, shard);
 	}
+	table_close(shard, NoLock);
 
 	AuditEventValues(&ev, AuditEventHash(&ev), values, nulls);
 	return PointerGetDatum(heap_form_tuple(desc, values, nulls));

@@ -477,6 +477,20 @@ RowsEnvelopeInForce(void)
 }
 
 /*
+ * MandantOwnerOperationTenant returns the tenant of a table owner's
+ * envelope in force on this node (a Citus worker, where delete_tenant and
+ * the exports work on the tenant's shards as the tables' owner), else
+ * NULL: mandant's triggers on those shards record that tenant's rows.
+ */
+const pg_uuid_t *
+MandantOwnerOperationTenant(void)
+{
+	const MandantEnvelope *envelope = RowsEnvelopeInForce();
+
+	return envelope != NULL && envelope->owner_operation && envelope->has_tenant ? &envelope->tenant : NULL;
+}
+
+/*
  * EnvelopeInForce returns the envelope received in this transaction
  * (envelope.c) when it stands in for the context, i.e. when this node has
  * no context of its own and it is not a table owner's; else NULL.  Called only where the node's own

@@ -212,6 +212,8 @@ static LocalTransactionId pending_lxid = InvalidLocalTransactionId;
  * handed over before the next statement (MandantNoteRequestIdChange).
  */
 static bool resign_pending = false;
+static Oid	resign_role = InvalidOid;	/* the role of the last own envelope */
+static LocalTransactionId resign_lxid = InvalidLocalTransactionId;	/* and its transaction */
 
 static void EnvelopeSubXactCallback(SubXactEvent event, SubTransactionId subid,
 									SubTransactionId parent_subid, void *arg);
@@ -689,6 +691,7 @@ SetEnvelopeLocally(const char *envelope)
 	int			nest_level = NewGUCNestLevel();
 	char	   *sql = psprintf("SET LOCAL %s = '%s'", MANDANT_GUC_ENVELOPE, envelope);
 	bool		in_block = IsTransactionBlock();
+	bool		outer_forwarding;
 
 	(void) set_config_option(CITUS_PROPAGATE_SET, "local", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
@@ -697,6 +700,7 @@ SetEnvelopeLocally(const char *envelope)
 		sql = psprintf("DO $mandant$BEGIN %s; END$mandant$", sql);
 		SPI_connect();
 	}
+	outer_forwarding = forwarding;
 	forwarding = true;
 	PG_TRY();
 	{
@@ -730,7 +734,7 @@ SetEnvelopeLocally(const char *envelope)
 	}
 	PG_FINALLY();
 	{
-		forwarding = false;
+		forwarding = outer_forwarding;
 	}
 	PG_END_TRY();
 	if (!in_block)
@@ -739,7 +743,8 @@ SetEnvelopeLocally(const char *envelope)
 	pfree(sql);
 	forwarded_level = GetCurrentTransactionNestLevel();
 	forwarded_lxid = MyProc->lxid;
-	forward_pending = false;
+	/* an envelope of an older request id still waits for its successor */
+	forward_pending = resign_pending;
 }
 
 /*
@@ -782,7 +787,7 @@ EnvelopeSubXactCallback(SubXactEvent event, SubTransactionId subid,
 void
 MandantForwardPendingEnvelope(void)
 {
-	if (likely(!forward_pending))
+	if (likely(!forward_pending) || forwarding)
 		return;
 	forward_pending = false;
 	if (pending_lxid != MyProc->lxid || IsInParallelMode() || !MandantCitusInstalled())
@@ -792,6 +797,17 @@ MandantForwardPendingEnvelope(void)
 	}
 	if (resign_pending)
 	{
+		/*
+		 * Signed only for the role that assigned the context, outside any
+		 * function that runs as another (SECURITY DEFINER, a table
+		 * owner's operation): theirs would be an envelope of the caller's
+		 * context for a role that may read it on a worker.
+		 */
+		if (GetUserId() != resign_role || InLocalUserIdChange() || InSecurityRestrictedOperation())
+		{
+			forward_pending = true;
+			return;
+		}
 		resign_pending = false;
 		MandantForwardOwnContext();
 		return;
@@ -809,7 +825,8 @@ MandantForwardPendingEnvelope(void)
 void
 MandantNoteRequestIdChange(void)
 {
-	if (MyProc == NULL || forwarded_lxid != MyProc->lxid)
+	if (MyProc == NULL || MyProc->lxid == InvalidLocalTransactionId ||
+		forwarded_lxid != MyProc->lxid || resign_lxid != MyProc->lxid)
 		return;
 	forward_pending = true;
 	resign_pending = true;
@@ -850,13 +867,17 @@ MandantForwardContext(const pg_uuid_t *tenant, const pg_uuid_t *user, int scopes
 		}
 		return;
 	}
+	resign_pending = false;
 	if (tenant == NULL && user == NULL && scopes == 0)
 	{
 		/* a context cleared here is cleared on the workers too */
+		resign_lxid = InvalidLocalTransactionId;
 		if (forwarded_lxid == MyProc->lxid)
 			SetEnvelopeLocally("");
 		return;
 	}
+	resign_role = GetUserId();
+	resign_lxid = MyProc->lxid;
 	SetEnvelopeLocally(SignEnvelope(key, key_len, false, false, tenant, user, scopes, request_id));
 }
 

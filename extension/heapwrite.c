@@ -213,14 +213,16 @@ AppendTargetRelid(MandantAppendTarget *slot)
  * MandantAppendThroughCitus says whether a row of mandant.<relname> written
  * beside a relation (NULL: by no trigger) must go through Citus's own
  * INSERT rather than MandantOpenAppendTarget: Citus distributes the table
- * and beside is no placement here of a shard.  A write on a shard that is
- * not colocated with the table stays refused (MandantOpenAppendTarget).
+ * and no trigger writes it.  A trigger's write beside a relation that is
+ * no colocated shard stays refused (MandantOpenAppendTarget, 0A000): the
+ * trigger of a table of the coordinator would write as its caller, whom
+ * the guard of the shards holds to application events.
  */
 bool
 MandantAppendThroughCitus(const char *relname, Relation beside)
 {
-	return MandantCitusDistributedTable(AppendTargetRelid(FindAppendTarget(relname, InvalidOid))) &&
-		(beside == NULL || !OidIsValid(MandantCitusLogicalTable(beside)));
+	return MandantCitusInstalled() && beside == NULL &&
+		MandantCitusDistributedTable(AppendTargetRelid(FindAppendTarget(relname, InvalidOid)));
 }
 
 /*

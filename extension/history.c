@@ -179,6 +179,53 @@ mandant_citus_truncate_local_history(PG_FUNCTION_ARGS)
 }
 
 /*
+ * MandantEnterErasure makes the role that erases a tenant's records of
+ * mandant's distributed tables on Citus the current user, with an erase
+ * envelope for its worker connections: the owner of the tenant tables this
+ * transaction erased the tenant's rows from (Citus lets one role only
+ * write a tenant's colocated shards in a transaction), else mandant's own
+ * role; MandantLeaveErasure undoes it.  An owner with BYPASSRLS, whom the
+ * tables' erase policies would not hold to that tenant, is refused.
+ */
+void
+MandantEnterErasure(const pg_uuid_t *tenant, MandantSavedUser *saved)
+{
+	Oid			owner = MandantCitusOperationOwner();
+	Oid			eraser = OidIsValid(owner) ? owner : GetUserId();
+
+	if (!superuser_arg(eraser) && has_bypassrls_privilege(eraser))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("on Citus, a tenant's history is erased as its tables' owner, and role \"%s\" bypasses row level security",
+						GetUserNameFromId(eraser, false)),
+				 errdetail("The owner deletes the tenant's rows of mandant's distributed tables over its connections to the workers; a role with BYPASSRLS would not be held to that tenant's rows there."),
+				 errhint("ALTER ROLE %s NOBYPASSRLS, or give the tenant tables an owner without it.",
+						 quote_identifier(GetUserNameFromId(eraser, false)))));
+	MandantEnterOwnerToErase(eraser, tenant, saved);
+	erasing_history = tenant;
+}
+
+/*
+ * MandantLeaveErasure undoes MandantEnterErasure.
+ */
+void
+MandantLeaveErasure(const MandantSavedUser *saved)
+{
+	erasing_history = NULL;
+	MandantRestoreUser(saved);
+}
+
+/*
+ * MandantErasingHistoryOf returns the tenant whose records this backend
+ * erases right now (see ErasingHistoryOf), else NULL.
+ */
+const pg_uuid_t *
+MandantErasingHistoryOf(void)
+{
+	return ErasingHistoryOf();
+}
+
+/*
  * mandant_erase_tenant_history (mandant.erase_tenant_history(tenant uuid)
  * returns jsonb) deletes a tenant's rows from mandant's append-only tables
  * (audit events, seals and checkpoints, the transition log, configuration
@@ -196,7 +243,6 @@ mandant_erase_tenant_history(PG_FUNCTION_ARGS)
 	};
 	Oid			argtypes[1] = {UUIDOID};
 	Datum		args[1];
-	Oid			owner;
 	uint64		deleted[lengthof(tables)];
 	JsonbParseState *state = NULL;
 	JsonbValue *counts;
@@ -208,7 +254,6 @@ mandant_erase_tenant_history(PG_FUNCTION_ARGS)
 				 errdetail("mandant.erase_tenant_history() was called with NULL."),
 				 errhint("Platform history is never erased.")));
 	args[0] = PG_GETARG_DATUM(0);
-	owner = MandantCitusOperationOwner();
 
 	SPI_connect();
 	history_deletion_allowed = true;
@@ -222,29 +267,12 @@ mandant_erase_tenant_history(PG_FUNCTION_ARGS)
 			MandantSavedUser saved;
 
 			if (as_owner)
-			{
-				/* with no tenant table touched, as mandant: no shard is bound to another role */
-				Oid			eraser = OidIsValid(owner) ? owner : GetUserId();
-
-				if (!superuser_arg(eraser) && has_bypassrls_privilege(eraser))
-					ereport(ERROR,
-							(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-							 errmsg("on Citus, a tenant's history is erased as its tables' owner, and role \"%s\" bypasses row level security",
-									GetUserNameFromId(eraser, false)),
-							 errdetail("The owner deletes the tenant's rows of mandant.%s over its connections to the workers; a role with BYPASSRLS would not be held to that tenant's rows there.", tables[i]),
-							 errhint("ALTER ROLE %s NOBYPASSRLS, or give the tenant tables an owner without it.",
-									 quote_identifier(GetUserNameFromId(eraser, false)))));
-				MandantEnterOwnerToErase(eraser, DatumGetUUIDP(args[0]), &saved);
-				erasing_history = DatumGetUUIDP(args[0]);
-			}
+				MandantEnterErasure(DatumGetUUIDP(args[0]), &saved);
 			if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
 				elog(ERROR, "could not delete from mandant.%s", tables[i]);
 			deleted[i] = SPI_processed;
 			if (as_owner)
-			{
-				erasing_history = NULL;
-				MandantRestoreUser(&saved);
-			}
+				MandantLeaveErasure(&saved);
 		}
 	}
 	PG_FINALLY();

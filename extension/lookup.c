@@ -44,6 +44,7 @@
 #include "access/tableam.h"
 #include "executor/tuptable.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
@@ -51,6 +52,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "mandant.h"
 
@@ -82,6 +84,30 @@ MandantLookupTable(const char *table, const char *pkey, Oid *relid, Oid *indexid
 				 errhint("Run CREATE EXTENSION mandant CASCADE in this database.")));
 	/* a reference table's rows are in its placement on this node */
 	(void) MandantCitusPlacement(*relid, *indexid, relid, indexid);
+}
+
+/*
+ * MandantTableOwner returns the owner of one of mandant's tables (table,
+ * with its index pkey, as for MandantLookupTable): the role that created
+ * the extension, which REASSIGN OWNED moves along.  Looked up through the
+ * system caches on every call, so it is always current and costs a few
+ * hash lookups.
+ */
+Oid
+MandantTableOwner(const char *table, const char *pkey)
+{
+	Oid			relid;
+	Oid			indexid;
+	Oid			owner;
+	HeapTuple	tuple;
+
+	MandantLookupTable(table, pkey, &relid, &indexid);
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+	return owner;
 }
 
 /*

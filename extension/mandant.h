@@ -296,6 +296,7 @@ extern bool MandantCallerIsTrusted(void);
 extern bool MandantContextIsCallers(void);
 extern void MandantRaiseNoTenant(const char *detail) pg_attribute_noreturn();
 extern const pg_uuid_t *MandantTenantOrPlatform(const char *detail_fmt,...) pg_attribute_printf(1, 2);
+extern const pg_uuid_t *MandantOwnerOperationTenant(void);
 extern bool MandantHasPrivilegesOfRole(const char *rolename);
 extern void MandantCheckTrustedCaller(const char *function_name);
 extern void MandantWarnContextMistakes(const char *function);
@@ -401,6 +402,7 @@ extern bool MandantFetchByIndex(const char *table, const char *index, int nkeys,
 								bool *isnull);
 extern void MandantLookupTable(const char *table, const char *index,
 							   Oid *relid, Oid *indexid);
+extern Oid	MandantTableOwner(const char *table, const char *pkey);
 extern Datum MandantFetchColumn(const char *table, const char *pkey,
 								RegProcedure eqproc, Datum key,
 								const char *column, bool *found);
@@ -472,9 +474,12 @@ typedef struct MandantSavedUser
 
 extern void MandantBecomeOwner(Oid owner, int flags, MandantSavedUser *saved);
 extern bool MandantErasingTenant(const pg_uuid_t *tenant);
-extern void MandantEnterTableOwner(Oid relid, const pg_uuid_t *tenant, bool erase, MandantSavedUser *saved);
+extern void MandantEnterTableOwner(Oid relid, const pg_uuid_t *tenant, MandantSavedUser *saved);
 extern Oid	MandantCitusOperationOwner(void);
 extern void MandantEnterOwnerToErase(Oid owner, const pg_uuid_t *tenant, MandantSavedUser *saved);
+extern void MandantEnterErasure(const pg_uuid_t *tenant, MandantSavedUser *saved);
+extern void MandantLeaveErasure(const MandantSavedUser *saved);
+extern const pg_uuid_t *MandantErasingHistoryOf(void);
 extern bool MandantErasingRow(const struct TriggerData *trigdata, AttrNumber attnum);
 extern void MandantRestoreUser(const MandantSavedUser *saved);
 extern void MandantCheckTableTarget(Oid relid, const char *function_name);

@@ -128,26 +128,12 @@ PreparePlan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 
 /*
  * CounterOwner is the role the counters are written as: the owner of
- * mandant.tenant_usage, which is the role that created the extension
- * (REASSIGN OWNED moves both).  Looked up through the system caches on
- * every call, so it is always current and costs a few hash lookups.
- * (pg_extension has a system cache only in later minor releases.)
+ * mandant.tenant_usage, which is the role that created the extension.
  */
 static Oid
 CounterOwner(void)
 {
-	Oid			relid;
-	Oid			indexid;
-	Oid			owner;
-	HeapTuple	tuple;
-
-	MandantLookupTable("tenant_usage", "tenant_usage_pkey", &relid, &indexid);
-	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
-	ReleaseSysCache(tuple);
-	return owner;
+	return MandantTableOwner("tenant_usage", "tenant_usage_pkey");
 }
 
 static void

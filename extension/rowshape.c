@@ -316,16 +316,22 @@ MandantRowEntityId(const MandantRowShape *shape, HeapTuple tuple, TupleDesc desc
 
 /*
  * MandantCheckRowTenant refuses a row of tenant written by a session that
- * is not in that tenant, unless a trusted backend or a superuser writes it.
+ * is not in that tenant, unless a trusted backend or a superuser writes it,
+ * or the table's owner in delete_tenant (here, or on a Citus worker under
+ * its envelope for that tenant).
  */
 void
 MandantCheckRowTenant(const pg_uuid_t *tenant, const char *table)
 {
 	const pg_uuid_t *current = MandantCurrentTenant();
+	const pg_uuid_t *owners;
 
 	if (current != NULL && memcmp(current->data, tenant->data, UUID_LEN) == 0)
 		return;
 	if (superuser() || MandantCallerIsTrusted() || MandantErasingTenant(tenant))
+		return;
+	owners = MandantOwnerOperationTenant();
+	if (owners != NULL && memcmp(owners->data, tenant->data, UUID_LEN) == 0)
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

@@ -280,7 +280,7 @@ ExportOpenCursor(ExportState *state, ExportSource *source, MemoryContext cxt)
 
 	args[0] = UUIDPGetDatum(&state->tenant);
 	if (OidIsValid(source->relid))
-		MandantEnterTableOwner(source->relid, &state->tenant, false, &saved);
+		MandantEnterTableOwner(source->relid, &state->tenant, &saved);
 	SPI_connect();
 	portal = SPI_cursor_open_with_args(name, source->query, 1, argtypes, args, NULL, true, 0);
 	portal->visible = false;
@@ -330,7 +330,7 @@ ExportFetch(ExportState *state)
 	chunk.data = NULL;
 	chunk.len = 0;
 	if (OidIsValid(state->portal_relid))
-		MandantEnterTableOwner(state->portal_relid, &state->tenant, false, &saved);
+		MandantEnterTableOwner(state->portal_relid, &state->tenant, &saved);
 	SPI_connect();
 	portal = ExportFindCursor(state);
 	SPI_cursor_fetch(portal, true, EXPORT_BATCH);

@@ -264,12 +264,7 @@ static const pg_uuid_t *erasing_tenant = NULL;
 bool
 MandantErasingTenant(const pg_uuid_t *tenant)
 {
-	const pg_uuid_t *erasing = erasing_tenant;
-
-	/* on a Citus worker: the owner's connection, under delete_tenant's erase envelope */
-	if (erasing == NULL && MandantCitusInstalled())
-		erasing = MandantEnvelopeErasing();
-	return erasing != NULL && memcmp(erasing->data, tenant->data, UUID_LEN) == 0;
+	return erasing_tenant != NULL && memcmp(erasing_tenant->data, tenant->data, UUID_LEN) == 0;
 }
 
 /* The owner whose tables this transaction worked on, on Citus. */
@@ -333,12 +328,10 @@ MandantEnterOwnerToErase(Oid owner, const pg_uuid_t *tenant, MandantSavedUser *s
  * row level security lifted, outside any tenant (see the file header);
  * MandantRestoreUser undoes it.  On Citus the owner's connections to the
  * workers, where row level security stays forced, get an envelope of
- * tenant, the tenant whose rows the operation is about (NULL: none); an
- * erase envelope with erase (delete_tenant: the workers' triggers then
- * take the tenant's rows for erased, MandantErasingTenant).
+ * tenant, the tenant whose rows the operation is about (NULL: none).
  */
 void
-MandantEnterTableOwner(Oid relid, const pg_uuid_t *tenant, bool erase, MandantSavedUser *saved)
+MandantEnterTableOwner(Oid relid, const pg_uuid_t *tenant, MandantSavedUser *saved)
 {
 	Relation	rel = OpenUserTable(relid, AccessShareLock);
 	Oid			owner;
@@ -349,7 +342,7 @@ MandantEnterTableOwner(Oid relid, const pg_uuid_t *tenant, bool erase, MandantSa
 	CheckOneCitusOwner(relid, owner);
 	MandantBecomeOwner(owner, SECURITY_NOFORCE_RLS, saved);
 	MandantAssignContext(NULL, NULL, 0);
-	saved->forwarded = MandantForwardOwnerContext(tenant, erase);
+	saved->forwarded = MandantForwardOwnerContext(tenant, false);
 }
 
 /*
@@ -364,8 +357,7 @@ MandantErasingRow(const TriggerData *trigdata, AttrNumber attnum)
 	bool		isnull;
 	Datum		value;
 
-	if (attnum <= 0 || !TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) ||
-		(erasing_tenant == NULL && !MandantCitusInstalled()))
+	if (erasing_tenant == NULL || attnum <= 0 || !TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
 		return false;
 	value = heap_getattr(trigdata->tg_trigtuple, attnum, RelationGetDescr(trigdata->tg_relation),
 						 &isnull);
@@ -393,7 +385,7 @@ RunAsTableOwner(Oid relid, const pg_uuid_t *tenant, bool erasing, TableOwnerWork
 	MandantSavedUser saved;
 	const pg_uuid_t *outer = erasing_tenant;
 
-	MandantEnterTableOwner(relid, tenant, erasing, &saved);
+	MandantEnterTableOwner(relid, tenant, &saved);
 	erasing_tenant = erasing ? tenant : NULL;
 	PG_TRY();
 	{

@@ -1184,6 +1184,8 @@ DECLARE
 BEGIN
 	PERFORM mandant.check_primary_key(tbl, 'Audit events name the row they are about by its primary key.',
 									  'mandant.enable_audit');
+	/* on Citus, a table's events are kept in the shard of mandant.audit_event beside its own */
+	PERFORM mandant.check_kept_beside(tbl, 'mandant.audit_event', 'changes', 'or leave it unaudited');
 	IF category IS NOT NULL AND category !~ '^[a-z][a-z0-9_.:-]{0,99}$' THEN
 		RAISE EXCEPTION 'invalid audit category "%"', category
 			USING ERRCODE = 'invalid_parameter_value',
@@ -1584,7 +1586,7 @@ COMMENT ON FUNCTION mandant.audit_events(uuid, timestamptz, text, text, integer)
 'A tenant''s audit events (NULL: platform events), newest first, at most 10000. mandant_admin only.';
 
 CREATE OR REPLACE FUNCTION mandant.audit_log_erasure(tenant uuid, actor uuid, request_id text, payload jsonb)
-RETURNS bigint
+RETURNS void
 AS 'MODULE_PATHNAME', 'mandant_audit_log_erasure'
 LANGUAGE C VOLATILE;
 
@@ -1864,32 +1866,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	stray text;
-	tbl_distributed boolean;
-	log_distributed boolean;
-	colocated boolean;
 BEGIN
 	PERFORM mandant.check_table_target(tbl, 'mandant.enable_state_machine');
 	PERFORM mandant.check_state_column(tbl, machine, "column");
 	/* on Citus, a table's transitions are kept in the log's shard beside its own */
-	tbl_distributed := mandant.citus_distribution_column(tbl) IS NOT NULL;
-	log_distributed := mandant.citus_distribution_column('mandant.state_transition_log') IS NOT NULL;
-	IF COALESCE(log_transitions, true) AND (tbl_distributed OR log_distributed) THEN
-		/* colocated, and distributed by its tenant column, so that a row's log lands in its tenant's shard */
-		IF tbl_distributed AND log_distributed AND mandant.citus_distribution_column(tbl) =
-				(SELECT r.tenant_column FROM mandant.tenant_table r WHERE r.relid = tbl) THEN
-			EXECUTE 'SELECT a.colocationid = b.colocationid FROM pg_catalog.pg_dist_partition a, pg_catalog.pg_dist_partition b
-					 WHERE a.logicalrelid = $1 AND b.logicalrelid = $2'
-				INTO colocated USING tbl, 'mandant.state_transition_log'::regclass;
-		END IF;
-		IF NOT COALESCE(colocated, false) THEN
-			RAISE EXCEPTION 'transitions of table % cannot be logged on this Citus cluster', tbl
-				USING ERRCODE = 'feature_not_supported',
-					  DETAIL = CASE
-						  WHEN NOT log_distributed THEN 'The table is distributed and mandant.state_transition_log is not: mandant.citus_setup() has not run.'
-						  WHEN NOT tbl_distributed THEN 'mandant.state_transition_log is distributed and the table is not: a table''s transitions are kept in the log''s shard beside the table''s own.'
-						  ELSE 'The table is not a tenant table distributed by its tenant column and colocated with mandant.state_transition_log, so no shard of the log is beside its shards for each of its rows.' END,
-					  HINT = format('Register it with mandant.enable_tenancy(), distribute it by its tenant column colocated with mandant.state_transition_log (after mandant.citus_setup()), or bind it with mandant.enable_state_machine(%L, %L, %L, log_transitions => false).', tbl::text, machine, "column");
-		END IF;
+	IF COALESCE(log_transitions, true) THEN
+		PERFORM mandant.check_kept_beside(tbl, 'mandant.state_transition_log', 'transitions',
+			format('or bind it with mandant.enable_state_machine(%L, %L, %L, log_transitions => false)', tbl::text, machine, "column"));
 	END IF;
 	/* the states as a value, so that the query is the same on a distributed table */
 	EXECUTE format('SELECT %I FROM %s t WHERE %I IS NOT NULL AND %I <> ALL ($1) LIMIT 1',
@@ -5272,6 +5255,40 @@ $$;
 
 COMMENT ON FUNCTION mandant.citus_distribution_column(regclass) IS
 'The column by which Citus distributes a hash-distributed table; NULL for other tables and without Citus.';
+
+CREATE OR REPLACE FUNCTION mandant.check_kept_beside(tbl regclass, target regclass, what text, otherwise text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tbl_distributed		boolean := mandant.citus_distribution_column(tbl) IS NOT NULL;
+	target_distributed	boolean := mandant.citus_distribution_column(target) IS NOT NULL;
+	colocated			boolean;
+BEGIN
+	IF NOT tbl_distributed AND NOT target_distributed THEN
+		RETURN;
+	END IF;
+	IF tbl_distributed AND target_distributed AND mandant.citus_distribution_column(tbl) =
+			(SELECT r.tenant_column FROM mandant.tenant_table r WHERE r.relid = tbl) THEN
+		EXECUTE 'SELECT a.colocationid = b.colocationid FROM pg_catalog.pg_dist_partition a, pg_catalog.pg_dist_partition b
+				 WHERE a.logicalrelid = $1 AND b.logicalrelid = $2'
+			INTO colocated USING tbl, target;
+	END IF;
+	IF NOT COALESCE(colocated, false) THEN
+		RAISE EXCEPTION '% of table % cannot be recorded on this Citus cluster', what, tbl
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = CASE
+					  WHEN NOT target_distributed THEN format('The table is distributed and %s is not: mandant.citus_setup() has not run.', target)
+					  WHEN NOT tbl_distributed THEN format('%s is distributed and the table is not: the %s of a table are kept in the shard of %s beside the table''s own.', target, what, target)
+					  ELSE format('The table is not a tenant table distributed by its tenant column and colocated with %s, so no shard of it is beside its shards for each of its rows.', target) END,
+				  HINT = format('Register it with mandant.enable_tenancy(), distribute it by its tenant column colocated with %s (after mandant.citus_setup()), %s.', target, otherwise);
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.check_kept_beside(regclass, regclass, text, text) IS
+'Internal: 0A000 unless what mandant records about a table''s rows can be kept beside the rows'' shards (both local, or both distributed by tenant and colocated). Reads the catalogs only; enable_state_machine calls it as its caller.';
 
 CREATE OR REPLACE FUNCTION mandant.citus_truncate_local_history(tbl regclass)
 RETURNS void

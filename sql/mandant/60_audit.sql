@@ -365,6 +365,8 @@ DECLARE
 BEGIN
 	PERFORM mandant.check_primary_key(tbl, 'Audit events name the row they are about by its primary key.',
 									  'mandant.enable_audit');
+	/* on Citus, a table's events are kept in the shard of mandant.audit_event beside its own */
+	PERFORM mandant.check_kept_beside(tbl, 'mandant.audit_event', 'changes', 'or leave it unaudited');
 	IF category IS NOT NULL AND category !~ '^[a-z][a-z0-9_.:-]{0,99}$' THEN
 		RAISE EXCEPTION 'invalid audit category "%"', category
 			USING ERRCODE = 'invalid_parameter_value',
@@ -852,7 +854,7 @@ COMMENT ON FUNCTION mandant.audit_log_for(uuid, uuid, text, text, text, text, te
 REVOKE ALL ON FUNCTION mandant.audit_log_for(uuid, uuid, text, text, text, text, text, jsonb) FROM PUBLIC;
 
 CREATE FUNCTION mandant.audit_log_erasure(tenant uuid, actor uuid, request_id text, payload jsonb)
-RETURNS bigint
+RETURNS void
 AS 'MODULE_PATHNAME', 'mandant_audit_log_erasure'
 LANGUAGE C VOLATILE;
 

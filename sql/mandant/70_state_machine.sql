@@ -476,32 +476,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	stray text;
-	tbl_distributed boolean;
-	log_distributed boolean;
-	colocated boolean;
 BEGIN
 	PERFORM mandant.check_table_target(tbl, 'mandant.enable_state_machine');
 	PERFORM mandant.check_state_column(tbl, machine, "column");
 	/* on Citus, a table's transitions are kept in the log's shard beside its own */
-	tbl_distributed := mandant.citus_distribution_column(tbl) IS NOT NULL;
-	log_distributed := mandant.citus_distribution_column('mandant.state_transition_log') IS NOT NULL;
-	IF COALESCE(log_transitions, true) AND (tbl_distributed OR log_distributed) THEN
-		/* colocated, and distributed by its tenant column, so that a row's log lands in its tenant's shard */
-		IF tbl_distributed AND log_distributed AND mandant.citus_distribution_column(tbl) =
-				(SELECT r.tenant_column FROM mandant.tenant_table r WHERE r.relid = tbl) THEN
-			EXECUTE 'SELECT a.colocationid = b.colocationid FROM pg_catalog.pg_dist_partition a, pg_catalog.pg_dist_partition b
-					 WHERE a.logicalrelid = $1 AND b.logicalrelid = $2'
-				INTO colocated USING tbl, 'mandant.state_transition_log'::regclass;
-		END IF;
-		IF NOT COALESCE(colocated, false) THEN
-			RAISE EXCEPTION 'transitions of table % cannot be logged on this Citus cluster', tbl
-				USING ERRCODE = 'feature_not_supported',
-					  DETAIL = CASE
-						  WHEN NOT log_distributed THEN 'The table is distributed and mandant.state_transition_log is not: mandant.citus_setup() has not run.'
-						  WHEN NOT tbl_distributed THEN 'mandant.state_transition_log is distributed and the table is not: a table''s transitions are kept in the log''s shard beside the table''s own.'
-						  ELSE 'The table is not a tenant table distributed by its tenant column and colocated with mandant.state_transition_log, so no shard of the log is beside its shards for each of its rows.' END,
-					  HINT = format('Register it with mandant.enable_tenancy(), distribute it by its tenant column colocated with mandant.state_transition_log (after mandant.citus_setup()), or bind it with mandant.enable_state_machine(%L, %L, %L, log_transitions => false).', tbl::text, machine, "column");
-		END IF;
+	IF COALESCE(log_transitions, true) THEN
+		PERFORM mandant.check_kept_beside(tbl, 'mandant.state_transition_log', 'transitions',
+			format('or bind it with mandant.enable_state_machine(%L, %L, %L, log_transitions => false)', tbl::text, machine, "column"));
 	END IF;
 	/* the states as a value, so that the query is the same on a distributed table */
 	EXECUTE format('SELECT %I FROM %s t WHERE %I IS NOT NULL AND %I <> ALL ($1) LIMIT 1',

@@ -234,6 +234,48 @@ COMMENT ON FUNCTION mandant.citus_distribution_column(regclass) IS
 'The column by which Citus distributes a hash-distributed table; NULL for other tables and without Citus.';
 
 /*
+ * check_kept_beside raises 0A000 unless what mandant records about the
+ * rows of tbl (what: "transitions", "changes") can be kept in a shard of
+ * target beside the row's shard: both are local tables, or both are
+ * distributed, tbl by the tenant column it is registered with, in one
+ * colocation group, so that a row's record lands in its tenant's shard.
+ * otherwise completes the hint.
+ */
+CREATE FUNCTION mandant.check_kept_beside(tbl regclass, target regclass, what text, otherwise text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	tbl_distributed		boolean := mandant.citus_distribution_column(tbl) IS NOT NULL;
+	target_distributed	boolean := mandant.citus_distribution_column(target) IS NOT NULL;
+	colocated			boolean;
+BEGIN
+	IF NOT tbl_distributed AND NOT target_distributed THEN
+		RETURN;
+	END IF;
+	IF tbl_distributed AND target_distributed AND mandant.citus_distribution_column(tbl) =
+			(SELECT r.tenant_column FROM mandant.tenant_table r WHERE r.relid = tbl) THEN
+		EXECUTE 'SELECT a.colocationid = b.colocationid FROM pg_catalog.pg_dist_partition a, pg_catalog.pg_dist_partition b
+				 WHERE a.logicalrelid = $1 AND b.logicalrelid = $2'
+			INTO colocated USING tbl, target;
+	END IF;
+	IF NOT COALESCE(colocated, false) THEN
+		RAISE EXCEPTION '% of table % cannot be recorded on this Citus cluster', what, tbl
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = CASE
+					  WHEN NOT target_distributed THEN format('The table is distributed and %s is not: mandant.citus_setup() has not run.', target)
+					  WHEN NOT tbl_distributed THEN format('%s is distributed and the table is not: the %s of a table are kept in the shard of %s beside the table''s own.', target, what, target)
+					  ELSE format('The table is not a tenant table distributed by its tenant column and colocated with %s, so no shard of it is beside its shards for each of its rows.', target) END,
+				  HINT = format('Register it with mandant.enable_tenancy(), distribute it by its tenant column colocated with %s (after mandant.citus_setup()), %s.', target, otherwise);
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION mandant.check_kept_beside(regclass, regclass, text, text) IS
+'Internal: 0A000 unless what mandant records about a table''s rows can be kept beside the rows'' shards (both local, or both distributed by tenant and colocated). Reads the catalogs only; enable_state_machine calls it as its caller.';
+
+/*
  * citus_truncate_local_history: for citus_setup(), the coordinator's own
  * copy of a history table's rows, left on disk once Citus distributed it.
  */

@@ -58,6 +58,14 @@ on_placement() {
 		WHERE r.shardid = get_shard_id_for_distribution_column('$1', '$acme');
 	EOF
 }
+is "a request id set in the statement that sets the tenant travels with it" "1" coordinator citus_app <<-EOF
+	BEGIN;
+	SELECT mandant.set_tenant('$acme');
+	SELECT set_config('app.request_id', 'citus-reentry', true), mandant.set_tenant('$acme');
+	INSERT INTO app.jobs (title) VALUES ('re');
+	SELECT count(*) FROM mandant.audit_event WHERE request_id = 'citus-reentry';
+	ROLLBACK;
+EOF
 is "the events are in the shard of mandant.audit_event on the node of the tenant's shard" "true 2" \
 	coordinator postgres <<-EOF
 	SELECT ((SELECT nodeport FROM pg_dist_shard_placement
@@ -80,10 +88,17 @@ is "audit_log in the transaction of a write reaches the tenant's shard as its wr
 	COMMIT;
 EOF
 
+is "a trusted backend writes a platform event, and gets its id" "true" coordinator citus_app <<-'EOF'
+	SELECT (mandant.audit_log('ops', 'deploy', 'service', 'citus-gw', NULL) > 0)::text;
+EOF
+is "which is in the platform's trail" "1" coordinator citus_admin <<-'EOF'
+	SELECT count(*) FROM mandant.audit_events(NULL, entity_id => 'citus-gw');
+EOF
+
 # citus_setup grants INSERT on mandant.audit_event for that: a direct
 # INSERT is held to what audit_log would write.
-is "a direct INSERT gets the context's actor, request id and time, and the node's transaction id" \
-	"true citus-direct true true" coordinator citus_app <<-EOF
+is "a direct INSERT gets the context's actor, request id and time, the node's transaction id and an id of its own" \
+	"true citus-direct true true true" coordinator citus_app <<-EOF
 	BEGIN;
 	SELECT mandant.set_tenant('$acme');
 	SELECT mandant.set_user('$ada');
@@ -92,8 +107,8 @@ is "a direct INSERT gets the context's actor, request id and time, and the node'
 	                                 actor_user_id, request_id, hash)
 	VALUES (424242, '$acme', '2000-01-01', 1, 'jobs', 'note', 'app.jobs', gen_random_uuid(), 'forged', '\x00');
 	SELECT (actor_user_id = '$ada') || ' ' || request_id || ' ' || (occurred_at > '2020-01-01') || ' ' ||
-	       (txid <> 1)
-	FROM mandant.audit_event e WHERE id = 424242;
+	       (txid <> 1) || ' ' || (id <> 424242)
+	FROM mandant.audit_event e WHERE request_id = 'citus-direct';
 	COMMIT;
 EOF
 initech=$(value coordinator postgres <<-'EOF'
@@ -126,6 +141,51 @@ for n in $workers; do
 		VALUES (424246, '$acme', now(), 1, 'jobs', 'note', 'app.jobs', '\x00');
 	EOF
 done
+
+fails "enable_audit refuses a table that stays on the coordinator" 0A000 coordinator citus_owner <<-'EOF'
+	CREATE TABLE app.local_jobs (tenant_id uuid NOT NULL, id int, PRIMARY KEY (tenant_id, id));
+	SELECT mandant.enable_tenancy('app.local_jobs');
+	SELECT mandant.enable_audit('app.local_jobs');
+EOF
+fails "and a table distributed by another column than its tenant's" 0A000 coordinator citus_owner <<-'EOF'
+	CREATE TABLE app.by_id (tenant_id uuid NOT NULL, id uuid NOT NULL, PRIMARY KEY (id, tenant_id));
+	SELECT create_distributed_table('app.by_id', 'id');
+	SELECT mandant.enable_tenancy('app.by_id');
+	SELECT mandant.enable_audit('app.by_id');
+EOF
+
+# A request id set after set_tenant travels in a new envelope, signed for
+# the role that set the context only: a SECURITY DEFINER function of the
+# tables' owner that sets one gets no envelope of its caller's context.
+setup coordinator citus_owner <<-'EOF'
+	CREATE FUNCTION app.peek() RETURNS bigint
+	LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog
+	AS $$
+	DECLARE n bigint;
+	BEGIN
+		PERFORM set_config('app.request_id', 'peek', true);
+		SELECT count(*) INTO n FROM app.jobs;
+		RETURN n;
+	END
+	$$;
+	GRANT EXECUTE ON FUNCTION app.peek() TO citus_app;
+EOF
+got_peek=$(count coordinator citus_app <<-EOF
+	SET client_min_messages = error;
+	BEGIN;
+	SELECT mandant.set_tenant('$acme');
+	SELECT count(*) FROM app.jobs;
+	SELECT app.peek();
+	COMMIT;
+EOF
+)
+if [ "$got_peek" = error ] || [ "$got_peek" = 0 ]; then
+	ok 0 "the owner's SECURITY DEFINER function that changes the request id sees none of the caller's tenant's rows"
+else
+	ok 1 "the owner's SECURITY DEFINER function that changes the request id sees none of the caller's tenant's rows"
+	echo "# expected: an error, or 0 rows"
+	echo "# got: $got_peek"
+fi
 
 is "audit_seal seals on every node, and the tenant's chain verifies" "true true true" coordinator citus_admin <<-EOF
 	SELECT mandant.audit_seal() >= 4;
@@ -197,7 +257,9 @@ held() {
 is "before delete_tenant, the nodes hold the tenant's events, seals and a checkpoint" "3 3 1" coordinator postgres <<-EOF
 	$(held "$hooli")
 EOF
-is "delete_tenant counts what it erased" "3 3 1" coordinator citus_admin <<-EOF
+# The owner's deletion of the two rows is recorded on the shards, then
+# erased with the rest.
+is "delete_tenant counts what it erased" "5 3 1" coordinator citus_admin <<-EOF
 	SELECT c ->> 'mandant.audit_event' || ' ' || (c ->> 'mandant.audit_seal') || ' ' || (c ->> 'mandant.audit_checkpoint')
 	FROM mandant.delete_tenant('$hooli', 'hooli') c;
 EOF
