@@ -463,15 +463,17 @@ AuditEventValues(const AuditEvent *ev, bytea *hash, Datum *values, bool *nulls)
  * shard of mandant.audit_event: where the table is distributed and the
  * event is written by no trigger on a shard (audit_log(), audit_log_for(),
  * the record of a tenant's deletion).  The INSERT runs as the current
- * user, so that every shard of the tenant in this transaction is written
- * by one role (see 97_citus.sql); citus_setup() grants INSERT on the table,
- * and the guard on its shards (mandant_audit_event_guard) holds a role that
- * is no superuser to what audit_log() would write in its context, and
- * numbers its event there (RETURNING tells the id).  A superuser's event
- * keeps the id of this node's sequence, whose range the shards' own ids
- * stay out of (MandantCitusRowIdBase).  A trusted backend's platform event
- * goes as the table's owner, since no row level policy lets it read the
- * row back; the deletion's record comes back without its id.
+ * user, always: so every shard of the tenant in this transaction is
+ * written by one role (see 97_citus.sql), and no role runs anything as
+ * another here (Citus parses the statement again on the worker, under
+ * settings the caller may have handed it).  citus_setup() grants INSERT
+ * on the table, and the guard on its shards (mandant_audit_event_guard)
+ * holds a role that is no superuser to what audit_log() would write in its
+ * context and numbers its event there: RETURNING tells the id of a
+ * tenant's event; a platform event, which no row level policy lets such a
+ * role read back, leaves ev->id 0 (unknown).  A superuser's event keeps
+ * the id of this node's sequence, whose range the shards' own ids stay
+ * out of (MandantCitusRowIdBase).
  */
 static void
 RouteAuditEvent(AuditEvent *ev)
@@ -484,10 +486,9 @@ RouteAuditEvent(AuditEvent *ev)
 	Datum		values[AE_NATTS];
 	bool		isnull[AE_NATTS];
 	char		nulls[AE_NATTS];
-	bool		platform = memcmp(ev->tenant_id->data, MandantPlatformTenant.data, UUID_LEN) == 0;
-	bool		numbered_here = superuser() || (platform && MandantErasingHistoryOf() == NULL);
-	Oid			saved_user;
-	int			saved_context;
+	bool		numbered_here = superuser();
+	bool		read_back = !numbered_here &&
+		memcmp(ev->tenant_id->data, MandantPlatformTenant.data, UUID_LEN) != 0;
 	int			rc;
 
 	ev->id = numbered_here
@@ -499,29 +500,17 @@ RouteAuditEvent(AuditEvent *ev)
 		argtypes[i] = audit_event_columns[i].type;
 		nulls[i] = isnull[i] ? 'n' : ' ';
 	}
-	GetUserIdAndSecContext(&saved_user, &saved_context);
-	if (!superuser() && numbered_here)
-		SetUserIdAndSecContext(MandantTableOwner("audit_event", "audit_event_pkey"), saved_context | SECURITY_LOCAL_USERID_CHANGE |
-							   SECURITY_RESTRICTED_OPERATION);
 	SPI_connect();
-	PG_TRY();
+	rc = SPI_execute_with_args(read_back ? psprintf("%s RETURNING id", sql) : sql,
+							   AE_NATTS, argtypes, values, nulls, false, 0);
+	if ((rc != SPI_OK_INSERT && rc != SPI_OK_INSERT_RETURNING) || SPI_processed != 1)
+		elog(ERROR, "could not insert into mandant.audit_event");
+	if (rc == SPI_OK_INSERT_RETURNING)
 	{
-		rc = SPI_execute_with_args(numbered_here || platform ? sql : psprintf("%s RETURNING id", sql),
-								   AE_NATTS, argtypes, values, nulls, false, 0);
-		if ((rc != SPI_OK_INSERT && rc != SPI_OK_INSERT_RETURNING) || SPI_processed != 1)
-			elog(ERROR, "could not insert into mandant.audit_event");
-		if (rc == SPI_OK_INSERT_RETURNING)
-		{
-			bool		idnull;
+		bool		idnull;
 
-			ev->id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &idnull));
-		}
+		ev->id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &idnull));
 	}
-	PG_FINALLY();
-	{
-		SetUserIdAndSecContext(saved_user, saved_context);
-	}
-	PG_END_TRY();
 	SPI_finish();
 }
 
@@ -614,7 +603,8 @@ mandant_audit_trigger(PG_FUNCTION_ARGS)
 		ev.category = target->category;
 		ev.entity_type = target->shape.entity_type;
 		ev.entity_id = MandantRowEntityId(&target->shape, keytuple, desc);
-		ev.tenant_id = MandantRowTenant(&target->shape, keytuple, desc);
+		ev.tenant_id = MandantRowTenant(&target->shape, keytuple, desc,
+									   TRIGGER_FIRED_BY_DELETE(trigdata->tg_event));
 		WriteAuditEvent(&ev, trigdata->tg_relation);
 	}
 
@@ -734,6 +724,9 @@ mandant_audit_log(PG_FUNCTION_ARGS)
 	ev.tenant_id = MandantTenantOrPlatform("Application events belong to a tenant; only trusted backends write platform events.");
 
 	WriteAuditEvent(&ev, NULL);
+	/* on Citus, a platform event of a role that is no superuser was numbered where it is stored */
+	if (ev.id == 0)
+		PG_RETURN_NULL();
 	PG_RETURN_INT64(ev.id);
 }
 

@@ -626,11 +626,40 @@ CitusManagesTable(Oid relid)
 }
 
 /*
+ * CheckPropagatedSet refuses a SET LOCAL search_path that Citus would hand
+ * the workers (citus.propagate_set_commands = 'local') for a role that is
+ * no superuser.  Citus replays such SETs on every connection it opens in
+ * the transaction, also those of another role (a SECURITY DEFINER
+ * function's owner, mandant's own operations as a superuser), and sends
+ * them statements it deparsed with names of pg_catalog unqualified: a
+ * type, function or operator of the caller's schema ahead of pg_catalog
+ * would then run as that role on the worker.
+ */
+static void
+CheckPropagatedSet(VariableSetStmt *set)
+{
+	const char *propagate;
+
+	if (!set->is_local || set->name == NULL || strcmp(set->name, "search_path") != 0 ||
+		!MandantCitusInstalled() || superuser())
+		return;
+	propagate = GetConfigOption("citus.propagate_set_commands", true, false);
+	if (propagate == NULL || strcmp(propagate, "local") != 0)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("SET LOCAL search_path is not handed to the Citus workers"),
+			 errdetail("With citus.propagate_set_commands = 'local', Citus would replay it on the workers to the connections of every role that runs a query in this transaction, which would then resolve names in the schemas it lists."),
+			 errhint("Qualify names with their schema, or SET LOCAL citus.propagate_set_commands = 'none' first.")));
+}
+
+/*
  * MandantCitusCheckUtility refuses a CREATE POLICY ... AS RESTRICTIVE on a
  * table that Citus manages: Citus 13 creates every policy on the shards as
  * PERMISSIVE, where it would be OR-ed with mandant's tenant_isolation and
- * open every tenant's rows (called by mandant's utility hook, before
- * Citus's).
+ * open every tenant's rows; and a search_path that Citus would replay to
+ * other roles' connections (CheckPropagatedSet).  Called by mandant's
+ * utility hook, before Citus's.
  */
 void
 MandantCitusCheckUtility(Node *stmt)
@@ -638,6 +667,11 @@ MandantCitusCheckUtility(Node *stmt)
 	CreatePolicyStmt *policy;
 	Oid			relid;
 
+	if (IsA(stmt, VariableSetStmt))
+	{
+		CheckPropagatedSet((VariableSetStmt *) stmt);
+		return;
+	}
 	if (!IsA(stmt, CreatePolicyStmt))
 		return;
 	policy = (CreatePolicyStmt *) stmt;

@@ -774,6 +774,18 @@ EnvelopeSubXactCallback(SubXactEvent event, SubTransactionId subid,
 	{
 		if (forward_pending && pending_level >= level)
 			forward_pending = false;
+		/*
+		 * Citus goes back to the parent's envelope, which may carry an
+		 * older request id than app.request_id, set before the
+		 * subtransaction: sign the own context again.
+		 */
+		if (forwarded_level >= level && resign_lxid == MyProc->lxid)
+		{
+			forward_pending = true;
+			resign_pending = true;
+			pending_level = 0;
+			pending_lxid = MyProc->lxid;
+		}
 		forwarded_level = Min(forwarded_level, level - 1);
 	}
 }

@@ -37,6 +37,7 @@
 
 #include <string.h>
 
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -63,8 +64,12 @@ static bool history_deletion_allowed = false;
 /* Set only while citus_truncate_local_history truncates a shell's own data. */
 static bool local_truncation_allowed = false;
 
-/* The tenant erase_tenant_history erases as the tables' owner, or NULL. */
+/*
+ * The tenant erase_tenant_history erases as the tables' owner, or NULL; a
+ * copy of its id, forgotten on any abort (ForgetErasureOnAbort).
+ */
 static const pg_uuid_t *erasing_history = NULL;
+static pg_uuid_t erasing_history_id;
 
 /*
  * ErasingHistoryOf returns the tenant whose history this backend may
@@ -178,6 +183,29 @@ mandant_citus_truncate_local_history(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* Whether ForgetErasureOnAbort and ForgetErasureOnSubAbort are registered. */
+static bool abort_callbacks_registered = false;
+
+/*
+ * ForgetErasureOnAbort and ForgetErasureOnSubAbort: an erasure that an
+ * error interrupted (caught by a PL/pgSQL EXCEPTION block, say) allows
+ * nothing afterwards.
+ */
+static void
+ForgetErasureOnAbort(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		erasing_history = NULL;
+}
+
+static void
+ForgetErasureOnSubAbort(SubXactEvent event, SubTransactionId subid,
+						SubTransactionId parent_subid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		erasing_history = NULL;
+}
+
 /*
  * MandantEnterErasure makes the role that erases a tenant's records of
  * mandant's distributed tables on Citus the current user, with an erase
@@ -202,7 +230,14 @@ MandantEnterErasure(const pg_uuid_t *tenant, MandantSavedUser *saved)
 				 errhint("ALTER ROLE %s NOBYPASSRLS, or give the tenant tables an owner without it.",
 						 quote_identifier(GetUserNameFromId(eraser, false)))));
 	MandantEnterOwnerToErase(eraser, tenant, saved);
-	erasing_history = tenant;
+	if (!abort_callbacks_registered)
+	{
+		RegisterXactCallback(ForgetErasureOnAbort, NULL);
+		RegisterSubXactCallback(ForgetErasureOnSubAbort, NULL);
+		abort_callbacks_registered = true;
+	}
+	erasing_history_id = *tenant;
+	erasing_history = &erasing_history_id;
 }
 
 /*

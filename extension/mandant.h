@@ -435,8 +435,8 @@ extern bool *MandantLoadExclusions(const MandantRowShape *shape, struct Trigger 
 extern char *MandantRowEntityId(const MandantRowShape *shape, HeapTuple tuple,
 								TupleDesc desc);
 extern const pg_uuid_t *MandantRowTenant(const MandantRowShape *shape,
-										 HeapTuple tuple, TupleDesc desc);
-extern void MandantCheckRowTenant(const pg_uuid_t *tenant, const char *table);
+										 HeapTuple tuple, TupleDesc desc, bool deleting);
+extern void MandantCheckRowTenant(const pg_uuid_t *tenant, const char *table, bool deleting);
 extern bool MandantRowErased(const MandantRowShape *shape, const struct TriggerData *trigdata);
 extern void MandantCheckTriggerArgs(struct Trigger *trigger, Relation rel, int nfixed,
 									const char *const *fixed, Datum list, bool list_isnull,

@@ -488,7 +488,8 @@ mandant_outbox_trigger(PG_FUNCTION_ARGS)
 
 	if (action != NULL)
 	{
-		ev.tenant_id = MandantRowTenant(&target->shape, tuple, desc);
+		ev.tenant_id = MandantRowTenant(&target->shape, tuple, desc,
+									   TRIGGER_FIRED_BY_DELETE(trigdata->tg_event));
 		ev.topic = psprintf("%s.%s", target->aggregate_type, action);
 		ev.aggregate_type = target->aggregate_type;
 		ev.aggregate_id = MandantRowEntityId(&target->shape, tuple, desc);

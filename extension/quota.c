@@ -505,7 +505,7 @@ RowTenant(const QuotaTarget *target, HeapTuple tuple, TupleDesc desc)
 
 	if (isnull)
 		return NULL;
-	MandantCheckRowTenant(DatumGetUUIDP(value), target->table);
+	MandantCheckRowTenant(DatumGetUUIDP(value), target->table, false);
 	return DatumGetUUIDP(value);
 }
 

@@ -317,11 +317,12 @@ MandantRowEntityId(const MandantRowShape *shape, HeapTuple tuple, TupleDesc desc
 /*
  * MandantCheckRowTenant refuses a row of tenant written by a session that
  * is not in that tenant, unless a trusted backend or a superuser writes it,
- * or the table's owner in delete_tenant (here, or on a Citus worker under
- * its envelope for that tenant).
+ * or delete_tenant erases it (here), or, deleting, the tables' owner under
+ * its envelope for that tenant (on a Citus worker, where delete_tenant
+ * deletes the tenant's rows before it erases what the triggers record).
  */
 void
-MandantCheckRowTenant(const pg_uuid_t *tenant, const char *table)
+MandantCheckRowTenant(const pg_uuid_t *tenant, const char *table, bool deleting)
 {
 	const pg_uuid_t *current = MandantCurrentTenant();
 	const pg_uuid_t *owners;
@@ -330,7 +331,7 @@ MandantCheckRowTenant(const pg_uuid_t *tenant, const char *table)
 		return;
 	if (superuser() || MandantCallerIsTrusted() || MandantErasingTenant(tenant))
 		return;
-	owners = MandantOwnerOperationTenant();
+	owners = deleting ? MandantOwnerOperationTenant() : NULL;
 	if (owners != NULL && memcmp(owners->data, tenant->data, UUID_LEN) == 0)
 		return;
 	ereport(ERROR,
@@ -351,7 +352,7 @@ MandantCheckRowTenant(const pg_uuid_t *tenant, const char *table)
  * backends and administrators only, as audit_log and emit allow.
  */
 const pg_uuid_t *
-MandantRowTenant(const MandantRowShape *shape, HeapTuple tuple, TupleDesc desc)
+MandantRowTenant(const MandantRowShape *shape, HeapTuple tuple, TupleDesc desc, bool deleting)
 {
 	if (shape->tenant_column >= 0)
 	{
@@ -361,7 +362,7 @@ MandantRowTenant(const MandantRowShape *shape, HeapTuple tuple, TupleDesc desc)
 
 		if (!isnull)
 		{
-			MandantCheckRowTenant(DatumGetUUIDP(value), shape->entity_type);
+			MandantCheckRowTenant(DatumGetUUIDP(value), shape->entity_type, deleting);
 			return DatumGetUUIDP(value);
 		}
 	}

@@ -761,7 +761,7 @@ LogTransition(const FsmTable *table, const FsmMachine *machine, const FsmTransit
 	char	   *entity_id = MandantRowEntityId(&table->shape, newtuple, desc);
 
 	memset(nulls, false, sizeof(nulls));
-	values[TL_TENANT_ID] = UUIDPGetDatum((pg_uuid_t *) MandantRowTenant(&table->shape, newtuple, desc));
+	values[TL_TENANT_ID] = UUIDPGetDatum((pg_uuid_t *) MandantRowTenant(&table->shape, newtuple, desc, false));
 	values[TL_ID] = Int64GetDatum(MandantNextRowId(target, rel));
 	values[TL_OCCURRED_AT] = TimestampTzGetDatum(GetCurrentStatementStartTimestamp());
 	values[TL_MACHINE] = CStringGetTextDatum(machine->name);
