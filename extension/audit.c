@@ -746,6 +746,8 @@ mandant_audit_log_for(PG_FUNCTION_ARGS)
 	ev.actor_user_id = PG_ARGISNULL(1) ? NULL : PG_GETARG_UUID_P(1);
 	ev.request_id = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
 	WriteAuditEvent(&ev, NULL);
+	if (ev.id == 0)
+		PG_RETURN_NULL();
 	PG_RETURN_INT64(ev.id);
 }
 

@@ -626,38 +626,52 @@ CitusManagesTable(Oid relid)
 }
 
 /*
- * CheckPropagatedSet refuses a SET LOCAL search_path that Citus would hand
- * the workers (citus.propagate_set_commands = 'local') for a role that is
- * no superuser.  Citus replays such SETs on every connection it opens in
- * the transaction, also those of another role (a SECURITY DEFINER
- * function's owner, mandant's own operations as a superuser), and sends
- * them statements it deparsed with names of pg_catalog unqualified: a
- * type, function or operator of the caller's schema ahead of pg_catalog
- * would then run as that role on the worker.
+ * CheckPropagatedSet refuses, for a role that is no superuser, every SET or
+ * RESET that Citus would hand the workers, and turning that on: with
+ * citus.propagate_set_commands = 'local', Citus sends the whole text of
+ * the statement's query string (every statement in it, not only the SET)
+ * to the worker connections of the transaction, and replays it on each one
+ * it opens later, also on those of other roles (a SECURITY DEFINER
+ * function's owner, mandant's own operations as a superuser).  Whatever
+ * the caller put there, or settings that change how the workers parse
+ * what Citus deparsed for those roles (search_path,
+ * standard_conforming_strings, ...), would then run or apply with their
+ * rights.  mandant's own envelope (mandant.context, which its check hook
+ * takes only while mandant forwards it) is the exception.
  */
 static void
 CheckPropagatedSet(VariableSetStmt *set)
 {
 	const char *propagate;
+	bool		turning_on = false;
 
-	if (!set->is_local || set->name == NULL || strcmp(set->name, "search_path") != 0 ||
-		!MandantCitusInstalled() || superuser())
+	if (superuser() || !MandantCitusInstalled())
 		return;
+	if (set->name != NULL && pg_strcasecmp(set->name, MANDANT_GUC_ENVELOPE) == 0)
+		return;
+	if (set->name != NULL && pg_strcasecmp(set->name, "citus.propagate_set_commands") == 0 &&
+		set->kind == VAR_SET_VALUE)
+	{
+		char	   *value = ExtractSetVariableArgs(set);
+
+		turning_on = value == NULL || pg_strcasecmp(value, "none") != 0;
+	}
 	propagate = GetConfigOption("citus.propagate_set_commands", true, false);
-	if (propagate == NULL || strcmp(propagate, "local") != 0)
+	if (!turning_on && (propagate == NULL || pg_strcasecmp(propagate, "local") != 0))
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("SET LOCAL search_path is not handed to the Citus workers"),
-			 errdetail("With citus.propagate_set_commands = 'local', Citus would replay it on the workers to the connections of every role that runs a query in this transaction, which would then resolve names in the schemas it lists."),
-			 errhint("Qualify names with their schema, or SET LOCAL citus.propagate_set_commands = 'none' first.")));
+			 errmsg("SET commands are not handed to the Citus workers for role \"%s\"",
+					GetUserNameFromId(GetUserId(), false)),
+			 errdetail("With citus.propagate_set_commands = 'local', Citus sends the whole statement text to the workers and replays it on every connection of the transaction, also those of other roles."),
+			 errhint("Leave citus.propagate_set_commands at 'none'; set what the workers need per role there (ALTER ROLE ... SET).")));
 }
 
 /*
  * MandantCitusCheckUtility refuses a CREATE POLICY ... AS RESTRICTIVE on a
  * table that Citus manages: Citus 13 creates every policy on the shards as
  * PERMISSIVE, where it would be OR-ed with mandant's tenant_isolation and
- * open every tenant's rows; and a search_path that Citus would replay to
+ * open every tenant's rows; and SET commands that Citus would replay to
  * other roles' connections (CheckPropagatedSet).  Called by mandant's
  * utility hook, before Citus's.
  */

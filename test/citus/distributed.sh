@@ -304,7 +304,7 @@ for n in $nodes; do
 done
 fails "coordinator: a forwarded SET LOCAL app.current_tenant is refused" 42501 coordinator citus_app <<-EOF
 	BEGIN;
-	SET LOCAL citus.propagate_set_commands = 'local';
+	SELECT set_config('citus.propagate_set_commands', 'local', true);
 	SELECT mandant.set_tenant('$acme');
 	SELECT count(*) FROM app.notes;
 	SET LOCAL app.current_tenant = '$globex';

@@ -168,11 +168,18 @@ fails "and a table distributed by another column than its tenant's" 0A000 coordi
 	SELECT mandant.enable_audit('app.by_id');
 EOF
 
-fails "a SET LOCAL search_path that Citus would replay to other roles' connections is refused" 42501 \
-	coordinator citus_app <<-'EOF'
+# Citus hands a propagated SET's whole query string to every worker
+# connection of the transaction, also other roles' (mandant's own
+# superuser operations, SECURITY DEFINER owners).
+fails "turning SET propagation on is refused" 42501 coordinator citus_app <<-'EOF'
 	BEGIN;
 	SET LOCAL citus.propagate_set_commands = 'local';
-	SET LOCAL search_path = app, pg_catalog;
+EOF
+fails "and with it turned on by set_config, a SET (and the SQL beside it) is not handed over" 42501 \
+	coordinator citus_app <<-'EOF'
+	BEGIN;
+	SELECT set_config('citus.propagate_set_commands', 'local', true);
+	SET LOCAL "SEARCH_PATH" = app, pg_catalog \; SELECT 1;
 EOF
 is "without propagation it is the session's own business" "app" coordinator citus_app <<-'EOF'
 	BEGIN;
