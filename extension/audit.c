@@ -27,6 +27,12 @@
  * no longer exists (renamed or dropped) makes the trigger refuse the write
  * rather than risk recording a secret under its new name.
  *
+ * On Citus, mandant.audit_event is distributed by tenant beside the tenant
+ * tables (mandant.citus_setup()): the trigger on a shard appends to the
+ * shard of the events next to it, and events written by no trigger go
+ * through Citus as their writer (RouteAuditEvent), held to the writer's
+ * context by a trigger on the events' shards (mandant_audit_event_guard).
+ *
  * Each event carries sha256 over a canonical encoding of its fields
  * (AuditEventHash), computed with PostgreSQL's cryptohash API.  Sealing and
  * verification of the per-tenant hash chain are SQL (sql/mandant/60_audit.sql)

@@ -15,16 +15,19 @@
  * lets DELETE (only) through while it is set.  The flag is reset in
  * PG_FINALLY, so an error cannot leave the door open.
  *
- * On Citus the transition log is distributed, colocated with the tenant
- * tables, and Citus refuses a transaction that touches colocated shards as
- * two roles: after delete_tenant deleted the tenant's rows as their tables'
- * owner, the log's rows must be deleted over the owner's connections too.
- * So erase_tenant_history deletes from a distributed history table as that
- * owner, in a security-restricted operation, having handed the workers an
- * erase envelope (e1, envelope.c) of the tenant for that owner.  On a
- * worker, the guard lets the DELETE through only under such an envelope,
- * and the table's row level policy (mandant.erasing_history_of()) admits
- * only the tenant it names; citus_setup() grants the DELETE.
+ * On Citus the transition log and the audit trail are distributed,
+ * colocated with the tenant tables, and Citus refuses a transaction that
+ * touches colocated shards as two roles: after delete_tenant deleted the
+ * tenant's rows as their tables' owner, these rows must be deleted over
+ * the owner's connections too.  So erase_tenant_history deletes from a
+ * distributed history table as that owner (MandantEnterErasure), in a
+ * security-restricted operation, having handed the workers an erase
+ * envelope (e1, envelope.c) of the tenant for that owner; the platform's
+ * record of the deletion is written the same way (audit.c).  On a worker,
+ * the guard lets the DELETE through only under such an envelope, and the
+ * table's row level policy (mandant.erasing_history_of()) admits only the
+ * tenant it names; citus_setup() grants the DELETE.  The erased tenant is
+ * forgotten on any abort, so an error caught in between opens nothing.
  *
  * Copyright (c) 2026, the mandant developers
  *
