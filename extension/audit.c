@@ -478,8 +478,8 @@ AuditEventValues(const AuditEvent *ev, bytea *hash, Datum *values, bool *nulls)
  * context and numbers its event there: RETURNING tells the id of a
  * tenant's event; a platform event, which no row level policy lets such a
  * role read back, leaves ev->id 0 (unknown).  A superuser's event keeps
- * the id of this node's sequence, whose range the shards' own ids stay
- * out of (MandantCitusRowIdBase).
+ * the id drawn here, in this node's range of ids (MandantCitusRowIdBase),
+ * which differs from every other node's.
  */
 static void
 RouteAuditEvent(AuditEvent *ev)
@@ -497,8 +497,10 @@ RouteAuditEvent(AuditEvent *ev)
 		memcmp(ev->tenant_id->data, MandantPlatformTenant.data, UUID_LEN) != 0;
 	int			rc;
 
+	/* the coordinator's range is group 0's; a worker that routes (MX) numbers in its own */
 	ev->id = numbered_here
-		? nextval_internal(get_relname_relid("audit_event_id_seq", get_namespace_oid("mandant", false)), false)
+		? nextval_internal(get_relname_relid("audit_event_id_seq", get_namespace_oid("mandant", false)), false) +
+		MandantCitusRowIdBase()
 		: 0;
 	AuditEventValues(ev, AuditEventHash(ev), values, isnull);
 	for (int i = 0; i < AE_NATTS; i++)

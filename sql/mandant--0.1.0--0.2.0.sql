@@ -1293,12 +1293,14 @@ BEGIN
 	IF mandant.citus_distribution_column('mandant.audit_event') IS NOT NULL THEN
 		/* mandant's own writes to the shards it keeps, as Citus's own rebalancer does */
 		PERFORM set_config('citus.enable_manual_changes_to_shards', 'on', true);
+		/* a run over its own connection must not wait forever on its caller's locks */
+		PERFORM set_config('lock_timeout', '30s', true);
 		EXECUTE 'SELECT COALESCE(array_agg(ARRAY[pg_catalog.shard_name(''mandant.audit_event'', e.shardid),
 												  pg_catalog.shard_name(''mandant.audit_seal'', s.shardid)] ORDER BY e.shardid),
 								  ''{}'')
 				 FROM pg_catalog.pg_dist_shard e
 				 JOIN pg_catalog.pg_dist_shard s ON s.logicalrelid = ''mandant.audit_seal''::regclass
-					  AND s.shardminvalue = e.shardminvalue
+					  AND s.shardminvalue = e.shardminvalue AND s.shardmaxvalue = e.shardmaxvalue
 				 WHERE e.logicalrelid = ''mandant.audit_event''::regclass
 				   AND EXISTS (SELECT FROM pg_catalog.pg_dist_placement p
 							   WHERE p.shardid = e.shardid
@@ -1341,6 +1343,16 @@ BEGIN
 	EXECUTE 'SELECT sum(r.result::bigint) FILTER (WHERE r.success), min(r.result) FILTER (WHERE NOT r.success)
 			 FROM pg_catalog.run_command_on_all_nodes(''SELECT mandant.audit_seal_node()'') r'
 		INTO sealed, failure;
+	/* run_command_on_all_nodes skips inactive nodes: none of them may hold events */
+	IF failure IS NULL THEN
+		EXECUTE 'SELECT string_agg(DISTINCT n.nodename || '':'' || n.nodeport, '', '')
+				 FROM pg_catalog.pg_dist_shard s
+				 JOIN pg_catalog.pg_dist_placement p ON p.shardid = s.shardid
+				 JOIN pg_catalog.pg_dist_node n ON n.groupid = p.groupid
+				 WHERE s.logicalrelid = ''mandant.audit_event''::regclass AND NOT n.isactive'
+			INTO failure;
+		failure := 'inactive nodes hold audit events: ' || failure;
+	END IF;
 	IF failure IS NOT NULL THEN
 		RAISE EXCEPTION 'audit_seal() failed on a node'
 			USING ERRCODE = 'connection_failure',
@@ -4160,6 +4172,13 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value', DETAIL = format('They were %s.', COALESCE(jsonb_typeof(items), 'missing')),
 				  HINT = 'Pass what mandant.export_tenant() or mandant.export_tenant_stream() returned.';
 	END IF;
+	IF kind IN ('auditEvent', 'auditSeal') AND jsonb_array_length(items) > 0
+	   AND mandant.citus_distribution_column('mandant.audit_event') IS NOT NULL THEN
+		RAISE EXCEPTION 'importing an audit trail is not supported on Citus yet'
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = 'Each node seals the events of its shards by its own transaction ids; imported events carry those of the server they come from.',
+				  HINT = 'Import the tenant into a server without Citus, or leave out its auditEvent and auditSeal records (README, "Scale out").';
+	END IF;
 	CASE kind
 	WHEN 'role' THEN
 		PERFORM mandant.check_role_definition(r.name, r.scopes)
@@ -4205,12 +4224,6 @@ BEGIN
 		INSERT INTO mandant.tenant_usage (tenant_id, resource, used)
 		SELECT tenant, c.resource, c.used FROM jsonb_to_recordset(items) AS c (resource text, used bigint);
 	WHEN 'auditEvent' THEN
-		IF jsonb_array_length(items) > 0 AND mandant.citus_distribution_column('mandant.audit_event') IS NOT NULL THEN
-			RAISE EXCEPTION 'importing an audit trail is not supported on Citus yet'
-				USING ERRCODE = 'feature_not_supported',
-					  DETAIL = 'Each node seals the events of its shards by its own transaction ids; imported events carry those of the server they come from.',
-					  HINT = 'Import the tenant into a server without Citus, or leave out its auditEvent and auditSeal records (README, "Scale out").';
-		END IF;
 		/* the shared id sequence moves past imported ids: no id may exhaust it */
 		IF EXISTS (SELECT 1 FROM jsonb_array_elements(items) e
 				   WHERE jsonb_typeof(e -> 'id') IS DISTINCT FROM 'number' OR (e ->> 'id')::numeric NOT BETWEEN 1 AND 4611686018427387904) THEN
@@ -5181,6 +5194,13 @@ BEGIN
 	 * owner (history.c), whom these policies admit to that tenant's rows
 	 * only while an erase envelope names it.
 	 */
+	IF current_setting('citus.shard_replication_factor')::int <> 1 THEN
+		RAISE EXCEPTION 'mandant''s history tables need citus.shard_replication_factor = 1'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('It is %s: each placement of a shard of audit events would stamp its own transaction ids and hashes.',
+								  current_setting('citus.shard_replication_factor')),
+				  HINT = 'SET citus.shard_replication_factor = 1, then run mandant.citus_setup() again.';
+	END IF;
 	FOREACH tbl IN ARRAY ARRAY['mandant.state_transition_log', 'mandant.audit_event', 'mandant.audit_seal',
 							   'mandant.audit_checkpoint'] LOOP
 		CONTINUE WHEN EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = tbl::regclass);
@@ -5192,7 +5212,10 @@ BEGIN
 								FOR SELECT USING (tenant_id = mandant.erasing_history_of())', tbl);
 		END IF;
 		EXECUTE format('GRANT DELETE ON %s TO PUBLIC', tbl);
-		PERFORM create_distributed_table(tbl, 'tenant_id');
+		/* one colocation group: the log's, which the tenant tables join by default */
+		PERFORM create_distributed_table(tbl, 'tenant_id',
+			colocate_with => CASE WHEN tbl = 'mandant.state_transition_log' THEN 'default'
+								  ELSE 'mandant.state_transition_log' END);
 		/* the rows written before are in the shards now; none may stay here */
 		PERFORM mandant.citus_truncate_local_history(tbl::regclass);
 	END LOOP;
@@ -5208,11 +5231,30 @@ BEGIN
 	 */
 	IF NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = 'mandant.audit_event'::regclass
 					 AND t.tgname = 'audit_event_guard') THEN
-		CREATE POLICY audit_event_append ON mandant.audit_event FOR INSERT WITH CHECK (true);
 		CREATE TRIGGER audit_event_guard BEFORE INSERT ON mandant.audit_event
 			FOR EACH ROW EXECUTE FUNCTION mandant.audit_event_guard();
-		GRANT INSERT ON mandant.audit_event TO PUBLIC;
 	END IF;
+	/*
+	 * The policy holds a row to the tenant of the transaction (or the
+	 * platform's) even where the guard is not there yet: a placement that
+	 * Citus moves gets its policies before its triggers.
+	 */
+	IF NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = 'mandant.audit_event'::regclass
+					 AND p.polname = 'audit_event_append') THEN
+		CREATE POLICY audit_event_append ON mandant.audit_event FOR INSERT
+			WITH CHECK (tenant_id = COALESCE(mandant.current_tenant(), '00000000-0000-0000-0000-000000000000'));
+	END IF;
+	GRANT INSERT ON mandant.audit_event TO PUBLIC;
+
+	/* an audited table that stays here can no longer record its changes */
+	FOR fk IN SELECT a.relid FROM mandant.audit_table a
+			  WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = a.relid)
+	LOOP
+		RAISE WARNING 'table % is audited and not distributed', fk.relid
+			USING DETAIL = 'Its audit events are kept beside its shards on Citus; until it is distributed by tenant_id, its writes fail (0A000).',
+				  HINT = format('SELECT mandant.disable_audit(%L); SELECT create_distributed_table(%L, ''tenant_id''); SELECT mandant.enable_audit(%L, ...) again.',
+								fk.relid::text, fk.relid::text, fk.relid::text);
+	END LOOP;
 
 	/*
 	 * Citus lets every role run SQL on every node (run_command_on_*), and
@@ -5269,8 +5311,12 @@ BEGIN
 	IF NOT tbl_distributed AND NOT target_distributed THEN
 		RETURN;
 	END IF;
-	IF tbl_distributed AND target_distributed AND mandant.citus_distribution_column(tbl) =
-			(SELECT r.tenant_column FROM mandant.tenant_table r WHERE r.relid = tbl) THEN
+	/*
+	 * The workers' registries do not list the table: its triggers on the
+	 * shards take the column named tenant_id for the row's tenant.
+	 */
+	IF tbl_distributed AND target_distributed AND mandant.citus_distribution_column(tbl) = 'tenant_id' AND
+			(SELECT r.tenant_column FROM mandant.tenant_table r WHERE r.relid = tbl) = 'tenant_id' THEN
 		EXECUTE 'SELECT a.colocationid = b.colocationid FROM pg_catalog.pg_dist_partition a, pg_catalog.pg_dist_partition b
 				 WHERE a.logicalrelid = $1 AND b.logicalrelid = $2'
 			INTO colocated USING tbl, target;
@@ -5281,7 +5327,7 @@ BEGIN
 				  DETAIL = CASE
 					  WHEN NOT target_distributed THEN format('The table is distributed and %s is not: mandant.citus_setup() has not run.', target)
 					  WHEN NOT tbl_distributed THEN format('%s is distributed and the table is not: the %s of a table are kept in the shard of %s beside the table''s own.', target, what, target)
-					  ELSE format('The table is not a tenant table distributed by its tenant column and colocated with %s, so no shard of it is beside its shards for each of its rows.', target) END,
+					  ELSE format('The table is not a tenant table distributed by its tenant column tenant_id and colocated with %s, so no shard of it is beside its shards for each of its rows, or the workers would not know its tenant column.', target) END,
 				  HINT = format('Register it with mandant.enable_tenancy(), distribute it by its tenant column colocated with %s (after mandant.citus_setup()), %s.', target, otherwise);
 	END IF;
 END

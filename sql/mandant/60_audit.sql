@@ -492,12 +492,14 @@ BEGIN
 	IF mandant.citus_distribution_column('mandant.audit_event') IS NOT NULL THEN
 		/* mandant's own writes to the shards it keeps, as Citus's own rebalancer does */
 		PERFORM set_config('citus.enable_manual_changes_to_shards', 'on', true);
+		/* a run over its own connection must not wait forever on its caller's locks */
+		PERFORM set_config('lock_timeout', '30s', true);
 		EXECUTE 'SELECT COALESCE(array_agg(ARRAY[pg_catalog.shard_name(''mandant.audit_event'', e.shardid),
 												  pg_catalog.shard_name(''mandant.audit_seal'', s.shardid)] ORDER BY e.shardid),
 								  ''{}'')
 				 FROM pg_catalog.pg_dist_shard e
 				 JOIN pg_catalog.pg_dist_shard s ON s.logicalrelid = ''mandant.audit_seal''::regclass
-					  AND s.shardminvalue = e.shardminvalue
+					  AND s.shardminvalue = e.shardminvalue AND s.shardmaxvalue = e.shardmaxvalue
 				 WHERE e.logicalrelid = ''mandant.audit_event''::regclass
 				   AND EXISTS (SELECT FROM pg_catalog.pg_dist_placement p
 							   WHERE p.shardid = e.shardid
@@ -545,6 +547,16 @@ BEGIN
 	EXECUTE 'SELECT sum(r.result::bigint) FILTER (WHERE r.success), min(r.result) FILTER (WHERE NOT r.success)
 			 FROM pg_catalog.run_command_on_all_nodes(''SELECT mandant.audit_seal_node()'') r'
 		INTO sealed, failure;
+	/* run_command_on_all_nodes skips inactive nodes: none of them may hold events */
+	IF failure IS NULL THEN
+		EXECUTE 'SELECT string_agg(DISTINCT n.nodename || '':'' || n.nodeport, '', '')
+				 FROM pg_catalog.pg_dist_shard s
+				 JOIN pg_catalog.pg_dist_placement p ON p.shardid = s.shardid
+				 JOIN pg_catalog.pg_dist_node n ON n.groupid = p.groupid
+				 WHERE s.logicalrelid = ''mandant.audit_event''::regclass AND NOT n.isactive'
+			INTO failure;
+		failure := 'inactive nodes hold audit events: ' || failure;
+	END IF;
 	IF failure IS NOT NULL THEN
 		RAISE EXCEPTION 'audit_seal() failed on a node'
 			USING ERRCODE = 'connection_failure',

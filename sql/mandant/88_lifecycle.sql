@@ -902,6 +902,13 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value', DETAIL = format('They were %s.', COALESCE(jsonb_typeof(items), 'missing')),
 				  HINT = 'Pass what mandant.export_tenant() or mandant.export_tenant_stream() returned.';
 	END IF;
+	IF kind IN ('auditEvent', 'auditSeal') AND jsonb_array_length(items) > 0
+	   AND mandant.citus_distribution_column('mandant.audit_event') IS NOT NULL THEN
+		RAISE EXCEPTION 'importing an audit trail is not supported on Citus yet'
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = 'Each node seals the events of its shards by its own transaction ids; imported events carry those of the server they come from.',
+				  HINT = 'Import the tenant into a server without Citus, or leave out its auditEvent and auditSeal records (README, "Scale out").';
+	END IF;
 	CASE kind
 	WHEN 'role' THEN
 		PERFORM mandant.check_role_definition(r.name, r.scopes)
@@ -947,12 +954,6 @@ BEGIN
 		INSERT INTO mandant.tenant_usage (tenant_id, resource, used)
 		SELECT tenant, c.resource, c.used FROM jsonb_to_recordset(items) AS c (resource text, used bigint);
 	WHEN 'auditEvent' THEN
-		IF jsonb_array_length(items) > 0 AND mandant.citus_distribution_column('mandant.audit_event') IS NOT NULL THEN
-			RAISE EXCEPTION 'importing an audit trail is not supported on Citus yet'
-				USING ERRCODE = 'feature_not_supported',
-					  DETAIL = 'Each node seals the events of its shards by its own transaction ids; imported events carry those of the server they come from.',
-					  HINT = 'Import the tenant into a server without Citus, or leave out its auditEvent and auditSeal records (README, "Scale out").';
-		END IF;
 		/* the shared id sequence moves past imported ids: no id may exhaust it */
 		IF EXISTS (SELECT 1 FROM jsonb_array_elements(items) e
 				   WHERE jsonb_typeof(e -> 'id') IS DISTINCT FROM 'number' OR (e ->> 'id')::numeric NOT BETWEEN 1 AND 4611686018427387904) THEN

@@ -151,6 +151,13 @@ BEGIN
 	 * owner (history.c), whom these policies admit to that tenant's rows
 	 * only while an erase envelope names it.
 	 */
+	IF current_setting('citus.shard_replication_factor')::int <> 1 THEN
+		RAISE EXCEPTION 'mandant''s history tables need citus.shard_replication_factor = 1'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('It is %s: each placement of a shard of audit events would stamp its own transaction ids and hashes.',
+								  current_setting('citus.shard_replication_factor')),
+				  HINT = 'SET citus.shard_replication_factor = 1, then run mandant.citus_setup() again.';
+	END IF;
 	FOREACH tbl IN ARRAY ARRAY['mandant.state_transition_log', 'mandant.audit_event', 'mandant.audit_seal',
 							   'mandant.audit_checkpoint'] LOOP
 		CONTINUE WHEN EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = tbl::regclass);
@@ -162,7 +169,10 @@ BEGIN
 								FOR SELECT USING (tenant_id = mandant.erasing_history_of())', tbl);
 		END IF;
 		EXECUTE format('GRANT DELETE ON %s TO PUBLIC', tbl);
-		PERFORM create_distributed_table(tbl, 'tenant_id');
+		/* one colocation group: the log's, which the tenant tables join by default */
+		PERFORM create_distributed_table(tbl, 'tenant_id',
+			colocate_with => CASE WHEN tbl = 'mandant.state_transition_log' THEN 'default'
+								  ELSE 'mandant.state_transition_log' END);
 		/* the rows written before are in the shards now; none may stay here */
 		PERFORM mandant.citus_truncate_local_history(tbl::regclass);
 	END LOOP;
@@ -178,11 +188,30 @@ BEGIN
 	 */
 	IF NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = 'mandant.audit_event'::regclass
 					 AND t.tgname = 'audit_event_guard') THEN
-		CREATE POLICY audit_event_append ON mandant.audit_event FOR INSERT WITH CHECK (true);
 		CREATE TRIGGER audit_event_guard BEFORE INSERT ON mandant.audit_event
 			FOR EACH ROW EXECUTE FUNCTION mandant.audit_event_guard();
-		GRANT INSERT ON mandant.audit_event TO PUBLIC;
 	END IF;
+	/*
+	 * The policy holds a row to the tenant of the transaction (or the
+	 * platform's) even where the guard is not there yet: a placement that
+	 * Citus moves gets its policies before its triggers.
+	 */
+	IF NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = 'mandant.audit_event'::regclass
+					 AND p.polname = 'audit_event_append') THEN
+		CREATE POLICY audit_event_append ON mandant.audit_event FOR INSERT
+			WITH CHECK (tenant_id = COALESCE(mandant.current_tenant(), '00000000-0000-0000-0000-000000000000'));
+	END IF;
+	GRANT INSERT ON mandant.audit_event TO PUBLIC;
+
+	/* an audited table that stays here can no longer record its changes */
+	FOR fk IN SELECT a.relid FROM mandant.audit_table a
+			  WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = a.relid)
+	LOOP
+		RAISE WARNING 'table % is audited and not distributed', fk.relid
+			USING DETAIL = 'Its audit events are kept beside its shards on Citus; until it is distributed by tenant_id, its writes fail (0A000).',
+				  HINT = format('SELECT mandant.disable_audit(%L); SELECT create_distributed_table(%L, ''tenant_id''); SELECT mandant.enable_audit(%L, ...) again.',
+								fk.relid::text, fk.relid::text, fk.relid::text);
+	END LOOP;
 
 	/*
 	 * Citus lets every role run SQL on every node (run_command_on_*), and
@@ -238,7 +267,9 @@ COMMENT ON FUNCTION mandant.citus_distribution_column(regclass) IS
  * rows of tbl (what: "transitions", "changes") can be kept in a shard of
  * target beside the row's shard: both are local tables, or both are
  * distributed, tbl by the tenant column it is registered with, in one
- * colocation group, so that a row's record lands in its tenant's shard.
+ * colocation group, so that a row's record lands in its tenant's shard;
+ * and that column is tenant_id, which the triggers on the shards take for
+ * the tenant without a registry.
  * otherwise completes the hint.
  */
 CREATE FUNCTION mandant.check_kept_beside(tbl regclass, target regclass, what text, otherwise text)
@@ -254,8 +285,12 @@ BEGIN
 	IF NOT tbl_distributed AND NOT target_distributed THEN
 		RETURN;
 	END IF;
-	IF tbl_distributed AND target_distributed AND mandant.citus_distribution_column(tbl) =
-			(SELECT r.tenant_column FROM mandant.tenant_table r WHERE r.relid = tbl) THEN
+	/*
+	 * The workers' registries do not list the table: its triggers on the
+	 * shards take the column named tenant_id for the row's tenant.
+	 */
+	IF tbl_distributed AND target_distributed AND mandant.citus_distribution_column(tbl) = 'tenant_id' AND
+			(SELECT r.tenant_column FROM mandant.tenant_table r WHERE r.relid = tbl) = 'tenant_id' THEN
 		EXECUTE 'SELECT a.colocationid = b.colocationid FROM pg_catalog.pg_dist_partition a, pg_catalog.pg_dist_partition b
 				 WHERE a.logicalrelid = $1 AND b.logicalrelid = $2'
 			INTO colocated USING tbl, target;
@@ -266,7 +301,7 @@ BEGIN
 				  DETAIL = CASE
 					  WHEN NOT target_distributed THEN format('The table is distributed and %s is not: mandant.citus_setup() has not run.', target)
 					  WHEN NOT tbl_distributed THEN format('%s is distributed and the table is not: the %s of a table are kept in the shard of %s beside the table''s own.', target, what, target)
-					  ELSE format('The table is not a tenant table distributed by its tenant column and colocated with %s, so no shard of it is beside its shards for each of its rows.', target) END,
+					  ELSE format('The table is not a tenant table distributed by its tenant column tenant_id and colocated with %s, so no shard of it is beside its shards for each of its rows, or the workers would not know its tenant column.', target) END,
 				  HINT = format('Register it with mandant.enable_tenancy(), distribute it by its tenant column colocated with %s (after mandant.citus_setup()), %s.', target, otherwise);
 	END IF;
 END

@@ -30,6 +30,12 @@ setup coordinator citus_owner <<-'EOF'
 	SELECT mandant.enable_tenancy('app.jobs');
 EOF
 
+fails "citus_setup refuses a shard replication factor above 1 (each placement would stamp its own)" 55000 \
+	coordinator postgres <<-'EOF'
+	SET citus.shard_replication_factor = 2;
+	SELECT mandant.citus_setup();
+EOF
+
 is "enable_audit on a distributed table" "mandant.audit_trigger_on_shards" coordinator citus_owner <<-'EOF'
 	SELECT mandant.enable_audit('app.jobs', 'jobs', '{secret}');
 	SELECT t.tgfoid::regproc FROM pg_trigger t WHERE t.tgrelid = 'app.jobs'::regclass AND t.tgname = 'mandant_audit';
@@ -186,6 +192,13 @@ is "without propagation it is the session's own business" "app" coordinator citu
 	SET LOCAL search_path = app, pg_catalog;
 	SELECT (current_schemas(false))[1];
 	COMMIT;
+EOF
+fails "and a table whose tenant column has another name (the workers would not know it)" 0A000 \
+	coordinator citus_owner <<-'EOF'
+	CREATE TABLE app.by_org (org_id uuid NOT NULL, id int NOT NULL, PRIMARY KEY (org_id, id));
+	SELECT mandant.enable_tenancy('app.by_org', 'org_id');
+	SELECT create_distributed_table('app.by_org', 'org_id');
+	SELECT mandant.enable_audit('app.by_org');
 EOF
 
 # A request id set after set_tenant travels in a new envelope, signed for
