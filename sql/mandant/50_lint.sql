@@ -143,6 +143,17 @@ finding (severity, code, object, message, hint) AS (
 	WHERE NOT p.polpermissive AND mandant.citus_distribution_column(t.relid) IS NOT NULL
 
 	UNION ALL
+	SELECT 'error', 'citus_twin_executable', p.oid::regprocedure::text || ' ' || quote_ident(r.rolname),
+		   format('%s, which mandant alone attaches to distributed tables, is executable by role %s',
+				  p.oid::regprocedure, quote_ident(r.rolname)),
+		   format('REVOKE EXECUTE ON FUNCTION %s FROM %I on every node (run_command_on_all_nodes); grant it only for the length of a shard move (README, "Scale out").',
+				  p.oid::regprocedure, r.rolname)
+	FROM pg_proc p
+	CROSS JOIN pg_roles r
+	WHERE p.pronamespace = 'mandant'::regnamespace AND p.proname LIKE '%\_on\_shards'
+	  AND NOT r.rolsuper AND r.rolname !~ '^pg_' AND has_function_privilege(r.oid, p.oid, 'EXECUTE')
+
+	UNION ALL
 	SELECT 'warning', 'tenant_fk_missing', t.name || '.' || quote_ident(t.tenant_column),
 		   format('tenant column %s of %s does not reference mandant.tenant', quote_ident(t.tenant_column), t.name),
 		   format('Call mandant.enable_tenancy(%L), which adds the foreign key.', t.name)

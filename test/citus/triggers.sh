@@ -332,4 +332,48 @@ is "the platform's chain verifies" "true" coordinator citus_admin <<-EOF
 	SELECT mandant.audit_seal() >= 0;
 	SELECT ok::text FROM mandant.audit_verify(NULL);
 EOF
+# Moving a shard group with mandant's triggers, as README says: the twins
+# executable by the tables' owner for the length of the move (the lint
+# reports the grant), then the trail goes on on the new node.
+twins="mandant.audit_trigger_on_shards(), mandant.state_machine_trigger_on_shards()"
+# move_acme: SQL that moves acme's shard group (:src its old port) to the other worker.
+move_acme() {
+	cat <<-EOF
+		SELECT get_shard_id_for_distribution_column('mandant.audit_event', '$acme') AS sid \gset
+		SELECT nodeport AS src FROM pg_dist_shard_placement WHERE shardid = :sid \gset
+		SELECT citus_move_shard_placement(:sid, '$sock', :src, '$sock',
+		       CASE WHEN :src = $port_worker1 THEN $port_worker2 ELSE $port_worker1 END,
+		       shard_transfer_mode => 'block_writes');
+	EOF
+}
+fails "a shard move without the grant fails, on the twin's permission" 42501 coordinator postgres <<-EOF
+	$(move_acme)
+EOF
+is "tenancy_lint reports the twins granted to the owner" "2" coordinator postgres <<-EOF
+	SELECT run_command_on_all_nodes('GRANT EXECUTE ON FUNCTION $twins TO citus_owner');
+	GRANT EXECUTE ON FUNCTION $twins TO citus_owner;
+	SELECT count(*) FROM mandant.tenancy_lint() WHERE code = 'citus_twin_executable';
+EOF
+is "with the grant, the tenant's shards move to the other worker" "true" coordinator postgres <<-EOF
+	SELECT mandant.audit_seal();
+	$(move_acme)
+	SELECT (nodeport <> :src)::text FROM pg_dist_shard_placement WHERE shardid = :sid;
+EOF
+is "revoked again, the lint is quiet" "0" coordinator postgres <<-EOF
+	SELECT run_command_on_all_nodes('REVOKE EXECUTE ON FUNCTION $twins FROM citus_owner');
+	REVOKE EXECUTE ON FUNCTION $twins FROM citus_owner;
+	SELECT count(*) FROM mandant.tenancy_lint() WHERE code = 'citus_twin_executable';
+EOF
+is "after the move, a change is recorded on the new node" "1" coordinator citus_app <<-EOF
+	BEGIN;
+	SELECT mandant.set_tenant('$acme');
+	SET LOCAL app.request_id = 'citus-moved';
+	INSERT INTO app.jobs (title) VALUES ('moved');
+	SELECT count(*) FROM mandant.audit_event WHERE request_id = 'citus-moved';
+	COMMIT;
+EOF
+is "and, sealed there, the tenant's chain verifies" "true" coordinator citus_admin <<-EOF
+	SELECT mandant.audit_seal() > 0;
+	SELECT ok::text FROM mandant.audit_verify('$acme');
+EOF
 done_testing
