@@ -389,6 +389,28 @@ CitusSaysOfTable(CitusQuestion question, const char *sql, Oid relid)
 }
 
 /*
+ * CitusRelationOf answers the question (a, b) with the relation that the
+ * catalog query sql finds (its one column; two arguments $1 and $2 of
+ * types argtypes), or InvalidOid when it finds none, cached.
+ */
+static Oid
+CitusRelationOf(CitusQuestion question, Oid a, Oid b, const char *sql,
+				Oid argtypes[2], Datum args[2])
+{
+	CitusAnswer answer;
+
+	if (!RecallCitusAnswer(question, a, b, &answer))
+	{
+		Datum		out[1];
+
+		answer.managed = AskCitus(sql, 2, argtypes, args, 1, out);
+		answer.relid = answer.managed ? DatumGetObjectId(out[0]) : InvalidOid;
+		RememberCitusAnswer(&answer);
+	}
+	return answer.relid;
+}
+
+/*
  * MandantCitusPlacement returns whether Citus manages the table relid as a
  * table of one shard (a reference table, or a Citus local table) and then
  * sets *placement and *placement_index to the relations of that shard and
@@ -457,7 +479,8 @@ ShardIdOfName(const char *name)
 Oid
 MandantCitusLogicalTable(Relation rel)
 {
-	CitusAnswer answer;
+	Oid			argtypes[2] = {OIDOID, INT8OID};
+	Datum		args[2];
 	int64		shardid;
 
 	if (!MandantCitusInstalled())
@@ -465,17 +488,9 @@ MandantCitusLogicalTable(Relation rel)
 	shardid = ShardIdOfName(RelationGetRelationName(rel));
 	if (shardid == 0)
 		return InvalidOid;
-	if (!RecallCitusAnswer(CITUS_LOGICAL, RelationGetRelid(rel), InvalidOid, &answer))
-	{
-		Oid			argtypes[2] = {OIDOID, INT8OID};
-		Datum		args[2] = {ObjectIdGetDatum(RelationGetRelid(rel)), Int64GetDatum(shardid)};
-		Datum		out[1];
-
-		answer.managed = AskCitus(LOGICAL_SQL, 2, argtypes, args, 1, out);
-		answer.relid = answer.managed ? DatumGetObjectId(out[0]) : InvalidOid;
-		RememberCitusAnswer(&answer);
-	}
-	return answer.relid;
+	args[0] = ObjectIdGetDatum(RelationGetRelid(rel));
+	args[1] = Int64GetDatum(shardid);
+	return CitusRelationOf(CITUS_LOGICAL, RelationGetRelid(rel), InvalidOid, LOGICAL_SQL, argtypes, args);
 }
 
 /*
@@ -510,22 +525,14 @@ MandantCitusDistributedTable(Oid relid)
 Oid
 MandantCitusColocatedShard(Oid target, Relation beside)
 {
-	CitusAnswer answer;
+	Oid			argtypes[2] = {INT8OID, OIDOID};
+	Datum		args[2];
 
 	if (!OidIsValid(MandantCitusLogicalTable(beside)))
 		return InvalidOid;
-	if (!RecallCitusAnswer(CITUS_COLOCATED, RelationGetRelid(beside), target, &answer))
-	{
-		Oid			argtypes[2] = {INT8OID, OIDOID};
-		Datum		args[2] = {Int64GetDatum(ShardIdOfName(RelationGetRelationName(beside))),
-		ObjectIdGetDatum(target)};
-		Datum		out[1];
-
-		answer.managed = AskCitus(COLOCATED_SQL, 2, argtypes, args, 1, out);
-		answer.relid = answer.managed ? DatumGetObjectId(out[0]) : InvalidOid;
-		RememberCitusAnswer(&answer);
-	}
-	return answer.relid;
+	args[0] = Int64GetDatum(ShardIdOfName(RelationGetRelationName(beside)));
+	args[1] = ObjectIdGetDatum(target);
+	return CitusRelationOf(CITUS_COLOCATED, RelationGetRelid(beside), target, COLOCATED_SQL, argtypes, args);
 }
 
 /*

@@ -221,7 +221,7 @@ AppendTargetRelid(MandantAppendTarget *slot)
 bool
 MandantAppendThroughCitus(const char *relname, Relation beside)
 {
-	return MandantCitusInstalled() && beside == NULL &&
+	return beside == NULL && MandantCitusInstalled() &&
 		MandantCitusDistributedTable(AppendTargetRelid(FindAppendTarget(relname, InvalidOid)));
 }
 

@@ -75,12 +75,12 @@ static const pg_uuid_t *erasing_history = NULL;
 static pg_uuid_t erasing_history_id;
 
 /*
- * ErasingHistoryOf returns the tenant whose history this backend may
+ * MandantErasingHistoryOf returns the tenant whose history this backend may
  * delete right now: the one erase_tenant_history erases as the owner
  * here, or the one of an erase envelope in force (on a worker).
  */
-static const pg_uuid_t *
-ErasingHistoryOf(void)
+const pg_uuid_t *
+MandantErasingHistoryOf(void)
 {
 	return erasing_history != NULL ? erasing_history : MandantEnvelopeErasing();
 }
@@ -93,7 +93,7 @@ ErasingHistoryOf(void)
 Datum
 mandant_erasing_history_of(PG_FUNCTION_ARGS)
 {
-	const pg_uuid_t *tenant = ErasingHistoryOf();
+	const pg_uuid_t *tenant = MandantErasingHistoryOf();
 
 	if (tenant == NULL)
 		PG_RETURN_NULL();
@@ -115,7 +115,7 @@ mandant_audit_append_only(PG_FUNCTION_ARGS)
 							"It guards mandant's audit tables; there is nothing to call.");
 
 	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) &&
-		(history_deletion_allowed || ErasingHistoryOf() != NULL))
+		(history_deletion_allowed || MandantErasingHistoryOf() != NULL))
 		return PointerGetDatum(NULL);
 	if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event) && local_truncation_allowed)
 		return PointerGetDatum(NULL);
@@ -251,16 +251,6 @@ MandantLeaveErasure(const MandantSavedUser *saved)
 {
 	erasing_history = NULL;
 	MandantRestoreUser(saved);
-}
-
-/*
- * MandantErasingHistoryOf returns the tenant whose records this backend
- * erases right now (see ErasingHistoryOf), else NULL.
- */
-const pg_uuid_t *
-MandantErasingHistoryOf(void)
-{
-	return ErasingHistoryOf();
 }
 
 /*

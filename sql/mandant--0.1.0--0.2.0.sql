@@ -1260,7 +1260,10 @@ DECLARE
 	last_tenant	uuid;
 	chain		bytea;
 	seq			bigint;
-	sealed		bigint := 0;
+	tenants		uuid[] := '{}';
+	seqs		bigint[] := '{}';
+	event_ids	bigint[] := '{}';
+	chains		bytea[] := '{}';
 BEGIN
 	FOR e IN EXECUTE format(
 		'SELECT a.id, a.tenant_id, a.hash FROM %s a
@@ -1279,11 +1282,16 @@ BEGIN
 		END IF;
 		chain := sha256(chain || e.hash);
 		seq := seq + 1;
-		EXECUTE format('INSERT INTO %s (tenant_id, seq, event_id, chain) VALUES ($1, $2, $3, $4)', seals)
-			USING e.tenant_id, seq, e.id, chain;
-		sealed := sealed + 1;
+		tenants := tenants || e.tenant_id;
+		seqs := seqs || seq;
+		event_ids := event_ids || e.id;
+		chains := chains || chain;
 	END LOOP;
-	RETURN sealed;
+	/* one statement for the run, not one planned per event */
+	EXECUTE format('INSERT INTO %s (tenant_id, seq, event_id, chain)
+					SELECT * FROM unnest($1, $2, $3, $4)', seals)
+		USING tenants, seqs, event_ids, chains;
+	RETURN cardinality(seqs);
 END
 $$;
 
