@@ -935,17 +935,12 @@ mandant_audit_event_guard(PG_FUNCTION_ARGS)
 			 memcmp(ev.tenant_id->data, MandantPlatformTenant.data, UUID_LEN) == 0)
 	{
 		/* the platform's record of the erasure, as the role that erased (mandant_audit_log_erasure) */
-		char	   *erased = DatumGetCString(DirectFunctionCall1(uuid_out,
-																 UUIDPGetDatum((pg_uuid_t *) MandantErasingHistoryOf())));
+		bool		record = strcmp(ev.category, "platform") == 0 && strcmp(ev.action, "tenant.deleted") == 0 &&
+			strcmp(ev.entity_type, "tenant") == 0;
 
-		if (strcmp(ev.category, "platform") != 0 || strcmp(ev.action, "tenant.deleted") != 0 ||
-			strcmp(ev.entity_type, "tenant") != 0 || ev.entity_id == NULL || strcmp(ev.entity_id, erased) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("while it erases tenant %s, a role writes only the platform's record of that deletion", erased),
-					 errdetail("The event is %s %s about %s %s.", ev.category, ev.action, ev.entity_type,
-							   ev.entity_id ? ev.entity_id : "nothing"),
-					 errhint("mandant.delete_tenant() writes it.")));
+		MandantCheckErasureRecord(record ? ev.entity_id : NULL,
+								  psprintf("The event is %s %s about %s %s.", ev.category, ev.action,
+										   ev.entity_type, ev.entity_id ? ev.entity_id : "nothing"));
 		KeepWritersContext(&ev, values, nulls);
 		ev.id = MandantNextRowId(target, shard);
 	}

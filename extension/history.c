@@ -244,6 +244,28 @@ MandantEnterErasure(const pg_uuid_t *tenant, MandantSavedUser *saved)
 }
 
 /*
+ * MandantCheckErasureRecord raises 42501 unless a row that the erasing role
+ * writes is the platform's record of that very erasure: about is the
+ * tenant id that the row is a record of the deletion of (NULL: the row is
+ * no such record), described says what the row is (an errdetail).  The
+ * guards of the distributed audit trail and outbox take only these rows
+ * from the role that erases (mandant.audit_log_erasure(),
+ * mandant.emit_erasure()).
+ */
+void
+MandantCheckErasureRecord(const char *about, const char *described)
+{
+	char	   *erased = MandantUuidText(MandantErasingHistoryOf());
+
+	if (about == NULL || strcmp(about, erased) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("while it erases tenant %s, a role writes only the platform's record of that deletion", erased),
+				 errdetail_internal("%s", described),
+				 errhint("mandant.delete_tenant() writes it.")));
+}
+
+/*
  * MandantLeaveErasure undoes MandantEnterErasure.
  */
 void
@@ -258,7 +280,7 @@ MandantLeaveErasure(const MandantSavedUser *saved)
  * returns jsonb) deletes a tenant's rows from mandant's append-only tables
  * (audit events, seals and checkpoints, the transition log, configuration
  * history, quota changes), which the append-only guard allows only here,
- * and returns how many per table.  Other tenants' chains do not include these
+ * and its outbox events, and returns how many per table.  Other tenants' chains do not include these
  * events, so they still verify.  Internal: for mandant.delete_tenant() (no
  * EXECUTE for PUBLIC).
  */
@@ -267,7 +289,7 @@ mandant_erase_tenant_history(PG_FUNCTION_ARGS)
 {
 	static const char *const tables[] = {
 		"audit_checkpoint", "audit_seal", "audit_event", "state_transition_log", "config_history",
-		"quota_change"
+		"quota_change", "outbox"
 	};
 	Oid			argtypes[1] = {UUIDOID};
 	Datum		args[1];

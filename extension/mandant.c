@@ -156,12 +156,14 @@ MandantProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 
 /*
  * MandantExecutorStart hands Citus the envelope again if a committed
- * subtransaction made it forget it (envelope.c), then starts the query.
+ * subtransaction made it forget it (envelope.c), wakes outbox consumers
+ * for a write of a distributed table (outbox.c), then starts the query.
  */
 static void
 MandantExecutorStart(QueryDesc *queryDesc, int eflags)
 {
 	MandantForwardPendingEnvelope();
+	MandantWakeForDistributedWrite(queryDesc, eflags);
 	if (prev_executor_start_hook)
 		prev_executor_start_hook(queryDesc, eflags);
 	else

@@ -21,6 +21,7 @@
 #include "access/tableam.h"
 #include "port/atomics.h"
 #include "access/tupdesc.h"
+#include "executor/execdesc.h"
 #include "fmgr.h"
 #include "storage/lwlock.h"
 #include "utils/array.h"
@@ -480,6 +481,7 @@ extern void MandantEnterOwnerToErase(Oid owner, const pg_uuid_t *tenant, Mandant
 extern void MandantEnterErasure(const pg_uuid_t *tenant, MandantSavedUser *saved);
 extern void MandantLeaveErasure(const MandantSavedUser *saved);
 extern const pg_uuid_t *MandantErasingHistoryOf(void);
+extern void MandantCheckErasureRecord(const char *about, const char *described);
 extern bool MandantErasingRow(const struct TriggerData *trigdata, AttrNumber attnum);
 extern void MandantRestoreUser(const MandantSavedUser *saved);
 extern void MandantCheckTableTarget(Oid relid, const char *function_name);
@@ -509,5 +511,6 @@ extern void MandantDefineAuditVariables(void);
 
 /* outbox.c */
 extern void MandantDefineOutboxVariables(void);
+extern void MandantWakeForDistributedWrite(QueryDesc *queryDesc, int eflags);
 
 #endif							/* MANDANT_H */

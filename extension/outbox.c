@@ -21,6 +21,19 @@
  * rowshape.c.  Topics of the "platform" domain (platform.tenant.created
  * ...) are mandant's and trusted backends' only.
  *
+ * On Citus, mandant.outbox is distributed by tenant beside the tenant
+ * tables (mandant.citus_setup()).  The trigger on a tenant table's shard
+ * appends to the outbox shard beside it, numbered in the node's range of
+ * ids, so a tenant's events stay in one node's order.  Events written
+ * elsewhere (emit(), emit_for(), the lifecycle) reach their tenant's shard
+ * through Citus as their writer (RouteOutboxEvent), and the guard on the
+ * shards (mandant_outbox_guard) holds a role that is no superuser to what
+ * emit() would write in its context and numbers every such event where it
+ * is stored.  Citus may commit a worker's part of a transaction in two
+ * phases, and a prepared transaction cannot NOTIFY: the coordinator wakes
+ * consumers, when it routes an event and when a write of a distributed
+ * table under the outbox starts (MandantWakeForDistributedWrite).
+ *
  * Wake-up: a transaction sends at most one NOTIFY mandant_outbox, queued by
  * its first event, with an empty payload: anyone may LISTEN on any channel,
  * so a notification says only that there is something to claim.
@@ -47,10 +60,14 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "commands/async.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -65,6 +82,8 @@
 PG_FUNCTION_INFO_V1(mandant_outbox_trigger);
 PG_FUNCTION_INFO_V1(mandant_emit);
 PG_FUNCTION_INFO_V1(mandant_emit_for);
+PG_FUNCTION_INFO_V1(mandant_emit_erasure);
+PG_FUNCTION_INFO_V1(mandant_outbox_guard);
 
 #define OUTBOX_CHANNEL		"mandant_outbox"
 #define OUTBOX_TOPIC_MAX	200
@@ -264,23 +283,18 @@ static const MandantColumnSpec outbox_columns[OB_NATTS] = {
 };
 
 /*
- * WriteOutboxEvent appends an event with the context of the transaction
- * and wakes consumers at commit; returns its event id.
+ * OutboxEventValues fills a row of mandant.outbox with a new event: the
+ * context's headers, created and available now, no delivery yet.
  */
-static pg_uuid_t *
-WriteOutboxEvent(const OutboxEvent *ev)
+static void
+OutboxEventValues(const OutboxEvent *ev, int64 id, const pg_uuid_t *event_id,
+				  Datum *values, bool *nulls)
 {
-	MandantAppendTarget *target;
-	Relation	rel = MandantOpenAppendTarget("outbox", NULL, outbox_columns, OB_NATTS,
-											  &target, NULL);
-	Datum		values[OB_NATTS];
-	bool		nulls[OB_NATTS];
 	TimestampTz now = GetCurrentStatementStartTimestamp();
-	pg_uuid_t  *event_id = NewEventId();
 
-	memset(nulls, true, sizeof(nulls));
-	values[OB_ID] = Int64GetDatum(MandantNextRowId(target, rel));
-	values[OB_EVENT_ID] = UUIDPGetDatum(event_id);
+	memset(nulls, true, sizeof(bool) * OB_NATTS);
+	values[OB_ID] = Int64GetDatum(id);
+	values[OB_EVENT_ID] = UUIDPGetDatum((pg_uuid_t *) event_id);
 	values[OB_TENANT_ID] = UUIDPGetDatum((pg_uuid_t *) ev->tenant_id);
 	values[OB_TOPIC] = CStringGetTextDatum(ev->topic);
 	values[OB_AGGREGATE_TYPE] = CStringGetTextDatum(ev->aggregate_type);
@@ -295,12 +309,133 @@ WriteOutboxEvent(const OutboxEvent *ev)
 		values[OB_AGGREGATE_ID] = CStringGetTextDatum(ev->aggregate_id);
 	else
 		nulls[OB_AGGREGATE_ID] = true;
+}
 
+/*
+ * RouteOutboxEvent hands an event to Citus, which stores it in its
+ * tenant's shard of mandant.outbox: where the table is distributed and no
+ * trigger on a shard writes the event (emit(), emit_for()).  The INSERT
+ * runs as the current user, always, like RouteAuditEvent (audit.c) and for
+ * the same reasons; citus_setup() grants INSERT on the table, and the
+ * guard on its shards (mandant_outbox_guard) numbers the event there and
+ * holds a role that is no superuser to emit()'s rules, with a fresh event
+ * id that RETURNING reads back.  A platform event of such a role, which
+ * no row level policy lets it read, returns NULL.  A superuser's event
+ * keeps the event id given here.
+ */
+static pg_uuid_t *
+RouteOutboxEvent(const OutboxEvent *ev)
+{
+	static const char *const sql =
+		"INSERT INTO mandant.outbox (id, event_id, tenant_id, topic, aggregate_type, aggregate_id, "
+		"payload, headers, created_at, available_at, attempts) "
+		"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+	Oid			argtypes[OB_ATTEMPTS + 1];
+	Datum		values[OB_NATTS];
+	bool		isnull[OB_NATTS];
+	char		nulls[OB_ATTEMPTS + 1];
+	pg_uuid_t  *event_id = NewEventId();
+	bool		read_back = !superuser() &&
+		memcmp(ev->tenant_id->data, MandantPlatformTenant.data, UUID_LEN) != 0;
+	int			rc;
+
+	/* id 0: the guard numbers the event on the node that stores it */
+	OutboxEventValues(ev, 0, event_id, values, isnull);
+	for (int i = 0; i <= OB_ATTEMPTS; i++)
+	{
+		argtypes[i] = outbox_columns[i].type;
+		nulls[i] = isnull[i] ? 'n' : ' ';
+	}
+	SPI_connect();
+	rc = SPI_execute_with_args(read_back ? psprintf("%s RETURNING event_id", sql) : sql,
+							   OB_ATTEMPTS + 1, argtypes, values, nulls, false, 0);
+	if ((rc != SPI_OK_INSERT && rc != SPI_OK_INSERT_RETURNING) || SPI_processed != 1)
+		elog(ERROR, "could not insert into mandant.outbox");
+	if (rc == SPI_OK_INSERT_RETURNING)
+	{
+		bool		idnull;
+		Datum		returned = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &idnull);
+
+		if (idnull)
+			elog(ERROR, "mandant.outbox returned no event id");
+		memcpy(event_id, DatumGetUUIDP(returned), sizeof(pg_uuid_t));
+	}
+	else if (!superuser())
+		event_id = NULL;
+	SPI_finish();
+	WakeConsumers();
+	return event_id;
+}
+
+/*
+ * WriteOutboxEvent appends an event with the context of the transaction
+ * and wakes consumers at commit; returns its event id (NULL: stored on
+ * Citus where the writer may not read it).  On Citus the event goes to the
+ * shard of mandant.outbox beside the shard a trigger fires on (beside),
+ * or else through Citus (RouteOutboxEvent).
+ */
+static pg_uuid_t *
+WriteOutboxEvent(const OutboxEvent *ev, Relation beside)
+{
+	MandantAppendTarget *target;
+	Relation	rel;
+	Datum		values[OB_NATTS];
+	bool		nulls[OB_NATTS];
+	pg_uuid_t  *event_id;
+
+	if (MandantAppendThroughCitus("outbox", beside))
+		return RouteOutboxEvent(ev);
+
+	rel = MandantOpenAppendTarget("outbox", beside, outbox_columns, OB_NATTS, &target, NULL);
+	event_id = NewEventId();
+	OutboxEventValues(ev, MandantNextRowId(target, rel), event_id, values, nulls);
 	MandantAppendRow(target, rel, values, nulls);
 	table_close(rel, NoLock);
 
-	WakeConsumers();
+	/* on a shard, the coordinator wakes consumers (MandantWakeForDistributedWrite) */
+	if (beside == NULL || !OidIsValid(MandantCitusLogicalTable(beside)))
+		WakeConsumers();
 	return event_id;
+}
+
+/*
+ * MandantWakeForDistributedWrite, called when the executor starts a query
+ * (mandant.c), wakes consumers for a write of a table that Citus
+ * distributes and that publishes its rows (a trigger mandant_outbox): the
+ * events are written on the workers, whose part of the transaction Citus
+ * may prepare for a two-phase commit, which NOTIFY forbids, so the node
+ * that runs the statement wakes them.  A spurious wake-up (a write that
+ * touches no row) costs a consumer one empty claim.
+ */
+void
+MandantWakeForDistributedWrite(QueryDesc *queryDesc, int eflags)
+{
+	ListCell   *lc;
+
+	if ((queryDesc->operation == CMD_SELECT && !queryDesc->plannedstmt->hasModifyingCTE) ||
+		(eflags & EXEC_FLAG_EXPLAIN_ONLY) != 0 || outbox_notify == OUTBOX_NOTIFY_OFF)
+		return;
+	foreach(lc, queryDesc->plannedstmt->rtable)
+	{
+		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+		Relation	rel;
+		bool		publishes = false;
+
+		if (rte->rtekind != RTE_RELATION || rte->rellockmode < RowExclusiveLock)
+			continue;
+		rel = RelationIdGetRelation(rte->relid);
+		if (!RelationIsValid(rel))
+			continue;
+		for (int i = 0; rel->trigdesc != NULL && i < rel->trigdesc->numtriggers; i++)
+			publishes |= strcmp(rel->trigdesc->triggers[i].tgname, "mandant_outbox") == 0;
+		RelationClose(rel);
+		/* Citus is asked last: most writes are of tables without the trigger */
+		if (publishes && MandantCitusInstalled() && MandantCitusDistributedTable(rte->relid))
+		{
+			WakeConsumers();
+			return;
+		}
+	}
 }
 
 /*
@@ -494,7 +629,7 @@ mandant_outbox_trigger(PG_FUNCTION_ARGS)
 		ev.aggregate_type = target->aggregate_type;
 		ev.aggregate_id = MandantRowEntityId(&target->shape, tuple, desc);
 		ev.payload = RowPayload(target, tuple, desc);
-		(void) WriteOutboxEvent(&ev);
+		(void) WriteOutboxEvent(&ev, trigdata->tg_relation);
 	}
 
 	MemoryContextSwitchTo(old);
@@ -532,14 +667,46 @@ TopicIsValid(const char *topic)
 }
 
 /*
- * ReadCustomEvent reads topic, aggregate id and payload of a custom event
- * from the arguments starting at first.
+ * CheckTopic raises unless a topic is domain.entity.action (22023) and,
+ * unless reserved_ok, for a caller that is no trusted backend, outside the
+ * reserved domain "platform" (42501).
  */
 static void
-ReadCustomEvent(FunctionCallInfo fcinfo, int first, OutboxEvent *ev)
+CheckTopic(const char *topic, bool reserved_ok)
+{
+	if (!TopicIsValid(topic))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid event topic \"%s\"", topic),
+				 errdetail("A topic is domain.entity.action: three lower-case words (a-z first, then a-z, 0-9, '_') joined by dots, at most %d characters.",
+						   OUTBOX_TOPIC_MAX),
+				 errhint("Use a topic such as 'billing.invoice.sent'.")));
+	if (!reserved_ok && strncmp(topic, "platform.", 9) == 0 && !MandantCallerIsTrusted())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("topic \"%s\" is reserved", topic),
+				 errdetail("Events of the domain \"platform\" come from mandant and trusted backends only."),
+				 errhint("Name your events after your own domain, e.g. 'billing.invoice.sent'.")));
+}
+
+/*
+ * AggregateTypeOf returns domain.entity of a valid topic.
+ */
+static char *
+AggregateTypeOf(const char *topic)
+{
+	return pnstrdup(topic, strrchr(topic, '.') - topic);
+}
+
+/*
+ * ReadCustomEvent reads topic, aggregate id and payload of a custom event
+ * from the arguments starting at first; reserved_ok lets any caller name
+ * a platform topic (mandant's internal functions).
+ */
+static void
+ReadCustomEvent(FunctionCallInfo fcinfo, int first, bool reserved_ok, OutboxEvent *ev)
 {
 	char	   *topic;
-	char	   *last_dot;
 
 	if (PG_ARGISNULL(first))
 		ereport(ERROR,
@@ -548,13 +715,7 @@ ReadCustomEvent(FunctionCallInfo fcinfo, int first, OutboxEvent *ev)
 				 errdetail("mandant.emit() was called with a NULL topic."),
 				 errhint("Name the event domain.entity.action, e.g. 'billing.invoice.sent'.")));
 	topic = text_to_cstring(PG_GETARG_TEXT_PP(first));
-	if (!TopicIsValid(topic))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid event topic \"%s\"", topic),
-				 errdetail("A topic is domain.entity.action: three lower-case words (a-z first, then a-z, 0-9, '_') joined by dots, at most %d characters.",
-						   OUTBOX_TOPIC_MAX),
-				 errhint("Use a topic such as 'billing.invoice.sent'.")));
+	CheckTopic(topic, reserved_ok);
 	if (PG_ARGISNULL(first + 2))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -563,10 +724,21 @@ ReadCustomEvent(FunctionCallInfo fcinfo, int first, OutboxEvent *ev)
 				 errhint("Pass a JSON value, e.g. '{}'.")));
 
 	ev->topic = topic;
-	last_dot = strrchr(topic, '.');
-	ev->aggregate_type = pnstrdup(topic, last_dot - topic);
+	ev->aggregate_type = AggregateTypeOf(topic);
 	ev->aggregate_id = PG_ARGISNULL(first + 1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(first + 1));
 	ev->payload = PG_GETARG_JSONB_P(first + 2);
+}
+
+/*
+ * ReturnEventId returns an event id, or SQL NULL where Citus stored the
+ * event out of the writer's sight (RouteOutboxEvent).
+ */
+static Datum
+ReturnEventId(FunctionCallInfo fcinfo, pg_uuid_t *event_id)
+{
+	if (event_id == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_UUID_P(event_id);
 }
 
 /*
@@ -579,15 +751,9 @@ mandant_emit(PG_FUNCTION_ARGS)
 {
 	OutboxEvent ev = {0};
 
-	ReadCustomEvent(fcinfo, 0, &ev);
-	if (strncmp(ev.topic, "platform.", 9) == 0 && !MandantCallerIsTrusted())
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("topic \"%s\" is reserved", ev.topic),
-				 errdetail("Events of the domain \"platform\" come from mandant and trusted backends only."),
-				 errhint("Name your events after your own domain, e.g. 'billing.invoice.sent'.")));
+	ReadCustomEvent(fcinfo, 0, false, &ev);
 	ev.tenant_id = MandantTenantOrPlatform("Events belong to a tenant; only trusted backends emit platform events.");
-	PG_RETURN_UUID_P(WriteOutboxEvent(&ev));
+	return ReturnEventId(fcinfo, WriteOutboxEvent(&ev, NULL));
 }
 
 /*
@@ -601,7 +767,140 @@ mandant_emit_for(PG_FUNCTION_ARGS)
 {
 	OutboxEvent ev = {0};
 
-	ReadCustomEvent(fcinfo, 1, &ev);
+	ReadCustomEvent(fcinfo, 1, true, &ev);
 	ev.tenant_id = PG_ARGISNULL(0) ? &MandantPlatformTenant : PG_GETARG_UUID_P(0);
-	PG_RETURN_UUID_P(WriteOutboxEvent(&ev));
+	return ReturnEventId(fcinfo, WriteOutboxEvent(&ev, NULL));
+}
+
+/*
+ * mandant_emit_erasure (mandant.emit_erasure(tenant uuid, payload jsonb)
+ * returns void) announces a tenant's deletion: platform.tenant.deleted.
+ * On Citus, where delete_tenant() erased the tenant's shards as the tenant
+ * tables' owner, the event is written as that owner under the same erase
+ * envelope, as mandant_audit_log_erasure writes its record, and the guard
+ * takes this event, and no other, from it.  Internal: for
+ * mandant.delete_tenant() (no EXECUTE for PUBLIC).
+ */
+Datum
+mandant_emit_erasure(PG_FUNCTION_ARGS)
+{
+	OutboxEvent ev = {0};
+	MandantSavedUser saved;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("tenant and payload must not be null"),
+				 errdetail("mandant.emit_erasure() was called with NULL."),
+				 errhint("Name the tenant that was deleted, and what was deleted.")));
+	ev.tenant_id = &MandantPlatformTenant;
+	ev.topic = "platform.tenant.deleted";
+	ev.aggregate_type = AggregateTypeOf(ev.topic);
+	ev.aggregate_id = MandantUuidText(PG_GETARG_UUID_P(0));
+	ev.payload = PG_GETARG_JSONB_P(1);
+	if (!MandantAppendThroughCitus("outbox", NULL))
+	{
+		(void) WriteOutboxEvent(&ev, NULL);
+		PG_RETURN_VOID();
+	}
+	MandantEnterErasure(PG_GETARG_UUID_P(0), &saved);
+	(void) WriteOutboxEvent(&ev, NULL);
+	MandantLeaveErasure(&saved);
+	PG_RETURN_VOID();
+}
+
+/*
+ * mandant_outbox_guard is the BEFORE INSERT row trigger of mandant.outbox
+ * that citus_setup() creates, so that it fires on the table's shards:
+ * there INSERT is granted to everyone, for the events that reach their
+ * tenant's shard as their writer (RouteOutboxEvent).  Every such event is
+ * numbered here, from this node's range of ids, so that a tenant's events
+ * keep one order whichever way they came (the writer wakes consumers).  A
+ * role that is no superuser writes what mandant.emit() writes in its
+ * context: for the transaction's tenant (or, trusted, the platform), a
+ * valid topic outside the domain platform (trusted: inside too), with the
+ * context's headers, a fresh event id, created now and never delivered.
+ * While a tenant's records are erased, the erasing role writes the
+ * platform's announcement of that deletion and nothing else.  A
+ * superuser's event keeps what it gives.  The events that the shards'
+ * triggers append (WriteOutboxEvent) do not pass through here.
+ */
+Datum
+mandant_outbox_guard(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	Relation	shard;
+	MandantAppendTarget *target;
+	TupleDesc	desc;
+	Datum		values[OB_NATTS];
+	bool		nulls[OB_NATTS];
+	OutboxEvent ev = {0};
+	int64		id;
+
+	MandantCheckTriggerCall(fcinfo, MANDANT_TRIGGER_BEFORE | MANDANT_TRIGGER_ROW, 0,
+							"mandant.outbox_guard()", "a BEFORE INSERT ... FOR EACH ROW trigger",
+							"mandant.citus_setup() attaches it to mandant.outbox.");
+	rel = trigdata->tg_relation;
+	if (!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
+		MandantCitusLogicalTable(rel) != get_relname_relid("outbox", get_namespace_oid("mandant", false)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("rows of mandant.outbox are written by mandant only"),
+				 errdetail("mandant.outbox_guard() fired for %s on \"%s\", which is no shard of mandant.outbox.",
+						   TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ? "INSERT" : "another command",
+						   RelationGetRelationName(rel)),
+				 errhint("Write custom events with mandant.emit().")));
+	/* checks the shard's columns: the row below is formed in this library's layout */
+	shard = MandantOpenAppendTarget("outbox", rel, outbox_columns, OB_NATTS, &target, NULL);
+	id = MandantNextRowId(target, shard);
+	table_close(shard, NoLock);
+
+	desc = RelationGetDescr(rel);
+	heap_deform_tuple(trigdata->tg_trigtuple, desc, values, nulls);
+	if (superuser())
+	{
+		values[OB_ID] = Int64GetDatum(id);
+		nulls[OB_ID] = false;
+		return PointerGetDatum(heap_form_tuple(desc, values, nulls));
+	}
+
+	if (nulls[OB_TENANT_ID] || nulls[OB_TOPIC] || nulls[OB_PAYLOAD])
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("an outbox event needs a tenant, a topic and a payload"),
+				 errdetail("An event was inserted into mandant.outbox without one of them."),
+				 errhint("Write custom events with mandant.emit().")));
+	ev.tenant_id = DatumGetUUIDP(values[OB_TENANT_ID]);
+	ev.topic = TextDatumGetCString(values[OB_TOPIC]);
+	ev.aggregate_id = nulls[OB_AGGREGATE_ID] ? NULL : TextDatumGetCString(values[OB_AGGREGATE_ID]);
+	ev.payload = DatumGetJsonbP(values[OB_PAYLOAD]);
+
+	if (MandantErasingHistoryOf() != NULL &&
+		memcmp(ev.tenant_id->data, MandantPlatformTenant.data, UUID_LEN) == 0)
+	{
+		/* the platform's announcement of the erasure, as the role that erased (mandant_emit_erasure) */
+		MandantCheckErasureRecord(strcmp(ev.topic, "platform.tenant.deleted") == 0 ? ev.aggregate_id : NULL,
+								  psprintf("The event is %s about %s.", ev.topic,
+										   ev.aggregate_id ? ev.aggregate_id : "nothing"));
+		values[OB_ID] = Int64GetDatum(id);
+		nulls[OB_ID] = false;
+		return PointerGetDatum(heap_form_tuple(desc, values, nulls));
+	}
+	else
+	{
+		const pg_uuid_t *tenant = MandantTenantOrPlatform("Events belong to a tenant; only trusted backends emit platform events.");
+
+		if (memcmp(tenant->data, ev.tenant_id->data, UUID_LEN) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("an outbox event may only be written for the transaction's tenant"),
+					 errdetail("The event names tenant %s; the transaction is in %s.",
+							   MandantUuidText(ev.tenant_id), MandantUuidText(tenant)),
+					 errhint("Write custom events with mandant.emit().")));
+		CheckTopic(ev.topic, false);
+	}
+	ev.aggregate_type = AggregateTypeOf(ev.topic);
+	OutboxEventValues(&ev, id, NewEventId(), values, nulls);
+	return PointerGetDatum(heap_form_tuple(desc, values, nulls));
 }

@@ -226,6 +226,25 @@ SELECT s.nspname, c.relname, pg_catalog.pg_get_userbyid(c.relowner)
 FROM mandant.tenant_table r JOIN pg_catalog.pg_class c ON c.oid = r.relid
 JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace;
 
+/*
+ * outbox_claimable: the events a claim may lease now, the rule of delivery
+ * in order per aggregate (op_outbox_claim, on one server and on Citus).
+ */
+CREATE VIEW mandant.outbox_claimable AS
+	SELECT c.id FROM mandant.outbox c
+	WHERE c.published_at IS NULL AND c.dead_at IS NULL
+	  AND c.available_at <= pg_catalog.now()
+	  AND (c.locked_until IS NULL OR c.locked_until <= pg_catalog.now())
+	  AND NOT EXISTS (SELECT 1 FROM mandant.outbox p
+					  WHERE p.tenant_id = c.tenant_id AND p.aggregate_type = c.aggregate_type
+						AND p.aggregate_id = c.aggregate_id AND p.id < c.id
+						AND p.published_at IS NULL);
+
+COMMENT ON VIEW mandant.outbox_claimable IS
+'Internal: the outbox events that a claim may lease now (pending, available, not leased, no older unpublished event of their aggregate).';
+
+REVOKE ALL ON mandant.outbox_claimable FROM PUBLIC;
+
 /* ---- functions: new and changed (as in the install script) ---- */
 
 CREATE OR REPLACE FUNCTION mandant.tenant_filter()
@@ -2013,6 +2032,22 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION mandant.emit_erasure(tenant uuid, payload jsonb)
+RETURNS void
+AS 'MODULE_PATHNAME', 'mandant_emit_erasure'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION mandant.emit_erasure(uuid, jsonb) IS
+'Internal: announce a tenant''s deletion (platform.tenant.deleted); on Citus as the role that erased its shards, for mandant.delete_tenant().';
+
+CREATE OR REPLACE FUNCTION mandant.outbox_guard()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'mandant_outbox_guard'
+LANGUAGE C;
+
+COMMENT ON FUNCTION mandant.outbox_guard() IS
+'Internal: on Citus, the BEFORE INSERT trigger of mandant.outbox''s shards: numbers events routed to their tenant''s shard and holds a role that is no superuser to what mandant.emit() writes in its context (attached by mandant.citus_setup()).';
+
 CREATE OR REPLACE FUNCTION mandant.enable_outbox(tbl regclass, domain text, entity text DEFAULT NULL,
 									  exclude_columns text[] DEFAULT '{}')
 RETURNS void
@@ -2056,6 +2091,8 @@ BEGIN
 	END IF;
 	PERFORM mandant.check_primary_key(tbl, 'Outbox events name their aggregate by the primary key, and are delivered in order per aggregate.',
 									  'mandant.enable_outbox');
+	/* on Citus, a table's events are kept in the shard of mandant.outbox beside its own */
+	PERFORM mandant.check_kept_beside(tbl, 'mandant.outbox', 'events', 'or publish no events for it');
 	excluded := mandant.check_excluded_columns(tbl, mandant.text_array(args -> 'excludeColumns'));
 	PERFORM mandant.forget_missing_tables();
 	INSERT INTO mandant.outbox_table AS r (relid, domain, entity, exclude_columns, enabled_by)
@@ -2113,6 +2150,7 @@ AS $$
 #variable_conflict use_column
 DECLARE
 	max_attempts constant integer := current_setting('mandant.outbox_max_attempts')::integer;
+	picked		bigint[];
 BEGIN
 	IF consumer IS NULL OR length(consumer) NOT BETWEEN 1 AND 200 THEN
 		RAISE EXCEPTION 'consumer name must have 1 to 200 characters'
@@ -2127,16 +2165,45 @@ BEGIN
 				  HINT = 'Claim 1 to 10000 events with a lease of at least one second.';
 	END IF;
 
+	IF mandant.citus_distribution_column('mandant.outbox') IS NOT NULL THEN
+		/*
+		 * Citus locks no rows for a query over many shards (FOR UPDATE):
+		 * the candidates are read without locks, and the updates take each
+		 * one only if it is still claimable once its row is locked, so no
+		 * two consumers lease one event; a second consumer waits for the
+		 * first one's rows instead of skipping them.  The envelope is built
+		 * here, as Citus evaluates no stable function of a column on the
+		 * shards of an UPDATE.
+		 */
+		SELECT array_agg(c.id) INTO picked FROM (
+			SELECT c.id FROM mandant.outbox_claimable c ORDER BY c.id LIMIT max) c;
+		UPDATE mandant.outbox o
+		SET dead_at = now(), locked_until = NULL,
+			last_error = 'the lease of ' || o.locked_by || ' expired after attempt ' || o.attempts::text
+		WHERE o.id = ANY (picked) AND o.attempts >= max_attempts
+		  AND o.published_at IS NULL AND o.dead_at IS NULL AND o.locked_until <= now();
+		RETURN QUERY
+		WITH leased AS (
+			UPDATE mandant.outbox o
+			SET locked_until = now() + lease, locked_by = consumer, attempts = o.attempts + 1
+			WHERE o.id = ANY (picked) AND o.attempts < max_attempts
+			  AND o.published_at IS NULL AND o.dead_at IS NULL
+			  AND (o.locked_until IS NULL OR o.locked_until <= now())
+			RETURNING o.id, o.event_id, o.topic, o.tenant_id, o.aggregate_id, o.attempts, o.created_at,
+					  o.payload, o.headers
+		)
+		SELECT l.id, l.event_id, l.topic, l.tenant_id, l.aggregate_id, l.attempts,
+			   jsonb_build_object('eventId', l.event_id, 'type', l.topic, 'tenantId', l.tenant_id,
+								  'timestamp', to_char(l.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+								  'payload', l.payload),
+			   l.headers
+		FROM leased l;
+		RETURN;
+	END IF;
+
 	RETURN QUERY
 	WITH candidate AS (
-		SELECT c.id FROM mandant.outbox c
-		WHERE c.published_at IS NULL AND c.dead_at IS NULL
-		  AND c.available_at <= now()
-		  AND (c.locked_until IS NULL OR c.locked_until <= now())
-		  AND NOT EXISTS (SELECT 1 FROM mandant.outbox p
-						  WHERE p.tenant_id = c.tenant_id AND p.aggregate_type = c.aggregate_type
-							AND p.aggregate_id = c.aggregate_id AND p.id < c.id
-							AND p.published_at IS NULL)
+		SELECT c.id FROM mandant.outbox_claimable c
 		ORDER BY c.id
 		LIMIT max
 		FOR UPDATE SKIP LOCKED
@@ -2181,18 +2248,20 @@ COMMENT ON FUNCTION mandant.outbox_claim(text, integer, interval) IS
 
 CREATE OR REPLACE FUNCTION mandant.op_outbox_ack(ids bigint[])
 RETURNS bigint
-LANGUAGE sql
+LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-	WITH acked AS (
-		UPDATE mandant.outbox o
-		SET published_at = now(), locked_until = NULL
-		WHERE o.id = ANY (ids) AND o.published_at IS NULL AND o.dead_at IS NULL
-		  AND o.locked_until IS NOT NULL
-		RETURNING 1
-	)
-	SELECT count(*) FROM acked
+DECLARE
+	acked	bigint;
+BEGIN
+	UPDATE mandant.outbox o
+	SET published_at = now(), locked_until = NULL
+	WHERE o.id = ANY (ids) AND o.published_at IS NULL AND o.dead_at IS NULL
+	  AND o.locked_until IS NOT NULL;
+	GET DIAGNOSTICS acked = ROW_COUNT;
+	RETURN acked;
+END
 $$;
 
 COMMENT ON FUNCTION mandant.op_outbox_ack(bigint[]) IS
@@ -2220,8 +2289,15 @@ AS $$
 DECLARE
 	e			mandant.outbox;
 	max_attempts constant integer := current_setting('mandant.outbox_max_attempts')::integer;
+	retry_at	timestamptz;
+	dead		timestamptz;
 BEGIN
-	SELECT * INTO e FROM mandant.outbox o WHERE o.id = op_outbox_nack.id FOR UPDATE;
+	/*
+	 * Read without a lock (Citus locks no row it reads over many shards);
+	 * the UPDATE below takes the row only if its lease is still the one
+	 * read here.
+	 */
+	SELECT * INTO e FROM mandant.outbox o WHERE o.id = op_outbox_nack.id;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'outbox event % does not exist', id
 			USING ERRCODE = 'no_data_found',
@@ -2240,11 +2316,22 @@ BEGIN
 									   ELSE format('leased by %s', e.locked_by) END),
 				  HINT = 'Only the consumer holding a lease can reject the event; claim it again.';
 	END IF;
+	/* computed here: Citus sends the shards no stable function in a CASE */
+	retry_at := now() + make_interval(secs => LEAST(60, 2 ^ LEAST(e.attempts - 1, 6)));
+	IF e.attempts >= max_attempts THEN
+		dead := now();
+	END IF;
 	UPDATE mandant.outbox o
 	SET locked_until = NULL, last_error = left(COALESCE(error, '(no error given)'), 2000),
-		available_at = now() + make_interval(secs => LEAST(60, 2 ^ LEAST(e.attempts - 1, 6))),
-		dead_at = CASE WHEN e.attempts >= max_attempts THEN now() END
-	WHERE o.id = op_outbox_nack.id;
+		available_at = retry_at, dead_at = dead
+	WHERE o.id = op_outbox_nack.id AND o.attempts = e.attempts AND o.locked_until = e.locked_until
+	  AND o.locked_until > now() AND o.published_at IS NULL AND o.dead_at IS NULL;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'outbox event % is not leased%', id, COALESCE(' by ' || consumer, '')
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('The lease of %s on event %s ended while it was rejected.', e.locked_by, id),
+				  HINT = 'Only the consumer holding a lease can reject the event; claim it again.';
+	END IF;
 END
 $$;
 
@@ -2312,7 +2399,9 @@ BEGIN
 								   'Say why the event is given up; the reason is kept with it.');
 	UPDATE mandant.outbox o
 	SET published_at = now(), locked_until = NULL,
-		last_error = format('skipped by %s: %s (last error: %s)', session_user, reason, o.last_error)
+		/* no format(): Citus evaluates no stable function of a column on the shards of an UPDATE */
+		last_error = 'skipped by ' || session_user::text || ': ' || reason || ' (last error: ' ||
+			COALESCE(o.last_error, '') || ')'
 	WHERE o.id = op_outbox_skip.id AND o.dead_at IS NOT NULL;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'outbox event % is not dead', id
@@ -3904,9 +3993,6 @@ BEGIN
 		counts := counts || jsonb_build_object(tbl.relid::text, n);
 	END LOOP;
 
-	DELETE FROM mandant.outbox o WHERE o.tenant_id = tenant;
-	GET DIAGNOSTICS n = ROW_COUNT;
-	counts := counts || jsonb_build_object('mandant.outbox', n);
 	DELETE FROM mandant.config_entry c WHERE c.tenant_id = tenant;
 	GET DIAGNOSTICS n = ROW_COUNT;
 	counts := counts || jsonb_build_object('mandant.config_entry', n);
@@ -3924,8 +4010,7 @@ BEGIN
 
 	INSERT INTO mandant.tenant_tombstone (tenant_id, slug_sha256, counts, deleted_by)
 	VALUES (tenant, sha256(convert_to(t.slug, 'UTF8')), counts, COALESCE(mandant.current_user_id()::text, session_user));
-	PERFORM mandant.emit_for(NULL, 'platform.tenant.deleted', tenant::text,
-							 jsonb_build_object('tenantId', tenant, 'counts', counts));
+	PERFORM mandant.emit_erasure(tenant, jsonb_build_object('tenantId', tenant, 'counts', counts));
 	PERFORM mandant.audit_log_erasure(tenant, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
 									  jsonb_build_object('slugSha256', encode(sha256(convert_to(t.slug, 'UTF8')), 'hex'),
 														 'counts', counts, 'chainHead', head));
@@ -5221,8 +5306,17 @@ BEGIN
 				  HINT = 'SET citus.shard_replication_factor = 1, then run mandant.citus_setup() again.';
 	END IF;
 	FOREACH tbl IN ARRAY ARRAY['mandant.state_transition_log', 'mandant.audit_event', 'mandant.audit_seal',
-							   'mandant.audit_checkpoint'] LOOP
+							   'mandant.audit_checkpoint', 'mandant.outbox'] LOOP
 		CONTINUE WHEN EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = tbl::regclass);
+		IF tbl = 'mandant.outbox' THEN
+			/*
+			 * Citus keys a distributed table by its distribution column
+			 * too; consumers still find events by id alone.
+			 */
+			ALTER TABLE mandant.outbox DROP CONSTRAINT outbox_pkey,
+				ADD CONSTRAINT outbox_pkey PRIMARY KEY (tenant_id, id);
+			CREATE INDEX IF NOT EXISTS outbox_id_idx ON mandant.outbox (id);
+		END IF;
 		IF NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = tbl::regclass
 						 AND p.polname = 'erase_tenant_history') THEN
 			EXECUTE format('CREATE POLICY erase_tenant_history ON %s
@@ -5240,39 +5334,43 @@ BEGIN
 	END LOOP;
 
 	/*
-	 * Events that are not written beside a shard (audit_log(), the trigger
-	 * of a table of the coordinator) reach their tenant's shard through
-	 * Citus, as their writer (extension/audit.c, RouteAuditEvent), held to
-	 * the writer's context by a trigger on the shards.  It is created once
-	 * the rows written before are in the shards, so that they keep their
-	 * transaction ids and hashes; a shard that Citus moves gets it after
-	 * its rows, and logical replication does not fire it.
+	 * Events that are not written beside a shard (audit_log(), emit(), the
+	 * lifecycle's platform events) reach their tenant's shard through
+	 * Citus, as their writer (RouteAuditEvent in extension/audit.c,
+	 * RouteOutboxEvent in extension/outbox.c), held to the writer's
+	 * context by a trigger on the shards.  It is created once the rows
+	 * written before are in the shards, so that they keep their ids and
+	 * hashes; a shard that Citus moves gets it after its rows, and logical
+	 * replication does not fire it.  The policy holds a row to the tenant
+	 * of the transaction (or the platform's) even where the guard is not
+	 * there yet: a placement that Citus moves gets its policies before its
+	 * triggers.
 	 */
-	IF NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = 'mandant.audit_event'::regclass
-					 AND t.tgname = 'audit_event_guard') THEN
-		CREATE TRIGGER audit_event_guard BEFORE INSERT ON mandant.audit_event
-			FOR EACH ROW EXECUTE FUNCTION mandant.audit_event_guard();
-	END IF;
-	/*
-	 * The policy holds a row to the tenant of the transaction (or the
-	 * platform's) even where the guard is not there yet: a placement that
-	 * Citus moves gets its policies before its triggers.
-	 */
-	IF NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = 'mandant.audit_event'::regclass
-					 AND p.polname = 'audit_event_append') THEN
-		CREATE POLICY audit_event_append ON mandant.audit_event FOR INSERT
-			WITH CHECK (tenant_id = COALESCE(mandant.current_tenant(), '00000000-0000-0000-0000-000000000000'));
-	END IF;
-	GRANT INSERT ON mandant.audit_event TO PUBLIC;
+	FOREACH tbl IN ARRAY ARRAY['audit_event', 'outbox'] LOOP
+		IF NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = ('mandant.' || tbl)::regclass
+						 AND t.tgname = tbl || '_guard') THEN
+			EXECUTE format('CREATE TRIGGER %I BEFORE INSERT ON mandant.%I FOR EACH ROW EXECUTE FUNCTION mandant.%I()',
+						   tbl || '_guard', tbl, tbl || '_guard');
+		END IF;
+		IF NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = ('mandant.' || tbl)::regclass
+						 AND p.polname = tbl || '_append') THEN
+			EXECUTE format('CREATE POLICY %I ON mandant.%I FOR INSERT
+								WITH CHECK (tenant_id = COALESCE(mandant.current_tenant(), ''00000000-0000-0000-0000-000000000000''))',
+						   tbl || '_append', tbl);
+		END IF;
+		EXECUTE format('GRANT INSERT ON mandant.%I TO PUBLIC', tbl);
+	END LOOP;
 
-	/* an audited table that stays here can no longer record its changes */
-	FOR fk IN SELECT a.relid FROM mandant.audit_table a
-			  WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = a.relid)
+	/* a table that stays here can no longer record its changes */
+	FOR fk IN SELECT a.relid, 'audited' AS what, 'audit' AS feature FROM mandant.audit_table a
+			  UNION ALL
+			  SELECT o.relid, 'published to the outbox', 'outbox' FROM mandant.outbox_table o
 	LOOP
-		RAISE WARNING 'table % is audited and not distributed', fk.relid
-			USING DETAIL = 'Its audit events are kept beside its shards on Citus; until it is distributed by tenant_id, its writes fail (0A000).',
-				  HINT = format('SELECT mandant.disable_audit(%L); SELECT create_distributed_table(%L, ''tenant_id''); SELECT mandant.enable_audit(%L, ...) again.',
-								fk.relid::text, fk.relid::text, fk.relid::text);
+		CONTINUE WHEN EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = fk.relid);
+		RAISE WARNING 'table % is % and not distributed', fk.relid, fk.what
+			USING DETAIL = format('Its %s records are kept beside its shards on Citus; until it is distributed by tenant_id, its writes fail (0A000).', fk.feature),
+				  HINT = format('SELECT mandant.disable_%s(%L); SELECT create_distributed_table(%L, ''tenant_id''); SELECT mandant.enable_%s(%L, ...) again.',
+								fk.feature, fk.relid::text, fk.relid::text, fk.feature, fk.relid::text);
 	END LOOP;
 
 	/*
@@ -5387,6 +5485,14 @@ LANGUAGE C;
 COMMENT ON FUNCTION mandant.audit_trigger_on_shards() IS
 'Internal: mandant.audit_trigger() as mandant.enable_audit() attaches it to a table that Citus distributes.';
 
+CREATE OR REPLACE FUNCTION mandant.outbox_trigger_on_shards()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'mandant_outbox_trigger'
+LANGUAGE C;
+
+COMMENT ON FUNCTION mandant.outbox_trigger_on_shards() IS
+'Internal: mandant.outbox_trigger() as mandant.enable_outbox() attaches it to a table that Citus distributes.';
+
 CREATE OR REPLACE FUNCTION mandant.citus_require_transaction_block(function text)
 RETURNS void
 AS 'MODULE_PATHNAME', 'mandant_citus_require_transaction_block'
@@ -5405,6 +5511,9 @@ COMMENT ON FUNCTION mandant.rate_limit(text, integer, interval) IS
 
 COMMENT ON FUNCTION mandant.charge(text, bigint) IS
 'Count amount of a resource that is not rows (e.g. storage_bytes) against the current tenant''s limit (MD030 past it); a negative amount gives back; resources that tables count are refused (22023). Trusted backends (mandant_service) and mandant_admin only: a negative charge frees quota.';
+
+COMMENT ON FUNCTION mandant.erase_tenant_history(uuid) IS
+'Internal: delete a tenant''s rows from mandant''s append-only tables and its outbox events (for delete_tenant).';
 
 /* ---- rights of functions ---- */
 
@@ -5428,6 +5537,8 @@ REVOKE ALL ON FUNCTION mandant.audit_log_for(uuid, uuid, text, text, text, text,
 REVOKE ALL ON FUNCTION mandant.audit_log_erasure(uuid, uuid, text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.state_machines_changed() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.check_guard(text, regrole, regprocedure) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.emit_erasure(uuid, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.outbox_guard() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.jwt_sign(jsonb), mandant.jwt_verify(text),
 	mandant.issue_tokens(mandant.users, uuid, uuid), mandant.revoke_tokens_of(uuid, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.login_address(inet), mandant.login_keys(text, inet),
@@ -5472,6 +5583,7 @@ REVOKE ALL ON FUNCTION mandant.citus_setup() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.citus_truncate_local_history(regclass) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.state_machine_trigger_on_shards() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.audit_trigger_on_shards() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mandant.outbox_trigger_on_shards() FROM PUBLIC;
 REVOKE ALL ON FUNCTION mandant.citus_require_transaction_block(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION
 	mandant.plan_restore_builtin(), mandant.check_excluded_columns(regclass, text[]),

@@ -84,6 +84,26 @@ COMMENT ON FUNCTION mandant.emit_for(uuid, text, text, jsonb) IS
 
 REVOKE ALL ON FUNCTION mandant.emit_for(uuid, text, text, jsonb) FROM PUBLIC;
 
+CREATE FUNCTION mandant.emit_erasure(tenant uuid, payload jsonb)
+RETURNS void
+AS 'MODULE_PATHNAME', 'mandant_emit_erasure'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION mandant.emit_erasure(uuid, jsonb) IS
+'Internal: announce a tenant''s deletion (platform.tenant.deleted); on Citus as the role that erased its shards, for mandant.delete_tenant().';
+
+REVOKE ALL ON FUNCTION mandant.emit_erasure(uuid, jsonb) FROM PUBLIC;
+
+CREATE FUNCTION mandant.outbox_guard()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'mandant_outbox_guard'
+LANGUAGE C;
+
+COMMENT ON FUNCTION mandant.outbox_guard() IS
+'Internal: on Citus, the BEFORE INSERT trigger of mandant.outbox''s shards: numbers events routed to their tenant''s shard and holds a role that is no superuser to what mandant.emit() writes in its context (attached by mandant.citus_setup()).';
+
+REVOKE ALL ON FUNCTION mandant.outbox_guard() FROM PUBLIC;
+
 CREATE TABLE mandant.outbox_table (
 	relid			regclass PRIMARY KEY,
 	domain			text NOT NULL,
@@ -152,6 +172,8 @@ BEGIN
 	END IF;
 	PERFORM mandant.check_primary_key(tbl, 'Outbox events name their aggregate by the primary key, and are delivered in order per aggregate.',
 									  'mandant.enable_outbox');
+	/* on Citus, a table's events are kept in the shard of mandant.outbox beside its own */
+	PERFORM mandant.check_kept_beside(tbl, 'mandant.outbox', 'events', 'or publish no events for it');
 	excluded := mandant.check_excluded_columns(tbl, mandant.text_array(args -> 'excludeColumns'));
 	PERFORM mandant.forget_missing_tables();
 	INSERT INTO mandant.outbox_table AS r (relid, domain, entity, exclude_columns, enabled_by)
@@ -199,6 +221,26 @@ END
 $$;
 
 /*
+ * outbox_claimable: the events a claim may lease now, the rule of delivery
+ * in order per aggregate: pending, available, not leased, and no older
+ * event of the same aggregate unpublished.  For op_outbox_claim only.
+ */
+CREATE VIEW mandant.outbox_claimable AS
+	SELECT c.id FROM mandant.outbox c
+	WHERE c.published_at IS NULL AND c.dead_at IS NULL
+	  AND c.available_at <= pg_catalog.now()
+	  AND (c.locked_until IS NULL OR c.locked_until <= pg_catalog.now())
+	  AND NOT EXISTS (SELECT 1 FROM mandant.outbox p
+					  WHERE p.tenant_id = c.tenant_id AND p.aggregate_type = c.aggregate_type
+						AND p.aggregate_id = c.aggregate_id AND p.id < c.id
+						AND p.published_at IS NULL);
+
+COMMENT ON VIEW mandant.outbox_claimable IS
+'Internal: the outbox events that a claim may lease now (pending, available, not leased, no older unpublished event of their aggregate).';
+
+REVOKE ALL ON mandant.outbox_claimable FROM PUBLIC;
+
+/*
  * outbox_claim leases up to max events to a consumer.  Candidates whose
  * lease expired after their last allowed attempt are dead-lettered instead
  * of delivered (the batch is then smaller).
@@ -214,6 +256,7 @@ AS $$
 #variable_conflict use_column
 DECLARE
 	max_attempts constant integer := current_setting('mandant.outbox_max_attempts')::integer;
+	picked		bigint[];
 BEGIN
 	IF consumer IS NULL OR length(consumer) NOT BETWEEN 1 AND 200 THEN
 		RAISE EXCEPTION 'consumer name must have 1 to 200 characters'
@@ -228,16 +271,45 @@ BEGIN
 				  HINT = 'Claim 1 to 10000 events with a lease of at least one second.';
 	END IF;
 
+	IF mandant.citus_distribution_column('mandant.outbox') IS NOT NULL THEN
+		/*
+		 * Citus locks no rows for a query over many shards (FOR UPDATE):
+		 * the candidates are read without locks, and the updates take each
+		 * one only if it is still claimable once its row is locked, so no
+		 * two consumers lease one event; a second consumer waits for the
+		 * first one's rows instead of skipping them.  The envelope is built
+		 * here, as Citus evaluates no stable function of a column on the
+		 * shards of an UPDATE.
+		 */
+		SELECT array_agg(c.id) INTO picked FROM (
+			SELECT c.id FROM mandant.outbox_claimable c ORDER BY c.id LIMIT max) c;
+		UPDATE mandant.outbox o
+		SET dead_at = now(), locked_until = NULL,
+			last_error = 'the lease of ' || o.locked_by || ' expired after attempt ' || o.attempts::text
+		WHERE o.id = ANY (picked) AND o.attempts >= max_attempts
+		  AND o.published_at IS NULL AND o.dead_at IS NULL AND o.locked_until <= now();
+		RETURN QUERY
+		WITH leased AS (
+			UPDATE mandant.outbox o
+			SET locked_until = now() + lease, locked_by = consumer, attempts = o.attempts + 1
+			WHERE o.id = ANY (picked) AND o.attempts < max_attempts
+			  AND o.published_at IS NULL AND o.dead_at IS NULL
+			  AND (o.locked_until IS NULL OR o.locked_until <= now())
+			RETURNING o.id, o.event_id, o.topic, o.tenant_id, o.aggregate_id, o.attempts, o.created_at,
+					  o.payload, o.headers
+		)
+		SELECT l.id, l.event_id, l.topic, l.tenant_id, l.aggregate_id, l.attempts,
+			   jsonb_build_object('eventId', l.event_id, 'type', l.topic, 'tenantId', l.tenant_id,
+								  'timestamp', to_char(l.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+								  'payload', l.payload),
+			   l.headers
+		FROM leased l;
+		RETURN;
+	END IF;
+
 	RETURN QUERY
 	WITH candidate AS (
-		SELECT c.id FROM mandant.outbox c
-		WHERE c.published_at IS NULL AND c.dead_at IS NULL
-		  AND c.available_at <= now()
-		  AND (c.locked_until IS NULL OR c.locked_until <= now())
-		  AND NOT EXISTS (SELECT 1 FROM mandant.outbox p
-						  WHERE p.tenant_id = c.tenant_id AND p.aggregate_type = c.aggregate_type
-							AND p.aggregate_id = c.aggregate_id AND p.id < c.id
-							AND p.published_at IS NULL)
+		SELECT c.id FROM mandant.outbox_claimable c
 		ORDER BY c.id
 		LIMIT max
 		FOR UPDATE SKIP LOCKED
@@ -280,20 +352,23 @@ $$;
 COMMENT ON FUNCTION mandant.outbox_claim(text, integer, interval) IS
 'Lease up to max pending events (oldest first, FOR UPDATE SKIP LOCKED, never past an older unpublished event of the same aggregate) to consumer for lease. Returns each with its envelope {eventId, type, tenantId, timestamp, payload}. mandant_service and mandant_admin only.';
 
+/* PL/pgSQL: Citus plans no parameters of SQL functions */
 CREATE FUNCTION mandant.op_outbox_ack(ids bigint[])
 RETURNS bigint
-LANGUAGE sql
+LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-	WITH acked AS (
-		UPDATE mandant.outbox o
-		SET published_at = now(), locked_until = NULL
-		WHERE o.id = ANY (ids) AND o.published_at IS NULL AND o.dead_at IS NULL
-		  AND o.locked_until IS NOT NULL
-		RETURNING 1
-	)
-	SELECT count(*) FROM acked
+DECLARE
+	acked	bigint;
+BEGIN
+	UPDATE mandant.outbox o
+	SET published_at = now(), locked_until = NULL
+	WHERE o.id = ANY (ids) AND o.published_at IS NULL AND o.dead_at IS NULL
+	  AND o.locked_until IS NOT NULL;
+	GET DIAGNOSTICS acked = ROW_COUNT;
+	RETURN acked;
+END
 $$;
 
 COMMENT ON FUNCTION mandant.op_outbox_ack(bigint[]) IS
@@ -321,8 +396,15 @@ AS $$
 DECLARE
 	e			mandant.outbox;
 	max_attempts constant integer := current_setting('mandant.outbox_max_attempts')::integer;
+	retry_at	timestamptz;
+	dead		timestamptz;
 BEGIN
-	SELECT * INTO e FROM mandant.outbox o WHERE o.id = op_outbox_nack.id FOR UPDATE;
+	/*
+	 * Read without a lock (Citus locks no row it reads over many shards);
+	 * the UPDATE below takes the row only if its lease is still the one
+	 * read here.
+	 */
+	SELECT * INTO e FROM mandant.outbox o WHERE o.id = op_outbox_nack.id;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'outbox event % does not exist', id
 			USING ERRCODE = 'no_data_found',
@@ -341,11 +423,22 @@ BEGIN
 									   ELSE format('leased by %s', e.locked_by) END),
 				  HINT = 'Only the consumer holding a lease can reject the event; claim it again.';
 	END IF;
+	/* computed here: Citus sends the shards no stable function in a CASE */
+	retry_at := now() + make_interval(secs => LEAST(60, 2 ^ LEAST(e.attempts - 1, 6)));
+	IF e.attempts >= max_attempts THEN
+		dead := now();
+	END IF;
 	UPDATE mandant.outbox o
 	SET locked_until = NULL, last_error = left(COALESCE(error, '(no error given)'), 2000),
-		available_at = now() + make_interval(secs => LEAST(60, 2 ^ LEAST(e.attempts - 1, 6))),
-		dead_at = CASE WHEN e.attempts >= max_attempts THEN now() END
-	WHERE o.id = op_outbox_nack.id;
+		available_at = retry_at, dead_at = dead
+	WHERE o.id = op_outbox_nack.id AND o.attempts = e.attempts AND o.locked_until = e.locked_until
+	  AND o.locked_until > now() AND o.published_at IS NULL AND o.dead_at IS NULL;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'outbox event % is not leased%', id, COALESCE(' by ' || consumer, '')
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('The lease of %s on event %s ended while it was rejected.', e.locked_by, id),
+				  HINT = 'Only the consumer holding a lease can reject the event; claim it again.';
+	END IF;
 END
 $$;
 
@@ -413,7 +506,9 @@ BEGIN
 								   'Say why the event is given up; the reason is kept with it.');
 	UPDATE mandant.outbox o
 	SET published_at = now(), locked_until = NULL,
-		last_error = format('skipped by %s: %s (last error: %s)', session_user, reason, o.last_error)
+		/* no format(): Citus evaluates no stable function of a column on the shards of an UPDATE */
+		last_error = 'skipped by ' || session_user::text || ': ' || reason || ' (last error: ' ||
+			COALESCE(o.last_error, '') || ')'
 	WHERE o.id = op_outbox_skip.id AND o.dead_at IS NOT NULL;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'outbox event % is not dead', id

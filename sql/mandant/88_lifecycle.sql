@@ -102,7 +102,7 @@ AS 'MODULE_PATHNAME', 'mandant_erase_tenant_history'
 LANGUAGE C VOLATILE;
 
 COMMENT ON FUNCTION mandant.erase_tenant_history(uuid) IS
-'Internal: delete a tenant''s rows from mandant''s append-only tables (for delete_tenant).';
+'Internal: delete a tenant''s rows from mandant''s append-only tables and its outbox events (for delete_tenant).';
 
 REVOKE ALL ON FUNCTION mandant.erase_tenant_history(uuid) FROM PUBLIC;
 
@@ -582,9 +582,6 @@ BEGIN
 		counts := counts || jsonb_build_object(tbl.relid::text, n);
 	END LOOP;
 
-	DELETE FROM mandant.outbox o WHERE o.tenant_id = tenant;
-	GET DIAGNOSTICS n = ROW_COUNT;
-	counts := counts || jsonb_build_object('mandant.outbox', n);
 	DELETE FROM mandant.config_entry c WHERE c.tenant_id = tenant;
 	GET DIAGNOSTICS n = ROW_COUNT;
 	counts := counts || jsonb_build_object('mandant.config_entry', n);
@@ -602,8 +599,7 @@ BEGIN
 
 	INSERT INTO mandant.tenant_tombstone (tenant_id, slug_sha256, counts, deleted_by)
 	VALUES (tenant, sha256(convert_to(t.slug, 'UTF8')), counts, COALESCE(mandant.current_user_id()::text, session_user));
-	PERFORM mandant.emit_for(NULL, 'platform.tenant.deleted', tenant::text,
-							 jsonb_build_object('tenantId', tenant, 'counts', counts));
+	PERFORM mandant.emit_erasure(tenant, jsonb_build_object('tenantId', tenant, 'counts', counts));
 	PERFORM mandant.audit_log_erasure(tenant, mandant.current_user_id(), NULLIF(current_setting('app.request_id'), ''),
 									  jsonb_build_object('slugSha256', encode(sha256(convert_to(t.slug, 'UTF8')), 'hex'),
 														 'counts', counts, 'chainHead', head));

@@ -38,11 +38,17 @@
  * deletion as that owner too.  Each node seals the audit events of its
  * shards by its own transaction ids (mandant.audit_seal_node()).
  *
- * The outbox and the usage counters stay tables of the coordinator for
- * now; their foreign keys to mandant.tenant are dropped here (they are
- * written by mandant alone, and mandant.delete_tenant() erases them
- * explicitly), and the triggers that write them are not attached to
- * distributed tables yet (attach_trigger refuses).
+ * The outbox is distributed the same way: the trigger on a shard appends
+ * the events of its rows beside it, emit() reaches the tenant's shard
+ * through Citus held by mandant.outbox_guard(), consumers claim across
+ * shards (op_outbox_claim), and delete_tenant() erases a tenant's events
+ * as the owner with its history.
+ *
+ * The usage counters stay tables of the coordinator for now; their
+ * foreign keys to mandant.tenant are dropped here (they are written by
+ * mandant alone, and mandant.delete_tenant() erases them explicitly), and
+ * the quota trigger is not attached to distributed tables yet
+ * (attach_trigger refuses).
  *
  * Triggers on these tables fire on every placement of a reference table,
  * so they are written to act on the relation they fire on (TG_TABLE), and
@@ -159,8 +165,17 @@ BEGIN
 				  HINT = 'SET citus.shard_replication_factor = 1, then run mandant.citus_setup() again.';
 	END IF;
 	FOREACH tbl IN ARRAY ARRAY['mandant.state_transition_log', 'mandant.audit_event', 'mandant.audit_seal',
-							   'mandant.audit_checkpoint'] LOOP
+							   'mandant.audit_checkpoint', 'mandant.outbox'] LOOP
 		CONTINUE WHEN EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = tbl::regclass);
+		IF tbl = 'mandant.outbox' THEN
+			/*
+			 * Citus keys a distributed table by its distribution column
+			 * too; consumers still find events by id alone.
+			 */
+			ALTER TABLE mandant.outbox DROP CONSTRAINT outbox_pkey,
+				ADD CONSTRAINT outbox_pkey PRIMARY KEY (tenant_id, id);
+			CREATE INDEX IF NOT EXISTS outbox_id_idx ON mandant.outbox (id);
+		END IF;
 		IF NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = tbl::regclass
 						 AND p.polname = 'erase_tenant_history') THEN
 			EXECUTE format('CREATE POLICY erase_tenant_history ON %s
@@ -178,39 +193,43 @@ BEGIN
 	END LOOP;
 
 	/*
-	 * Events that are not written beside a shard (audit_log(), the trigger
-	 * of a table of the coordinator) reach their tenant's shard through
-	 * Citus, as their writer (extension/audit.c, RouteAuditEvent), held to
-	 * the writer's context by a trigger on the shards.  It is created once
-	 * the rows written before are in the shards, so that they keep their
-	 * transaction ids and hashes; a shard that Citus moves gets it after
-	 * its rows, and logical replication does not fire it.
+	 * Events that are not written beside a shard (audit_log(), emit(), the
+	 * lifecycle's platform events) reach their tenant's shard through
+	 * Citus, as their writer (RouteAuditEvent in extension/audit.c,
+	 * RouteOutboxEvent in extension/outbox.c), held to the writer's
+	 * context by a trigger on the shards.  It is created once the rows
+	 * written before are in the shards, so that they keep their ids and
+	 * hashes; a shard that Citus moves gets it after its rows, and logical
+	 * replication does not fire it.  The policy holds a row to the tenant
+	 * of the transaction (or the platform's) even where the guard is not
+	 * there yet: a placement that Citus moves gets its policies before its
+	 * triggers.
 	 */
-	IF NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = 'mandant.audit_event'::regclass
-					 AND t.tgname = 'audit_event_guard') THEN
-		CREATE TRIGGER audit_event_guard BEFORE INSERT ON mandant.audit_event
-			FOR EACH ROW EXECUTE FUNCTION mandant.audit_event_guard();
-	END IF;
-	/*
-	 * The policy holds a row to the tenant of the transaction (or the
-	 * platform's) even where the guard is not there yet: a placement that
-	 * Citus moves gets its policies before its triggers.
-	 */
-	IF NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = 'mandant.audit_event'::regclass
-					 AND p.polname = 'audit_event_append') THEN
-		CREATE POLICY audit_event_append ON mandant.audit_event FOR INSERT
-			WITH CHECK (tenant_id = COALESCE(mandant.current_tenant(), '00000000-0000-0000-0000-000000000000'));
-	END IF;
-	GRANT INSERT ON mandant.audit_event TO PUBLIC;
+	FOREACH tbl IN ARRAY ARRAY['audit_event', 'outbox'] LOOP
+		IF NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = ('mandant.' || tbl)::regclass
+						 AND t.tgname = tbl || '_guard') THEN
+			EXECUTE format('CREATE TRIGGER %I BEFORE INSERT ON mandant.%I FOR EACH ROW EXECUTE FUNCTION mandant.%I()',
+						   tbl || '_guard', tbl, tbl || '_guard');
+		END IF;
+		IF NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = ('mandant.' || tbl)::regclass
+						 AND p.polname = tbl || '_append') THEN
+			EXECUTE format('CREATE POLICY %I ON mandant.%I FOR INSERT
+								WITH CHECK (tenant_id = COALESCE(mandant.current_tenant(), ''00000000-0000-0000-0000-000000000000''))',
+						   tbl || '_append', tbl);
+		END IF;
+		EXECUTE format('GRANT INSERT ON mandant.%I TO PUBLIC', tbl);
+	END LOOP;
 
-	/* an audited table that stays here can no longer record its changes */
-	FOR fk IN SELECT a.relid FROM mandant.audit_table a
-			  WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = a.relid)
+	/* a table that stays here can no longer record its changes */
+	FOR fk IN SELECT a.relid, 'audited' AS what, 'audit' AS feature FROM mandant.audit_table a
+			  UNION ALL
+			  SELECT o.relid, 'published to the outbox', 'outbox' FROM mandant.outbox_table o
 	LOOP
-		RAISE WARNING 'table % is audited and not distributed', fk.relid
-			USING DETAIL = 'Its audit events are kept beside its shards on Citus; until it is distributed by tenant_id, its writes fail (0A000).',
-				  HINT = format('SELECT mandant.disable_audit(%L); SELECT create_distributed_table(%L, ''tenant_id''); SELECT mandant.enable_audit(%L, ...) again.',
-								fk.relid::text, fk.relid::text, fk.relid::text);
+		CONTINUE WHEN EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = fk.relid);
+		RAISE WARNING 'table % is % and not distributed', fk.relid, fk.what
+			USING DETAIL = format('Its %s records are kept beside its shards on Citus; until it is distributed by tenant_id, its writes fail (0A000).', fk.feature),
+				  HINT = format('SELECT mandant.disable_%s(%L); SELECT create_distributed_table(%L, ''tenant_id''); SELECT mandant.enable_%s(%L, ...) again.',
+								fk.feature, fk.relid::text, fk.relid::text, fk.feature, fk.relid::text);
 	END LOOP;
 
 	/*
@@ -357,6 +376,16 @@ AS 'MODULE_PATHNAME', 'mandant_audit_trigger'
 LANGUAGE C;
 
 REVOKE ALL ON FUNCTION mandant.audit_trigger_on_shards() FROM PUBLIC;
+
+CREATE FUNCTION mandant.outbox_trigger_on_shards()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'mandant_outbox_trigger'
+LANGUAGE C;
+
+REVOKE ALL ON FUNCTION mandant.outbox_trigger_on_shards() FROM PUBLIC;
+
+COMMENT ON FUNCTION mandant.outbox_trigger_on_shards() IS
+'Internal: mandant.outbox_trigger() as mandant.enable_outbox() attaches it to a table that Citus distributes.';
 
 COMMENT ON FUNCTION mandant.audit_trigger_on_shards() IS
 'Internal: mandant.audit_trigger() as mandant.enable_audit() attaches it to a table that Citus distributes.';

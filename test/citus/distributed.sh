@@ -5,9 +5,9 @@
 # Tenant tables are distributed by tenant_id: app.notes got enable_tenancy
 # before create_distributed_table, app.tasks after it, with a status
 # machine.  Rows of the first tenants are written by a superuser, so that
-# the reads are tested apart from the writes.  The outbox and quotas on
-# distributed tables are refused here until they work (outbox_quota.sh);
-# the audit trail on them: triggers.sh.
+# the reads are tested apart from the writes.  Quotas on distributed
+# tables are refused here until they work (quota.sh); the outbox on them:
+# outbox.sh; the audit trail: triggers.sh.
 . "$(dirname "$0")/lib.sh"
 
 # Roles as scripts/demo.sql makes them (Citus propagates them to the
@@ -450,7 +450,7 @@ fails "the audit twin trigger function cannot be attached by the owner" 42501 co
 	CREATE TRIGGER zz_mandant_audit AFTER INSERT ON app.forged2
 	    FOR EACH ROW EXECUTE FUNCTION mandant.audit_trigger_on_shards('');
 EOF
-for call in "mandant.enable_outbox('app.tasks', 'app')" "mandant.enable_quota('app.tasks', 'records')"; do
+for call in "mandant.enable_quota('app.tasks', 'records')"; do
 	fails "${call%%(*} on a distributed table is refused, not left to write on the workers" 0A000 \
 		coordinator citus_owner <<-EOF
 		SELECT $call;
@@ -569,23 +569,6 @@ run coordinator citus_app <<-EOF || true
 	SELECT mandant.config_set('citus', 'colour', '"blue"', 'test');
 	COMMIT;
 EOF
-# rows_of TENANT: rows with that tenant_id stored on the node: in every
-# table but the tombstones and Citus's logical tables (whose shards are
-# counted where they are).
-rows_of() {
-	cat <<-EOF
-		SET citus.override_table_visibility = off;
-		SELECT string_agg(format('SELECT count(*) AS c FROM %s WHERE %I = %L',
-		                         c.oid::regclass, a.attname, '$1'), ' UNION ALL ') AS q
-		FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
-		JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.relkind = 'r' AND a.attname = 'tenant_id' AND NOT a.attisdropped
-		  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-		  AND c.oid <> 'mandant.tenant_tombstone'::regclass
-		  AND c.oid NOT IN (SELECT logicalrelid FROM pg_dist_partition) \gset
-		SELECT sum(c) FROM (:q) s;
-	EOF
-}
 before=""
 for n in $workers; do
 	before="$before $n=$(rows_of "$globex" | count "$n" postgres)"

@@ -124,6 +124,23 @@ count() {
 	fi
 }
 
+# rows_of TENANT: rows with that tenant_id stored on the node: in every
+# table but the tombstones and Citus's logical tables (whose shards are
+# counted where they are).
+rows_of() {
+	cat <<-EOF
+		SET citus.override_table_visibility = off;
+		SELECT string_agg(format('SELECT count(*) AS c FROM %s WHERE %I = %L',
+		                         c.oid::regclass, a.attname, '$1'), ' UNION ALL ') AS q
+		FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind = 'r' AND a.attname = 'tenant_id' AND NOT a.attisdropped
+		  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+		  AND c.oid <> 'mandant.tenant_tombstone'::regclass
+		  AND c.oid NOT IN (SELECT logicalrelid FROM pg_dist_partition) \gset
+		SELECT sum(c) FROM (:q) s;
+	EOF
+}
 # done_testing: the plan line, and the exit status (1 if a check failed).
 done_testing() {
 	echo "1..$tap_n"

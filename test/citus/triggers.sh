@@ -335,7 +335,7 @@ EOF
 # Moving a shard group with mandant's triggers, as README says: the twins
 # executable by the tables' owner for the length of the move (the lint
 # reports the grant), then the trail goes on on the new node.
-twins="mandant.audit_trigger_on_shards(), mandant.state_machine_trigger_on_shards()"
+twins="mandant.audit_trigger_on_shards(), mandant.outbox_trigger_on_shards(), mandant.state_machine_trigger_on_shards()"
 # move_acme: SQL that moves acme's shard group (:src its old port) to the other worker.
 move_acme() {
 	cat <<-EOF
