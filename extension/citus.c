@@ -206,14 +206,14 @@ MandantCitusInstalled(void)
 }
 
 /*
- * CitusInternalBackend says whether this backend serves a
+ * MandantCitusInternalBackend says whether this backend serves a
  * connection that Citus opened to run a part of a distributed query (on a
  * worker: a shard's query that the coordinator pushed down).  Citus names
  * those connections "citus_internal ..." in application_name; a client
  * that names itself so only refuses itself what is refused there.
  */
-static bool
-CitusInternalBackend(void)
+bool
+MandantCitusInternalBackend(void)
 {
 	const char *name;
 
@@ -233,7 +233,7 @@ CitusInternalBackend(void)
 void
 MandantRefuseInPushedDownQuery(const char *function)
 {
-	if (CitusInternalBackend())
+	if (MandantCitusInternalBackend())
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("%s cannot run in a query that Citus runs on a worker", function),
@@ -624,12 +624,58 @@ mandant_citus_require_transaction_block(PG_FUNCTION_ARGS)
 }
 
 /*
- * CitusManagesTable says whether the table relid is in Citus's metadata.
+ * MandantCitusManagedTable says whether Citus is installed and the table
+ * relid is in its metadata (distributed, reference or Citus local).
  */
-static bool
-CitusManagesTable(Oid relid)
+bool
+MandantCitusManagedTable(Oid relid)
 {
-	return CitusSaysOfTable(CITUS_MANAGED, MANAGED_SQL, relid);
+	return MandantCitusInstalled() && CitusSaysOfTable(CITUS_MANAGED, MANAGED_SQL, relid);
+}
+
+/*
+ * MandantCitusTableWithTrigger says whether the table relid has a trigger
+ * named tgname and Citus distributes it.  The trigger is looked for first,
+ * in the relation cache: most tables have none of mandant's, and then
+ * Citus is not asked (nor while its extension is being dropped).
+ */
+bool
+MandantCitusTableWithTrigger(Oid relid, const char *tgname)
+{
+	Relation	rel;
+	bool		found = false;
+
+	if (!OidIsValid(relid))
+		return false;
+	rel = RelationIdGetRelation(relid);
+	if (!RelationIsValid(rel))
+		return false;
+	for (int i = 0; rel->trigdesc != NULL && i < rel->trigdesc->numtriggers && !found; i++)
+		found = strcmp(rel->trigdesc->triggers[i].tgname, tgname) == 0;
+	RelationClose(rel);
+	return found && MandantCitusInstalled() && MandantCitusDistributedTable(relid);
+}
+
+/*
+ * MandantCitusWrittenTable returns the distributed table with a trigger
+ * named tgname that a planned statement writes, else InvalidOid.  Citus
+ * plans a write of a distributed table as a scan of its own, with no
+ * result relation: the table is the one the statement locks for writing.
+ */
+Oid
+MandantCitusWrittenTable(PlannedStmt *plannedstmt, const char *tgname)
+{
+	ListCell   *lc;
+
+	foreach(lc, plannedstmt->rtable)
+	{
+		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+		if (rte->rtekind == RTE_RELATION && rte->rellockmode >= RowExclusiveLock &&
+			MandantCitusTableWithTrigger(rte->relid, tgname))
+			return rte->relid;
+	}
+	return InvalidOid;
 }
 
 /*
@@ -699,7 +745,7 @@ MandantCitusCheckUtility(Node *stmt)
 	if (policy->permissive || !MandantCitusInstalled())
 		return;
 	relid = RangeVarGetRelid(policy->table, NoLock, true);
-	if (!OidIsValid(relid) || !CitusManagesTable(relid))
+	if (!OidIsValid(relid) || !MandantCitusManagedTable(relid))
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

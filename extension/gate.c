@@ -227,11 +227,12 @@ FindOp(const char *name, bool identity_only)
 }
 
 /*
- * ArgText returns the text of key in args, or NULL when args or the key is
- * missing or JSON null.
+ * MandantJsonbKeyText returns the text of key in the object args (a
+ * string, or a number's text), or NULL when args or the key is missing,
+ * JSON null or of another type.
  */
-static char *
-ArgText(Jsonb *args, const char *key)
+char *
+MandantJsonbKeyText(Jsonb *args, const char *key)
 {
 	JsonbValue	k;
 	JsonbValue *v;
@@ -257,7 +258,7 @@ ArgText(Jsonb *args, const char *key)
 static Oid
 ArgTable(Jsonb *args)
 {
-	char	   *text = ArgText(args, "table");
+	char	   *text = MandantJsonbKeyText(args, "table");
 	char	   *end;
 	unsigned long value;
 
@@ -305,7 +306,7 @@ static bool
 IsSelf(Jsonb *args)
 {
 	const pg_uuid_t *me = MandantCurrentUserId();
-	char	   *user = ArgText(args, "userId");
+	char	   *user = MandantJsonbKeyText(args, "userId");
 	char	   *mine;
 
 	if (me == NULL || user == NULL || !MandantContextIsCallers())
@@ -322,7 +323,7 @@ IsSelf(Jsonb *args)
 static void
 CheckMachineOwner(const GateOp *op, Jsonb *args, bool admin)
 {
-	char	   *name = ArgText(args, "machine");
+	char	   *name = MandantJsonbKeyText(args, "machine");
 	MandantIndexKey key;
 	const char *column = "owner";
 	Datum		owner;
@@ -383,7 +384,7 @@ GrantHint(const char *role)
 static void
 CheckFunctionOwner(const GateOp *op, Jsonb *args, bool admin)
 {
-	char	   *text = ArgText(args, "function");
+	char	   *text = MandantJsonbKeyText(args, "function");
 	Oid			fn = text ? DatumGetObjectId(DirectFunctionCall1(oidin, CStringGetDatum(text))) : InvalidOid;
 	HeapTuple	tuple;
 	Oid			owner;

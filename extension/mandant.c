@@ -43,6 +43,7 @@
 #include "executor/executor.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "parser/analyze.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
@@ -64,6 +65,8 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static ProcessUtility_hook_type prev_process_utility_hook = NULL;
 static ExecutorStart_hook_type prev_executor_start_hook = NULL;
+static ExecutorEnd_hook_type prev_executor_end_hook = NULL;
+static post_parse_analyze_hook_type prev_post_parse_analyze_hook = NULL;
 
 /* The caches' relcache callbacks, called by the one mandant registers. */
 #define MAX_RELCACHE_CALLBACKS	8
@@ -134,7 +137,8 @@ MandantShmemStartup(void)
 
 /*
  * MandantProcessUtility refuses a SET of a context setting, then runs the
- * statement through the hooks chained before mandant's.
+ * statement through the hooks chained before mandant's, then counts what
+ * COPY and TRUNCATE did to a distributed table under quota (quota.c).
  */
 static void
 MandantProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
@@ -143,6 +147,7 @@ MandantProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 {
 	MandantCheckSetStatement(pstmt->utilityStmt);
 	MandantCitusCheckUtility(pstmt->utilityStmt);
+	MandantCheckDistributedUtility(pstmt->utilityStmt);
 	if (!IsA(pstmt->utilityStmt, TransactionStmt))
 		MandantForwardPendingEnvelope();
 
@@ -152,17 +157,21 @@ MandantProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
 								queryEnv, dest, qc);
+	MandantCountDistributedUtility(pstmt->utilityStmt, qc);
 }
 
 /*
  * MandantExecutorStart hands Citus the envelope again if a committed
- * subtransaction made it forget it (envelope.c), wakes outbox consumers
- * for a write of a distributed table (outbox.c), then starts the query.
+ * subtransaction made it forget it (envelope.c), refuses a write of a
+ * distributed table under quota that could not be counted (quota.c), wakes
+ * outbox consumers for a write of one under the outbox (outbox.c), then
+ * starts the query.
  */
 static void
 MandantExecutorStart(QueryDesc *queryDesc, int eflags)
 {
 	MandantForwardPendingEnvelope();
+	MandantCheckDistributedWrite(queryDesc, eflags);
 	MandantWakeForDistributedWrite(queryDesc, eflags);
 	if (prev_executor_start_hook)
 		prev_executor_start_hook(queryDesc, eflags);
@@ -171,9 +180,36 @@ MandantExecutorStart(QueryDesc *queryDesc, int eflags)
 }
 
 /*
+ * MandantExecutorEnd counts the rows a write of a distributed table under
+ * quota wrote (quota.c), then ends the query.
+ */
+static void
+MandantExecutorEnd(QueryDesc *queryDesc)
+{
+	MandantCountDistributedWrite(queryDesc);
+	if (prev_executor_end_hook)
+		prev_executor_end_hook(queryDesc);
+	else
+		standard_ExecutorEnd(queryDesc);
+}
+
+/*
+ * MandantPostParseAnalyze refuses what mandant cannot count on a
+ * distributed table under quota (quota.c), after the hooks chained before.
+ */
+static void
+MandantPostParseAnalyze(ParseState *pstate, Query *query, JumbleState *jstate)
+{
+	if (prev_post_parse_analyze_hook)
+		prev_post_parse_analyze_hook(pstate, query, jstate);
+	MandantCheckQuotaUpsert(query);
+}
+
+/*
  * _PG_init checks that the library is being preloaded, then defines the
  * context variables and mandant's settings, reserves the "mandant" settings
- * prefix and chains the shared memory, utility and executor-start hooks.
+ * prefix and chains the shared memory, utility, executor-start and -end and
+ * post-parse-analysis hooks.
  */
 void
 _PG_init(void)
@@ -206,4 +242,8 @@ _PG_init(void)
 	ProcessUtility_hook = MandantProcessUtility;
 	prev_executor_start_hook = ExecutorStart_hook;
 	ExecutorStart_hook = MandantExecutorStart;
+	prev_executor_end_hook = ExecutorEnd_hook;
+	ExecutorEnd_hook = MandantExecutorEnd;
+	prev_post_parse_analyze_hook = post_parse_analyze_hook;
+	post_parse_analyze_hook = MandantPostParseAnalyze;
 }

@@ -22,6 +22,8 @@
 #include "port/atomics.h"
 #include "access/tupdesc.h"
 #include "executor/execdesc.h"
+#include "nodes/parsenodes.h"
+#include "tcop/cmdtag.h"
 #include "fmgr.h"
 #include "storage/lwlock.h"
 #include "utils/array.h"
@@ -320,6 +322,7 @@ extern void MandantOnRelcacheInvalidation(RelcacheCallbackFunction callback);
  */
 #define CITUS_PROPAGATE_SET		"citus.propagate_set_commands"
 extern bool MandantCitusInstalled(void);
+extern bool MandantCitusInternalBackend(void);
 extern void MandantRefuseInPushedDownQuery(const char *function);
 extern void MandantCitusRequireTransactionBlock(const char *function);
 extern void MandantCitusCheckUtility(Node *stmt);
@@ -327,6 +330,9 @@ extern bool MandantCitusPlacement(Oid relid, Oid indexid, Oid *placement, Oid *p
 extern Oid	MandantCitusLogicalTable(Relation rel);
 extern Oid	MandantLogicalRelid(Relation rel);
 extern bool MandantCitusDistributedTable(Oid relid);
+extern bool MandantCitusManagedTable(Oid relid);
+extern bool MandantCitusTableWithTrigger(Oid relid, const char *tgname);
+extern Oid	MandantCitusWrittenTable(PlannedStmt *plannedstmt, const char *tgname);
 extern Oid	MandantCitusColocatedShard(Oid target, Relation beside);
 extern int64 MandantCitusRowIdBase(void);
 extern bool MandantCitusTrustedShardTrigger(Relation rel, Oid fnoid);
@@ -463,6 +469,7 @@ extern bool MandantColumnChanged(const MandantColumn *col, Datum oldvalue,
 
 /* gate.c */
 extern void MandantCheckGateFor(const char *opname, const pg_uuid_t *tenant);
+extern char *MandantJsonbKeyText(Jsonb *args, const char *key);
 
 /* usertable.c */
 typedef struct MandantSavedUser
@@ -474,6 +481,7 @@ typedef struct MandantSavedUser
 } MandantSavedUser;
 
 extern void MandantBecomeOwner(Oid owner, int flags, MandantSavedUser *saved);
+extern int64 MandantTenantRowCount(Oid relid, const char *column, const pg_uuid_t *tenant);
 extern bool MandantErasingTenant(const pg_uuid_t *tenant);
 extern void MandantEnterTableOwner(Oid relid, const pg_uuid_t *tenant, MandantSavedUser *saved);
 extern Oid	MandantCitusOperationOwner(void);
@@ -512,5 +520,12 @@ extern void MandantDefineAuditVariables(void);
 /* outbox.c */
 extern void MandantDefineOutboxVariables(void);
 extern void MandantWakeForDistributedWrite(QueryDesc *queryDesc, int eflags);
+
+/* quota.c */
+extern void MandantCheckDistributedWrite(QueryDesc *queryDesc, int eflags);
+extern void MandantCountDistributedWrite(QueryDesc *queryDesc);
+extern void MandantCheckDistributedUtility(Node *stmt);
+extern void MandantCountDistributedUtility(Node *stmt, QueryCompletion *qc);
+extern void MandantCheckQuotaUpsert(Query *query);
 
 #endif							/* MANDANT_H */

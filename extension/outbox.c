@@ -223,12 +223,17 @@ ClaimCoalescedWakeUp(void)
 
 /*
  * WakeConsumers queues this transaction's NOTIFY, once, unless wake-ups are
- * off or coalesced into another writer's.
+ * off or coalesced into another writer's, or this backend runs a part of a
+ * Citus transaction (which Citus may prepare, and a prepared transaction
+ * cannot NOTIFY).
  */
 static void
 WakeConsumers(void)
 {
 	if (outbox_notify == OUTBOX_NOTIFY_OFF || notified_lxid == MyProc->lxid)
+		return;
+	/* a part of a Citus transaction, which may be prepared: the coordinator wakes them */
+	if (MandantCitusInternalBackend())
 		return;
 	if (outbox_notify == OUTBOX_NOTIFY_COALESCE && !ClaimCoalescedWakeUp())
 		return;
@@ -410,32 +415,40 @@ WriteOutboxEvent(const OutboxEvent *ev, Relation beside)
 void
 MandantWakeForDistributedWrite(QueryDesc *queryDesc, int eflags)
 {
-	ListCell   *lc;
-
 	if ((queryDesc->operation == CMD_SELECT && !queryDesc->plannedstmt->hasModifyingCTE) ||
 		(eflags & EXEC_FLAG_EXPLAIN_ONLY) != 0 || outbox_notify == OUTBOX_NOTIFY_OFF)
 		return;
-	foreach(lc, queryDesc->plannedstmt->rtable)
-	{
-		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
-		Relation	rel;
-		bool		publishes = false;
+	if (OidIsValid(MandantCitusWrittenTable(queryDesc->plannedstmt, "mandant_outbox")))
+		WakeConsumers();
+}
 
-		if (rte->rtekind != RTE_RELATION || rte->rellockmode < RowExclusiveLock)
-			continue;
-		rel = RelationIdGetRelation(rte->relid);
-		if (!RelationIsValid(rel))
-			continue;
-		for (int i = 0; rel->trigdesc != NULL && i < rel->trigdesc->numtriggers; i++)
-			publishes |= strcmp(rel->trigdesc->triggers[i].tgname, "mandant_outbox") == 0;
-		RelationClose(rel);
-		/* Citus is asked last: most writes are of tables without the trigger */
-		if (publishes && MandantCitusInstalled() && MandantCitusDistributedTable(rte->relid))
+/*
+ * TopicIsValid says whether a topic is domain.entity.action, each part a
+ * lower-case word.
+ */
+static bool
+TopicIsValid(const char *topic)
+{
+	int			parts = 1;
+	bool		start = true;
+
+	if (strlen(topic) > OUTBOX_TOPIC_MAX)
+		return false;
+	for (const char *p = topic; *p; p++)
+	{
+		if (*p == '.')
 		{
-			WakeConsumers();
-			return;
+			if (start)
+				return false;
+			parts++;
+			start = true;
 		}
+		else if ((*p >= 'a' && *p <= 'z') || (!start && ((*p >= '0' && *p <= '9') || *p == '_')))
+			start = false;
+		else
+			return false;
 	}
+	return parts == 3 && !start;
 }
 
 /*
@@ -507,6 +520,15 @@ GetOutboxTarget(TriggerData *trigdata)
 				 errhint("Use mandant.enable_outbox(table, domain) to attach it.")));
 
 	CheckOutboxRegistration(trigdata);
+	/* what enable_outbox accepts, also where no registry vouches for it (a shard's twin) */
+	if (strcmp(trigger->tgargs[0], "platform") == 0 ||
+		!TopicIsValid(psprintf("%s.%s.created", trigger->tgargs[0], trigger->tgargs[1])))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("trigger \"%s\" names an invalid or reserved event domain or entity: %s.%s",
+						trigger->tgname, trigger->tgargs[0], trigger->tgargs[1]),
+				 errdetail("Domain and entity are lower-case words, and the domain platform is mandant's own."),
+				 errhint("Use mandant.enable_outbox(table, domain) to attach it.")));
 	old = MemoryContextSwitchTo(target->cache.cxt);
 	MandantLoadRowShape(&target->shape, trigdata->tg_relation);
 	target->aggregate_type = psprintf("%s.%s", trigger->tgargs[0], trigger->tgargs[1]);
@@ -635,35 +657,6 @@ mandant_outbox_trigger(PG_FUNCTION_ARGS)
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(rowcxt);
 	return PointerGetDatum(NULL);
-}
-
-/*
- * TopicIsValid says whether a topic is domain.entity.action, each part a
- * lower-case word.
- */
-static bool
-TopicIsValid(const char *topic)
-{
-	int			parts = 1;
-	bool		start = true;
-
-	if (strlen(topic) > OUTBOX_TOPIC_MAX)
-		return false;
-	for (const char *p = topic; *p; p++)
-	{
-		if (*p == '.')
-		{
-			if (start)
-				return false;
-			parts++;
-			start = true;
-		}
-		else if ((*p >= 'a' && *p <= 'z') || (!start && ((*p >= '0' && *p <= '9') || *p == '_')))
-			start = false;
-		else
-			return false;
-	}
-	return parts == 3 && !start;
 }
 
 /*
@@ -821,8 +814,8 @@ mandant_emit_erasure(PG_FUNCTION_ARGS)
  * valid topic outside the domain platform (trusted: inside too), with the
  * context's headers, a fresh event id, created now and never delivered.
  * While a tenant's records are erased, the erasing role writes the
- * platform's announcement of that deletion and nothing else.  A
- * superuser's event keeps what it gives.  The events that the shards'
+ * platform's announcement of that deletion and nothing else, made the
+ * same way.  A superuser's event keeps what it gives.  The events that the shards'
  * triggers append (WriteOutboxEvent) do not pass through here.
  */
 Datum
@@ -879,13 +872,17 @@ mandant_outbox_guard(PG_FUNCTION_ARGS)
 	if (MandantErasingHistoryOf() != NULL &&
 		memcmp(ev.tenant_id->data, MandantPlatformTenant.data, UUID_LEN) == 0)
 	{
-		/* the platform's announcement of the erasure, as the role that erased (mandant_emit_erasure) */
-		MandantCheckErasureRecord(strcmp(ev.topic, "platform.tenant.deleted") == 0 ? ev.aggregate_id : NULL,
-								  psprintf("The event is %s about %s.", ev.topic,
-										   ev.aggregate_id ? ev.aggregate_id : "nothing"));
-		values[OB_ID] = Int64GetDatum(id);
-		nulls[OB_ID] = false;
-		return PointerGetDatum(heap_form_tuple(desc, values, nulls));
+		/*
+		 * The platform's announcement of the erasure, as the role that
+		 * erased (mandant_emit_erasure), about the erased tenant in its
+		 * aggregate and its payload; made again here like any other.
+		 */
+		const char *named = MandantJsonbKeyText(ev.payload, "tenantId");
+
+		MandantCheckErasureRecord(strcmp(ev.topic, "platform.tenant.deleted") == 0 && named != NULL &&
+								  ev.aggregate_id != NULL && strcmp(named, ev.aggregate_id) == 0 ? ev.aggregate_id : NULL,
+								  psprintf("The event is %s about %s, its payload about %s.", ev.topic,
+										   ev.aggregate_id ? ev.aggregate_id : "nothing", named ? named : "nothing"));
 	}
 	else
 	{

@@ -44,6 +44,20 @@
  * triggers on mandant's own tables also fire while pg_restore loads them,
  * and would count the restored members on top of the restored counters.
  *
+ * On Citus, the rows of a distributed table are written on the workers,
+ * and the counters stay in the coordinator's own mandant.tenant_usage
+ * (Citus refuses a transaction that touches a tenant's shards as two
+ * roles, and the workers cannot reach the coordinator's tables): the
+ * coordinator counts a write of such a table when its statement ends
+ * (MandantCountDistributedWrite: INSERT and DELETE; COPY and TRUNCATE in
+ * MandantCountDistributedUtility), for the transaction's tenant, which
+ * the tables' policy holds every row to, and refuses what would pass the
+ * limit before the transaction commits anywhere.  A new counter counts
+ * such a table's rows through Citus as the writer, who sees this
+ * statement's rows too (tenant_row_count).  INSERT ... ON CONFLICT DO
+ * UPDATE is refused there (MandantCheckQuotaUpsert): the statement's
+ * count would not tell inserted rows from updated ones.
+ *
  * Counters are updated directly (no permission checks, no triggers on
  * mandant.tenant_usage fire: it has none that an unchanged key concerns);
  * rows are created and limits refreshed through SPI with saved plans, with
@@ -65,13 +79,17 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "common/int.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "parser/parsetree.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -88,15 +106,18 @@
 PG_FUNCTION_INFO_V1(mandant_quota_trigger);
 PG_FUNCTION_INFO_V1(mandant_charge);
 PG_FUNCTION_INFO_V1(mandant_consume);
+PG_FUNCTION_INFO_V1(mandant_count_rows);
 
-#define COUNT_SQL \
-	"SELECT mandant.count_rows($1, $2)"
+#define TABLES_SQL \
+	"SELECT q.relid::pg_catalog.oid, q.tenant_column FROM mandant.quota_table q " \
+	"WHERE q.resource OPERATOR(pg_catalog.=) $1 AND EXISTS (SELECT FROM pg_catalog.pg_class c " \
+	"WHERE c.oid OPERATOR(pg_catalog.=) q.relid::pg_catalog.oid)"
 #define REFRESH_SQL \
 	"SELECT mandant.quota_refresh($1, $2, $3)"
 #define COUNTED_SQL \
 	"SELECT 1 FROM mandant.quota_table WHERE resource = $1 LIMIT 1"
 
-static SPIPlanPtr count_plan = NULL;
+static SPIPlanPtr tables_plan = NULL;
 static SPIPlanPtr refresh_plan = NULL;
 static SPIPlanPtr counted_plan = NULL;
 
@@ -148,27 +169,52 @@ LimitReached(const char *resource, int64 used, int64 limit, int64 delta)
 }
 
 /*
- * CreateOrRefreshUsage makes the usage row hold the limit in effect.  A
- * new row starts from the rows counted with the statement's own snapshot
- * (read-only SPI): an AFTER trigger must not count the rows its statement
- * inserted, each of which is added by its own trigger call.
+ * CountRows returns how many rows of a tenant the tables that count as
+ * resource hold (mandant.quota_table), as the calling statement sees them
+ * (MandantTenantRowCount): read-only SPI, so that an AFTER trigger does
+ * not count the rows its statement inserted, each of which is added by
+ * its own trigger call.
+ */
+static int64
+CountRows(Datum tenant, Datum resource)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	int			ntables;
+	Oid		   *tables;
+	char	  **columns;
+	int64		count = 0;
+
+	SPI_connect();
+	if (SPI_execute_plan(PreparePlan(&tables_plan, TABLES_SQL, 1, argtypes), &resource, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read mandant.quota_table");
+	/* copied out: counting a table may run SPI of its own */
+	ntables = (int) SPI_processed;
+	tables = palloc(sizeof(Oid) * Max(ntables, 1));
+	columns = palloc(sizeof(char *) * Max(ntables, 1));
+	for (int i = 0; i < ntables; i++)
+	{
+		bool		isnull;
+
+		tables[i] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		columns[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+	}
+	for (int i = 0; i < ntables; i++)
+		count += MandantTenantRowCount(tables[i], columns[i], DatumGetUUIDP(tenant));
+	SPI_finish();
+	return count;
+}
+
+/*
+ * CreateOrRefreshUsage makes the usage row hold the limit in effect; a new
+ * row starts from counted.
  */
 static void
-CreateOrRefreshUsage(Datum *args, bool exists)
+CreateOrRefreshUsage(Datum *args, int64 counted)
 {
 	Oid			argtypes[3] = {UUIDOID, TEXTOID, INT8OID};
-	Datum		refresh_args[3] = {args[0], args[1], (Datum) 0};
-	char		nulls[3] = {' ', ' ', 'n'};
-	bool		isnull;
+	Datum		refresh_args[3] = {args[0], args[1], Int64GetDatum(counted)};
 
-	if (!exists)
-	{
-		if (SPI_execute_plan(PreparePlan(&count_plan, COUNT_SQL, 2, argtypes), args, NULL, true, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not count rows for mandant.tenant_usage");
-		refresh_args[2] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		nulls[2] = ' ';
-	}
-	if (SPI_execute_plan(PreparePlan(&refresh_plan, REFRESH_SQL, 3, argtypes), refresh_args, nulls, false, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(PreparePlan(&refresh_plan, REFRESH_SQL, 3, argtypes), refresh_args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not refresh mandant.tenant_usage");
 }
 
@@ -391,11 +437,11 @@ ApplyToCounter(const pg_uuid_t *tenant, Datum resource, int64 delta, UsageState 
 }
 
 /*
- * RefreshCounter creates the counter row or refreshes its limit, through
- * SQL, as the extension's owner.
+ * RefreshCounter creates the counter row (starting from counted) or
+ * refreshes its limit, through SQL, as the extension's owner.
  */
 static void
-RefreshCounter(Datum *args, bool exists)
+RefreshCounter(Datum *args, int64 counted)
 {
 	Oid			saved_user;
 	int			saved_context;
@@ -406,7 +452,7 @@ RefreshCounter(Datum *args, bool exists)
 	PG_TRY();
 	{
 		SPI_connect();
-		CreateOrRefreshUsage(args, exists);
+		CreateOrRefreshUsage(args, counted);
 		SPI_finish();
 	}
 	PG_FINALLY();
@@ -418,10 +464,15 @@ RefreshCounter(Datum *args, bool exists)
 
 /*
  * Consume adds delta to the usage of a resource of a tenant (negative:
- * releases), or raises MD030 when that would pass the limit.
+ * releases), or raises MD030 when that would pass the limit.  A new
+ * counter starts from the rows counted now, as the current user (before
+ * RefreshCounter becomes the extension's owner: on Citus the count goes
+ * through the writer's connections, MandantTenantRowCount); counted_delta
+ * says that the count already holds the delta's rows (a statement that
+ * has run, MandantCountDistributedWrite).
  */
 static void
-Consume(const pg_uuid_t *tenant, const char *resource, int64 delta)
+Consume(const pg_uuid_t *tenant, const char *resource, int64 delta, bool counted_delta)
 {
 	Datum		args[2];
 	UsageState	state;
@@ -439,9 +490,12 @@ Consume(const pg_uuid_t *tenant, const char *resource, int64 delta)
 				LimitReached(resource, state.used, state.limit, delta);
 				break;
 			case COUNTER_MISSING:
+				if (attempt == 0)
+					RefreshCounter(args, CountRows(args[0], args[1]) - (counted_delta ? delta : 0));
+				break;
 			case COUNTER_STALE:
 				if (attempt == 0)
-					RefreshCounter(args, state.exists);
+					RefreshCounter(args, 0);
 				break;
 		}
 	}
@@ -525,6 +579,9 @@ mandant_quota_trigger(PG_FUNCTION_ARGS)
 	MandantCheckTriggerCall(fcinfo, MANDANT_TRIGGER_AFTER | MANDANT_TRIGGER_ROW, 2,
 							"mandant.quota_trigger()", "a row trigger with two arguments",
 							"Use mandant.enable_quota(table, resource) to attach it.");
+	/* on a shard: the coordinator counts the statement (MandantCountDistributedWrite) */
+	if (OidIsValid(MandantCitusLogicalTable(trigdata->tg_relation)))
+		return PointerGetDatum(NULL);
 	resource = trigdata->tg_trigger->tgargs[0];
 	column = trigdata->tg_trigger->tgargs[1];
 	target = GetQuotaTarget(trigdata);
@@ -554,7 +611,7 @@ mandant_quota_trigger(PG_FUNCTION_ARGS)
 		const pg_uuid_t *tenant = RowTenant(target, trigdata->tg_trigtuple, desc);
 
 		if (tenant != NULL)
-			Consume(tenant, resource, inserted ? 1 : -1);
+			Consume(tenant, resource, inserted ? 1 : -1, false);
 	}
 	return PointerGetDatum(NULL);
 }
@@ -609,7 +666,7 @@ mandant_charge(PG_FUNCTION_ARGS)
 	/* An unknown resource is refused where its counter would be created. */
 	resource = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	CheckChargeable(PG_GETARG_DATUM(0), resource);
-	Consume(tenant, resource, PG_GETARG_INT64(1));
+	Consume(tenant, resource, PG_GETARG_INT64(1), false);
 	PG_RETURN_VOID();
 }
 
@@ -628,6 +685,223 @@ mandant_consume(PG_FUNCTION_ARGS)
 				 errmsg("tenant, resource and amount must not be null"),
 				 errdetail("mandant.consume() was called with NULL."),
 				 errhint("It is internal to mandant's identity functions.")));
-	Consume(PG_GETARG_UUID_P(0), text_to_cstring(PG_GETARG_TEXT_PP(1)), PG_GETARG_INT64(2));
+	Consume(PG_GETARG_UUID_P(0), text_to_cstring(PG_GETARG_TEXT_PP(1)), PG_GETARG_INT64(2), false);
 	PG_RETURN_VOID();
+}
+
+/*
+ * mandant.count_rows(tenant uuid, resource text) returns bigint: CountRows
+ * for mandant.usage_reconcile().  Internal (no EXECUTE for PUBLIC).
+ */
+Datum
+mandant_count_rows(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_INT64(0);
+	PG_RETURN_INT64(CountRows(PG_GETARG_DATUM(0), PG_GETARG_DATUM(1)));
+}
+
+/*
+ * QuotaRegistration returns whether mandant.quota_table registers the
+ * table relid, with its resource (palloc'd) in *resource.
+ */
+static bool
+QuotaRegistration(Oid relid, char **resource)
+{
+	static const char *const columns[1] = {"resource"};
+	MandantIndexKey key = {ObjectIdGetDatum(relid), F_OIDEQ, false};
+	Datum		value;
+	bool		isnull;
+
+	if (!MandantFetchByIndex("quota_table", "quota_table_pkey", 1, &key, 1, columns, &value, &isnull) || isnull)
+		return false;
+	*resource = TextDatumGetCString(value);
+	return true;
+}
+
+/*
+ * CheckDistributedWrite refuses, before it runs, a write of the
+ * distributed table relid (a command: INSERT, DELETE, COPY) that the
+ * coordinator could not count: on a worker, whose own counters would be
+ * another set, and outside a tenant, which the tables' policy holds every
+ * row to and whose counter takes the statement's rows.  A write inside a
+ * tenant runs in the tenant's transaction (the context lasts one), which
+ * Citus opens on the workers too: a limit refused when the statement ends
+ * takes its rows back there.  Returns the table's resource, or NULL when
+ * the table is not under quota.
+ */
+static char *
+CheckDistributedWrite(Oid relid, const char *command)
+{
+	char	   *resource;
+
+	if (!MandantCitusTableWithTrigger(relid, "mandant_quota") || !QuotaRegistration(relid, &resource))
+		return NULL;
+	if (MandantCitusRowIdBase() != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("rows of table %s are counted against a quota on the coordinator", get_rel_name(relid)),
+				 errdetail("%s on a Citus worker would pass the counters by.", command),
+				 errhint("Write the table through the coordinator.")));
+	if (MandantCurrentTenant() == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("rows of table %s are written inside a tenant on Citus", get_rel_name(relid)),
+				 errdetail("The table counts against the quota of %s, which the coordinator counts per statement for the transaction's tenant.", resource),
+				 errhint("Call mandant.set_tenant() (or mandant.authenticate()) first, in the same transaction.")));
+	return resource;
+}
+
+/*
+ * CountDistributedRows counts n written rows (negative: deleted) of the
+ * table relid against the transaction's tenant, if Citus distributes it
+ * and mandant.quota_table registers it.
+ */
+static void
+CountDistributedRows(Oid relid, int64 n, const char *command)
+{
+	char	   *resource;
+
+	if (n != 0 && (resource = CheckDistributedWrite(relid, command)) != NULL)
+		Consume(MandantCurrentTenant(), resource, n, true);
+}
+
+/*
+ * IsCountedWrite says whether a planned statement is one the coordinator
+ * counts: an INSERT or a DELETE.
+ */
+static inline bool
+IsCountedWrite(QueryDesc *queryDesc)
+{
+	return queryDesc->operation == CMD_INSERT || queryDesc->operation == CMD_DELETE;
+}
+
+/*
+ * MandantCheckDistributedWrite, called when the executor starts a query
+ * (mandant.c), refuses an INSERT or DELETE of a distributed table under
+ * quota that the coordinator could not count (CheckDistributedWrite).
+ */
+void
+MandantCheckDistributedWrite(QueryDesc *queryDesc, int eflags)
+{
+	if (IsCountedWrite(queryDesc) && (eflags & EXEC_FLAG_EXPLAIN_ONLY) == 0)
+		(void) CheckDistributedWrite(MandantCitusWrittenTable(queryDesc->plannedstmt, "mandant_quota"),
+									 queryDesc->operation == CMD_INSERT ? "INSERT" : "DELETE");
+}
+
+/*
+ * MandantCountDistributedWrite, called when the executor ends a query
+ * (mandant.c), counts the rows that an INSERT or DELETE of a distributed
+ * table under quota wrote (see the file header).
+ */
+void
+MandantCountDistributedWrite(QueryDesc *queryDesc)
+{
+	int64		n;
+
+	if (!IsCountedWrite(queryDesc) || queryDesc->estate == NULL || queryDesc->estate->es_processed == 0)
+		return;
+	n = (int64) queryDesc->estate->es_processed;
+	CountDistributedRows(MandantCitusWrittenTable(queryDesc->plannedstmt, "mandant_quota"),
+						 queryDesc->operation == CMD_INSERT ? n : -n,
+						 queryDesc->operation == CMD_INSERT ? "INSERT" : "DELETE");
+}
+
+/*
+ * ForgetCounters deletes the counters of a resource, as the extension's
+ * owner: they are counted again on next use (what quota_truncated() does
+ * for a table of this server).
+ */
+static void
+ForgetCounters(const char *resource)
+{
+	MandantSavedUser saved;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1] = {CStringGetTextDatum(resource)};
+
+	MandantBecomeOwner(CounterOwner(), 0, &saved);
+	SPI_connect();
+	if (SPI_execute_with_args("DELETE FROM mandant.tenant_usage WHERE resource = $1", 1, argtypes, args,
+							  NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not delete from mandant.tenant_usage");
+	SPI_finish();
+	MandantRestoreUser(&saved);
+}
+
+/*
+ * CopiedTable returns the table that a COPY FROM writes, else InvalidOid.
+ */
+static Oid
+CopiedTable(Node *stmt)
+{
+	CopyStmt   *copy = (CopyStmt *) stmt;
+
+	if (!IsA(stmt, CopyStmt) || !copy->is_from || copy->relation == NULL)
+		return InvalidOid;
+	return RangeVarGetRelid(copy->relation, NoLock, true);
+}
+
+/*
+ * MandantCheckDistributedUtility, called before a utility statement runs
+ * (mandant.c), refuses a COPY FROM into a distributed table under quota
+ * that the coordinator could not count (CheckDistributedWrite).
+ */
+void
+MandantCheckDistributedUtility(Node *stmt)
+{
+	(void) CheckDistributedWrite(CopiedTable(stmt), "COPY");
+}
+
+/*
+ * MandantCountDistributedUtility, called after a utility statement ran
+ * (mandant.c), counts the rows that COPY FROM wrote into a distributed
+ * table under quota, and forgets the counters of one that TRUNCATE
+ * emptied (no row trigger of the coordinator sees either).
+ */
+void
+MandantCountDistributedUtility(Node *stmt, QueryCompletion *qc)
+{
+	if (IsA(stmt, CopyStmt))
+	{
+		if (qc != NULL)
+			CountDistributedRows(CopiedTable(stmt), (int64) qc->nprocessed, "COPY");
+	}
+	else if (IsA(stmt, TruncateStmt))
+	{
+		ListCell   *lc;
+
+		foreach(lc, ((TruncateStmt *) stmt)->relations)
+		{
+			Oid			relid = RangeVarGetRelid(lfirst_node(RangeVar, lc), NoLock, true);
+			char	   *resource;
+
+			if (MandantCitusTableWithTrigger(relid, "mandant_quota") && QuotaRegistration(relid, &resource))
+				ForgetCounters(resource);
+		}
+	}
+}
+
+/*
+ * MandantCheckQuotaUpsert, called when a query has been analysed
+ * (mandant.c), refuses INSERT ... ON CONFLICT DO UPDATE into a distributed
+ * table under quota: the coordinator counts what the statement reports,
+ * which does not tell inserted rows from updated ones.
+ */
+void
+MandantCheckQuotaUpsert(Query *query)
+{
+	RangeTblEntry *target;
+	char	   *resource;
+
+	if (query->commandType != CMD_INSERT || query->onConflict == NULL ||
+		query->onConflict->action != ONCONFLICT_UPDATE || query->resultRelation <= 0)
+		return;
+	target = rt_fetch(query->resultRelation, query->rtable);
+	if (target->rtekind == RTE_RELATION && MandantCitusTableWithTrigger(target->relid, "mandant_quota") &&
+		QuotaRegistration(target->relid, &resource))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("INSERT ... ON CONFLICT DO UPDATE is not supported on table %s", get_rel_name(target->relid)),
+				 errdetail("The table is distributed and counts against the quota of %s; the coordinator counts the rows a statement reports, which would not tell inserted rows from updated ones.", resource),
+				 errhint("Insert with ON CONFLICT DO NOTHING, then update the rows that were there.")));
 }

@@ -44,6 +44,8 @@
  * all: mandant.tenant_row_count scans the table directly, through a
  * btree index on the tenant column with the built-in uuid operators if
  * there is one, else the heap, with the snapshot of the calling statement.
+ * A table that Citus manages is counted through Citus, as the current
+ * user, whose own policies then run (CountThroughCitus).
  *
  * Which tables may be registered with mandant at all is one rule,
  * MandantCheckTableTarget: a permanent table or partitioned table of the
@@ -743,26 +745,55 @@ TenantColumnOf(Relation rel, const char *column)
 }
 
 /*
- * mandant.tenant_row_count(tbl regclass, tenant_column name, tenant uuid)
- * returns bigint: how many rows of tbl (all its partitions) belong to
- * tenant, as the calling statement sees them; runs no user code.
- * Internal.
+ * CountThroughCitus counts a tenant's rows of a table that Citus manages,
+ * whose rows are in its shards or placements: through Citus, as the
+ * current user, with the calling statement's snapshot (read-only SPI).  On
+ * the writer's own connections it sees the writer's rows of this
+ * transaction; a role other than the writer could not read the shards the
+ * writer wrote (Citus refuses two roles on a tenant's shards).  The
+ * table's policies run as the current user, as they do for its own
+ * queries; mandant's tenant_isolation admits every row of the tenant, and
+ * Citus makes every policy permissive.
  */
-Datum
-mandant_tenant_row_count(PG_FUNCTION_ARGS)
+static int64
+CountThroughCitus(Relation rel, const char *column, const pg_uuid_t *tenant)
 {
-	Relation	rel;
-	const char *column;
-	pg_uuid_t  *tenant;
+	Oid			argtypes[1] = {UUIDOID};
+	Datum		args[1] = {UUIDPGetDatum((pg_uuid_t *) tenant)};
+	char	   *sql = psprintf("SELECT pg_catalog.count(*) FROM %s WHERE %s OPERATOR(pg_catalog.=) $1",
+							   quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+														  RelationGetRelationName(rel)),
+							   quote_identifier(column));
+	bool		isnull;
+	int64		count;
+
+	SPI_connect();
+	if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not count the rows of \"%s\"", RelationGetRelationName(rel));
+	count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	return count;
+}
+
+/*
+ * MandantTenantRowCount returns how many rows of the table relid (all its
+ * partitions) belong to tenant by column, as the calling statement sees
+ * them; runs no user code, except on Citus (CountThroughCitus).
+ */
+int64
+MandantTenantRowCount(Oid relid, const char *column, const pg_uuid_t *tenant)
+{
+	Relation	rel = OpenUserTable(relid, AccessShareLock);
 	Snapshot	snapshot;
 	int64		count = 0;
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
-		PG_RETURN_INT64(0);
-	column = NameStr(*PG_GETARG_NAME(1));
-	tenant = PG_GETARG_UUID_P(2);
-	rel = OpenUserTable(PG_GETARG_OID(0), AccessShareLock);
 	(void) TenantColumnOf(rel, column);
+	if (MandantCitusManagedTable(relid))
+	{
+		count = CountThroughCitus(rel, column, tenant);
+		table_close(rel, NoLock);
+		return count;
+	}
 	snapshot = RegisterSnapshot(ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot());
 
 	if (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
@@ -784,5 +815,17 @@ mandant_tenant_row_count(PG_FUNCTION_ARGS)
 
 	UnregisterSnapshot(snapshot);
 	table_close(rel, NoLock);
-	PG_RETURN_INT64(count);
+	return count;
+}
+
+/*
+ * mandant.tenant_row_count(tbl regclass, tenant_column name, tenant uuid)
+ * returns bigint: MandantTenantRowCount.  Internal.
+ */
+Datum
+mandant_tenant_row_count(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		PG_RETURN_INT64(0);
+	PG_RETURN_INT64(MandantTenantRowCount(PG_GETARG_OID(0), NameStr(*PG_GETARG_NAME(1)), PG_GETARG_UUID_P(2)));
 }

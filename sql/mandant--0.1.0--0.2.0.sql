@@ -231,7 +231,7 @@ JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace;
  * in order per aggregate (op_outbox_claim, on one server and on Citus).
  */
 CREATE VIEW mandant.outbox_claimable AS
-	SELECT c.id FROM mandant.outbox c
+	SELECT c.id, c.created_at FROM mandant.outbox c
 	WHERE c.published_at IS NULL AND c.dead_at IS NULL
 	  AND c.available_at <= pg_catalog.now()
 	  AND (c.locked_until IS NULL OR c.locked_until <= pg_catalog.now())
@@ -1136,7 +1136,8 @@ BEGIN
 	 */
 	IF mandant.citus_distribution_column(tbl) IS NOT NULL THEN
 		fn := substring(statement FROM 'EXECUTE FUNCTION (mandant\.[a-z_]+)\(');
-		twin := fn || '_on_shards';
+		/* the quota trigger only marks the table: the coordinator counts (quota.c) */
+		twin := CASE WHEN fn = 'mandant.quota_trigger' THEN fn ELSE fn || '_on_shards' END;
 		IF to_regproc(twin) IS NULL THEN
 			RAISE EXCEPTION '% is not supported on distributed tables yet', substring(fn FROM '^mandant\.(.*)$')
 				USING ERRCODE = 'feature_not_supported',
@@ -2171,23 +2172,28 @@ BEGIN
 		 * the candidates are read without locks, and the updates take each
 		 * one only if it is still claimable once its row is locked, so no
 		 * two consumers lease one event; a second consumer waits for the
-		 * first one's rows instead of skipping them.  The envelope is built
-		 * here, as Citus evaluates no stable function of a column on the
-		 * shards of an UPDATE.
+		 * first one's rows instead of skipping them.  The oldest come
+		 * first by time: ids carry the node that numbered them.  The
+		 * envelope is built here, as Citus evaluates no stable function of
+		 * a column on the shards of an UPDATE.
 		 */
 		SELECT array_agg(c.id) INTO picked FROM (
-			SELECT c.id FROM mandant.outbox_claimable c ORDER BY c.id LIMIT max) c;
+			SELECT c.id FROM mandant.outbox_claimable c ORDER BY c.created_at, c.id LIMIT max) c;
+		IF picked IS NULL THEN
+			RETURN;
+		END IF;
 		UPDATE mandant.outbox o
 		SET dead_at = now(), locked_until = NULL,
 			last_error = 'the lease of ' || o.locked_by || ' expired after attempt ' || o.attempts::text
 		WHERE o.id = ANY (picked) AND o.attempts >= max_attempts
-		  AND o.published_at IS NULL AND o.dead_at IS NULL AND o.locked_until <= now();
+		  AND o.published_at IS NULL AND o.dead_at IS NULL
+		  AND (o.locked_until IS NULL OR o.locked_until <= now());
 		RETURN QUERY
 		WITH leased AS (
 			UPDATE mandant.outbox o
 			SET locked_until = now() + lease, locked_by = consumer, attempts = o.attempts + 1
 			WHERE o.id = ANY (picked) AND o.attempts < max_attempts
-			  AND o.published_at IS NULL AND o.dead_at IS NULL
+			  AND o.published_at IS NULL AND o.dead_at IS NULL AND o.available_at <= now()
 			  AND (o.locked_until IS NULL OR o.locked_until <= now())
 			RETURNING o.id, o.event_id, o.topic, o.tenant_id, o.aggregate_id, o.attempts, o.created_at,
 					  o.payload, o.headers
@@ -3362,14 +3368,8 @@ COMMENT ON FUNCTION mandant.confirm_user_email(uuid) IS
 
 CREATE OR REPLACE FUNCTION mandant.count_rows(tenant uuid, resource text)
 RETURNS bigint
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-	SELECT COALESCE(sum(mandant.tenant_row_count(q.relid, q.tenant_column, tenant)), 0)::bigint
-	FROM mandant.quota_table q
-	WHERE q.resource = count_rows.resource
-	  AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = q.relid)
-$$;
+AS 'MODULE_PATHNAME', 'mandant_count_rows'
+LANGUAGE C STABLE;
 
 COMMENT ON FUNCTION mandant.count_rows(uuid, text) IS
 'Internal: how many rows of a tenant the tables under quota for resource hold.';
@@ -3409,6 +3409,19 @@ BEGIN
 				  HINT = format('Call mandant.enable_tenancy(%L) first.', tbl::text);
 	END IF;
 	PERFORM mandant.check_resource(resource);
+	/*
+	 * On Citus the coordinator counts a statement's rows for the
+	 * transaction's tenant, which the policy on the tenant column holds
+	 * every row to; that column must place the rows, so that no update
+	 * moves one to another tenant (Citus refuses those).
+	 */
+	IF mandant.citus_distribution_column(tbl) IS DISTINCT FROM tenant_column
+		AND mandant.citus_distribution_column(tbl) IS NOT NULL THEN
+		RAISE EXCEPTION 'table % is distributed by another column than its tenant column %', tbl, tenant_column
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = format('Citus distributes it by %s; quotas count its rows per tenant.', mandant.citus_distribution_column(tbl)),
+				  HINT = format('Distribute it by %I.', tenant_column);
+	END IF;
 	IF NOT EXISTS (SELECT 1 FROM mandant.quota_table q WHERE q.resource = registry_attach_quota.resource)
 		AND EXISTS (SELECT 1 FROM mandant.tenant_usage u WHERE u.resource = registry_attach_quota.resource) THEN
 		RAISE EXCEPTION 'resource "%" is charged, not counted', resource
@@ -3438,9 +3451,12 @@ BEGIN
 		format('CREATE TRIGGER mandant_quota AFTER INSERT OR DELETE OR UPDATE OF %I ON %s '
 			   'FOR EACH ROW EXECUTE FUNCTION mandant.quota_trigger(%L, %L)',
 			   tenant_column, tbl, resource, tenant_column));
-	PERFORM mandant.attach_trigger(tbl, 'mandant_quota_truncate',
-		format('CREATE TRIGGER mandant_quota_truncate AFTER TRUNCATE ON %s '
-			   'FOR EACH STATEMENT EXECUTE FUNCTION mandant.quota_truncated(%L)', tbl, resource));
+	/* on Citus the coordinator forgets the counters of a truncated table (quota.c) */
+	IF mandant.citus_distribution_column(tbl) IS NULL THEN
+		PERFORM mandant.attach_trigger(tbl, 'mandant_quota_truncate',
+			format('CREATE TRIGGER mandant_quota_truncate AFTER TRUNCATE ON %s '
+				   'FOR EACH STATEMENT EXECUTE FUNCTION mandant.quota_truncated(%L)', tbl, resource));
+	END IF;
 	RETURN NULL;
 END
 $$;
@@ -5344,7 +5360,8 @@ BEGIN
 	 * replication does not fire it.  The policy holds a row to the tenant
 	 * of the transaction (or the platform's) even where the guard is not
 	 * there yet: a placement that Citus moves gets its policies before its
-	 * triggers.
+	 * triggers.  The outbox's holds a new event to one never delivered, and
+	 * platform topics to the platform's events.
 	 */
 	FOREACH tbl IN ARRAY ARRAY['audit_event', 'outbox'] LOOP
 		IF NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = ('mandant.' || tbl)::regclass
@@ -5355,8 +5372,13 @@ BEGIN
 		IF NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = ('mandant.' || tbl)::regclass
 						 AND p.polname = tbl || '_append') THEN
 			EXECUTE format('CREATE POLICY %I ON mandant.%I FOR INSERT
-								WITH CHECK (tenant_id = COALESCE(mandant.current_tenant(), ''00000000-0000-0000-0000-000000000000''))',
-						   tbl || '_append', tbl);
+								WITH CHECK (tenant_id = COALESCE(mandant.current_tenant(), ''00000000-0000-0000-0000-000000000000'')%s)',
+						   tbl || '_append', tbl,
+						   CASE tbl WHEN 'outbox' THEN '
+									AND attempts = 0 AND published_at IS NULL AND dead_at IS NULL
+									AND locked_until IS NULL AND locked_by IS NULL AND last_error IS NULL
+									AND (tenant_id = ''00000000-0000-0000-0000-000000000000'' OR topic !~ ''^platform[.]'')'
+						   ELSE '' END);
 		END IF;
 		EXECUTE format('GRANT INSERT ON mandant.%I TO PUBLIC', tbl);
 	END LOOP;

@@ -274,7 +274,8 @@ BEGIN
 	 */
 	IF mandant.citus_distribution_column(tbl) IS NOT NULL THEN
 		fn := substring(statement FROM 'EXECUTE FUNCTION (mandant\.[a-z_]+)\(');
-		twin := fn || '_on_shards';
+		/* the quota trigger only marks the table: the coordinator counts (quota.c) */
+		twin := CASE WHEN fn = 'mandant.quota_trigger' THEN fn ELSE fn || '_on_shards' END;
 		IF to_regproc(twin) IS NULL THEN
 			RAISE EXCEPTION '% is not supported on distributed tables yet', substring(fn FROM '^mandant\.(.*)$')
 				USING ERRCODE = 'feature_not_supported',

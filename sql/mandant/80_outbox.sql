@@ -226,7 +226,7 @@ $$;
  * event of the same aggregate unpublished.  For op_outbox_claim only.
  */
 CREATE VIEW mandant.outbox_claimable AS
-	SELECT c.id FROM mandant.outbox c
+	SELECT c.id, c.created_at FROM mandant.outbox c
 	WHERE c.published_at IS NULL AND c.dead_at IS NULL
 	  AND c.available_at <= pg_catalog.now()
 	  AND (c.locked_until IS NULL OR c.locked_until <= pg_catalog.now())
@@ -277,23 +277,28 @@ BEGIN
 		 * the candidates are read without locks, and the updates take each
 		 * one only if it is still claimable once its row is locked, so no
 		 * two consumers lease one event; a second consumer waits for the
-		 * first one's rows instead of skipping them.  The envelope is built
-		 * here, as Citus evaluates no stable function of a column on the
-		 * shards of an UPDATE.
+		 * first one's rows instead of skipping them.  The oldest come
+		 * first by time: ids carry the node that numbered them.  The
+		 * envelope is built here, as Citus evaluates no stable function of
+		 * a column on the shards of an UPDATE.
 		 */
 		SELECT array_agg(c.id) INTO picked FROM (
-			SELECT c.id FROM mandant.outbox_claimable c ORDER BY c.id LIMIT max) c;
+			SELECT c.id FROM mandant.outbox_claimable c ORDER BY c.created_at, c.id LIMIT max) c;
+		IF picked IS NULL THEN
+			RETURN;
+		END IF;
 		UPDATE mandant.outbox o
 		SET dead_at = now(), locked_until = NULL,
 			last_error = 'the lease of ' || o.locked_by || ' expired after attempt ' || o.attempts::text
 		WHERE o.id = ANY (picked) AND o.attempts >= max_attempts
-		  AND o.published_at IS NULL AND o.dead_at IS NULL AND o.locked_until <= now();
+		  AND o.published_at IS NULL AND o.dead_at IS NULL
+		  AND (o.locked_until IS NULL OR o.locked_until <= now());
 		RETURN QUERY
 		WITH leased AS (
 			UPDATE mandant.outbox o
 			SET locked_until = now() + lease, locked_by = consumer, attempts = o.attempts + 1
 			WHERE o.id = ANY (picked) AND o.attempts < max_attempts
-			  AND o.published_at IS NULL AND o.dead_at IS NULL
+			  AND o.published_at IS NULL AND o.dead_at IS NULL AND o.available_at <= now()
 			  AND (o.locked_until IS NULL OR o.locked_until <= now())
 			RETURNING o.id, o.event_id, o.topic, o.tenant_id, o.aggregate_id, o.attempts, o.created_at,
 					  o.payload, o.headers

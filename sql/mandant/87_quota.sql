@@ -12,7 +12,8 @@
  * identity functions).  A resource either counts rows or is charged, never
  * both.  mandant.quota_table is written only through the gate, by the
  * table's owner (enable_quota); counting rows runs none of their code
- * (mandant.tenant_row_count).
+ * (mandant.tenant_row_count).  On Citus the coordinator counts each
+ * statement that writes a distributed table under quota (quota.c).
  * ------------------------------------------------------------------------- */
 
 CREATE TABLE mandant.quota_change (
@@ -131,18 +132,13 @@ COMMENT ON FUNCTION mandant.effective_limit(uuid, text) IS
 
 /*
  * count_rows: rows of the tenant in the tables that count as resource,
- * counted without running any code of the tables' owners.
+ * counted without running any code of the tables' owners (on Citus,
+ * through Citus as the caller: quota.c, usertable.c).
  */
 CREATE FUNCTION mandant.count_rows(tenant uuid, resource text)
 RETURNS bigint
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-	SELECT COALESCE(sum(mandant.tenant_row_count(q.relid, q.tenant_column, tenant)), 0)::bigint
-	FROM mandant.quota_table q
-	WHERE q.resource = count_rows.resource
-	  AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = q.relid)
-$$;
+AS 'MODULE_PATHNAME', 'mandant_count_rows'
+LANGUAGE C STABLE;
 
 COMMENT ON FUNCTION mandant.count_rows(uuid, text) IS
 'Internal: how many rows of a tenant the tables under quota for resource hold.';
@@ -266,6 +262,19 @@ BEGIN
 				  HINT = format('Call mandant.enable_tenancy(%L) first.', tbl::text);
 	END IF;
 	PERFORM mandant.check_resource(resource);
+	/*
+	 * On Citus the coordinator counts a statement's rows for the
+	 * transaction's tenant, which the policy on the tenant column holds
+	 * every row to; that column must place the rows, so that no update
+	 * moves one to another tenant (Citus refuses those).
+	 */
+	IF mandant.citus_distribution_column(tbl) IS DISTINCT FROM tenant_column
+		AND mandant.citus_distribution_column(tbl) IS NOT NULL THEN
+		RAISE EXCEPTION 'table % is distributed by another column than its tenant column %', tbl, tenant_column
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = format('Citus distributes it by %s; quotas count its rows per tenant.', mandant.citus_distribution_column(tbl)),
+				  HINT = format('Distribute it by %I.', tenant_column);
+	END IF;
 	IF NOT EXISTS (SELECT 1 FROM mandant.quota_table q WHERE q.resource = registry_attach_quota.resource)
 		AND EXISTS (SELECT 1 FROM mandant.tenant_usage u WHERE u.resource = registry_attach_quota.resource) THEN
 		RAISE EXCEPTION 'resource "%" is charged, not counted', resource
@@ -295,9 +304,12 @@ BEGIN
 		format('CREATE TRIGGER mandant_quota AFTER INSERT OR DELETE OR UPDATE OF %I ON %s '
 			   'FOR EACH ROW EXECUTE FUNCTION mandant.quota_trigger(%L, %L)',
 			   tenant_column, tbl, resource, tenant_column));
-	PERFORM mandant.attach_trigger(tbl, 'mandant_quota_truncate',
-		format('CREATE TRIGGER mandant_quota_truncate AFTER TRUNCATE ON %s '
-			   'FOR EACH STATEMENT EXECUTE FUNCTION mandant.quota_truncated(%L)', tbl, resource));
+	/* on Citus the coordinator forgets the counters of a truncated table (quota.c) */
+	IF mandant.citus_distribution_column(tbl) IS NULL THEN
+		PERFORM mandant.attach_trigger(tbl, 'mandant_quota_truncate',
+			format('CREATE TRIGGER mandant_quota_truncate AFTER TRUNCATE ON %s '
+				   'FOR EACH STATEMENT EXECUTE FUNCTION mandant.quota_truncated(%L)', tbl, resource));
+	END IF;
 	RETURN NULL;
 END
 $$;

@@ -44,11 +44,11 @@
  * shards (op_outbox_claim), and delete_tenant() erases a tenant's events
  * as the owner with its history.
  *
- * The usage counters stay tables of the coordinator for now; their
- * foreign keys to mandant.tenant are dropped here (they are written by
- * mandant alone, and mandant.delete_tenant() erases them explicitly), and
- * the quota trigger is not attached to distributed tables yet
- * (attach_trigger refuses).
+ * The usage counters stay tables of the coordinator, which counts each
+ * statement that writes a distributed table under quota when it ends
+ * (extension/quota.c); their foreign keys to mandant.tenant are dropped
+ * here (they are written by mandant alone, and mandant.delete_tenant()
+ * erases them explicitly).
  *
  * Triggers on these tables fire on every placement of a reference table,
  * so they are written to act on the relation they fire on (TG_TABLE), and
@@ -203,7 +203,8 @@ BEGIN
 	 * replication does not fire it.  The policy holds a row to the tenant
 	 * of the transaction (or the platform's) even where the guard is not
 	 * there yet: a placement that Citus moves gets its policies before its
-	 * triggers.
+	 * triggers.  The outbox's holds a new event to one never delivered, and
+	 * platform topics to the platform's events.
 	 */
 	FOREACH tbl IN ARRAY ARRAY['audit_event', 'outbox'] LOOP
 		IF NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = ('mandant.' || tbl)::regclass
@@ -214,8 +215,13 @@ BEGIN
 		IF NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = ('mandant.' || tbl)::regclass
 						 AND p.polname = tbl || '_append') THEN
 			EXECUTE format('CREATE POLICY %I ON mandant.%I FOR INSERT
-								WITH CHECK (tenant_id = COALESCE(mandant.current_tenant(), ''00000000-0000-0000-0000-000000000000''))',
-						   tbl || '_append', tbl);
+								WITH CHECK (tenant_id = COALESCE(mandant.current_tenant(), ''00000000-0000-0000-0000-000000000000'')%s)',
+						   tbl || '_append', tbl,
+						   CASE tbl WHEN 'outbox' THEN '
+									AND attempts = 0 AND published_at IS NULL AND dead_at IS NULL
+									AND locked_until IS NULL AND locked_by IS NULL AND last_error IS NULL
+									AND (tenant_id = ''00000000-0000-0000-0000-000000000000'' OR topic !~ ''^platform[.]'')'
+						   ELSE '' END);
 		END IF;
 		EXECUTE format('GRANT INSERT ON mandant.%I TO PUBLIC', tbl);
 	END LOOP;

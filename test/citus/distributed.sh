@@ -6,8 +6,7 @@
 # before create_distributed_table, app.tasks after it, with a status
 # machine.  Rows of the first tenants are written by a superuser, so that
 # the reads are tested apart from the writes.  Quotas on distributed
-# tables are refused here until they work (quota.sh); the outbox on them:
-# outbox.sh; the audit trail: triggers.sh.
+# tables: quota.sh; the outbox: outbox.sh; the audit trail: triggers.sh.
 . "$(dirname "$0")/lib.sh"
 
 # Roles as scripts/demo.sql makes them (Citus propagates them to the
@@ -442,21 +441,11 @@ fails "state machine: the twin trigger function cannot be attached by the owner"
 	    FOR EACH ROW EXECUTE FUNCTION mandant.state_machine_trigger_on_shards('citus_task', 'status', 'nolog');
 EOF
 
-# The outbox and quotas are refused on distributed tables until mandant
-# stores what their triggers write beside the shards (outbox_quota.sh); the
-# audit trail is (triggers.sh).
 fails "the audit twin trigger function cannot be attached by the owner" 42501 coordinator citus_owner <<-EOF
 	SET citus.enable_unsafe_triggers = on;
 	CREATE TRIGGER zz_mandant_audit AFTER INSERT ON app.forged2
 	    FOR EACH ROW EXECUTE FUNCTION mandant.audit_trigger_on_shards('');
 EOF
-for call in "mandant.enable_quota('app.tasks', 'records')"; do
-	fails "${call%%(*} on a distributed table is refused, not left to write on the workers" 0A000 \
-		coordinator citus_owner <<-EOF
-		SELECT $call;
-	EOF
-done
-
 # A context setter inside a query that Citus pushes down to the shards.
 for f in "mandant.set_tenant(tenant_id)" "mandant.set_scopes('{read}')"; do
 	fails "${f%%(*} in a query pushed down to the workers is refused" 0A000 coordinator citus_app <<-EOF

@@ -45,6 +45,16 @@ fails "enable_outbox on a table kept on the coordinator is refused" 0A000 coordi
 	SELECT mandant.enable_outbox('app.work_local', 'app');
 EOF
 
+# A twin left executable (a shard move's grant) lets its grantee attach it
+# to a table of its own, with arguments no registry vouches for: the
+# platform's domain stays out of reach (a superuser plays that owner here).
+fails "a twin trigger that names the platform's domain is refused on the shards" 22023 coordinator citus_app <<-EOF
+	\! psql -X -q -h "$sock" -p "$port_coordinator" -U postgres -d "$db" -c "SET citus.enable_unsafe_triggers = on" -c "CREATE TABLE app.forged_outbox (tenant_id uuid NOT NULL, id int, PRIMARY KEY (tenant_id, id))" -c "GRANT INSERT ON app.forged_outbox TO citus_app" -c "SELECT create_distributed_table('app.forged_outbox', 'tenant_id')" -c "CREATE TRIGGER zz AFTER INSERT ON app.forged_outbox FOR EACH ROW EXECUTE FUNCTION mandant.outbox_trigger_on_shards('platform', 'tenant')" >/dev/null
+	BEGIN;
+	SELECT mandant.set_tenant('$acme');
+	INSERT INTO app.forged_outbox VALUES ('$acme', 1);
+EOF
+
 is "a write publishes one event per row, with the request id, the excluded column left out" \
 	"app.work.created 1 true" coordinator citus_app <<-EOF
 	BEGIN;

@@ -1,14 +1,14 @@
 #!/bin/sh
-# quota.sh: quotas on a distributed table (issue 16, item 5): a plan's
-# limit holds.  (The outbox: outbox.sh; logged transitions:
-# distributed.sh; the audit trail: triggers.sh.)  Runs after
-# distributed.sh, on its roles and tenants.
-#
-# pending: issue 16 item 5 (usage counters kept beside the tenant tables, limits computed on the workers)
+# quota.sh: plan limits on a distributed table (issue 16, item 5).  The
+# rows are written on the workers; the coordinator counts each statement
+# (INSERT, DELETE, COPY) for the transaction's tenant in its own counters
+# and refuses what passes the limit before anything commits; TRUNCATE
+# forgets the counters, and a new counter counts the rows through Citus.
+# Runs after distributed.sh, on its roles.
 . "$(dirname "$0")/lib.sh"
 
-acme=$(value coordinator postgres <<-'EOF'
-	SELECT id FROM mandant.tenant WHERE slug = 'acme';
+stark=$(value coordinator citus_admin <<-'EOF'
+	SELECT mandant.create_tenant('stark', 'Stark', 'it@stark.example');
 EOF
 )
 setup coordinator citus_owner <<-'EOF'
@@ -16,7 +16,6 @@ setup coordinator citus_owner <<-'EOF'
 	    tenant_id uuid NOT NULL,
 	    id        uuid NOT NULL DEFAULT gen_random_uuid(),
 	    title     text NOT NULL,
-	    status    text,
 	    PRIMARY KEY (tenant_id, id)
 	);
 	GRANT SELECT, INSERT, UPDATE, DELETE ON app.quota_work TO citus_app;
@@ -24,13 +23,114 @@ setup coordinator citus_owner <<-'EOF'
 	SELECT mandant.enable_tenancy('app.quota_work');
 EOF
 
-is "mandant.enable_quota on a distributed table" "ok" coordinator citus_owner <<-EOF
+is "enable_quota on a distributed table marks it, with no TRUNCATE trigger to fire on the workers" \
+	"mandant.quota_trigger 0" coordinator citus_owner <<-'EOF'
 	SELECT mandant.enable_quota('app.quota_work', 'records');
-	SELECT 'ok';
+	SELECT min(tgfoid::regproc::text) || ' ' || count(*) FILTER (WHERE tgname = 'mandant_quota_truncate')
+	FROM pg_trigger WHERE tgrelid = 'app.quota_work'::regclass AND tgname LIKE 'mandant_quota%';
 EOF
-fails "quota: an insert past the plan's 5 records is refused" MD030 coordinator citus_app <<-EOF
+fails "enable_quota refuses a table distributed by another column than its tenant column" 0A000 \
+	coordinator citus_owner <<-'EOF'
+	CREATE TABLE app.quota_other (tenant_id uuid NOT NULL, k uuid NOT NULL, PRIMARY KEY (k, tenant_id));
+	SELECT mandant.enable_tenancy('app.quota_other');
+	SELECT create_distributed_table('app.quota_other', 'k');
+	SELECT mandant.enable_quota('app.quota_other', 'records');
+EOF
+
+# used: what the coordinator's counter says for stark (a mandant_service
+# role reads every counter).
+used="SELECT used FROM mandant.tenant_usage WHERE tenant_id = '$stark' AND resource = 'records'"
+is "rows inside the plan's limit are counted" "3" coordinator citus_app <<-EOF
 	BEGIN;
-	SELECT mandant.set_tenant('$acme');
-	INSERT INTO app.quota_work (title) VALUES ('q1'), ('q2'), ('q3'), ('q4'), ('q5');
+	SELECT mandant.set_tenant('$stark');
+	INSERT INTO app.quota_work (title) VALUES ('q1'), ('q2'), ('q3');
+	COMMIT;
+	$used;
 EOF
+fails "an insert past the free plan's 5 records is refused" MD030 coordinator citus_app <<-EOF
+	BEGIN;
+	SELECT mandant.set_tenant('$stark');
+	INSERT INTO app.quota_work (title) VALUES ('q4'), ('q5'), ('q6');
+EOF
+is "nothing of the refused statement stays on the workers" "3 3" coordinator postgres <<-EOF
+	SELECT (SELECT count(*) FROM app.quota_work WHERE tenant_id = '$stark') || ' ' || ($used);
+EOF
+is "a delete gives back" "2" coordinator citus_app <<-EOF
+	BEGIN;
+	SELECT mandant.set_tenant('$stark');
+	DELETE FROM app.quota_work WHERE title = 'q3';
+	COMMIT;
+	$used;
+EOF
+# COPY FROM takes no table under row level security: a superuser's, in the
+# tenant.
+is "COPY counts" "4" coordinator postgres <<-EOF
+	BEGIN;
+	SELECT mandant.set_tenant('$stark');
+	COPY app.quota_work (title) FROM STDIN;
+	c1
+	c2
+	\.
+	COMMIT;
+	$used;
+EOF
+fails "COPY past the limit is refused" MD030 coordinator postgres <<-EOF
+	BEGIN;
+	SELECT mandant.set_tenant('$stark');
+	COPY app.quota_work (title) FROM STDIN;
+	c3
+	c4
+	\.
+EOF
+fails "INSERT ... ON CONFLICT DO UPDATE is refused (its count mixes inserts and updates)" 0A000 \
+	coordinator citus_app <<-EOF
+	BEGIN;
+	SELECT mandant.set_tenant('$stark');
+	INSERT INTO app.quota_work (tenant_id, title) VALUES ('$stark', 'u1')
+	ON CONFLICT (tenant_id, id) DO UPDATE SET title = EXCLUDED.title;
+EOF
+fails "rows are written inside a tenant (none to count them for otherwise)" 0A000 coordinator postgres <<-EOF
+	INSERT INTO app.quota_work (tenant_id, title) VALUES ('$stark', 'no tenant');
+EOF
+
+# A counter that is gone is made again from the rows through Citus.
+setup coordinator postgres <<-EOF
+	DELETE FROM mandant.tenant_usage WHERE tenant_id = '$stark';
+EOF
+is "a new counter counts the rows already there, and the statement's" "5" coordinator citus_app <<-EOF
+	BEGIN;
+	SELECT mandant.set_tenant('$stark');
+	INSERT INTO app.quota_work (title) VALUES ('n1');
+	COMMIT;
+	$used;
+EOF
+fails "and the limit holds on it" MD030 coordinator citus_app <<-EOF
+	BEGIN;
+	SELECT mandant.set_tenant('$stark');
+	INSERT INTO app.quota_work (title) VALUES ('n2');
+EOF
+is "usage_reconcile counts through Citus and finds no drift" "0" coordinator citus_admin <<-EOF
+	SELECT count(*) FROM mandant.usage_reconcile() WHERE tenant_id = '$stark';
+EOF
+setup coordinator citus_owner <<-EOF
+	TRUNCATE app.quota_work;
+EOF
+is "TRUNCATE forgets the counters; the next write counts again" "1" coordinator citus_app <<-EOF
+	BEGIN;
+	SELECT mandant.set_tenant('$stark');
+	INSERT INTO app.quota_work (title) VALUES ('t1');
+	COMMIT;
+	$used;
+EOF
+setup coordinator citus_admin <<-EOF
+	SELECT mandant.set_quota('$stark', 'records', 7, reason => 'trial');
+EOF
+is "set_quota raises the limit" "7" coordinator citus_app <<-EOF
+	BEGIN;
+	SELECT mandant.set_tenant('$stark');
+	INSERT INTO app.quota_work (title) VALUES ('s1'), ('s2'), ('s3'), ('s4'), ('s5'), ('s6');
+	COMMIT;
+	$used;
+EOF
+
 done_testing

@@ -349,7 +349,7 @@ move_acme() {
 fails "a shard move without the grant fails, on the twin's permission" 42501 coordinator postgres <<-EOF
 	$(move_acme)
 EOF
-is "tenancy_lint reports the twins granted to the owner" "2" coordinator postgres <<-EOF
+is "tenancy_lint reports the twins granted to the owner" "3" coordinator postgres <<-EOF
 	SELECT run_command_on_all_nodes('GRANT EXECUTE ON FUNCTION $twins TO citus_owner');
 	GRANT EXECUTE ON FUNCTION $twins TO citus_owner;
 	SELECT count(*) FROM mandant.tenancy_lint() WHERE code = 'citus_twin_executable';
