@@ -635,9 +635,10 @@ MandantCitusManagedTable(Oid relid)
 
 /*
  * MandantCitusTableWithTrigger says whether the table relid has a trigger
- * named tgname and Citus distributes it.  The trigger is looked for first,
- * in the relation cache: most tables have none of mandant's, and then
- * Citus is not asked (nor while its extension is being dropped).
+ * named tgname and Citus distributes it: nothing is looked at where Citus
+ * is not installed; then the trigger, in the relation cache, since most
+ * tables have none of mandant's, and only then is Citus asked (so not for
+ * the tables mandant writes while Citus's extension is being dropped).
  */
 bool
 MandantCitusTableWithTrigger(Oid relid, const char *tgname)
@@ -645,7 +646,7 @@ MandantCitusTableWithTrigger(Oid relid, const char *tgname)
 	Relation	rel;
 	bool		found = false;
 
-	if (!OidIsValid(relid))
+	if (!OidIsValid(relid) || !MandantCitusInstalled())
 		return false;
 	rel = RelationIdGetRelation(relid);
 	if (!RelationIsValid(rel))
@@ -653,7 +654,7 @@ MandantCitusTableWithTrigger(Oid relid, const char *tgname)
 	for (int i = 0; rel->trigdesc != NULL && i < rel->trigdesc->numtriggers && !found; i++)
 		found = strcmp(rel->trigdesc->triggers[i].tgname, tgname) == 0;
 	RelationClose(rel);
-	return found && MandantCitusInstalled() && MandantCitusDistributedTable(relid);
+	return found && MandantCitusDistributedTable(relid);
 }
 
 /*
@@ -667,6 +668,8 @@ MandantCitusWrittenTable(PlannedStmt *plannedstmt, const char *tgname)
 {
 	ListCell   *lc;
 
+	if (!MandantCitusInstalled())
+		return InvalidOid;
 	foreach(lc, plannedstmt->rtable)
 	{
 		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);

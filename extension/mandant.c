@@ -202,7 +202,7 @@ MandantPostParseAnalyze(ParseState *pstate, Query *query, JumbleState *jstate)
 {
 	if (prev_post_parse_analyze_hook)
 		prev_post_parse_analyze_hook(pstate, query, jstate);
-	MandantCheckQuotaUpsert(query);
+	MandantCheckQuotaStatement(query);
 }
 
 /*

@@ -483,6 +483,7 @@ typedef struct MandantSavedUser
 extern void MandantBecomeOwner(Oid owner, int flags, MandantSavedUser *saved);
 extern int64 MandantTenantRowCount(Oid relid, const char *column, const pg_uuid_t *tenant);
 extern bool MandantErasingTenant(const pg_uuid_t *tenant);
+extern bool MandantErasingTenantRows(void);
 extern void MandantEnterTableOwner(Oid relid, const pg_uuid_t *tenant, MandantSavedUser *saved);
 extern Oid	MandantCitusOperationOwner(void);
 extern void MandantEnterOwnerToErase(Oid owner, const pg_uuid_t *tenant, MandantSavedUser *saved);
@@ -526,6 +527,6 @@ extern void MandantCheckDistributedWrite(QueryDesc *queryDesc, int eflags);
 extern void MandantCountDistributedWrite(QueryDesc *queryDesc);
 extern void MandantCheckDistributedUtility(Node *stmt);
 extern void MandantCountDistributedUtility(Node *stmt, QueryCompletion *qc);
-extern void MandantCheckQuotaUpsert(Query *query);
+extern void MandantCheckQuotaStatement(Query *query);
 
 #endif							/* MANDANT_H */

@@ -50,13 +50,18 @@
  * roles, and the workers cannot reach the coordinator's tables): the
  * coordinator counts a write of such a table when its statement ends
  * (MandantCountDistributedWrite: INSERT and DELETE; COPY and TRUNCATE in
- * MandantCountDistributedUtility), for the transaction's tenant, which
- * the tables' policy holds every row to, and refuses what would pass the
- * limit before the transaction commits anywhere.  A new counter counts
- * such a table's rows through Citus as the writer, who sees this
- * statement's rows too (tenant_row_count).  INSERT ... ON CONFLICT DO
- * UPDATE is refused there (MandantCheckQuotaUpsert): the statement's
- * count would not tell inserted rows from updated ones.
+ * MandantCountDistributedUtility), for the transaction's tenant, and
+ * refuses what would pass the limit before the transaction commits
+ * anywhere.  What it could not count is refused before it runs
+ * (CheckDistributedWrite: a write outside a tenant, on a worker, or in no
+ * transaction block by a role that no policy holds;
+ * MandantCheckQuotaStatement: ON CONFLICT DO UPDATE, MERGE and
+ * data-modifying WITH, whose reported counts mix rows), and the trigger on
+ * the shards holds every row to the transaction's tenant
+ * (CheckShardRowTenant).  A new counter counts such a table's rows
+ * through Citus as the writer, once the statement ran (tenant_row_count).
+ * Reference and Citus local tables are counted by their trigger on the
+ * coordinator's placement, as on one server.
  *
  * Counters are updated directly (no permission checks, no triggers on
  * mandant.tenant_usage fire: it has none that an unchanged key concerns);
@@ -80,6 +85,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/partition.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -91,6 +97,7 @@
 #include "nodes/parsenodes.h"
 #include "parser/parsetree.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
@@ -564,6 +571,41 @@ RowTenant(const QuotaTarget *target, HeapTuple tuple, TupleDesc desc)
 }
 
 /*
+ * CheckShardRowTenant holds a row written in a shard of a distributed table
+ * under quota to the tenant of the transaction, for which the coordinator
+ * counts the statement (MandantCountDistributedWrite): a role that no
+ * policy holds (a superuser's COPY) would otherwise charge one tenant for
+ * another's rows, and a session on a worker without the coordinator's
+ * context writes none.  delete_tenant's owner deletes the erased tenant's
+ * rows under its envelope (MandantOwnerOperationTenant).
+ */
+static Datum
+CheckShardRowTenant(TriggerData *trigdata)
+{
+	Relation	rel = trigdata->tg_relation;
+	HeapTuple	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? trigdata->tg_newtuple : trigdata->tg_trigtuple;
+	int			attnum = SPI_fnumber(RelationGetDescr(rel), trigdata->tg_trigger->tgargs[1]);
+	const pg_uuid_t *tenant = MandantCurrentTenant();
+	bool		isnull = true;
+	Datum		value = (Datum) 0;
+
+	/* delete_tenant's owner deletes outside any tenant, under its envelope */
+	if (tenant == NULL && TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+		tenant = MandantOwnerOperationTenant();
+	if (attnum > 0 && TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid == UUIDOID)
+		value = heap_getattr(tuple, attnum, RelationGetDescr(rel), &isnull);
+	if (isnull || tenant == NULL || memcmp(DatumGetUUIDP(value)->data, tenant->data, UUID_LEN) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("a row of %s under quota is written for the transaction's tenant only", RelationGetRelationName(rel)),
+				 errdetail("The coordinator counts the rows of a distributed table for the tenant of the statement's transaction; this row names %s, the transaction is in %s.",
+						   isnull ? "no tenant" : MandantUuidText(DatumGetUUIDP(value)),
+						   tenant ? MandantUuidText(tenant) : "no tenant"),
+				 errhint("Write each tenant's rows in a transaction of that tenant, through the coordinator.")));
+	return PointerGetDatum(NULL);
+}
+
+/*
  * mandant.quota_trigger(resource, tenant_column): AFTER INSERT OR DELETE
  * OR UPDATE OF the tenant column, FOR EACH ROW.
  */
@@ -579,9 +621,9 @@ mandant_quota_trigger(PG_FUNCTION_ARGS)
 	MandantCheckTriggerCall(fcinfo, MANDANT_TRIGGER_AFTER | MANDANT_TRIGGER_ROW, 2,
 							"mandant.quota_trigger()", "a row trigger with two arguments",
 							"Use mandant.enable_quota(table, resource) to attach it.");
-	/* on a shard: the coordinator counts the statement (MandantCountDistributedWrite) */
-	if (OidIsValid(MandantCitusLogicalTable(trigdata->tg_relation)))
-		return PointerGetDatum(NULL);
+	/* on a shard of a distributed table: the coordinator counts the statement */
+	if (MandantCitusDistributedTable(MandantCitusLogicalTable(trigdata->tg_relation)))
+		return CheckShardRowTenant(trigdata);
 	resource = trigdata->tg_trigger->tgargs[0];
 	column = trigdata->tg_trigger->tgargs[1];
 	target = GetQuotaTarget(trigdata);
@@ -703,7 +745,8 @@ mandant_count_rows(PG_FUNCTION_ARGS)
 
 /*
  * QuotaRegistration returns whether mandant.quota_table registers the
- * table relid, with its resource (palloc'd) in *resource.
+ * table relid, or the partitioned table it is a partition of, with its
+ * resource (palloc'd) in *resource.
  */
 static bool
 QuotaRegistration(Oid relid, char **resource)
@@ -712,8 +755,23 @@ QuotaRegistration(Oid relid, char **resource)
 	MandantIndexKey key = {ObjectIdGetDatum(relid), F_OIDEQ, false};
 	Datum		value;
 	bool		isnull;
+	bool		found;
 
-	if (!MandantFetchByIndex("quota_table", "quota_table_pkey", 1, &key, 1, columns, &value, &isnull) || isnull)
+	found = MandantFetchByIndex("quota_table", "quota_table_pkey", 1, &key, 1, columns, &value, &isnull);
+	if (!found && get_rel_relispartition(relid))
+	{
+		List	   *ancestors = get_partition_ancestors(relid);
+		ListCell   *lc;
+
+		foreach(lc, ancestors)
+		{
+			key.value = ObjectIdGetDatum(lfirst_oid(lc));
+			if ((found = MandantFetchByIndex("quota_table", "quota_table_pkey", 1, &key, 1, columns, &value, &isnull)))
+				break;
+		}
+		list_free(ancestors);
+	}
+	if (!found || isnull)
 		return false;
 	*resource = TextDatumGetCString(value);
 	return true;
@@ -722,20 +780,24 @@ QuotaRegistration(Oid relid, char **resource)
 /*
  * CheckDistributedWrite refuses, before it runs, a write of the
  * distributed table relid (a command: INSERT, DELETE, COPY) that the
- * coordinator could not count: on a worker, whose own counters would be
- * another set, and outside a tenant, which the tables' policy holds every
- * row to and whose counter takes the statement's rows.  A write inside a
- * tenant runs in the tenant's transaction (the context lasts one), which
- * Citus opens on the workers too: a limit refused when the statement ends
- * takes its rows back there.  Returns the table's resource, or NULL when
- * the table is not under quota.
+ * coordinator could not count: on a worker (whose registry does not list
+ * the table: the trigger marks it), where the coordinator's counters are
+ * out of reach; outside a tenant, which the tables' policy holds every row
+ * to and whose counter takes the statement's rows; outside a transaction
+ * block for a role that no policy holds, for which Citus might commit a
+ * worker's part before the statement is counted.  A write inside a tenant
+ * runs in the tenant's transaction (the context lasts one), which Citus
+ * opens on the workers too: a limit refused when the statement ends takes
+ * its rows back there.  delete_tenant's deletions count for nobody (it
+ * erases the counters).  Returns the table's resource, or NULL when the
+ * write is not counted.
  */
 static char *
 CheckDistributedWrite(Oid relid, const char *command)
 {
 	char	   *resource;
 
-	if (!MandantCitusTableWithTrigger(relid, "mandant_quota") || !QuotaRegistration(relid, &resource))
+	if (!MandantCitusTableWithTrigger(relid, "mandant_quota"))
 		return NULL;
 	if (MandantCitusRowIdBase() != 0)
 		ereport(ERROR,
@@ -743,12 +805,21 @@ CheckDistributedWrite(Oid relid, const char *command)
 				 errmsg("rows of table %s are counted against a quota on the coordinator", get_rel_name(relid)),
 				 errdetail("%s on a Citus worker would pass the counters by.", command),
 				 errhint("Write the table through the coordinator.")));
+	if (!QuotaRegistration(relid, &resource) || MandantErasingTenantRows())
+		return NULL;
 	if (MandantCurrentTenant() == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("rows of table %s are written inside a tenant on Citus", get_rel_name(relid)),
 				 errdetail("The table counts against the quota of %s, which the coordinator counts per statement for the transaction's tenant.", resource),
 				 errhint("Call mandant.set_tenant() (or mandant.authenticate()) first, in the same transaction.")));
+	if (!IsTransactionBlock() && (superuser() || has_bypassrls_privilege(GetUserId())))
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_ACTIVE_SQL_TRANSACTION),
+				 errmsg("%s of table %s must run in a transaction block on Citus", command, get_rel_name(relid)),
+				 errdetail("Role \"%s\" bypasses row level security, and Citus may commit its rows on a worker before the coordinator counts them against the quota of %s.",
+						   GetUserNameFromId(GetUserId(), false), resource),
+				 errhint("Run it between BEGIN and COMMIT.")));
 	return resource;
 }
 
@@ -829,7 +900,8 @@ ForgetCounters(const char *resource)
 }
 
 /*
- * CopiedTable returns the table that a COPY FROM writes, else InvalidOid.
+ * CopiedTable returns the table that a COPY FROM writes, locked as COPY
+ * locks it, else InvalidOid.
  */
 static Oid
 CopiedTable(Node *stmt)
@@ -838,7 +910,7 @@ CopiedTable(Node *stmt)
 
 	if (!IsA(stmt, CopyStmt) || !copy->is_from || copy->relation == NULL)
 		return InvalidOid;
-	return RangeVarGetRelid(copy->relation, NoLock, true);
+	return RangeVarGetRelid(copy->relation, RowExclusiveLock, true);
 }
 
 /*
@@ -882,26 +954,64 @@ MandantCountDistributedUtility(Node *stmt, QueryCompletion *qc)
 }
 
 /*
- * MandantCheckQuotaUpsert, called when a query has been analysed
- * (mandant.c), refuses INSERT ... ON CONFLICT DO UPDATE into a distributed
- * table under quota: the coordinator counts what the statement reports,
- * which does not tell inserted rows from updated ones.
+ * QuotaWriteTarget returns the table that a data-modifying query writes
+ * when Citus distributes it and it is under quota, else InvalidOid.
  */
-void
-MandantCheckQuotaUpsert(Query *query)
+static Oid
+QuotaWriteTarget(Query *query)
 {
 	RangeTblEntry *target;
-	char	   *resource;
 
-	if (query->commandType != CMD_INSERT || query->onConflict == NULL ||
-		query->onConflict->action != ONCONFLICT_UPDATE || query->resultRelation <= 0)
-		return;
+	if (query->commandType == CMD_SELECT || query->commandType == CMD_UTILITY || query->resultRelation <= 0)
+		return InvalidOid;
 	target = rt_fetch(query->resultRelation, query->rtable);
-	if (target->rtekind == RTE_RELATION && MandantCitusTableWithTrigger(target->relid, "mandant_quota") &&
-		QuotaRegistration(target->relid, &resource))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("INSERT ... ON CONFLICT DO UPDATE is not supported on table %s", get_rel_name(target->relid)),
-				 errdetail("The table is distributed and counts against the quota of %s; the coordinator counts the rows a statement reports, which would not tell inserted rows from updated ones.", resource),
-				 errhint("Insert with ON CONFLICT DO NOTHING, then update the rows that were there.")));
+	if (target->rtekind != RTE_RELATION || !MandantCitusTableWithTrigger(target->relid, "mandant_quota"))
+		return InvalidOid;
+	return target->relid;
+}
+
+/*
+ * RefuseUncountable raises 0A000 for a statement (what) on the table relid
+ * under quota whose rows the coordinator could not count.
+ */
+static void
+RefuseUncountable(Oid relid, const char *what, const char *why)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("%s is not supported on table %s", what, get_rel_name(relid)),
+			 errdetail("The table is distributed and counts against a quota; the coordinator counts the rows each INSERT, DELETE or COPY reports, and %s.", why),
+			 errhint("Write the table with plain INSERT and DELETE statements of their own (INSERT ... ON CONFLICT DO NOTHING, then UPDATE).")));
+}
+
+/*
+ * MandantCheckQuotaStatement, called when a query has been analysed
+ * (mandant.c), refuses the writes of a distributed table under quota that
+ * the coordinator cannot count from what the statement reports: INSERT
+ * ... ON CONFLICT DO UPDATE and MERGE (their counts mix inserted, updated
+ * and deleted rows), and a data-modifying WITH (the statement reports the
+ * rows of its main query).
+ */
+void
+MandantCheckQuotaStatement(Query *query)
+{
+	ListCell   *lc;
+	Oid			relid;
+
+	if (query->commandType == CMD_UTILITY)
+		return;
+	foreach(lc, query->cteList)
+	{
+		CommonTableExpr *cte = lfirst_node(CommonTableExpr, lc);
+
+		if (IsA(cte->ctequery, Query) && OidIsValid(relid = QuotaWriteTarget((Query *) cte->ctequery)))
+			RefuseUncountable(relid, "a data-modifying WITH", "a statement reports the rows of its main query only");
+	}
+	if (!OidIsValid(relid = QuotaWriteTarget(query)))
+		return;
+	if (query->commandType == CMD_MERGE)
+		RefuseUncountable(relid, "MERGE", "MERGE reports inserted, updated and deleted rows as one");
+	if (query->commandType == CMD_INSERT && query->onConflict != NULL &&
+		query->onConflict->action == ONCONFLICT_UPDATE)
+		RefuseUncountable(relid, "INSERT ... ON CONFLICT DO UPDATE", "it reports inserted and updated rows as one");
 }

@@ -44,8 +44,9 @@
  * all: mandant.tenant_row_count scans the table directly, through a
  * btree index on the tenant column with the built-in uuid operators if
  * there is one, else the heap, with the snapshot of the calling statement.
- * A table that Citus manages is counted through Citus, as the current
- * user, whose own policies then run (CountThroughCitus).
+ * A table that Citus distributes is counted through Citus, as the current
+ * user, whose own policies then run (CountThroughCitus); a reference or
+ * Citus local table in its placement on this node.
  *
  * Which tables may be registered with mandant at all is one rule,
  * MandantCheckTableTarget: a permanent table or partitioned table of the
@@ -267,6 +268,16 @@ bool
 MandantErasingTenant(const pg_uuid_t *tenant)
 {
 	return erasing_tenant != NULL && memcmp(erasing_tenant->data, tenant->data, UUID_LEN) == 0;
+}
+
+/*
+ * MandantErasingTenantRows says whether delete_tenant is deleting a
+ * tenant's rows right now (its writes are no tenant's to count).
+ */
+bool
+MandantErasingTenantRows(void)
+{
+	return erasing_tenant != NULL;
 }
 
 /* The owner whose tables this transaction worked on, on Citus. */
@@ -745,15 +756,16 @@ TenantColumnOf(Relation rel, const char *column)
 }
 
 /*
- * CountThroughCitus counts a tenant's rows of a table that Citus manages,
- * whose rows are in its shards or placements: through Citus, as the
- * current user, with the calling statement's snapshot (read-only SPI).  On
- * the writer's own connections it sees the writer's rows of this
- * transaction; a role other than the writer could not read the shards the
- * writer wrote (Citus refuses two roles on a tenant's shards).  The
- * table's policies run as the current user, as they do for its own
- * queries; mandant's tenant_isolation admits every row of the tenant, and
- * Citus makes every policy permissive.
+ * CountThroughCitus counts a tenant's rows of a table that Citus
+ * distributes: through Citus, as the current user, with a new snapshot
+ * that sees every row this transaction wrote, the calling statement's
+ * included (the coordinator counts a statement once it ran, quota.c),
+ * whether Citus runs the count on a worker or on a shard of this node.  A
+ * role other than the writer could not read the shards the writer wrote
+ * (Citus refuses two roles on a tenant's shards).  The table's policies run
+ * as the current user, as they do for its own queries; mandant's
+ * tenant_isolation admits every row of the tenant, and Citus makes every
+ * policy permissive.
  */
 static int64
 CountThroughCitus(Relation rel, const char *column, const pg_uuid_t *tenant)
@@ -768,7 +780,7 @@ CountThroughCitus(Relation rel, const char *column, const pg_uuid_t *tenant)
 	int64		count;
 
 	SPI_connect();
-	if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+	if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not count the rows of \"%s\"", RelationGetRelationName(rel));
 	count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
@@ -778,7 +790,8 @@ CountThroughCitus(Relation rel, const char *column, const pg_uuid_t *tenant)
 /*
  * MandantTenantRowCount returns how many rows of the table relid (all its
  * partitions) belong to tenant by column, as the calling statement sees
- * them; runs no user code, except on Citus (CountThroughCitus).
+ * them (a table that Citus distributes: see CountThroughCitus); runs no
+ * user code, except there.
  */
 int64
 MandantTenantRowCount(Oid relid, const char *column, const pg_uuid_t *tenant)
@@ -788,11 +801,24 @@ MandantTenantRowCount(Oid relid, const char *column, const pg_uuid_t *tenant)
 	int64		count = 0;
 
 	(void) TenantColumnOf(rel, column);
-	if (MandantCitusManagedTable(relid))
+	if (MandantCitusDistributedTable(relid))
 	{
 		count = CountThroughCitus(rel, column, tenant);
 		table_close(rel, NoLock);
 		return count;
+	}
+	if (MandantCitusManagedTable(relid))
+	{
+		/*
+		 * A reference or Citus local table: its rows are in the placement
+		 * here (the table stands for the index, which is not needed).
+		 */
+		Oid			placement;
+		Oid			unused;
+
+		(void) MandantCitusPlacement(relid, relid, &placement, &unused);
+		table_close(rel, NoLock);
+		rel = OpenUserTable(placement, AccessShareLock);
 	}
 	snapshot = RegisterSnapshot(ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot());
 

@@ -7,6 +7,10 @@
 # Runs after distributed.sh, on its roles.
 . "$(dirname "$0")/lib.sh"
 
+acme=$(value coordinator postgres <<-'EOF'
+	SELECT id FROM mandant.tenant WHERE slug = 'acme';
+EOF
+)
 stark=$(value coordinator citus_admin <<-'EOF'
 	SELECT mandant.create_tenant('stark', 'Stark', 'it@stark.example');
 EOF
@@ -93,6 +97,35 @@ fails "rows are written inside a tenant (none to count them for otherwise)" 0A00
 	INSERT INTO app.quota_work (tenant_id, title) VALUES ('$stark', 'no tenant');
 EOF
 
+fails "a superuser's row of another tenant is refused on the shards" 42501 coordinator postgres <<-EOF
+	BEGIN;
+	SELECT mandant.set_tenant('$stark');
+	INSERT INTO app.quota_work (tenant_id, title) VALUES ('$acme', 'x');
+EOF
+fails "a role that bypasses row level security writes in a transaction block" 25P01 coordinator postgres <<-EOF
+	DO \$\$
+	BEGIN
+		PERFORM mandant.set_tenant('$stark');
+		INSERT INTO app.quota_work (tenant_id, title) VALUES ('$stark', 'autocommit');
+	END
+	\$\$;
+EOF
+for sql in "MERGE INTO app.quota_work t USING (SELECT '$stark'::uuid AS tenant_id, 'm1' AS title) s
+	ON t.tenant_id = s.tenant_id AND t.title = s.title
+	WHEN NOT MATCHED THEN INSERT (tenant_id, title) VALUES (s.tenant_id, s.title)" \
+	"WITH d AS (DELETE FROM app.quota_work WHERE title = 'q1' RETURNING 1) SELECT count(*) FROM d"; do
+	fails "${sql%% *} on the table is refused (its count mixes rows)" 0A000 coordinator citus_app <<-EOF
+		BEGIN;
+		SELECT mandant.set_tenant('$stark');
+		$sql;
+	EOF
+done
+fails "a write through a worker is refused (the counters are the coordinator's)" 0A000 worker1 citus_app <<-EOF
+	BEGIN;
+	SELECT mandant.set_tenant('$stark');
+	INSERT INTO app.quota_work (title) VALUES ('w1');
+EOF
+
 # A counter that is gone is made again from the rows through Citus.
 setup coordinator postgres <<-EOF
 	DELETE FROM mandant.tenant_usage WHERE tenant_id = '$stark';
@@ -123,7 +156,7 @@ is "TRUNCATE forgets the counters; the next write counts again" "1" coordinator 
 	$used;
 EOF
 setup coordinator citus_admin <<-EOF
-	SELECT mandant.set_quota('$stark', 'records', 7, reason => 'trial');
+	SELECT mandant.set_quota('$stark', 'records', 9, reason => 'trial');
 EOF
 is "set_quota raises the limit" "7" coordinator citus_app <<-EOF
 	BEGIN;
@@ -131,6 +164,34 @@ is "set_quota raises the limit" "7" coordinator citus_app <<-EOF
 	INSERT INTO app.quota_work (title) VALUES ('s1'), ('s2'), ('s3'), ('s4'), ('s5'), ('s6');
 	COMMIT;
 	$used;
+EOF
+
+# A tenant table that stays on the coordinator counts as on one server,
+# into the same counter.
+setup coordinator citus_owner <<-'EOF'
+	CREATE TABLE app.quota_local (tenant_id uuid NOT NULL, id int NOT NULL, PRIMARY KEY (tenant_id, id));
+	GRANT SELECT, INSERT ON app.quota_local TO citus_app;
+	SELECT mandant.enable_tenancy('app.quota_local');
+	SELECT mandant.enable_quota('app.quota_local', 'records');
+EOF
+is "a table kept on the coordinator counts into the same counter" "8" coordinator citus_app <<-EOF
+	BEGIN;
+	SELECT mandant.set_tenant('$stark');
+	INSERT INTO app.quota_local (tenant_id, id) VALUES ('$stark', 1);
+	COMMIT;
+	$used;
+EOF
+fails "and the limit holds across both" MD030 coordinator citus_app <<-EOF
+	BEGIN;
+	SELECT mandant.set_tenant('$stark');
+	INSERT INTO app.quota_work (title) VALUES ('over'), ('over2');
+EOF
+
+is "delete_tenant erases a tenant with rows under quota on every node" "0 0" coordinator citus_admin <<-EOF
+	SELECT mandant.delete_tenant('$stark', 'stark') IS NOT NULL;
+	\c - postgres
+	SELECT (SELECT count(*) FROM app.quota_work WHERE tenant_id = '$stark') || ' ' ||
+	       (SELECT count(*) FROM mandant.tenant_usage WHERE tenant_id = '$stark');
 EOF
 
 done_testing
