@@ -67,8 +67,9 @@
  * mandant.tenant_usage fire: it has none that an unchanged key concerns);
  * rows are created and limits refreshed through SPI with saved plans, with
  * the rights of the extension's owner (see CounterOwner), inside a
- * security-restricted operation; counting rows for a new counter runs no
- * user code (mandant.tenant_row_count, usertable.c).
+ * security-restricted operation; counting rows for a new counter comes
+ * first, as the caller, and runs no user code (mandant.tenant_row_count,
+ * usertable.c) but the caller's own policies of a distributed table.
  *
  * Copyright (c) 2026, the mandant developers
  *
