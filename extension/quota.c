@@ -901,15 +901,15 @@ ForgetCounters(const char *resource)
 }
 
 /*
- * CopiedTable returns the table that a COPY FROM writes, locked as COPY
- * locks it, else InvalidOid.
+ * CopiedTable returns the table that a COPY FROM writes where Citus is
+ * installed, locked as COPY locks it, else InvalidOid.
  */
 static Oid
 CopiedTable(Node *stmt)
 {
 	CopyStmt   *copy = (CopyStmt *) stmt;
 
-	if (!IsA(stmt, CopyStmt) || !copy->is_from || copy->relation == NULL)
+	if (!IsA(stmt, CopyStmt) || !copy->is_from || copy->relation == NULL || !MandantCitusInstalled())
 		return InvalidOid;
 	return RangeVarGetRelid(copy->relation, RowExclusiveLock, true);
 }
@@ -939,7 +939,7 @@ MandantCountDistributedUtility(Node *stmt, QueryCompletion *qc)
 		if (qc != NULL)
 			CountDistributedRows(CopiedTable(stmt), (int64) qc->nprocessed, "COPY");
 	}
-	else if (IsA(stmt, TruncateStmt))
+	else if (IsA(stmt, TruncateStmt) && MandantCitusInstalled())
 	{
 		ListCell   *lc;
 
