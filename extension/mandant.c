@@ -43,7 +43,7 @@
 #include "executor/executor.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "parser/analyze.h"
+#include "optimizer/planner.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
@@ -66,7 +66,7 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static ProcessUtility_hook_type prev_process_utility_hook = NULL;
 static ExecutorStart_hook_type prev_executor_start_hook = NULL;
 static ExecutorEnd_hook_type prev_executor_end_hook = NULL;
-static post_parse_analyze_hook_type prev_post_parse_analyze_hook = NULL;
+static planner_hook_type prev_planner_hook = NULL;
 
 /* The caches' relcache callbacks, called by the one mandant registers. */
 #define MAX_RELCACHE_CALLBACKS	8
@@ -194,22 +194,25 @@ MandantExecutorEnd(QueryDesc *queryDesc)
 }
 
 /*
- * MandantPostParseAnalyze refuses what mandant cannot count on a
- * distributed table under quota (quota.c), after the hooks chained before.
+ * MandantPlanner refuses what mandant cannot count on a distributed table
+ * under quota (quota.c), in the query as rewritten (views, rules) and
+ * whichever way it is planned (EXPLAIN, a function's body, a cached plan
+ * planned again), then plans it through the hooks chained before.
  */
-static void
-MandantPostParseAnalyze(ParseState *pstate, Query *query, JumbleState *jstate)
+static PlannedStmt *
+MandantPlanner(Query *parse, const char *query_string, int cursorOptions, ParamListInfo boundParams)
 {
-	if (prev_post_parse_analyze_hook)
-		prev_post_parse_analyze_hook(pstate, query, jstate);
-	MandantCheckQuotaStatement(query);
+	MandantCheckQuotaStatement(parse);
+	if (prev_planner_hook)
+		return prev_planner_hook(parse, query_string, cursorOptions, boundParams);
+	return standard_planner(parse, query_string, cursorOptions, boundParams);
 }
 
 /*
  * _PG_init checks that the library is being preloaded, then defines the
  * context variables and mandant's settings, reserves the "mandant" settings
  * prefix and chains the shared memory, utility, executor-start and -end and
- * post-parse-analysis hooks.
+ * planner hooks.
  */
 void
 _PG_init(void)
@@ -244,6 +247,6 @@ _PG_init(void)
 	ExecutorStart_hook = MandantExecutorStart;
 	prev_executor_end_hook = ExecutorEnd_hook;
 	ExecutorEnd_hook = MandantExecutorEnd;
-	prev_post_parse_analyze_hook = post_parse_analyze_hook;
-	post_parse_analyze_hook = MandantPostParseAnalyze;
+	prev_planner_hook = planner_hook;
+	planner_hook = MandantPlanner;
 }

@@ -116,6 +116,8 @@ PG_FUNCTION_INFO_V1(mandant_charge);
 PG_FUNCTION_INFO_V1(mandant_consume);
 PG_FUNCTION_INFO_V1(mandant_count_rows);
 
+static void RefuseUncountable(Oid relid, const char *what, const char *why) pg_attribute_noreturn();
+
 #define TABLES_SQL \
 	"SELECT q.relid::pg_catalog.oid, q.tenant_column FROM mandant.quota_table q " \
 	"WHERE q.resource OPERATOR(pg_catalog.=) $1 AND EXISTS (SELECT FROM pg_catalog.pg_class c " \
@@ -590,6 +592,18 @@ CheckShardRowTenant(TriggerData *trigdata)
 	bool		isnull = true;
 	Datum		value = (Datum) 0;
 
+	/*
+	 * A worker's shard is written by the coordinator's distributed
+	 * statements, which it counts, not by a session of the worker that
+	 * names the shard (application_name tells them apart: keep clients off
+	 * the workers).
+	 */
+	if (MandantCitusRowIdBase() != 0 && !MandantCitusInternalBackend())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("shard \"%s\" of a table under quota is written through the coordinator only", RelationGetRelationName(rel)),
+				 errdetail("The coordinator counts the rows of a distributed table per statement; this write reached the shard directly."),
+				 errhint("Write the table through the coordinator.")));
 	/* delete_tenant's owner deletes outside any tenant, under its envelope */
 	if (tenant == NULL && TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
 		tenant = MandantOwnerOperationTenant();
@@ -806,7 +820,7 @@ CheckDistributedWrite(Oid relid, const char *command)
 				 errmsg("rows of table %s are counted against a quota on the coordinator", get_rel_name(relid)),
 				 errdetail("%s on a Citus worker would pass the counters by.", command),
 				 errhint("Write the table through the coordinator.")));
-	if (!QuotaRegistration(relid, &resource) || MandantErasingTenantRows())
+	if (!QuotaRegistration(relid, &resource) || (strcmp(command, "DELETE") == 0 && MandantErasingTenantRows()))
 		return NULL;
 	if (MandantCurrentTenant() == NULL)
 		ereport(ERROR,
@@ -856,7 +870,16 @@ IsCountedWrite(QueryDesc *queryDesc)
 void
 MandantCheckDistributedWrite(QueryDesc *queryDesc, int eflags)
 {
-	if (IsCountedWrite(queryDesc) && (eflags & EXEC_FLAG_EXPLAIN_ONLY) == 0)
+	Oid			relid;
+
+	if ((eflags & EXEC_FLAG_EXPLAIN_ONLY) != 0)
+		return;
+	/* what the planner hook refuses, again for any plan it did not see */
+	if ((queryDesc->operation == CMD_MERGE || queryDesc->plannedstmt->hasModifyingCTE) &&
+		OidIsValid(relid = MandantCitusWrittenTable(queryDesc->plannedstmt, "mandant_quota")))
+		RefuseUncountable(relid, queryDesc->operation == CMD_MERGE ? "MERGE" : "a data-modifying WITH",
+						  "the statement reports the rows of its main query only, as one count");
+	if (IsCountedWrite(queryDesc))
 		(void) CheckDistributedWrite(MandantCitusWrittenTable(queryDesc->plannedstmt, "mandant_quota"),
 									 queryDesc->operation == CMD_INSERT ? "INSERT" : "DELETE");
 }
@@ -986,8 +1009,9 @@ RefuseUncountable(Oid relid, const char *what, const char *why)
 }
 
 /*
- * MandantCheckQuotaStatement, called when a query has been analysed
- * (mandant.c), refuses the writes of a distributed table under quota that
+ * MandantCheckQuotaStatement, called when a query is planned (mandant.c),
+ * after the rewriter, so that a view or rule over the table is seen
+ * through, refuses the writes of a distributed table under quota that
  * the coordinator cannot count from what the statement reports: INSERT
  * ... ON CONFLICT DO UPDATE and MERGE (their counts mix inserted, updated
  * and deleted rows), and a data-modifying WITH (the statement reports the

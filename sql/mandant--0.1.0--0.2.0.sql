@@ -447,7 +447,7 @@ COMMENT ON FUNCTION mandant.delete_tenant_rows(regclass, uuid) IS
 CREATE OR REPLACE FUNCTION mandant.tenant_row_count(tbl regclass, tenant_column name, tenant uuid)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'mandant_tenant_row_count'
-LANGUAGE C STABLE;
+LANGUAGE C VOLATILE;
 
 COMMENT ON FUNCTION mandant.tenant_row_count(regclass, name, uuid) IS
 'Internal: how many rows of tbl belong to tenant, counted without running any code of the table''s owner.';
@@ -3369,7 +3369,7 @@ COMMENT ON FUNCTION mandant.confirm_user_email(uuid) IS
 CREATE OR REPLACE FUNCTION mandant.count_rows(tenant uuid, resource text)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'mandant_count_rows'
-LANGUAGE C STABLE;
+LANGUAGE C VOLATILE;
 
 COMMENT ON FUNCTION mandant.count_rows(uuid, text) IS
 'Internal: how many rows of a tenant the tables under quota for resource hold.';

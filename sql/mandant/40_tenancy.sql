@@ -59,7 +59,7 @@ COMMENT ON FUNCTION mandant.delete_tenant_rows(regclass, uuid) IS
 CREATE FUNCTION mandant.tenant_row_count(tbl regclass, tenant_column name, tenant uuid)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'mandant_tenant_row_count'
-LANGUAGE C STABLE;
+LANGUAGE C VOLATILE;
 
 COMMENT ON FUNCTION mandant.tenant_row_count(regclass, name, uuid) IS
 'Internal: how many rows of tbl belong to tenant, counted without running any code of the table''s owner.';

@@ -138,7 +138,7 @@ COMMENT ON FUNCTION mandant.effective_limit(uuid, text) IS
 CREATE FUNCTION mandant.count_rows(tenant uuid, resource text)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'mandant_count_rows'
-LANGUAGE C STABLE;
+LANGUAGE C VOLATILE;
 
 COMMENT ON FUNCTION mandant.count_rows(uuid, text) IS
 'Internal: how many rows of a tenant the tables under quota for resource hold.';

@@ -120,6 +120,27 @@ for sql in "MERGE INTO app.quota_work t USING (SELECT '$stark'::uuid AS tenant_i
 		$sql;
 	EOF
 done
+# Planned, not only parsed: an EXPLAIN ANALYZE, a function's body.
+fails "EXPLAIN ANALYZE of a MERGE on the table is refused" 0A000 coordinator citus_app <<-EOF
+	BEGIN;
+	SELECT mandant.set_tenant('$stark');
+	EXPLAIN ANALYZE MERGE INTO app.quota_work t USING app.quota_work s
+	    ON t.tenant_id = s.tenant_id AND t.id = s.id AND false
+	    WHEN NOT MATCHED THEN INSERT (tenant_id, title) VALUES (s.tenant_id, s.title || '+');
+EOF
+fails "a MERGE in a SQL function's body is refused" 0A000 coordinator citus_owner <<-EOF
+	CREATE FUNCTION app.double_work() RETURNS void LANGUAGE sql
+	BEGIN ATOMIC
+	    MERGE INTO app.quota_work t USING app.quota_work s
+	        ON t.tenant_id = s.tenant_id AND t.id = s.id AND false
+	        WHEN NOT MATCHED THEN INSERT (tenant_id, title) VALUES (s.tenant_id, s.title || '+');
+	END;
+	GRANT EXECUTE ON FUNCTION app.double_work() TO citus_app;
+	\\c - citus_app
+	BEGIN;
+	SELECT mandant.set_tenant('$stark');
+	SELECT app.double_work();
+EOF
 fails "a write through a worker is refused (the counters are the coordinator's)" 0A000 worker1 citus_app <<-EOF
 	BEGIN;
 	SELECT mandant.set_tenant('$stark');
