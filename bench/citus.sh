@@ -11,6 +11,10 @@
 #                enters the tenant with mandant.set_tenant() first, which
 #                hands the workers the signed context envelope
 #                (mandant.context) that their policy reads
+#   (c) round trip  app.plain again, with a statement of no cost
+#                (SELECT 1) where (b) enters the tenant: the client's one
+#                more round trip per transaction, which b/c takes out of
+#                what (b) pays on top of (a)
 # Two workloads, each one transaction routed to the one shard of its
 # tenant: "point" reads one row by key, "insert" writes one row.  Every
 # query names the tenant (tenant_id = '<uuid>'), which is what lets Citus
@@ -21,7 +25,7 @@
 # The variants run interleaved, BENCH_ROUNDS times each, as a non-superuser
 # member of mandant_service (superusers bypass row level security); the
 # median TPS of each is reported with b/a and the lowest and highest b/a of
-# the single rounds.  pgbench's variables are numbers, so each workload and
+# the single rounds, and b/c.  pgbench's variables are numbers, so each workload and
 # variant is 100 scripts, one per tenant with its id written in, of which
 # pgbench picks one at random per transaction.  BENCH_SYNCHRONOUS_COMMIT
 # applies to the coordinator's sessions and, through the scratch database's
@@ -168,10 +172,11 @@ coord_psql -At -c "SELECT id FROM mandant.tenant WHERE slug LIKE 'bench-%' ORDER
 n=0
 while read -r t; do
 	n=$((n + 1))
-	for variant in plain mandant; do
+	for variant in plain mandant roundtrip; do
 		case $variant in
 		plain) table=app.plain enter="" ;;
 		mandant) table=app.notes enter="SELECT mandant.set_tenant('$t');" ;;
+		roundtrip) table=app.plain enter="SELECT 1;" ;;
 		esac
 		cat >"$work/point-$variant.$n.sql" <<-EOF
 			\set i random(1, 1000)
@@ -230,28 +235,33 @@ tps_of() {
 	sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$work/pgbench.out"
 }
 
-# compare WORKLOAD: runs WORKLOAD-plain and WORKLOAD-mandant interleaved
-# ($rounds rounds, a then b in each) for every client count, and prints
-# the median TPS of each, b/a, and the lowest and highest b/a of the single
-# rounds; keeps every median b/a in $work/ratios.
+# compare WORKLOAD: runs WORKLOAD-plain, WORKLOAD-mandant and
+# WORKLOAD-roundtrip interleaved ($rounds rounds, a, b, c in each) for
+# every client count, and prints the median TPS of each, b/a with the
+# lowest and highest b/a of the single rounds, and b/c; keeps every median
+# b/a in $work/ratios.
 compare() {
-	printf '%-7s %-7s %11s %11s %7s  %s\n' "$1" clients "a plain" "b mandant" "b/a" "b/a rounds"
+	printf '%-7s %-7s %11s %11s %11s %7s  %-12s %7s\n' "$1" clients "a plain" "b mandant" "c roundtrip" \
+		"b/a" "b/a rounds" "b/c"
 	for c in $clients; do
 		: >"$work/a.tps"
 		: >"$work/b.tps"
+		: >"$work/c.tps"
 		r=0
 		while [ "$r" -lt "$rounds" ]; do
 			tps_of "$c" "$1-plain" >>"$work/a.tps"
 			tps_of "$c" "$1-mandant" >>"$work/b.tps"
+			tps_of "$c" "$1-roundtrip" >>"$work/c.tps"
 			r=$((r + 1))
 		done
 		a=$(median <"$work/a.tps")
 		b=$(median <"$work/b.tps")
+		rt=$(median <"$work/c.tps")
 		spread=$(paste "$work/a.tps" "$work/b.tps" | awk '$1 > 0 { r = $2 / $1
 			if (n++ == 0 || r < lo) lo = r; if (n == 1 || r > hi) hi = r }
 			END { if (n) printf "%.3f-%.3f", lo, hi; else print "-" }')
-		awk -v w="$1" -v c="$c" -v a="$a" -v b="$b" -v s="$spread" -v out="$work/ratios" 'BEGIN {
-			printf "%-7s %-7s %11.1f %11.1f %7.3f  %s\n", w, c, a, b, b / a, s
+		awk -v w="$1" -v c="$c" -v a="$a" -v b="$b" -v rt="$rt" -v s="$spread" -v out="$work/ratios" 'BEGIN {
+			printf "%-7s %-7s %11.1f %11.1f %11.1f %7.3f  %-12s %7.3f\n", w, c, a, b, rt, b / a, s, b / rt
 			printf "%s %s %.3f\n", w, c, b / a >>out
 		}'
 	done
