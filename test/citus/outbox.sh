@@ -215,6 +215,14 @@ is "a replayed event is pending again" "0 true" coordinator postgres <<-EOF
 	SELECT attempts || ' ' || (available_at <= now() AND locked_by IS NULL) FROM mandant.outbox WHERE id = $c3;
 EOF
 
+is "a claim dead-letters an unleased event past its attempts instead of leasing it" "0 1" coordinator postgres <<-EOF
+	UPDATE mandant.outbox SET attempts = 5, locked_until = NULL, available_at = now() - interval '1 minute'
+	WHERE id = $c3;
+	SET mandant.outbox_max_attempts = 3;
+	SELECT count(*) AS leased FROM mandant.outbox_claim('c9', 10000) WHERE id = $c3 \gset
+	SELECT :leased || ' ' || count(*) FROM mandant.outbox WHERE id = $c3 AND dead_at IS NOT NULL;
+EOF
+
 # Wake-ups: the events are written on the workers, whose part of a
 # transaction Citus may prepare (NOTIFY cannot be prepared); the
 # coordinator notifies.
