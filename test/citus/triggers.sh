@@ -5,8 +5,8 @@
 # id; application events reach the same shard, held to the writer's
 # context; each node seals its shards, and the tenant's chain verifies
 # (and a changed event is found); delete_tenant erases the trail on every
-# node.  (Logged transitions: distributed.sh; the outbox and quotas:
-# outbox_quota.sh.)  Runs after distributed.sh, on its roles and tenants.
+# node.  (Logged transitions: distributed.sh; the outbox: outbox.sh;
+# quotas: quota.sh.)  Runs after distributed.sh, on its roles and tenants.
 . "$(dirname "$0")/lib.sh"
 
 acme=$(value coordinator postgres <<-'EOF'
