@@ -57,7 +57,6 @@
 #include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "common/cryptohash.h"
-#include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "common/sha2.h"
 #include "funcapi.h"
@@ -484,18 +483,12 @@ AuditEventValues(const AuditEvent *ev, bytea *hash, Datum *values, bool *nulls)
 static void
 RouteAuditEvent(AuditEvent *ev)
 {
-	static const char *const sql =
-		"INSERT INTO mandant.audit_event (id, tenant_id, occurred_at, txid, category, action, "
-		"entity_type, entity_id, actor_user_id, request_id, changes, hash) "
-		"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
-	Oid			argtypes[AE_NATTS];
 	Datum		values[AE_NATTS];
 	bool		isnull[AE_NATTS];
-	char		nulls[AE_NATTS];
 	bool		numbered_here = superuser();
 	bool		read_back = !numbered_here &&
 		memcmp(ev->tenant_id->data, MandantPlatformTenant.data, UUID_LEN) != 0;
-	int			rc;
+	Datum		id;
 
 	/* the coordinator's range is group 0's; a worker that routes (MX) numbers in its own */
 	ev->id = numbered_here
@@ -503,23 +496,9 @@ RouteAuditEvent(AuditEvent *ev)
 		MandantCitusRowIdBase()
 		: 0;
 	AuditEventValues(ev, AuditEventHash(ev), values, isnull);
-	for (int i = 0; i < AE_NATTS; i++)
-	{
-		argtypes[i] = audit_event_columns[i].type;
-		nulls[i] = isnull[i] ? 'n' : ' ';
-	}
-	SPI_connect();
-	rc = SPI_execute_with_args(read_back ? psprintf("%s RETURNING id", sql) : sql,
-							   AE_NATTS, argtypes, values, nulls, false, 0);
-	if ((rc != SPI_OK_INSERT && rc != SPI_OK_INSERT_RETURNING) || SPI_processed != 1)
-		elog(ERROR, "could not insert into mandant.audit_event");
-	if (rc == SPI_OK_INSERT_RETURNING)
-	{
-		bool		idnull;
-
-		ev->id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &idnull));
-	}
-	SPI_finish();
+	if (MandantInsertThroughCitus("audit_event", audit_event_columns, AE_NATTS, values, isnull,
+								  read_back ? "id" : NULL, &id))
+		ev->id = DatumGetInt64(id);
 }
 
 /*
@@ -885,32 +864,15 @@ mandant_audit_event_guard(PG_FUNCTION_ARGS)
 {
 	static const int required[] = {AE_ID, AE_TENANT_ID, AE_CATEGORY, AE_ACTION, AE_ENTITY_TYPE};
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	Relation	rel;
 	Relation	shard;
 	MandantAppendTarget *target;
-	TupleDesc	desc;
 	Datum		values[AE_NATTS];
 	bool		nulls[AE_NATTS];
 	AuditEvent	ev = {0};
 
-	MandantCheckTriggerCall(fcinfo, MANDANT_TRIGGER_BEFORE | MANDANT_TRIGGER_ROW, 0,
-							"mandant.audit_event_guard()", "a BEFORE INSERT ... FOR EACH ROW trigger",
-							"mandant.citus_setup() attaches it to mandant.audit_event.");
-	rel = trigdata->tg_relation;
-	if (!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
-		MandantCitusLogicalTable(rel) != get_relname_relid("audit_event", get_namespace_oid("mandant", false)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("rows of mandant.audit_event are written by mandant only"),
-				 errdetail("mandant.audit_event_guard() fired for %s on \"%s\", which is no shard of mandant.audit_event.",
-						   TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ? "INSERT" : "another command",
-						   RelationGetRelationName(rel)),
-				 errhint("Write application events with mandant.audit_log().")));
-	/* checks the shard's columns: the row below is formed in this library's layout */
-	shard = MandantOpenAppendTarget("audit_event", rel, audit_event_columns, AE_NATTS, &target, NULL);
-
-	desc = RelationGetDescr(rel);
-	heap_deform_tuple(trigdata->tg_trigtuple, desc, values, nulls);
+	shard = MandantOpenGuardedShard(fcinfo, "audit_event", audit_event_columns, AE_NATTS,
+									"Write application events with mandant.audit_log().",
+									&target, values, nulls);
 	for (int i = 0; i < (int) lengthof(required); i++)
 	{
 		if (nulls[required[i]])
@@ -965,5 +927,5 @@ mandant_audit_event_guard(PG_FUNCTION_ARGS)
 	table_close(shard, NoLock);
 
 	AuditEventValues(&ev, AuditEventHash(&ev), values, nulls);
-	return PointerGetDatum(heap_form_tuple(desc, values, nulls));
+	return PointerGetDatum(heap_form_tuple(RelationGetDescr(trigdata->tg_relation), values, nulls));
 }

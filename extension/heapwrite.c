@@ -31,6 +31,12 @@
  * AM may keep per-call state in ii_AmCache (BRIN does); it is reset for
  * every row and allocated in the caller's memory context.
  *
+ * On Citus the rows of a distributed table go beside the shard a trigger
+ * fires on (MandantOpenAppendTarget).  A row written by no such trigger
+ * goes through Citus after all, with SPI as the current user
+ * (MandantInsertThroughCitus), and the guard on the shards completes it
+ * (MandantOpenGuardedShard is the part the guards share).
+ *
  * Copyright (c) 2026, the mandant developers
  *
  * IDENTIFICATION
@@ -48,7 +54,10 @@
 #include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "commands/sequence.h"
+#include "commands/trigger.h"
 #include "executor/executor.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
 #include "nodes/execnodes.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
@@ -223,6 +232,99 @@ MandantAppendThroughCitus(const char *relname, Relation beside)
 {
 	return beside == NULL && MandantCitusInstalled() &&
 		MandantCitusDistributedTable(AppendTargetRelid(FindAppendTarget(relname, InvalidOid)));
+}
+
+/*
+ * MandantInsertThroughCitus inserts a row of mandant.<relname> through
+ * Citus, as the current user, with SPI: the first ncolumns of columns
+ * (values, isnull); with returning, the row's column of that name is read
+ * back into *returned (in the caller's memory) and true returned, false
+ * when the row came back without it.  The guard on the table's shards
+ * completes the row where it is stored (mandant.audit_event_guard,
+ * mandant.outbox_guard).
+ */
+bool
+MandantInsertThroughCitus(const char *relname, const MandantColumnSpec *columns, int ncolumns,
+						  Datum *values, const bool *isnull, const char *returning, Datum *returned)
+{
+	StringInfoData sql;
+	Oid		   *argtypes = palloc(sizeof(Oid) * ncolumns);
+	char	   *nulls = palloc(ncolumns);
+	bool		found = false;
+	int			rc;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "INSERT INTO mandant.%s (", quote_identifier(relname));
+	for (int i = 0; i < ncolumns; i++)
+	{
+		appendStringInfo(&sql, "%s%s", i > 0 ? ", " : "", quote_identifier(columns[i].name));
+		argtypes[i] = columns[i].type;
+		nulls[i] = isnull[i] ? 'n' : ' ';
+	}
+	appendStringInfoString(&sql, ") VALUES (");
+	for (int i = 0; i < ncolumns; i++)
+		appendStringInfo(&sql, "%s$%d", i > 0 ? ", " : "", i + 1);
+	appendStringInfoChar(&sql, ')');
+	if (returning != NULL)
+		appendStringInfo(&sql, " RETURNING %s", quote_identifier(returning));
+
+	SPI_connect();
+	rc = SPI_execute_with_args(sql.data, ncolumns, argtypes, values, nulls, false, 0);
+	if ((rc != SPI_OK_INSERT && rc != SPI_OK_INSERT_RETURNING) || SPI_processed != 1)
+		elog(ERROR, "could not insert into mandant.%s", relname);
+	if (returning != NULL)
+	{
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		Form_pg_attribute att = TupleDescAttr(desc, 0);
+		bool		retnull;
+		Datum		value = SPI_getbinval(SPI_tuptable->vals[0], desc, 1, &retnull);
+
+		if (!retnull)
+		{
+			*returned = SPI_datumTransfer(value, att->attbyval, att->attlen);
+			found = true;
+		}
+	}
+	SPI_finish();
+	return found;
+}
+
+/*
+ * MandantOpenGuardedShard is the common part of the guards that
+ * citus_setup() puts on the shards of mandant.<relname> (the trigger
+ * mandant.<relname>_guard()): it refuses any other call than a BEFORE
+ * INSERT row trigger on a shard of that table, opens the shard as an
+ * append target (checking that it has the columns given, in which the
+ * guard forms the row) and deforms the new row into values and nulls.
+ * hint says how that table is written.  Close the shard with
+ * table_close(shard, NoLock).
+ */
+Relation
+MandantOpenGuardedShard(FunctionCallInfo fcinfo, const char *relname, const MandantColumnSpec *columns,
+						int ncolumns, const char *hint, MandantAppendTarget **target,
+						Datum *values, bool *nulls)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	char	   *guard = psprintf("mandant.%s_guard()", relname);
+	Relation	rel;
+	Relation	shard;
+
+	MandantCheckTriggerCall(fcinfo, MANDANT_TRIGGER_BEFORE | MANDANT_TRIGGER_ROW, 0,
+							guard, "a BEFORE INSERT ... FOR EACH ROW trigger",
+							psprintf("mandant.citus_setup() attaches it to mandant.%s.", relname));
+	rel = trigdata->tg_relation;
+	if (!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
+		MandantCitusLogicalTable(rel) != get_relname_relid(relname, get_namespace_oid("mandant", false)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("rows of mandant.%s are written by mandant only", relname),
+				 errdetail("%s fired for %s on \"%s\", which is no shard of mandant.%s.", guard,
+						   TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ? "INSERT" : "another command",
+						   RelationGetRelationName(rel), relname),
+				 errhint("%s", hint)));
+	shard = MandantOpenAppendTarget(relname, rel, columns, ncolumns, target, NULL);
+	heap_deform_tuple(trigdata->tg_trigtuple, RelationGetDescr(rel), values, nulls);
+	return shard;
 }
 
 /*

@@ -509,6 +509,13 @@ extern Relation MandantOpenAppendTarget(const char *relname, Relation beside,
 										MandantAppendTarget **target,
 										bool *loaded);
 extern bool MandantAppendThroughCitus(const char *relname, Relation beside);
+extern bool MandantInsertThroughCitus(const char *relname, const MandantColumnSpec *columns,
+									  int ncolumns, Datum *values, const bool *isnull,
+									  const char *returning, Datum *returned);
+extern Relation MandantOpenGuardedShard(FunctionCallInfo fcinfo, const char *relname,
+										const MandantColumnSpec *columns, int ncolumns,
+										const char *hint, MandantAppendTarget **target,
+										Datum *values, bool *nulls);
 extern int64 MandantNextRowId(MandantAppendTarget *target, Relation rel);
 extern void MandantAppendRow(MandantAppendTarget *target, Relation rel,
 							 Datum *values, bool *nulls);

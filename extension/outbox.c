@@ -65,7 +65,6 @@
 #include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
-#include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
@@ -331,43 +330,20 @@ OutboxEventValues(const OutboxEvent *ev, int64 id, const pg_uuid_t *event_id,
 static pg_uuid_t *
 RouteOutboxEvent(const OutboxEvent *ev)
 {
-	static const char *const sql =
-		"INSERT INTO mandant.outbox (id, event_id, tenant_id, topic, aggregate_type, aggregate_id, "
-		"payload, headers, created_at, available_at, attempts) "
-		"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
-	Oid			argtypes[OB_ATTEMPTS + 1];
 	Datum		values[OB_NATTS];
 	bool		isnull[OB_NATTS];
-	char		nulls[OB_ATTEMPTS + 1];
 	pg_uuid_t  *event_id = NewEventId();
 	bool		read_back = !superuser() &&
 		memcmp(ev->tenant_id->data, MandantPlatformTenant.data, UUID_LEN) != 0;
-	int			rc;
+	Datum		returned;
 
 	/* id 0: the guard numbers the event on the node that stores it */
 	OutboxEventValues(ev, 0, event_id, values, isnull);
-	for (int i = 0; i <= OB_ATTEMPTS; i++)
-	{
-		argtypes[i] = outbox_columns[i].type;
-		nulls[i] = isnull[i] ? 'n' : ' ';
-	}
-	SPI_connect();
-	rc = SPI_execute_with_args(read_back ? psprintf("%s RETURNING event_id", sql) : sql,
-							   OB_ATTEMPTS + 1, argtypes, values, nulls, false, 0);
-	if ((rc != SPI_OK_INSERT && rc != SPI_OK_INSERT_RETURNING) || SPI_processed != 1)
-		elog(ERROR, "could not insert into mandant.outbox");
-	if (rc == SPI_OK_INSERT_RETURNING)
-	{
-		bool		idnull;
-		Datum		returned = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &idnull);
-
-		if (idnull)
-			elog(ERROR, "mandant.outbox returned no event id");
-		memcpy(event_id, DatumGetUUIDP(returned), sizeof(pg_uuid_t));
-	}
+	if (MandantInsertThroughCitus("outbox", outbox_columns, OB_ATTEMPTS + 1, values, isnull,
+								  read_back ? "event_id" : NULL, &returned))
+		event_id = DatumGetUUIDP(returned);
 	else if (!superuser())
 		event_id = NULL;
-	SPI_finish();
 	WakeConsumers();
 	return event_id;
 }
@@ -822,35 +798,21 @@ Datum
 mandant_outbox_guard(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	Relation	rel;
+	TupleDesc	desc;
 	Relation	shard;
 	MandantAppendTarget *target;
-	TupleDesc	desc;
 	Datum		values[OB_NATTS];
 	bool		nulls[OB_NATTS];
 	OutboxEvent ev = {0};
 	int64		id;
 
-	MandantCheckTriggerCall(fcinfo, MANDANT_TRIGGER_BEFORE | MANDANT_TRIGGER_ROW, 0,
-							"mandant.outbox_guard()", "a BEFORE INSERT ... FOR EACH ROW trigger",
-							"mandant.citus_setup() attaches it to mandant.outbox.");
-	rel = trigdata->tg_relation;
-	if (!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
-		MandantCitusLogicalTable(rel) != get_relname_relid("outbox", get_namespace_oid("mandant", false)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("rows of mandant.outbox are written by mandant only"),
-				 errdetail("mandant.outbox_guard() fired for %s on \"%s\", which is no shard of mandant.outbox.",
-						   TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ? "INSERT" : "another command",
-						   RelationGetRelationName(rel)),
-				 errhint("Write custom events with mandant.emit().")));
-	/* checks the shard's columns: the row below is formed in this library's layout */
-	shard = MandantOpenAppendTarget("outbox", rel, outbox_columns, OB_NATTS, &target, NULL);
+	shard = MandantOpenGuardedShard(fcinfo, "outbox", outbox_columns, OB_NATTS,
+									"Write custom events with mandant.emit().",
+									&target, values, nulls);
 	id = MandantNextRowId(target, shard);
 	table_close(shard, NoLock);
+	desc = RelationGetDescr(trigdata->tg_relation);
 
-	desc = RelationGetDescr(rel);
-	heap_deform_tuple(trigdata->tg_trigtuple, desc, values, nulls);
 	if (superuser())
 	{
 		values[OB_ID] = Int64GetDatum(id);
