@@ -355,13 +355,13 @@ CheckRequestIdSetting(char **newval, void **extra, GucSource source)
 }
 
 /*
- * AssignRequestIdSetting: a new app.request_id goes to the Citus workers
- * in the envelope (envelope.c).  Trace ids do not travel.
+ * AssignRequestIdSetting: a new app.request_id or app.trace_id goes to the
+ * Citus workers in the envelope (envelope.c).
  */
 static void
 AssignRequestIdSetting(const char *newval, void *extra)
 {
-	MandantNoteRequestIdChange();
+	MandantNoteRequestIdsChange();
 }
 
 /*
@@ -414,7 +414,7 @@ MandantDefineContextVariables(void)
 							   "",
 							   PGC_USERSET,
 							   GUC_NOT_IN_SAMPLE,
-							   CheckRequestIdSetting, NULL, NULL);
+							   CheckRequestIdSetting, AssignRequestIdSetting, NULL);
 
 	DefineCustomBoolVariable("mandant.strict_context",
 							 gettext_noop("Raise MD001 where a tenant table is read with no tenant set, instead of showing no rows (for development and CI)."),
@@ -517,7 +517,8 @@ MandantForwardOwnContext(void)
 						  current_user_setting != NULL && current_user_setting->isset ?
 						  &current_user_setting->value : NULL,
 						  current_scopes_setting != NULL ? current_scopes_setting->scopes : 0,
-						  request_id_text != NULL && request_id_text[0] != '\0' ? request_id_text : NULL);
+						  request_id_text != NULL && request_id_text[0] != '\0' ? request_id_text : NULL,
+						  trace_id_text != NULL && trace_id_text[0] != '\0' ? trace_id_text : NULL);
 }
 
 /*
@@ -837,14 +838,18 @@ MandantCurrentRequestId(void)
 }
 
 /*
- * MandantCurrentTraceId returns app.trace_id, or NULL when it is empty.
+ * MandantCurrentTraceId returns app.trace_id, else the trace id of the
+ * envelope in force, or NULL when neither has one.
  */
 const char *
 MandantCurrentTraceId(void)
 {
-	if (trace_id_text == NULL || trace_id_text[0] == '\0')
-		return NULL;
-	return trace_id_text;
+	const MandantEnvelope *envelope;
+
+	if (trace_id_text != NULL && trace_id_text[0] != '\0')
+		return trace_id_text;
+	envelope = EnvelopeInForce();
+	return envelope != NULL && envelope->trace_id[0] != '\0' ? envelope->trace_id : NULL;
 }
 
 /*

@@ -18,7 +18,7 @@
  *
  * The envelope is text, fields separated by dots:
  *
- *	m1.<tenant>.<user>.<scopes>.<expires>.<role>.<request id>.<mac>
+ *	m1.<tenant>.<user>.<scopes>.<expires>.<role>.<request id>.<trace id>.<mac>
  *
  * or o1.<...> for a table owner's operation (delete_tenant, the exports,
  * usertable.c): on a worker it stands in for the tenant of the tenant
@@ -33,7 +33,7 @@
  * touches colocated shards as two roles.
  *
  * tenant and user are uuids or empty, scopes a comma separated list,
- * expires unix seconds, role and request id base64url, and mac the
+ * expires unix seconds, role, request id and trace id base64url, and mac the
  * base64url HMAC-SHA256 of everything before it under the key of
  * mandant.context_key_file (the file's bytes as they are, at least 32; the
  * same file on every node).  The check hook accepts a value only when it
@@ -101,7 +101,7 @@
 #define ENVELOPE_ERASE_VERSION	"e1"	/* the same, erasing a tenant's history */
 
 /* Fields of an envelope, the version and the MAC included. */
-#define ENVELOPE_FIELDS		8
+#define ENVELOPE_FIELDS		9
 
 /* Base64url length of an HMAC-SHA256. */
 #define ENVELOPE_MAC_LEN	43
@@ -169,6 +169,7 @@ static struct
 	pg_uuid_t	user;
 	int			scopes;
 	char		request_id[MANDANT_REQUEST_ID_MAX_BYTES + 1];
+	char		trace_id[MANDANT_REQUEST_ID_MAX_BYTES + 1];
 	char		text[ENVELOPE_MAX_LEN];
 }			signed_envelope;
 
@@ -207,9 +208,10 @@ static int	pending_level = 0;
 static LocalTransactionId pending_lxid = InvalidLocalTransactionId;
 
 /*
- * The envelope carries the request id: when app.request_id changes in a
- * transaction that handed Citus an envelope, a new one is signed and
- * handed over before the next statement (MandantNoteRequestIdChange).
+ * The envelope carries the request and trace ids: when app.request_id or
+ * app.trace_id changes in a transaction that handed Citus an envelope, a
+ * new one is signed and handed over before the next statement
+ * (MandantNoteRequestIdsChange).
  */
 static bool resign_pending = false;
 static Oid	resign_role = InvalidOid;	/* the role of the last own envelope */
@@ -392,12 +394,12 @@ ParseEnvelope(const char *value, MandantEnvelope *parsed, char *role_name,
 		flen[i] = dot ? (size_t) (dot - p) : strlen(p);
 		p = dot ? dot + 1 : NULL;
 	}
-	if (flen[0] != strlen(ENVELOPE_VERSION) || flen[7] != ENVELOPE_MAC_LEN ||
+	if (flen[0] != strlen(ENVELOPE_VERSION) || flen[ENVELOPE_FIELDS - 1] != ENVELOPE_MAC_LEN ||
 		(strncmp(field[0], ENVELOPE_VERSION, flen[0]) != 0 &&
 		 strncmp(field[0], ENVELOPE_OWNER_VERSION, flen[0]) != 0 &&
 		 strncmp(field[0], ENVELOPE_ERASE_VERSION, flen[0]) != 0))
 		return false;
-	*payload_len = field[7] - 1 - value;
+	*payload_len = field[ENVELOPE_FIELDS - 1] - 1 - value;
 
 	memset(parsed, 0, sizeof(*parsed));
 	parsed->erase = strncmp(field[0], ENVELOPE_ERASE_VERSION, flen[0]) == 0;
@@ -421,7 +423,8 @@ ParseEnvelope(const char *value, MandantEnvelope *parsed, char *role_name,
 	*expires = strtoll(field[4], &end, 10);
 
 	return DecodeField(field[5], flen[5], role_name, NAMEDATALEN - 1) && role_name[0] != '\0' &&
-		DecodeField(field[6], flen[6], parsed->request_id, MANDANT_REQUEST_ID_MAX_BYTES);
+		DecodeField(field[6], flen[6], parsed->request_id, MANDANT_REQUEST_ID_MAX_BYTES) &&
+		DecodeField(field[7], flen[7], parsed->trace_id, MANDANT_REQUEST_ID_MAX_BYTES);
 }
 
 /*
@@ -614,7 +617,8 @@ MandantDefineEnvelopeVariables(void)
  */
 static const char *
 SignEnvelope(const uint8 *key, size_t key_len, bool owner_operation, bool erase,
-			 const pg_uuid_t *tenant, const pg_uuid_t *user, int scopes, const char *request_id)
+			 const pg_uuid_t *tenant, const pg_uuid_t *user, int scopes, const char *request_id,
+			 const char *trace_id)
 {
 	StringInfoData buf;
 	const char *role;
@@ -623,6 +627,8 @@ SignEnvelope(const uint8 *key, size_t key_len, bool owner_operation, bool erase,
 
 	if (request_id == NULL)
 		request_id = "";
+	if (trace_id == NULL)
+		trace_id = "";
 	if (signed_envelope.generation == key_generation &&
 		signed_envelope.role == GetUserId() &&
 		now >= signed_envelope.signed_at &&
@@ -634,12 +640,13 @@ SignEnvelope(const uint8 *key, size_t key_len, bool owner_operation, bool erase,
 		signed_envelope.has_user == (user != NULL) &&
 		(user == NULL || memcmp(&signed_envelope.user, user, sizeof(pg_uuid_t)) == 0) &&
 		signed_envelope.scopes == scopes &&
-		strcmp(signed_envelope.request_id, request_id) == 0)
+		strcmp(signed_envelope.request_id, request_id) == 0 &&
+		strcmp(signed_envelope.trace_id, trace_id) == 0)
 		return signed_envelope.text;
 
 	role = GetUserNameFromId(GetUserId(), false);
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "%s.%s.%s.%s.%lld.%s.%s",
+	appendStringInfo(&buf, "%s.%s.%s.%s.%lld.%s.%s.%s",
 					 erase ? ENVELOPE_ERASE_VERSION :
 					 owner_operation ? ENVELOPE_OWNER_VERSION : ENVELOPE_VERSION,
 					 tenant ? MandantUuidText(tenant) : "",
@@ -647,7 +654,8 @@ SignEnvelope(const uint8 *key, size_t key_len, bool owner_operation, bool erase,
 					 MandantScopeList(scopes),
 					 (long long) now + context_lifetime,
 					 MandantBase64UrlEncode((const unsigned char *) role, strlen(role)),
-					 MandantBase64UrlEncode((const unsigned char *) request_id, strlen(request_id)));
+					 MandantBase64UrlEncode((const unsigned char *) request_id, strlen(request_id)),
+					 MandantBase64UrlEncode((const unsigned char *) trace_id, strlen(trace_id)));
 	EnvelopeMac(key, key_len, buf.data, buf.len, mac);
 	appendStringInfo(&buf, ".%s", mac);
 	if (buf.len >= (int) sizeof(signed_envelope.text))
@@ -666,6 +674,7 @@ SignEnvelope(const uint8 *key, size_t key_len, bool owner_operation, bool erase,
 		signed_envelope.user = *user;
 	signed_envelope.scopes = scopes;
 	strlcpy(signed_envelope.request_id, request_id, sizeof(signed_envelope.request_id));
+	strlcpy(signed_envelope.trace_id, trace_id, sizeof(signed_envelope.trace_id));
 	memcpy(signed_envelope.text, buf.data, buf.len + 1);
 	signed_envelope.generation = key_generation;
 	pfree(buf.data);
@@ -743,7 +752,7 @@ SetEnvelopeLocally(const char *envelope)
 	pfree(sql);
 	forwarded_level = GetCurrentTransactionNestLevel();
 	forwarded_lxid = MyProc->lxid;
-	/* an envelope of an older request id still waits for its successor */
+	/* an envelope of older request ids still waits for its successor */
 	forward_pending = resign_pending;
 }
 
@@ -775,9 +784,9 @@ EnvelopeSubXactCallback(SubXactEvent event, SubTransactionId subid,
 		if (forward_pending && pending_level >= level)
 			forward_pending = false;
 		/*
-		 * Citus goes back to the parent's envelope, which may carry an
-		 * older request id than app.request_id, set before the
-		 * subtransaction: sign the own context again.
+		 * Citus goes back to the parent's envelope, which may carry
+		 * older request ids than app.request_id and app.trace_id, set
+		 * before the subtransaction: sign the own context again.
 		 */
 		if (forwarded_level >= level && resign_lxid == MyProc->lxid)
 		{
@@ -794,7 +803,8 @@ EnvelopeSubXactCallback(SubXactEvent event, SubTransactionId subid,
  * MandantForwardPendingEnvelope hands Citus the envelope in force again
  * when a committed subtransaction made Citus forget it; called before
  * every statement by mandant's executor and utility hooks, where it costs
- * one test; also after app.request_id changed (MandantNoteRequestIdChange).
+ * one test; also after app.request_id or app.trace_id changed
+ * (MandantNoteRequestIdsChange).
  */
 void
 MandantForwardPendingEnvelope(void)
@@ -828,14 +838,15 @@ MandantForwardPendingEnvelope(void)
 }
 
 /*
- * MandantNoteRequestIdChange is called when app.request_id is assigned:
- * if this transaction handed Citus an envelope, the next statement hands
- * it one with the new request id (MandantForwardPendingEnvelope), so that
- * the workers record what this node would.  Top level: an aborted
- * subtransaction assigns the old value again, which comes here too.
+ * MandantNoteRequestIdsChange is called when app.request_id or
+ * app.trace_id is assigned: if this transaction handed Citus an envelope,
+ * the next statement hands it one with the new ids
+ * (MandantForwardPendingEnvelope), so that the workers record what this
+ * node would.  Top level: an aborted subtransaction assigns the old value
+ * again, which comes here too.
  */
 void
-MandantNoteRequestIdChange(void)
+MandantNoteRequestIdsChange(void)
 {
 	if (MyProc == NULL || MyProc->lxid == InvalidLocalTransactionId ||
 		forwarded_lxid != MyProc->lxid || resign_lxid != MyProc->lxid)
@@ -858,7 +869,7 @@ MandantNoteRequestIdChange(void)
  */
 void
 MandantForwardContext(const pg_uuid_t *tenant, const pg_uuid_t *user, int scopes,
-					  const char *request_id)
+					  const char *request_id, const char *trace_id)
 {
 	const uint8 *key;
 	size_t		key_len;
@@ -890,7 +901,8 @@ MandantForwardContext(const pg_uuid_t *tenant, const pg_uuid_t *user, int scopes
 	}
 	resign_role = GetUserId();
 	resign_lxid = MyProc->lxid;
-	SetEnvelopeLocally(SignEnvelope(key, key_len, false, false, tenant, user, scopes, request_id));
+	SetEnvelopeLocally(SignEnvelope(key, key_len, false, false, tenant, user, scopes, request_id,
+									trace_id));
 }
 
 /*
@@ -912,7 +924,7 @@ MandantForwardOwnerContext(const pg_uuid_t *tenant, bool erase)
 
 	if (!MandantCitusInstalled() || (key = ContextKey(&key_len)) == NULL)
 		return false;
-	SetEnvelopeLocally(tenant != NULL ? SignEnvelope(key, key_len, true, erase, tenant, NULL, 0, NULL) : "");
+	SetEnvelopeLocally(tenant != NULL ? SignEnvelope(key, key_len, true, erase, tenant, NULL, 0, NULL, NULL) : "");
 	return true;
 }
 

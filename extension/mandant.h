@@ -356,16 +356,18 @@ typedef struct MandantEnvelope
 									 * tables only */
 	bool		erase;			/* e1: may erase the tenant's history */
 	char		request_id[MANDANT_REQUEST_ID_MAX_BYTES + 1];
+	char		trace_id[MANDANT_REQUEST_ID_MAX_BYTES + 1];
 } MandantEnvelope;
 
 extern const MandantEnvelope *MandantEnvelopeReceived;
 extern void MandantDefineEnvelopeVariables(void);
 extern void MandantForwardContext(const pg_uuid_t *tenant, const pg_uuid_t *user,
-								  int scopes, const char *request_id);
+								  int scopes, const char *request_id,
+								  const char *trace_id);
 extern bool MandantForwardOwnerContext(const pg_uuid_t *tenant, bool erase);
 extern const pg_uuid_t *MandantEnvelopeErasing(void);
 extern void MandantForwardPendingEnvelope(void);
-extern void MandantNoteRequestIdChange(void);
+extern void MandantNoteRequestIdsChange(void);
 extern void MandantForwardOwnContext(void);
 extern void MandantForwardRestoredContext(void);
 

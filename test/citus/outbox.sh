@@ -1,7 +1,7 @@
 #!/bin/sh
 # outbox.sh: the transactional outbox on a distributed table (issue 16,
 # item 5): one event per change, stored in the tenant's shard beside the
-# row's and numbered on its node, with actor and request id; emit()
+# row's and numbered on its node, with actor, request and trace ids; emit()
 # reaching the tenant's shard through Citus, held to the writer's context;
 # consumers claiming, acknowledging and rejecting across shards in order
 # per aggregate; wake-ups from the coordinator; delete_tenant erasing a
@@ -55,13 +55,15 @@ fails "a twin trigger that names the platform's domain is refused on the shards"
 	INSERT INTO app.forged_outbox VALUES ('$acme', 1);
 EOF
 
-is "a write publishes one event per row, with the request id, the excluded column left out" \
+is "a write publishes one event per row, with the request and trace ids, the excluded column left out" \
 	"app.work.created 1 true" coordinator citus_app <<-EOF
 	BEGIN;
 	SELECT mandant.set_tenant('$acme');
 	SET LOCAL app.request_id = 'citus-outbox-1';
+	SET LOCAL app.trace_id = 'citus-trace-1';
 	INSERT INTO app.work (title, secret) VALUES ('w1', 'hunter2');
-	SELECT min(topic) || ' ' || count(*) || ' ' || bool_and(NOT payload ? 'secret' AND payload ->> 'title' = 'w1')
+	SELECT min(topic) || ' ' || count(*) || ' ' || bool_and(NOT payload ? 'secret' AND payload ->> 'title' = 'w1'
+	                                                        AND headers ->> 'traceId' = 'citus-trace-1')
 	FROM mandant.outbox WHERE headers ->> 'requestId' = 'citus-outbox-1';
 	COMMIT;
 EOF

@@ -31,7 +31,7 @@ INSERT INTO env.note VALUES
 CREATE FUNCTION pg_temp.b64url(bytes bytea) RETURNS text
 LANGUAGE sql AS $$ SELECT rtrim(translate(encode(bytes, 'base64'), E'+/\n', '-_'), '=') $$;
 CREATE FUNCTION pg_temp.envelope(tenant uuid, usr uuid, scopes text, role text,
-								 seconds int DEFAULT 300, request_id text DEFAULT '',
+								 seconds int DEFAULT 300, request_id text DEFAULT '', trace_id text DEFAULT '',
 								 key_file text DEFAULT current_setting('mandant.context_key_file'),
 								 version text DEFAULT 'm1')
 RETURNS text LANGUAGE sql AS $$
@@ -39,10 +39,12 @@ RETURNS text LANGUAGE sql AS $$
 	FROM (SELECT concat_ws('.', version, coalesce(tenant::text, ''), coalesce(usr::text, ''), scopes,
 						   extract(epoch FROM now())::bigint + seconds,
 						   pg_temp.b64url(convert_to(role, 'UTF8')),
-						   pg_temp.b64url(convert_to(request_id, 'UTF8'))) AS p) s
+						   pg_temp.b64url(convert_to(request_id, 'UTF8')),
+						   pg_temp.b64url(convert_to(trace_id, 'UTF8'))) AS p) s
 $$;
 SELECT pg_temp.envelope('a0000000-0000-4000-8000-00000000000a', '11111111-1111-4111-8111-111111111111',
-						'read,write', 'regress_service', request_id => 'req-env-1') AS env_acme,
+						'read,write', 'regress_service', request_id => 'req-env-1',
+						trace_id => 'trace-env-1') AS env_acme,
 	   pg_temp.envelope('a0000000-0000-4000-8000-00000000000a', NULL, '', 'regress_service') AS env_tenant_only,
 	   pg_temp.envelope('b0000000-0000-4000-8000-00000000000b', NULL, '', 'regress_user') AS env_globex_user,
 	   pg_temp.envelope('a0000000-0000-4000-8000-00000000000a', NULL, '', 'regress_service', -5) AS env_expired,
@@ -91,6 +93,12 @@ SELECT mandant.current_tenant(), mandant.current_user_id(), mandant.current_scop
 SELECT id, body FROM env.note ORDER BY id;
 INSERT INTO env.note (id, body) VALUES (3, 'acme 3 through the envelope');
 SELECT tenant_id, id FROM env.note WHERE id = 3;
+-- Events written there carry the envelope's request and trace ids.
+SELECT mandant.emit('env.note.checked', '3', '{}') AS env_event \gset
+RESET ROLE;
+SELECT headers ->> 'requestId' AS request_id, headers ->> 'traceId' AS trace_id
+FROM mandant.outbox WHERE event_id = :'env_event';
+SET ROLE regress_service;
 ROLLBACK;
 -- It ends with its transaction.
 SELECT mandant.current_tenant() IS NULL AS no_tenant_after, count(*) AS rows_after FROM env.note;
