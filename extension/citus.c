@@ -692,8 +692,11 @@ MandantCitusWrittenTable(PlannedStmt *plannedstmt, const char *tgname)
  * the caller put there, or settings that change how the workers parse
  * what Citus deparsed for those roles (search_path,
  * standard_conforming_strings, ...), would then run or apply with their
- * rights.  mandant's own envelope (mandant.context, which its check hook
- * takes only while mandant forwards it) is the exception.
+ * rights.  The one exception is mandant's own SET of its envelope while
+ * it forwards it (SetEnvelopeLocally, whose query string is that SET
+ * alone): a caller's SET of mandant.context, even of the empty value that
+ * any session may set, is refused like any other, or the statements
+ * beside it in its query string would travel with it.
  */
 static void
 CheckPropagatedSet(VariableSetStmt *set)
@@ -703,7 +706,8 @@ CheckPropagatedSet(VariableSetStmt *set)
 
 	if (superuser() || !MandantCitusInstalled())
 		return;
-	if (set->name != NULL && pg_strcasecmp(set->name, MANDANT_GUC_ENVELOPE) == 0)
+	if (set->name != NULL && pg_strcasecmp(set->name, MANDANT_GUC_ENVELOPE) == 0 &&
+		MandantForwardingEnvelope())
 		return;
 	if (set->name != NULL && pg_strcasecmp(set->name, "citus.propagate_set_commands") == 0 &&
 		set->kind == VAR_SET_VALUE)

@@ -757,6 +757,17 @@ SetEnvelopeLocally(const char *envelope)
 }
 
 /*
+ * MandantForwardingEnvelope says whether mandant is running its own SET of
+ * mandant.context for Citus to forward (SetEnvelopeLocally), so that the
+ * utility hook lets that one SET through (citus.c).
+ */
+bool
+MandantForwardingEnvelope(void)
+{
+	return forwarding;
+}
+
+/*
  * EnvelopeSubXactCallback notes when a subtransaction that handed Citus an
  * envelope commits, so that it is handed over again (see above); when one
  * aborts, PostgreSQL and Citus both go back to the parent's.

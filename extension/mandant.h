@@ -368,6 +368,7 @@ extern bool MandantForwardOwnerContext(const pg_uuid_t *tenant, bool erase);
 extern const pg_uuid_t *MandantEnvelopeErasing(void);
 extern void MandantForwardPendingEnvelope(void);
 extern void MandantNoteRequestIdsChange(void);
+extern bool MandantForwardingEnvelope(void);
 extern void MandantForwardOwnContext(void);
 extern void MandantForwardRestoredContext(void);
 

@@ -187,6 +187,21 @@ fails "and with it turned on by set_config, a SET (and the SQL beside it) is not
 	SELECT set_config('citus.propagate_set_commands', 'local', true);
 	SET LOCAL "SEARCH_PATH" = app, pg_catalog \; SELECT 1;
 EOF
+# Nor beside a SET of mandant's envelope, which any session may empty: a
+# role with nothing but LOGIN would otherwise run its SQL on the workers as
+# whoever opens a connection there later in the transaction (here the
+# extension's owner, a superuser, for api_sign_up).
+setup coordinator postgres <<-'EOF'
+	DROP ROLE IF EXISTS citus_login_only;
+	CREATE ROLE citus_login_only LOGIN;
+EOF
+fails "nor beside a SET of mandant.context, for a role with nothing but LOGIN" 42501 \
+	coordinator citus_login_only <<-'EOF'
+	BEGIN;
+	SELECT set_config('citus.propagate_set_commands', 'local', true);
+	SET LOCAL mandant.context = '' \; DO $$BEGIN IF current_setting('is_superuser') = 'on' THEN RAISE EXCEPTION 'ran as a superuser on a worker'; END IF; END$$;
+	SELECT mandant.api_sign_up('login-only-probe', 'Probe', 'probe@login-only.example', 'correct horse battery staple 6', 'probe');
+EOF
 is "without propagation it is the session's own business" "app" coordinator citus_app <<-'EOF'
 	BEGIN;
 	SET LOCAL search_path = app, pg_catalog;
