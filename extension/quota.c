@@ -116,7 +116,13 @@ PG_FUNCTION_INFO_V1(mandant_charge);
 PG_FUNCTION_INFO_V1(mandant_consume);
 PG_FUNCTION_INFO_V1(mandant_count_rows);
 
-static void RefuseUncountable(Oid relid, const char *what, const char *why) pg_attribute_noreturn();
+static void RefuseInstrumented(Oid relid, QueryDesc *queryDesc) pg_attribute_noreturn();
+static void RefuseUncountable(Oid relid, const char *what, const char *why,
+							  const char *hint) pg_attribute_noreturn();
+
+/* What to do instead of a write whose rows its statement does not report. */
+static const char *const plain_writes_hint =
+"Write the table with plain INSERT and DELETE statements of their own (INSERT ... ON CONFLICT DO NOTHING, then UPDATE).";
 
 #define TABLES_SQL \
 	"SELECT q.relid::pg_catalog.oid, q.tenant_column FROM mandant.quota_table q " \
@@ -878,10 +884,15 @@ MandantCheckDistributedWrite(QueryDesc *queryDesc, int eflags)
 	if ((queryDesc->operation == CMD_MERGE || queryDesc->plannedstmt->hasModifyingCTE) &&
 		OidIsValid(relid = MandantCitusWrittenTable(queryDesc->plannedstmt, "mandant_quota")))
 		RefuseUncountable(relid, queryDesc->operation == CMD_MERGE ? "MERGE" : "a data-modifying WITH",
-						  "the statement reports the rows of its main query only, as one count");
+						  "the statement reports the rows of its main query only, as one count",
+						  plain_writes_hint);
 	if (IsCountedWrite(queryDesc))
-		(void) CheckDistributedWrite(MandantCitusWrittenTable(queryDesc->plannedstmt, "mandant_quota"),
-									 queryDesc->operation == CMD_INSERT ? "INSERT" : "DELETE");
+	{
+		relid = MandantCitusWrittenTable(queryDesc->plannedstmt, "mandant_quota");
+		if (CheckDistributedWrite(relid, queryDesc->operation == CMD_INSERT ? "INSERT" : "DELETE") != NULL &&
+			queryDesc->instrument_options != 0)
+			RefuseInstrumented(relid, queryDesc);
+	}
 }
 
 /*
@@ -893,8 +904,19 @@ void
 MandantCountDistributedWrite(QueryDesc *queryDesc)
 {
 	int64		n;
+	Oid			relid;
 
-	if (!IsCountedWrite(queryDesc) || queryDesc->estate == NULL || queryDesc->estate->es_processed == 0)
+	if (!IsCountedWrite(queryDesc) || queryDesc->estate == NULL)
+		return;
+	/* instrumented by a hook that ran after the start's check (auto_explain) */
+	if (queryDesc->estate->es_instrument != 0)
+	{
+		relid = MandantCitusWrittenTable(queryDesc->plannedstmt, "mandant_quota");
+		if (CheckDistributedWrite(relid, queryDesc->operation == CMD_INSERT ? "INSERT" : "DELETE") != NULL)
+			RefuseInstrumented(relid, queryDesc);
+		return;
+	}
+	if (queryDesc->estate->es_processed == 0)
 		return;
 	n = (int64) queryDesc->estate->es_processed;
 	CountDistributedRows(MandantCitusWrittenTable(queryDesc->plannedstmt, "mandant_quota"),
@@ -999,13 +1021,33 @@ QuotaWriteTarget(Query *query)
  * under quota whose rows the coordinator could not count.
  */
 static void
-RefuseUncountable(Oid relid, const char *what, const char *why)
+RefuseUncountable(Oid relid, const char *what, const char *why, const char *hint)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 			 errmsg("%s is not supported on table %s", what, get_rel_name(relid)),
 			 errdetail("The table is distributed and counts against a quota; the coordinator counts the rows each INSERT, DELETE or COPY reports, and %s.", why),
-			 errhint("Write the table with plain INSERT and DELETE statements of their own (INSERT ... ON CONFLICT DO NOTHING, then UPDATE).")));
+			 errhint("%s", hint)));
+}
+
+/*
+ * RefuseInstrumented refuses an INSERT or DELETE of the table relid under
+ * quota that runs instrumented (EXPLAIN ANALYZE, auto_explain's
+ * log_analyze): Citus then runs each of its tasks wrapped in an EXPLAIN
+ * ANALYZE of its own, and the statement reports the rows of those
+ * wrappers, not the rows it wrote, which would let any writer pass its
+ * limit or give back usage it never had.  Raised before the statement
+ * runs, or when it ends (for instrumentation added after mandant's start
+ * hook), which takes its rows back with the transaction.
+ */
+static void
+RefuseInstrumented(Oid relid, QueryDesc *queryDesc)
+{
+	RefuseUncountable(relid,
+					  queryDesc->operation == CMD_INSERT ? "INSERT under EXPLAIN ANALYZE" :
+					  "DELETE under EXPLAIN ANALYZE",
+					  "Citus reports the rows of its EXPLAIN of each task instead",
+					  "EXPLAIN the write without ANALYZE, and keep auto_explain.log_analyze off for the roles that write the table.");
 }
 
 /*
@@ -1030,13 +1072,16 @@ MandantCheckQuotaStatement(Query *query)
 		CommonTableExpr *cte = lfirst_node(CommonTableExpr, lc);
 
 		if (IsA(cte->ctequery, Query) && OidIsValid(relid = QuotaWriteTarget((Query *) cte->ctequery)))
-			RefuseUncountable(relid, "a data-modifying WITH", "a statement reports the rows of its main query only");
+			RefuseUncountable(relid, "a data-modifying WITH", "a statement reports the rows of its main query only",
+							  plain_writes_hint);
 	}
 	if (!OidIsValid(relid = QuotaWriteTarget(query)))
 		return;
 	if (query->commandType == CMD_MERGE)
-		RefuseUncountable(relid, "MERGE", "MERGE reports inserted, updated and deleted rows as one");
+		RefuseUncountable(relid, "MERGE", "MERGE reports inserted, updated and deleted rows as one",
+						  plain_writes_hint);
 	if (query->commandType == CMD_INSERT && query->onConflict != NULL &&
 		query->onConflict->action == ONCONFLICT_UPDATE)
-		RefuseUncountable(relid, "INSERT ... ON CONFLICT DO UPDATE", "it reports inserted and updated rows as one");
+		RefuseUncountable(relid, "INSERT ... ON CONFLICT DO UPDATE", "it reports inserted and updated rows as one",
+						  plain_writes_hint);
 }

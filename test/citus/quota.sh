@@ -141,6 +141,41 @@ fails "a MERGE in a SQL function's body is refused" 0A000 coordinator citus_owne
 	SELECT mandant.set_tenant('$stark');
 	SELECT app.double_work();
 EOF
+# Instrumented (EXPLAIN ANALYZE, auto_explain's log_analyze), Citus runs
+# each task wrapped in an EXPLAIN of its own, and the statement reports
+# that one's rows: an insert of three would count as one, a delete of
+# none give one back.
+before=$(value coordinator postgres <<-EOF
+	SELECT (SELECT count(*) FROM app.quota_work WHERE tenant_id = '$stark') || ' ' || ($used);
+EOF
+)
+fails "EXPLAIN ANALYZE of an INSERT on the table is refused" 0A000 coordinator citus_app <<-EOF
+	BEGIN;
+	SELECT mandant.set_tenant('$stark');
+	EXPLAIN (ANALYZE, COSTS OFF) INSERT INTO app.quota_work (title) VALUES ('e1'), ('e2'), ('e3');
+EOF
+fails "and of a DELETE" 0A000 coordinator citus_app <<-EOF
+	BEGIN;
+	SELECT mandant.set_tenant('$stark');
+	EXPLAIN (ANALYZE, COSTS OFF) DELETE FROM app.quota_work WHERE title = 'no such row';
+EOF
+setup coordinator postgres <<-'EOF'
+	DROP ROLE IF EXISTS citus_explained;
+	CREATE ROLE citus_explained LOGIN IN ROLE mandant_service;
+	GRANT USAGE ON SCHEMA app TO citus_explained;
+	GRANT SELECT, INSERT, DELETE ON app.quota_work TO citus_explained;
+	ALTER ROLE citus_explained SET session_preload_libraries = 'auto_explain';
+	ALTER ROLE citus_explained SET auto_explain.log_min_duration = 0;
+	ALTER ROLE citus_explained SET auto_explain.log_analyze = on;
+EOF
+fails "and an INSERT that auto_explain instruments" 0A000 coordinator citus_explained <<-EOF
+	BEGIN;
+	SELECT mandant.set_tenant('$stark');
+	INSERT INTO app.quota_work (title) VALUES ('e1'), ('e2'), ('e3');
+EOF
+is "none of them was counted or written" "$before" coordinator postgres <<-EOF
+	SELECT (SELECT count(*) FROM app.quota_work WHERE tenant_id = '$stark') || ' ' || ($used);
+EOF
 fails "a write through a worker is refused (the counters are the coordinator's)" 0A000 worker1 citus_app <<-EOF
 	BEGIN;
 	SELECT mandant.set_tenant('$stark');
