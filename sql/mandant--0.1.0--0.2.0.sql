@@ -1175,9 +1175,18 @@ RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	unsafe		text;
 BEGIN
 	IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = name) THEN
+		IF mandant.citus_distribution_column(tbl) IS NOT NULL THEN
+			unsafe := current_setting('citus.enable_unsafe_triggers');
+			PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+		END IF;
 		EXECUTE format('DROP TRIGGER %I ON %s', name, tbl);
+		IF unsafe IS NOT NULL THEN
+			PERFORM set_config('citus.enable_unsafe_triggers', unsafe, true);
+		END IF;
 	END IF;
 END
 $$;

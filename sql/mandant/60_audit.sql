@@ -309,16 +309,27 @@ COMMENT ON FUNCTION mandant.attach_trigger(regclass, text, text) IS
 'Internal: create one of mandant''s triggers on a table, or replace it when its definition changed.';
 
 /*
- * detach_trigger drops one of mandant's triggers from tbl if it is there.
+ * detach_trigger drops one of mandant's triggers from tbl if it is there;
+ * on a table that Citus distributes, from its shards too (Citus must be
+ * told to take the DROP, as attach_trigger tells it to take the CREATE).
  */
 CREATE FUNCTION mandant.detach_trigger(tbl regclass, name text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	unsafe		text;
 BEGIN
 	IF EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = name) THEN
+		IF mandant.citus_distribution_column(tbl) IS NOT NULL THEN
+			unsafe := current_setting('citus.enable_unsafe_triggers');
+			PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+		END IF;
 		EXECUTE format('DROP TRIGGER %I ON %s', name, tbl);
+		IF unsafe IS NOT NULL THEN
+			PERFORM set_config('citus.enable_unsafe_triggers', unsafe, true);
+		END IF;
 	END IF;
 END
 $$;

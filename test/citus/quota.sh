@@ -243,6 +243,23 @@ fails "and the limit holds across both" MD030 coordinator citus_app <<-EOF
 	INSERT INTO app.quota_work (title) VALUES ('over'), ('over2');
 EOF
 
+# disable_quota drops the trigger from the shards too (Citus takes a DROP
+# TRIGGER of a distributed table only when told to).
+shard_triggers="SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+                WHERE c.relname ~ '^quota_work_[0-9]+\$' AND t.tgname = 'mandant_quota'"
+is "disable_quota works on a distributed table" "0" coordinator citus_owner <<-'EOF'
+	SELECT mandant.disable_quota('app.quota_work');
+	SELECT count(*) FROM pg_trigger WHERE tgrelid = 'app.quota_work'::regclass AND tgname = 'mandant_quota';
+EOF
+for n in $workers; do
+	is "$n: and leaves no quota trigger on its shards there" "0" "$n" postgres <<-EOF
+		$shard_triggers;
+	EOF
+done
+setup coordinator citus_owner <<-'EOF'
+	SELECT mandant.enable_quota('app.quota_work', 'records');
+EOF
+
 is "delete_tenant erases a tenant with rows under quota on every node" "0 0" coordinator citus_admin <<-EOF
 	SELECT mandant.delete_tenant('$stark', 'stark') IS NOT NULL;
 	\c - postgres
