@@ -18,11 +18,12 @@
  *
  * The envelope is text, fields separated by dots:
  *
- *	m1.<tenant>.<user>.<scopes>.<expires>.<role>.<request id>.<trace id>.<mac>
+ *	m1.<tenant>.<user>.<scopes>.<expires>.<role>.<request id>.<trace id>
+ *	  .<mac>
  *
- * or o1.<...> for a table owner's operation (delete_tenant, the exports,
- * usertable.c): on a worker it stands in for the tenant of the tenant
- * tables' row level security only (mandant.tenant_filter(),
+ * (on one line), or o1.<...> for a table owner's operation (delete_tenant,
+ * the exports, usertable.c): on a worker it stands in for the tenant of
+ * the tenant tables' row level security only (mandant.tenant_filter(),
  * row_in_tenant()), never for the context of mandant's own tables or the
  * gate, so that the owner's code that runs on the shards, or a session of
  * the owner's role that replays it, reads no record of that tenant that
@@ -33,8 +34,8 @@
  * touches colocated shards as two roles.
  *
  * tenant and user are uuids or empty, scopes a comma separated list,
- * expires unix seconds, role, request id and trace id base64url, and mac the
- * base64url HMAC-SHA256 of everything before it under the key of
+ * expires unix seconds, role, request id and trace id base64url, and mac
+ * the base64url HMAC-SHA256 of everything before it under the key of
  * mandant.context_key_file (the file's bytes as they are, at least 32; the
  * same file on every node).  The check hook accepts a value only when it
  * is empty, or its MAC verifies (compared in constant time), the current
