@@ -50,6 +50,7 @@
 
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
@@ -655,6 +656,32 @@ MandantCitusTableWithTrigger(Oid relid, const char *tgname)
 		found = strcmp(rel->trigdesc->triggers[i].tgname, tgname) == 0;
 	RelationClose(rel);
 	return found && MandantCitusDistributedTable(relid);
+}
+
+/*
+ * MandantCitusPartitionWithTrigger returns a partition, at any depth, of
+ * the partitioned table relid that Citus distributes and that has a
+ * trigger named tgname, else InvalidOid.  The partitions are not locked:
+ * the caller asks while the statement that writes relid starts.
+ */
+Oid
+MandantCitusPartitionWithTrigger(Oid relid, const char *tgname)
+{
+	List	   *partitions;
+	ListCell   *lc;
+
+	if (!OidIsValid(relid) || !MandantCitusInstalled() ||
+		get_rel_relkind(relid) != RELKIND_PARTITIONED_TABLE)
+		return InvalidOid;
+	partitions = find_all_inheritors(relid, NoLock, NULL);
+	foreach(lc, partitions)
+	{
+		Oid			partition = lfirst_oid(lc);
+
+		if (partition != relid && MandantCitusTableWithTrigger(partition, tgname))
+			return partition;
+	}
+	return InvalidOid;
 }
 
 /*

@@ -330,6 +330,7 @@ extern bool MandantCitusPlacement(Oid relid, Oid indexid, Oid *placement, Oid *p
 extern Oid	MandantCitusLogicalTable(Relation rel);
 extern Oid	MandantLogicalRelid(Relation rel);
 extern bool MandantCitusDistributedTable(Oid relid);
+extern Oid	MandantCitusPartitionWithTrigger(Oid relid, const char *tgname);
 extern bool MandantCitusManagedTable(Oid relid);
 extern bool MandantCitusTableWithTrigger(Oid relid, const char *tgname);
 extern Oid	MandantCitusWrittenTable(PlannedStmt *plannedstmt, const char *tgname);

@@ -869,9 +869,52 @@ IsCountedWrite(QueryDesc *queryDesc)
 }
 
 /*
+ * RefusePartitionedWrite refuses a write of the table relid when it is a
+ * distributed partitioned table without a quota trigger of its own and
+ * one of its partitions has one (enable_quota on the partition): Citus's
+ * plan names the partitioned table only, so the coordinator would count
+ * none of the rows routed into that partition, which one server's row
+ * trigger counts.
+ */
+static void
+RefusePartitionedWrite(Oid relid)
+{
+	Oid			partition = MandantCitusPartitionWithTrigger(relid, "mandant_quota");
+
+	if (OidIsValid(partition) && !MandantCitusTableWithTrigger(relid, "mandant_quota"))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("rows written through table %s into its partition %s are not counted against its quota",
+						get_rel_name(relid), get_rel_name(partition)),
+				 errdetail("The partition counts against a quota and the table is distributed; the coordinator counts the rows of the table a statement names, and only the partition has the quota."),
+				 errhint("Write the partition itself, or call mandant.enable_quota() on the partitioned table.")));
+}
+
+/*
+ * RefusePartitionedWrites applies RefusePartitionedWrite to every
+ * partitioned table that a planned statement writes.
+ */
+static void
+RefusePartitionedWrites(PlannedStmt *plannedstmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, plannedstmt->rtable)
+	{
+		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+		/* the relkind of the catalog: Citus's plans do not keep the entry's */
+		if (rte->rtekind == RTE_RELATION && rte->rellockmode >= RowExclusiveLock)
+			RefusePartitionedWrite(rte->relid);
+	}
+}
+
+/*
  * MandantCheckDistributedWrite, called when the executor starts a query
  * (mandant.c), refuses an INSERT or DELETE of a distributed table under
- * quota that the coordinator could not count (CheckDistributedWrite).
+ * quota that the coordinator could not count (CheckDistributedWrite), and
+ * a write through a partitioned table of a partition under quota
+ * (RefusePartitionedWrites).
  */
 void
 MandantCheckDistributedWrite(QueryDesc *queryDesc, int eflags)
@@ -880,19 +923,23 @@ MandantCheckDistributedWrite(QueryDesc *queryDesc, int eflags)
 
 	if ((eflags & EXEC_FLAG_EXPLAIN_ONLY) != 0)
 		return;
+	if (!IsCountedWrite(queryDesc) && queryDesc->operation != CMD_MERGE &&
+		!queryDesc->plannedstmt->hasModifyingCTE)
+		return;
+	relid = MandantCitusWrittenTable(queryDesc->plannedstmt, "mandant_quota");
+	if (!OidIsValid(relid))
+	{
+		RefusePartitionedWrites(queryDesc->plannedstmt);
+		return;
+	}
 	/* what the planner hook refuses, again for any plan it did not see */
-	if ((queryDesc->operation == CMD_MERGE || queryDesc->plannedstmt->hasModifyingCTE) &&
-		OidIsValid(relid = MandantCitusWrittenTable(queryDesc->plannedstmt, "mandant_quota")))
+	if (queryDesc->operation == CMD_MERGE || queryDesc->plannedstmt->hasModifyingCTE)
 		RefuseUncountable(relid, queryDesc->operation == CMD_MERGE ? "MERGE" : "a data-modifying WITH",
 						  "the statement reports the rows of its main query only, as one count",
 						  plain_writes_hint);
-	if (IsCountedWrite(queryDesc))
-	{
-		relid = MandantCitusWrittenTable(queryDesc->plannedstmt, "mandant_quota");
-		if (CheckDistributedWrite(relid, queryDesc->operation == CMD_INSERT ? "INSERT" : "DELETE") != NULL &&
-			queryDesc->instrument_options != 0)
-			RefuseInstrumented(relid, queryDesc);
-	}
+	if (CheckDistributedWrite(relid, queryDesc->operation == CMD_INSERT ? "INSERT" : "DELETE") != NULL &&
+		queryDesc->instrument_options != 0)
+		RefuseInstrumented(relid, queryDesc);
 }
 
 /*
@@ -962,12 +1009,17 @@ CopiedTable(Node *stmt)
 /*
  * MandantCheckDistributedUtility, called before a utility statement runs
  * (mandant.c), refuses a COPY FROM into a distributed table under quota
- * that the coordinator could not count (CheckDistributedWrite).
+ * that the coordinator could not count (CheckDistributedWrite), or into a
+ * partition under quota through its partitioned table
+ * (RefusePartitionedWrite).
  */
 void
 MandantCheckDistributedUtility(Node *stmt)
 {
-	(void) CheckDistributedWrite(CopiedTable(stmt), "COPY");
+	Oid			relid = CopiedTable(stmt);
+
+	RefusePartitionedWrite(relid);
+	(void) CheckDistributedWrite(relid, "COPY");
 }
 
 /*

@@ -243,6 +243,50 @@ fails "and the limit holds across both" MD030 coordinator citus_app <<-EOF
 	INSERT INTO app.quota_work (title) VALUES ('over'), ('over2');
 EOF
 
+# A partition under quota, its partitioned table not: Citus's plan of a
+# write through the partitioned table names that table only, so the
+# coordinator could not count the rows routed into the partition.
+setup coordinator citus_owner <<-'EOF'
+	CREATE TABLE app.quota_parted (tenant_id uuid NOT NULL, id int NOT NULL, k int NOT NULL DEFAULT 1,
+	                               PRIMARY KEY (tenant_id, id, k)) PARTITION BY LIST (k);
+	CREATE TABLE app.quota_parted_1 PARTITION OF app.quota_parted FOR VALUES IN (1);
+	GRANT SELECT, INSERT, DELETE ON app.quota_parted, app.quota_parted_1 TO citus_app;
+	SELECT create_distributed_table('app.quota_parted', 'tenant_id');
+	SELECT mandant.enable_tenancy('app.quota_parted');
+	SELECT mandant.enable_tenancy('app.quota_parted_1');
+	SELECT mandant.enable_quota('app.quota_parted_1', 'records');
+EOF
+fails "a write through a partitioned table into its partition under quota is refused" 0A000 \
+	coordinator citus_app <<-EOF
+	BEGIN;
+	SELECT mandant.set_tenant('$stark');
+	INSERT INTO app.quota_parted (tenant_id, id) VALUES ('$stark', 1);
+EOF
+fails "and so is a delete through it" 0A000 coordinator citus_app <<-EOF
+	BEGIN;
+	SELECT mandant.set_tenant('$stark');
+	DELETE FROM app.quota_parted WHERE id = 1;
+EOF
+is "writes of the partition itself count" "true true" coordinator citus_app <<-EOF
+	BEGIN;
+	SELECT mandant.set_tenant('$stark');
+	INSERT INTO app.quota_parted_1 (tenant_id, id) VALUES ('$stark', 1);
+	COMMIT;
+	\c - postgres
+	SELECT (($used) = mandant.count_rows('$stark', 'records'))::text AS after_insert \gset
+	\c - citus_app
+	BEGIN;
+	SELECT mandant.set_tenant('$stark');
+	DELETE FROM app.quota_parted_1 WHERE id = 1;
+	COMMIT;
+	\c - postgres
+	SELECT :'after_insert' || ' ' || (($used) = mandant.count_rows('$stark', 'records'));
+EOF
+setup coordinator citus_owner <<-'EOF'
+	SELECT mandant.disable_quota('app.quota_parted_1');
+	DROP TABLE app.quota_parted;
+EOF
+
 # disable_quota drops the trigger from the shards too (Citus takes a DROP
 # TRIGGER of a distributed table only when told to).
 shard_triggers="SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
