@@ -660,9 +660,11 @@ MandantCitusTableWithTrigger(Oid relid, const char *tgname)
 
 /*
  * MandantCitusPartitionWithTrigger returns a partition, at any depth, of
- * the partitioned table relid that Citus distributes and that has a
- * trigger named tgname, else InvalidOid.  The partitions are not locked:
- * the caller asks while the statement that writes relid starts.
+ * the distributed partitioned table relid that has a trigger named tgname
+ * while relid has none, else InvalidOid: Citus plans a write through relid
+ * on relid alone, so a statement's plan does not show that partition
+ * (MandantCitusWrittenTable).  The partitions are not locked: the caller
+ * asks while the statement that writes relid starts.
  */
 Oid
 MandantCitusPartitionWithTrigger(Oid relid, const char *tgname)
@@ -671,7 +673,8 @@ MandantCitusPartitionWithTrigger(Oid relid, const char *tgname)
 	ListCell   *lc;
 
 	if (!OidIsValid(relid) || !MandantCitusInstalled() ||
-		get_rel_relkind(relid) != RELKIND_PARTITIONED_TABLE)
+		get_rel_relkind(relid) != RELKIND_PARTITIONED_TABLE ||
+		MandantCitusTableWithTrigger(relid, tgname))
 		return InvalidOid;
 	partitions = find_all_inheritors(relid, NoLock, NULL);
 	foreach(lc, partitions)
@@ -689,23 +692,42 @@ MandantCitusPartitionWithTrigger(Oid relid, const char *tgname)
  * named tgname that a planned statement writes, else InvalidOid.  Citus
  * plans a write of a distributed table as a scan of its own, with no
  * result relation: the table is the one the statement locks for writing.
+ * With partition not NULL, a written partitioned table without such a
+ * trigger that has a partition with one (MandantCitusPartitionWithTrigger)
+ * is returned when no table with the trigger is, with that partition in
+ * *partition (else InvalidOid there).
  */
 Oid
-MandantCitusWrittenTable(PlannedStmt *plannedstmt, const char *tgname)
+MandantCitusWrittenTable(PlannedStmt *plannedstmt, const char *tgname, Oid *partition)
 {
 	ListCell   *lc;
+	Oid			partitioned = InvalidOid;
+	Oid			found = InvalidOid;
 
+	if (partition != NULL)
+		*partition = InvalidOid;
 	if (!MandantCitusInstalled())
 		return InvalidOid;
 	foreach(lc, plannedstmt->rtable)
 	{
 		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
 
-		if (rte->rtekind == RTE_RELATION && rte->rellockmode >= RowExclusiveLock &&
-			MandantCitusTableWithTrigger(rte->relid, tgname))
+		if (rte->rtekind != RTE_RELATION || rte->rellockmode < RowExclusiveLock)
+			continue;
+		if (MandantCitusTableWithTrigger(rte->relid, tgname))
+		{
+			if (partition != NULL)
+				*partition = InvalidOid;
 			return rte->relid;
+		}
+		if (partition != NULL && !OidIsValid(partitioned) &&
+			OidIsValid(found = MandantCitusPartitionWithTrigger(rte->relid, tgname)))
+		{
+			partitioned = rte->relid;
+			*partition = found;
+		}
 	}
-	return InvalidOid;
+	return partitioned;
 }
 
 /*

@@ -333,7 +333,8 @@ extern bool MandantCitusDistributedTable(Oid relid);
 extern Oid	MandantCitusPartitionWithTrigger(Oid relid, const char *tgname);
 extern bool MandantCitusManagedTable(Oid relid);
 extern bool MandantCitusTableWithTrigger(Oid relid, const char *tgname);
-extern Oid	MandantCitusWrittenTable(PlannedStmt *plannedstmt, const char *tgname);
+extern Oid	MandantCitusWrittenTable(PlannedStmt *plannedstmt, const char *tgname,
+									 Oid *partition);
 extern Oid	MandantCitusColocatedShard(Oid target, Relation beside);
 extern int64 MandantCitusRowIdBase(void);
 extern bool MandantCitusTrustedShardTrigger(Relation rel, Oid fnoid);

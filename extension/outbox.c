@@ -391,10 +391,13 @@ WriteOutboxEvent(const OutboxEvent *ev, Relation beside)
 void
 MandantWakeForDistributedWrite(QueryDesc *queryDesc, int eflags)
 {
+	Oid			partition;
+
 	if ((queryDesc->operation == CMD_SELECT && !queryDesc->plannedstmt->hasModifyingCTE) ||
 		(eflags & EXEC_FLAG_EXPLAIN_ONLY) != 0 || outbox_notify == OUTBOX_NOTIFY_OFF)
 		return;
-	if (OidIsValid(MandantCitusWrittenTable(queryDesc->plannedstmt, "mandant_outbox")))
+	/* also through a partitioned table into a partition that publishes */
+	if (OidIsValid(MandantCitusWrittenTable(queryDesc->plannedstmt, "mandant_outbox", &partition)))
 		WakeConsumers();
 }
 

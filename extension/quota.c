@@ -869,19 +869,16 @@ IsCountedWrite(QueryDesc *queryDesc)
 }
 
 /*
- * RefusePartitionedWrite refuses a write of the table relid when it is a
- * distributed partitioned table without a quota trigger of its own and
- * one of its partitions has one (enable_quota on the partition): Citus's
- * plan names the partitioned table only, so the coordinator would count
- * none of the rows routed into that partition, which one server's row
- * trigger counts.
+ * RefusePartitionedWrite refuses a write of the partitioned table relid
+ * into its partition under quota, when relid is not under quota itself
+ * (enable_quota on the partition, MandantCitusPartitionWithTrigger): the
+ * coordinator would count none of the rows routed into that partition,
+ * which one server's row trigger counts.
  */
 static void
-RefusePartitionedWrite(Oid relid)
+RefusePartitionedWrite(Oid relid, Oid partition)
 {
-	Oid			partition = MandantCitusPartitionWithTrigger(relid, "mandant_quota");
-
-	if (OidIsValid(partition) && !MandantCitusTableWithTrigger(relid, "mandant_quota"))
+	if (OidIsValid(partition))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("rows written through table %s into its partition %s are not counted against its quota",
@@ -891,47 +888,27 @@ RefusePartitionedWrite(Oid relid)
 }
 
 /*
- * RefusePartitionedWrites applies RefusePartitionedWrite to every
- * partitioned table that a planned statement writes.
- */
-static void
-RefusePartitionedWrites(PlannedStmt *plannedstmt)
-{
-	ListCell   *lc;
-
-	foreach(lc, plannedstmt->rtable)
-	{
-		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
-
-		/* the relkind of the catalog: Citus's plans do not keep the entry's */
-		if (rte->rtekind == RTE_RELATION && rte->rellockmode >= RowExclusiveLock)
-			RefusePartitionedWrite(rte->relid);
-	}
-}
-
-/*
  * MandantCheckDistributedWrite, called when the executor starts a query
  * (mandant.c), refuses an INSERT or DELETE of a distributed table under
  * quota that the coordinator could not count (CheckDistributedWrite), and
  * a write through a partitioned table of a partition under quota
- * (RefusePartitionedWrites).
+ * (RefusePartitionedWrite).
  */
 void
 MandantCheckDistributedWrite(QueryDesc *queryDesc, int eflags)
 {
 	Oid			relid;
+	Oid			partition;
 
 	if ((eflags & EXEC_FLAG_EXPLAIN_ONLY) != 0)
 		return;
 	if (!IsCountedWrite(queryDesc) && queryDesc->operation != CMD_MERGE &&
 		!queryDesc->plannedstmt->hasModifyingCTE)
 		return;
-	relid = MandantCitusWrittenTable(queryDesc->plannedstmt, "mandant_quota");
+	relid = MandantCitusWrittenTable(queryDesc->plannedstmt, "mandant_quota", &partition);
+	RefusePartitionedWrite(relid, partition);
 	if (!OidIsValid(relid))
-	{
-		RefusePartitionedWrites(queryDesc->plannedstmt);
 		return;
-	}
 	/* what the planner hook refuses, again for any plan it did not see */
 	if (queryDesc->operation == CMD_MERGE || queryDesc->plannedstmt->hasModifyingCTE)
 		RefuseUncountable(relid, queryDesc->operation == CMD_MERGE ? "MERGE" : "a data-modifying WITH",
@@ -958,7 +935,7 @@ MandantCountDistributedWrite(QueryDesc *queryDesc)
 	/* instrumented by a hook that ran after the start's check (auto_explain) */
 	if (queryDesc->estate->es_instrument != 0)
 	{
-		relid = MandantCitusWrittenTable(queryDesc->plannedstmt, "mandant_quota");
+		relid = MandantCitusWrittenTable(queryDesc->plannedstmt, "mandant_quota", NULL);
 		if (CheckDistributedWrite(relid, queryDesc->operation == CMD_INSERT ? "INSERT" : "DELETE") != NULL)
 			RefuseInstrumented(relid, queryDesc);
 		return;
@@ -966,7 +943,7 @@ MandantCountDistributedWrite(QueryDesc *queryDesc)
 	if (queryDesc->estate->es_processed == 0)
 		return;
 	n = (int64) queryDesc->estate->es_processed;
-	CountDistributedRows(MandantCitusWrittenTable(queryDesc->plannedstmt, "mandant_quota"),
+	CountDistributedRows(MandantCitusWrittenTable(queryDesc->plannedstmt, "mandant_quota", NULL),
 						 queryDesc->operation == CMD_INSERT ? n : -n,
 						 queryDesc->operation == CMD_INSERT ? "INSERT" : "DELETE");
 }
@@ -1018,7 +995,7 @@ MandantCheckDistributedUtility(Node *stmt)
 {
 	Oid			relid = CopiedTable(stmt);
 
-	RefusePartitionedWrite(relid);
+	RefusePartitionedWrite(relid, MandantCitusPartitionWithTrigger(relid, "mandant_quota"));
 	(void) CheckDistributedWrite(relid, "COPY");
 }
 

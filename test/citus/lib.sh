@@ -141,6 +141,21 @@ rows_of() {
 		SELECT sum(c) FROM (:q) s;
 	EOF
 }
+# partitioned_tenant_table TABLE: as citus_owner, a tenant table TABLE
+# (tenant_id, id, k) partitioned by list (k) with one partition TABLE_1
+# for k = 1, distributed by tenant_id, both registered tenant tables, and
+# citus_app may read, insert and delete through both.
+partitioned_tenant_table() {
+	setup coordinator citus_owner <<-EOF
+		CREATE TABLE $1 (tenant_id uuid NOT NULL, id int NOT NULL, k int NOT NULL DEFAULT 1,
+		                 PRIMARY KEY (tenant_id, id, k)) PARTITION BY LIST (k);
+		CREATE TABLE ${1}_1 PARTITION OF $1 FOR VALUES IN (1);
+		GRANT SELECT, INSERT, DELETE ON $1, ${1}_1 TO citus_app;
+		SELECT create_distributed_table('$1', 'tenant_id');
+		SELECT mandant.enable_tenancy('$1');
+		SELECT mandant.enable_tenancy('${1}_1');
+	EOF
+}
 # done_testing: the plan line, and the exit status (1 if a check failed).
 done_testing() {
 	echo "1..$tap_n"

@@ -244,14 +244,8 @@ EOF
 # A partition under quota, its partitioned table not: Citus's plan of a
 # write through the partitioned table names that table only, so the
 # coordinator could not count the rows routed into the partition.
+partitioned_tenant_table app.quota_parted
 setup coordinator citus_owner <<-'EOF'
-	CREATE TABLE app.quota_parted (tenant_id uuid NOT NULL, id int NOT NULL, k int NOT NULL DEFAULT 1,
-	                               PRIMARY KEY (tenant_id, id, k)) PARTITION BY LIST (k);
-	CREATE TABLE app.quota_parted_1 PARTITION OF app.quota_parted FOR VALUES IN (1);
-	GRANT SELECT, INSERT, DELETE ON app.quota_parted, app.quota_parted_1 TO citus_app;
-	SELECT create_distributed_table('app.quota_parted', 'tenant_id');
-	SELECT mandant.enable_tenancy('app.quota_parted');
-	SELECT mandant.enable_tenancy('app.quota_parted_1');
 	SELECT mandant.enable_quota('app.quota_parted_1', 'records');
 EOF
 for sql in "INSERT INTO app.quota_parted (tenant_id, id) VALUES ('$stark', 1)" \
