@@ -871,9 +871,10 @@ IsCountedWrite(QueryDesc *queryDesc)
 /*
  * RefusePartitionedWrite refuses a write of the partitioned table relid
  * into its partition under quota, when relid is not under quota itself
- * (enable_quota on the partition, MandantCitusPartitionWithTrigger): the
- * coordinator would count none of the rows routed into that partition,
- * which one server's row trigger counts.
+ * (MandantCitusPartitionWithTrigger; enable_quota refuses such a partition
+ * on Citus, but one may be attached, or registered before Citus): the
+ * coordinator would count none of the rows routed or moved into that
+ * partition, which one server's row trigger counts.
  */
 static void
 RefusePartitionedWrite(Oid relid, Oid partition)
@@ -903,8 +904,9 @@ MandantCheckDistributedWrite(QueryDesc *queryDesc, int eflags)
 	if ((eflags & EXEC_FLAG_EXPLAIN_ONLY) != 0)
 		return;
 	if (!IsCountedWrite(queryDesc) && queryDesc->operation != CMD_MERGE &&
-		!queryDesc->plannedstmt->hasModifyingCTE)
+		queryDesc->operation != CMD_UPDATE && !queryDesc->plannedstmt->hasModifyingCTE)
 		return;
+	/* an UPDATE too: one of the partition key moves rows between partitions */
 	relid = MandantCitusWrittenTable(queryDesc->plannedstmt, "mandant_quota", &partition);
 	RefusePartitionedWrite(relid, partition);
 	if (!OidIsValid(relid))
@@ -914,6 +916,8 @@ MandantCheckDistributedWrite(QueryDesc *queryDesc, int eflags)
 		RefuseUncountable(relid, queryDesc->operation == CMD_MERGE ? "MERGE" : "a data-modifying WITH",
 						  "the statement reports the rows of its main query only, as one count",
 						  plain_writes_hint);
+	if (!IsCountedWrite(queryDesc))
+		return;
 	if (CheckDistributedWrite(relid, queryDesc->operation == CMD_INSERT ? "INSERT" : "DELETE") != NULL &&
 		queryDesc->instrument_options != 0)
 		RefuseInstrumented(relid, queryDesc);

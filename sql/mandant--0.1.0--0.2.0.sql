@@ -3431,6 +3431,18 @@ BEGIN
 				  DETAIL = format('Citus distributes it by %s; quotas count its rows per tenant.', mandant.citus_distribution_column(tbl)),
 				  HINT = format('Distribute it by %I.', tenant_column);
 	END IF;
+	/*
+	 * Nor a partition of a distributed table alone: rows that an UPDATE of
+	 * the partition key, or a cascade, moves into it on the workers pass
+	 * the coordinator's count by (quota.c counts the statements it runs).
+	 */
+	IF mandant.citus_distribution_column(tbl) IS NOT NULL
+		AND (SELECT c.relispartition FROM pg_class c WHERE c.oid = tbl) THEN
+		RAISE EXCEPTION 'partition % of a distributed table cannot count against a quota alone', tbl
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = 'On Citus the coordinator counts the rows of the statements it runs; rows moved into a partition on the workers (an UPDATE of the partition key, a cascade) would not be counted.',
+				  HINT = format('Call mandant.enable_quota() on the partitioned table %s.', pg_partition_root(tbl));
+	END IF;
 	IF NOT EXISTS (SELECT 1 FROM mandant.quota_table q WHERE q.resource = registry_attach_quota.resource)
 		AND EXISTS (SELECT 1 FROM mandant.tenant_usage u WHERE u.resource = registry_attach_quota.resource) THEN
 		RAISE EXCEPTION 'resource "%" is charged, not counted', resource

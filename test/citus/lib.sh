@@ -144,13 +144,13 @@ rows_of() {
 # partitioned_tenant_table TABLE: as citus_owner, a tenant table TABLE
 # (tenant_id, id, k) partitioned by list (k) with one partition TABLE_1
 # for k = 1, distributed by tenant_id, both registered tenant tables, and
-# citus_app may read, insert and delete through both.
+# citus_app may read and write through both.
 partitioned_tenant_table() {
 	setup coordinator citus_owner <<-EOF
 		CREATE TABLE $1 (tenant_id uuid NOT NULL, id int NOT NULL, k int NOT NULL DEFAULT 1,
 		                 PRIMARY KEY (tenant_id, id, k)) PARTITION BY LIST (k);
 		CREATE TABLE ${1}_1 PARTITION OF $1 FOR VALUES IN (1);
-		GRANT SELECT, INSERT, DELETE ON $1, ${1}_1 TO citus_app;
+		GRANT SELECT, INSERT, UPDATE, DELETE ON $1, ${1}_1 TO citus_app;
 		SELECT create_distributed_table('$1', 'tenant_id');
 		SELECT mandant.enable_tenancy('$1');
 		SELECT mandant.enable_tenancy('${1}_1');

@@ -242,15 +242,28 @@ fails "and the limit holds across both" MD030 coordinator citus_app <<-EOF
 EOF
 
 # A partition under quota, its partitioned table not: Citus's plan of a
-# write through the partitioned table names that table only, so the
-# coordinator could not count the rows routed into the partition.
+# write through the partitioned table names that table only, and rows
+# that an UPDATE of the partition key (or a cascade) moves into the
+# partition on the workers pass the coordinator by.  enable_quota refuses
+# such a partition; one attached under quota is refused writes through
+# the partitioned table.
 partitioned_tenant_table app.quota_parted
-setup coordinator citus_owner <<-'EOF'
+fails "enable_quota on a partition of a distributed table is refused" 0A000 coordinator citus_owner <<-'EOF'
 	SELECT mandant.enable_quota('app.quota_parted_1', 'records');
 EOF
-for sql in "INSERT INTO app.quota_parted (tenant_id, id) VALUES ('$stark', 1)" \
-	"DELETE FROM app.quota_parted WHERE id = 1"; do
-	fails "${sql%% *} through a partitioned table into its partition under quota is refused" 0A000 \
+setup coordinator citus_owner <<-'EOF'
+	CREATE TABLE app.quota_parted_2 (tenant_id uuid NOT NULL, id int NOT NULL, k int NOT NULL DEFAULT 2,
+	                                 PRIMARY KEY (tenant_id, id, k));
+	GRANT SELECT, INSERT, UPDATE, DELETE ON app.quota_parted_2 TO citus_app;
+	SELECT create_distributed_table('app.quota_parted_2', 'tenant_id', colocate_with => 'app.quota_parted');
+	SELECT mandant.enable_tenancy('app.quota_parted_2');
+	SELECT mandant.enable_quota('app.quota_parted_2', 'records');
+	ALTER TABLE app.quota_parted ATTACH PARTITION app.quota_parted_2 FOR VALUES IN (2);
+EOF
+for sql in "INSERT INTO app.quota_parted (tenant_id, id, k) VALUES ('$stark', 1, 2)" \
+	"DELETE FROM app.quota_parted WHERE id = 1" \
+	"UPDATE app.quota_parted SET k = 2 WHERE k = 1"; do
+	fails "${sql%% *} through a partitioned table into its attached partition under quota is refused" 0A000 \
 		coordinator citus_app <<-EOF
 		BEGIN;
 		SELECT mandant.set_tenant('$stark');
@@ -260,20 +273,20 @@ done
 is "writes of the partition itself count" "true true" coordinator citus_app <<-EOF
 	BEGIN;
 	SELECT mandant.set_tenant('$stark');
-	INSERT INTO app.quota_parted_1 (tenant_id, id) VALUES ('$stark', 1);
+	INSERT INTO app.quota_parted_2 (tenant_id, id) VALUES ('$stark', 1);
 	COMMIT;
 	\c - postgres
 	SELECT (($used) = mandant.count_rows('$stark', 'records'))::text AS after_insert \gset
 	\c - citus_app
 	BEGIN;
 	SELECT mandant.set_tenant('$stark');
-	DELETE FROM app.quota_parted_1 WHERE id = 1;
+	DELETE FROM app.quota_parted_2 WHERE id = 1;
 	COMMIT;
 	\c - postgres
 	SELECT :'after_insert' || ' ' || (($used) = mandant.count_rows('$stark', 'records'));
 EOF
 setup coordinator citus_owner <<-'EOF'
-	SELECT mandant.disable_quota('app.quota_parted_1');
+	SELECT mandant.disable_quota('app.quota_parted_2');
 	DROP TABLE app.quota_parted;
 EOF
 
