@@ -741,8 +741,8 @@ MandantCitusWrittenTable(PlannedStmt *plannedstmt, const char *tgname, Oid *part
  * the caller put there, or settings that change how the workers parse
  * what Citus deparsed for those roles (search_path,
  * standard_conforming_strings, ...), would then run or apply with their
- * rights.  The one exception is mandant's own SET of its envelope while
- * it forwards it (SetEnvelopeLocally, whose query string is that SET
+ * rights.  The one exception is mandant's own SETs while it forwards its
+ * envelope (SetEnvelopeLocally, whose query string holds those SETs
  * alone): a caller's SET of mandant.context, even of the empty value that
  * any session may set, is refused like any other, or the statements
  * beside it in its query string would travel with it.
@@ -755,8 +755,7 @@ CheckPropagatedSet(VariableSetStmt *set)
 
 	if (superuser() || !MandantCitusInstalled())
 		return;
-	if (set->name != NULL && pg_strcasecmp(set->name, MANDANT_GUC_ENVELOPE) == 0 &&
-		MandantForwardingEnvelope())
+	if (MandantForwardingEnvelope())
 		return;
 	if (set->name != NULL && pg_strcasecmp(set->name, "citus.propagate_set_commands") == 0 &&
 		set->kind == VAR_SET_VALUE)

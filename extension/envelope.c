@@ -125,6 +125,14 @@ static bool accept_envelopes = false;
 /* SetEnvelopeLocally is setting this node's own envelope for Citus. */
 static bool forwarding = false;
 
+/*
+ * The search_path that the workers' connections get with an erase
+ * envelope (MandantForwardOwnerContext), and the transaction whose
+ * connections have it until the caller's envelope is handed back.
+ */
+#define ERASE_SEARCH_PATH	"SET LOCAL search_path = pg_catalog, pg_temp"
+static LocalTransactionId search_path_pinned_lxid = InvalidLocalTransactionId;
+
 /* The envelope in force, set by the assign hook; NULL when empty. */
 const MandantEnvelope *MandantEnvelopeReceived = NULL;
 
@@ -687,7 +695,10 @@ SignEnvelope(const uint8 *key, size_t key_len, bool owner_operation, bool erase,
  * citus.propagate_set_commands at 'local' for that statement alone, so
  * that Citus forwards it (the caller's own value of that setting is back
  * when this returns).  The envelope holds no quote (uuids, digits, scope
- * names and base64url).
+ * names and base64url).  With workers_also, that SQL of mandant's (more
+ * SET LOCALs) goes to the workers in the same forwarded text: Citus hands
+ * over the whole query string of a SET; in a transaction block this node
+ * runs the envelope's SET alone.
  *
  * In a transaction block the statement goes straight to ProcessUtility
  * (Citus's hook forwards it with the text given here).  Outside one, Citus
@@ -696,10 +707,12 @@ SignEnvelope(const uint8 *key, size_t key_len, bool owner_operation, bool erase,
  * executor: a DO block run through SPI is one it always sees.
  */
 static void
-SetEnvelopeLocally(const char *envelope)
+SetEnvelopeLocally(const char *envelope, const char *workers_also)
 {
 	int			nest_level = NewGUCNestLevel();
-	char	   *sql = psprintf("SET LOCAL %s = '%s'", MANDANT_GUC_ENVELOPE, envelope);
+	char	   *sql = psprintf("SET LOCAL %s = '%s'%s%s", MANDANT_GUC_ENVELOPE, envelope,
+							   workers_also != NULL ? "; " : "",
+							   workers_also != NULL ? workers_also : "");
 	bool		in_block = IsTransactionBlock();
 	bool		outer_forwarding;
 
@@ -758,9 +771,9 @@ SetEnvelopeLocally(const char *envelope)
 }
 
 /*
- * MandantForwardingEnvelope says whether mandant is running its own SET of
- * mandant.context for Citus to forward (SetEnvelopeLocally), so that the
- * utility hook lets that one SET through (citus.c).
+ * MandantForwardingEnvelope says whether mandant is running its own SETs
+ * for Citus to forward (SetEnvelopeLocally), so that the utility hook lets
+ * them through (citus.c).
  */
 bool
 MandantForwardingEnvelope(void)
@@ -908,13 +921,13 @@ MandantForwardContext(const pg_uuid_t *tenant, const pg_uuid_t *user, int scopes
 		/* a context cleared here is cleared on the workers too */
 		resign_lxid = InvalidLocalTransactionId;
 		if (forwarded_lxid == MyProc->lxid)
-			SetEnvelopeLocally("");
+			SetEnvelopeLocally("", NULL);
 		return;
 	}
 	resign_role = GetUserId();
 	resign_lxid = MyProc->lxid;
 	SetEnvelopeLocally(SignEnvelope(key, key_len, false, false, tenant, user, scopes, request_id,
-									trace_id));
+									trace_id), NULL);
 }
 
 /*
@@ -936,7 +949,19 @@ MandantForwardOwnerContext(const pg_uuid_t *tenant, bool erase)
 
 	if (!MandantCitusInstalled() || (key = ContextKey(&key_len)) == NULL)
 		return false;
-	SetEnvelopeLocally(tenant != NULL ? SignEnvelope(key, key_len, true, erase, tenant, NULL, 0, NULL, NULL) : "");
+	/*
+	 * Under an erase envelope the owner's connections run mandant's
+	 * statements on the tenant's history, which Citus deparses with names
+	 * of pg_catalog left unqualified ('...'::uuid): with the owner's own
+	 * search_path (ALTER ROLE ... SET) a type or function of the owner's
+	 * would run inside them, with the envelope's rights.  So the workers
+	 * resolve names in pg_catalog only until the caller's envelope is back
+	 * (MandantForwardRestoredContext).
+	 */
+	SetEnvelopeLocally(tenant != NULL ? SignEnvelope(key, key_len, true, erase, tenant, NULL, 0, NULL, NULL) : "",
+					   erase ? ERASE_SEARCH_PATH : NULL);
+	if (erase)
+		search_path_pinned_lxid = MyProc->lxid;
 	return true;
 }
 
@@ -951,8 +976,10 @@ void
 MandantForwardRestoredContext(void)
 {
 	const char *value = GetConfigOption(MANDANT_GUC_ENVELOPE, false, false);
+	bool		pinned = search_path_pinned_lxid == MyProc->lxid;
 
-	SetEnvelopeLocally(value != NULL ? value : "");
+	search_path_pinned_lxid = InvalidLocalTransactionId;
+	SetEnvelopeLocally(value != NULL ? value : "", pinned ? "SET LOCAL search_path TO DEFAULT" : NULL);
 }
 
 /*

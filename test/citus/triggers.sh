@@ -319,6 +319,26 @@ held() {
 is "before delete_tenant, the nodes hold the tenant's events, seals and a checkpoint" "3 3 1" coordinator postgres <<-EOF
 	$(held "$hooli")
 EOF
+# The tables' owner points its search_path at a type of its own named
+# uuid, whose check would run inside the statements that Citus deparses
+# for the erasure ('...'::uuid), with the erase envelope's rights: while
+# that envelope is in force the workers resolve names in pg_catalog, so
+# the check never runs there (before, it did, and could read and forge the
+# tenant's history).
+setup coordinator citus_owner <<-'EOF'
+	CREATE FUNCTION app.no_owner_code_under_erase() RETURNS boolean LANGUAGE plpgsql AS $$
+	BEGIN
+		IF mandant.erasing_history_of() IS NOT NULL THEN
+			RAISE EXCEPTION 'the owner''s code ran under the erase envelope';
+		END IF;
+		RETURN true;
+	END
+	$$;
+	CREATE DOMAIN app.uuid AS pg_catalog.uuid CHECK (app.no_owner_code_under_erase());
+EOF
+setup coordinator postgres <<-EOF
+	ALTER ROLE citus_owner IN DATABASE $db SET search_path = app, pg_catalog;
+EOF
 # The owner's deletion of the two rows is recorded on the shards, then
 # erased with the rest.
 is "delete_tenant counts what it erased" "5 3 1" coordinator citus_admin <<-EOF
@@ -327,6 +347,11 @@ is "delete_tenant counts what it erased" "5 3 1" coordinator citus_admin <<-EOF
 EOF
 is "and no node holds any of them" "0 0 0" coordinator postgres <<-EOF
 	$(held "$hooli")
+EOF
+setup coordinator postgres <<-EOF
+	ALTER ROLE citus_owner IN DATABASE $db RESET search_path;
+	DROP DOMAIN app.uuid;
+	DROP FUNCTION app.no_owner_code_under_erase();
 EOF
 # Importing events would seal them by another server's transaction ids.
 if ! run coordinator postgres <<-EOF && grep -q 'ERROR:  0A000: importing an audit trail is not supported on Citus' "$lib_work/err"
