@@ -126,11 +126,13 @@ static bool accept_envelopes = false;
 static bool forwarding = false;
 
 /*
- * The search_path that the workers' connections get with an erase
- * envelope (MandantForwardOwnerContext), and the transaction whose
- * connections have it until the caller's envelope is handed back.
+ * The settings that the workers' connections get with an erase envelope
+ * (MandantForwardOwnerContext), how they are given back, and the
+ * transaction whose connections have them until the caller's envelope is
+ * handed back.
  */
-#define ERASE_SEARCH_PATH	"SET LOCAL search_path = pg_catalog, pg_temp"
+#define ERASE_SETTINGS	"SET LOCAL search_path = pg_catalog, pg_temp; SET LOCAL standard_conforming_strings = on"
+#define RESTORED_SETTINGS	"SET LOCAL search_path TO DEFAULT; SET LOCAL standard_conforming_strings TO DEFAULT"
 static LocalTransactionId search_path_pinned_lxid = InvalidLocalTransactionId;
 
 /* The envelope in force, set by the assign hook; NULL when empty. */
@@ -696,9 +698,12 @@ SignEnvelope(const uint8 *key, size_t key_len, bool owner_operation, bool erase,
  * that Citus forwards it (the caller's own value of that setting is back
  * when this returns).  The envelope holds no quote (uuids, digits, scope
  * names and base64url).  With workers_also, that SQL of mandant's (more
- * SET LOCALs) goes to the workers in the same forwarded text: Citus hands
- * over the whole query string of a SET; in a transaction block this node
- * runs the envelope's SET alone.
+ * SET LOCALs of search_path and standard_conforming_strings) goes to the
+ * workers in the same forwarded text: Citus hands over the whole query
+ * string of a SET.  In a transaction block this node runs the envelope's
+ * SET alone; outside one the DO block runs them all here too, so their
+ * values here are saved first and back when this returns (a SECURITY
+ * DEFINER caller keeps its own search_path).
  *
  * In a transaction block the statement goes straight to ProcessUtility
  * (Citus's hook forwards it with the text given here).  Outside one, Citus
@@ -718,6 +723,14 @@ SetEnvelopeLocally(const char *envelope, const char *workers_also)
 
 	(void) set_config_option(CITUS_PROPAGATE_SET, "local", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
+	if (!in_block && workers_also != NULL)
+	{
+		(void) set_config_option("search_path", GetConfigOption("search_path", false, false),
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+		(void) set_config_option("standard_conforming_strings",
+								 GetConfigOption("standard_conforming_strings", false, false),
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	}
 	if (!in_block)
 	{
 		sql = psprintf("DO $mandant$BEGIN %s; END$mandant$", sql);
@@ -952,14 +965,16 @@ MandantForwardOwnerContext(const pg_uuid_t *tenant, bool erase)
 	/*
 	 * Under an erase envelope the owner's connections run mandant's
 	 * statements on the tenant's history, which Citus deparses with names
-	 * of pg_catalog left unqualified ('...'::uuid): with the owner's own
-	 * search_path (ALTER ROLE ... SET) a type or function of the owner's
-	 * would run inside them, with the envelope's rights.  So the workers
-	 * resolve names in pg_catalog only until the caller's envelope is back
+	 * of pg_catalog left unqualified ('...'::uuid) and literals written for
+	 * standard_conforming_strings: with the owner's own settings (ALTER
+	 * ROLE ... SET) a type or function of the owner's would run inside
+	 * them, with the envelope's rights, or a backslash in a request id end
+	 * a literal.  So the workers resolve names in pg_catalog only and read
+	 * literals as standard until the caller's envelope is back
 	 * (MandantForwardRestoredContext).
 	 */
 	SetEnvelopeLocally(tenant != NULL ? SignEnvelope(key, key_len, true, erase, tenant, NULL, 0, NULL, NULL) : "",
-					   erase ? ERASE_SEARCH_PATH : NULL);
+					   erase ? ERASE_SETTINGS : NULL);
 	if (erase)
 		search_path_pinned_lxid = MyProc->lxid;
 	return true;
@@ -979,7 +994,7 @@ MandantForwardRestoredContext(void)
 	bool		pinned = search_path_pinned_lxid == MyProc->lxid;
 
 	search_path_pinned_lxid = InvalidLocalTransactionId;
-	SetEnvelopeLocally(value != NULL ? value : "", pinned ? "SET LOCAL search_path TO DEFAULT" : NULL);
+	SetEnvelopeLocally(value != NULL ? value : "", pinned ? RESTORED_SETTINGS : NULL);
 }
 
 /*

@@ -321,10 +321,12 @@ is "before delete_tenant, the nodes hold the tenant's events, seals and a checkp
 EOF
 # The tables' owner points its search_path at a type of its own named
 # uuid, whose check would run inside the statements that Citus deparses
-# for the erasure ('...'::uuid), with the erase envelope's rights: while
-# that envelope is in force the workers resolve names in pg_catalog, so
-# the check never runs there (before, it did, and could read and forge the
-# tenant's history).
+# for the erasure ('...'::uuid), with the erase envelope's rights, and
+# turns standard_conforming_strings off, under which a backslash in the
+# request id would end the literal Citus writes for it: while that
+# envelope is in force the workers resolve names in pg_catalog and read
+# literals as standard (before, the check ran there, and could read and
+# forge the tenant's history).
 setup coordinator citus_owner <<-'EOF'
 	CREATE FUNCTION app.no_owner_code_under_erase() RETURNS boolean LANGUAGE plpgsql AS $$
 	BEGIN
@@ -338,20 +340,63 @@ setup coordinator citus_owner <<-'EOF'
 EOF
 setup coordinator postgres <<-EOF
 	ALTER ROLE citus_owner IN DATABASE $db SET search_path = app, pg_catalog;
+	ALTER ROLE citus_owner IN DATABASE $db SET standard_conforming_strings = off;
 EOF
 # The owner's deletion of the two rows is recorded on the shards, then
 # erased with the rest.
 is "delete_tenant counts what it erased" "5 3 1" coordinator citus_admin <<-EOF
+	BEGIN;
+	SET LOCAL app.request_id = 'erase\\'' || ''x';
 	SELECT c ->> 'mandant.audit_event' || ' ' || (c ->> 'mandant.audit_seal') || ' ' || (c ->> 'mandant.audit_checkpoint')
 	FROM mandant.delete_tenant('$hooli', 'hooli') c;
+	COMMIT;
 EOF
 is "and no node holds any of them" "0 0 0" coordinator postgres <<-EOF
 	$(held "$hooli")
 EOF
 setup coordinator postgres <<-EOF
 	ALTER ROLE citus_owner IN DATABASE $db RESET search_path;
+	ALTER ROLE citus_owner IN DATABASE $db RESET standard_conforming_strings;
 	DROP DOMAIN app.uuid;
 	DROP FUNCTION app.no_owner_code_under_erase();
+EOF
+# Outside a transaction block mandant hands Citus those settings through a
+# DO block, which runs them on the coordinator too: inside delete_tenant's
+# definer there, they are put back as they were, not to the session's
+# defaults, where a function of another role (here one that a superuser
+# must never run) could be found first.
+pied=$(value coordinator citus_admin <<-'EOF'
+	SELECT mandant.create_tenant('pied', 'Pied', 'it@pied.example');
+EOF
+)
+setup coordinator citus_app <<-EOF
+	BEGIN;
+	SELECT mandant.set_tenant('$pied');
+	INSERT INTO app.jobs (title) VALUES ('p1');
+	COMMIT;
+EOF
+setup coordinator postgres <<-EOF
+	CREATE SCHEMA shadow AUTHORIZATION citus_owner;
+	GRANT USAGE ON SCHEMA shadow TO PUBLIC;
+	ALTER ROLE citus_admin IN DATABASE $db SET search_path = shadow, public;
+EOF
+setup coordinator citus_owner <<-'EOF'
+	CREATE FUNCTION shadow.jsonb_build_object(a text, b uuid, c text, d jsonb) RETURNS jsonb
+	LANGUAGE plpgsql AS $$
+	BEGIN
+		IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
+			RAISE EXCEPTION 'a function of citus_owner ran as a superuser';
+		END IF;
+		RETURN pg_catalog.jsonb_build_object(a, b, c, d);
+	END
+	$$;
+EOF
+is "delete_tenant outside a transaction block runs none of it as a superuser" "t" coordinator citus_admin <<-EOF
+	SELECT mandant.delete_tenant('$pied', 'pied') IS NOT NULL;
+EOF
+setup coordinator postgres <<-EOF
+	ALTER ROLE citus_admin IN DATABASE $db RESET search_path;
+	DROP SCHEMA shadow CASCADE;
 EOF
 # Importing events would seal them by another server's transaction ids.
 if ! run coordinator postgres <<-EOF && grep -q 'ERROR:  0A000: importing an audit trail is not supported on Citus' "$lib_work/err"
@@ -364,8 +409,10 @@ else
 	ok 1 "importing a tenant's audit events is refused on Citus"
 	got
 fi
-is "the deletion is a platform event" "1" coordinator citus_admin <<-EOF
-	SELECT count(*) FROM mandant.audit_events(NULL, entity_type => 'tenant', entity_id => '$hooli')
+is "the deletion is a platform event, with the request id as it was set" "1 erase\\' || 'x" \
+	coordinator citus_admin <<-EOF
+	SELECT count(*) || ' ' || min(request_id)
+	FROM mandant.audit_events(NULL, entity_type => 'tenant', entity_id => '$hooli')
 	WHERE action = 'tenant.deleted';
 EOF
 is "the platform's chain verifies" "true" coordinator citus_admin <<-EOF
