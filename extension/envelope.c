@@ -133,7 +133,7 @@ static bool forwarding = false;
  */
 #define ERASE_SETTINGS	"SET LOCAL search_path = pg_catalog, pg_temp; SET LOCAL standard_conforming_strings = on"
 #define RESTORED_SETTINGS	"SET LOCAL search_path TO DEFAULT; SET LOCAL standard_conforming_strings TO DEFAULT"
-static LocalTransactionId search_path_pinned_lxid = InvalidLocalTransactionId;
+static LocalTransactionId pinned_settings_lxid = InvalidLocalTransactionId;
 
 /* The envelope in force, set by the assign hook; NULL when empty. */
 const MandantEnvelope *MandantEnvelopeReceived = NULL;
@@ -976,7 +976,7 @@ MandantForwardOwnerContext(const pg_uuid_t *tenant, bool erase)
 	SetEnvelopeLocally(tenant != NULL ? SignEnvelope(key, key_len, true, erase, tenant, NULL, 0, NULL, NULL) : "",
 					   erase ? ERASE_SETTINGS : NULL);
 	if (erase)
-		search_path_pinned_lxid = MyProc->lxid;
+		pinned_settings_lxid = MyProc->lxid;
 	return true;
 }
 
@@ -991,9 +991,9 @@ void
 MandantForwardRestoredContext(void)
 {
 	const char *value = GetConfigOption(MANDANT_GUC_ENVELOPE, false, false);
-	bool		pinned = search_path_pinned_lxid == MyProc->lxid;
+	bool		pinned = pinned_settings_lxid == MyProc->lxid;
 
-	search_path_pinned_lxid = InvalidLocalTransactionId;
+	pinned_settings_lxid = InvalidLocalTransactionId;
 	SetEnvelopeLocally(value != NULL ? value : "", pinned ? RESTORED_SETTINGS : NULL);
 }
 
