@@ -908,16 +908,9 @@ mandant_audit_event_guard(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		const pg_uuid_t *tenant = MandantTenantOrPlatform("Application events belong to a tenant; only trusted backends write platform events.");
-
-		if (memcmp(tenant->data, ev.tenant_id->data, UUID_LEN) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("an audit event may only be written for the transaction's tenant"),
-					 errdetail("The event names tenant %s; the transaction is in %s.",
-							   DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(ev.tenant_id))),
-							   DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum((pg_uuid_t *) tenant)))),
-					 errhint("Write application events with mandant.audit_log().")));
+		MandantCheckGuardedTenant(ev.tenant_id, "an audit event",
+								  "Application events belong to a tenant; only trusted backends write platform events.",
+								  "Write application events with mandant.audit_log().");
 		CheckApplicationEvent(&ev);
 		ev.occurred_at = GetCurrentStatementStartTimestamp();
 		ev.actor_user_id = MandantCurrentUserId();

@@ -266,6 +266,29 @@ MandantCheckErasureRecord(const char *about, const char *described)
 }
 
 /*
+ * MandantCheckGuardedTenant raises 42501 unless a record that a role which
+ * is no superuser writes through Citus (what: "an audit event", "an outbox
+ * event") names the transaction's tenant, or the platform for a trusted
+ * backend (MandantTenantOrPlatform, whose error says platform_detail);
+ * hint names the function that writes such records.  The guards on the
+ * shards of mandant's history tables share it.
+ */
+void
+MandantCheckGuardedTenant(const pg_uuid_t *named, const char *what, const char *platform_detail,
+						  const char *hint)
+{
+	const pg_uuid_t *tenant = MandantTenantOrPlatform("%s", platform_detail);
+
+	if (memcmp(tenant->data, named->data, UUID_LEN) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("%s may only be written for the transaction's tenant", what),
+				 errdetail("The record names tenant %s; the transaction is in %s.",
+						   MandantUuidText(named), MandantUuidText(tenant)),
+				 errhint("%s", hint)));
+}
+
+/*
  * MandantLeaveErasure undoes MandantEnterErasure.
  */
 void

@@ -496,6 +496,8 @@ extern void MandantEnterErasure(const pg_uuid_t *tenant, MandantSavedUser *saved
 extern void MandantLeaveErasure(const MandantSavedUser *saved);
 extern const pg_uuid_t *MandantErasingHistoryOf(void);
 extern void MandantCheckErasureRecord(const char *about, const char *described);
+extern void MandantCheckGuardedTenant(const pg_uuid_t *named, const char *what,
+									  const char *platform_detail, const char *hint);
 extern bool MandantErasingRow(const struct TriggerData *trigdata, AttrNumber attnum);
 extern void MandantRestoreUser(const MandantSavedUser *saved);
 extern void MandantCheckTableTarget(Oid relid, const char *function_name);

@@ -851,15 +851,9 @@ mandant_outbox_guard(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		const pg_uuid_t *tenant = MandantTenantOrPlatform("Events belong to a tenant; only trusted backends emit platform events.");
-
-		if (memcmp(tenant->data, ev.tenant_id->data, UUID_LEN) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("an outbox event may only be written for the transaction's tenant"),
-					 errdetail("The event names tenant %s; the transaction is in %s.",
-							   MandantUuidText(ev.tenant_id), MandantUuidText(tenant)),
-					 errhint("Write custom events with mandant.emit().")));
+		MandantCheckGuardedTenant(ev.tenant_id, "an outbox event",
+								  "Events belong to a tenant; only trusted backends emit platform events.",
+								  "Write custom events with mandant.emit().");
 		CheckTopic(ev.topic, false);
 	}
 	ev.aggregate_type = AggregateTypeOf(ev.topic);
